@@ -1,0 +1,56 @@
+#pragma once
+// The engine: a loaded model, its tokenizer, a thread pool and the forward state, plus the
+// generation loop the CLI and the tests share.
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "host/llama_forward.h"
+#include "host/llama_model.h"
+#include "host/sampler.h"
+#include "host/thread_pool.h"
+#include "host/tokenizer.h"
+
+namespace fi {
+
+struct EngineOptions {
+  std::string model_path;
+  int threads = 0;       // 0: one per available core
+  int64_t context = 0;   // 0: min(4096, trained context)
+};
+
+struct GenerationStats {
+  int64_t prompt_tokens = 0;
+  double prompt_seconds = 0.0;
+  int64_t generated_tokens = 0;
+  double generation_seconds = 0.0;  // from the first sampled token to the last
+  bool stopped_at_end_of_generation = false;
+};
+
+class Engine {
+ public:
+  explicit Engine(const EngineOptions& options);
+
+  const LlamaModel& model() const { return *model_; }
+  const LlamaConfig& config() const { return model_->config(); }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  LlamaForward& forward() { return *forward_; }
+  ThreadPool& pool() { return *pool_; }
+  double load_seconds() const { return load_seconds_; }
+
+  // Evaluates the prompt, then samples up to max_tokens tokens, calling on_token for each; stops
+  // early at an end-of-generation token (not passed to on_token).
+  GenerationStats generate(const std::vector<int32_t>& prompt, int64_t max_tokens, Sampler& sampler,
+                           const std::function<void(int32_t)>& on_token);
+
+ private:
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<LlamaForward> forward_;
+  double load_seconds_ = 0.0;
+};
+
+}  // namespace fi

@@ -1,0 +1,170 @@
+#include "host/llama_forward.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "host/fp16.h"
+#include "host/quant.h"
+#include "io/error.h"
+
+namespace fi {
+
+namespace {
+
+void rms_norm(const float* x, const float* weight, float* out, int64_t n, double eps) {
+  double sum_squares = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum_squares += static_cast<double>(x[i]) * x[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(sum_squares / static_cast<double>(n) + eps));
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
+}
+
+}  // namespace
+
+LlamaForward::LlamaForward(const LlamaConfig& config, const LlamaWeights& weights, ThreadPool& pool,
+                           int64_t context, int64_t max_batch)
+    : config_(config), weights_(weights), pool_(pool), context_(context), max_batch_(max_batch) {
+  if (context < 1) fail("context length must be at least 1");
+  for (int64_t i = 0; i < config.rope_dim / 2; ++i) {
+    double frequency = std::pow(config.rope_base, -2.0 * static_cast<double>(i) / static_cast<double>(config.rope_dim));
+    if (weights.rope_freq_factors) frequency /= weights.rope_freq_factors[i];
+    inverse_frequencies_.push_back(frequency);
+  }
+  kv_cache_ = PageBuffer(static_cast<size_t>(config.n_layers) * 2 * static_cast<size_t>(context) *
+                         static_cast<size_t>(config.kv_dim()) * sizeof(uint16_t));
+  const auto b = static_cast<size_t>(max_batch);
+  x_.resize(b * config.dim);
+  normed_.resize(b * config.dim);
+  q_.resize(b * config.dim);
+  k_.resize(b * config.kv_dim());
+  v_.resize(b * config.kv_dim());
+  attended_.resize(b * config.dim);
+  projected_.resize(b * config.dim);
+  gate_.resize(b * config.ffn_dim);
+  up_.resize(b * config.ffn_dim);
+}
+
+uint16_t* LlamaForward::key_cache(int64_t layer, int64_t position) const {
+  return kv_cache_.as<uint16_t>() + ((layer * 2) * context_ + position) * config_.kv_dim();
+}
+
+uint16_t* LlamaForward::value_cache(int64_t layer, int64_t position) const {
+  return kv_cache_.as<uint16_t>() + ((layer * 2 + 1) * context_ + position) * config_.kv_dim();
+}
+
+void LlamaForward::eval(std::span<const int32_t> tokens, float* logits, bool all_logits) {
+  if (position_ + static_cast<int64_t>(tokens.size()) > context_)
+    fail("context is full: %lld tokens do not fit after position %lld (context %lld; raise --ctx)",
+         static_cast<long long>(tokens.size()), static_cast<long long>(position_), static_cast<long long>(context_));
+  for (int32_t token : tokens)
+    if (token < 0 || token >= config_.vocab)
+      fail("token id %d is outside the vocabulary (0..%lld)", token, static_cast<long long>(config_.vocab - 1));
+  for (size_t begin = 0; begin < tokens.size(); begin += static_cast<size_t>(max_batch_)) {
+    const size_t count = std::min(tokens.size() - begin, static_cast<size_t>(max_batch_));
+    const bool last_batch = begin + count == tokens.size();
+    float* batch_logits = all_logits ? logits + begin * config_.vocab : (last_batch ? logits : nullptr);
+    eval_batch(tokens.subspan(begin, count), batch_logits, all_logits);
+  }
+}
+
+void LlamaForward::eval_batch(std::span<const int32_t> tokens, float* logits, bool all_logits) {
+  const LlamaConfig& c = config_;
+  const auto n = static_cast<int64_t>(tokens.size());
+  const int64_t dim = c.dim, kv_dim = c.kv_dim();
+
+  for (int64_t t = 0; t < n; ++t)
+    dequantize_row(weights_.token_embedding.type, weights_.token_embedding.row(tokens[t]), &x_[t * dim], dim);
+
+  for (int64_t layer = 0; layer < c.n_layers; ++layer) {
+    const LayerWeights& w = weights_.layers[layer];
+    for (int64_t t = 0; t < n; ++t) rms_norm(&x_[t * dim], w.attn_norm, &normed_[t * dim], dim, c.rms_eps);
+    quantize_batch(pool_, w.wq.type, normed_.data(), dim, n, quantized_);
+    matmul(pool_, w.wq, quantized_, q_.data());
+    if (!quantized_.matches(w.wk, n)) quantize_batch(pool_, w.wk.type, normed_.data(), dim, n, quantized_);
+    matmul(pool_, w.wk, quantized_, k_.data());
+    if (!quantized_.matches(w.wv, n)) quantize_batch(pool_, w.wv.type, normed_.data(), dim, n, quantized_);
+    matmul(pool_, w.wv, quantized_, v_.data());
+
+    // RoPE on adjacent pairs (GGUF llama layout), then append K and V to the cache.
+    for (int64_t t = 0; t < n; ++t) {
+      const double position = static_cast<double>(position_ + t);
+      for (int64_t i = 0; i < c.rope_dim / 2; ++i) {
+        const double angle = position * inverse_frequencies_[i];
+        const auto cosine = static_cast<float>(std::cos(angle)), sine = static_cast<float>(std::sin(angle));
+        auto rotate = [&](float* head) {
+          const float a = head[2 * i], b = head[2 * i + 1];
+          head[2 * i] = a * cosine - b * sine;
+          head[2 * i + 1] = a * sine + b * cosine;
+        };
+        for (int64_t h = 0; h < c.n_heads; ++h) rotate(&q_[t * dim + h * c.head_dim]);
+        for (int64_t h = 0; h < c.n_kv_heads; ++h) rotate(&k_[t * kv_dim + h * c.head_dim]);
+      }
+      uint16_t* key = key_cache(layer, position_ + t);
+      uint16_t* value = value_cache(layer, position_ + t);
+      for (int64_t i = 0; i < kv_dim; ++i) {
+        key[i] = fp32_to_fp16(k_[t * kv_dim + i]);
+        value[i] = fp32_to_fp16(v_[t * kv_dim + i]);
+      }
+    }
+
+    attention(layer, n);
+    quantize_batch(pool_, w.wo.type, attended_.data(), dim, n, quantized_);
+    matmul(pool_, w.wo, quantized_, projected_.data());
+    for (int64_t i = 0; i < n * dim; ++i) x_[i] += projected_[i];
+
+    for (int64_t t = 0; t < n; ++t) rms_norm(&x_[t * dim], w.ffn_norm, &normed_[t * dim], dim, c.rms_eps);
+    quantize_batch(pool_, w.w_gate.type, normed_.data(), dim, n, quantized_);
+    matmul(pool_, w.w_gate, quantized_, gate_.data());
+    if (!quantized_.matches(w.w_up, n)) quantize_batch(pool_, w.w_up.type, normed_.data(), dim, n, quantized_);
+    matmul(pool_, w.w_up, quantized_, up_.data());
+    for (int64_t i = 0; i < n * c.ffn_dim; ++i) {
+      const float g = gate_[i];
+      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+    }
+    quantize_batch(pool_, w.w_down.type, gate_.data(), c.ffn_dim, n, quantized_);
+    matmul(pool_, w.w_down, quantized_, projected_.data());
+    for (int64_t i = 0; i < n * dim; ++i) x_[i] += projected_[i];
+  }
+
+  if (logits) {
+    const int64_t first = all_logits ? 0 : n - 1;
+    const int64_t rows = n - first;
+    for (int64_t t = 0; t < rows; ++t)
+      rms_norm(&x_[(first + t) * dim], weights_.output_norm, &normed_[t * dim], dim, c.rms_eps);
+    quantize_batch(pool_, weights_.output.type, normed_.data(), dim, rows, quantized_);
+    matmul(pool_, weights_.output, quantized_, logits);
+  }
+  position_ += n;
+}
+
+void LlamaForward::attention(int64_t layer, int64_t tokens) {
+  const LlamaConfig& c = config_;
+  const int64_t group = c.n_heads / c.n_kv_heads;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+  pool_.parallel_for(tokens * c.n_heads, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t t = task / c.n_heads, h = task % c.n_heads;
+      const int64_t kv_offset = (h / group) * c.head_dim;
+      const int64_t visible = position_ + t + 1;  // causal: this token and everything before it
+      const float* query = &q_[t * c.dim + h * c.head_dim];
+      if (scores.size() < static_cast<size_t>(visible)) scores.resize(visible);
+      float max_score = -INFINITY;
+      for (int64_t p = 0; p < visible; ++p) {
+        scores[p] = vec_dot(TensorType::F16, c.head_dim, key_cache(layer, p) + kv_offset, query) * scale;
+        max_score = std::max(max_score, scores[p]);
+      }
+      float total = 0.0f;
+      for (int64_t p = 0; p < visible; ++p) {
+        scores[p] = std::exp(scores[p] - max_score);
+        total += scores[p];
+      }
+      float* out = &attended_[t * c.dim + h * c.head_dim];
+      std::fill(out, out + c.head_dim, 0.0f);
+      const float inverse_total = 1.0f / total;
+      for (int64_t p = 0; p < visible; ++p)
+        add_scaled_f16(c.head_dim, scores[p] * inverse_total, value_cache(layer, p) + kv_offset, out);
+    }
+  });
+}
+
+}  // namespace fi

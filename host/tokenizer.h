@@ -1,0 +1,61 @@
+#pragma once
+// Tokenizers read from GGUF metadata: "llama" (SentencePiece-style with byte fallback) and "gpt2"
+// (byte-level BPE with merges and the GPT-2 pre-tokenizer).
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "io/gguf.h"
+
+namespace fi {
+
+enum class TokenKind : uint8_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+
+class Tokenizer {
+ public:
+  enum class Model { Spm, Gpt2 };
+  // Throws Error when the file has no usable tokenizer.
+  static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& file);
+
+  Model model() const { return model_; }
+  int32_t size() const { return static_cast<int32_t>(texts_.size()); }
+  int32_t bos() const { return bos_; }
+  int32_t eos() const { return eos_; }
+  bool adds_bos() const { return add_bos_; }
+  const std::string& text(int32_t token) const { return texts_.at(static_cast<size_t>(token)); }
+  TokenKind kind(int32_t token) const { return kinds_.at(static_cast<size_t>(token)); }
+  bool is_end_of_generation(int32_t token) const;
+
+  // Text to ids. The text is taken literally unless parse_special, which maps control tokens
+  // written in it (e.g. "<s>") to their ids. BOS is prepended when add_bos.
+  std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;
+  // The bytes a token stands for; control tokens decode to nothing.
+  std::string piece(int32_t token) const;
+  // Concatenated pieces; SentencePiece's leading space (from the space prefix) is removed.
+  std::string decode(const std::vector<int32_t>& tokens) const;
+  // Whether the first generated piece after BOS loses its leading space (SentencePiece style).
+  bool strips_leading_space() const { return model_ == Model::Spm && add_space_prefix_; }
+
+ private:
+  void encode_spm(std::string_view text, std::vector<int32_t>& out) const;
+  void encode_gpt2(std::string_view text, std::vector<int32_t>& out) const;
+  void bpe_word(const std::string& word, std::vector<int32_t>& out) const;
+  int32_t find(std::string_view text) const;
+
+  Model model_ = Model::Spm;
+  std::vector<std::string> texts_;
+  std::vector<float> scores_;
+  std::vector<TokenKind> kinds_;
+  std::unordered_map<std::string, int32_t> ids_;
+  std::unordered_map<std::string, int32_t> merge_ranks_;  // "left right" -> rank
+  std::vector<int32_t> specials_;  // tokens matched in text before tokenizing, longest first
+  int32_t bos_ = -1, eos_ = -1, eot_ = -1, unknown_ = -1;
+  bool add_bos_ = true;
+  bool add_space_prefix_ = true;
+  int32_t byte_tokens_[256];
+};
+
+}  // namespace fi

@@ -1,0 +1,10 @@
+#pragma once
+// The flexinfer subcommands; each returns the process exit code.
+namespace fi {
+int command_generate(int argc, char** argv);
+int command_tokenize(int argc, char** argv);
+int command_logits(int argc, char** argv);
+int command_inspect(int argc, char** argv);
+int command_make_model(int argc, char** argv);
+int command_devices(int argc, char** argv);
+}  // namespace fi

@@ -1,0 +1,42 @@
+#pragma once
+// Random-weight llama GGUF files of realistic shapes, written in a streaming way (memory use does
+// not grow with the model). Tests and benchmarks use them.
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "host/thread_pool.h"
+#include "io/tensor_type.h"
+
+namespace fi {
+
+struct ModelShape {
+  int64_t dim = 256;
+  int64_t n_layers = 4;
+  int64_t n_heads = 8;
+  int64_t n_kv_heads = 4;
+  int64_t ffn_dim = 768;
+  int64_t context = 2048;
+  int64_t rope_dim = 0;  // 0: head dimension
+  double rope_base = 10000.0;
+  bool tied_embeddings = false;
+};
+
+// tiny, 1b (Llama-3.2-1B-like, tied), 7b, 13b, 70b; nullopt for other names.
+std::optional<ModelShape> find_preset(const std::string& name);
+
+enum class WeightScheme { F32, F16, Q8_0, Q4_0, Q4_K, Q6_K };
+std::optional<WeightScheme> parse_weight_scheme(const std::string& name);
+
+struct MakeModelOptions {
+  ModelShape shape;
+  WeightScheme scheme = WeightScheme::F16;
+  std::string vocab_path;  // a GGUF whose tokenizer.* metadata is copied; empty: byte-level vocabulary
+  uint64_t seed = 1;
+  std::string output_path;
+};
+
+// Returns the file's size in bytes.
+uint64_t make_model(const MakeModelOptions& options, ThreadPool& pool);
+
+}  // namespace fi
