@@ -30,7 +30,7 @@ class ThreadPool {
     if (count <= 0) return;
     grain = std::max<int64_t>(grain, 1);
     if (size() == 1 || count <= grain) {
-      body(int64_t{0}, count);
+      for (int64_t begin = 0; begin < count; begin += grain) body(begin, std::min(count, begin + grain));
       return;
     }
     std::atomic<int64_t> next{0};

@@ -1,0 +1,119 @@
+// The engine's forward pass against the float64 reference on generated models of several shapes,
+// and its invariances: batching and thread count never change the result.
+#include <cstring>
+
+#include "host/engine.h"
+#include "io/error.h"
+#include "host/llama_forward.h"
+#include "reference_llama.h"
+#include "test_support.h"
+
+namespace fi {
+namespace {
+
+struct Case {
+  const char* name;
+  ModelShape shape;
+  WeightScheme scheme;
+  double tolerance;  // relative RMS of logits vs the float64 reference
+};
+
+// F32/F16 models differ from the reference by the half-precision KV cache; quantized ones also by
+// the 8-bit activations of the integer dot products.
+const Case kCases[] = {
+    {"gqa_f32", {64, 2, 4, 2, 96, 512, 0, 10000.0, false}, WeightScheme::F32, 3e-3},
+    {"mha_f16", {64, 2, 4, 4, 128, 512, 0, 10000.0, false}, WeightScheme::F16, 3e-3},
+    {"tied_f32", {64, 3, 8, 2, 160, 512, 0, 500000.0, true}, WeightScheme::F32, 3e-3},
+    {"odd_sizes_f32", {72, 2, 6, 3, 100, 512, 0, 10000.0, false}, WeightScheme::F32, 3e-3},
+    {"partial_rope_f32", {64, 2, 4, 2, 96, 512, 8, 10000.0, false}, WeightScheme::F32, 3e-3},
+    {"q8_0", {256, 2, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q8_0, 2e-2},
+    {"q4_0", {256, 2, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q4_0, 5e-2},
+    {"q4_k", {256, 2, 8, 2, 512, 512, 0, 10000.0, true}, WeightScheme::Q4_K, 5e-2},
+    {"q6_k", {256, 2, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q6_K, 3e-2},
+};
+
+class ForwardTest : public ::testing::TestWithParam<Case> {};
+
+std::vector<int32_t> some_tokens(int64_t vocab, size_t count) {
+  std::vector<int32_t> tokens;
+  for (size_t i = 0; i < count; ++i) tokens.push_back(static_cast<int32_t>((i * 97 + 1) % static_cast<size_t>(vocab)));
+  return tokens;
+}
+
+TEST_P(ForwardTest, MatchesFloat64Reference) {
+  const Case& c = GetParam();
+  const std::string path = test::generated_model(c.name, c.shape, c.scheme);
+  Engine engine({path, 2, 64});
+  const auto tokens = some_tokens(engine.config().vocab, 12);
+  std::vector<float> logits(tokens.size() * engine.config().vocab);
+  engine.forward().eval(tokens, logits.data(), true);
+  const std::vector<float> expected = test::reference_logits(engine.model(), tokens);
+  EXPECT_LT(test::relative_rms(logits, expected), c.tolerance) << c.name;
+}
+
+TEST_P(ForwardTest, BatchedPrefillEqualsTokenByTokenBitForBit) {
+  const Case& c = GetParam();
+  const std::string path = test::generated_model(c.name, c.shape, c.scheme);
+  const auto model = LlamaModel::load(path);
+  ThreadPool pool(2);
+  const auto tokens = some_tokens(model->config().vocab, 9);
+  const auto vocab = static_cast<size_t>(model->config().vocab);
+
+  LlamaForward batched(model->config(), model->weights(), pool, 32);
+  std::vector<float> all(tokens.size() * vocab);
+  batched.eval(tokens, all.data(), true);
+
+  LlamaForward single(model->config(), model->weights(), pool, 32);
+  std::vector<float> one(vocab);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    single.eval(std::span<const int32_t>(&tokens[t], 1), one.data());
+    ASSERT_EQ(0, std::memcmp(one.data(), &all[t * vocab], vocab * sizeof(float))) << "position " << t;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ForwardTest, ::testing::ValuesIn(kCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Forward, ThreadCountDoesNotChangeLogits) {
+  const std::string path = test::generated_model("q4_0", kCases[6].shape, kCases[6].scheme);
+  const auto model = LlamaModel::load(path);
+  const auto tokens = some_tokens(model->config().vocab, 6);
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    LlamaForward forward(model->config(), model->weights(), pool, 16);
+    results.emplace_back(tokens.size() * model->config().vocab);
+    forward.eval(tokens, results.back().data(), true);
+  }
+  EXPECT_EQ(results[0], results[1]);
+  EXPECT_EQ(results[0], results[2]);
+}
+
+TEST(Forward, PromptLongerThanOneBatchIsSplit) {
+  const std::string path = test::generated_model("gqa_f32", kCases[0].shape, kCases[0].scheme);
+  const auto model = LlamaModel::load(path);
+  ThreadPool pool(2);
+  const auto tokens = some_tokens(model->config().vocab, 11);
+  const auto vocab = static_cast<size_t>(model->config().vocab);
+  LlamaForward whole(model->config(), model->weights(), pool, 32, 64);
+  LlamaForward pieces(model->config(), model->weights(), pool, 32, 4);
+  std::vector<float> a(tokens.size() * vocab), b(tokens.size() * vocab);
+  whole.eval(tokens, a.data(), true);
+  pieces.eval(tokens, b.data(), true);
+  EXPECT_EQ(a, b);
+}
+
+TEST(Forward, RejectsContextOverflowAndBadTokens) {
+  const std::string path = test::generated_model("gqa_f32", kCases[0].shape, kCases[0].scheme);
+  const auto model = LlamaModel::load(path);
+  ThreadPool pool(1);
+  LlamaForward forward(model->config(), model->weights(), pool, 4);
+  std::vector<float> logits(model->config().vocab);
+  const std::vector<int32_t> five = {1, 2, 3, 4, 5};
+  EXPECT_THROW(forward.eval(five, logits.data()), Error);
+  const std::vector<int32_t> bad = {static_cast<int32_t>(model->config().vocab)};
+  EXPECT_THROW(forward.eval(bad, logits.data()), Error);
+}
+
+}  // namespace
+}  // namespace fi

@@ -1,0 +1,163 @@
+// Every CPU kernel against the scalar reference on random data.
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "host/fp16.h"
+#include "host/quant.h"
+#include "test_support.h"
+
+namespace fi {
+namespace {
+
+constexpr TensorType kAllTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,
+                                    TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
+
+std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> values(n);
+  for (float& v : values) v = normal(rng);
+  return values;
+}
+
+std::vector<uint8_t> quantized(TensorType type, const std::vector<float>& values) {
+  std::vector<uint8_t> bytes(row_bytes(type, values.size()));
+  quantize_row(type, values.data(), bytes.data(), static_cast<int64_t>(values.size()));
+  return bytes;
+}
+
+class KernelTest : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(KernelTest, DispatchedDotMatchesReference) {
+  const TensorType type = GetParam();
+  for (int64_t n : {256, 512, 4096, 11008}) {
+    for (uint32_t seed = 1; seed <= 4; ++seed) {
+      const auto w = quantized(type, random_values(n, seed));
+      const auto x = random_values(n, seed + 100);
+      std::vector<uint8_t> activations(activation_row_bytes(type, n)), reference_activations(activations.size());
+      quantize_activations(type, x.data(), activations.data(), n);
+      reference::quantize_activations(type, x.data(), reference_activations.data(), n);
+      ASSERT_EQ(activations, reference_activations) << "activation quantization must be bit-exact, n=" << n;
+      const float fast = vec_dot(type, n, w.data(), activations.data());
+      const float slow = reference::vec_dot(type, n, w.data(), activations.data());
+      // Only the float summation order differs.
+      EXPECT_NEAR(fast, slow, 1e-5 * std::sqrt(static_cast<double>(n)) * (1.0 + std::fabs(slow)))
+          << type_name(type) << " n=" << n << " seed=" << seed;
+    }
+  }
+}
+
+TEST_P(KernelTest, ReferenceDotMatchesDequantizedProduct) {
+  const TensorType type = GetParam();
+  const int64_t n = 4096;
+  for (uint32_t seed = 1; seed <= 4; ++seed) {
+    const auto w = quantized(type, random_values(n, seed));
+    const auto x = random_values(n, seed + 7);
+    std::vector<float> dequantized(n);
+    dequantize_row(type, w.data(), dequantized.data(), n);
+    double exact = 0, magnitude = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      exact += static_cast<double>(dequantized[i]) * x[i];
+      magnitude += std::fabs(static_cast<double>(dequantized[i]) * x[i]);
+    }
+    std::vector<uint8_t> activations(activation_row_bytes(type, n));
+    reference::quantize_activations(type, x.data(), activations.data(), n);
+    const float dot = reference::vec_dot(type, n, w.data(), activations.data());
+    // 8-bit activations: error ~ 2^-8 of the summed magnitude, far less for float types.
+    const double tolerance = activation_format(type) == ActivationFormat::F32 ? 1e-5 * magnitude : 4e-3 * magnitude;
+    EXPECT_NEAR(dot, exact, tolerance) << type_name(type) << " seed=" << seed;
+  }
+}
+
+TEST_P(KernelTest, QuantizeDequantizeRoundTrip) {
+  const TensorType type = GetParam();
+  const int64_t n = 2048;
+  const auto x = random_values(n, 3);
+  std::vector<float> back(n);
+  dequantize_row(type, quantized(type, x).data(), back.data(), n);
+  double error = 0, energy = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    error += (back[i] - x[i]) * (back[i] - x[i]);
+    energy += x[i] * x[i];
+  }
+  const double tolerance = type == TensorType::F32   ? 1e-9
+                           : type == TensorType::F16 ? 1e-3
+                           : type == TensorType::BF16 ? 5e-3
+                           : type == TensorType::Q8_0 ? 1e-2
+                           : type == TensorType::Q6_K ? 4e-2
+                           : type == TensorType::Q5_K ? 6e-2
+                                                      : 0.15;
+  EXPECT_LT(std::sqrt(error / energy), tolerance) << type_name(type);
+}
+
+class QuantizedKernelTest : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(QuantizedKernelTest, RandomBlockBytesAgreeWithReference) {
+  // Arbitrary block contents (not produced by our quantizer) with sane scales.
+  const TensorType type = GetParam();
+  const int64_t n = 1024;
+  std::mt19937 rng(11);
+  std::vector<uint8_t> w(row_bytes(type, n));
+  for (uint8_t& byte : w) byte = static_cast<uint8_t>(rng());
+  const TypeTraits& traits = type_traits(type);
+  for (size_t block = 0; block < w.size() / traits.block_bytes; ++block) {
+    uint8_t* p = w.data() + block * traits.block_bytes;
+    const uint16_t scale = fp32_to_fp16(0.01f * static_cast<float>(1 + rng() % 100));
+    if (type == TensorType::Q6_K) std::memcpy(p + 208, &scale, 2);
+    else std::memcpy(p, &scale, 2);
+    if (type == TensorType::Q4_K || type == TensorType::Q5_K) std::memcpy(p + 2, &scale, 2);
+  }
+  const auto x = random_values(n, 12);
+  std::vector<uint8_t> activations(activation_row_bytes(type, n));
+  quantize_activations(type, x.data(), activations.data(), n);
+  const float fast = vec_dot(type, n, w.data(), activations.data());
+  const float slow = reference::vec_dot(type, n, w.data(), activations.data());
+  EXPECT_NEAR(fast, slow, 1e-4 * (1.0 + std::fabs(slow))) << type_name(type);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, KernelTest, ::testing::ValuesIn(kAllTypes),
+                         [](const auto& info) { return std::string(type_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(QuantizedTypes, QuantizedKernelTest,
+                         ::testing::Values(TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K,
+                                           TensorType::Q6_K),
+                         [](const auto& info) { return std::string(type_name(info.param)); });
+
+TEST(Kernels, SimdIsActiveOnThisMachine) {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
+    GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C: the scalar kernels are the ones in use";
+  EXPECT_TRUE(simd_kernels_active());
+}
+
+TEST(Kernels, AddScaledHalfMatchesReference) {
+  for (int64_t n : {1, 7, 8, 64, 131}) {
+    const auto values = random_values(n, 5);
+    std::vector<uint16_t> row(n);
+    for (int64_t i = 0; i < n; ++i) row[i] = fp32_to_fp16(values[i]);
+    std::vector<float> fast(n, 0.5f), slow(n, 0.5f);
+    add_scaled_f16(n, 0.3f, row.data(), fast.data());
+    reference::add_scaled_f16(n, 0.3f, row.data(), slow.data());
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(fast[i], slow[i], 1e-6f);
+  }
+}
+
+TEST(Fp16, EveryHalfRoundTrips) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = fp16_to_fp32(static_cast<uint16_t>(h));
+    if (std::isnan(f)) continue;
+    EXPECT_EQ(fp32_to_fp16(f), h);
+  }
+}
+
+TEST(Fp16, RoundsToNearestEven) {
+  EXPECT_EQ(fp32_to_fp16(1.0f + 1.0f / 2048.0f), 0x3c00);  // halfway, rounds down to even
+  EXPECT_EQ(fp32_to_fp16(1.0f + 3.0f / 2048.0f), 0x3c02);  // halfway, rounds up to even
+  EXPECT_EQ(fp32_to_fp16(65520.0f), 0x7c00);               // overflows to infinity
+  EXPECT_EQ(fp32_to_fp16(-0.0f), 0x8000);
+  EXPECT_EQ(fp32_to_fp16(5.96e-8f), 0x0001);                // smallest subnormal
+  EXPECT_EQ(fp32_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(bf16_to_fp32(0x3f80), 1.0f);
+}
+
+}  // namespace
+}  // namespace fi

@@ -1,0 +1,93 @@
+#include "test_support.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "host/thread_pool.h"
+
+namespace fi::test {
+
+std::string shared_data() {
+  struct stat info {};
+  const std::string path = FLEXINFER_SHARED_DATA;
+  return ::stat((path + "/models").c_str(), &info) == 0 ? path : std::string();
+}
+
+std::string scratch_dir() {
+  static const std::string dir = [] {
+    std::string pattern = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") + "/flexinfer-test-XXXXXX";
+    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    return pattern;
+  }();
+  return dir;
+}
+
+std::string scratch_path(const std::string& name) { return scratch_dir() + "/" + name; }
+
+std::string generated_model(const std::string& name, const ModelShape& shape, WeightScheme scheme, uint64_t seed) {
+  static std::map<std::string, std::string> made;
+  auto it = made.find(name);
+  if (it != made.end()) return it->second;
+  MakeModelOptions options;
+  options.shape = shape;
+  options.scheme = scheme;
+  options.seed = seed;
+  options.output_path = scratch_path(name + ".gguf");
+  ThreadPool pool(2);
+  make_model(options, pool);
+  made[name] = options.output_path;
+  return options.output_path;
+}
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+CommandResult run_flexinfer(const std::vector<std::string>& arguments) {
+  const std::string out_path = scratch_path("cmd.out"), err_path = scratch_path("cmd.err");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(FLEXINFER_BINARY));
+    for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    if (!std::freopen(out_path.c_str(), "w", stdout) || !std::freopen(err_path.c_str(), "w", stderr)) _exit(127);
+    ::execv(FLEXINFER_BINARY, argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  // A signal death is reported as 128 + signal, as a shell would.
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return {code, slurp(out_path), slurp(err_path)};
+}
+
+double relative_rms(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return a.size() == b.size() && den > 0 ? std::sqrt(num / den) : INFINITY;
+}
+
+}  // namespace fi::test

@@ -1,0 +1,41 @@
+#pragma once
+// Helpers shared by the suites: fixture paths, scratch files and generated models.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tools/model_maker.h"
+
+namespace fi::test {
+
+// ../shared/data when present, else empty.
+std::string shared_data();
+
+#define FI_REQUIRE_SHARED_DATA()                                                                  \
+  do {                                                                                            \
+    if (::fi::test::shared_data().empty())                                                        \
+      GTEST_SKIP() << "../shared/data is not present beside the checkout; fixture test skipped"; \
+  } while (0)
+
+// A fresh scratch directory for this test process.
+std::string scratch_dir();
+std::string scratch_path(const std::string& name);
+
+// Writes a random-weight model of `shape` and returns its path (cached per name in the process).
+std::string generated_model(const std::string& name, const ModelShape& shape, WeightScheme scheme, uint64_t seed = 7);
+
+std::vector<uint8_t> read_bytes(const std::string& path);
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
+
+struct CommandResult {
+  int exit_code;
+  std::string out, err;
+};
+// Runs the flexinfer binary with these arguments (no shell), capturing output.
+CommandResult run_flexinfer(const std::vector<std::string>& arguments);
+
+// ||a - b|| / ||b||
+double relative_rms(const std::vector<float>& a, const std::vector<float>& b);
+
+}  // namespace fi::test

@@ -1,0 +1,45 @@
+#include <atomic>
+
+#include "host/thread_pool.h"
+#include "test_support.h"
+
+namespace fi {
+namespace {
+
+TEST(ThreadPool, ParallelForVisitsEveryIndexOnce) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    for (int64_t count : {0, 1, 2, 7, 64, 1000}) {
+      for (int64_t grain : {1, 3, 64}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(count));
+        pool.parallel_for(count, grain, [&](int64_t begin, int64_t end) {
+          ASSERT_LE(end - begin, grain);
+          for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+        });
+        for (int64_t i = 0; i < count; ++i) ASSERT_EQ(hits[i].load(), 1) << threads << " " << count << " " << grain;
+      }
+    }
+  }
+}
+
+TEST(ThreadPool, RunCallsEveryThreadIndexOnce) {
+  ThreadPool pool(4);
+  for (int round = 0; round < 2000; ++round) {
+    std::atomic<int> mask{0};
+    pool.run([&](int index) { mask.fetch_or(1 << index); });
+    ASSERT_EQ(mask.load(), 0xF);
+  }
+}
+
+TEST(ThreadPool, SurvivesIdleGapsLongerThanTheSpin) {
+  ThreadPool pool(2);
+  for (int round = 0; round < 5; ++round) {
+    std::atomic<int> sum{0};
+    pool.parallel_for(100, 1, [&](int64_t begin, int64_t end) { sum += static_cast<int>(end - begin); });
+    EXPECT_EQ(sum.load(), 100);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // workers go to sleep on the futex
+  }
+}
+
+}  // namespace
+}  // namespace fi
