@@ -2,8 +2,8 @@
 // Weight formats (llama.cpp's block layouts) and the CPU kernels over them.
 //
 // A matrix-vector product quantizes the activation vector once into the format its weight type
-// pairs with (Q8_0 blocks for Q4_0/Q8_0, Q8_K super-blocks for the K-quants, plain F32 for the
-// float types), then every row is an integer-SIMD dot product against that vector.
+// pairs with (Q8 rows for Q4_0/Q8_0, Q8_K super-blocks for the K-quants, plain F32 for the float
+// types), then every row is an integer-SIMD dot product against that vector.
 #include <cstddef>
 #include <cstdint>
 
@@ -52,7 +52,26 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ8_0) == 34);
 static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210);
 static_assert(sizeof(BlockQ8_K) == 292);
 
-enum class ActivationFormat { F32, Q8_0, Q8_K };
+// Activations paired with Q4_0/Q8_0 weights (an internal format): the n int8 values, then one
+// float scale per block of 32, then per block scale x sum of its values. Contiguous float scales
+// let the kernels scale several blocks with one multiply; the sums let Q4_0 multiply unsigned
+// nibbles and correct for their offset of 8 once per block.
+template <typename Int8, typename Float>
+struct Q8RowOf {
+  Int8* values;
+  Float* scales;
+  Float* scaled_sums;
+  template <typename Bytes>
+  static Q8RowOf at(Bytes* row, int64_t n) {
+    auto* values = reinterpret_cast<Int8*>(row);
+    auto* scales = reinterpret_cast<Float*>(values + n);
+    return {values, scales, scales + n / 32};
+  }
+};
+using Q8Row = Q8RowOf<int8_t, float>;
+using ConstQ8Row = Q8RowOf<const int8_t, const float>;
+
+enum class ActivationFormat { F32, Q8, Q8_K };
 ActivationFormat activation_format(TensorType weight_type);
 // Bytes needed to hold one activation row of n elements in the format paired with weight_type.
 size_t activation_row_bytes(TensorType weight_type, int64_t n);

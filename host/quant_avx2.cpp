@@ -82,39 +82,69 @@ float dot_bf16(int64_t n, const uint16_t* w, const float* x) {
   return sum;
 }
 
-float dot_q4_0(int64_t n, const BlockQ4_0* w, const BlockQ8_0* a) {
+// Q4_0 x Q8: the nibbles (0..15) multiply the activations unsigned, and the offset of 8 is taken
+// off per block through the activation sums, which saves the sign juggling of signed x signed.
+float dot_q4_0(int64_t n, const BlockQ4_0* w, ConstQ8Row a) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  const __m256i eight = _mm256_set1_epi8(8);
+  __m128 offset = _mm_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
   const int64_t blocks = n / kQK;
   int64_t b = 0;
-  for (; b + 2 <= blocks; b += 2) {
-    const __m256i x0 = _mm256_sub_epi8(unpack_nibbles(w[b].qs), eight);
-    const __m256i x1 = _mm256_sub_epi8(unpack_nibbles(w[b + 1].qs), eight);
-    const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b + 1].qs));
-    const __m256 d0 = _mm256_set1_ps(half_to_float(w[b].d) * half_to_float(a[b].d));
-    const __m256 d1 = _mm256_set1_ps(half_to_float(w[b + 1].d) * half_to_float(a[b + 1].d));
-    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(dot_i8(x0, y0)), acc0);
-    acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(dot_i8(x1, y1)), acc1);
+  alignas(16) float scales[4];
+  for (; b + 4 <= blocks; b += 4) {
+    const __m128 weight_scales = _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(w[b].d), static_cast<short>(w[b + 1].d),
+                                                             static_cast<short>(w[b + 2].d), static_cast<short>(w[b + 3].d),
+                                                             0, 0, 0, 0));
+    _mm_store_ps(scales, _mm_mul_ps(weight_scales, _mm_loadu_ps(a.scales + b)));
+    offset = _mm_fmadd_ps(weight_scales, _mm_loadu_ps(a.scaled_sums + b), offset);
+    for (int k = 0; k < 4; k += 2) {
+      const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.values + (b + k) * kQK));
+      const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.values + (b + k + 1) * kQK));
+      const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_nibbles(w[b + k].qs), y0), ones);
+      const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_nibbles(w[b + k + 1].qs), y1), ones);
+      acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&scales[k]), _mm256_cvtepi32_ps(p0), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&scales[k + 1]), _mm256_cvtepi32_ps(p1), acc1);
+    }
   }
+  float tail_offset = 0.0f;
   for (; b < blocks; ++b) {
-    const __m256i x0 = _mm256_sub_epi8(unpack_nibbles(w[b].qs), eight);
-    const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const __m256 d0 = _mm256_set1_ps(half_to_float(w[b].d) * half_to_float(a[b].d));
-    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(dot_i8(x0, y0)), acc0);
+    const float weight_scale = half_to_float(w[b].d);
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.values + b * kQK));
+    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_nibbles(w[b].qs), y), ones);
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(weight_scale * a.scales[b]), _mm256_cvtepi32_ps(p), acc0);
+    tail_offset += weight_scale * a.scaled_sums[b];
   }
-  return horizontal_sum(_mm256_add_ps(acc0, acc1));
+  offset = _mm_add_ps(offset, _mm_movehl_ps(offset, offset));
+  offset = _mm_add_ss(offset, _mm_movehdup_ps(offset));
+  return horizontal_sum(_mm256_add_ps(acc0, acc1)) - 8.0f * (_mm_cvtss_f32(offset) + tail_offset);
 }
 
-float dot_q8_0(int64_t n, const BlockQ8_0* w, const BlockQ8_0* a) {
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / kQK; ++b) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const __m256 d = _mm256_set1_ps(half_to_float(w[b].d) * half_to_float(a[b].d));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(x, y)), acc);
+float dot_q8_0(int64_t n, const BlockQ8_0* w, ConstQ8Row a) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  const int64_t blocks = n / kQK;
+  int64_t b = 0;
+  alignas(16) float scales[4];
+  for (; b + 4 <= blocks; b += 4) {
+    const __m128 weight_scales = _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(w[b].d), static_cast<short>(w[b + 1].d),
+                                                             static_cast<short>(w[b + 2].d), static_cast<short>(w[b + 3].d),
+                                                             0, 0, 0, 0));
+    _mm_store_ps(scales, _mm_mul_ps(weight_scales, _mm_loadu_ps(a.scales + b)));
+    for (int k = 0; k < 4; k += 2) {
+      const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.values + (b + k) * kQK));
+      const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.values + (b + k + 1) * kQK));
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b + k].qs));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b + k + 1].qs));
+      acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&scales[k]), _mm256_cvtepi32_ps(dot_i8(x0, y0)), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&scales[k + 1]), _mm256_cvtepi32_ps(dot_i8(x1, y1)), acc1);
+    }
   }
-  return horizontal_sum(acc);
+  for (; b < blocks; ++b) {
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.values + b * kQK));
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+    const __m256 d = _mm256_set1_ps(half_to_float(w[b].d) * a.scales[b]);
+    acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(x, y)), acc0);
+  }
+  return horizontal_sum(_mm256_add_ps(acc0, acc1));
 }
 
 // Sum over sub-blocks of mins * activation sums: the K-quant offset term.
@@ -251,12 +281,15 @@ inline __m256i quantize_32(const float* x, float id) {
 
 }  // namespace
 
-void quantize_q8_0(const float* x, BlockQ8_0* out, int64_t n) {
+void quantize_q8_row(const float* x, Q8Row out, int64_t n) {
   for (int64_t b = 0; b < n / kQK; ++b) {
     const float amax = max_abs(x + b * kQK, kQK);
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    out[b].d = fp32_to_fp16(amax / 127.0f);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs), quantize_32(x + b * kQK, id));
+    out.scales[b] = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));  // fp16 like llama.cpp
+    const __m256i q = quantize_32(x + b * kQK, id);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.values + b * kQK), q);
+    const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+    out.scaled_sums[b] = out.scales[b] * static_cast<float>(horizontal_sum_i32(sums));
   }
 }
 
@@ -287,9 +320,9 @@ float vec_dot(TensorType type, int64_t n, const void* weight_row, const void* ac
     case TensorType::F16: return dot_f16(n, static_cast<const uint16_t*>(weight_row), x);
     case TensorType::BF16: return dot_bf16(n, static_cast<const uint16_t*>(weight_row), x);
     case TensorType::Q4_0:
-      return dot_q4_0(n, static_cast<const BlockQ4_0*>(weight_row), static_cast<const BlockQ8_0*>(activations));
+      return dot_q4_0(n, static_cast<const BlockQ4_0*>(weight_row), ConstQ8Row::at(activations, n));
     case TensorType::Q8_0:
-      return dot_q8_0(n, static_cast<const BlockQ8_0*>(weight_row), static_cast<const BlockQ8_0*>(activations));
+      return dot_q8_0(n, static_cast<const BlockQ8_0*>(weight_row), ConstQ8Row::at(activations, n));
     case TensorType::Q4_K:
       return dot_q4_k(n, static_cast<const BlockQ4_K*>(weight_row), static_cast<const BlockQ8_K*>(activations));
     case TensorType::Q5_K:

@@ -19,7 +19,7 @@ bool simd_kernels_active() { return cpu_has_avx2(); }
 void quantize_activations(TensorType weight_type, const float* x, void* destination, int64_t n) {
   if (!cpu_has_avx2()) return reference::quantize_activations(weight_type, x, destination, n);
   switch (activation_format(weight_type)) {
-    case ActivationFormat::Q8_0: return avx2::quantize_q8_0(x, static_cast<BlockQ8_0*>(destination), n);
+    case ActivationFormat::Q8: return avx2::quantize_q8_row(x, Q8Row::at(destination, n), n);
     case ActivationFormat::Q8_K: return avx2::quantize_q8_k(x, static_cast<BlockQ8_K*>(destination), n);
     case ActivationFormat::F32: std::memcpy(destination, x, static_cast<size_t>(n) * sizeof(float)); return;
   }

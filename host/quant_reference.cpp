@@ -12,7 +12,7 @@ namespace fi {
 
 ActivationFormat activation_format(TensorType weight_type) {
   switch (weight_type) {
-    case TensorType::Q4_0: case TensorType::Q8_0: return ActivationFormat::Q8_0;
+    case TensorType::Q4_0: case TensorType::Q8_0: return ActivationFormat::Q8;
     case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K: return ActivationFormat::Q8_K;
     default: return ActivationFormat::F32;
   }
@@ -20,7 +20,7 @@ ActivationFormat activation_format(TensorType weight_type) {
 
 size_t activation_row_bytes(TensorType weight_type, int64_t n) {
   switch (activation_format(weight_type)) {
-    case ActivationFormat::Q8_0: return static_cast<size_t>(n / kQK) * sizeof(BlockQ8_0);
+    case ActivationFormat::Q8: return static_cast<size_t>(n) + 2 * static_cast<size_t>(n / kQK) * sizeof(float);
     case ActivationFormat::Q8_K: return static_cast<size_t>(n / kQKK) * sizeof(BlockQ8_K);
     default: return static_cast<size_t>(n) * sizeof(float);
   }
@@ -63,6 +63,21 @@ void quantize_q8_0(const float* x, BlockQ8_0* out, int64_t n) {
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     out[b].d = fp32_to_fp16(amax / 127.0f);
     for (int j = 0; j < kQK; ++j) out[b].qs[j] = static_cast<int8_t>(nearest(x[b * kQK + j] * id));
+  }
+}
+
+void quantize_q8_row(const float* x, Q8Row out, int64_t n) {
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[b * kQK + j]));
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    out.scales[b] = fp16_to_fp32(fp32_to_fp16(amax / 127.0f));  // fp16 like llama.cpp's Q8_0
+    int sum = 0;
+    for (int j = 0; j < kQK; ++j) {
+      out.values[b * kQK + j] = static_cast<int8_t>(nearest(x[b * kQK + j] * id));
+      sum += out.values[b * kQK + j];
+    }
+    out.scaled_sums[b] = out.scales[b] * static_cast<float>(sum);
   }
 }
 
@@ -154,7 +169,7 @@ namespace reference {
 
 void quantize_activations(TensorType weight_type, const float* x, void* destination, int64_t n) {
   switch (activation_format(weight_type)) {
-    case ActivationFormat::Q8_0: quantize_q8_0(x, static_cast<BlockQ8_0*>(destination), n); return;
+    case ActivationFormat::Q8: quantize_q8_row(x, Q8Row::at(destination, n), n); return;
     case ActivationFormat::Q8_K: quantize_q8_k(x, static_cast<BlockQ8_K*>(destination), n); return;
     case ActivationFormat::F32: std::memcpy(destination, x, static_cast<size_t>(n) * 4); return;
   }
@@ -175,21 +190,21 @@ float vec_dot(TensorType type, int64_t n, const void* weight_row, const void* ac
       return static_cast<float>(sum);
     }
     case TensorType::Q8_0: case TensorType::Q4_0: {
-      const auto* a = static_cast<const BlockQ8_0*>(activations);
+      const ConstQ8Row a = ConstQ8Row::at(activations, n);
       float sum = 0.0f;
       for (int64_t b = 0; b < n / kQK; ++b) {
         int isum = 0;
         float dw;
         if (type == TensorType::Q8_0) {
           const auto& w = static_cast<const BlockQ8_0*>(weight_row)[b];
-          for (int j = 0; j < kQK; ++j) isum += w.qs[j] * a[b].qs[j];
+          for (int j = 0; j < kQK; ++j) isum += w.qs[j] * a.values[b * kQK + j];
           dw = fp16_to_fp32(w.d);
         } else {
           const auto& w = static_cast<const BlockQ4_0*>(weight_row)[b];
-          for (int j = 0; j < kQK; ++j) isum += (q4_0_code(w, j) - 8) * a[b].qs[j];
+          for (int j = 0; j < kQK; ++j) isum += (q4_0_code(w, j) - 8) * a.values[b * kQK + j];
           dw = fp16_to_fp32(w.d);
         }
-        sum += dw * fp16_to_fp32(a[b].d) * static_cast<float>(isum);
+        sum += dw * a.scales[b] * static_cast<float>(isum);
       }
       return sum;
     }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building and testing flexinfer needs on Debian/Ubuntu. CUDA is optional and not
+# installed here: when nvcc is in /usr/local/cuda the build picks it up.
+set -euo pipefail
+packages=(cmake ninja-build g++ libgtest-dev nlohmann-json3-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
