@@ -1,11 +1,15 @@
 #include "tools/commands.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "cuda/device_info.h"
 #include "host/engine.h"
@@ -242,6 +246,91 @@ int command_devices(int argc, char** argv) {
   for (const cuda::DeviceInfo& d : devices)
     std::printf("cuda:%d  %s  compute %d.%d  %d SMs  %s total, %s free\n", d.index, d.name.c_str(), d.compute_major,
                 d.compute_minor, d.multiprocessors, human_bytes(d.total_bytes).c_str(), human_bytes(d.free_bytes).c_str());
+  return 0;
+}
+
+int command_bench(int argc, char** argv) {
+  const Args args("bench",
+                  {kModel, {{"-p", "--prompt-tokens"}, true, "prompt length for the prefill measurement (default 128)"},
+                   {{"-n", "--decode-tokens"}, true, "tokens to decode (default 32)"},
+                   {{"--mem-bw"}, true, "measured memory read bandwidth in GB/s, for the limit (optional)"},
+                   {{"--json"}, true, "also write the results as JSON to this file"},
+                   kThreads, kContext},
+                  argc, argv, 2);
+  if (print_help(args)) return 0;
+  no_positional(args, "bench");
+  const int64_t prompt_tokens = args.integer("-p", 128, 1, 1 << 20);
+  const int64_t decode_tokens = args.integer("-n", 32, 1, 1 << 20);
+  const double bandwidth = args.real("--mem-bw", 0.0, 0.0, 1e6);
+  EngineOptions options = engine_options(args);
+  if (options.context == 0) options.context = prompt_tokens + decode_tokens;
+  Engine engine(options);
+  const int64_t vocab = engine.config().vocab;
+
+  // A deterministic prompt of ordinary tokens (BOS first), evaluated as one batch.
+  std::vector<int32_t> prompt;
+  if (engine.tokenizer().bos() >= 0) prompt.push_back(engine.tokenizer().bos());
+  std::mt19937 rng(1);
+  while (static_cast<int64_t>(prompt.size()) < prompt_tokens) {
+    const auto token = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
+    if (engine.tokenizer().kind(token) == TokenKind::Normal || engine.tokenizer().kind(token) == TokenKind::Byte)
+      prompt.push_back(token);
+  }
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  auto start = std::chrono::steady_clock::now();
+  engine.forward().eval(prompt, logits.data());
+  const double prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  // Decode from a fresh cache so the attention span matches a short generation.
+  engine.forward().reset();
+  int32_t token = prompt[0];
+  start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < decode_tokens; ++i) {
+    engine.forward().eval(std::span<const int32_t>(&token, 1), logits.data());
+    token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  const double decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  // Every weight byte is read once per decoded token (the embedding only one row of it).
+  const LlamaWeights& w = engine.model().weights();
+  const uint64_t embedding_bytes = static_cast<uint64_t>(w.token_embedding.rows) * w.token_embedding.row_bytes;
+  const bool tied = w.output.data == w.token_embedding.data;
+  const uint64_t bytes_per_token = engine.model().weight_bytes() - (tied ? 0 : embedding_bytes) + w.token_embedding.row_bytes;
+  const double prefill_tok_s = static_cast<double>(prompt.size()) / prefill_seconds;
+  const double decode_tok_s = static_cast<double>(decode_tokens) / decode_seconds;
+  const double achieved_GBps = decode_tok_s * static_cast<double>(bytes_per_token) / 1e9;
+  const double limit_tok_s = bandwidth > 0 ? bandwidth * 1e9 / static_cast<double>(bytes_per_token) : 0.0;
+
+  std::printf("model            %s\n", options.model_path.c_str());
+  std::printf("threads          %d\n", engine.pool().size());
+  std::printf("prefill          %zu tokens in %.3f s: %.2f tok/s\n", prompt.size(), prefill_seconds, prefill_tok_s);
+  std::printf("decode           %" PRId64 " tokens in %.3f s: %.3f tok/s\n", decode_tokens, decode_seconds, decode_tok_s);
+  std::printf("bytes per token  %" PRIu64 " (host RAM)\n", bytes_per_token);
+  std::printf("achieved         %.2f GB/s\n", achieved_GBps);
+  if (bandwidth > 0)
+    std::printf("limit            %.3f tok/s at %.2f GB/s; achieved/limit %.1f%%\n", limit_tok_s, bandwidth,
+                100.0 * decode_tok_s / limit_tok_s);
+
+  if (args.has("--json")) {
+    const std::string path = args.text("--json", "");
+    const nlohmann::json result = {
+        {"model", options.model_path},
+        {"threads", engine.pool().size()},
+        {"prompt_tokens", prompt.size()},
+        {"decode_tokens", decode_tokens},
+        {"prefill_tok_s", prefill_tok_s},
+        {"decode_tok_s", decode_tok_s},
+        {"bytes_per_token", {{"host", bytes_per_token}, {"disk", 0}, {"gpu", 0}}},
+        {"achieved_GBps", {{"host", achieved_GBps}}},
+        {"host_read_GBps", bandwidth},
+        {"limit_tok_s", limit_tok_s},
+        {"achieved_over_limit", limit_tok_s > 0 ? decode_tok_s / limit_tok_s : 0.0},
+    };
+    std::ofstream out(path);
+    out << result.dump(2) << "\n";
+    out.close();
+    if (!out) fail("bench: cannot write '%s'", path.c_str());
+  }
   return 0;
 }
 

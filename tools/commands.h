@@ -7,4 +7,5 @@ int command_logits(int argc, char** argv);
 int command_inspect(int argc, char** argv);
 int command_make_model(int argc, char** argv);
 int command_devices(int argc, char** argv);
+int command_bench(int argc, char** argv);
 }  // namespace fi

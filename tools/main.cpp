@@ -17,6 +17,7 @@ const char* const kUsage =
     "  logits      write the logits of every prompt position to a file\n"
     "  inspect     show a GGUF file's metadata, tensors and bytes per layer\n"
     "  make-model  write a random-weight llama GGUF of a realistic shape\n"
+    "  bench       measure prefill and decode speed against the memory-bandwidth limit\n"
     "  devices     list the CUDA devices flexinfer can use\n";
 
 }  // namespace
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
     if (command == "inspect") return fi::command_inspect(argc, argv);
     if (command == "make-model") return fi::command_make_model(argc, argv);
     if (command == "devices") return fi::command_devices(argc, argv);
+    if (command == "bench") return fi::command_bench(argc, argv);
     std::fprintf(stderr, "flexinfer: unknown command '%s' (see 'flexinfer --help')\n", command.c_str());
     return 2;
   } catch (const fi::Error& error) {
