@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "host/repack.h"
 #include "io/error.h"
 #include "io/file.h"
 
@@ -148,6 +149,16 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path) {
     layer.w_down = matrix(layer_tensor(l, "ffn_down"));
     w.layers.push_back(layer);
   }
+
+  // Matrices that only matmul reads get the CPU kernels' layout (the embedding, also read by row,
+  // keeps the file's).
+  auto prepare = [&](WeightMatrix& m) {
+    if (can_interleave(m)) interleave_rows(m, const_cast<uint8_t*>(m.data));
+  };
+  for (LayerWeights& layer : w.layers)
+    for (WeightMatrix* m : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate, &layer.w_up, &layer.w_down})
+      prepare(*m);
+  if (!set.tied_output) prepare(w.output);
   return model;
 }
 

@@ -29,13 +29,15 @@ struct LlamaConfig {
   static LlamaConfig from_gguf(const GgufFile& file);
 };
 
-// A weight matrix: `rows` rows of `cols` elements of `type`, row-major.
+// A weight matrix: `rows` rows of `cols` elements of `type`, row-major; or, when `interleaved`,
+// groups of 8 rows interleaved block by block (host/repack.h), which only matmul reads.
 struct WeightMatrix {
   TensorType type = TensorType::F32;
   int64_t cols = 0;
   int64_t rows = 0;
   uint64_t row_bytes = 0;
   const uint8_t* data = nullptr;
+  bool interleaved = false;
 
   const void* row(int64_t r) const { return data + static_cast<uint64_t>(r) * row_bytes; }
 };

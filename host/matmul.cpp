@@ -1,6 +1,9 @@
 #include "host/matmul.h"
 
+#include <algorithm>
+
 #include "host/quant.h"
+#include "host/repack.h"
 
 namespace fi {
 
@@ -17,15 +20,41 @@ void quantize_batch(ThreadPool& pool, TensorType weight_type, const float* x, in
   });
 }
 
+namespace {
+
+void matmul_interleaved(ThreadPool& pool, const WeightMatrix& w, const QuantizedBatch& x, float* y) {
+  const int64_t groups = w.rows / kInterleavedRows;
+  const uint64_t group_bytes = w.row_bytes * kInterleavedRows;
+  const int64_t grain = std::max<int64_t>(1, std::min<int64_t>(8, groups / (pool.size() * 8)));
+  pool.parallel_for(groups, grain, [&](int64_t begin, int64_t end) {
+    float out[kMaxTokensPerDot * kInterleavedRows];
+    for (int64_t g = begin; g < end; ++g) {
+      for (int64_t t = 0; t < x.tokens; t += kMaxTokensPerDot) {
+        const int count = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
+        vec_dot_q4_0x8(w.cols, w.data + g * group_bytes, x.row(t), x.row_bytes, count, out);
+        for (int k = 0; k < count; ++k)
+          for (int r = 0; r < kInterleavedRows; ++r) y[(t + k) * w.rows + g * kInterleavedRows + r] = out[k * kInterleavedRows + r];
+      }
+    }
+  });
+}
+
+}  // namespace
+
 void matmul(ThreadPool& pool, const WeightMatrix& w, const QuantizedBatch& x, float* y) {
+  if (w.interleaved) return matmul_interleaved(pool, w, x, y);
   // Rows are handed out in small groups so both cores stay busy to the end; within a group each
   // weight row is read from memory once and reused from cache for every token of the batch.
   const int64_t groups_per_thread = 8;
   const int64_t grain = std::max<int64_t>(1, std::min<int64_t>(64, w.rows / (pool.size() * groups_per_thread)));
   pool.parallel_for(w.rows, grain, [&](int64_t begin, int64_t end) {
+    float out[kMaxTokensPerDot];
     for (int64_t r = begin; r < end; ++r) {
-      const void* row = w.row(r);
-      for (int64_t t = 0; t < x.tokens; ++t) y[t * w.rows + r] = vec_dot(w.type, w.cols, row, x.row(t));
+      for (int64_t t = 0; t < x.tokens; t += kMaxTokensPerDot) {
+        const int count = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
+        vec_dot_tokens(w.type, w.cols, w.row(r), x.row(t), x.row_bytes, count, out);
+        for (int k = 0; k < count; ++k) y[(t + k) * w.rows + r] = out[k];
+      }
     }
   });
 }

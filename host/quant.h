@@ -83,15 +83,27 @@ void dequantize_row(TensorType type, const void* source, float* destination, int
 namespace reference {
 void quantize_activations(TensorType weight_type, const float* x, void* destination, int64_t n);
 float vec_dot(TensorType weight_type, int64_t n, const void* weight_row, const void* activations);
+void vec_dot_tokens(TensorType weight_type, int64_t n, const void* weight_row, const void* activations,
+                    size_t activation_stride, int tokens, float* out);
 void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out);
 }  // namespace reference
 
 // Dispatched kernels: AVX2/FMA/F16C when the CPU has them, otherwise the reference.
 void quantize_activations(TensorType weight_type, const float* x, void* destination, int64_t n);
 float vec_dot(TensorType weight_type, int64_t n, const void* weight_row, const void* activations);
+// One weight row against `tokens` (at most kMaxTokensPerDot) activation rows `activation_stride`
+// bytes apart: out[t]. Each token's result is bit-identical to vec_dot on that token alone.
+constexpr int kMaxTokensPerDot = 4;
+void vec_dot_tokens(TensorType weight_type, int64_t n, const void* weight_row, const void* activations,
+                    size_t activation_stride, int tokens, float* out);
+// A group of 8 interleaved Q4_0 rows (host/repack.h) against `tokens` Q8 activation rows:
+// out[8 * t + r]. SIMD only: interleaving happens only when SIMD kernels are active.
+void vec_dot_q4_0x8(int64_t n, const void* group, const void* activations, size_t activation_stride, int tokens,
+                    float* out);
 // out[i] += weight * row[i] for a half-precision row (attention over the value cache).
 void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out);
 bool simd_kernels_active();
+const char* kernel_isa_name();  // "AVX2+AVX-VNNI", "AVX2" or "scalar"
 
 // Weight quantizers (for make-model and tests): round-to-nearest encoders of each format.
 void quantize_row(TensorType type, const float* x, void* destination, int64_t n);

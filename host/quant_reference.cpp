@@ -262,6 +262,12 @@ float vec_dot(TensorType type, int64_t n, const void* weight_row, const void* ac
   fail("internal: vec_dot of unsupported type");
 }
 
+void vec_dot_tokens(TensorType weight_type, int64_t n, const void* weight_row, const void* activations,
+                    size_t activation_stride, int tokens, float* out) {
+  for (int t = 0; t < tokens; ++t)
+    out[t] = reference::vec_dot(weight_type, n, weight_row, static_cast<const uint8_t*>(activations) + t * activation_stride);
+}
+
 void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] += weight * fp16_to_fp32(row[i]);
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "host/quant.h"
+#include "host/repack.h"
 
 namespace fi::test {
 
@@ -12,7 +13,13 @@ using Vector = std::vector<double>;
 
 Vector row_of(const WeightMatrix& w, int64_t r) {
   std::vector<float> values(static_cast<size_t>(w.cols));
-  dequantize_row(w.type, w.row(r), values.data(), w.cols);
+  if (w.interleaved) {
+    std::vector<BlockQ4_0> blocks(static_cast<size_t>(w.cols / kQK));
+    extract_row(w, r, blocks.data());
+    dequantize_row(w.type, blocks.data(), values.data(), w.cols);
+  } else {
+    dequantize_row(w.type, w.row(r), values.data(), w.cols);
+  }
   return Vector(values.begin(), values.end());
 }
 

@@ -5,6 +5,7 @@
 
 #include "host/fp16.h"
 #include "host/quant.h"
+#include "host/quant_x86.h"
 #include "test_support.h"
 
 namespace fi {
@@ -70,6 +71,26 @@ TEST_P(KernelTest, ReferenceDotMatchesDequantizedProduct) {
   }
 }
 
+TEST_P(KernelTest, MultiTokenDotEqualsSingleTokenBitForBit) {
+  const TensorType type = GetParam();
+  const int64_t n = 4096 + 256;  // a tail of blocks past the unrolled part
+  const auto w = quantized(type, random_values(n, 21));
+  const size_t stride = activation_row_bytes(type, n);
+  for (int tokens = 1; tokens <= kMaxTokensPerDot; ++tokens) {
+    std::vector<uint8_t> activations(stride * tokens);
+    for (int t = 0; t < tokens; ++t)
+      quantize_activations(type, random_values(n, 30 + t).data(), activations.data() + t * stride, n);
+    float together[kMaxTokensPerDot], reference_together[kMaxTokensPerDot];
+    vec_dot_tokens(type, n, w.data(), activations.data(), stride, tokens, together);
+    reference::vec_dot_tokens(type, n, w.data(), activations.data(), stride, tokens, reference_together);
+    for (int t = 0; t < tokens; ++t) {
+      const float alone = vec_dot(type, n, w.data(), activations.data() + t * stride);
+      EXPECT_EQ(std::memcmp(&together[t], &alone, sizeof alone), 0) << type_name(type) << " token " << t << " of " << tokens;
+      EXPECT_NEAR(together[t], reference_together[t], 1e-4 * (1.0 + std::fabs(reference_together[t])));
+    }
+  }
+}
+
 TEST_P(KernelTest, QuantizeDequantizeRoundTrip) {
   const TensorType type = GetParam();
   const int64_t n = 2048;
@@ -127,6 +148,28 @@ TEST(Kernels, SimdIsActiveOnThisMachine) {
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
     GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C: the scalar kernels are the ones in use";
   EXPECT_TRUE(simd_kernels_active());
+}
+
+TEST_P(KernelTest, AvxVnniAndAvx2AreBitIdentical) {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c") ||
+      !__builtin_cpu_supports("avxvnni"))
+    GTEST_SKIP() << "CPU lacks AVX-VNNI: only the AVX2 kernels can run here";
+  const TensorType type = GetParam();
+  const int64_t n = 4096 + 256;
+  const auto w = quantized(type, random_values(n, 41));
+  const auto x = random_values(n, 42);
+  std::vector<uint8_t> a(activation_row_bytes(type, n)), b(a.size());
+  if (activation_format(type) == ActivationFormat::Q8) {
+    avx2::quantize_q8_row(x.data(), Q8Row::at(a.data(), n), n);
+    avxvnni::quantize_q8_row(x.data(), Q8Row::at(b.data(), n), n);
+  } else {
+    quantize_activations(type, x.data(), a.data(), n);
+    quantize_activations(type, x.data(), b.data(), n);
+  }
+  ASSERT_EQ(a, b);
+  const float plain = avx2::vec_dot(type, n, w.data(), a.data());
+  const float vnni = avxvnni::vec_dot(type, n, w.data(), a.data());
+  EXPECT_EQ(std::memcmp(&plain, &vnni, sizeof plain), 0) << type_name(type);
 }
 
 TEST(Kernels, AddScaledHalfMatchesReference) {

@@ -13,6 +13,7 @@
 
 #include "cuda/device_info.h"
 #include "host/engine.h"
+#include "host/quant.h"
 #include "host/unicode.h"
 #include "io/error.h"
 #include "io/gguf.h"
@@ -302,7 +303,7 @@ int command_bench(int argc, char** argv) {
   const double limit_tok_s = bandwidth > 0 ? bandwidth * 1e9 / static_cast<double>(bytes_per_token) : 0.0;
 
   std::printf("model            %s\n", options.model_path.c_str());
-  std::printf("threads          %d\n", engine.pool().size());
+  std::printf("threads          %d (%s kernels)\n", engine.pool().size(), kernel_isa_name());
   std::printf("prefill          %zu tokens in %.3f s: %.2f tok/s\n", prompt.size(), prefill_seconds, prefill_tok_s);
   std::printf("decode           %" PRId64 " tokens in %.3f s: %.3f tok/s\n", decode_tokens, decode_seconds, decode_tok_s);
   std::printf("bytes per token  %" PRIu64 " (host RAM)\n", bytes_per_token);
@@ -316,6 +317,7 @@ int command_bench(int argc, char** argv) {
     const nlohmann::json result = {
         {"model", options.model_path},
         {"threads", engine.pool().size()},
+        {"kernels", kernel_isa_name()},
         {"prompt_tokens", prompt.size()},
         {"decode_tokens", decode_tokens},
         {"prefill_tok_s", prefill_tok_s},
