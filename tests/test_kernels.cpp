@@ -1,11 +1,13 @@
 // Every CPU kernel against the scalar reference on random data.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
 #include "host/fp16.h"
 #include "host/quant.h"
 #include "host/quant_x86.h"
+#include "host/repack.h"
 #include "test_support.h"
 
 namespace fi {
@@ -145,6 +147,7 @@ INSTANTIATE_TEST_SUITE_P(QuantizedTypes, QuantizedKernelTest,
                          [](const auto& info) { return std::string(type_name(info.param)); });
 
 TEST(Kernels, SimdIsActiveOnThisMachine) {
+  if (std::getenv("FLEXINFER_NO_SIMD")) GTEST_SKIP() << "FLEXINFER_NO_SIMD is set: scalar kernels by request";
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
     GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C: the scalar kernels are the ones in use";
   EXPECT_TRUE(simd_kernels_active());
@@ -170,6 +173,47 @@ TEST_P(KernelTest, AvxVnniAndAvx2AreBitIdentical) {
   const float plain = avx2::vec_dot(type, n, w.data(), a.data());
   const float vnni = avxvnni::vec_dot(type, n, w.data(), a.data());
   EXPECT_EQ(std::memcmp(&plain, &vnni, sizeof plain), 0) << type_name(type);
+}
+
+TEST(Kernels, InterleavedQ4_0MatchesPlainRows) {
+  if (!simd_kernels_active()) GTEST_SKIP() << "interleaved rows are only used with the SIMD kernels";
+  const int64_t n = 4096 + 64, rows = 16;
+  const uint64_t row_bytes = fi::row_bytes(TensorType::Q4_0, n);
+  std::vector<uint8_t> plain(row_bytes * rows);
+  for (int64_t r = 0; r < rows; ++r)
+    quantize_row(TensorType::Q4_0, random_values(n, 50 + r).data(), plain.data() + r * row_bytes, n);
+  std::vector<uint8_t> packed = plain;
+  WeightMatrix w{TensorType::Q4_0, n, rows, row_bytes, packed.data()};
+  interleave_rows(w, packed.data());
+  ASSERT_TRUE(w.interleaved);
+  for (int64_t r = 0; r < rows; ++r) {  // the layout change is lossless
+    std::vector<BlockQ4_0> back(n / kQK);
+    extract_row(w, r, back.data());
+    ASSERT_EQ(std::memcmp(back.data(), plain.data() + r * row_bytes, row_bytes), 0) << "row " << r;
+  }
+  const size_t stride = activation_row_bytes(TensorType::Q4_0, n);
+  std::vector<uint8_t> activations(stride * kMaxTokensPerDot);
+  for (int t = 0; t < kMaxTokensPerDot; ++t)
+    quantize_activations(TensorType::Q4_0, random_values(n, 60 + t).data(), activations.data() + t * stride, n);
+  for (int tokens = 1; tokens <= kMaxTokensPerDot; ++tokens) {
+    for (int64_t group = 0; group < rows / kInterleavedRows; ++group) {
+      float out[kMaxTokensPerDot * kInterleavedRows];
+      vec_dot_q4_0x8(n, packed.data() + group * kInterleavedRows * row_bytes, activations.data(), stride, tokens, out);
+      for (int t = 0; t < tokens; ++t) {
+        float alone[kInterleavedRows];
+        vec_dot_q4_0x8(n, packed.data() + group * kInterleavedRows * row_bytes, activations.data() + t * stride, stride,
+                       1, alone);
+        for (int r = 0; r < kInterleavedRows; ++r) {
+          const int64_t row = group * kInterleavedRows + r;
+          const float expected = reference::vec_dot(TensorType::Q4_0, n, plain.data() + row * row_bytes,
+                                                    activations.data() + t * stride);
+          EXPECT_NEAR(out[t * kInterleavedRows + r], expected, 1e-4 * (1.0 + std::fabs(expected))) << "row " << row;
+          EXPECT_EQ(std::memcmp(&out[t * kInterleavedRows + r], &alone[r], sizeof(float)), 0)
+              << "batching must not change a token's result";
+        }
+      }
+    }
+  }
 }
 
 TEST(Kernels, AddScaledHalfMatchesReference) {
