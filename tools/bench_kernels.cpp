@@ -21,7 +21,7 @@ using fi::TensorType;
 // on the development machine), so the numbers are DRAM numbers like a real model's.
 void matvec(benchmark::State& state, TensorType type) {
   const int64_t cols = 4096;
-  const int64_t rows = (int64_t{2} << 30) / static_cast<int64_t>(fi::row_bytes(type, cols));
+  const int64_t rows = (int64_t{2} << 30) / static_cast<int64_t>(fi::row_bytes(type, cols)) / 8 * 8;
   const int threads = static_cast<int>(state.range(0));
   const uint64_t row_bytes = fi::row_bytes(type, cols);
   fi::PageBuffer weights(row_bytes * rows);
