@@ -422,59 +422,51 @@ struct Encoder {
 };
 }  // namespace
 
+namespace {
+template <typename T>
+GgufValue numeric_array(GgufType element_type, const std::vector<T>& values) {
+  GgufValue value;
+  value.type = GgufType::ARRAY;
+  value.element_type = element_type;
+  value.element_count = values.size();
+  value.raw_elements.resize(values.size() * sizeof(T));
+  std::memcpy(value.raw_elements.data(), values.data(), value.raw_elements.size());
+  return value;
+}
+GgufValue scalar(GgufType type, uint64_t bits, double real = 0.0) {
+  GgufValue value;
+  value.type = type;
+  value.unsigned_integer = bits;
+  value.real = real;
+  return value;
+}
+}  // namespace
+
 void GgufWriter::add_string(const std::string& key, const std::string& value) {
-  Encoder e;
-  e.key(key, GgufType::STRING);
-  e.string(value);
-  encoded_metadata_.push_back(std::move(e.bytes));
+  GgufValue encoded;
+  encoded.type = GgufType::STRING;
+  encoded.string = value;
+  add_value(key, encoded);
 }
-void GgufWriter::add_uint32(const std::string& key, uint32_t value) {
-  Encoder e;
-  e.key(key, GgufType::U32);
-  e.value(value);
-  encoded_metadata_.push_back(std::move(e.bytes));
-}
+void GgufWriter::add_uint32(const std::string& key, uint32_t value) { add_value(key, scalar(GgufType::U32, value)); }
 void GgufWriter::add_int32(const std::string& key, int32_t value) {
-  Encoder e;
-  e.key(key, GgufType::I32);
-  e.value(value);
-  encoded_metadata_.push_back(std::move(e.bytes));
+  add_value(key, scalar(GgufType::I32, static_cast<uint32_t>(value)));
 }
-void GgufWriter::add_float32(const std::string& key, float value) {
-  Encoder e;
-  e.key(key, GgufType::F32);
-  e.value(value);
-  encoded_metadata_.push_back(std::move(e.bytes));
-}
-void GgufWriter::add_bool(const std::string& key, bool value) {
-  Encoder e;
-  e.key(key, GgufType::BOOL);
-  e.value<uint8_t>(value ? 1 : 0);
-  encoded_metadata_.push_back(std::move(e.bytes));
-}
+void GgufWriter::add_float32(const std::string& key, float value) { add_value(key, scalar(GgufType::F32, 0, value)); }
+void GgufWriter::add_bool(const std::string& key, bool value) { add_value(key, scalar(GgufType::BOOL, value ? 1 : 0)); }
 void GgufWriter::add_string_array(const std::string& key, const std::vector<std::string>& values) {
-  Encoder e;
-  e.key(key, GgufType::ARRAY);
-  e.value<uint32_t>(static_cast<uint32_t>(GgufType::STRING));
-  e.value<uint64_t>(values.size());
-  for (const std::string& v : values) e.string(v);
-  encoded_metadata_.push_back(std::move(e.bytes));
+  GgufValue encoded;
+  encoded.type = GgufType::ARRAY;
+  encoded.element_type = GgufType::STRING;
+  encoded.element_count = values.size();
+  encoded.strings = values;
+  add_value(key, encoded);
 }
 void GgufWriter::add_float32_array(const std::string& key, const std::vector<float>& values) {
-  Encoder e;
-  e.key(key, GgufType::ARRAY);
-  e.value<uint32_t>(static_cast<uint32_t>(GgufType::F32));
-  e.value<uint64_t>(values.size());
-  e.put(values.data(), values.size() * sizeof(float));
-  encoded_metadata_.push_back(std::move(e.bytes));
+  add_value(key, numeric_array(GgufType::F32, values));
 }
 void GgufWriter::add_int32_array(const std::string& key, const std::vector<int32_t>& values) {
-  Encoder e;
-  e.key(key, GgufType::ARRAY);
-  e.value<uint32_t>(static_cast<uint32_t>(GgufType::I32));
-  e.value<uint64_t>(values.size());
-  e.put(values.data(), values.size() * sizeof(int32_t));
-  encoded_metadata_.push_back(std::move(e.bytes));
+  add_value(key, numeric_array(GgufType::I32, values));
 }
 
 void GgufWriter::add_value(const std::string& key, const GgufValue& value) {
