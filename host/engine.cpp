@@ -1,5 +1,7 @@
 #include "host/engine.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "io/error.h"
@@ -22,6 +24,13 @@ Engine::Engine(const EngineOptions& options) {
     fail("%s: the tokenizer has %d tokens but the model's vocabulary is %lld", options.model_path.c_str(),
          tokenizer_->size(), static_cast<long long>(config().vocab));
   const int64_t context = options.context > 0 ? options.context : std::min<int64_t>(4096, config().trained_context);
+  // The KV cache is reserved lazily; still refuse one the machine could never hold.
+  const double kv_bytes = 2.0 * sizeof(uint16_t) * static_cast<double>(config().n_layers) *
+                          static_cast<double>(context) * static_cast<double>(config().kv_dim());
+  const double ram_bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  if (kv_bytes > ram_bytes)
+    fail("a context of %lld tokens needs a %.1f GiB KV cache, more than this machine's %.1f GiB of RAM (lower --ctx)",
+         static_cast<long long>(context), kv_bytes / (1 << 30), ram_bytes / (1 << 30));
   pool_ = std::make_unique<ThreadPool>(options.threads > 0 ? options.threads : default_thread_count());
   forward_ = std::make_unique<LlamaForward>(config(), model_->weights(), *pool_, context);
   load_seconds_ = seconds_since(start);

@@ -87,6 +87,9 @@ TEST(Cli, BadInputIsOneClearLine) {
   expect_clean_failure({"generate", "-p", "x"}, "'-m' is required");
   expect_clean_failure({"generate", "-m", test::scratch_path("missing.gguf")}, "cannot open");
   expect_clean_failure({"generate", "-m", model, "-n", "1000000"}, "exceed the context");
+  // 4 layers x 1024 KV values x 2^24 positions: a 256 GiB KV cache.
+  const std::string wide = test::generated_model("cli_wide_kv", {1024, 4, 8, 8, 64, 256, 0, 10000.0, false}, WeightScheme::Q8_0);
+  expect_clean_failure({"generate", "-m", wide, "--ctx", "16777216"}, "KV cache");
   expect_clean_failure({"frobnicate"}, "unknown command");
   expect_clean_failure({"make-model", "--preset", "3b", "--type", "f16", "--byte-vocab", "-o", "x"}, "unknown preset");
   expect_clean_failure({"make-model", "--preset", "tiny", "--type", "q2_k", "--byte-vocab", "-o", "x"}, "unknown type");
