@@ -168,6 +168,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
   }
 
   if (t.model_ == Model::Gpt2) {
+    const std::string pre = file.get_string("tokenizer.ggml.pre").value_or("gpt-2");
+    if (pre != "gpt-2" && pre != "default")
+      t.caveat_ = "pre-tokenizer '" + pre + "' is not implemented; using GPT-2's, so token ids may differ from llama.cpp";
     const std::vector<std::string> merges = file.get_string_array("tokenizer.ggml.merges");
     if (merges.empty()) fail("%s: gpt2 tokenizer without tokenizer.ggml.merges", file.path().c_str());
     for (size_t rank = 0; rank < merges.size(); ++rank) {

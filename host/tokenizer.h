@@ -38,6 +38,9 @@ class Tokenizer {
   std::string decode(const std::vector<int32_t>& tokens) const;
   // Whether the first generated piece after BOS loses its leading space (SentencePiece style).
   bool strips_leading_space() const { return model_ == Model::Spm && add_space_prefix_; }
+  // Non-empty when the file asks for something this tokenizer only approximates (a pre-tokenizer
+  // other than GPT-2's), so ids may differ from llama.cpp's; callers show it to the user.
+  const std::string& caveat() const { return caveat_; }
 
  private:
   void encode_spm(std::string_view text, std::vector<int32_t>& out) const;
@@ -56,6 +59,7 @@ class Tokenizer {
   bool add_bos_ = true;
   bool add_space_prefix_ = true;
   int32_t byte_tokens_[256];
+  std::string caveat_;
 };
 
 }  // namespace fi

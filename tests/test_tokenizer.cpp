@@ -88,6 +88,21 @@ TEST(Tokenizer, ByteVocabularyOfGeneratedModelsRoundTrips) {
   EXPECT_EQ(tokenizer->decode(ids), text);
 }
 
+TEST(Tokenizer, NamesPreTokenizersItOnlyApproximates) {
+  FI_REQUIRE_SHARED_DATA();
+  const GgufFile gpt2 = GgufFile::open(test::shared_data() + "/vocab/ggml-vocab-gpt-2.gguf");
+  EXPECT_EQ(Tokenizer::from_gguf(gpt2)->caveat(), "");
+  const std::string path = test::scratch_path("llama-bpe-vocab.gguf");
+  {
+    GgufWriter writer(path);
+    for (const auto& [key, value] : gpt2.metadata())
+      if (key != "tokenizer.ggml.pre") writer.add_value(key, value);
+    writer.add_string("tokenizer.ggml.pre", "llama-bpe");
+    writer.finish();
+  }
+  EXPECT_NE(Tokenizer::from_gguf(GgufFile::open(path))->caveat().find("llama-bpe"), std::string::npos);
+}
+
 TEST(Tokenizer, RejectsFilesWithoutATokenizer) {
   test::write_bytes(test::scratch_path("empty.gguf"), {'G', 'G', 'U', 'F', 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                                        0, 0, 0, 0, 0, 0, 0, 0});

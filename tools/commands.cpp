@@ -40,6 +40,10 @@ void no_positional(const Args& args, const char* command) {
     fail("%s: unexpected argument '%s' (see 'flexinfer %s --help')", command, args.positional()[0].c_str(), command);
 }
 
+void show_caveat(const Tokenizer& tokenizer) {
+  if (!tokenizer.caveat().empty()) std::fprintf(stderr, "flexinfer: warning: %s\n", tokenizer.caveat().c_str());
+}
+
 EngineOptions engine_options(const Args& args) {
   EngineOptions options;
   options.model_path = args.required_text("-m");
@@ -95,6 +99,7 @@ int command_generate(int argc, char** argv) {
 
   Engine engine(engine_options(args));
   const Tokenizer& tokenizer = engine.tokenizer();
+  show_caveat(tokenizer);
   const std::vector<int32_t> prompt = tokenizer.encode(prompt_text, tokenizer.adds_bos(), false);
   Sampler sampler(sampling);
   // SentencePiece text starts with a space marker; drop it when the output starts the text.
@@ -133,6 +138,7 @@ int command_tokenize(int argc, char** argv) {
   no_positional(args, "tokenize");
   const GgufFile file = GgufFile::open(args.required_text("-m"));
   const auto tokenizer = Tokenizer::from_gguf(file);
+  show_caveat(*tokenizer);
   const std::vector<int32_t> ids =
       tokenizer->encode(args.required_text("-p"), !args.has("--no-bos") && tokenizer->adds_bos(), args.has("--parse-special"));
   for (int32_t id : ids) std::printf("%6d -> '%s'\n", id, tokenizer->text(id).c_str());
@@ -149,6 +155,7 @@ int command_logits(int argc, char** argv) {
   const std::string output = args.required_text("-o");
   const std::string prompt_text = args.text("-p", "");
   Engine engine(engine_options(args));
+  show_caveat(engine.tokenizer());
   const std::vector<int32_t> ids = engine.tokenizer().encode(prompt_text, engine.tokenizer().bos() >= 0, false);
   if (ids.empty()) fail("logits: nothing to evaluate (empty prompt and no BOS token)");
   const auto vocab = static_cast<size_t>(engine.config().vocab);
