@@ -16,7 +16,6 @@ class PageBuffer {
   PageBuffer& operator=(const PageBuffer&) = delete;
 
   void* data() const { return data_; }
-  size_t size() const { return size_; }
   template <typename T>
   T* as() const { return static_cast<T*>(data_); }
 

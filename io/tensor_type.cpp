@@ -1,8 +1,5 @@
 #include "io/tensor_type.h"
 
-#include <algorithm>
-#include <cctype>
-
 #include "io/error.h"
 
 namespace fi {
@@ -39,15 +36,6 @@ const TypeTraits& type_traits(TensorType type) {
 std::string type_name(uint32_t raw_type) {
   if (raw_type < std::size(kAllNames)) return kAllNames[raw_type];
   return "type#" + std::to_string(raw_type);
-}
-
-std::optional<TensorType> parse_type_name(const std::string& name) {
-  std::string upper = name;
-  std::transform(upper.begin(), upper.end(), upper.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-  for (const TypeTraits& traits : kSupported)
-    if (upper == traits.name) return traits.type;
-  return std::nullopt;
 }
 
 uint64_t row_bytes(TensorType type, uint64_t row_elements) {

@@ -30,7 +30,6 @@ const TypeTraits& type_traits(TensorType type);
 // Name for any ggml type id (also unsupported ones), for error messages.
 std::string type_name(uint32_t raw_type);
 inline const char* type_name(TensorType type) { return type_traits(type).name; }
-std::optional<TensorType> parse_type_name(const std::string& name);
 
 // Bytes of one row of `row_elements` (must be a multiple of the block size).
 uint64_t row_bytes(TensorType type, uint64_t row_elements);
