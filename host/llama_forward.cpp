@@ -41,6 +41,8 @@ LlamaForward::LlamaForward(const LlamaConfig& config, const LlamaWeights& weight
   projected_.resize(b * config.dim);
   gate_.resize(b * config.ffn_dim);
   up_.resize(b * config.ffn_dim);
+  rope_cos_.resize(b * config.rope_dim / 2);
+  rope_sin_.resize(b * config.rope_dim / 2);
 }
 
 uint16_t* LlamaForward::key_cache(int64_t layer, int64_t position) const {
@@ -74,6 +76,15 @@ void LlamaForward::eval_batch(std::span<const int32_t> tokens, float* logits, bo
   for (int64_t t = 0; t < n; ++t)
     dequantize_row(weights_.token_embedding.type, weights_.token_embedding.row(tokens[t]), &x_[t * dim], dim);
 
+  // Rotation angles depend on the position only: once per batch, not once per layer.
+  const int64_t pairs = c.rope_dim / 2;
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < pairs; ++i) {
+      const double angle = static_cast<double>(position_ + t) * inverse_frequencies_[i];
+      rope_cos_[t * pairs + i] = static_cast<float>(std::cos(angle));
+      rope_sin_[t * pairs + i] = static_cast<float>(std::sin(angle));
+    }
+
   for (int64_t layer = 0; layer < c.n_layers; ++layer) {
     const LayerWeights& w = weights_.layers[layer];
     for (int64_t t = 0; t < n; ++t) rms_norm(&x_[t * dim], w.attn_norm, &normed_[t * dim], dim, c.rms_eps);
@@ -86,18 +97,17 @@ void LlamaForward::eval_batch(std::span<const int32_t> tokens, float* logits, bo
 
     // RoPE on adjacent pairs (GGUF llama layout), then append K and V to the cache.
     for (int64_t t = 0; t < n; ++t) {
-      const double position = static_cast<double>(position_ + t);
-      for (int64_t i = 0; i < c.rope_dim / 2; ++i) {
-        const double angle = position * inverse_frequencies_[i];
-        const auto cosine = static_cast<float>(std::cos(angle)), sine = static_cast<float>(std::sin(angle));
-        auto rotate = [&](float* head) {
+      const float* cosines = &rope_cos_[t * pairs];
+      const float* sines = &rope_sin_[t * pairs];
+      auto rotate = [&](float* head) {
+        for (int64_t i = 0; i < pairs; ++i) {
           const float a = head[2 * i], b = head[2 * i + 1];
-          head[2 * i] = a * cosine - b * sine;
-          head[2 * i + 1] = a * sine + b * cosine;
-        };
-        for (int64_t h = 0; h < c.n_heads; ++h) rotate(&q_[t * dim + h * c.head_dim]);
-        for (int64_t h = 0; h < c.n_kv_heads; ++h) rotate(&k_[t * kv_dim + h * c.head_dim]);
-      }
+          head[2 * i] = a * cosines[i] - b * sines[i];
+          head[2 * i + 1] = a * sines[i] + b * cosines[i];
+        }
+      };
+      for (int64_t h = 0; h < c.n_heads; ++h) rotate(&q_[t * dim + h * c.head_dim]);
+      for (int64_t h = 0; h < c.n_kv_heads; ++h) rotate(&k_[t * kv_dim + h * c.head_dim]);
       uint16_t* key = key_cache(layer, position_ + t);
       uint16_t* value = value_cache(layer, position_ + t);
       for (int64_t i = 0; i < kv_dim; ++i) {

@@ -43,6 +43,7 @@ class LlamaForward {
   PageBuffer kv_cache_;  // [layer][K|V][position][kv_dim] half precision
   // Run state for one batch, row-major [token][...].
   std::vector<float> x_, normed_, q_, k_, v_, attended_, projected_, gate_, up_;
+  std::vector<float> rope_cos_, rope_sin_;  // [token][pair] for the current batch
   QuantizedBatch quantized_;
 };
 
