@@ -1,7 +1,5 @@
 #include "host/engine.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 
 #include "io/error.h"
@@ -18,21 +16,17 @@ Engine::Engine(const EngineOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   if (options.threads < 0 || options.threads > 1024) fail("thread count %d is outside 1..1024", options.threads);
   if (options.context < 0) fail("context length must be positive");
-  model_ = LlamaModel::load(options.model_path);
+  pool_ = std::make_unique<ThreadPool>(options.threads > 0 ? options.threads : default_thread_count());
+  ModelOptions model_options;
+  model_options.host_budget = options.host_budget;
+  model_options.context = options.context;
+  model_options.io = options.io;
+  model_ = LlamaModel::load(options.model_path, *pool_, model_options);
   tokenizer_ = Tokenizer::from_gguf(model_->file());
   if (tokenizer_->size() != config().vocab)
     fail("%s: the tokenizer has %d tokens but the model's vocabulary is %lld", options.model_path.c_str(),
          tokenizer_->size(), static_cast<long long>(config().vocab));
-  const int64_t context = options.context > 0 ? options.context : std::min<int64_t>(4096, config().trained_context);
-  // The KV cache is reserved lazily; still refuse one the machine could never hold.
-  const double kv_bytes = 2.0 * sizeof(uint16_t) * static_cast<double>(config().n_layers) *
-                          static_cast<double>(context) * static_cast<double>(config().kv_dim());
-  const double ram_bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
-  if (kv_bytes > ram_bytes)
-    fail("a context of %lld tokens needs a %.1f GiB KV cache, more than this machine's %.1f GiB of RAM (lower --ctx)",
-         static_cast<long long>(context), kv_bytes / (1 << 30), ram_bytes / (1 << 30));
-  pool_ = std::make_unique<ThreadPool>(options.threads > 0 ? options.threads : default_thread_count());
-  forward_ = std::make_unique<LlamaForward>(config(), model_->weights(), *pool_, context);
+  forward_ = std::make_unique<LlamaForward>(*model_, *pool_);
   load_seconds_ = seconds_since(start);
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,8 @@ struct EngineOptions {
   std::string model_path;
   int threads = 0;       // 0: one per available core
   int64_t context = 0;   // 0: min(4096, trained context)
+  std::optional<uint64_t> host_budget;  // --host-mem; none: load every weight
+  ReaderOptions io;
 };
 
 struct GenerationStats {
@@ -34,6 +37,7 @@ class Engine {
   explicit Engine(const EngineOptions& options);
 
   const LlamaModel& model() const { return *model_; }
+  LlamaModel& model() { return *model_; }
   const LlamaConfig& config() const { return model_->config(); }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   LlamaForward& forward() { return *forward_; }
@@ -46,9 +50,9 @@ class Engine {
                            const std::function<void(int32_t)>& on_token);
 
  private:
+  std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<LlamaForward> forward_;
   double load_seconds_ = 0.0;
 };

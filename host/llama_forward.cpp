@@ -20,37 +20,63 @@ void rms_norm(const float* x, const float* weight, float* out, int64_t n, double
 
 }  // namespace
 
-LlamaForward::LlamaForward(const LlamaConfig& config, const LlamaWeights& weights, ThreadPool& pool,
-                           int64_t context, int64_t max_batch)
-    : config_(config), weights_(weights), pool_(pool), context_(context), max_batch_(max_batch) {
-  if (context < 1) fail("context length must be at least 1");
+uint64_t kv_cache_bytes(const LlamaConfig& config, int64_t context) {
+  return static_cast<uint64_t>(config.n_layers) * 2 * static_cast<uint64_t>(context) *
+         static_cast<uint64_t>(config.kv_dim()) * sizeof(uint16_t);
+}
+
+namespace {
+
+// Floats of run state per token of a batch (x, normed, q, attended, projected; k, v; gate, up; RoPE).
+uint64_t floats_per_token(const LlamaConfig& c) {
+  return static_cast<uint64_t>(5 * c.dim + 2 * c.kv_dim() + 2 * c.ffn_dim + c.rope_dim);
+}
+
+}  // namespace
+
+uint64_t forward_scratch_bytes(const LlamaConfig& config, int64_t context, int64_t max_batch, int threads) {
+  const auto batch = static_cast<uint64_t>(max_batch);
+  const uint64_t activations = batch * floats_per_token(config) * sizeof(float) + 11 * 64;
+  // Quantized activation rows (the largest format is under 1.2 bytes per element) and one
+  // attention score row per thread.
+  const uint64_t quantized = batch * (static_cast<uint64_t>(std::max(config.dim, config.ffn_dim)) * 5 / 4 + 64);
+  const uint64_t scores = static_cast<uint64_t>(threads) * static_cast<uint64_t>(context) * sizeof(float);
+  return activations + quantized + scores;
+}
+
+LlamaForward::LlamaForward(LlamaModel& model, ThreadPool& pool)
+    : config_(model.config()), store_(model.store()), weights_(model.weights()), pool_(pool),
+      context_(model.context()), max_batch_(model.max_batch()) {
+  const LlamaConfig& config = config_;
   for (int64_t i = 0; i < config.rope_dim / 2; ++i) {
     double frequency = std::pow(config.rope_base, -2.0 * static_cast<double>(i) / static_cast<double>(config.rope_dim));
-    if (weights.rope_freq_factors) frequency /= weights.rope_freq_factors[i];
+    if (weights_.rope_freq_factors) frequency /= weights_.rope_freq_factors[i];
     inverse_frequencies_.push_back(frequency);
   }
-  kv_cache_ = PageBuffer(static_cast<size_t>(config.n_layers) * 2 * static_cast<size_t>(context) *
-                         static_cast<size_t>(config.kv_dim()) * sizeof(uint16_t));
-  const auto b = static_cast<size_t>(max_batch);
-  x_.resize(b * config.dim);
-  normed_.resize(b * config.dim);
-  q_.resize(b * config.dim);
-  k_.resize(b * config.kv_dim());
-  v_.resize(b * config.kv_dim());
-  attended_.resize(b * config.dim);
-  projected_.resize(b * config.dim);
-  gate_.resize(b * config.ffn_dim);
-  up_.resize(b * config.ffn_dim);
-  rope_cos_.resize(b * config.rope_dim / 2);
-  rope_sin_.resize(b * config.rope_dim / 2);
+  HostArena& arena = model.arena();
+  kv_cache_ = reinterpret_cast<uint16_t*>(arena.allocate(kv_cache_bytes(config, context_), 64, "KV cache"));
+  const auto b = static_cast<uint64_t>(max_batch_);
+  auto floats = [&](int64_t per_token) { return arena.allocate_array<float>(b * static_cast<uint64_t>(per_token), "scratch"); };
+  x_ = floats(config.dim);
+  normed_ = floats(config.dim);
+  q_ = floats(config.dim);
+  k_ = floats(config.kv_dim());
+  v_ = floats(config.kv_dim());
+  attended_ = floats(config.dim);
+  projected_ = floats(config.dim);
+  gate_ = floats(config.ffn_dim);
+  up_ = floats(config.ffn_dim);
+  rope_cos_ = floats(config.rope_dim / 2);
+  rope_sin_ = floats(config.rope_dim / 2);
+  quantized_.bytes.reserve(b * (static_cast<uint64_t>(std::max(config.dim, config.ffn_dim)) * 5 / 4 + 64));
 }
 
 uint16_t* LlamaForward::key_cache(int64_t layer, int64_t position) const {
-  return kv_cache_.as<uint16_t>() + ((layer * 2) * context_ + position) * config_.kv_dim();
+  return kv_cache_ + ((layer * 2) * context_ + position) * config_.kv_dim();
 }
 
 uint16_t* LlamaForward::value_cache(int64_t layer, int64_t position) const {
-  return kv_cache_.as<uint16_t>() + ((layer * 2 + 1) * context_ + position) * config_.kv_dim();
+  return kv_cache_ + ((layer * 2 + 1) * context_ + position) * config_.kv_dim();
 }
 
 void LlamaForward::eval(std::span<const int32_t> tokens, float* logits, bool all_logits) {
@@ -73,8 +99,7 @@ void LlamaForward::eval_batch(std::span<const int32_t> tokens, float* logits, bo
   const auto n = static_cast<int64_t>(tokens.size());
   const int64_t dim = c.dim, kv_dim = c.kv_dim();
 
-  for (int64_t t = 0; t < n; ++t)
-    dequantize_row(weights_.token_embedding.type, weights_.token_embedding.row(tokens[t]), &x_[t * dim], dim);
+  for (int64_t t = 0; t < n; ++t) store_.embed(tokens[t], &x_[t * dim]);
 
   // Rotation angles depend on the position only: once per batch, not once per layer.
   const int64_t pairs = c.rope_dim / 2;
@@ -86,14 +111,15 @@ void LlamaForward::eval_batch(std::span<const int32_t> tokens, float* logits, bo
     }
 
   for (int64_t layer = 0; layer < c.n_layers; ++layer) {
+    store_.acquire(layer);
     const LayerWeights& w = weights_.layers[layer];
     for (int64_t t = 0; t < n; ++t) rms_norm(&x_[t * dim], w.attn_norm, &normed_[t * dim], dim, c.rms_eps);
-    quantize_batch(pool_, w.wq.type, normed_.data(), dim, n, quantized_);
-    matmul(pool_, w.wq, quantized_, q_.data());
-    if (!quantized_.matches(w.wk, n)) quantize_batch(pool_, w.wk.type, normed_.data(), dim, n, quantized_);
-    matmul(pool_, w.wk, quantized_, k_.data());
-    if (!quantized_.matches(w.wv, n)) quantize_batch(pool_, w.wv.type, normed_.data(), dim, n, quantized_);
-    matmul(pool_, w.wv, quantized_, v_.data());
+    quantize_batch(pool_, w.wq.type, normed_, dim, n, quantized_);
+    matmul(pool_, w.wq, quantized_, q_);
+    if (!quantized_.matches(w.wk, n)) quantize_batch(pool_, w.wk.type, normed_, dim, n, quantized_);
+    matmul(pool_, w.wk, quantized_, k_);
+    if (!quantized_.matches(w.wv, n)) quantize_batch(pool_, w.wv.type, normed_, dim, n, quantized_);
+    matmul(pool_, w.wv, quantized_, v_);
 
     // RoPE on adjacent pairs (GGUF llama layout), then append K and V to the cache.
     for (int64_t t = 0; t < n; ++t) {
@@ -117,32 +143,36 @@ void LlamaForward::eval_batch(std::span<const int32_t> tokens, float* logits, bo
     }
 
     attention(layer, n);
-    quantize_batch(pool_, w.wo.type, attended_.data(), dim, n, quantized_);
-    matmul(pool_, w.wo, quantized_, projected_.data());
+    quantize_batch(pool_, w.wo.type, attended_, dim, n, quantized_);
+    matmul(pool_, w.wo, quantized_, projected_);
     for (int64_t i = 0; i < n * dim; ++i) x_[i] += projected_[i];
 
     for (int64_t t = 0; t < n; ++t) rms_norm(&x_[t * dim], w.ffn_norm, &normed_[t * dim], dim, c.rms_eps);
-    quantize_batch(pool_, w.w_gate.type, normed_.data(), dim, n, quantized_);
-    matmul(pool_, w.w_gate, quantized_, gate_.data());
-    if (!quantized_.matches(w.w_up, n)) quantize_batch(pool_, w.w_up.type, normed_.data(), dim, n, quantized_);
-    matmul(pool_, w.w_up, quantized_, up_.data());
+    quantize_batch(pool_, w.w_gate.type, normed_, dim, n, quantized_);
+    matmul(pool_, w.w_gate, quantized_, gate_);
+    if (!quantized_.matches(w.w_up, n)) quantize_batch(pool_, w.w_up.type, normed_, dim, n, quantized_);
+    matmul(pool_, w.w_up, quantized_, up_);
     for (int64_t i = 0; i < n * c.ffn_dim; ++i) {
       const float g = gate_[i];
       gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
     }
-    quantize_batch(pool_, w.w_down.type, gate_.data(), c.ffn_dim, n, quantized_);
-    matmul(pool_, w.w_down, quantized_, projected_.data());
+    quantize_batch(pool_, w.w_down.type, gate_, c.ffn_dim, n, quantized_);
+    matmul(pool_, w.w_down, quantized_, projected_);
+    store_.release(layer);
     for (int64_t i = 0; i < n * dim; ++i) x_[i] += projected_[i];
   }
 
+  // The output head is acquired even when no logits are wanted: the prefetch schedule is fixed.
+  store_.acquire(c.n_layers);
   if (logits) {
     const int64_t first = all_logits ? 0 : n - 1;
     const int64_t rows = n - first;
     for (int64_t t = 0; t < rows; ++t)
       rms_norm(&x_[(first + t) * dim], weights_.output_norm, &normed_[t * dim], dim, c.rms_eps);
-    quantize_batch(pool_, weights_.output.type, normed_.data(), dim, rows, quantized_);
+    quantize_batch(pool_, weights_.output.type, normed_, dim, rows, quantized_);
     matmul(pool_, weights_.output, quantized_, logits);
   }
+  store_.release(c.n_layers);
   position_ += n;
 }
 

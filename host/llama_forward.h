@@ -4,7 +4,6 @@
 #include <span>
 #include <vector>
 
-#include "host/buffer.h"
 #include "host/llama_model.h"
 #include "host/matmul.h"
 #include "host/thread_pool.h"
@@ -13,10 +12,9 @@ namespace fi {
 
 class LlamaForward {
  public:
-  // context: KV cache length in tokens; max_batch: tokens evaluated per pass (longer inputs are
-  // split).
-  LlamaForward(const LlamaConfig& config, const LlamaWeights& weights, ThreadPool& pool, int64_t context,
-               int64_t max_batch = 256);
+  // KV cache and scratch come from the model's arena: model.context() tokens of cache, passes of
+  // up to model.max_batch() tokens (longer inputs are split).
+  LlamaForward(LlamaModel& model, ThreadPool& pool);
 
   int64_t context() const { return context_; }
   int64_t position() const { return position_; }
@@ -33,6 +31,7 @@ class LlamaForward {
   uint16_t* value_cache(int64_t layer, int64_t position) const;
 
   const LlamaConfig& config_;
+  WeightStore& store_;
   const LlamaWeights& weights_;
   ThreadPool& pool_;
   int64_t context_;
@@ -40,10 +39,10 @@ class LlamaForward {
   int64_t position_ = 0;
   std::vector<double> inverse_frequencies_;  // per rotated pair
 
-  PageBuffer kv_cache_;  // [layer][K|V][position][kv_dim] half precision
+  uint16_t* kv_cache_ = nullptr;  // [layer][K|V][position][kv_dim] half precision
   // Run state for one batch, row-major [token][...].
-  std::vector<float> x_, normed_, q_, k_, v_, attended_, projected_, gate_, up_;
-  std::vector<float> rope_cos_, rope_sin_;  // [token][pair] for the current batch
+  float *x_, *normed_, *q_, *k_, *v_, *attended_, *projected_, *gate_, *up_;
+  float *rope_cos_, *rope_sin_;  // [token][pair] for the current batch
   QuantizedBatch quantized_;
 };
 

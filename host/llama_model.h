@@ -1,86 +1,62 @@
 #pragma once
-// A llama-architecture model: configuration from GGUF metadata, and weights as typed views with
-// their shapes, checked by name, type and exact shape.
+// A llama model ready to run: its file, configuration, placement plan, host arena and weights.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
-#include <vector>
 
-#include "host/buffer.h"
+#include "host/arena.h"
+#include "host/llama_model_types.h"
+#include "host/thread_pool.h"
+#include "host/weight_store.h"
+#include "io/async_reader.h"
 #include "io/gguf.h"
+#include "planner/plan.h"
 
 namespace fi {
 
-struct LlamaConfig {
-  int64_t dim = 0;
-  int64_t n_layers = 0;
-  int64_t n_heads = 0;
-  int64_t n_kv_heads = 0;
-  int64_t head_dim = 0;
-  int64_t ffn_dim = 0;
-  int64_t vocab = 0;
-  int64_t trained_context = 0;
-  int64_t rope_dim = 0;
-  double rope_base = 10000.0;
-  double rms_eps = 1e-5;
-
-  int64_t kv_dim() const { return n_kv_heads * head_dim; }
-  // Reads llama.* metadata and checks it against the tensor table; throws Error on anything odd.
-  static LlamaConfig from_gguf(const GgufFile& file);
+struct ModelOptions {
+  std::optional<uint64_t> host_budget;  // none: load every weight, no limit
+  int64_t context = 0;                  // KV cache length; 0: min(4096, trained context)
+  int64_t max_batch = 256;              // tokens per forward pass
+  ReaderOptions io;
 };
 
-// A weight matrix: `rows` rows of `cols` elements of `type`, row-major; or, when `interleaved`,
-// groups of 8 rows interleaved block by block (host/repack.h), which only matmul reads.
-struct WeightMatrix {
-  TensorType type = TensorType::F32;
-  int64_t cols = 0;
-  int64_t rows = 0;
-  uint64_t row_bytes = 0;
-  const uint8_t* data = nullptr;
-  bool interleaved = false;
+// Bytes of the fp16 KV cache and of one forward pass's scratch (defined with the forward pass).
+uint64_t kv_cache_bytes(const LlamaConfig& config, int64_t context);
+uint64_t forward_scratch_bytes(const LlamaConfig& config, int64_t context, int64_t max_batch, int threads);
+// Memory the process needs outside the arena (code, metadata, tokenizer, thread stacks, logits).
+uint64_t runtime_bytes(const GgufFile& file, const LlamaConfig& config);
 
-  const void* row(int64_t r) const { return data + static_cast<uint64_t>(r) * row_bytes; }
-};
+// The planner's view of a llama model: its units, small tensors and fixed costs.
+PlanInput llama_plan_input(const GgufFile& file, const LlamaConfig& config, const LlamaTensorSet& tensors,
+                           const ModelOptions& options, int threads);
 
-struct LayerWeights {
-  const float* attn_norm = nullptr;  // [dim]
-  WeightMatrix wq, wk, wv, wo;       // [dim -> dim], [dim -> kv_dim] x2, [dim -> dim]
-  const float* ffn_norm = nullptr;   // [dim]
-  WeightMatrix w_gate, w_up, w_down; // [dim -> ffn] x2, [ffn -> dim]
-};
-
-struct LlamaWeights {
-  WeightMatrix token_embedding;          // vocab rows of dim
-  const float* output_norm = nullptr;    // [dim]
-  WeightMatrix output;                   // vocab rows of dim (the embedding when tied)
-  const float* rope_freq_factors = nullptr;  // [rope_dim / 2] or null (Llama 3.1 style scaling)
-  std::vector<LayerWeights> layers;
-};
-
-// The tensors a llama model must have, checked against the table (name, type, exact shape).
-struct LlamaTensorSet {
-  std::vector<const TensorInfo*> tensors;
-  bool tied_output = false;
-  static LlamaTensorSet require(const TensorTable& table, const LlamaConfig& config);
-};
-
-// A model loaded fully into memory.
 class LlamaModel {
  public:
-  static std::unique_ptr<LlamaModel> load(const std::string& path);
+  static std::unique_ptr<LlamaModel> load(const std::string& path, ThreadPool& pool, const ModelOptions& options = {});
 
   const GgufFile& file() const { return file_; }
   const LlamaConfig& config() const { return config_; }
-  const LlamaWeights& weights() const { return weights_; }
-  uint64_t weight_bytes() const { return weight_bytes_; }
+  const Plan& plan() const { return plan_; }
+  const LlamaWeights& weights() const { return store_->weights(); }
+  WeightStore& store() { return *store_; }
+  HostArena& arena() { return *arena_; }
+  int64_t context() const { return context_; }
+  int64_t max_batch() const { return max_batch_; }
+  uint64_t weight_bytes() const { return plan_.weight_bytes(); }
+  bool tied_output() const { return tied_output_; }
 
  private:
-  LlamaModel(GgufFile file) : file_(std::move(file)) {}
+  explicit LlamaModel(GgufFile file) : file_(std::move(file)) {}
   GgufFile file_;
   LlamaConfig config_;
-  LlamaWeights weights_;
-  PageBuffer storage_;
-  uint64_t weight_bytes_ = 0;
+  Plan plan_;
+  int64_t context_ = 0;
+  int64_t max_batch_ = 0;
+  bool tied_output_ = false;
+  std::unique_ptr<HostArena> arena_;
+  std::unique_ptr<WeightStore> store_;  // after the arena: destroyed first
 };
 
 }  // namespace fi

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "host/llama_model.h"
+#include "host/llama_model_types.h"
 #include "host/quant.h"
 #include "host/thread_pool.h"
 

@@ -5,8 +5,9 @@
 // conversion and scaling happen once per 8 rows instead of once per row.
 #include <cstdint>
 
-#include "host/llama_model.h"
+#include "host/llama_model_types.h"
 #include "host/quant.h"
+#include "host/thread_pool.h"
 
 namespace fi {
 
@@ -23,6 +24,9 @@ static_assert(sizeof(BlockQ4_0x8) == kInterleavedRows * 18);
 bool can_interleave(const WeightMatrix& w);
 // Re-arranges `bytes` (rows of Q4_0, rows % 8 == 0) in place and marks the matrix interleaved.
 void interleave_rows(WeightMatrix& w, uint8_t* bytes);
+// The same on `rows` rows of `cols` Q4_0 elements, spread over the pool (streamed rows are
+// re-arranged as they arrive).
+void interleave_rows(ThreadPool& pool, int64_t cols, int64_t rows, uint8_t* bytes);
 // Row r of an interleaved matrix back in plain Q4_0 blocks (tests and inspection).
 void extract_row(const WeightMatrix& w, int64_t r, BlockQ4_0* out);
 

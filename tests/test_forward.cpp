@@ -34,6 +34,13 @@ const Case kCases[] = {
 
 class ForwardTest : public ::testing::TestWithParam<Case> {};
 
+std::unique_ptr<LlamaModel> load(const std::string& path, ThreadPool& pool, int64_t context, int64_t max_batch = 256) {
+  ModelOptions options;
+  options.context = context;
+  options.max_batch = max_batch;
+  return LlamaModel::load(path, pool, options);
+}
+
 std::vector<int32_t> some_tokens(int64_t vocab, size_t count) {
   std::vector<int32_t> tokens;
   for (size_t i = 0; i < count; ++i) tokens.push_back(static_cast<int32_t>((i * 97 + 1) % static_cast<size_t>(vocab)));
@@ -54,16 +61,16 @@ TEST_P(ForwardTest, MatchesFloat64Reference) {
 TEST_P(ForwardTest, BatchedPrefillEqualsTokenByTokenBitForBit) {
   const Case& c = GetParam();
   const std::string path = test::generated_model(c.name, c.shape, c.scheme);
-  const auto model = LlamaModel::load(path);
   ThreadPool pool(2);
+  const auto model = load(path, pool, 32);
   const auto tokens = some_tokens(model->config().vocab, 9);
   const auto vocab = static_cast<size_t>(model->config().vocab);
 
-  LlamaForward batched(model->config(), model->weights(), pool, 32);
+  LlamaForward batched(*model, pool);
   std::vector<float> all(tokens.size() * vocab);
   batched.eval(tokens, all.data(), true);
 
-  LlamaForward single(model->config(), model->weights(), pool, 32);
+  LlamaForward single(*model, pool);
   std::vector<float> one(vocab);
   for (size_t t = 0; t < tokens.size(); ++t) {
     single.eval(std::span<const int32_t>(&tokens[t], 1), one.data());
@@ -76,12 +83,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ForwardTest, ::testing::ValuesIn(kCases),
 
 TEST(Forward, ThreadCountDoesNotChangeLogits) {
   const std::string path = test::generated_model("q4_0", kCases[6].shape, kCases[6].scheme);
-  const auto model = LlamaModel::load(path);
-  const auto tokens = some_tokens(model->config().vocab, 6);
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
-    LlamaForward forward(model->config(), model->weights(), pool, 16);
+    const auto model = load(path, pool, 16);
+    const auto tokens = some_tokens(model->config().vocab, 6);
+    LlamaForward forward(*model, pool);
     results.emplace_back(tokens.size() * model->config().vocab);
     forward.eval(tokens, results.back().data(), true);
   }
@@ -91,12 +98,13 @@ TEST(Forward, ThreadCountDoesNotChangeLogits) {
 
 TEST(Forward, PromptLongerThanOneBatchIsSplit) {
   const std::string path = test::generated_model("gqa_f32", kCases[0].shape, kCases[0].scheme);
-  const auto model = LlamaModel::load(path);
   ThreadPool pool(2);
+  const auto model = load(path, pool, 32, 64);
+  const auto in_pieces = load(path, pool, 32, 4);
   const auto tokens = some_tokens(model->config().vocab, 11);
   const auto vocab = static_cast<size_t>(model->config().vocab);
-  LlamaForward whole(model->config(), model->weights(), pool, 32, 64);
-  LlamaForward pieces(model->config(), model->weights(), pool, 32, 4);
+  LlamaForward whole(*model, pool);
+  LlamaForward pieces(*in_pieces, pool);
   std::vector<float> a(tokens.size() * vocab), b(tokens.size() * vocab);
   whole.eval(tokens, a.data(), true);
   pieces.eval(tokens, b.data(), true);
@@ -105,9 +113,9 @@ TEST(Forward, PromptLongerThanOneBatchIsSplit) {
 
 TEST(Forward, RejectsContextOverflowAndBadTokens) {
   const std::string path = test::generated_model("gqa_f32", kCases[0].shape, kCases[0].scheme);
-  const auto model = LlamaModel::load(path);
   ThreadPool pool(1);
-  LlamaForward forward(model->config(), model->weights(), pool, 4);
+  const auto model = load(path, pool, 4);
+  LlamaForward forward(*model, pool);
   std::vector<float> logits(model->config().vocab);
   const std::vector<int32_t> five = {1, 2, 3, 4, 5};
   EXPECT_THROW(forward.eval(five, logits.data()), Error);

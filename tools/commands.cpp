@@ -17,56 +17,21 @@
 #include "host/unicode.h"
 #include "io/error.h"
 #include "io/gguf.h"
+#include "planner/budget.h"
 #include "planner/footprint.h"
+#include "planner/profile.h"
 #include "tools/args.h"
+#include "tools/command_support.h"
 #include "tools/model_maker.h"
 
 namespace fi {
 
 namespace {
 
-const OptionSpec kModel{{"-m", "--model"}, true, "GGUF model file"};
-const OptionSpec kPrompt{{"-p", "--prompt"}, true, "prompt text"};
-const OptionSpec kThreads{{"-t", "--threads"}, true, "CPU threads (default: all cores)"};
-const OptionSpec kContext{{"--ctx", "-c"}, true, "context length in tokens (default: min(4096, trained))"};
-
-bool print_help(const Args& args) {
-  if (args.help_requested()) std::fputs(args.usage().c_str(), stdout);
-  return args.help_requested();
-}
-
-void no_positional(const Args& args, const char* command) {
-  if (!args.positional().empty())
-    fail("%s: unexpected argument '%s' (see 'flexinfer %s --help')", command, args.positional()[0].c_str(), command);
-}
-
-void show_caveat(const Tokenizer& tokenizer) {
-  if (!tokenizer.caveat().empty()) std::fprintf(stderr, "flexinfer: warning: %s\n", tokenizer.caveat().c_str());
-}
-
-EngineOptions engine_options(const Args& args) {
-  EngineOptions options;
-  options.model_path = args.required_text("-m");
-  options.threads = static_cast<int>(args.integer("-t", 0, 1, 1024));
-  options.context = args.integer("--ctx", 0, 1, 1 << 24);
-  return options;
-}
-
 std::string json_ids(const std::vector<int32_t>& ids) {
   std::string text = "[";
   for (size_t i = 0; i < ids.size(); ++i) text += (i ? ", " : "") + std::to_string(ids[i]);
   return text + "]";
-}
-
-std::string human_bytes(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes);
-  int unit = 0;
-  while (value >= 1024.0 && unit < 4) {
-    value /= 1024.0;
-    ++unit;
-  }
-  return unit == 0 ? strprintf("%" PRIu64 " B", bytes) : strprintf("%.2f %s", value, units[unit]);
 }
 
 }  // namespace
@@ -81,7 +46,7 @@ int command_generate(int argc, char** argv) {
                    {{"--repeat-penalty"}, true, "penalty for recently seen tokens; 1 = off (default 1.0)"},
                    {{"--repeat-last-n"}, true, "how many recent tokens the penalty looks at (default 64)"},
                    {{"--seed"}, true, "random seed (default: random)"},
-                   kThreads, kContext},
+                   kThreads, kContext, kHostMem, kIo},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "generate");
@@ -148,7 +113,7 @@ int command_tokenize(int argc, char** argv) {
 
 int command_logits(int argc, char** argv) {
   const Args args("logits", {kModel, kPrompt, {{"-o", "--output"}, true, "output file (float32, one row per position)"},
-                             kThreads, kContext},
+                             kThreads, kContext, kHostMem, kIo},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "logits");
@@ -178,14 +143,14 @@ int command_inspect(int argc, char** argv) {
   if (args.positional().size() != 1) fail("inspect: expected one GGUF file (usage: flexinfer inspect MODEL.gguf)");
   const GgufFile file = GgufFile::open(args.positional()[0]);
   std::printf("file: %s\nGGUF version %u, %s, alignment %" PRIu64 ", data at offset %" PRIu64 "\n\n",
-              file.path().c_str(), file.version(), human_bytes(file.file_size()).c_str(), file.alignment(),
+              file.path().c_str(), file.version(), format_bytes(file.file_size()).c_str(), file.alignment(),
               file.data_offset());
   std::printf("metadata (%zu keys):\n", file.metadata().size());
   for (const auto& [key, value] : file.metadata())
     std::printf("  %-44s %-6s %s\n", key.c_str(), gguf_type_name(value.type), value.summary().c_str());
 
   const TensorTable& table = file.tensors();
-  std::printf("\ntensors (%zu, %s):\n", table.all().size(), human_bytes(table.total_bytes()).c_str());
+  std::printf("\ntensors (%zu, %s):\n", table.all().size(), format_bytes(table.total_bytes()).c_str());
   std::printf("  %-32s %-5s %-20s %14s %12s\n", "name", "type", "shape", "offset", "bytes");
   for (const TensorInfo& t : table.all())
     std::printf("  %-32s %-5s %-20s %14" PRIu64 " %12" PRIu64 "\n", t.name.c_str(), type_name(t.type),
@@ -200,12 +165,12 @@ int command_inspect(int argc, char** argv) {
                 layer.ffn_bytes, layer.norm_bytes, layer.total());
   }
   std::printf("\nbytes per tensor group:\n");
-  std::printf("  %-20s %14" PRIu64 "  (%s)\n", "token_embd", footprint.embedding_bytes, human_bytes(footprint.embedding_bytes).c_str());
+  std::printf("  %-20s %14" PRIu64 "  (%s)\n", "token_embd", footprint.embedding_bytes, format_bytes(footprint.embedding_bytes).c_str());
   for (const auto& [group, bytes] : footprint.by_group)
-    std::printf("  %-20s %14" PRIu64 "  (%s)\n", group.c_str(), bytes, human_bytes(bytes).c_str());
-  std::printf("  %-20s %14" PRIu64 "  (%s)\n", "output", footprint.output_bytes, human_bytes(footprint.output_bytes).c_str());
+    std::printf("  %-20s %14" PRIu64 "  (%s)\n", group.c_str(), bytes, format_bytes(bytes).c_str());
+  std::printf("  %-20s %14" PRIu64 "  (%s)\n", "output", footprint.output_bytes, format_bytes(footprint.output_bytes).c_str());
   if (footprint.other_bytes) std::printf("  %-20s %14" PRIu64 "\n", "other", footprint.other_bytes);
-  std::printf("  %-20s %14" PRIu64 "  (%s)\n", "total", footprint.total(), human_bytes(footprint.total()).c_str());
+  std::printf("  %-20s %14" PRIu64 "  (%s)\n", "total", footprint.total(), format_bytes(footprint.total()).c_str());
   return 0;
 }
 
@@ -237,7 +202,7 @@ int command_make_model(int argc, char** argv) {
   options.output_path = args.required_text("-o");
   ThreadPool pool(static_cast<int>(args.integer("-t", default_thread_count(), 1, 1024)));
   const uint64_t bytes = make_model(options, pool);
-  std::printf("wrote %s (%s)\n", options.output_path.c_str(), human_bytes(bytes).c_str());
+  std::printf("wrote %s (%s)\n", options.output_path.c_str(), format_bytes(bytes).c_str());
   return 0;
 }
 
@@ -253,93 +218,7 @@ int command_devices(int argc, char** argv) {
   }
   for (const cuda::DeviceInfo& d : devices)
     std::printf("cuda:%d  %s  compute %d.%d  %d SMs  %s total, %s free\n", d.index, d.name.c_str(), d.compute_major,
-                d.compute_minor, d.multiprocessors, human_bytes(d.total_bytes).c_str(), human_bytes(d.free_bytes).c_str());
-  return 0;
-}
-
-int command_bench(int argc, char** argv) {
-  const Args args("bench",
-                  {kModel, {{"-p", "--prompt-tokens"}, true, "prompt length for the prefill measurement (default 128)"},
-                   {{"-n", "--decode-tokens"}, true, "tokens to decode (default 32)"},
-                   {{"--mem-bw"}, true, "measured memory read bandwidth in GB/s, for the limit (optional)"},
-                   {{"--json"}, true, "also write the results as JSON to this file"},
-                   kThreads, kContext},
-                  argc, argv, 2);
-  if (print_help(args)) return 0;
-  no_positional(args, "bench");
-  const int64_t prompt_tokens = args.integer("-p", 128, 1, 1 << 20);
-  const int64_t decode_tokens = args.integer("-n", 32, 1, 1 << 20);
-  const double bandwidth = args.real("--mem-bw", 0.0, 0.0, 1e6);
-  EngineOptions options = engine_options(args);
-  if (options.context == 0) options.context = prompt_tokens + decode_tokens;
-  Engine engine(options);
-  const int64_t vocab = engine.config().vocab;
-
-  // A deterministic prompt of ordinary tokens (BOS first), evaluated as one batch.
-  std::vector<int32_t> prompt;
-  if (engine.tokenizer().bos() >= 0) prompt.push_back(engine.tokenizer().bos());
-  std::mt19937 rng(1);
-  while (static_cast<int64_t>(prompt.size()) < prompt_tokens) {
-    const auto token = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-    if (engine.tokenizer().kind(token) == TokenKind::Normal || engine.tokenizer().kind(token) == TokenKind::Byte)
-      prompt.push_back(token);
-  }
-  std::vector<float> logits(static_cast<size_t>(vocab));
-  auto start = std::chrono::steady_clock::now();
-  engine.forward().eval(prompt, logits.data());
-  const double prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-  // Decode from a fresh cache so the attention span matches a short generation.
-  engine.forward().reset();
-  int32_t token = prompt[0];
-  start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < decode_tokens; ++i) {
-    engine.forward().eval(std::span<const int32_t>(&token, 1), logits.data());
-    token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-  }
-  const double decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-  // Every weight byte is read once per decoded token (the embedding only one row of it).
-  const LlamaWeights& w = engine.model().weights();
-  const uint64_t embedding_bytes = static_cast<uint64_t>(w.token_embedding.rows) * w.token_embedding.row_bytes;
-  const bool tied = w.output.data == w.token_embedding.data;
-  const uint64_t bytes_per_token = engine.model().weight_bytes() - (tied ? 0 : embedding_bytes) + w.token_embedding.row_bytes;
-  const double prefill_tok_s = static_cast<double>(prompt.size()) / prefill_seconds;
-  const double decode_tok_s = static_cast<double>(decode_tokens) / decode_seconds;
-  const double achieved_GBps = decode_tok_s * static_cast<double>(bytes_per_token) / 1e9;
-  const double limit_tok_s = bandwidth > 0 ? bandwidth * 1e9 / static_cast<double>(bytes_per_token) : 0.0;
-
-  std::printf("model            %s\n", options.model_path.c_str());
-  std::printf("threads          %d (%s kernels)\n", engine.pool().size(), kernel_isa_name());
-  std::printf("prefill          %zu tokens in %.3f s: %.2f tok/s\n", prompt.size(), prefill_seconds, prefill_tok_s);
-  std::printf("decode           %" PRId64 " tokens in %.3f s: %.3f tok/s\n", decode_tokens, decode_seconds, decode_tok_s);
-  std::printf("bytes per token  %" PRIu64 " (host RAM)\n", bytes_per_token);
-  std::printf("achieved         %.2f GB/s\n", achieved_GBps);
-  if (bandwidth > 0)
-    std::printf("limit            %.3f tok/s at %.2f GB/s; achieved/limit %.1f%%\n", limit_tok_s, bandwidth,
-                100.0 * decode_tok_s / limit_tok_s);
-
-  if (args.has("--json")) {
-    const std::string path = args.text("--json", "");
-    const nlohmann::json result = {
-        {"model", options.model_path},
-        {"threads", engine.pool().size()},
-        {"kernels", kernel_isa_name()},
-        {"prompt_tokens", prompt.size()},
-        {"decode_tokens", decode_tokens},
-        {"prefill_tok_s", prefill_tok_s},
-        {"decode_tok_s", decode_tok_s},
-        {"bytes_per_token", {{"host", bytes_per_token}, {"disk", 0}, {"gpu", 0}}},
-        {"achieved_GBps", {{"host", achieved_GBps}}},
-        {"host_read_GBps", bandwidth},
-        {"limit_tok_s", limit_tok_s},
-        {"achieved_over_limit", limit_tok_s > 0 ? decode_tok_s / limit_tok_s : 0.0},
-    };
-    std::ofstream out(path);
-    out << result.dump(2) << "\n";
-    out.close();
-    if (!out) fail("bench: cannot write '%s'", path.c_str());
-  }
+                d.compute_minor, d.multiprocessors, format_bytes(d.total_bytes).c_str(), format_bytes(d.free_bytes).c_str());
   return 0;
 }
 

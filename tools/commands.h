@@ -8,4 +8,6 @@ int command_inspect(int argc, char** argv);
 int command_make_model(int argc, char** argv);
 int command_devices(int argc, char** argv);
 int command_bench(int argc, char** argv);
+int command_probe(int argc, char** argv);
+int command_plan(int argc, char** argv);
 }  // namespace fi

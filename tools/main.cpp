@@ -17,7 +17,9 @@ const char* const kUsage =
     "  logits      write the logits of every prompt position to a file\n"
     "  inspect     show a GGUF file's metadata, tensors and bytes per layer\n"
     "  make-model  write a random-weight llama GGUF of a realistic shape\n"
-    "  bench       measure prefill and decode speed against the memory-bandwidth limit\n"
+    "  bench       measure prefill and decode speed against the limit of the memory budget\n"
+    "  probe       measure this machine's disk, memory and CPU (saved for plan and bench)\n"
+    "  plan        show where a model's bytes live under a memory budget, and the predicted speed\n"
     "  devices     list the CUDA devices flexinfer can use\n";
 
 }  // namespace
@@ -36,6 +38,8 @@ int main(int argc, char** argv) {
     if (command == "make-model") return fi::command_make_model(argc, argv);
     if (command == "devices") return fi::command_devices(argc, argv);
     if (command == "bench") return fi::command_bench(argc, argv);
+    if (command == "probe") return fi::command_probe(argc, argv);
+    if (command == "plan") return fi::command_plan(argc, argv);
     std::fprintf(stderr, "flexinfer: unknown command '%s' (see 'flexinfer --help')\n", command.c_str());
     return 2;
   } catch (const fi::Error& error) {

@@ -1,0 +1,74 @@
+#include "io/direct_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "io/error.h"
+
+namespace fi {
+
+DirectFile::DirectFile(const std::string& path, bool want_direct) : path_(path) {
+  if (want_direct) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (fd_ >= 0) {
+      direct_ = true;
+    } else {
+      direct_refusal_ = std::strerror(errno);
+    }
+  }
+  if (fd_ < 0) fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) fail("%s: cannot open: %s", path.c_str(), std::strerror(errno));
+  struct stat info {};
+  if (::fstat(fd_, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd_);
+    fail("%s: not a regular file", path.c_str());
+  }
+  size_ = static_cast<uint64_t>(info.st_size);
+}
+
+DirectFile::~DirectFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+uint64_t DirectFile::expected_bytes(uint64_t offset, uint64_t bytes) const {
+  if (offset >= size_) return 0;
+  return std::min(bytes, size_ - offset);
+}
+
+void DirectFile::read(uint8_t* destination, uint64_t offset, uint64_t bytes) const {
+  const uint64_t wanted = expected_bytes(offset, bytes);
+  uint64_t done = 0;
+  while (done < wanted) {
+    // Direct reads restart at an aligned position; a short read is rare, re-reading a little is fine.
+    const uint64_t restart = direct_ ? align_down(done, kDirectAlignment) : done;
+    const uint64_t length = std::min<uint64_t>(bytes - restart, 1ull << 30);
+    const ssize_t got = ::pread(fd_, destination + restart, length, static_cast<off_t>(offset + restart));
+    if (got < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      fail_read(path_, offset + restart, length, errno);
+    }
+    if (got == 0) fail_shrunk(path_, offset + restart);
+    done = std::max(done, restart + static_cast<uint64_t>(got));
+  }
+}
+
+void DirectFile::drop_cached(uint64_t offset, uint64_t bytes) const {
+  if (!direct_) ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(bytes), POSIX_FADV_DONTNEED);
+}
+
+void fail_read(const std::string& path, uint64_t offset, uint64_t bytes, int error_number) {
+  fail("%s: read of %llu bytes at offset %llu failed: %s", path.c_str(), static_cast<unsigned long long>(bytes),
+       static_cast<unsigned long long>(offset), std::strerror(error_number));
+}
+
+void fail_shrunk(const std::string& path, uint64_t offset) {
+  fail("%s: unexpected end of file at offset %llu (the file shrank while in use?)", path.c_str(),
+       static_cast<unsigned long long>(offset));
+}
+
+}  // namespace fi

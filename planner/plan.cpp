@@ -1,0 +1,176 @@
+#include "planner/plan.h"
+
+#include <algorithm>
+#include <functional>
+#include <numeric>
+
+#include "io/direct_file.h"
+#include "io/error.h"
+#include "planner/budget.h"
+
+namespace fi {
+
+uint64_t PlanMatrix::resident_span_bytes() const {
+  if (resident_rows == 0) return 0;
+  return align_up(tensor->file_offset + resident_bytes(), kDirectAlignment) - align_down(tensor->file_offset, kDirectAlignment);
+}
+
+namespace {
+
+template <typename Item, typename Field>
+uint64_t sum(const std::vector<Item>& items, Field field) {
+  return std::accumulate(items.begin(), items.end(), uint64_t{0},
+                         [&](uint64_t total, const Item& item) { return total + std::invoke(field, item); });
+}
+
+uint64_t span_bytes(const TensorInfo& tensor) {
+  return align_up(tensor.file_offset + tensor.bytes, kDirectAlignment) - align_down(tensor.file_offset, kDirectAlignment);
+}
+
+// Keeps about `resident_target` bytes of the unit in memory (preservation order, row groups) and
+// lays its streamed rows out in a staging slot.
+void place(PlanUnit& unit, uint64_t resident_target, uint64_t row_group) {
+  uint64_t remaining = resident_target;
+  for (PlanMatrix& m : unit.matrices) {
+    if (remaining >= m.bytes()) {
+      m.resident_rows = m.rows;
+      remaining -= m.bytes();
+    } else {
+      const uint64_t group_bytes = row_group * m.row_bytes;
+      m.resident_rows = std::min(m.rows, remaining / group_bytes * row_group);
+      remaining = 0;
+    }
+  }
+  // Streamed pieces in file order; pieces whose aligned spans touch share one read.
+  std::vector<PlanMatrix*> streamed;
+  for (PlanMatrix& m : unit.matrices)
+    if (m.streamed_bytes() > 0) streamed.push_back(&m);
+  std::sort(streamed.begin(), streamed.end(),
+            [](const PlanMatrix* a, const PlanMatrix* b) { return a->tensor->file_offset < b->tensor->file_offset; });
+  unit.reads.clear();
+  uint64_t slot = 0;
+  for (PlanMatrix* m : streamed) {
+    const uint64_t begin = m->tensor->file_offset + m->resident_bytes();
+    const uint64_t end = m->tensor->file_offset + m->bytes();
+    const uint64_t aligned_begin = align_down(begin, kDirectAlignment), aligned_end = align_up(end, kDirectAlignment);
+    if (!unit.reads.empty() && aligned_begin <= unit.reads.back().file_offset + unit.reads.back().bytes) {
+      ReadSpan& last = unit.reads.back();
+      const uint64_t last_end = std::max(last.file_offset + last.bytes, aligned_end);
+      slot += last_end - (last.file_offset + last.bytes);
+      last.bytes = last_end - last.file_offset;
+      m->slot_offset = last.slot_offset + (begin - last.file_offset);
+    } else {
+      unit.reads.push_back({aligned_begin, aligned_end - aligned_begin, slot});
+      m->slot_offset = slot + (begin - aligned_begin);
+      slot += aligned_end - aligned_begin;
+    }
+  }
+}
+
+struct Candidate {
+  std::vector<PlanUnit> units;
+  uint64_t resident = 0;  // memory of resident rows
+  uint64_t slot = 0;
+  uint64_t memory(int depth) const { return resident + static_cast<uint64_t>(depth) * slot; }
+};
+
+// Every unit streams at most `streamed_cap` bytes (balanced locking).
+Candidate evaluate(const std::vector<PlanUnit>& units, uint64_t streamed_cap, uint64_t row_group) {
+  Candidate candidate{units, 0, 0};
+  for (PlanUnit& unit : candidate.units) {
+    const uint64_t total = unit.bytes();
+    place(unit, total > streamed_cap ? total - streamed_cap : 0, row_group);
+    candidate.resident += unit.resident_span_bytes();
+    candidate.slot = std::max(candidate.slot, unit.read_bytes());
+  }
+  return candidate;
+}
+
+}  // namespace
+
+uint64_t PlanUnit::bytes() const { return sum(matrices, &PlanMatrix::bytes); }
+uint64_t PlanUnit::resident_bytes() const { return sum(matrices, &PlanMatrix::resident_bytes); }
+uint64_t PlanUnit::resident_span_bytes() const { return sum(matrices, &PlanMatrix::resident_span_bytes); }
+uint64_t PlanUnit::streamed_bytes() const { return sum(matrices, &PlanMatrix::streamed_bytes); }
+uint64_t PlanUnit::read_bytes() const { return sum(reads, &ReadSpan::bytes); }
+
+uint64_t Plan::fixed_bytes() const { return sum(fixed, &PlanCost::bytes); }
+uint64_t Plan::weight_bytes() const { return sum(units, &PlanUnit::bytes); }
+uint64_t Plan::resident_bytes() const { return sum(units, &PlanUnit::resident_bytes); }
+uint64_t Plan::resident_span_bytes() const { return sum(units, &PlanUnit::resident_span_bytes); }
+uint64_t Plan::streamed_bytes_per_token() const { return sum(units, &PlanUnit::streamed_bytes); }
+uint64_t Plan::read_bytes_per_token() const { return sum(units, &PlanUnit::read_bytes); }
+
+Plan make_plan(const PlanInput& input) {
+  if (input.max_depth < 2) fail("internal: prefetch depth must be at least 2");
+  if (input.row_group < 1) fail("internal: row group must be at least 1");
+  Plan plan;
+  plan.host_budget = input.host_budget;
+  plan.fixed = input.fixed;
+  plan.always_resident = input.always_resident;
+  uint64_t small_tensors = 0;
+  for (const TensorInfo* tensor : input.always_resident) small_tensors += span_bytes(*tensor);
+  plan.fixed.push_back({"norms and other small tensors", small_tensors});
+
+  std::vector<PlanUnit> units;
+  for (const PlanInput::Unit& request : input.units) {
+    PlanUnit unit{request.name, {}, {}};
+    for (const TensorInfo* tensor : request.matrices) {
+      if (tensor->rows() == 0 || tensor->bytes % tensor->rows() != 0)
+        fail("internal: tensor '%s' has no whole rows", tensor->name.c_str());
+      unit.matrices.push_back({tensor, tensor->rows(), tensor->bytes / tensor->rows(), 0, 0});
+    }
+    units.push_back(std::move(unit));
+  }
+
+  const uint64_t fixed = plan.fixed_bytes();
+  const Candidate everything = evaluate(units, 0, input.row_group);
+  // The fewest bytes held for a given depth: the streamed cap at the depth-th largest unit (a
+  // larger cap grows every slot by more than it frees).
+  std::vector<uint64_t> totals;
+  for (const PlanUnit& unit : units) totals.push_back(unit.bytes());
+  std::sort(totals.rbegin(), totals.rend());
+  auto tightest = [&](int depth) {
+    const uint64_t cap = totals.empty() ? 0 : totals[std::min<size_t>(static_cast<size_t>(depth) - 1, totals.size() - 1)];
+    return std::make_pair(cap, evaluate(units, cap, input.row_group));
+  };
+  const auto [minimum_cap, minimum] = tightest(2);
+  plan.minimum_host_bytes = fixed + std::min(everything.memory(0), minimum.memory(2));
+
+  if (!input.host_budget || fixed + everything.memory(0) <= *input.host_budget) {
+    plan.units = everything.units;
+    return plan;
+  }
+  const uint64_t budget = *input.host_budget;
+  if (budget < plan.minimum_host_bytes) {
+    std::string costs;
+    for (const PlanCost& cost : plan.fixed) costs += ", " + cost.what + " " + format_bytes(cost.bytes);
+    fail("a host memory budget of %s is below this model's minimum of %s (%s staging for 2 layers%s)",
+         format_bytes(budget).c_str(), format_bytes(plan.minimum_host_bytes).c_str(),
+         format_bytes(2 * minimum.slot).c_str(), costs.c_str());
+  }
+  const uint64_t available = budget - fixed;
+  for (int depth = input.max_depth; depth >= 2; --depth) {
+    auto [high, best] = tightest(depth);
+    if (best.memory(depth) > available) continue;
+    // The smallest cap that fits: memory held falls as the cap rises up to `high`.
+    uint64_t low = 0;  // infeasible: everything resident did not fit
+    while (high - low > 1) {
+      const uint64_t middle = low + (high - low) / 2;
+      Candidate candidate = evaluate(units, middle, input.row_group);
+      if (candidate.memory(depth) <= available) {
+        high = middle;
+        best = std::move(candidate);
+      } else {
+        low = middle;
+      }
+    }
+    plan.units = std::move(best.units);
+    plan.depth = depth;
+    plan.slot_bytes = best.slot;
+    return plan;
+  }
+  fail("internal: no plan found for a host budget of %s", format_bytes(budget).c_str());
+}
+
+}  // namespace fi

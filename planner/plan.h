@@ -1,0 +1,94 @@
+#pragma once
+// Host-memory placement for a model larger than its budget (the FlexInfer paper's policy):
+//   1. fixed costs come off the budget first (KV cache, scratch, runtime, small tensors, and the
+//      staging ring for the chosen prefetch depth);
+//   2. balanced locking: every unit (a layer, the output head) streams the same number of bytes S,
+//      so reads overlap compute evenly; S is the smallest that fits;
+//   3. flexible preservation: inside a unit, the tensors listed first stay resident first, and the
+//      tensor where the budget runs out is split by row groups (resident rows first, the rest
+//      streamed), so the budget is filled to within a row group per unit.
+// The Plan is an immutable value computed from the tensor table alone: printable and testable
+// without the model's bytes.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/tensor_table.h"
+
+namespace fi {
+
+struct PlanCost {
+  std::string what;
+  uint64_t bytes = 0;
+};
+
+struct PlanMatrix {
+  const TensorInfo* tensor = nullptr;
+  uint64_t rows = 0;
+  uint64_t row_bytes = 0;
+  uint64_t resident_rows = 0;  // rows [0, resident_rows) stay in memory, the rest are streamed
+  uint64_t slot_offset = 0;    // where streamed row `resident_rows` lands in a staging slot
+
+  uint64_t bytes() const { return rows * row_bytes; }
+  uint64_t resident_bytes() const { return resident_rows * row_bytes; }
+  uint64_t streamed_bytes() const { return bytes() - resident_bytes(); }
+  // Memory the resident rows take: the 4 KiB-aligned span around them, as direct reads need.
+  uint64_t resident_span_bytes() const;
+};
+
+// One aligned read of a unit's streamed bytes into a staging slot.
+struct ReadSpan {
+  uint64_t file_offset = 0;
+  uint64_t bytes = 0;
+  uint64_t slot_offset = 0;
+};
+
+struct PlanUnit {
+  std::string name;                 // "blk.3", "output"
+  std::vector<PlanMatrix> matrices;  // in preservation order
+  std::vector<ReadSpan> reads;       // empty when nothing streams
+  uint64_t bytes() const;
+  uint64_t resident_bytes() const;
+  uint64_t resident_span_bytes() const;
+  uint64_t streamed_bytes() const;
+  uint64_t read_bytes() const;  // streamed bytes plus the alignment around them
+};
+
+struct PlanInput {
+  struct Unit {
+    std::string name;
+    std::vector<const TensorInfo*> matrices;  // preservation order: the first stays resident first
+  };
+  std::vector<Unit> units;                       // compute order
+  std::vector<const TensorInfo*> always_resident;  // small tensors (norms) that never stream
+  std::vector<PlanCost> fixed;                   // KV cache, scratch, runtime
+  std::optional<uint64_t> host_budget;           // none: everything resident, no limit
+  int max_depth = 3;                             // staging slots when streaming
+  uint64_t row_group = 8;                        // split points are multiples of this many rows
+};
+
+struct Plan {
+  std::optional<uint64_t> host_budget;
+  std::vector<PlanCost> fixed;  // including the always-resident tensors
+  std::vector<const TensorInfo*> always_resident;
+  std::vector<PlanUnit> units;
+  int depth = 0;                // staging slots; 0 when nothing streams
+  uint64_t slot_bytes = 0;
+  uint64_t minimum_host_bytes = 0;  // the smallest budget that runs this model with these fixed costs
+
+  bool streams() const { return depth > 0; }
+  uint64_t fixed_bytes() const;
+  uint64_t weight_bytes() const;
+  uint64_t resident_bytes() const;       // weight bytes kept in memory
+  uint64_t resident_span_bytes() const;  // the memory they take
+  uint64_t staging_bytes() const { return static_cast<uint64_t>(depth) * slot_bytes; }
+  uint64_t streamed_bytes_per_token() const;
+  uint64_t read_bytes_per_token() const;
+  uint64_t host_bytes() const { return fixed_bytes() + resident_span_bytes() + staging_bytes(); }
+};
+
+// Throws Error when the budget is below the minimum working set, stating the minimum.
+Plan make_plan(const PlanInput& input);
+
+}  // namespace fi

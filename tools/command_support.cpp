@@ -1,0 +1,65 @@
+#include "tools/command_support.h"
+
+#include <cstdio>
+
+#include "io/error.h"
+#include "planner/budget.h"
+#include "planner/profile.h"
+
+namespace fi {
+
+const OptionSpec kModel{{"-m", "--model"}, true, "GGUF model file"};
+const OptionSpec kPrompt{{"-p", "--prompt"}, true, "prompt text"};
+const OptionSpec kThreads{{"-t", "--threads"}, true, "CPU threads (default: all cores)"};
+const OptionSpec kContext{{"--ctx", "-c"}, true, "context length in tokens (default: min(4096, trained))"};
+const OptionSpec kHostMem{{"--host-mem"}, true,
+                          "host memory budget, e.g. 6G, 512M, 6.5GiB (default: load every weight, no limit)"};
+const OptionSpec kIo{{"--io"}, true, "how streamed weights are read: auto, uring, pread or mmap (default auto)"};
+
+bool print_help(const Args& args) {
+  if (args.help_requested()) std::fputs(args.usage().c_str(), stdout);
+  return args.help_requested();
+}
+
+void no_positional(const Args& args, const char* command) {
+  if (!args.positional().empty())
+    fail("%s: unexpected argument '%s' (see 'flexinfer %s --help')", command, args.positional()[0].c_str(), command);
+}
+
+void show_caveat(const Tokenizer& tokenizer) {
+  if (!tokenizer.caveat().empty()) std::fprintf(stderr, "flexinfer: warning: %s\n", tokenizer.caveat().c_str());
+}
+
+std::optional<uint64_t> host_budget(const Args& args) {
+  if (!args.has("--host-mem")) return std::nullopt;
+  const std::string text = args.text("--host-mem", "");
+  const auto bytes = parse_byte_size(text);
+  if (!bytes || *bytes == 0) fail("--host-mem: '%s' is not a memory size (examples: 512M, 6G, 6.5GiB)", text.c_str());
+  return bytes;
+}
+
+// The disk settings probe measured, when it has run on this machine.
+ReaderOptions reader_options(const Args& args) {
+  ReaderOptions io;
+  const std::string backend = args.text("--io", "auto");
+  const auto parsed = parse_io_backend(backend);
+  if (!parsed) fail("--io: unknown backend '%s' (auto, uring, pread, mmap)", backend.c_str());
+  io.backend = *parsed;
+  if (const auto profile = cached_profile()) {
+    io.queue_depth = profile->disk_queue_depth;
+    io.request_bytes = profile->disk_request_bytes;
+  }
+  return io;
+}
+
+EngineOptions engine_options(const Args& args) {
+  EngineOptions options;
+  options.model_path = args.required_text("-m");
+  options.threads = static_cast<int>(args.integer("-t", 0, 1, 1024));
+  options.context = args.integer("--ctx", 0, 1, 1 << 24);
+  options.host_budget = host_budget(args);
+  options.io = reader_options(args);
+  return options;
+}
+
+}  // namespace fi

@@ -1,0 +1,26 @@
+#pragma once
+// Options and helpers the subcommands share.
+#include <cstdint>
+#include <optional>
+
+#include "host/engine.h"
+#include "host/tokenizer.h"
+#include "io/async_reader.h"
+#include "tools/args.h"
+
+namespace fi {
+
+extern const OptionSpec kModel, kPrompt, kThreads, kContext, kHostMem, kIo;
+
+// Prints the usage when --help was given; true then.
+bool print_help(const Args& args);
+void no_positional(const Args& args, const char* command);
+void show_caveat(const Tokenizer& tokenizer);
+// --host-mem, parsed; none when absent.
+std::optional<uint64_t> host_budget(const Args& args);
+// --io, with the queue depth and request size probe measured on this machine (when it has run).
+ReaderOptions reader_options(const Args& args);
+// -m, -t, --ctx, --host-mem, --io.
+EngineOptions engine_options(const Args& args);
+
+}  // namespace fi

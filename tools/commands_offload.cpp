@@ -1,0 +1,339 @@
+// Subcommands about memory budgets and speed: probe (measure this machine), plan (show where a
+// model's bytes would live under a budget), bench (measure against the limit).
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "host/engine.h"
+#include "host/measure.h"
+#include "host/quant.h"
+#include "io/async_reader.h"
+#include "io/disk_probe.h"
+#include "io/error.h"
+#include "planner/budget.h"
+#include "planner/profile.h"
+#include "tools/command_support.h"
+#include "tools/commands.h"
+
+namespace fi {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void write_json(const std::string& path, const nlohmann::json& json, const char* command) {
+  std::ofstream out(path);
+  out << json.dump(2) << "\n";
+  out.close();
+  if (!out) fail("%s: cannot write '%s'", command, path.c_str());
+}
+
+// The profile to predict with: --profile FILE, else the one probe cached, else none.
+std::optional<Profile> chosen_profile(const Args& args) {
+  if (args.has("--profile")) return Profile::load(args.text("--profile", ""));
+  return cached_profile();
+}
+
+// Weight bytes the CPU reads per decoded token: every planned matrix plus one embedding row.
+uint64_t compute_bytes_per_token(const LlamaModel& model) {
+  return model.plan().weight_bytes() + model.weights().token_embedding.row_bytes;
+}
+
+void evict_from_page_cache(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("%s: cannot open to evict it from the page cache", path.c_str());
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+}
+
+uint64_t peak_rss_bytes() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<uint64_t>(usage.ru_maxrss) * 1024;
+}
+
+}  // namespace
+
+int command_probe(int argc, char** argv) {
+  const Args args("probe",
+                  {{{"-m", "--model", "--file"}, true, "measure the disk this file is on (default: a temporary 1 GiB file in the cache directory)"},
+                   {{"-o", "--output"}, true, "where to save the profile (default: the cache directory)"},
+                   {{"--quick"}, false, "fewer and shorter measurements"},
+                   kThreads},
+                  argc, argv, 2);
+  if (print_help(args)) return 0;
+  no_positional(args, "probe");
+  const bool quick = args.has("--quick");
+  const std::string output = args.text("-o", default_profile_path());
+  Profile profile;
+
+  std::string disk_file = args.text("-m", "");
+  std::string temporary;
+  if (disk_file.empty()) {
+    temporary = output + ".probe-data";
+    Profile{}.save(temporary);  // creates the directories
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    std::vector<char> block(1 << 20);
+    std::mt19937_64 rng(1);
+    for (int i = 0; i < 1024 && out; ++i) {
+      for (size_t j = 0; j + 8 <= block.size(); j += 8) *reinterpret_cast<uint64_t*>(&block[j]) = rng();
+      out.write(block.data(), static_cast<std::streamsize>(block.size()));
+    }
+    out.close();
+    if (!out) fail("probe: cannot write a test file at '%s' (give one with --file)", temporary.c_str());
+    disk_file = temporary;
+  }
+  std::printf("disk: direct reads of %s\n  %-8s %-10s %8s\n", disk_file.c_str(), "queue", "request", "GB/s");
+  std::vector<DiskRate> rates;
+  try {
+    rates = measure_disk(disk_file, quick ? std::vector<int>{4, 32} : std::vector<int>{1, 4, 16, 32, 64},
+                         quick ? std::vector<uint64_t>{1u << 20} : std::vector<uint64_t>{256u << 10, 1u << 20, 4u << 20},
+                         quick ? 128ull << 20 : 512ull << 20);
+  } catch (...) {
+    if (!temporary.empty()) ::unlink(temporary.c_str());
+    throw;
+  }
+  if (!temporary.empty()) ::unlink(temporary.c_str());
+  for (const DiskRate& r : rates) {
+    std::printf("  %-8d %-10s %8.2f\n", r.queue_depth, format_bytes(r.request_bytes).c_str(), r.GBps);
+    profile.disk_points.push_back({r.queue_depth, r.request_bytes, r.GBps});
+  }
+  const DiskRate best = choose_disk_setting(rates);
+  profile.disk_read_GBps = best.GBps;
+  profile.disk_queue_depth = best.queue_depth;
+  profile.disk_request_bytes = best.request_bytes;
+  std::printf("  chosen: queue depth %d, %s requests: %.2f GB/s\n", best.queue_depth,
+              format_bytes(best.request_bytes).c_str(), best.GBps);
+
+  ThreadPool pool(static_cast<int>(args.integer("-t", default_thread_count(), 1, 1024)));
+  profile.cpu_threads = pool.size();
+  const int rounds = quick ? 2 : 4;
+  profile.host_read_GBps = measure_memory_read_GBps(pool, quick ? 1ull << 30 : 2ull << 30, rounds);
+  std::printf("memory read: %.2f GB/s (%d threads)\n", profile.host_read_GBps, pool.size());
+  profile.cpu_matvec_GBps = measure_matvec_GBps(pool, TensorType::Q4_0, quick ? 512ull << 20 : 1ull << 30, rounds);
+  std::printf("CPU Q4_0 matrix-vector: %.2f GB/s of weights (%s kernels)\n", profile.cpu_matvec_GBps, kernel_isa_name());
+  profile.machine = strprintf("%d threads, %s kernels", pool.size(), kernel_isa_name());
+  profile.save(output);
+  std::printf("saved %s\n", output.c_str());
+  return 0;
+}
+
+int command_plan(int argc, char** argv) {
+  const Args args("plan",
+                  {kModel, kHostMem, kContext, kThreads,
+                   {{"--profile"}, true, "a probe profile to predict with (default: this machine's cached one)"},
+                   {{"--json"}, true, "also write the plan as JSON to this file"}},
+                  argc, argv, 2);
+  if (print_help(args)) return 0;
+  no_positional(args, "plan");
+  const GgufFile file = GgufFile::open(args.required_text("-m"));
+  const LlamaConfig config = LlamaConfig::from_gguf(file);
+  LlamaTensorSet tensors;
+  try {
+    tensors = LlamaTensorSet::require(file.tensors(), config);
+  } catch (const Error& error) {
+    fail("%s: %s", file.path().c_str(), error.what());
+  }
+  ModelOptions options;
+  options.host_budget = host_budget(args);
+  options.context = args.integer("--ctx", std::min<int64_t>(4096, config.trained_context), 1, 1 << 24);
+  const int threads = static_cast<int>(args.integer("-t", default_thread_count(), 1, 1024));
+  const Plan plan = make_plan(llama_plan_input(file, config, tensors, options, threads));
+
+  std::printf("model     %s (%lld layers, %s of weights)\n", file.path().c_str(), static_cast<long long>(config.n_layers),
+              format_bytes(plan.weight_bytes()).c_str());
+  std::printf("budget    %s (minimum %s)\n", plan.host_budget ? format_bytes(*plan.host_budget).c_str() : "none",
+              format_bytes(plan.minimum_host_bytes).c_str());
+  std::printf("\nhost memory:\n");
+  for (const PlanCost& cost : plan.fixed) std::printf("  %-34s %12s\n", cost.what.c_str(), format_bytes(cost.bytes).c_str());
+  if (plan.streams())
+    std::printf("  %-34s %12s\n", strprintf("staging (%d slots x %s)", plan.depth, format_bytes(plan.slot_bytes).c_str()).c_str(),
+                format_bytes(plan.staging_bytes()).c_str());
+  std::printf("  %-34s %12s\n", "resident weights", format_bytes(plan.resident_span_bytes()).c_str());
+  std::printf("  %-34s %12s\n", "total", format_bytes(plan.host_bytes()).c_str());
+
+  std::printf("\n  %-8s %12s %12s %12s\n", "unit", "resident", "streamed", "read/token");
+  for (const PlanUnit& unit : plan.units)
+    std::printf("  %-8s %12s %12s %12s\n", unit.name.c_str(), format_bytes(unit.resident_bytes()).c_str(),
+                format_bytes(unit.streamed_bytes()).c_str(), format_bytes(unit.read_bytes()).c_str());
+  std::printf("\nper token: %s read from disk, %s read by the CPU from host memory\n",
+              format_bytes(plan.read_bytes_per_token()).c_str(),
+              format_bytes(plan.weight_bytes() + row_bytes(file.tensors().find("token_embd.weight")->type, config.dim)).c_str());
+
+  const auto profile = chosen_profile(args);
+  const uint64_t compute_bytes = plan.weight_bytes() + row_bytes(file.tensors().find("token_embd.weight")->type, config.dim);
+  Prediction prediction;
+  if (profile) {
+    prediction = predict_decode(plan, *profile, compute_bytes);
+    std::printf("predicted decode: %.2f tok/s, bound by %s (disk %.3f s, compute %.3f s per token; disk %.2f GB/s, "
+                "CPU %.2f GB/s)\n",
+                prediction.decode_tok_s, prediction.bound.c_str(), prediction.disk_seconds, prediction.compute_seconds,
+                profile->disk_read_GBps, profile->cpu_matvec_GBps);
+  } else {
+    std::printf("no prediction: run 'flexinfer probe' once (or pass --profile FILE)\n");
+  }
+
+  if (args.has("--json")) {
+    nlohmann::json units = nlohmann::json::array();
+    for (const PlanUnit& unit : plan.units)
+      units.push_back({{"name", unit.name},
+                       {"decode_device", "cpu"},
+                       {"prefill_device", "cpu"},
+                       {"weight_bytes", {{"gpu", 0}, {"host", unit.resident_bytes()}, {"disk", unit.streamed_bytes()}}},
+                       {"read_bytes", unit.read_bytes()}});
+    nlohmann::json fixed = nlohmann::json::array();
+    for (const PlanCost& cost : plan.fixed) fixed.push_back({{"what", cost.what}, {"bytes", cost.bytes}});
+    const nlohmann::json json = {
+        {"model", file.path()},
+        {"host", {{"budget_bytes", plan.host_budget ? nlohmann::json(*plan.host_budget) : nlohmann::json(nullptr)},
+                  {"used_bytes", plan.host_bytes()},
+                  {"minimum_bytes", plan.minimum_host_bytes},
+                  {"fixed", fixed},
+                  {"staging_slots", plan.depth},
+                  {"slot_bytes", plan.slot_bytes},
+                  {"resident_weight_bytes", plan.resident_bytes()}}},
+        {"gpu", {{"budget_bytes", 0}, {"used_bytes", 0}}},
+        {"layers", units},
+        {"bytes_per_token", {{"disk", plan.read_bytes_per_token()}, {"host", compute_bytes}, {"gpu", 0}}},
+        {"predicted_decode_tok_s", profile ? nlohmann::json(prediction.decode_tok_s) : nlohmann::json(nullptr)},
+        {"bound", profile ? nlohmann::json(prediction.bound) : nlohmann::json(nullptr)},
+    };
+    write_json(args.text("--json", ""), json, "plan");
+  }
+  return 0;
+}
+
+int command_bench(int argc, char** argv) {
+  const Args args("bench",
+                  {kModel, {{"-p", "--prompt-tokens"}, true, "prompt length for the prefill measurement (default 128)"},
+                   {{"-n", "--decode-tokens"}, true, "tokens to decode (default 32)"},
+                   {{"--cold"}, false, "evict the model file from the page cache first"},
+                   {{"--mem-bw"}, true, "memory read bandwidth in GB/s for the limit (default: from the probe profile)"},
+                   {{"--disk-bw"}, true, "disk read bandwidth in GB/s for the limit (default: from the probe profile)"},
+                   {{"--json"}, true, "also write the results as JSON to this file"},
+                   kThreads, kContext, kHostMem, kIo},
+                  argc, argv, 2);
+  if (print_help(args)) return 0;
+  no_positional(args, "bench");
+  const int64_t prompt_tokens = args.integer("-p", 128, 1, 1 << 20);
+  const int64_t decode_tokens = args.integer("-n", 32, 1, 1 << 20);
+  const auto profile = cached_profile();
+  const double host_GBps = args.real("--mem-bw", profile ? profile->host_read_GBps : 0.0, 0.0, 1e6);
+  const double disk_GBps = args.real("--disk-bw", profile ? profile->disk_read_GBps : 0.0, 0.0, 1e6);
+  EngineOptions options = engine_options(args);
+  if (options.context == 0) options.context = prompt_tokens + decode_tokens;
+  if (args.has("--cold")) evict_from_page_cache(options.model_path);
+  Engine engine(options);
+  const int64_t vocab = engine.config().vocab;
+  const LlamaModel& model = engine.model();
+  WeightStore& store = engine.model().store();
+
+  // A deterministic prompt of ordinary tokens (BOS first), evaluated as one batch.
+  std::vector<int32_t> prompt;
+  if (engine.tokenizer().bos() >= 0) prompt.push_back(engine.tokenizer().bos());
+  std::mt19937 rng(1);
+  while (static_cast<int64_t>(prompt.size()) < prompt_tokens) {
+    const auto token = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
+    if (engine.tokenizer().kind(token) == TokenKind::Normal || engine.tokenizer().kind(token) == TokenKind::Byte)
+      prompt.push_back(token);
+  }
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  auto start = std::chrono::steady_clock::now();
+  engine.forward().eval(prompt, logits.data());
+  const double prefill_seconds = seconds_since(start);
+
+  // Decode from a fresh cache so the attention span matches a short generation.
+  engine.forward().reset();
+  int32_t token = prompt[0];
+  const uint64_t disk_before = store.streamed_bytes_read();
+  const double stall_before = store.stall_seconds();
+  start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < decode_tokens; ++i) {
+    engine.forward().eval(std::span<const int32_t>(&token, 1), logits.data());
+    token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  const double decode_seconds = seconds_since(start);
+  const double stall_seconds = store.stall_seconds() - stall_before;
+  const uint64_t disk_read = store.streamed_bytes_read() - disk_before;
+
+  const Plan& plan = model.plan();
+  const uint64_t host_bytes = compute_bytes_per_token(model);
+  const uint64_t disk_bytes = plan.read_bytes_per_token();
+  const double prefill_tok_s = static_cast<double>(prompt.size()) / prefill_seconds;
+  const double decode_tok_s = static_cast<double>(decode_tokens) / decode_seconds;
+  const double host_achieved = decode_tok_s * static_cast<double>(host_bytes) / 1e9;
+  const double disk_achieved = static_cast<double>(disk_read) / decode_seconds / 1e9;
+  // The limit (DESIGN.md): the slowest tier, with reads and compute fully overlapped.
+  double limit_seconds = 0.0;
+  bool limit_known = host_GBps > 0 && (disk_bytes == 0 || disk_GBps > 0);
+  if (limit_known) {
+    limit_seconds = static_cast<double>(host_bytes) / (host_GBps * 1e9);
+    if (disk_bytes > 0) limit_seconds = std::max(limit_seconds, static_cast<double>(disk_bytes) / (disk_GBps * 1e9));
+  }
+  const double limit_tok_s = limit_known ? 1.0 / limit_seconds : 0.0;
+  const bool disk_bound = disk_bytes > 0 && limit_known &&
+                          static_cast<double>(disk_bytes) / (disk_GBps * 1e9) >= static_cast<double>(host_bytes) / (host_GBps * 1e9);
+  const uint64_t rss = peak_rss_bytes();
+
+  std::printf("model            %s\n", options.model_path.c_str());
+  std::printf("threads          %d (%s kernels)\n", engine.pool().size(), kernel_isa_name());
+  std::printf("host budget      %s; arena %s%s\n", options.host_budget ? format_bytes(*options.host_budget).c_str() : "none",
+              format_bytes(engine.model().arena().used()).c_str(),
+              engine.model().arena().locked() ? ", locked" : "");
+  if (plan.streams())
+    std::printf("streaming        %s per token over %s; %d staging slots of %s\n", format_bytes(disk_bytes).c_str(),
+                store.reader().describe().c_str(), plan.depth, format_bytes(plan.slot_bytes).c_str());
+  std::printf("prefill          %zu tokens in %.3f s: %.2f tok/s\n", prompt.size(), prefill_seconds, prefill_tok_s);
+  std::printf("decode           %" PRId64 " tokens in %.3f s: %.3f tok/s (compute waited %.3f s for reads)\n",
+              decode_tokens, decode_seconds, decode_tok_s, stall_seconds);
+  std::printf("bytes per token  host %" PRIu64 ", disk %" PRIu64 "\n", host_bytes, disk_bytes);
+  std::printf("achieved         host %.2f GB/s, disk %.2f GB/s\n", host_achieved, disk_achieved);
+  if (limit_known)
+    std::printf("limit            %.3f tok/s (%s-bound; host %.2f GB/s, disk %.2f GB/s); achieved/limit %.1f%%\n",
+                limit_tok_s, disk_bound ? "disk" : "memory", host_GBps, disk_GBps, 100.0 * decode_tok_s / limit_tok_s);
+  else
+    std::printf("limit            unknown: run 'flexinfer probe' once, or pass --mem-bw/--disk-bw\n");
+  std::printf("peak RSS         %s\n", format_bytes(rss).c_str());
+
+  if (args.has("--json")) {
+    const nlohmann::json result = {
+        {"model", options.model_path},
+        {"threads", engine.pool().size()},
+        {"kernels", kernel_isa_name()},
+        {"host_budget_bytes", options.host_budget ? nlohmann::json(*options.host_budget) : nlohmann::json(nullptr)},
+        {"arena_bytes", engine.model().arena().used()},
+        {"io", plan.streams() ? store.reader().describe() : "none"},
+        {"cold", args.has("--cold")},
+        {"prompt_tokens", prompt.size()},
+        {"decode_tokens", decode_tokens},
+        {"prefill_tok_s", prefill_tok_s},
+        {"decode_tok_s", decode_tok_s},
+        {"decode_stall_seconds", stall_seconds},
+        {"bytes_per_token", {{"host", host_bytes}, {"disk", disk_bytes}, {"gpu", 0}}},
+        {"achieved_GBps", {{"host", host_achieved}, {"disk", disk_achieved}}},
+        {"host_read_GBps", host_GBps},
+        {"disk_read_GBps", disk_GBps},
+        {"limit_tok_s", limit_tok_s},
+        {"bound", limit_known ? (disk_bound ? "disk" : "host") : ""},
+        {"achieved_over_limit", limit_tok_s > 0 ? decode_tok_s / limit_tok_s : 0.0},
+        {"peak_rss_bytes", rss},
+    };
+    write_json(args.text("--json", ""), result, "bench");
+  }
+  return 0;
+}
+
+}  // namespace fi
