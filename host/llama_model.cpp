@@ -122,7 +122,7 @@ PlanInput llama_plan_input(const GgufFile& file, const LlamaConfig& config, cons
   input.always_resident.push_back(table.find("output_norm.weight"));
   if (const TensorInfo* factors = table.find("rope_freqs.weight")) input.always_resident.push_back(factors);
   // Without a budget the embedding is loaded; with one, the few rows a batch needs are read.
-  if (!options.host_budget && !tensors.tied_output) input.always_resident.push_back(table.find("token_embd.weight"));
+  if (!tensors.tied_output) input.resident_without_budget.push_back(table.find("token_embd.weight"));
 
   input.fixed.push_back({strprintf("KV cache (%lld tokens)", static_cast<long long>(options.context)),
                          kv_cache_bytes(config, options.context)});

@@ -28,6 +28,12 @@ Prefetcher::~Prefetcher() {
   signal_.fetch_add(1);
   signal_.notify_all();
   thread_.join();
+  // Reads still in flight land in the slots: let them finish before the slots can be freed.
+  try {
+    while (reader_.outstanding() > 0) reader_.wait();
+  } catch (const Error&) {
+    // The error was already handed to compute, or nobody is left to care.
+  }
 }
 
 void Prefetcher::run() {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -176,11 +177,17 @@ class UringReader final : public AsyncReader {
       if (result < 0) fail("%s: io_uring wait failed: %s", file_->path().c_str(), std::strerror(-result));
       unsigned head;
       unsigned seen = 0;
+      std::exception_ptr failure;
       io_uring_for_each_cqe(&ring_, head, cqe) {
         ++seen;
-        complete(static_cast<uint32_t>(io_uring_cqe_get_data64(cqe)), cqe->res);
+        try {
+          complete(static_cast<uint32_t>(io_uring_cqe_get_data64(cqe)), cqe->res);
+        } catch (...) {
+          if (!failure) failure = std::current_exception();
+        }
       }
       io_uring_cq_advance(&ring_, seen);
+      if (failure) std::rethrow_exception(failure);
     }
     const uint64_t tag = finished_.front();
     finished_.pop_front();
@@ -373,15 +380,19 @@ std::unique_ptr<AsyncReader> AsyncReader::open(const std::string& path, const Re
   if (options.backend == IoBackend::Mmap)
     return std::make_unique<ThreadReader>(std::make_unique<DirectFile>(path, false), IoBackend::Mmap, options);
 
-  auto file = std::make_unique<DirectFile>(path, true);
+  // These variables stand in for file systems without O_DIRECT and kernels (or seccomp policies)
+  // without io_uring, so the fallbacks can be exercised anywhere.
+  const bool no_direct = std::getenv("FLEXINFER_NO_DIRECT_IO") != nullptr;
+  const bool no_uring = std::getenv("FLEXINFER_NO_URING") != nullptr;
+  auto file = std::make_unique<DirectFile>(path, !no_direct);
   if (!file->direct() && options.backend != IoBackend::Pread)
     warn_once(strprintf("%s: O_DIRECT is not available (%s); reading through the page cache", path.c_str(),
-                        file->direct_refusal().c_str()));
+                        no_direct ? "FLEXINFER_NO_DIRECT_IO is set" : file->direct_refusal().c_str()));
   if (options.backend == IoBackend::Pread || (options.backend == IoBackend::Auto && !file->direct()))
     return std::make_unique<ThreadReader>(std::move(file), IoBackend::Pread, options);
 
   io_uring ring;
-  const int result = io_uring_queue_init(static_cast<unsigned>(std::max(options.queue_depth, 2)), &ring, 0);
+  const int result = no_uring ? -ENOSYS : io_uring_queue_init(static_cast<unsigned>(std::max(options.queue_depth, 2)), &ring, 0);
   if (result == 0) return std::make_unique<UringReader>(std::move(file), options, ring);
   if (options.backend == IoBackend::Uring)
     fail("io_uring is not available: %s (try --io pread)", std::strerror(-result));

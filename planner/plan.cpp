@@ -111,6 +111,15 @@ Plan make_plan(const PlanInput& input) {
   uint64_t small_tensors = 0;
   for (const TensorInfo* tensor : input.always_resident) small_tensors += span_bytes(*tensor);
   plan.fixed.push_back({"norms and other small tensors", small_tensors});
+  const uint64_t budgeted_fixed = plan.fixed_bytes();
+  if (!input.host_budget && !input.resident_without_budget.empty()) {
+    uint64_t loaded = 0;
+    for (const TensorInfo* tensor : input.resident_without_budget) {
+      plan.always_resident.push_back(tensor);
+      loaded += span_bytes(*tensor);
+    }
+    plan.fixed.push_back({"token embedding", loaded});
+  }
 
   std::vector<PlanUnit> units;
   for (const PlanInput::Unit& request : input.units) {
@@ -135,7 +144,7 @@ Plan make_plan(const PlanInput& input) {
     return std::make_pair(cap, evaluate(units, cap, input.row_group));
   };
   const auto [minimum_cap, minimum] = tightest(2);
-  plan.minimum_host_bytes = fixed + std::min(everything.memory(0), minimum.memory(2));
+  plan.minimum_host_bytes = budgeted_fixed + std::min(everything.memory(0), minimum.memory(2));
 
   if (!input.host_budget || fixed + everything.memory(0) <= *input.host_budget) {
     plan.units = everything.units;

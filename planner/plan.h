@@ -62,6 +62,9 @@ struct PlanInput {
   };
   std::vector<Unit> units;                       // compute order
   std::vector<const TensorInfo*> always_resident;  // small tensors (norms) that never stream
+  // Tensors loaded only when there is no budget (with one, what is needed of them is read on
+  // demand: the token embedding, of which a token needs one row).
+  std::vector<const TensorInfo*> resident_without_budget;
   std::vector<PlanCost> fixed;                   // KV cache, scratch, runtime
   std::optional<uint64_t> host_budget;           // none: everything resident, no limit
   int max_depth = 3;                             // staging slots when streaming

@@ -109,6 +109,87 @@ TEST(Cli, BadInputIsOneClearLine) {
   expect_clean_failure({"logits", "-m", bad_magic, "-p", "x", "-o", test::scratch_path("l.f32")}, "bad magic");
 }
 
+std::string streaming_model() {
+  return test::generated_model("cli_stream", {256, 4, 8, 4, 768, 2048, 0, 10000.0, false}, WeightScheme::Q4_0);
+}
+
+nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(test::read_bytes_as_text(path)); }
+
+// The smallest --host-mem that runs `model`, from `flexinfer plan --json`.
+uint64_t minimum_budget(const std::string& model, const std::string& context) {
+  const std::string path = test::scratch_path("minimum.json");
+  const test::CommandResult plan = test::run_flexinfer({"plan", "-m", model, "--ctx", context, "-t", "2", "--json", path});
+  EXPECT_EQ(plan.exit_code, 0) << plan.err;
+  return read_json(path)["host"]["minimum_bytes"].get<uint64_t>();
+}
+
+TEST(Cli, GenerationUnderTheMinimumBudgetMatchesTheUnlimitedRun) {
+  const std::string model = streaming_model(), plan_json = test::scratch_path("plan.json");
+  const test::CommandResult plan =
+      test::run_flexinfer({"plan", "-m", model, "--host-mem", "8G", "--ctx", "64", "-t", "2", "--json", plan_json});
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  const nlohmann::json json = read_json(plan_json);
+  for (const char* key : {"host", "gpu", "layers", "bytes_per_token", "predicted_decode_tok_s", "bound"})
+    EXPECT_TRUE(json.contains(key)) << key;
+  EXPECT_EQ(json["layers"].size(), 5u) << "4 layers and the output head";
+  EXPECT_EQ(json["layers"][0]["decode_device"], "cpu");
+  const auto minimum = json["host"]["minimum_bytes"].get<uint64_t>();
+
+  const std::vector<std::string> common = {"generate", "-m", model, "-p", "hello", "-n", "24", "--temp", "0", "-t", "2", "--ctx", "64"};
+  const test::CommandResult unlimited = test::run_flexinfer(common);
+  ASSERT_EQ(unlimited.exit_code, 0) << unlimited.err;
+  for (const char* io : {"auto", "pread", "mmap"}) {
+    std::vector<std::string> budgeted = common;
+    budgeted.insert(budgeted.end(), {"--host-mem", std::to_string(minimum), "--io", io});
+    const test::CommandResult streamed = test::run_flexinfer(budgeted);
+    ASSERT_EQ(streamed.exit_code, 0) << streamed.err;
+    EXPECT_EQ(streamed.out, unlimited.out) << io;
+  }
+  const test::CommandResult shown = test::run_flexinfer({"plan", "-m", model, "--host-mem", std::to_string(minimum), "--ctx", "64", "-t", "2"});
+  EXPECT_NE(shown.out.find("staging (2 slots"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("blk.3"), std::string::npos);
+}
+
+TEST(Cli, BenchReportsEveryTierAndTheLimit) {
+  const std::string json_path = test::scratch_path("bench.json");
+  const std::string budget = std::to_string(minimum_budget(streaming_model(), "16"));
+  const test::CommandResult result =
+      test::run_flexinfer({"bench", "-m", streaming_model(), "-p", "8", "-n", "8", "-t", "2", "--host-mem", budget, "--cold",
+                           "--mem-bw", "10", "--disk-bw", "1", "--json", json_path});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const nlohmann::json json = read_json(json_path);
+  for (const char* key : {"prefill_tok_s", "decode_tok_s", "limit_tok_s", "achieved_over_limit", "peak_rss_bytes"})
+    EXPECT_GT(json[key].get<double>(), 0.0) << key;
+  EXPECT_GT(json["bytes_per_token"]["disk"].get<uint64_t>(), 0u) << "the minimum budget streams";
+  EXPECT_EQ(json["bytes_per_token"]["gpu"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(json["cold"].get<bool>());
+}
+
+TEST(Cli, ProbeSavesAProfile) {
+  const std::string data = test::scratch_path("probe-data.bin"), profile = test::scratch_path("profile.json");
+  test::write_bytes(data, std::vector<uint8_t>(64 << 20, 7));
+  const test::CommandResult result = test::run_flexinfer({"probe", "--quick", "--file", data, "-o", profile, "-t", "2"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const nlohmann::json json = read_json(profile);
+  for (const char* key : {"disk_read_GBps", "host_read_GBps", "cpu_matvec_GBps"}) EXPECT_GT(json[key].get<double>(), 0.0) << key;
+  const test::CommandResult plan =
+      test::run_flexinfer({"plan", "-m", streaming_model(), "--host-mem", std::to_string(minimum_budget(streaming_model(), "64")),
+                           "--ctx", "64", "--profile", profile});
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  EXPECT_NE(plan.out.find("predicted decode"), std::string::npos);
+}
+
+TEST(Cli, BadBudgetsAreOneClearLine) {
+  const std::string model = streaming_model();
+  expect_clean_failure({"generate", "-m", model, "--host-mem", "lots"}, "not a memory size");
+  expect_clean_failure({"generate", "-m", model, "--host-mem", "0"}, "not a memory size");
+  expect_clean_failure({"generate", "-m", model, "--host-mem", "1M"}, "below this model's minimum");
+  expect_clean_failure({"bench", "-m", model, "--host-mem", "1M"}, "below this model's minimum");
+  expect_clean_failure({"plan", "-m", model, "--host-mem", "1M"}, "below this model's minimum");
+  expect_clean_failure({"generate", "-m", model, "--io", "aio"}, "unknown backend 'aio'");
+  expect_clean_failure({"plan", "-m", model, "--profile", test::scratch_path("no-profile.json")}, "cannot open");
+}
+
 TEST(Cli, VocabOnlyFilesTokenizeButDoNotGenerate) {
   FI_REQUIRE_SHARED_DATA();
   const std::string vocab = test::shared_data() + "/vocab/ggml-vocab-gpt-2.gguf";

@@ -26,6 +26,7 @@ std::string scratch_path(const std::string& name);
 std::string generated_model(const std::string& name, const ModelShape& shape, WeightScheme scheme, uint64_t seed = 7);
 
 std::vector<uint8_t> read_bytes(const std::string& path);
+std::string read_bytes_as_text(const std::string& path);
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
 
 struct CommandResult {

@@ -1,0 +1,135 @@
+// Offloading changes where bytes live, never the result: for budgets from the minimum working set
+// to unlimited, every plan gives logits bit-identical to the fully resident run, under every I/O
+// backend, and the arena never passes the budget.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "host/llama_forward.h"
+#include "host/llama_model.h"
+#include "io/error.h"
+#include "test_support.h"
+
+namespace fi {
+namespace {
+
+struct Case {
+  const char* name;
+  ModelShape shape;
+  WeightScheme scheme;
+};
+
+const Case kCases[] = {
+    {"offload_q4_0", {256, 4, 8, 4, 768, 512, 0, 10000.0, false}, WeightScheme::Q4_0},
+    {"offload_q4_k_tied", {256, 3, 8, 2, 512, 512, 0, 10000.0, true}, WeightScheme::Q4_K},
+    {"offload_q6_k", {256, 3, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q6_K},
+    {"offload_odd_f32", {72, 3, 6, 3, 100, 512, 0, 10000.0, false}, WeightScheme::F32},
+};
+
+constexpr int64_t kContext = 32;
+
+// Logits of a 10-token prompt (every position) and of 4 decoded tokens after it.
+std::vector<float> run(const std::string& path, std::optional<uint64_t> budget, IoBackend backend = IoBackend::Auto) {
+  ThreadPool pool(2);
+  ModelOptions options;
+  options.host_budget = budget;
+  options.context = kContext;
+  options.io.backend = backend;
+  options.io.request_bytes = 16 << 10;  // small requests: many in flight even for a small model
+  const auto model = LlamaModel::load(path, pool, options);
+  LlamaForward forward(*model, pool);
+  const auto vocab = static_cast<size_t>(model->config().vocab);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 10; ++i) prompt.push_back(static_cast<int32_t>((i * 37 + 3) % static_cast<int>(vocab)));
+  std::vector<float> logits(prompt.size() * vocab);
+  forward.eval(prompt, logits.data(), true);
+  std::vector<float> step(vocab);
+  for (int i = 0; i < 4; ++i) {
+    const int32_t token = static_cast<int32_t>((i * 101 + 7) % static_cast<int>(vocab));
+    forward.eval(std::span<const int32_t>(&token, 1), step.data());
+    logits.insert(logits.end(), step.begin(), step.end());
+  }
+  if (budget) {
+    EXPECT_LE(model->plan().host_bytes(), *budget);
+    EXPECT_LE(model->arena().used(), *budget) << "arena high-water mark";
+    EXPECT_LE(model->arena().used(), *model->arena().capacity());
+  }
+  return logits;
+}
+
+uint64_t minimum_budget(const std::string& path) {
+  ThreadPool pool(2);  // scratch grows with the threads
+  ModelOptions options;
+  options.context = kContext;
+  return LlamaModel::load(path, pool, options)->plan().minimum_host_bytes;
+}
+
+uint64_t unlimited_bytes(const std::string& path) {
+  ThreadPool pool(2);
+  ModelOptions options;
+  options.context = kContext;
+  options.host_budget = UINT64_MAX / 4;
+  return LlamaModel::load(path, pool, options)->plan().host_bytes();
+}
+
+class OffloadTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(OffloadTest, EveryBudgetGivesBitIdenticalLogits) {
+  const Case& c = GetParam();
+  const std::string path = test::generated_model(c.name, c.shape, c.scheme);
+  const std::vector<float> resident = run(path, std::nullopt);
+  const uint64_t minimum = minimum_budget(path), everything = unlimited_bytes(path);
+  ASSERT_LT(minimum, everything);
+  int streamed_plans = 0;
+  for (int step = 0; step <= 6; ++step) {
+    const uint64_t budget = minimum + (everything - minimum) * static_cast<uint64_t>(step) / 6;
+    SCOPED_TRACE("budget " + std::to_string(budget));
+    const std::vector<float> logits = run(path, budget);
+    ASSERT_EQ(logits.size(), resident.size());
+    EXPECT_EQ(0, std::memcmp(logits.data(), resident.data(), logits.size() * sizeof(float)));
+    ThreadPool pool(2);
+    ModelOptions options;
+    options.context = kContext;
+    options.host_budget = budget;
+    if (LlamaModel::load(path, pool, options)->plan().streams()) ++streamed_plans;
+  }
+  EXPECT_GE(streamed_plans, 5) << "most budgets in the sweep must stream";
+}
+
+TEST_P(OffloadTest, EveryBackendStreamsTheSameBytes) {
+  const Case& c = GetParam();
+  const std::string path = test::generated_model(c.name, c.shape, c.scheme);
+  const std::vector<float> resident = run(path, std::nullopt);
+  const uint64_t budget = minimum_budget(path) + 4096;
+  for (IoBackend backend : {IoBackend::Uring, IoBackend::Pread, IoBackend::Mmap}) {
+    const std::vector<float> logits = run(path, budget, backend);
+    EXPECT_EQ(0, std::memcmp(logits.data(), resident.data(), logits.size() * sizeof(float))) << io_backend_name(backend);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, OffloadTest, ::testing::ValuesIn(kCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Offload, BudgetBelowTheMinimumIsRefusedBeforeLoading) {
+  const std::string path = test::generated_model(kCases[0].name, kCases[0].shape, kCases[0].scheme);
+  const uint64_t minimum = minimum_budget(path);
+  ThreadPool pool(2);
+  ModelOptions options;
+  options.context = kContext;
+  options.host_budget = minimum - 4096;
+  try {
+    LlamaModel::load(path, pool, options);
+    FAIL() << "expected an error";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("below this model's minimum"), std::string::npos) << error.what();
+  }
+}
+
+TEST(Offload, StoriesGoldenTextUnderTheMinimumBudget) {
+  FI_REQUIRE_SHARED_DATA();
+  const std::string path = test::shared_data() + "/models/stories260K.gguf";
+  EXPECT_EQ(run(path, minimum_budget(path)), run(path, std::nullopt));
+}
+
+}  // namespace
+}  // namespace fi
