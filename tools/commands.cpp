@@ -177,7 +177,7 @@ int command_inspect(int argc, char** argv) {
 int command_make_model(int argc, char** argv) {
   const Args args("make-model",
                   {{{"--preset"}, true, "tiny, 1b, 7b, 13b or 70b"},
-                   {{"--type"}, true, "f32, f16, q8_0, q4_0, q4_k or q6_k"},
+                   {{"--type"}, true, "f32, f16, q8_0, q4_0, q4_k, q4_k_m or q6_k"},
                    {{"--vocab"}, true, "copy the tokenizer of this GGUF file"},
                    {{"--byte-vocab"}, false, "use a self-contained byte-level vocabulary"},
                    {{"--seed"}, true, "random seed (default 1)"},
@@ -193,7 +193,7 @@ int command_make_model(int argc, char** argv) {
   options.shape = *shape;
   const std::string type = args.required_text("--type");
   const auto scheme = parse_weight_scheme(type);
-  if (!scheme) fail("make-model: unknown type '%s' (f32, f16, q8_0, q4_0, q4_k, q6_k)", type.c_str());
+  if (!scheme) fail("make-model: unknown type '%s' (f32, f16, q8_0, q4_0, q4_k, q4_k_m, q6_k)", type.c_str());
   options.scheme = *scheme;
   if (args.has("--vocab") == args.has("--byte-vocab"))
     fail("make-model: give exactly one of --vocab FILE or --byte-vocab");

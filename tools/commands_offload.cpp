@@ -223,6 +223,9 @@ int command_bench(int argc, char** argv) {
                    {{"--cold"}, false, "evict the model file from the page cache first"},
                    {{"--mem-bw"}, true, "memory read bandwidth in GB/s for the limit (default: from the probe profile)"},
                    {{"--disk-bw"}, true, "disk read bandwidth in GB/s for the limit (default: from the probe profile)"},
+                   {{"--measure-disk"}, false,
+                    "measure the disk's direct-read bandwidth on the model file just before and after the run, and "
+                    "take the limit from their mean (shared disks drift)"},
                    {{"--json"}, true, "also write the results as JSON to this file"},
                    kThreads, kContext, kHostMem, kIo},
                   argc, argv, 2);
@@ -232,46 +235,77 @@ int command_bench(int argc, char** argv) {
   const int64_t decode_tokens = args.integer("-n", 32, 1, 1 << 20);
   const auto profile = cached_profile();
   const double host_GBps = args.real("--mem-bw", profile ? profile->host_read_GBps : 0.0, 0.0, 1e6);
-  const double disk_GBps = args.real("--disk-bw", profile ? profile->disk_read_GBps : 0.0, 0.0, 1e6);
+  double disk_GBps = args.real("--disk-bw", profile ? profile->disk_read_GBps : 0.0, 0.0, 1e6);
   EngineOptions options = engine_options(args);
   if (options.context == 0) options.context = prompt_tokens + decode_tokens;
+  const bool measure_disk = args.has("--measure-disk");
+  // The disk is measured on exactly the reads the plan streams, with the reader's settings, while
+  // nothing else runs: before loading and after the engine is gone.
+  std::vector<FileSpan> streamed_spans;
+  if (measure_disk) {
+    const GgufFile file = GgufFile::open(options.model_path);
+    const LlamaConfig config = LlamaConfig::from_gguf(file);
+    ModelOptions model_options;
+    model_options.host_budget = options.host_budget;
+    model_options.context = options.context;
+    const Plan plan = make_plan(llama_plan_input(file, config, LlamaTensorSet::require(file.tensors(), config), model_options,
+                                                 options.threads > 0 ? options.threads : default_thread_count()));
+    for (const PlanUnit& unit : plan.units)
+      for (const ReadSpan& span : unit.reads) streamed_spans.push_back({span.file_offset, span.bytes});
+    if (streamed_spans.empty()) fail("bench: --measure-disk needs a --host-mem budget under which the model streams");
+  }
+  auto disk_now = [&] {
+    return measure_disk_spans(options.model_path, options.io.queue_depth, options.io.request_bytes, streamed_spans,
+                              1536ull << 20);
+  };
+  const double disk_before = measure_disk ? disk_now() : 0.0;
   if (args.has("--cold")) evict_from_page_cache(options.model_path);
-  Engine engine(options);
-  const int64_t vocab = engine.config().vocab;
-  const LlamaModel& model = engine.model();
-  WeightStore& store = engine.model().store();
+  auto engine = std::make_unique<Engine>(options);
+  const int64_t vocab = engine->config().vocab;
+  WeightStore& store = engine->model().store();
 
   // A deterministic prompt of ordinary tokens (BOS first), evaluated as one batch.
   std::vector<int32_t> prompt;
-  if (engine.tokenizer().bos() >= 0) prompt.push_back(engine.tokenizer().bos());
+  if (engine->tokenizer().bos() >= 0) prompt.push_back(engine->tokenizer().bos());
   std::mt19937 rng(1);
   while (static_cast<int64_t>(prompt.size()) < prompt_tokens) {
     const auto token = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-    if (engine.tokenizer().kind(token) == TokenKind::Normal || engine.tokenizer().kind(token) == TokenKind::Byte)
+    if (engine->tokenizer().kind(token) == TokenKind::Normal || engine->tokenizer().kind(token) == TokenKind::Byte)
       prompt.push_back(token);
   }
   std::vector<float> logits(static_cast<size_t>(vocab));
   auto start = std::chrono::steady_clock::now();
-  engine.forward().eval(prompt, logits.data());
+  engine->forward().eval(prompt, logits.data());
   const double prefill_seconds = seconds_since(start);
 
   // Decode from a fresh cache so the attention span matches a short generation.
-  engine.forward().reset();
+  engine->forward().reset();
   int32_t token = prompt[0];
-  const uint64_t disk_before = store.streamed_bytes_read();
+  const uint64_t disk_read_before = store.streamed_bytes_read();
   const double stall_before = store.stall_seconds();
   start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < decode_tokens; ++i) {
-    engine.forward().eval(std::span<const int32_t>(&token, 1), logits.data());
+    engine->forward().eval(std::span<const int32_t>(&token, 1), logits.data());
     token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   const double decode_seconds = seconds_since(start);
   const double stall_seconds = store.stall_seconds() - stall_before;
-  const uint64_t disk_read = store.streamed_bytes_read() - disk_before;
+  const uint64_t disk_read = store.streamed_bytes_read() - disk_read_before;
 
-  const Plan& plan = model.plan();
-  const uint64_t host_bytes = compute_bytes_per_token(model);
+  const Plan& plan = engine->model().plan();
+  const uint64_t host_bytes = compute_bytes_per_token(engine->model());
   const uint64_t disk_bytes = plan.read_bytes_per_token();
+  const bool streams = plan.streams();
+  const int depth = plan.depth;
+  const uint64_t slot_bytes = plan.slot_bytes;
+  const std::string io = streams ? store.reader().describe() : "none";
+  const uint64_t arena_bytes = engine->model().arena().used();
+  const bool locked = engine->model().arena().locked();
+  const int threads = engine->pool().size();
+  engine.reset();
+  const double disk_after = measure_disk ? disk_now() : 0.0;
+  if (measure_disk) disk_GBps = (disk_before + disk_after) / 2;
+
   const double prefill_tok_s = static_cast<double>(prompt.size()) / prefill_seconds;
   const double decode_tok_s = static_cast<double>(decode_tokens) / decode_seconds;
   const double host_achieved = decode_tok_s * static_cast<double>(host_bytes) / 1e9;
@@ -289,13 +323,12 @@ int command_bench(int argc, char** argv) {
   const uint64_t rss = peak_rss_bytes();
 
   std::printf("model            %s\n", options.model_path.c_str());
-  std::printf("threads          %d (%s kernels)\n", engine.pool().size(), kernel_isa_name());
+  std::printf("threads          %d (%s kernels)\n", threads, kernel_isa_name());
   std::printf("host budget      %s; arena %s%s\n", options.host_budget ? format_bytes(*options.host_budget).c_str() : "none",
-              format_bytes(engine.model().arena().used()).c_str(),
-              engine.model().arena().locked() ? ", locked" : "");
-  if (plan.streams())
+              format_bytes(arena_bytes).c_str(), locked ? ", locked" : "");
+  if (streams)
     std::printf("streaming        %s per token over %s; %d staging slots of %s\n", format_bytes(disk_bytes).c_str(),
-                store.reader().describe().c_str(), plan.depth, format_bytes(plan.slot_bytes).c_str());
+                io.c_str(), depth, format_bytes(slot_bytes).c_str());
   std::printf("prefill          %zu tokens in %.3f s: %.2f tok/s\n", prompt.size(), prefill_seconds, prefill_tok_s);
   std::printf("decode           %" PRId64 " tokens in %.3f s: %.3f tok/s (compute waited %.3f s for reads)\n",
               decode_tokens, decode_seconds, decode_tok_s, stall_seconds);
@@ -306,16 +339,18 @@ int command_bench(int argc, char** argv) {
                 limit_tok_s, disk_bound ? "disk" : "memory", host_GBps, disk_GBps, 100.0 * decode_tok_s / limit_tok_s);
   else
     std::printf("limit            unknown: run 'flexinfer probe' once, or pass --mem-bw/--disk-bw\n");
+  if (measure_disk)
+    std::printf("disk measured    %.2f GB/s before, %.2f GB/s after the run\n", disk_before, disk_after);
   std::printf("peak RSS         %s\n", format_bytes(rss).c_str());
 
   if (args.has("--json")) {
     const nlohmann::json result = {
         {"model", options.model_path},
-        {"threads", engine.pool().size()},
+        {"threads", threads},
         {"kernels", kernel_isa_name()},
         {"host_budget_bytes", options.host_budget ? nlohmann::json(*options.host_budget) : nlohmann::json(nullptr)},
-        {"arena_bytes", engine.model().arena().used()},
-        {"io", plan.streams() ? store.reader().describe() : "none"},
+        {"arena_bytes", arena_bytes},
+        {"io", io},
         {"cold", args.has("--cold")},
         {"prompt_tokens", prompt.size()},
         {"decode_tokens", decode_tokens},
@@ -326,6 +361,7 @@ int command_bench(int argc, char** argv) {
         {"achieved_GBps", {{"host", host_achieved}, {"disk", disk_achieved}}},
         {"host_read_GBps", host_GBps},
         {"disk_read_GBps", disk_GBps},
+        {"disk_read_GBps_before_after", measure_disk ? nlohmann::json({disk_before, disk_after}) : nlohmann::json(nullptr)},
         {"limit_tok_s", limit_tok_s},
         {"bound", limit_known ? (disk_bound ? "disk" : "host") : ""},
         {"achieved_over_limit", limit_tok_s > 0 ? decode_tok_s / limit_tok_s : 0.0},

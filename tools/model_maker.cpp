@@ -44,7 +44,8 @@ uint32_t file_type_id(WeightScheme scheme) {
     case WeightScheme::F16: return 1;
     case WeightScheme::Q4_0: return 2;
     case WeightScheme::Q8_0: return 7;
-    case WeightScheme::Q4_K: return 15;
+    case WeightScheme::Q4_K: return 14;  // Q4_K_S: every matrix Q4_K
+    case WeightScheme::Q4_K_M: return 15;
     case WeightScheme::Q6_K: return 18;
   }
   return 0;
@@ -57,6 +58,7 @@ TensorType matrix_type(WeightScheme scheme) {
     case WeightScheme::Q8_0: return TensorType::Q8_0;
     case WeightScheme::Q4_0: return TensorType::Q4_0;
     case WeightScheme::Q4_K: return TensorType::Q4_K;
+    case WeightScheme::Q4_K_M: return TensorType::Q4_K;
     case WeightScheme::Q6_K: return TensorType::Q6_K;
   }
   return TensorType::F32;
@@ -97,6 +99,7 @@ std::optional<WeightScheme> parse_weight_scheme(const std::string& name) {
   if (name == "q8_0") return WeightScheme::Q8_0;
   if (name == "q4_0") return WeightScheme::Q4_0;
   if (name == "q4_k") return WeightScheme::Q4_K;
+  if (name == "q4_k_m") return WeightScheme::Q4_K_M;
   if (name == "q6_k") return WeightScheme::Q6_K;
   return std::nullopt;
 }
@@ -140,8 +143,15 @@ uint64_t make_model(const MakeModelOptions& options, ThreadPool& pool) {
 
   const TensorType matrices = matrix_type(options.scheme);
   // llama.cpp keeps the output matrix at higher precision in its 4-bit files; do the same.
-  const TensorType output_type =
-      options.scheme == WeightScheme::Q4_0 || options.scheme == WeightScheme::Q4_K ? TensorType::Q6_K : matrices;
+  const bool four_bit = options.scheme == WeightScheme::Q4_0 || options.scheme == WeightScheme::Q4_K ||
+                        options.scheme == WeightScheme::Q4_K_M;
+  const TensorType output_type = four_bit ? TensorType::Q6_K : matrices;
+  // Q4_K_M as llama.cpp mixes it: attn_v and ffn_down in Q6_K for the first and last eighth of the
+  // layers and every third one between, so layers differ in size.
+  auto more_bits = [&](int64_t l) {
+    const int64_t n = s.n_layers;
+    return options.scheme == WeightScheme::Q4_K_M && (l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2);
+  };
   std::vector<TensorPlan> plan;
   auto fan_in = [](int64_t cols) { return static_cast<float>(std::sqrt(3.0 / static_cast<double>(cols))); };
   plan.push_back({"token_embd.weight", matrices, s.dim, vocab, 1.0f, 0.0f});
@@ -150,12 +160,13 @@ uint64_t make_model(const MakeModelOptions& options, ThreadPool& pool) {
     plan.push_back({p + "attn_norm.weight", TensorType::F32, s.dim, 1, 0.1f, 1.0f});
     plan.push_back({p + "attn_q.weight", matrices, s.dim, s.dim, fan_in(s.dim), 0.0f});
     plan.push_back({p + "attn_k.weight", matrices, s.dim, kv_dim, fan_in(s.dim), 0.0f});
-    plan.push_back({p + "attn_v.weight", matrices, s.dim, kv_dim, fan_in(s.dim), 0.0f});
+    plan.push_back({p + "attn_v.weight", more_bits(l) ? TensorType::Q6_K : matrices, s.dim, kv_dim, fan_in(s.dim), 0.0f});
     plan.push_back({p + "attn_output.weight", matrices, s.dim, s.dim, fan_in(s.dim), 0.0f});
     plan.push_back({p + "ffn_norm.weight", TensorType::F32, s.dim, 1, 0.1f, 1.0f});
     plan.push_back({p + "ffn_gate.weight", matrices, s.dim, s.ffn_dim, fan_in(s.dim), 0.0f});
     plan.push_back({p + "ffn_up.weight", matrices, s.dim, s.ffn_dim, fan_in(s.dim), 0.0f});
-    plan.push_back({p + "ffn_down.weight", matrices, s.ffn_dim, s.dim, fan_in(s.ffn_dim), 0.0f});
+    plan.push_back({p + "ffn_down.weight", more_bits(l) ? TensorType::Q6_K : matrices, s.ffn_dim, s.dim,
+                    fan_in(s.ffn_dim), 0.0f});
   }
   plan.push_back({"output_norm.weight", TensorType::F32, s.dim, 1, 0.1f, 1.0f});
   if (!s.tied_embeddings) plan.push_back({"output.weight", output_type, s.dim, vocab, 2.0f * fan_in(s.dim), 0.0f});

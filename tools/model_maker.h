@@ -25,7 +25,7 @@ struct ModelShape {
 // tiny, 1b (Llama-3.2-1B-like, tied), 7b, 13b, 70b; nullopt for other names.
 std::optional<ModelShape> find_preset(const std::string& name);
 
-enum class WeightScheme { F32, F16, Q8_0, Q4_0, Q4_K, Q6_K };
+enum class WeightScheme { F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K };
 std::optional<WeightScheme> parse_weight_scheme(const std::string& name);
 
 struct MakeModelOptions {

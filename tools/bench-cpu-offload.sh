@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Models larger than their memory budget on the CPU path, beside llama.cpp under the same budget:
+# for each model and budget, flexinfer (--host-mem, cold, streaming with direct I/O) and llama.cpp
+# (its default mmap mode, cold) each run inside a memory cgroup of that size. Disk bandwidth drifts
+# on shared machines, so flexinfer measures it on the model file just before and after each run and
+# reports achieved/limit against their mean; rounds alternate between the engines.
+#
+# usage: tools/bench-cpu-offload.sh [--llama-bench PATH] [--budgets "1G 2G 3G"] [--models "q4_0 q4_k_m"]
+#                                   [--threads N] [--tokens N] [--rounds N] [--timeout S] [--out DIR] [--docs]
+#   --llama-bench  llama.cpp's llama-bench, built by you outside this repository (omit: flexinfer only)
+#   --models       7b-preset files to make with make-model (and keep in DIR) and measure
+#   --docs         also write docs/bench-cpu-offload.{json,md,png}
+# Needs root for the memory cgroups (cgroup v1 memory controller or cgroup v2); without it the runs
+# happen unconfined and the table says so. The plot needs gnuplot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+llama_bench="" budgets="1G 2G 3G" models="q4_0 q4_k_m" threads=2 tokens=16 rounds=2 timeout=300
+out=build/bench-cpu-offload docs=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --llama-bench) llama_bench="$2"; shift 2 ;;
+    --budgets) budgets="$2"; shift 2 ;;
+    --models) models="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --tokens) tokens="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    --timeout) timeout="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --docs) docs=1; shift ;;
+    *) echo "bench-cpu-offload: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$out"
+tools/build.sh >/dev/null
+flexinfer=$PWD/build/tools/flexinfer
+
+vocab_args=(--byte-vocab)
+[ -f ../shared/data/vocab/ggml-vocab-llama-spm.gguf ] && vocab_args=(--vocab ../shared/data/vocab/ggml-vocab-llama-spm.gguf)
+for m in $models; do
+  [ -f "$out/7b-$m.gguf" ] || "$flexinfer" make-model --preset 7b --type "$m" "${vocab_args[@]}" -o "$out/7b-$m.gguf" >&2
+done
+
+# The queue depth and request size the reader uses, and the memory bandwidth for the limit.
+first_model="$out/7b-${models%% *}.gguf"
+echo "probing the disk, memory and CPU..." >&2
+"$flexinfer" probe -m "$first_model" -t "$threads" >"$out/probe.txt"
+mem_bw=$(python3 -c "import json,os; print(json.load(open(os.path.expanduser(os.environ.get('XDG_CACHE_HOME','~/.cache')+'/flexinfer/profile.json')))['host_read_GBps'])")
+
+# A memory cgroup of a given size for one command (v1 memory controller or v2), when we may.
+cgroup_dir=""
+if [ "$(id -u)" -eq 0 ] && [ -d /sys/fs/cgroup/memory ]; then
+  cgroup_dir=/sys/fs/cgroup/memory/flexinfer-bench
+  limit_file=memory.limit_in_bytes peak_file=memory.max_usage_in_bytes
+elif [ "$(id -u)" -eq 0 ] && [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  cgroup_dir=/sys/fs/cgroup/flexinfer-bench
+  limit_file=memory.max peak_file=memory.peak
+fi
+bytes_of() { python3 -c "import sys; u={'K':1<<10,'M':1<<20,'G':1<<30}; s=sys.argv[1]; print(int(float(s[:-1])*u[s[-1]]))" "$1"; }
+evict() { python3 -c "import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)" "$1"; }
+# confined BUDGET PEAK_FILE COMMAND...: runs COMMAND in a fresh cgroup of BUDGET bytes, writes its peak usage.
+confined() {
+  local budget=$1 peak=$2; shift 2
+  if [ -z "$cgroup_dir" ]; then echo 0 >"$peak"; "$@"; return; fi
+  [ -d "$cgroup_dir" ] && rmdir "$cgroup_dir"
+  mkdir "$cgroup_dir"
+  echo "$budget" >"$cgroup_dir/$limit_file"
+  local status=0
+  (echo $BASHPID >"$cgroup_dir/cgroup.procs"; exec "$@") || status=$?
+  cat "$cgroup_dir/$peak_file" >"$peak"
+  rmdir "$cgroup_dir"
+  return $status
+}
+
+for round in $(seq 1 "$rounds"); do
+  for m in $models; do
+    model="$out/7b-$m.gguf"
+    for budget in $budgets; do
+      bytes=$(bytes_of "$budget")
+      tag="$m-$budget-$round"
+      echo "round $round: flexinfer $m --host-mem $budget" >&2
+      evict "$model"
+      confined "$bytes" "$out/flexinfer-$tag.cgroup-peak" \
+        "$flexinfer" bench -m "$model" --host-mem "$budget" --cold --measure-disk -p 16 -n "$tokens" -t "$threads" \
+        --ctx $((16 + tokens)) --mem-bw "$mem_bw" --json "$out/flexinfer-$tag.json" >"$out/flexinfer-$tag.txt" 2>&1 ||
+        echo "flexinfer failed: see $out/flexinfer-$tag.txt" >&2
+      if [ -n "$llama_bench" ]; then
+        echo "round $round: llama.cpp $m in $budget" >&2
+        evict "$model"
+        start=$(date +%s.%N)
+        status=0
+        confined "$bytes" "$out/llama-$tag.cgroup-peak" timeout "$timeout" \
+          "$llama_bench" -m "$model" -p 0 -n "$tokens" -t "$threads" -r 1 --no-warmup -o json \
+          >"$out/llama-$tag.json" 2>"$out/llama-$tag.err" || status=$?
+        echo "{\"status\": $status, \"seconds\": $(python3 -c "import time,sys; print(time.time()-float(sys.argv[1]))" "$start")}" \
+          >"$out/llama-$tag.status"
+      fi
+    done
+  done
+done
+
+python3 - "$out" "$rounds" "$threads" "$tokens" "$docs" "$models" "$budgets" "$timeout" "$cgroup_dir" <<'PY'
+import json, os, statistics, sys
+out, rounds, threads, tokens, docs = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+models, budgets, timeout, cgroup = sys.argv[6].split(), sys.argv[7].split(), int(sys.argv[8]), sys.argv[9]
+rows = []
+for m in models:
+    for b in budgets:
+        ours = [json.load(open(f"{out}/flexinfer-{m}-{b}-{r}.json")) for r in range(1, rounds + 1)
+                if os.path.exists(f"{out}/flexinfer-{m}-{b}-{r}.json")]
+        if not ours:
+            continue
+        row = {"model": f"7b-{m}", "budget": b, "flexinfer_decode_tok_s": statistics.median(o["decode_tok_s"] for o in ours),
+               "flexinfer_runs": [o["decode_tok_s"] for o in ours],
+               "disk_limit_tok_s": statistics.median(o["limit_tok_s"] for o in ours),
+               "achieved_over_limit": statistics.median(o["achieved_over_limit"] for o in ours),
+               "disk_GBps": statistics.median(o["disk_read_GBps"] for o in ours),
+               "disk_bytes_per_token": ours[0]["bytes_per_token"]["disk"],
+               "peak_rss_bytes": max(o["peak_rss_bytes"] for o in ours),
+               "flexinfer_cgroup_peak_bytes": max(int(open(f"{out}/flexinfer-{m}-{b}-{r}.cgroup-peak").read() or 0)
+                                                  for r in range(1, rounds + 1)
+                                                  if os.path.exists(f"{out}/flexinfer-{m}-{b}-{r}.cgroup-peak"))}
+        llama = []
+        for r in range(1, rounds + 1):
+            path = f"{out}/llama-{m}-{b}-{r}"
+            if not os.path.exists(path + ".status"):
+                continue
+            status = json.load(open(path + ".status"))
+            try:
+                tests = json.load(open(path + ".json"))
+                llama.append(tests[0]["avg_ts"])
+            except (ValueError, IndexError, KeyError):
+                llama.append(0.0)  # killed, timed out or out of memory: no token measured
+            row.setdefault("llama_status", []).append(status)
+        if llama:
+            row["llama_decode_tok_s"] = statistics.median(llama)
+            row["llama_runs"] = llama
+        rows.append(row)
+summary = {"threads": int(threads), "decode_tokens": tokens, "rounds": rounds, "cgroup": bool(cgroup), "rows": rows}
+lines = [f"7b preset, {threads} threads, {tokens} decoded tokens after a 16-token prompt, cold page cache; median of {rounds} "
+         f"rounds. {'Each engine ran inside a memory cgroup of the budget.' if cgroup else 'No cgroup (not root).'} "
+         "The disk limit is flexinfer's streamed bytes per token over the O_DIRECT bandwidth measured on the same file just "
+         "before and after each run.", "",
+         "| model | budget | flexinfer tok/s | disk limit tok/s | achieved/limit | peak RSS | llama.cpp tok/s | flexinfer/llama.cpp |",
+         "|---|---|---:|---:|---:|---:|---:|---:|"]
+for row in rows:
+    llama = row.get("llama_decode_tok_s")
+    if llama is None:
+        llama_text, ratio = "not run", ""
+    elif llama == 0:
+        llama_text, ratio = f"no token in {timeout} s", "∞"
+    else:
+        llama_text, ratio = f"{llama:.3f}", f"{row['flexinfer_decode_tok_s'] / llama:.1f}x"
+    lines.append(f"| {row['model']} | {row['budget']} | {row['flexinfer_decode_tok_s']:.3f} | {row['disk_limit_tok_s']:.3f} | "
+                 f"{100 * row['achieved_over_limit']:.0f}% | {row['peak_rss_bytes'] / 2**30:.2f} GiB | {llama_text} | {ratio} |")
+table = "\n".join(lines)
+print(table)
+json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
+open(f"{out}/table.md", "w").write(table + "\n")
+with open(f"{out}/plot.dat", "w") as f:
+    for m in models:
+        f.write(f"# 7b-{m}\n")
+        for row in rows:
+            if row["model"] == f"7b-{m}":
+                gib = float(row["budget"][:-1]) / (1024 if row["budget"].endswith("M") else 1)
+                f.write(f"{gib} {row['flexinfer_decode_tok_s']} {row['disk_limit_tok_s']} {row.get('llama_decode_tok_s', 'NaN')}\n")
+        f.write("\n\n")
+if docs:
+    json.dump(summary, open("docs/bench-cpu-offload.json", "w"), indent=2)
+    open("docs/bench-cpu-offload.md", "w").write(table + "\n")
+PY
+
+if command -v gnuplot >/dev/null; then
+  png="$out/bench-cpu-offload.png"
+  index=0 plots=""
+  for m in $models; do
+    plots+="'$out/plot.dat' index $index using 1:2 with linespoints lw 2 title 'flexinfer 7b-$m', "
+    plots+="'$out/plot.dat' index $index using 1:3 with lines dashtype 2 title 'disk limit 7b-$m', "
+    plots+="'$out/plot.dat' index $index using 1:4 with linespoints title 'llama.cpp (mmap) 7b-$m', "
+    index=$((index + 1))
+  done
+  gnuplot <<GP
+set terminal png size 900,560
+set output '$png'
+set title 'Decode speed of a 7b model under a host memory budget (cold, $threads threads)'
+set xlabel 'host memory budget (GiB)'
+set ylabel 'tokens/s'
+set key top left
+set grid
+set yrange [0:*]
+plot ${plots%, }
+GP
+  [ "$docs" = 1 ] && cp "$png" docs/bench-cpu-offload.png
+  echo "plot: $png" >&2
+fi
