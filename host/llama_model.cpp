@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "io/direct_file.h"
 #include "io/error.h"
@@ -130,6 +131,7 @@ PlanInput llama_plan_input(const GgufFile& file, const LlamaConfig& config, cons
                                         2 * kDirectAlignment + row_bytes(table.find("token_embd.weight")->type,
                                                                          static_cast<uint64_t>(config.dim))});
   input.fixed.push_back({"runtime", runtime_bytes(file, config)});
+  input.minimum_hint = "; a smaller --ctx shrinks the KV cache";
   return input;
 }
 
@@ -162,6 +164,8 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path, ThreadPool
   std::optional<uint64_t> capacity;
   if (options.host_budget) capacity = model->plan_.host_bytes() - input.fixed.back().bytes;
   model->arena_ = std::make_unique<HostArena>(capacity, options.host_budget.has_value());
+  if (!model->arena_->lock_refusal().empty())
+    std::fprintf(stderr, "flexinfer: warning: %s\n", model->arena_->lock_refusal().c_str());
   model->store_ = std::make_unique<WeightStore>(file, model->config_, set.tied_output, model->plan_, *model->arena_,
                                                 pool, resolved.io);
   return model;

@@ -154,9 +154,9 @@ Plan make_plan(const PlanInput& input) {
   if (budget < plan.minimum_host_bytes) {
     std::string costs;
     for (const PlanCost& cost : plan.fixed) costs += ", " + cost.what + " " + format_bytes(cost.bytes);
-    fail("a host memory budget of %s is below this model's minimum of %s (%s staging for 2 layers%s)",
+    fail("a host memory budget of %s is below this model's minimum of %s (%s staging for 2 layers%s)%s",
          format_bytes(budget).c_str(), format_bytes(plan.minimum_host_bytes).c_str(),
-         format_bytes(2 * minimum.slot).c_str(), costs.c_str());
+         format_bytes(2 * minimum.slot).c_str(), costs.c_str(), input.minimum_hint.c_str());
   }
   const uint64_t available = budget - fixed;
   for (int depth = input.max_depth; depth >= 2; --depth) {

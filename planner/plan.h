@@ -67,6 +67,7 @@ struct PlanInput {
   std::vector<const TensorInfo*> resident_without_budget;
   std::vector<PlanCost> fixed;                   // KV cache, scratch, runtime
   std::optional<uint64_t> host_budget;           // none: everything resident, no limit
+  std::string minimum_hint;                      // appended to the below-minimum error
   int max_depth = 3;                             // staging slots when streaming
   uint64_t row_group = 8;                        // split points are multiples of this many rows
 };

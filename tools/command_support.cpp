@@ -30,6 +30,14 @@ void show_caveat(const Tokenizer& tokenizer) {
   if (!tokenizer.caveat().empty()) std::fprintf(stderr, "flexinfer: warning: %s\n", tokenizer.caveat().c_str());
 }
 
+void show_placement(Engine& engine) {
+  const Plan& plan = engine.model().plan();
+  if (!plan.streams()) return;
+  std::fprintf(stderr, "flexinfer: %s of %s weights resident, %s streamed per token (%s)\n",
+               format_bytes(plan.resident_bytes()).c_str(), format_bytes(plan.weight_bytes()).c_str(),
+               format_bytes(plan.read_bytes_per_token()).c_str(), engine.model().store().reader().describe().c_str());
+}
+
 std::optional<uint64_t> host_budget(const Args& args) {
   if (!args.has("--host-mem")) return std::nullopt;
   const std::string text = args.text("--host-mem", "");

@@ -16,6 +16,8 @@ extern const OptionSpec kModel, kPrompt, kThreads, kContext, kHostMem, kIo;
 bool print_help(const Args& args);
 void no_positional(const Args& args, const char* command);
 void show_caveat(const Tokenizer& tokenizer);
+// One stderr line on where the weights live, when a budget makes the engine stream.
+void show_placement(Engine& engine);
 // --host-mem, parsed; none when absent.
 std::optional<uint64_t> host_budget(const Args& args);
 // --io, with the queue depth and request size probe measured on this machine (when it has run).

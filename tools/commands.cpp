@@ -65,6 +65,7 @@ int command_generate(int argc, char** argv) {
   Engine engine(engine_options(args));
   const Tokenizer& tokenizer = engine.tokenizer();
   show_caveat(tokenizer);
+  show_placement(engine);
   const std::vector<int32_t> prompt = tokenizer.encode(prompt_text, tokenizer.adds_bos(), false);
   Sampler sampler(sampling);
   // SentencePiece text starts with a space marker; drop it when the output starts the text.
