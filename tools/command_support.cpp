@@ -53,9 +53,14 @@ ReaderOptions reader_options(const Args& args) {
   const auto parsed = parse_io_backend(backend);
   if (!parsed) fail("--io: unknown backend '%s' (auto, uring, pread, mmap)", backend.c_str());
   io.backend = *parsed;
-  if (const auto profile = cached_profile()) {
-    io.queue_depth = profile->disk_queue_depth;
-    io.request_bytes = profile->disk_request_bytes;
+  try {
+    if (const auto profile = cached_profile()) {
+      io.queue_depth = profile->disk_queue_depth;
+      io.request_bytes = profile->disk_request_bytes;
+    }
+  } catch (const Error& error) {
+    // A damaged cache must not stop generation: the defaults still work.
+    std::fprintf(stderr, "flexinfer: warning: ignoring the cached profile (%s); run 'flexinfer probe' again\n", error.what());
   }
   return io;
 }
