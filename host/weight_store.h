@@ -33,6 +33,12 @@ class WeightStore {
   // The token's embedding row as floats (read from the file when the embedding is not resident).
   void embed(int32_t token, float* out);
 
+  // Streams whole tokens' worth of weights (at least `bytes`) through the staging ring without
+  // computing, after one unmeasured token to reach the steady state: the bandwidth the pipeline
+  // gets from the disk when nothing else runs, in GB/s. Only between forward passes; 0 when
+  // nothing streams.
+  double stream_only_GBps(uint64_t bytes);
+
   const AsyncReader& reader() const { return *reader_; }
   double stall_seconds() const { return prefetcher_ ? prefetcher_->stall_seconds() : 0.0; }
   uint64_t streamed_bytes_read() const;  // by the prefetcher, since load
@@ -50,6 +56,7 @@ class WeightStore {
   LlamaWeights weights_;
   std::vector<std::vector<Target>> targets_;  // per plan unit
   std::vector<int64_t> schedule_index_;       // per plan unit: its place in the prefetch schedule, or -1
+  std::vector<std::vector<ReadSpan>> schedule_;
   std::unique_ptr<AsyncReader> reader_;
   std::unique_ptr<Prefetcher> prefetcher_;
   uint64_t bytes_after_load_ = 0;

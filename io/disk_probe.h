@@ -31,7 +31,7 @@ struct FileSpan {
 double measure_disk_spans(const std::string& path, int queue_depth, uint64_t request_bytes,
                           const std::vector<FileSpan>& spans, uint64_t bytes);
 
-// The cheapest setting within 5% of the fastest.
+// Of the settings within 5% of the fastest, the one with the most bytes in flight.
 DiskRate choose_disk_setting(const std::vector<DiskRate>& rates);
 
 }  // namespace fi

@@ -5,20 +5,24 @@
 # on shared machines, so flexinfer measures it on the model file just before and after each run and
 # reports achieved/limit against their mean; rounds alternate between the engines.
 #
-# usage: tools/bench-cpu-offload.sh [--llama-bench PATH] [--budgets "1G 2G 3G"] [--models "q4_0 q4_k_m"]
-#                                   [--threads N] [--tokens N] [--rounds N] [--timeout S] [--out DIR] [--docs]
-#   --llama-bench  llama.cpp's llama-bench, built by you outside this repository (omit: flexinfer only)
+# usage: tools/bench-cpu-offload.sh [--llama-bench [LABEL=]PATH]... [--llama-rounds N] [--budgets "1G 2G 3G"]
+#                                   [--models "q4_0 q4_k_m"] [--threads N] [--tokens N] [--rounds N]
+#                                   [--timeout S] [--out DIR] [--docs]
+#   --llama-bench  llama.cpp's llama-bench, built by you outside this repository (omit: flexinfer only);
+#                  repeat with labels to compare builds, e.g. default=... no-repack=...
+#   --llama-rounds run llama.cpp in the first N rounds only (default: every round)
 #   --models       7b-preset files to make with make-model (and keep in DIR) and measure
 #   --docs         also write docs/bench-cpu-offload.{json,md,png}
 # Needs root for the memory cgroups (cgroup v1 memory controller or cgroup v2); without it the runs
 # happen unconfined and the table says so. The plot needs gnuplot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-llama_bench="" budgets="1G 2G 3G" models="q4_0 q4_k_m" threads=2 tokens=16 rounds=2 timeout=300
+llama_benches=() llama_rounds=0 budgets="1G 2G 3G" models="q4_0 q4_k_m" threads=2 tokens=16 rounds=2 timeout=300
 out=build/bench-cpu-offload docs=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --llama-bench) llama_bench="$2"; shift 2 ;;
+    --llama-bench) llama_benches+=("$2"); shift 2 ;;
+    --llama-rounds) llama_rounds="$2"; shift 2 ;;
     --budgets) budgets="$2"; shift 2 ;;
     --models) models="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
@@ -83,25 +87,30 @@ for round in $(seq 1 "$rounds"); do
         "$flexinfer" bench -m "$model" --host-mem "$budget" --cold --measure-disk -p 16 -n "$tokens" -t "$threads" \
         --ctx $((16 + tokens)) --mem-bw "$mem_bw" --json "$out/flexinfer-$tag.json" >"$out/flexinfer-$tag.txt" 2>&1 ||
         echo "flexinfer failed: see $out/flexinfer-$tag.txt" >&2
-      if [ -n "$llama_bench" ]; then
-        echo "round $round: llama.cpp $m in $budget" >&2
+      for entry in "${llama_benches[@]}"; do
+        label=llama.cpp path=$entry
+        case "$entry" in *=*) label=${entry%%=*} path=${entry#*=} ;; esac
+        [ "$llama_rounds" -gt 0 ] && [ "$round" -gt "$llama_rounds" ] && continue
+        echo "round $round: $label $m in $budget" >&2
         evict "$model"
         start=$(date +%s.%N)
         status=0
-        confined "$bytes" "$out/llama-$tag.cgroup-peak" timeout "$timeout" \
-          "$llama_bench" -m "$model" -p 0 -n "$tokens" -t "$threads" -r 1 --no-warmup -o json \
-          >"$out/llama-$tag.json" 2>"$out/llama-$tag.err" || status=$?
+        confined "$bytes" "$out/$label-$tag.cgroup-peak" timeout "$timeout" \
+          "$path" -m "$model" -p 0 -n "$tokens" -t "$threads" -r 1 --no-warmup -o json \
+          >"$out/$label-$tag.json" 2>"$out/$label-$tag.err" || status=$?
         echo "{\"status\": $status, \"seconds\": $(python3 -c "import time,sys; print(time.time()-float(sys.argv[1]))" "$start")}" \
-          >"$out/llama-$tag.status"
-      fi
+          >"$out/$label-$tag.status"
+      done
     done
   done
 done
 
-python3 - "$out" "$rounds" "$threads" "$tokens" "$docs" "$models" "$budgets" "$timeout" "$cgroup_dir" <<'PY'
+labels=""
+for entry in "${llama_benches[@]}"; do case "$entry" in *=*) labels+="${entry%%=*} " ;; *) labels+="llama.cpp " ;; esac; done
+python3 - "$out" "$rounds" "$threads" "$tokens" "$docs" "$models" "$budgets" "$timeout" "$cgroup_dir" "$labels" <<'PY'
 import json, os, statistics, sys
 out, rounds, threads, tokens, docs = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
-models, budgets, timeout, cgroup = sys.argv[6].split(), sys.argv[7].split(), int(sys.argv[8]), sys.argv[9]
+models, budgets, timeout, cgroup, labels = sys.argv[6].split(), sys.argv[7].split(), int(sys.argv[8]), sys.argv[9], sys.argv[10].split()
 rows = []
 for m in models:
     for b in budgets:
@@ -119,50 +128,62 @@ for m in models:
                "flexinfer_cgroup_peak_bytes": max(int(open(f"{out}/flexinfer-{m}-{b}-{r}.cgroup-peak").read() or 0)
                                                   for r in range(1, rounds + 1)
                                                   if os.path.exists(f"{out}/flexinfer-{m}-{b}-{r}.cgroup-peak"))}
-        llama = []
-        for r in range(1, rounds + 1):
-            path = f"{out}/llama-{m}-{b}-{r}"
-            if not os.path.exists(path + ".status"):
-                continue
-            status = json.load(open(path + ".status"))
-            try:
-                tests = json.load(open(path + ".json"))
-                llama.append(tests[0]["avg_ts"])
-            except (ValueError, IndexError, KeyError):
-                llama.append(0.0)  # killed, timed out or out of memory: no token measured
-            row.setdefault("llama_status", []).append(status)
-        if llama:
-            row["llama_decode_tok_s"] = statistics.median(llama)
-            row["llama_runs"] = llama
+        for label in labels:
+            runs, statuses = [], []
+            for r in range(1, rounds + 1):
+                path = f"{out}/{label}-{m}-{b}-{r}"
+                if not os.path.exists(path + ".status"):
+                    continue
+                statuses.append(json.load(open(path + ".status")))
+                try:
+                    runs.append(json.load(open(path + ".json"))[0]["avg_ts"])
+                except (ValueError, IndexError, KeyError):
+                    runs.append(0.0)  # killed, timed out or out of memory: no token measured
+            if runs:
+                row.setdefault("llama", {})[label] = {"decode_tok_s": statistics.median(runs), "runs": runs, "status": statuses}
         rows.append(row)
 summary = {"threads": int(threads), "decode_tokens": tokens, "rounds": rounds, "cgroup": bool(cgroup), "rows": rows}
-lines = [f"7b preset, {threads} threads, {tokens} decoded tokens after a 16-token prompt, cold page cache; median of {rounds} "
-         f"rounds. {'Each engine ran inside a memory cgroup of the budget.' if cgroup else 'No cgroup (not root).'} "
-         "The disk limit is flexinfer's streamed bytes per token over the O_DIRECT bandwidth measured on the same file just "
-         "before and after each run.", "",
-         "| model | budget | flexinfer tok/s | disk limit tok/s | achieved/limit | peak RSS | llama.cpp tok/s | flexinfer/llama.cpp |",
-         "|---|---|---:|---:|---:|---:|---:|---:|"]
+def status_text(entry):
+    codes = {s["status"] for s in entry["status"]}
+    if 137 in codes:
+        return "killed (out of memory)"
+    if 124 in codes:
+        return f"no token in {timeout} s"
+    return "failed"
+lines = [f"7b preset, {threads} threads, {tokens} decoded tokens (flexinfer after a 16-token prompt), cold page cache; "
+         f"median of the rounds. {'Each engine ran inside a memory cgroup of the budget.' if cgroup else 'No cgroup (not root).'} "
+         "The disk limit is flexinfer's streamed bytes per token over the O_DIRECT bandwidth measured on the same reads just "
+         "before and after each run.", ""]
+header = "| model | budget | flexinfer tok/s | disk limit tok/s | achieved/limit | peak RSS |"
+rule = "|---|---|---:|---:|---:|---:|"
+for label in labels:
+    header += f" {label} tok/s | flexinfer/{label} |"
+    rule += "---:|---:|"
+lines += [header, rule]
 for row in rows:
-    llama = row.get("llama_decode_tok_s")
-    if llama is None:
-        llama_text, ratio = "not run", ""
-    elif llama == 0:
-        llama_text, ratio = f"no token in {timeout} s", "∞"
-    else:
-        llama_text, ratio = f"{llama:.3f}", f"{row['flexinfer_decode_tok_s'] / llama:.1f}x"
-    lines.append(f"| {row['model']} | {row['budget']} | {row['flexinfer_decode_tok_s']:.3f} | {row['disk_limit_tok_s']:.3f} | "
-                 f"{100 * row['achieved_over_limit']:.0f}% | {row['peak_rss_bytes'] / 2**30:.2f} GiB | {llama_text} | {ratio} |")
+    line = (f"| {row['model']} | {row['budget']} | {row['flexinfer_decode_tok_s']:.3f} | {row['disk_limit_tok_s']:.3f} | "
+            f"{100 * row['achieved_over_limit']:.0f}% | {row['peak_rss_bytes'] / 2**30:.2f} GiB |")
+    for label in labels:
+        entry = row.get("llama", {}).get(label)
+        if entry is None:
+            line += " not run | |"
+        elif entry["decode_tok_s"] == 0:
+            line += f" {status_text(entry)} | ∞ |"
+        else:
+            line += f" {entry['decode_tok_s']:.3f} | {row['flexinfer_decode_tok_s'] / entry['decode_tok_s']:.1f}x |"
+    lines.append(line)
 table = "\n".join(lines)
 print(table)
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
 open(f"{out}/table.md", "w").write(table + "\n")
 with open(f"{out}/plot.dat", "w") as f:
     for m in models:
-        f.write(f"# 7b-{m}\n")
+        f.write(f"# 7b-{m}: budget GiB, flexinfer, disk limit, {' '.join(labels)}\n")
         for row in rows:
             if row["model"] == f"7b-{m}":
                 gib = float(row["budget"][:-1]) / (1024 if row["budget"].endswith("M") else 1)
-                f.write(f"{gib} {row['flexinfer_decode_tok_s']} {row['disk_limit_tok_s']} {row.get('llama_decode_tok_s', 'NaN')}\n")
+                llama = " ".join(str(row.get("llama", {}).get(l, {}).get("decode_tok_s", "NaN")) for l in labels)
+                f.write(f"{gib} {row['flexinfer_decode_tok_s']} {row['disk_limit_tok_s']} {llama}\n")
         f.write("\n\n")
 if docs:
     json.dump(summary, open("docs/bench-cpu-offload.json", "w"), indent=2)
@@ -175,7 +196,11 @@ if command -v gnuplot >/dev/null; then
   for m in $models; do
     plots+="'$out/plot.dat' index $index using 1:2 with linespoints lw 2 title 'flexinfer 7b-$m', "
     plots+="'$out/plot.dat' index $index using 1:3 with lines dashtype 2 title 'disk limit 7b-$m', "
-    plots+="'$out/plot.dat' index $index using 1:4 with linespoints title 'llama.cpp (mmap) 7b-$m', "
+    column=4
+    for label in $labels; do
+      plots+="'$out/plot.dat' index $index using 1:$column with linespoints title '$label (mmap) 7b-$m', "
+      column=$((column + 1))
+    done
     index=$((index + 1))
   done
   gnuplot <<GP

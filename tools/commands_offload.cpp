@@ -99,7 +99,7 @@ int command_probe(int argc, char** argv) {
   std::printf("disk: direct reads of %s\n  %-8s %-10s %8s\n", disk_file.c_str(), "queue", "request", "GB/s");
   std::vector<DiskRate> rates;
   try {
-    rates = measure_disk(disk_file, quick ? std::vector<int>{4, 32} : std::vector<int>{1, 4, 16, 32, 64},
+    rates = measure_disk(disk_file, quick ? std::vector<int>{4, 32} : std::vector<int>{4, 16, 32, 64},
                          quick ? std::vector<uint64_t>{1u << 20} : std::vector<uint64_t>{256u << 10, 1u << 20, 4u << 20},
                          quick ? 128ull << 20 : 512ull << 20);
   } catch (...) {
@@ -224,8 +224,8 @@ int command_bench(int argc, char** argv) {
                    {{"--mem-bw"}, true, "memory read bandwidth in GB/s for the limit (default: from the probe profile)"},
                    {{"--disk-bw"}, true, "disk read bandwidth in GB/s for the limit (default: from the probe profile)"},
                    {{"--measure-disk"}, false,
-                    "measure the disk's direct-read bandwidth on the model file just before and after the run, and "
-                    "take the limit from their mean (shared disks drift)"},
+                    "measure the disk through the streaming pipeline itself (same reads, slots and reader, no "
+                    "compute) just before and after the run, and take the limit from their mean (shared disks drift)"},
                    {{"--json"}, true, "also write the results as JSON to this file"},
                    kThreads, kContext, kHostMem, kIo},
                   argc, argv, 2);
@@ -239,30 +239,15 @@ int command_bench(int argc, char** argv) {
   EngineOptions options = engine_options(args);
   if (options.context == 0) options.context = prompt_tokens + decode_tokens;
   const bool measure_disk = args.has("--measure-disk");
-  // The disk is measured on exactly the reads the plan streams, with the reader's settings, while
-  // nothing else runs: before loading and after the engine is gone.
-  std::vector<FileSpan> streamed_spans;
-  if (measure_disk) {
-    const GgufFile file = GgufFile::open(options.model_path);
-    const LlamaConfig config = LlamaConfig::from_gguf(file);
-    ModelOptions model_options;
-    model_options.host_budget = options.host_budget;
-    model_options.context = options.context;
-    const Plan plan = make_plan(llama_plan_input(file, config, LlamaTensorSet::require(file.tensors(), config), model_options,
-                                                 options.threads > 0 ? options.threads : default_thread_count()));
-    for (const PlanUnit& unit : plan.units)
-      for (const ReadSpan& span : unit.reads) streamed_spans.push_back({span.file_offset, span.bytes});
-    if (streamed_spans.empty()) fail("bench: --measure-disk needs a --host-mem budget under which the model streams");
-  }
-  auto disk_now = [&] {
-    return measure_disk_spans(options.model_path, options.io.queue_depth, options.io.request_bytes, streamed_spans,
-                              1536ull << 20);
-  };
-  const double disk_before = measure_disk ? disk_now() : 0.0;
   if (args.has("--cold")) evict_from_page_cache(options.model_path);
   auto engine = std::make_unique<Engine>(options);
   const int64_t vocab = engine->config().vocab;
   WeightStore& store = engine->model().store();
+  if (measure_disk && !engine->model().plan().streams())
+    fail("bench: --measure-disk needs a --host-mem budget under which the model streams");
+  // The pipeline's own reads, slots and reader with no compute: the disk's side of the limit.
+  constexpr uint64_t kDiskSample = 1536ull << 20;
+  const double disk_before = measure_disk ? store.stream_only_GBps(kDiskSample) : 0.0;
 
   // A deterministic prompt of ordinary tokens (BOS first), evaluated as one batch.
   std::vector<int32_t> prompt;
@@ -291,6 +276,8 @@ int command_bench(int argc, char** argv) {
   const double decode_seconds = seconds_since(start);
   const double stall_seconds = store.stall_seconds() - stall_before;
   const uint64_t disk_read = store.streamed_bytes_read() - disk_read_before;
+  const double disk_after = measure_disk ? store.stream_only_GBps(kDiskSample) : 0.0;
+  if (measure_disk) disk_GBps = (disk_before + disk_after) / 2;
 
   const Plan& plan = engine->model().plan();
   const uint64_t host_bytes = compute_bytes_per_token(engine->model());
@@ -303,8 +290,6 @@ int command_bench(int argc, char** argv) {
   const bool locked = engine->model().arena().locked();
   const int threads = engine->pool().size();
   engine.reset();
-  const double disk_after = measure_disk ? disk_now() : 0.0;
-  if (measure_disk) disk_GBps = (disk_before + disk_after) / 2;
 
   const double prefill_tok_s = static_cast<double>(prompt.size()) / prefill_seconds;
   const double decode_tok_s = static_cast<double>(decode_tokens) / decode_seconds;
