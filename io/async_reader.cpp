@@ -401,10 +401,4 @@ std::unique_ptr<AsyncReader> AsyncReader::open(const std::string& path, const Re
   return std::make_unique<ThreadReader>(std::move(file), IoBackend::Pread, options);
 }
 
-void read_now(AsyncReader& reader, uint8_t* destination, uint64_t offset, uint64_t bytes) {
-  if (reader.outstanding() != 0) fail("internal: read_now while other reads are outstanding");
-  reader.submit({destination, offset, bytes, 0});
-  reader.wait();
-}
-
 }  // namespace fi

@@ -65,8 +65,4 @@ class AsyncReader {
   std::atomic<uint64_t> bytes_read_{0};
 };
 
-// Sequential helper: reads [offset, offset + bytes) (aligned) and waits for it. Only while no
-// other reads are outstanding.
-void read_now(AsyncReader& reader, uint8_t* destination, uint64_t offset, uint64_t bytes);
-
 }  // namespace fi

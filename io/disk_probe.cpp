@@ -34,8 +34,12 @@ class ProbeBuffer {
   uint8_t* data_ = nullptr;
 };
 
-}  // namespace
+struct FileSpan {
+  uint64_t offset = 0;  // 4 KiB-aligned
+  uint64_t bytes = 0;   // 4 KiB-aligned
+};
 
+// Direct-read bandwidth over `spans`, cycling through them until at least `bytes` are read.
 double measure_disk_spans(const std::string& path, int queue_depth, uint64_t request_bytes,
                           const std::vector<FileSpan>& spans, uint64_t bytes) {
   ReaderOptions options{IoBackend::Uring, queue_depth, request_bytes};
@@ -68,6 +72,7 @@ double measure_disk_spans(const std::string& path, int queue_depth, uint64_t req
   return static_cast<double>(reader->bytes_read()) / seconds / 1e9;
 }
 
+// The same reading `bytes` from `start_offset` on, wrapping at the end of the file.
 double measure_disk_once(const std::string& path, int queue_depth, uint64_t request_bytes, uint64_t bytes,
                          uint64_t start_offset) {
   const uint64_t usable = align_down(DirectFile(path, false).size(), request_bytes);
@@ -79,6 +84,8 @@ double measure_disk_once(const std::string& path, int queue_depth, uint64_t requ
   if (start > 0) spans.push_back({0, start});
   return measure_disk_spans(path, queue_depth, request_bytes, spans, bytes);
 }
+
+}  // namespace
 
 std::vector<DiskRate> measure_disk(const std::string& path, const std::vector<int>& queue_depths,
                                    const std::vector<uint64_t>& request_sizes, uint64_t bytes_per_point) {

@@ -18,19 +18,6 @@ struct DiskRate {
 std::vector<DiskRate> measure_disk(const std::string& path, const std::vector<int>& queue_depths,
                                    const std::vector<uint64_t>& request_sizes, uint64_t bytes_per_point);
 
-// Direct-read bandwidth of `path` at one setting, reading `bytes` from `start_offset` on (wrapping).
-double measure_disk_once(const std::string& path, int queue_depth, uint64_t request_bytes, uint64_t bytes,
-                         uint64_t start_offset);
-
-struct FileSpan {
-  uint64_t offset = 0;  // 4 KiB-aligned
-  uint64_t bytes = 0;   // 4 KiB-aligned
-};
-// The same over given spans (a streaming plan's reads), cycling through them until at least
-// `bytes` are read: the bandwidth a disk gives to exactly that access pattern.
-double measure_disk_spans(const std::string& path, int queue_depth, uint64_t request_bytes,
-                          const std::vector<FileSpan>& spans, uint64_t bytes);
-
 // Of the settings within 5% of the fastest, the one with the most bytes in flight.
 DiskRate choose_disk_setting(const std::vector<DiskRate>& rates);
 

@@ -7,18 +7,19 @@
 #
 # usage: tools/bench-cpu-offload.sh [--llama-bench [LABEL=]PATH]... [--llama-rounds N] [--budgets "1G 2G 3G"]
 #                                   [--models "q4_0 q4_k_m"] [--threads N] [--tokens N] [--rounds N]
-#                                   [--timeout S] [--out DIR] [--docs]
+#                                   [--timeout S] [--out DIR] [--docs] [--report-only]
 #   --llama-bench  llama.cpp's llama-bench, built by you outside this repository (omit: flexinfer only);
 #                  repeat with labels to compare builds, e.g. default=... no-repack=...
 #   --llama-rounds run llama.cpp in the first N rounds only (default: every round)
 #   --models       7b-preset files to make with make-model (and keep in DIR) and measure
 #   --docs         also write docs/bench-cpu-offload.{json,md,png}
+#   --report-only  skip the runs: table and plot from the results already in DIR
 # Needs root for the memory cgroups (cgroup v1 memory controller or cgroup v2); without it the runs
 # happen unconfined and the table says so. The plot needs gnuplot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 llama_benches=() llama_rounds=0 budgets="1G 2G 3G" models="q4_0 q4_k_m" threads=2 tokens=16 rounds=2 timeout=300
-out=build/bench-cpu-offload docs=0
+out=build/bench-cpu-offload docs=0 report_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --llama-bench) llama_benches+=("$2"); shift 2 ;;
@@ -31,10 +32,12 @@ while [ $# -gt 0 ]; do
     --timeout) timeout="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --docs) docs=1; shift ;;
+    --report-only) report_only=1; shift ;;
     *) echo "bench-cpu-offload: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$out"
+if [ "$report_only" = 0 ]; then
 tools/build.sh >/dev/null
 flexinfer=$PWD/build/tools/flexinfer
 
@@ -104,13 +107,14 @@ for round in $(seq 1 "$rounds"); do
     done
   done
 done
+fi
 
 labels=""
 for entry in "${llama_benches[@]}"; do case "$entry" in *=*) labels+="${entry%%=*} " ;; *) labels+="llama.cpp " ;; esac; done
-python3 - "$out" "$rounds" "$threads" "$tokens" "$docs" "$models" "$budgets" "$timeout" "$cgroup_dir" "$labels" <<'PY'
+python3 - "$out" "$rounds" "$threads" "$tokens" "$docs" "$models" "$budgets" "$timeout" "$labels" <<'PY'
 import json, os, statistics, sys
 out, rounds, threads, tokens, docs = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
-models, budgets, timeout, cgroup, labels = sys.argv[6].split(), sys.argv[7].split(), int(sys.argv[8]), sys.argv[9], sys.argv[10].split()
+models, budgets, timeout, labels = sys.argv[6].split(), sys.argv[7].split(), int(sys.argv[8]), sys.argv[9].split()
 rows = []
 for m in models:
     for b in budgets:
@@ -120,6 +124,7 @@ for m in models:
             continue
         row = {"model": f"7b-{m}", "budget": b, "flexinfer_decode_tok_s": statistics.median(o["decode_tok_s"] for o in ours),
                "flexinfer_runs": [o["decode_tok_s"] for o in ours],
+               "flexinfer_prefill_tok_s": statistics.median(o["prefill_tok_s"] for o in ours),
                "disk_limit_tok_s": statistics.median(o["limit_tok_s"] for o in ours),
                "achieved_over_limit": statistics.median(o["achieved_over_limit"] for o in ours),
                "disk_GBps": statistics.median(o["disk_read_GBps"] for o in ours),
@@ -142,7 +147,9 @@ for m in models:
             if runs:
                 row.setdefault("llama", {})[label] = {"decode_tok_s": statistics.median(runs), "runs": runs, "status": statuses}
         rows.append(row)
-summary = {"threads": int(threads), "decode_tokens": tokens, "rounds": rounds, "cgroup": bool(cgroup), "rows": rows}
+# The runs were confined when the cgroup recorded a peak for them.
+cgroup = all(row["flexinfer_cgroup_peak_bytes"] > 0 for row in rows)
+summary = {"threads": int(threads), "decode_tokens": tokens, "rounds": rounds, "cgroup": cgroup, "rows": rows}
 def status_text(entry):
     codes = {s["status"] for s in entry["status"]}
     if 137 in codes:
@@ -195,16 +202,18 @@ if command -v gnuplot >/dev/null; then
   index=0 plots=""
   for m in $models; do
     plots+="'$out/plot.dat' index $index using 1:2 with linespoints lw 2 title 'flexinfer 7b-$m', "
-    plots+="'$out/plot.dat' index $index using 1:3 with lines dashtype 2 title 'disk limit 7b-$m', "
+    plots+="'$out/plot.dat' index $index using 1:3 with lines dashtype 2 lw 1 title 'disk limit 7b-$m', "
     column=4
     for label in $labels; do
-      plots+="'$out/plot.dat' index $index using 1:$column with linespoints title '$label (mmap) 7b-$m', "
+      plots+="'$out/plot.dat' index $index using 1:$column with linespoints title '$label (mmap) 7b-$m; 0 = killed or no token', "
       column=$((column + 1))
     done
     index=$((index + 1))
   done
+  terminal="png size 900,560"
+  gnuplot -e "set terminal pngcairo" 2>/dev/null && terminal="pngcairo size 900,560 font ',10'"
   gnuplot <<GP
-set terminal png size 900,560
+set terminal $terminal noenhanced
 set output '$png'
 set title 'Decode speed of a 7b model under a host memory budget (cold, $threads threads)'
 set xlabel 'host memory budget (GiB)'
