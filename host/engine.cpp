@@ -31,7 +31,7 @@ Engine::Engine(const EngineOptions& options) {
 }
 
 GenerationStats Engine::generate(const std::vector<int32_t>& prompt, int64_t max_tokens, Sampler& sampler,
-                                 const std::function<void(int32_t)>& on_token) {
+                                 const std::function<void(int32_t)>& on_token, const std::atomic<bool>* stop) {
   GenerationStats stats;
   if (prompt.empty()) fail("the prompt is empty and the model has no BOS token to start from");
   if (static_cast<int64_t>(prompt.size()) + max_tokens > forward_->context())
@@ -47,6 +47,10 @@ GenerationStats Engine::generate(const std::vector<int32_t>& prompt, int64_t max
 
   start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < max_tokens; ++i) {
+    if (stop && stop->load()) {
+      stats.interrupted = true;
+      break;
+    }
     const int32_t token = sampler.sample(logits.data(), static_cast<int32_t>(config().vocab), history);
     if (tokenizer_->is_end_of_generation(token)) {
       stats.stopped_at_end_of_generation = true;

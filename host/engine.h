@@ -1,6 +1,7 @@
 #pragma once
 // The engine: a loaded model, its tokenizer, a thread pool and the forward state, plus the
 // generation loop the CLI and the tests share.
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -30,6 +31,7 @@ struct GenerationStats {
   int64_t generated_tokens = 0;
   double generation_seconds = 0.0;  // from the first sampled token to the last
   bool stopped_at_end_of_generation = false;
+  bool interrupted = false;  // `stop` was raised
 };
 
 class Engine {
@@ -45,9 +47,10 @@ class Engine {
   double load_seconds() const { return load_seconds_; }
 
   // Evaluates the prompt, then samples up to max_tokens tokens, calling on_token for each; stops
-  // early at an end-of-generation token (not passed to on_token).
+  // early at an end-of-generation token (not passed to on_token) or, checked after every token,
+  // when `stop` is raised (by a signal handler, say).
   GenerationStats generate(const std::vector<int32_t>& prompt, int64_t max_tokens, Sampler& sampler,
-                           const std::function<void(int32_t)>& on_token);
+                           const std::function<void(int32_t)>& on_token, const std::atomic<bool>* stop = nullptr);
 
  private:
   std::unique_ptr<ThreadPool> pool_;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "io/error.h"
+#include "io/fault_injection.h"
 
 namespace fi {
 
@@ -200,6 +201,15 @@ class UringReader final : public AsyncReader {
     --in_flight_;
     Chunk& chunk = active_[id];
     free_active_.push_back(id);
+    const uint64_t asked = chunk.bytes - (file_->direct() ? align_down(chunk.done, kDirectAlignment) : chunk.done);
+    switch (take_injected_fault(chunk.offset + chunk.bytes - asked, asked)) {
+      case InjectedFault::IoError: result = -EIO; break;
+      case InjectedFault::Interrupted: result = -EINTR; break;
+      case InjectedFault::ShortRead:
+        if (result > static_cast<int>(kDirectAlignment)) result = static_cast<int>(align_down(static_cast<uint64_t>(result) / 2, kDirectAlignment));
+        break;
+      case InjectedFault::None: break;
+    }
     if (result == -EINTR || result == -EAGAIN) {
       backlog_.push_front(chunk);
       return;
@@ -207,6 +217,11 @@ class UringReader final : public AsyncReader {
     const uint64_t restart = file_->direct() ? align_down(chunk.done, kDirectAlignment) : chunk.done;
     if (result < 0) fail_read(file_->path(), chunk.offset + restart, chunk.bytes - restart, -result);
     if (result == 0) fail_shrunk(file_->path(), chunk.offset + restart);
+    // As in DirectFile::read: an unaligned short direct read inside the expected range is the end
+    // of a file that shrank.
+    if (file_->direct() && static_cast<uint64_t>(result) % kDirectAlignment != 0 &&
+        restart + static_cast<uint64_t>(result) < chunk.wanted)
+      fail_shrunk(file_->path(), chunk.offset + restart + static_cast<uint64_t>(result));
     chunk.done = std::max(chunk.done, restart + static_cast<uint64_t>(result));
     if (chunk.done < chunk.wanted) {
       backlog_.push_front(chunk);  // a short read: ask for the rest

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "io/error.h"
+#include "io/fault_injection.h"
 
 namespace fi {
 
@@ -46,13 +47,25 @@ void DirectFile::read(uint8_t* destination, uint64_t offset, uint64_t bytes) con
   while (done < wanted) {
     // Direct reads restart at an aligned position; a short read is rare, re-reading a little is fine.
     const uint64_t restart = direct_ ? align_down(done, kDirectAlignment) : done;
-    const uint64_t length = std::min<uint64_t>(bytes - restart, 1ull << 30);
-    const ssize_t got = ::pread(fd_, destination + restart, length, static_cast<off_t>(offset + restart));
+    uint64_t length = std::min<uint64_t>(bytes - restart, 1ull << 30);
+    const InjectedFault fault = take_injected_fault(offset + restart, length);
+    if (fault == InjectedFault::ShortRead) length = std::max<uint64_t>(kDirectAlignment, align_down(length / 2, kDirectAlignment));
+    ssize_t got;
+    if (fault == InjectedFault::IoError || fault == InjectedFault::Interrupted) {
+      got = -1;
+      errno = fault == InjectedFault::IoError ? EIO : EINTR;
+    } else {
+      got = ::pread(fd_, destination + restart, length, static_cast<off_t>(offset + restart));
+    }
     if (got < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       fail_read(path_, offset + restart, length, errno);
     }
     if (got == 0) fail_shrunk(path_, offset + restart);
+    // A direct read stops short of an aligned length only at the end of the file: inside the
+    // range that should exist, that means the file shrank (and retrying would read the same).
+    if (direct_ && static_cast<uint64_t>(got) % kDirectAlignment != 0 && restart + static_cast<uint64_t>(got) < wanted)
+      fail_shrunk(path_, offset + restart + static_cast<uint64_t>(got));
     done = std::max(done, restart + static_cast<uint64_t>(got));
   }
 }

@@ -1,9 +1,11 @@
 #include "test_support.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -61,10 +63,23 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
-CommandResult run_flexinfer(const std::vector<std::string>& arguments) {
+CommandResult run_flexinfer(const std::vector<std::string>& arguments, const RunOptions& options) {
   const std::string out_path = scratch_path("cmd.out"), err_path = scratch_path("cmd.err");
+  const auto start = std::chrono::steady_clock::now();
   const pid_t pid = ::fork();
   if (pid == 0) {
+    for (const std::string& variable : options.environment) ::putenv(const_cast<char*>(variable.c_str()));
+#ifndef FLEXINFER_SANITIZED  // sanitizers reserve terabytes of address space
+    if (options.address_space_limit) {
+      const rlimit limit{options.address_space_limit, options.address_space_limit};
+      ::setrlimit(RLIMIT_AS, &limit);
+    }
+#endif
+    if (!options.cgroup_procs.empty()) {
+      std::ofstream procs(options.cgroup_procs);
+      procs << ::getpid() << std::flush;
+      if (!procs) _exit(126);
+    }
     std::vector<char*> argv;
     argv.push_back(const_cast<char*>(FLEXINFER_BINARY));
     for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
@@ -83,7 +98,8 @@ CommandResult run_flexinfer(const std::vector<std::string>& arguments) {
   };
   // A signal death is reported as 128 + signal, as a shell would.
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return {code, slurp(out_path), slurp(err_path)};
+  return {code, slurp(out_path), slurp(err_path),
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
 }
 
 double relative_rms(const std::vector<float>& a, const std::vector<float>& b) {

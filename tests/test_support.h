@@ -32,9 +32,15 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
 struct CommandResult {
   int exit_code;
   std::string out, err;
+  double seconds = 0.0;
+};
+struct RunOptions {
+  std::vector<std::string> environment;  // NAME=VALUE, added to the inherited environment
+  uint64_t address_space_limit = 0;      // RLIMIT_AS in bytes; 0: none (ignored in sanitizer builds)
+  std::string cgroup_procs;              // a cgroup.procs file to join before running
 };
 // Runs the flexinfer binary with these arguments (no shell), capturing output.
-CommandResult run_flexinfer(const std::vector<std::string>& arguments);
+CommandResult run_flexinfer(const std::vector<std::string>& arguments, const RunOptions& options = {});
 
 // ||a - b|| / ||b||
 double relative_rms(const std::vector<float>& a, const std::vector<float>& b);

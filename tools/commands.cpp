@@ -1,6 +1,11 @@
 #include "tools/commands.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -28,6 +33,16 @@ namespace fi {
 
 namespace {
 
+std::atomic<bool> interrupted{false};
+
+// Resident set size of this process, from /proc.
+uint64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
 std::string json_ids(const std::vector<int32_t>& ids) {
   std::string text = "[";
   for (size_t i = 0; i < ids.size(); ++i) text += (i ? ", " : "") + std::to_string(ids[i]);
@@ -46,10 +61,12 @@ int command_generate(int argc, char** argv) {
                    {{"--repeat-penalty"}, true, "penalty for recently seen tokens; 1 = off (default 1.0)"},
                    {{"--repeat-last-n"}, true, "how many recent tokens the penalty looks at (default 64)"},
                    {{"--seed"}, true, "random seed (default: random)"},
+                   {{"--stats-every"}, true, "every N tokens, print speed and resident memory to stderr"},
                    kThreads, kContext, kHostMem, kIo},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "generate");
+  const int64_t stats_every = args.integer("--stats-every", 0, 1, 1 << 24);
   SamplerParams sampling;
   const int64_t max_tokens = args.integer("-n", 128, 0, 1 << 24);
   sampling.temperature = static_cast<float>(args.real("--temp", 0.8, 0.0, 100.0));
@@ -71,7 +88,23 @@ int command_generate(int argc, char** argv) {
   // SentencePiece text starts with a space marker; drop it when the output starts the text.
   bool strip_space = prompt_text.empty() && tokenizer.strips_leading_space();
   std::string pending;
+  // Ctrl-C ends generation after the current token: what was generated is printed, the engine
+  // shuts down in order, and the exit status is 130. A second Ctrl-C kills at once.
+  struct sigaction action {};
+  action.sa_handler = [](int) { interrupted.store(true); };
+  action.sa_flags = SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  int64_t generated = 0;
+  auto last_report = std::chrono::steady_clock::now();
   const GenerationStats stats = engine.generate(prompt, max_tokens, sampler, [&](int32_t token) {
+    if (stats_every > 0 && ++generated % stats_every == 0) {
+      const auto now = std::chrono::steady_clock::now();
+      std::fprintf(stderr, "\nflexinfer: %" PRId64 " tokens, %.2f tok/s, resident %s\n", generated,
+                   static_cast<double>(stats_every) / std::chrono::duration<double>(now - last_report).count(),
+                   format_bytes(resident_bytes()).c_str());
+      last_report = now;
+    }
     pending += tokenizer.piece(token);
     if (strip_space && !pending.empty()) {
       if (pending[0] == ' ') pending.erase(0, 1);
@@ -80,7 +113,7 @@ int command_generate(int argc, char** argv) {
     const std::string ready = take_valid_utf8(pending);
     std::fwrite(ready.data(), 1, ready.size(), stdout);
     std::fflush(stdout);
-  });
+  }, &interrupted);
   // An unfinished UTF-8 sequence at the very end is shown as one replacement character.
   std::fputs(pending.empty() ? "\n" : "\xEF\xBF\xBD\n", stdout);
   std::fflush(stdout);
@@ -91,8 +124,10 @@ int command_generate(int argc, char** argv) {
                stats.prompt_seconds > 0 ? static_cast<double>(stats.prompt_tokens) / stats.prompt_seconds : 0.0,
                stats.generated_tokens, stats.generation_seconds,
                stats.generation_seconds > 0 ? static_cast<double>(stats.generated_tokens) / stats.generation_seconds : 0.0,
-               sampling.seed, stats.stopped_at_end_of_generation ? " | stopped at end of text" : "");
-  return 0;
+               sampling.seed, stats.stopped_at_end_of_generation ? " | stopped at end of text"
+                              : stats.interrupted                ? " | interrupted"
+                                                                 : "");
+  return stats.interrupted ? 130 : 0;
 }
 
 int command_tokenize(int argc, char** argv) {

@@ -1,0 +1,223 @@
+// What a run survives: hostile model files given to every command, read faults injected at chosen
+// offsets, a model file truncated while in use, Ctrl-C, and a memory cgroup of the budget.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "host/llama_forward.h"
+#include "host/llama_model.h"
+#include "io/error.h"
+#include "test_support.h"
+
+namespace fi {
+namespace {
+
+const ModelShape kStreamingShape{256, 4, 8, 4, 768, 2048, 0, 10000.0, false};
+
+std::string streaming_model() { return test::generated_model("hardening", kStreamingShape, WeightScheme::Q4_0); }
+
+uint64_t minimum_budget(const std::string& model, int64_t context) {
+  ThreadPool pool(2);
+  ModelOptions options;
+  options.context = context;
+  return LlamaModel::load(model, pool, options)->plan().minimum_host_bytes;
+}
+
+// Exit 1 and, as the last line of stderr, one error line (a streaming run may have said where its
+// weights live before the fault).
+void expect_one_line_failure(const test::CommandResult& result, const std::string& what, bool only_line = true) {
+  EXPECT_EQ(result.exit_code, 1) << what << ": " << result.err;
+  const size_t last = result.err.rfind('\n', result.err.size() - 2);
+  const std::string last_line = result.err.substr(last == std::string::npos ? 0 : last + 1);
+  EXPECT_EQ(last_line.rfind("flexinfer: error: ", 0), 0u) << what << ": " << result.err;
+  if (only_line) {
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << what << ": " << result.err;
+  }
+  EXPECT_LT(result.seconds, 10.0) << what;
+}
+
+void patch_u64(std::vector<uint8_t>& bytes, size_t at, uint64_t value) { std::memcpy(&bytes[at], &value, 8); }
+
+// Every command refuses each hostile variant of a real model file: one line, exit 1, no signal
+// death, within seconds, and inside an address space far smaller than the absurd sizes claimed.
+TEST(Hardening, HostileFilesAreRefusedByEveryCommand) {
+  const std::vector<uint8_t> good = test::read_bytes(streaming_model());
+  // The first tensor info follows its name: n_dims (u32), dims (u64 each), type (u32), offset (u64).
+  const std::string name = "token_embd.weight";
+  const auto found = std::search(good.begin(), good.end(), name.begin(), name.end());
+  ASSERT_NE(found, good.end());
+  const size_t info = static_cast<size_t>(found - good.begin()) + name.size();
+  const size_t dim0 = info + 4, type = info + 4 + 16, offset = type + 4;
+
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> variants;
+  for (size_t cut : {size_t{3}, size_t{20}, size_t{100}, info, good.size() / 3, good.size() - 4096}) {
+    variants.emplace_back("truncated at " + std::to_string(cut), std::vector<uint8_t>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(cut)));
+  }
+  auto variant = [&](const std::string& what, auto&& change) {
+    std::vector<uint8_t> bytes = good;
+    change(bytes);
+    variants.emplace_back(what, std::move(bytes));
+  };
+  variant("wrong magic", [](auto& b) { b[0] = 'X'; });
+  variant("version 99", [](auto& b) { b[4] = 99; });
+  variant("absurd tensor count", [](auto& b) { patch_u64(b, 8, 1ull << 40); });
+  variant("absurd metadata count", [](auto& b) { patch_u64(b, 16, UINT64_MAX); });
+  variant("absurd key length", [](auto& b) { patch_u64(b, 24, 1ull << 62); });
+  variant("absurd dimension", [&](auto& b) { patch_u64(b, dim0, 1ull << 40); });
+  variant("unknown tensor type", [&](auto& b) { b[type] = 3; });
+  variant("offset past the end", [&](auto& b) { patch_u64(b, offset, 1ull << 50); });
+  variant("overlapping tensors", [&](auto& b) {
+    // Point the second tensor at the first one's data.
+    const std::string second = "blk.0.attn_norm.weight";
+    const auto at = std::search(b.begin(), b.end(), second.begin(), second.end());
+    const size_t second_offset = static_cast<size_t>(at - b.begin()) + second.size() + 4 + 8 + 4;
+    uint64_t first;
+    std::memcpy(&first, &b[offset], 8);
+    patch_u64(b, second_offset, first);
+  });
+
+  const std::string path = test::scratch_path("hostile.gguf");
+  test::RunOptions limited;
+  limited.address_space_limit = 1ull << 30;
+  for (const auto& [what, bytes] : variants) {
+    test::write_bytes(path, bytes);
+    for (const std::vector<std::string>& command :
+         std::vector<std::vector<std::string>>{{"generate", "-m", path, "-n", "4", "--temp", "0"},
+                                               {"generate", "-m", path, "-n", "4", "--host-mem", "64M", "--ctx", "64"},
+                                               {"logits", "-m", path, "-p", "x", "-o", test::scratch_path("hostile.f32")},
+                                               {"tokenize", "-m", path, "-p", "x"},
+                                               {"inspect", path},
+                                               {"plan", "-m", path, "--host-mem", "1G"},
+                                               {"bench", "-m", path, "-p", "2", "-n", "2"}}) {
+      expect_one_line_failure(test::run_flexinfer(command, limited), what + " / " + command[0]);
+    }
+  }
+}
+
+std::vector<std::string> greedy(const std::string& model, uint64_t budget, const std::string& io) {
+  return {"generate", "-m", model, "-p", "hello", "-n", "24", "--temp", "0", "-t", "2", "--ctx", "64",
+          "--host-mem", std::to_string(budget), "--io", io};
+}
+
+// Short reads and interrupted reads are retried: the same text. EIO is one clear line.
+TEST(Hardening, InjectedReadFaults) {
+  const std::string model = streaming_model();
+  const uint64_t budget = minimum_budget(model, 64);
+  const uint64_t size = std::filesystem::file_size(model);
+  const test::CommandResult clean = test::run_flexinfer(greedy(model, budget, "auto"));
+  ASSERT_EQ(clean.exit_code, 0) << clean.err;
+  for (const char* io : {"uring", "pread"}) {
+    test::RunOptions faults;
+    faults.environment = {"FLEXINFER_INJECT_IO_FAULT=short@" + std::to_string(size / 2) + ",eintr@" +
+                          std::to_string(size / 3) + ",short@" + std::to_string(size - 100)};
+    const test::CommandResult retried = test::run_flexinfer(greedy(model, budget, io), faults);
+    EXPECT_EQ(retried.exit_code, 0) << io << ": " << retried.err;
+    EXPECT_EQ(retried.out, clean.out) << io;
+
+    test::RunOptions broken;
+    broken.environment = {"FLEXINFER_INJECT_IO_FAULT=eio@" + std::to_string(size / 2)};
+    const test::CommandResult failed = test::run_flexinfer(greedy(model, budget, io), broken);
+    expect_one_line_failure(failed, std::string("EIO via ") + io, false);
+    EXPECT_NE(failed.err.find("Input/output error"), std::string::npos) << failed.err;
+  }
+  test::RunOptions nonsense;
+  nonsense.environment = {"FLEXINFER_INJECT_IO_FAULT=flood@1"};
+  expect_one_line_failure(test::run_flexinfer(greedy(model, budget, "auto"), nonsense), "bad fault spec");
+}
+
+// A model file cut short while a streaming run uses it: an error, never wrong logits.
+TEST(Hardening, ModelTruncatedWhileInUse) {
+  const std::string copy = test::scratch_path("truncated-while-running.gguf");
+  std::filesystem::copy_file(streaming_model(), copy, std::filesystem::copy_options::overwrite_existing);
+  for (IoBackend backend : {IoBackend::Uring, IoBackend::Pread}) {
+    ThreadPool pool(2);
+    ModelOptions options;
+    options.context = 64;
+    options.host_budget = minimum_budget(copy, 64);
+    options.io.backend = backend;
+    const auto model = LlamaModel::load(copy, pool, options);
+    LlamaForward forward(*model, pool);
+    std::vector<float> logits(static_cast<size_t>(model->config().vocab));
+    const int32_t token = 5;
+    forward.eval(std::span<const int32_t>(&token, 1), logits.data());
+    ASSERT_EQ(::truncate(copy.c_str(), static_cast<off_t>(std::filesystem::file_size(copy) / 3)), 0);
+    try {
+      for (int i = 0; i < 4; ++i) forward.eval(std::span<const int32_t>(&token, 1), logits.data());
+      ADD_FAILURE() << "reads past the new end must fail (" << io_backend_name(backend) << ")";
+    } catch (const Error& error) {
+      EXPECT_NE(std::string(error.what()).find("shrank"), std::string::npos) << error.what();
+    }
+    std::filesystem::copy_file(streaming_model(), copy, std::filesystem::copy_options::overwrite_existing);
+  }
+}
+
+// Ctrl-C during generation: what was generated is printed, the run ends cleanly, exit 130.
+TEST(Hardening, InterruptStopsCleanly) {
+  const std::string out = test::scratch_path("interrupt.out"), err = test::scratch_path("interrupt.err");
+  const std::string model = streaming_model();
+  const std::string budget = std::to_string(minimum_budget(model, 2048));
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
+    ::execl(FLEXINFER_BINARY, FLEXINFER_BINARY, "generate", "-m", model.c_str(), "-n", "2000", "--ctx", "2048",
+            "--host-mem", budget.c_str(), "-t", "2", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait for the first generated text, then interrupt.
+  const auto start = std::chrono::steady_clock::now();
+  auto has_output = [&] {
+    std::error_code ignored;
+    return std::filesystem::file_size(out, ignored) > 0 && std::filesystem::file_size(out, ignored) != static_cast<uintmax_t>(-1);
+  };
+  while (!has_output() && std::chrono::steady_clock::now() - start < std::chrono::seconds(30))
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_GT(std::filesystem::file_size(out), 0u);
+  const std::string messages = test::read_bytes_as_text(err);
+  EXPECT_NE(messages.find("interrupted"), std::string::npos) << messages;
+}
+
+// Generation under --host-mem inside a memory cgroup of the budget plus a small slack: the budget
+// is real, not a wish. Needs root and a writable memory controller.
+TEST(Hardening, RunsInsideAMemoryCgroupOfTheBudget) {
+  std::string dir, limit_file;
+  if (::geteuid() == 0 && ::access("/sys/fs/cgroup/memory", W_OK) == 0) {
+    dir = "/sys/fs/cgroup/memory/flexinfer-test-" + std::to_string(::getpid());
+    limit_file = "memory.limit_in_bytes";
+  } else if (::geteuid() == 0 && ::access("/sys/fs/cgroup/cgroup.subtree_control", W_OK) == 0) {
+    dir = "/sys/fs/cgroup/flexinfer-test-" + std::to_string(::getpid());
+    limit_file = "memory.max";
+  }
+  if (dir.empty() || ::mkdir(dir.c_str(), 0755) != 0) GTEST_SKIP() << "no writable memory cgroup here (needs root)";
+  // 58 MB of Q4_0 weights; the budget keeps about half resident.
+  const std::string model = test::generated_model("cgroup", {1024, 8, 16, 8, 2816, 2048, 0, 10000.0, false}, WeightScheme::Q4_0);
+  const uint64_t minimum = minimum_budget(model, 64);
+  const uint64_t budget = minimum + (std::filesystem::file_size(model) - minimum) / 2;
+  constexpr uint64_t kSlack = 16ull << 20;  // kernel memory and the binary's page cache
+  { std::ofstream(dir + "/" + limit_file) << budget + kSlack; }
+  test::RunOptions confined;
+  confined.cgroup_procs = dir + "/cgroup.procs";
+  const std::vector<std::string> command = greedy(model, budget, "auto");
+  const test::CommandResult inside = test::run_flexinfer(command, confined);
+  const test::CommandResult outside = test::run_flexinfer(command);
+  ::rmdir(dir.c_str());
+  EXPECT_EQ(inside.exit_code, 0) << inside.err;
+  EXPECT_EQ(inside.out, outside.out);
+  EXPECT_NE(inside.err.find("streamed per token"), std::string::npos) << "the budget must make it stream";
+}
+
+}  // namespace
+}  // namespace fi
