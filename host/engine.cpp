@@ -31,7 +31,8 @@ Engine::Engine(const EngineOptions& options) {
 }
 
 GenerationStats Engine::generate(const std::vector<int32_t>& prompt, int64_t max_tokens, Sampler& sampler,
-                                 const std::function<void(int32_t)>& on_token, const std::atomic<bool>* stop) {
+                                 const std::function<void(int32_t)>& on_token, const std::atomic<bool>* stop,
+                                 bool ignore_end_of_generation) {
   GenerationStats stats;
   if (prompt.empty()) fail("the prompt is empty and the model has no BOS token to start from");
   if (static_cast<int64_t>(prompt.size()) + max_tokens > forward_->context())
@@ -52,7 +53,7 @@ GenerationStats Engine::generate(const std::vector<int32_t>& prompt, int64_t max
       break;
     }
     const int32_t token = sampler.sample(logits.data(), static_cast<int32_t>(config().vocab), history);
-    if (tokenizer_->is_end_of_generation(token)) {
+    if (!ignore_end_of_generation && tokenizer_->is_end_of_generation(token)) {
       stats.stopped_at_end_of_generation = true;
       break;
     }

@@ -49,8 +49,11 @@ class Engine {
   // Evaluates the prompt, then samples up to max_tokens tokens, calling on_token for each; stops
   // early at an end-of-generation token (not passed to on_token) or, checked after every token,
   // when `stop` is raised (by a signal handler, say).
+  // With ignore_end_of_generation, end-of-generation tokens are passed on like any other (for
+  // benchmarks and soak runs of a fixed length).
   GenerationStats generate(const std::vector<int32_t>& prompt, int64_t max_tokens, Sampler& sampler,
-                           const std::function<void(int32_t)>& on_token, const std::atomic<bool>* stop = nullptr);
+                           const std::function<void(int32_t)>& on_token, const std::atomic<bool>* stop = nullptr,
+                           bool ignore_end_of_generation = false);
 
  private:
   std::unique_ptr<ThreadPool> pool_;

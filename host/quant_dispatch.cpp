@@ -1,3 +1,5 @@
+#include <cpuid.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -11,12 +13,33 @@ namespace {
 
 enum class Isa { Scalar, Avx2, AvxVnni };
 
+// CPUID directly: compilers disagree on the feature names __builtin_cpu_supports knows.
+struct CpuFeatures {
+  bool avx2_fma_f16c = false;
+  bool avx_vnni = false;
+};
+
+CpuFeatures cpu_features() {
+  CpuFeatures features;
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return features;
+  const bool fma = c & (1u << 12), f16c = c & (1u << 29), osxsave = c & (1u << 27);
+  if (!osxsave) return features;
+  unsigned xcr0_low, xcr0_high;
+  __asm__("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+  if ((xcr0_low & 6u) != 6u) return features;  // the OS saves the YMM registers
+  __cpuid_count(7, 0, a, b, c, d);
+  features.avx2_fma_f16c = (b & (1u << 5)) && fma && f16c;
+  __cpuid_count(7, 1, a, b, c, d);
+  features.avx_vnni = features.avx2_fma_f16c && (a & (1u << 4));
+  return features;
+}
+
 // FLEXINFER_NO_SIMD=1 forces the scalar kernels, FLEXINFER_NO_VNNI=1 plain AVX2 (for comparisons).
 Isa detect_isa() {
-  if (std::getenv("FLEXINFER_NO_SIMD") || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
-      !__builtin_cpu_supports("f16c"))
-    return Isa::Scalar;
-  if (std::getenv("FLEXINFER_NO_VNNI") || !__builtin_cpu_supports("avxvnni")) return Isa::Avx2;
+  const CpuFeatures features = cpu_features();
+  if (std::getenv("FLEXINFER_NO_SIMD") || !features.avx2_fma_f16c) return Isa::Scalar;
+  if (std::getenv("FLEXINFER_NO_VNNI") || !features.avx_vnni) return Isa::Avx2;
   return Isa::AvxVnni;
 }
 

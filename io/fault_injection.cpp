@@ -1,6 +1,7 @@
 #include "io/fault_injection.h"
 
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -25,7 +26,7 @@ struct Faults {
 Faults* parse() {
   const char* text = std::getenv("FLEXINFER_INJECT_IO_FAULT");
   if (!text || !*text) return nullptr;
-  auto* faults = new Faults;  // lives for the process: readers on any thread may ask
+  auto faults = std::make_unique<Faults>();
   std::string spec = text;
   size_t begin = 0;
   while (begin <= spec.size()) {
@@ -44,7 +45,7 @@ Faults* parse() {
     faults->list.push_back({fault, offset, false});
     begin = end + 1;
   }
-  return faults;
+  return faults.release();  // lives for the process: readers on any thread may ask
 }
 
 }  // namespace

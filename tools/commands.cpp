@@ -62,6 +62,7 @@ int command_generate(int argc, char** argv) {
                    {{"--repeat-last-n"}, true, "how many recent tokens the penalty looks at (default 64)"},
                    {{"--seed"}, true, "random seed (default: random)"},
                    {{"--stats-every"}, true, "every N tokens, print speed and resident memory to stderr"},
+                   {{"--ignore-eos"}, false, "do not stop at end-of-text tokens (fixed-length runs)"},
                    kThreads, kContext, kHostMem, kIo},
                   argc, argv, 2);
   if (print_help(args)) return 0;
@@ -113,7 +114,7 @@ int command_generate(int argc, char** argv) {
     const std::string ready = take_valid_utf8(pending);
     std::fwrite(ready.data(), 1, ready.size(), stdout);
     std::fflush(stdout);
-  }, &interrupted);
+  }, &interrupted, args.has("--ignore-eos"));
   // An unfinished UTF-8 sequence at the very end is shown as one replacement character.
   std::fputs(pending.empty() ? "\n" : "\xEF\xBF\xBD\n", stdout);
   std::fflush(stdout);
@@ -212,7 +213,7 @@ int command_inspect(int argc, char** argv) {
 
 int command_make_model(int argc, char** argv) {
   const Args args("make-model",
-                  {{{"--preset"}, true, "tiny, 1b, 7b, 13b or 70b"},
+                  {{{"--preset"}, true, "micro, tiny, 1b, 7b, 13b or 70b"},
                    {{"--type"}, true, "f32, f16, q8_0, q4_0, q4_k, q4_k_m or q6_k"},
                    {{"--vocab"}, true, "copy the tokenizer of this GGUF file"},
                    {{"--byte-vocab"}, false, "use a self-contained byte-level vocabulary"},
@@ -225,7 +226,7 @@ int command_make_model(int argc, char** argv) {
   MakeModelOptions options;
   const std::string preset = args.required_text("--preset");
   const auto shape = find_preset(preset);
-  if (!shape) fail("make-model: unknown preset '%s' (tiny, 1b, 7b, 13b, 70b)", preset.c_str());
+  if (!shape) fail("make-model: unknown preset '%s' (micro, tiny, 1b, 7b, 13b, 70b)", preset.c_str());
   options.shape = *shape;
   const std::string type = args.required_text("--type");
   const auto scheme = parse_weight_scheme(type);

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 #include "host/quant.h"
@@ -85,6 +86,7 @@ void write_byte_vocabulary(GgufWriter& writer) {
 }  // namespace
 
 std::optional<ModelShape> find_preset(const std::string& name) {
+  if (name == "micro") return ModelShape{32, 1, 2, 1, 64, 128, 0, 10000.0, false};  // fuzzing seeds
   if (name == "tiny") return ModelShape{256, 4, 8, 4, 768, 2048, 0, 10000.0, false};
   if (name == "1b") return ModelShape{2048, 16, 32, 8, 8192, 8192, 0, 500000.0, true};
   if (name == "7b") return ModelShape{4096, 32, 32, 32, 11008, 4096, 0, 10000.0, false};
@@ -104,7 +106,9 @@ std::optional<WeightScheme> parse_weight_scheme(const std::string& name) {
   return std::nullopt;
 }
 
-uint64_t make_model(const MakeModelOptions& options, ThreadPool& pool) {
+namespace {
+
+uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   const ModelShape& s = options.shape;
   if (s.dim <= 0 || s.n_heads <= 0 || s.dim % s.n_heads != 0 || s.n_kv_heads <= 0 || s.n_heads % s.n_kv_heads != 0 ||
       s.n_layers <= 0 || s.ffn_dim <= 0 || (s.dim / s.n_heads) % 2 != 0)
@@ -202,6 +206,17 @@ uint64_t make_model(const MakeModelOptions& options, ThreadPool& pool) {
   struct stat info {};
   ::stat(options.output_path.c_str(), &info);
   return static_cast<uint64_t>(info.st_size);
+}
+
+}  // namespace
+
+uint64_t make_model(const MakeModelOptions& options, ThreadPool& pool) {
+  try {
+    return write_model(options, pool);
+  } catch (const Error&) {
+    ::unlink(options.output_path.c_str());  // no half-written model left behind
+    throw;
+  }
 }
 
 }  // namespace fi

@@ -22,7 +22,8 @@ struct ModelShape {
   bool tied_embeddings = false;
 };
 
-// tiny, 1b (Llama-3.2-1B-like, tied), 7b, 13b, 70b; nullopt for other names.
+// micro (a few KiB, for fuzzing seeds), tiny, 1b (Llama-3.2-1B-like, tied), 7b, 13b, 70b; nullopt
+// for other names.
 std::optional<ModelShape> find_preset(const std::string& name);
 
 enum class WeightScheme { F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K };

@@ -1,0 +1,36 @@
+// libFuzzer: arbitrary bytes as a model file through everything that reads one before any weight
+// is touched — the GGUF reader, the tensor table's validation, the llama configuration and tensor
+// checks, the tokenizer built from the metadata and the host-memory planner. Anything but a clean
+// fi::Error is a finding.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <string>
+
+#include "host/llama_model.h"
+#include "host/tokenizer.h"
+#include "io/error.h"
+#include "io/gguf.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // The reader takes a path: give it an in-memory file.
+  static const int fd = ::memfd_create("fuzz.gguf", 0);
+  if (fd < 0 || ::ftruncate(fd, 0) != 0 || ::pwrite(fd, data, size, 0) != static_cast<ssize_t>(size)) return 0;
+  static const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  try {
+    const fi::GgufFile file = fi::GgufFile::open(path);
+    try {
+      fi::Tokenizer::from_gguf(file);
+    } catch (const fi::Error&) {
+    }
+    const fi::LlamaConfig config = fi::LlamaConfig::from_gguf(file);
+    const fi::LlamaTensorSet tensors = fi::LlamaTensorSet::require(file.tensors(), config);
+    fi::ModelOptions options;
+    options.context = 64;
+    options.host_budget = 64ull << 20;
+    fi::make_plan(fi::llama_plan_input(file, config, tensors, options, 2));
+  } catch (const fi::Error&) {
+  }
+  return 0;
+}

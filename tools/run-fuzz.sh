@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan + UBSan) in build-fuzz/ and runs each for a bounded
+# time on seed corpora made from valid inputs: fuzz_gguf (model files through the reader, tensor
+# checks, tokenizer and planner) and fuzz_tokenizer (encode/decode with the stories260K and GPT-2
+# vocabularies from ../shared/data; skipped with a message when that is absent).
+# A crash, leak or sanitizer report fails the script and leaves the input in build-fuzz/findings/.
+#
+# usage: tools/run-fuzz.sh [SECONDS_PER_TARGET]   (default 60)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+command -v clang++ >/dev/null || { echo "run-fuzz: clang++ is missing (tools/install-deps.sh installs it)" >&2; exit 1; }
+tools/build.sh >/dev/null  # the regular build makes the seed models
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+  -DCMAKE_CXX_COMPILER=clang++ -DFLEXINFER_FUZZ=ON -DFLEXINFER_TESTS=OFF -DFLEXINFER_CUDA=OFF >/dev/null
+cmake --build build-fuzz --parallel "$(nproc)" --target fuzz_gguf fuzz_tokenizer >/dev/null
+
+seeds=build-fuzz/seeds findings=build-fuzz/findings
+rm -rf "$seeds" && mkdir -p "$seeds/gguf" "$seeds/tokenizer" "$findings"
+for type in f32 f16 q8_0; do
+  build/tools/flexinfer make-model --preset micro --type "$type" --byte-vocab -o "$seeds/gguf/micro-$type.gguf" >/dev/null
+done
+printf 'Once upon a time, there was a little girl named Lily.' >"$seeds/tokenizer/story"
+printf 'Hello world! <s> </s> <|endoftext|> 12345 \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 \t\n  x' >"$seeds/tokenizer/mixed"
+printf '\xff\xfe\x00\x80 broken \xe2\x82' >"$seeds/tokenizer/invalid-utf8"
+
+status=0
+run() {
+  local target=$1 corpus=$2; shift 2
+  local work="build-fuzz/corpus-$target"
+  mkdir -p "$work"
+  echo "fuzz: $target for ${seconds}s" >&2
+  if build-fuzz/tests/fuzz/"$target" "$work" "$corpus" -max_total_time="$seconds" -max_len=131072 -rss_limit_mb=4096 \
+      -artifact_prefix="$findings/$target-" -print_final_stats=1 "$@" >"build-fuzz/$target.log" 2>&1; then
+    echo "fuzz: $target: $(grep -o 'stat::number_of_executed_units: *[0-9]*' "build-fuzz/$target.log" | grep -o '[0-9]*$') executions, no findings" >&2
+  else
+    echo "fuzz: $target FOUND A PROBLEM; input in $findings/, log build-fuzz/$target.log:" >&2
+    grep -E "ERROR|SUMMARY|==[0-9]+==" "build-fuzz/$target.log" | head -20 >&2
+    status=1
+  fi
+}
+run fuzz_gguf "$seeds/gguf"
+if [ -f ../shared/data/models/stories260K.gguf ] && [ -f ../shared/data/vocab/ggml-vocab-gpt-2.gguf ]; then
+  run fuzz_tokenizer "$seeds/tokenizer"
+else
+  echo "fuzz: fuzz_tokenizer skipped: ../shared/data (the vocabularies) is not present" >&2
+fi
+exit $status

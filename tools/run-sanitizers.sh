@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/, every test;
+# LeakSanitizer comes with ASan), and the concurrent parts — the asynchronous reader, the
+# prefetcher, the thread pool and streaming runs — under ThreadSanitizer (build-tsan/). CUDA is
+# left out of both builds. Any report fails the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+echo "sanitizers: AddressSanitizer + UndefinedBehaviorSanitizer, every test" >&2
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXINFER_SANITIZE=address -DFLEXINFER_CUDA=OFF >/dev/null
+cmake --build build-asan --parallel "$jobs"
+ctest --test-dir build-asan --output-on-failure --parallel "$jobs" --timeout 1200
+
+echo "sanitizers: ThreadSanitizer, reader, prefetcher, thread pool and streaming" >&2
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXINFER_SANITIZE=thread -DFLEXINFER_CUDA=OFF >/dev/null
+cmake --build build-tsan --parallel "$jobs" --target test_reader test_thread_pool test_offload
+ctest --test-dir build-tsan --output-on-failure --parallel "$jobs" --timeout 1200 \
+  -R '^(Backends/ReaderTest|Reader|ThreadPool|Models/OffloadTest|Offload)\.'
