@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -213,6 +214,10 @@ TEST(Hardening, RunsInsideAMemoryCgroupOfTheBudget) {
   const std::vector<std::string> command = greedy(model, budget, "auto");
   const test::CommandResult inside = test::run_flexinfer(command, confined);
   const test::CommandResult outside = test::run_flexinfer(command);
+  uint64_t peak = 0;
+  std::ifstream(dir + (limit_file == "memory.max" ? "/memory.peak" : "/memory.max_usage_in_bytes")) >> peak;
+  std::printf("cgroup: budget %llu bytes, limit %llu, peak usage %llu\n", static_cast<unsigned long long>(budget),
+              static_cast<unsigned long long>(budget + kSlack), static_cast<unsigned long long>(peak));
   ::rmdir(dir.c_str());
   EXPECT_EQ(inside.exit_code, 0) << inside.err;
   EXPECT_EQ(inside.out, outside.out);
