@@ -99,8 +99,9 @@ LlamaTensorSet LlamaTensorSet::require(const TensorTable& table, const LlamaConf
 }
 
 uint64_t runtime_bytes(const GgufFile& file, const LlamaConfig& config) {
-  // Measured: ~20 MiB of code, libraries and heap at rest; the tokenizer and metadata hold a few
-  // copies of the header; logits and sampling work on a few vocabulary-sized arrays.
+  // An allowance, not a measurement per run: code, libraries and heap at rest, a few copies of the
+  // header's metadata (tokenizer), and a few vocabulary-sized arrays (logits, sampling). Peak RSS
+  // and cgroup runs (docs/BENCHMARKS.md, tests/test_hardening.cpp) stay under it.
   return (24ull << 20) + 4 * file.data_offset() + 16 * static_cast<uint64_t>(config.vocab) * sizeof(float);
 }
 
@@ -162,7 +163,7 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path, ThreadPool
   model->plan_ = make_plan(input);
   // The arena holds everything planned except the runtime's own memory.
   std::optional<uint64_t> capacity;
-  if (options.host_budget) capacity = model->plan_.host_bytes() - input.fixed.back().bytes;
+  if (options.host_budget) capacity = model->plan_.host_bytes() - runtime_bytes(file, model->config_);
   model->arena_ = std::make_unique<HostArena>(capacity, options.host_budget.has_value());
   if (!model->arena_->lock_refusal().empty())
     std::fprintf(stderr, "flexinfer: warning: %s\n", model->arena_->lock_refusal().c_str());

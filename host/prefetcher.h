@@ -33,6 +33,7 @@ class Prefetcher {
   // Hands the slot of the unit acquired last back for refilling.
   void release();
 
+  size_t schedule_size() const { return schedule_.size(); }
   double stall_seconds() const { return stall_seconds_; }  // compute time spent waiting for reads
   uint64_t units_delivered() const { return acquired_; }
 

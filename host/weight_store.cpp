@@ -81,7 +81,7 @@ WeightStore::WeightStore(const GgufFile& file, const LlamaConfig& config, bool t
   if (!schedule.empty()) {
     uint8_t* slots = arena.allocate(plan.staging_bytes(), kDirectAlignment, "staging slots");
     reader_->register_memory({slots, static_cast<size_t>(plan.staging_bytes())});
-    schedule_ = schedule;
+    token_read_bytes_ = plan.read_bytes_per_token();
     prefetcher_ = std::make_unique<Prefetcher>(*reader_, std::move(schedule), slots, plan.slot_bytes, plan.depth);
   }
 }
@@ -178,13 +178,10 @@ void WeightStore::embed(int32_t token, float* out) {
 
 double WeightStore::stream_only_GBps(uint64_t bytes) {
   if (!prefetcher_) return 0.0;
-  uint64_t token_bytes = 0;
-  for (const auto& reads : schedule_)
-    for (const ReadSpan& span : reads) token_bytes += span.bytes;
-  const uint64_t tokens = std::max<uint64_t>(1, (bytes + token_bytes - 1) / token_bytes);
+  const uint64_t tokens = std::max<uint64_t>(1, (bytes + token_read_bytes_ - 1) / token_read_bytes_);
   auto stream = [&](uint64_t count) {
     for (uint64_t t = 0; t < count; ++t)
-      for (size_t unit = 0; unit < schedule_.size(); ++unit) {
+      for (size_t unit = 0; unit < prefetcher_->schedule_size(); ++unit) {
         prefetcher_->acquire(unit);
         prefetcher_->release();
       }
@@ -193,7 +190,7 @@ double WeightStore::stream_only_GBps(uint64_t bytes) {
   const auto start = std::chrono::steady_clock::now();
   stream(tokens);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return static_cast<double>(tokens * token_bytes) / seconds / 1e9;
+  return static_cast<double>(tokens * token_read_bytes_) / seconds / 1e9;
 }
 
 uint64_t WeightStore::streamed_bytes_read() const { return reader_->bytes_read() - bytes_after_load_; }

@@ -56,7 +56,7 @@ class WeightStore {
   LlamaWeights weights_;
   std::vector<std::vector<Target>> targets_;  // per plan unit
   std::vector<int64_t> schedule_index_;       // per plan unit: its place in the prefetch schedule, or -1
-  std::vector<std::vector<ReadSpan>> schedule_;
+  uint64_t token_read_bytes_ = 0;  // what the schedule reads per token
   std::unique_ptr<AsyncReader> reader_;
   std::unique_ptr<Prefetcher> prefetcher_;
   uint64_t bytes_after_load_ = 0;

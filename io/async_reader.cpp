@@ -201,8 +201,9 @@ class UringReader final : public AsyncReader {
     --in_flight_;
     Chunk& chunk = active_[id];
     free_active_.push_back(id);
-    const uint64_t asked = chunk.bytes - (file_->direct() ? align_down(chunk.done, kDirectAlignment) : chunk.done);
-    switch (take_injected_fault(chunk.offset + chunk.bytes - asked, asked)) {
+    const uint64_t restart = file_->restart_point(chunk.done);
+    const uint64_t asked = chunk.bytes - restart;
+    switch (take_injected_fault(chunk.offset + restart, asked)) {
       case InjectedFault::IoError: result = -EIO; break;
       case InjectedFault::Interrupted: result = -EINTR; break;
       case InjectedFault::ShortRead:
@@ -214,15 +215,8 @@ class UringReader final : public AsyncReader {
       backlog_.push_front(chunk);
       return;
     }
-    const uint64_t restart = file_->direct() ? align_down(chunk.done, kDirectAlignment) : chunk.done;
-    if (result < 0) fail_read(file_->path(), chunk.offset + restart, chunk.bytes - restart, -result);
-    if (result == 0) fail_shrunk(file_->path(), chunk.offset + restart);
-    // As in DirectFile::read: an unaligned short direct read inside the expected range is the end
-    // of a file that shrank.
-    if (file_->direct() && static_cast<uint64_t>(result) % kDirectAlignment != 0 &&
-        restart + static_cast<uint64_t>(result) < chunk.wanted)
-      fail_shrunk(file_->path(), chunk.offset + restart + static_cast<uint64_t>(result));
-    chunk.done = std::max(chunk.done, restart + static_cast<uint64_t>(result));
+    if (result < 0) fail_read(file_->path(), chunk.offset + restart, asked, -result);
+    chunk.done = std::max(chunk.done, file_->progress(chunk.offset, restart, static_cast<uint64_t>(result), chunk.wanted));
     if (chunk.done < chunk.wanted) {
       backlog_.push_front(chunk);  // a short read: ask for the rest
       return;
@@ -252,7 +246,7 @@ class UringReader final : public AsyncReader {
         active_.emplace_back();
       }
       active_[id] = chunk;
-      const uint64_t restart = file_->direct() ? align_down(chunk.done, kDirectAlignment) : chunk.done;
+      const uint64_t restart = file_->restart_point(chunk.done);
       uint8_t* destination = chunk.destination + restart;
       const auto length = static_cast<unsigned>(chunk.bytes - restart);
       const int region = region_of(destination, length);

@@ -45,8 +45,7 @@ void DirectFile::read(uint8_t* destination, uint64_t offset, uint64_t bytes) con
   const uint64_t wanted = expected_bytes(offset, bytes);
   uint64_t done = 0;
   while (done < wanted) {
-    // Direct reads restart at an aligned position; a short read is rare, re-reading a little is fine.
-    const uint64_t restart = direct_ ? align_down(done, kDirectAlignment) : done;
+    const uint64_t restart = restart_point(done);
     uint64_t length = std::min<uint64_t>(bytes - restart, 1ull << 30);
     const InjectedFault fault = take_injected_fault(offset + restart, length);
     if (fault == InjectedFault::ShortRead) length = std::max<uint64_t>(kDirectAlignment, align_down(length / 2, kDirectAlignment));
@@ -61,13 +60,14 @@ void DirectFile::read(uint8_t* destination, uint64_t offset, uint64_t bytes) con
       if (errno == EINTR || errno == EAGAIN) continue;
       fail_read(path_, offset + restart, length, errno);
     }
-    if (got == 0) fail_shrunk(path_, offset + restart);
-    // A direct read stops short of an aligned length only at the end of the file: inside the
-    // range that should exist, that means the file shrank (and retrying would read the same).
-    if (direct_ && static_cast<uint64_t>(got) % kDirectAlignment != 0 && restart + static_cast<uint64_t>(got) < wanted)
-      fail_shrunk(path_, offset + restart + static_cast<uint64_t>(got));
-    done = std::max(done, restart + static_cast<uint64_t>(got));
+    done = std::max(done, progress(offset, restart, static_cast<uint64_t>(got), wanted));
   }
+}
+
+uint64_t DirectFile::progress(uint64_t offset, uint64_t restart, uint64_t got, uint64_t wanted) const {
+  if (got == 0) fail_shrunk(path_, offset + restart);
+  if (direct_ && got % kDirectAlignment != 0 && restart + got < wanted) fail_shrunk(path_, offset + restart + got);
+  return restart + got;
 }
 
 void DirectFile::drop_cached(uint64_t offset, uint64_t bytes) const {

@@ -32,6 +32,13 @@ class DirectFile {
   // Blocking aligned read of expected_bytes(offset, bytes); retries EINTR, EAGAIN and short reads;
   // throws on I/O errors and on a file that shrank.
   void read(uint8_t* destination, uint64_t offset, uint64_t bytes) const;
+  // Where a read that has `done` bytes so far continues: direct reads restart at an aligned
+  // position (re-reading a little; short reads are rare).
+  uint64_t restart_point(uint64_t done) const { return direct_ ? align_down(done, kDirectAlignment) : done; }
+  // The bytes done after a read at `restart` (relative to `offset`) returned `got` > -1 bytes of
+  // the `wanted`; throws when the file shrank: nothing read, or a direct read cut short of an
+  // aligned length inside the range that should exist (retrying would read the same).
+  uint64_t progress(uint64_t offset, uint64_t restart, uint64_t got, uint64_t wanted) const;
   // Drops the range from the page cache (buffered mode), so streamed weights do not pile up there.
   void drop_cached(uint64_t offset, uint64_t bytes) const;
 

@@ -48,8 +48,8 @@ std::optional<Profile> chosen_profile(const Args& args) {
 }
 
 // Weight bytes the CPU reads per decoded token: every planned matrix plus one embedding row.
-uint64_t compute_bytes_per_token(const LlamaModel& model) {
-  return model.plan().weight_bytes() + model.weights().token_embedding.row_bytes;
+uint64_t compute_bytes_per_token(const Plan& plan, const TensorTable& table, const LlamaConfig& config) {
+  return plan.weight_bytes() + row_bytes(table.find("token_embd.weight")->type, static_cast<uint64_t>(config.dim));
 }
 
 void evict_from_page_cache(const std::string& path) {
@@ -169,12 +169,11 @@ int command_plan(int argc, char** argv) {
   for (const PlanUnit& unit : plan.units)
     std::printf("  %-8s %12s %12s %12s\n", unit.name.c_str(), format_bytes(unit.resident_bytes()).c_str(),
                 format_bytes(unit.streamed_bytes()).c_str(), format_bytes(unit.read_bytes()).c_str());
+  const uint64_t compute_bytes = compute_bytes_per_token(plan, file.tensors(), config);
   std::printf("\nper token: %s read from disk, %s read by the CPU from host memory\n",
-              format_bytes(plan.read_bytes_per_token()).c_str(),
-              format_bytes(plan.weight_bytes() + row_bytes(file.tensors().find("token_embd.weight")->type, config.dim)).c_str());
+              format_bytes(plan.read_bytes_per_token()).c_str(), format_bytes(compute_bytes).c_str());
 
   const auto profile = chosen_profile(args);
-  const uint64_t compute_bytes = plan.weight_bytes() + row_bytes(file.tensors().find("token_embd.weight")->type, config.dim);
   Prediction prediction;
   if (profile) {
     prediction = predict_decode(plan, *profile, compute_bytes);
@@ -280,7 +279,7 @@ int command_bench(int argc, char** argv) {
   if (measure_disk) disk_GBps = (disk_before + disk_after) / 2;
 
   const Plan& plan = engine->model().plan();
-  const uint64_t host_bytes = compute_bytes_per_token(engine->model());
+  const uint64_t host_bytes = compute_bytes_per_token(engine->model().plan(), engine->model().file().tensors(), engine->config());
   const uint64_t disk_bytes = plan.read_bytes_per_token();
   const bool streams = plan.streams();
   const int depth = plan.depth;
