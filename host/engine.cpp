@@ -12,7 +12,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 }  // namespace
 
-Engine::Engine(const EngineOptions& options) {
+Engine::Engine(const EngineOptions& options) : options_(options) {
   const auto start = std::chrono::steady_clock::now();
   if (options.threads < 0 || options.threads > 1024) fail("thread count %d is outside 1..1024", options.threads);
   if (options.context < 0) fail("context length must be positive");
@@ -21,12 +21,20 @@ Engine::Engine(const EngineOptions& options) {
   model_options.host_budget = options.host_budget;
   model_options.context = options.context;
   model_options.io = options.io;
+  if (options.gpu_budget && options.host_budget)
+    fail("--gpu-mem with --host-mem (weights split between GPU, host memory and disk) is not supported yet; give one");
+  model_options.load_weights = !options.gpu_budget;
   model_ = LlamaModel::load(options.model_path, *pool_, model_options);
   tokenizer_ = Tokenizer::from_gguf(model_->file());
   if (tokenizer_->size() != config().vocab)
     fail("%s: the tokenizer has %d tokens but the model's vocabulary is %lld", options.model_path.c_str(),
          tokenizer_->size(), static_cast<long long>(config().vocab));
-  forward_ = std::make_unique<LlamaForward>(*model_, *pool_);
+  if (options.gpu_budget) {
+    gpu_memory_ = gpu_memory_plan(model_->file(), config(), model_->tied_output(), model_->context(), model_->max_batch());
+    forward_ = std::make_unique<LlamaForward>(*model_, make_gpu_compute(*model_, {*options.gpu_budget, options.gpu_device}));
+  } else {
+    forward_ = std::make_unique<LlamaForward>(*model_, *pool_);
+  }
   load_seconds_ = seconds_since(start);
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "host/gpu_compute.h"
 #include "host/llama_forward.h"
 #include "host/llama_model.h"
 #include "host/sampler.h"
@@ -22,6 +23,8 @@ struct EngineOptions {
   int threads = 0;       // 0: one per available core
   int64_t context = 0;   // 0: min(4096, trained context)
   std::optional<uint64_t> host_budget;  // --host-mem; none: load every weight
+  std::optional<uint64_t> gpu_budget;   // --gpu-mem; every layer on the GPU
+  int gpu_device = 0;
   ReaderOptions io;
 };
 
@@ -45,6 +48,9 @@ class Engine {
   LlamaForward& forward() { return *forward_; }
   ThreadPool& pool() { return *pool_; }
   double load_seconds() const { return load_seconds_; }
+  const EngineOptions& options() const { return options_; }
+  bool on_gpu() const { return options_.gpu_budget.has_value(); }
+  const GpuMemoryPlan& gpu_memory() const { return gpu_memory_; }
 
   // Evaluates the prompt, then samples up to max_tokens tokens, calling on_token for each; stops
   // early at an end-of-generation token (not passed to on_token) or, checked after every token,
@@ -61,6 +67,8 @@ class Engine {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<LlamaForward> forward_;
   double load_seconds_ = 0.0;
+  EngineOptions options_;
+  GpuMemoryPlan gpu_memory_;
 };
 
 }  // namespace fi

@@ -159,6 +159,8 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path, ThreadPool
   model->max_batch_ = resolved.max_batch;
   model->tied_output_ = set.tied_output;
 
+  if (!options.load_weights) return model;
+
   const PlanInput input = llama_plan_input(file, model->config_, set, resolved, pool.size());
   model->plan_ = make_plan(input);
   // The arena holds everything planned except the runtime's own memory.

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "host/arena.h"
 #include "host/llama_model_types.h"
@@ -20,11 +21,15 @@ struct ModelOptions {
   int64_t context = 0;                  // KV cache length; 0: min(4096, trained context)
   int64_t max_batch = 256;              // tokens per forward pass
   ReaderOptions io;
+  bool load_weights = true;             // false: only the file, configuration and shapes (the GPU loads its own)
 };
 
 // Bytes of the fp16 KV cache and of one forward pass's scratch (defined with the forward pass).
 uint64_t kv_cache_bytes(const LlamaConfig& config, int64_t context);
 uint64_t forward_scratch_bytes(const LlamaConfig& config, int64_t context, int64_t max_batch, int threads);
+// RoPE inverse frequency of each rotated pair, in double, divided by the file's frequency factors
+// when it has them (Llama 3.1 style scaling).
+std::vector<double> rope_inverse_frequencies(const LlamaConfig& config, const float* frequency_factors);
 // Memory the process needs outside the arena (code, metadata, tokenizer, thread stacks, logits).
 uint64_t runtime_bytes(const GgufFile& file, const LlamaConfig& config);
 
@@ -40,7 +45,7 @@ class LlamaModel {
   const LlamaConfig& config() const { return config_; }
   const Plan& plan() const { return plan_; }
   const LlamaWeights& weights() const { return store_->weights(); }
-  WeightStore& store() { return *store_; }
+  WeightStore& store() { return *store_; }  // only with load_weights
   HostArena& arena() { return *arena_; }
   int64_t context() const { return context_; }
   int64_t max_batch() const { return max_batch_; }

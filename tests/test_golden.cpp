@@ -1,112 +1,30 @@
 // End-to-end against outputs of independent implementations (../shared/data/golden).
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <fstream>
-
-#include "host/engine.h"
+#include "golden_checks.h"
 #include "test_support.h"
 
 namespace fi {
 namespace {
 
-nlohmann::json load_json(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
-std::vector<float> load_floats(const std::string& path) {
-  const std::vector<uint8_t> bytes = test::read_bytes(path);
-  std::vector<float> values(bytes.size() / sizeof(float));
-  std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
-  return values;
-}
-
 TEST(Golden, Stories260KGreedyTextFromEmptyPrompt) {
   FI_REQUIRE_SHARED_DATA();
-  const std::string data = test::shared_data();
-  std::ifstream golden_file(data + "/golden/stories260K.greedy-256.txt", std::ios::binary);
-  const std::string golden((std::istreambuf_iterator<char>(golden_file)), std::istreambuf_iterator<char>());
-  ASSERT_FALSE(golden.empty());
-
-  Engine engine({data + "/models/stories260K.gguf", 2, 0});
-  Sampler greedy({0.0f, 40, 1.0f, 0.0f, 1.0f, 64, 0});
-  std::vector<int32_t> generated;
-  engine.generate(engine.tokenizer().encode("", true, false), 256, greedy, [&](int32_t t) { generated.push_back(t); });
-  const std::string text = engine.tokenizer().decode(generated);
-  EXPECT_EQ(text.substr(0, golden.size()), golden);
+  test::check_stories260k_greedy_text(std::nullopt);
 }
 
 TEST(Golden, Stories260KSentenceNegativeLogLikelihood) {
   FI_REQUIRE_SHARED_DATA();
-  const std::string data = test::shared_data();
-  const nlohmann::json golden = load_json(data + "/golden/stories260K.nll.json");
-  Engine engine({data + "/models/stories260K.gguf", 2, 0});
-  const auto tokens = engine.tokenizer().encode(golden["sentence"].get<std::string>(), true, false);
-  ASSERT_EQ(static_cast<int>(tokens.size()), golden["n_tokens"].get<int>());
-  const auto vocab = static_cast<size_t>(engine.config().vocab);
-  std::vector<float> logits(tokens.size() * vocab);
-  engine.forward().eval(tokens, logits.data(), true);
-  double nll = 0.0;
-  for (size_t i = 0; i + 1 < tokens.size(); ++i) {
-    const float* row = &logits[i * vocab];
-    const double max_logit = *std::max_element(row, row + vocab);
-    double total = 0;
-    for (size_t v = 0; v < vocab; ++v) total += std::exp(row[v] - max_logit);
-    nll -= row[tokens[i + 1]] - max_logit - std::log(total);
-  }
-  EXPECT_NEAR(nll, golden["nll"].get<double>(), golden["tolerance"].get<double>());
+  test::check_stories260k_sentence_nll(std::nullopt);
 }
 
-struct TinyCase {
-  const char* type;
-  double tolerance;  // relative RMS, from ../shared/data/README.md
-};
-
-class TinyLlamaGolden : public ::testing::TestWithParam<std::tuple<TinyCase, const char*>> {};
+class TinyLlamaGolden : public ::testing::TestWithParam<std::tuple<test::TinyCase, const char*>> {};
 
 TEST_P(TinyLlamaGolden, LogitsAndGreedyTokens) {
   FI_REQUIRE_SHARED_DATA();
-  const auto& [c, prompt] = GetParam();
-  const std::string data = test::shared_data();
-  const std::string stem = data + "/golden/tiny-llama-" + c.type + ".prompt-" + prompt;
-  const nlohmann::json golden = load_json(stem + ".json");
-  Engine engine({data + "/models/tiny-llama-" + std::string(c.type) + ".gguf", 2, 0});
-  const auto vocab = static_cast<size_t>(engine.config().vocab);
-  ASSERT_EQ(vocab, golden["n_vocab"].get<size_t>());
-
-  const auto tokens = engine.tokenizer().encode(golden["prompt"].get<std::string>(), true, false);
-  ASSERT_EQ(tokens, golden["prompt_tokens"].get<std::vector<int32_t>>());
-
-  // Teacher-forced: prompt followed by the golden continuation, one pass.
-  std::vector<int32_t> sequence = tokens;
-  const auto greedy = golden["greedy_tokens"].get<std::vector<int32_t>>();
-  sequence.insert(sequence.end(), greedy.begin(), greedy.end());
-  std::vector<float> logits(sequence.size() * vocab);
-  engine.forward().eval(sequence, logits.data(), true);
-
-  const std::vector<float> expected = load_floats(stem + ".logits.f32");
-  std::vector<float> ours;
-  for (size_t position : golden["logits_positions"].get<std::vector<size_t>>())
-    ours.insert(ours.end(), logits.begin() + position * vocab, logits.begin() + (position + 1) * vocab);
-  EXPECT_LT(test::relative_rms(ours, expected), c.tolerance);
-
-  size_t mismatches = 0;
-  for (size_t i = 0; i < greedy.size(); ++i) {
-    const float* row = &logits[(tokens.size() - 1 + i) * vocab];
-    mismatches += static_cast<int32_t>(std::max_element(row, row + vocab) - row) != greedy[i];
-  }
-  // Near-ties may flip one position of a quantized model; F16 must match exactly.
-  EXPECT_LE(mismatches, std::string(c.type) == "f16" ? 0u : 1u) << "of " << greedy.size() << " greedy tokens";
+  const auto& [tiny, prompt] = GetParam();
+  test::check_tiny_llama(tiny, prompt, std::nullopt);
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    AllFiles, TinyLlamaGolden,
-    ::testing::Combine(::testing::Values(TinyCase{"f16", 5e-3}, TinyCase{"q8_0", 5e-2}, TinyCase{"q4_0", 5e-2},
-                                         TinyCase{"q4_k_m", 5e-2}),
-                       ::testing::Values("a", "b")),
+    AllFiles, TinyLlamaGolden, ::testing::Combine(::testing::ValuesIn(test::kTinyCases), ::testing::Values("a", "b")),
     [](const auto& info) { return std::string(std::get<0>(info.param).type) + "_prompt_" + std::get<1>(info.param); });
 
 }  // namespace

@@ -18,7 +18,9 @@ namespace fi::test {
 
 std::string shared_data() {
   struct stat info {};
-  const std::string path = FLEXINFER_SHARED_DATA;
+  // FLEXINFER_SHARED_DATA in the environment: a copy elsewhere (a GPU machine has no ../shared).
+  const char* moved = std::getenv("FLEXINFER_SHARED_DATA");
+  const std::string path = moved ? moved : FLEXINFER_SHARED_DATA;
   return ::stat((path + "/models").c_str(), &info) == 0 ? path : std::string();
 }
 

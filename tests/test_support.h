@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/device_info.h"
 #include "tools/model_maker.h"
 
 namespace fi::test {
@@ -16,6 +17,14 @@ std::string shared_data();
   do {                                                                                            \
     if (::fi::test::shared_data().empty())                                                        \
       GTEST_SKIP() << "../shared/data is not present beside the checkout; fixture test skipped"; \
+  } while (0)
+
+// GPU tests run only where a CUDA device is usable; elsewhere they skip saying why.
+#define FI_REQUIRE_GPU()                                                                          \
+  do {                                                                                            \
+    std::string fi_no_gpu_reason;                                                                 \
+    if (::fi::cuda::list_devices(&fi_no_gpu_reason).empty())                                     \
+      GTEST_SKIP() << fi_no_gpu_reason << "; GPU test skipped";                                   \
   } while (0)
 
 // A fresh scratch directory for this test process.

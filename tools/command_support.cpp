@@ -14,6 +14,8 @@ const OptionSpec kThreads{{"-t", "--threads"}, true, "CPU threads (default: all 
 const OptionSpec kContext{{"--ctx", "-c"}, true, "context length in tokens (default: min(4096, trained))"};
 const OptionSpec kHostMem{{"--host-mem"}, true,
                           "host memory budget, e.g. 6G, 512M, 6.5GiB (default: load every weight, no limit)"};
+const OptionSpec kGpuMem{{"--gpu-mem"}, true,
+                         "GPU memory budget, e.g. 12G: run every layer on CUDA device 0 (default: the CPU)"};
 const OptionSpec kIo{{"--io"}, true, "how streamed weights are read: auto, uring, pread or mmap (default auto)"};
 
 bool print_help(const Args& args) {
@@ -31,6 +33,11 @@ void show_caveat(const Tokenizer& tokenizer) {
 }
 
 void show_placement(Engine& engine) {
+  if (engine.on_gpu()) {
+    std::fprintf(stderr, "flexinfer: every layer on the GPU: %s of %s budget on the device\n",
+                 format_bytes(engine.gpu_memory().total()).c_str(), format_bytes(*engine.options().gpu_budget).c_str());
+    return;
+  }
   const Plan& plan = engine.model().plan();
   if (!plan.streams()) return;
   std::fprintf(stderr, "flexinfer: %s of %s weights resident, %s streamed per token (%s)\n",
@@ -38,13 +45,18 @@ void show_placement(Engine& engine) {
                format_bytes(plan.read_bytes_per_token()).c_str(), engine.model().store().reader().describe().c_str());
 }
 
-std::optional<uint64_t> host_budget(const Args& args) {
-  if (!args.has("--host-mem")) return std::nullopt;
-  const std::string text = args.text("--host-mem", "");
+namespace {
+std::optional<uint64_t> budget_option(const Args& args, const char* name) {
+  if (!args.has(name)) return std::nullopt;
+  const std::string text = args.text(name, "");
   const auto bytes = parse_byte_size(text);
-  if (!bytes || *bytes == 0) fail("--host-mem: '%s' is not a memory size (examples: 512M, 6G, 6.5GiB)", text.c_str());
+  if (!bytes || *bytes == 0) fail("%s: '%s' is not a memory size (examples: 512M, 6G, 6.5GiB)", name, text.c_str());
   return bytes;
 }
+}  // namespace
+
+std::optional<uint64_t> host_budget(const Args& args) { return budget_option(args, "--host-mem"); }
+std::optional<uint64_t> gpu_budget(const Args& args) { return budget_option(args, "--gpu-mem"); }
 
 // The disk settings probe measured, when it has run on this machine.
 ReaderOptions reader_options(const Args& args) {
@@ -71,6 +83,7 @@ EngineOptions engine_options(const Args& args) {
   options.threads = static_cast<int>(args.integer("-t", 0, 1, 1024));
   options.context = args.integer("--ctx", 0, 1, 1 << 24);
   options.host_budget = host_budget(args);
+  options.gpu_budget = gpu_budget(args);
   options.io = reader_options(args);
   return options;
 }

@@ -10,7 +10,7 @@
 
 namespace fi {
 
-extern const OptionSpec kModel, kPrompt, kThreads, kContext, kHostMem, kIo;
+extern const OptionSpec kModel, kPrompt, kThreads, kContext, kHostMem, kGpuMem, kIo;
 
 // Prints the usage when --help was given; true then.
 bool print_help(const Args& args);
@@ -18,11 +18,12 @@ void no_positional(const Args& args, const char* command);
 void show_caveat(const Tokenizer& tokenizer);
 // One stderr line on where the weights live, when a budget makes the engine stream.
 void show_placement(Engine& engine);
-// --host-mem, parsed; none when absent.
+// --host-mem / --gpu-mem, parsed; none when absent.
 std::optional<uint64_t> host_budget(const Args& args);
+std::optional<uint64_t> gpu_budget(const Args& args);
 // --io, with the queue depth and request size probe measured on this machine (when it has run).
 ReaderOptions reader_options(const Args& args);
-// -m, -t, --ctx, --host-mem, --io.
+// -m, -t, --ctx, --host-mem, --gpu-mem, --io.
 EngineOptions engine_options(const Args& args);
 
 }  // namespace fi

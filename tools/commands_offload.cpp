@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cuda/device_info.h"
+#include "cuda/runtime.h"
 #include "host/engine.h"
 #include "host/measure.h"
 #include "host/quant.h"
@@ -66,6 +68,105 @@ uint64_t peak_rss_bytes() {
 }
 
 }  // namespace
+
+// A deterministic prompt of ordinary tokens (BOS first), evaluated as one batch.
+std::vector<int32_t> bench_prompt(const Engine& engine, int64_t tokens) {
+  std::vector<int32_t> prompt;
+  if (engine.tokenizer().bos() >= 0) prompt.push_back(engine.tokenizer().bos());
+  std::mt19937 rng(1);
+  const auto vocab = static_cast<uint32_t>(engine.config().vocab);
+  while (static_cast<int64_t>(prompt.size()) < tokens) {
+    const auto token = static_cast<int32_t>(rng() % vocab);
+    if (engine.tokenizer().kind(token) == TokenKind::Normal || engine.tokenizer().kind(token) == TokenKind::Byte)
+      prompt.push_back(token);
+  }
+  return prompt;
+}
+
+// bench with every layer on the GPU: the limit is the weights read per token over the device's
+// measured read bandwidth; prefill reports the matrix products' FLOP/s.
+int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_tokens, int64_t decode_tokens) {
+  auto engine = std::make_unique<Engine>(options);
+  const GgufFile& file = engine->model().file();
+  uint64_t matrix_bytes = 0, matrix_elements = 0;
+  for (const TensorInfo* tensor : gpu_tensors(file, engine->config(), engine->model().tied_output()))
+    if (tensor->n_dims == 2 && tensor->name != "token_embd.weight") {
+      matrix_bytes += tensor->bytes;
+      matrix_elements += tensor->elements();
+    }
+  const TensorInfo* output = file.tensors().find(engine->model().tied_output() ? "token_embd.weight" : "output.weight");
+  const uint64_t output_elements = output->elements();
+  if (engine->model().tied_output()) {
+    matrix_bytes += output->bytes;
+    matrix_elements += output_elements;
+  }
+  const double vram_GBps = args.has("--vram-bw") ? args.real("--vram-bw", 0.0, 0.0, 1e6)
+                                                 : cuda::measure_bandwidth(256ull << 20).vram_read_GBps;
+
+  const std::vector<int32_t> prompt = bench_prompt(*engine, prompt_tokens);
+  std::vector<float> logits(static_cast<size_t>(engine->config().vocab));
+  engine->forward().eval(std::span<const int32_t>(prompt.data(), 1), logits.data());  // warm-up: kernels, cuBLAS
+  engine->forward().reset();
+  auto start = std::chrono::steady_clock::now();
+  engine->forward().eval(prompt, logits.data());
+  const double prefill_seconds = seconds_since(start);
+  engine->forward().reset();
+  int32_t token = prompt[0];
+  start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < decode_tokens; ++i) {
+    engine->forward().eval(std::span<const int32_t>(&token, 1), logits.data());
+    token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  const double decode_seconds = seconds_since(start);
+
+  const auto n = static_cast<double>(prompt.size());
+  const double prefill_tok_s = n / prefill_seconds;
+  // Matrix products only (attention adds about 1% at 512 tokens): every layer for every token,
+  // the output head for the last.
+  const double prefill_flops = 2.0 * (static_cast<double>(matrix_elements - output_elements) * n +
+                                      static_cast<double>(output_elements));
+  const double prefill_tflop_s = prefill_flops / prefill_seconds / 1e12;
+  const double decode_tok_s = static_cast<double>(decode_tokens) / decode_seconds;
+  const double achieved_GBps = decode_tok_s * static_cast<double>(matrix_bytes) / 1e9;
+  const double limit_tok_s = vram_GBps * 1e9 / static_cast<double>(matrix_bytes);
+  std::string why;
+  const auto devices = cuda::list_devices(&why);
+  const std::string device_name = devices.at(static_cast<size_t>(options.gpu_device)).name;
+  const uint64_t device_bytes = engine->gpu_memory().total();
+
+  std::printf("model            %s\n", options.model_path.c_str());
+  std::printf("device           %s; GPU budget %s, arena %s (%s)\n", device_name.c_str(),
+              format_bytes(*options.gpu_budget).c_str(), format_bytes(device_bytes).c_str(),
+              engine->gpu_memory().describe().c_str());
+  std::printf("prefill          %zu tokens in %.3f s: %.1f tok/s, %.1f TFLOP/s (matrix products)\n", prompt.size(),
+              prefill_seconds, prefill_tok_s, prefill_tflop_s);
+  std::printf("decode           %" PRId64 " tokens in %.3f s: %.2f tok/s\n", decode_tokens, decode_seconds, decode_tok_s);
+  std::printf("bytes per token  gpu %" PRIu64 "\n", matrix_bytes);
+  std::printf("achieved         VRAM %.1f GB/s of %.1f GB/s measured\n", achieved_GBps, vram_GBps);
+  std::printf("limit            %.2f tok/s (VRAM-bound); achieved/limit %.1f%%\n", limit_tok_s,
+              100.0 * decode_tok_s / limit_tok_s);
+  if (args.has("--json")) {
+    const nlohmann::json result = {
+        {"model", options.model_path},
+        {"device", device_name},
+        {"gpu_budget_bytes", *options.gpu_budget},
+        {"gpu_arena_bytes", device_bytes},
+        {"prompt_tokens", prompt.size()},
+        {"decode_tokens", decode_tokens},
+        {"prefill_tok_s", prefill_tok_s},
+        {"prefill_tflop_s", prefill_tflop_s},
+        {"decode_tok_s", decode_tok_s},
+        {"bytes_per_token", {{"host", 0}, {"disk", 0}, {"gpu", matrix_bytes}}},
+        {"achieved_GBps", {{"gpu", achieved_GBps}}},
+        {"vram_read_GBps", vram_GBps},
+        {"limit_tok_s", limit_tok_s},
+        {"bound", "gpu"},
+        {"achieved_over_limit", decode_tok_s / limit_tok_s},
+    };
+    write_json(args.text("--json", ""), result, "bench");
+  }
+  return 0;
+}
 
 int command_probe(int argc, char** argv) {
   const Args args("probe",
@@ -225,8 +326,9 @@ int command_bench(int argc, char** argv) {
                    {{"--measure-disk"}, false,
                     "measure the disk through the streaming pipeline itself (same reads, slots and reader, no "
                     "compute) just before and after the run, and take the limit from their mean (shared disks drift)"},
+                   {{"--vram-bw"}, true, "GPU memory read bandwidth in GB/s for the limit (default: measured)"},
                    {{"--json"}, true, "also write the results as JSON to this file"},
-                   kThreads, kContext, kHostMem, kIo},
+                   kThreads, kContext, kHostMem, kGpuMem, kIo},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "bench");
@@ -237,6 +339,7 @@ int command_bench(int argc, char** argv) {
   double disk_GBps = args.real("--disk-bw", profile ? profile->disk_read_GBps : 0.0, 0.0, 1e6);
   EngineOptions options = engine_options(args);
   if (options.context == 0) options.context = prompt_tokens + decode_tokens;
+  if (options.gpu_budget) return bench_on_gpu(args, options, prompt_tokens, decode_tokens);
   const bool measure_disk = args.has("--measure-disk");
   if (args.has("--cold")) evict_from_page_cache(options.model_path);
   auto engine = std::make_unique<Engine>(options);
@@ -248,15 +351,7 @@ int command_bench(int argc, char** argv) {
   constexpr uint64_t kDiskSample = 1536ull << 20;
   const double disk_before = measure_disk ? store.stream_only_GBps(kDiskSample) : 0.0;
 
-  // A deterministic prompt of ordinary tokens (BOS first), evaluated as one batch.
-  std::vector<int32_t> prompt;
-  if (engine->tokenizer().bos() >= 0) prompt.push_back(engine->tokenizer().bos());
-  std::mt19937 rng(1);
-  while (static_cast<int64_t>(prompt.size()) < prompt_tokens) {
-    const auto token = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-    if (engine->tokenizer().kind(token) == TokenKind::Normal || engine->tokenizer().kind(token) == TokenKind::Byte)
-      prompt.push_back(token);
-  }
+  const std::vector<int32_t> prompt = bench_prompt(*engine, prompt_tokens);
   std::vector<float> logits(static_cast<size_t>(vocab));
   auto start = std::chrono::steady_clock::now();
   engine->forward().eval(prompt, logits.data());

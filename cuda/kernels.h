@@ -1,0 +1,60 @@
+#pragma once
+// The llama kernels on the device. Pointers are device memory; activations are row-major
+// [token][element] floats; the KV cache is half precision [position][kv_dim] per layer and kind.
+// Each launcher checks its launch; faults inside a kernel surface at the next synchronisation.
+#include <cstdint>
+
+#include "cuda/runtime.h"
+#include "io/tensor_type.h"
+
+namespace fi::cuda {
+
+// A weight matrix on the device in its file layout: `rows` rows of `cols` elements of `type`.
+struct DeviceMatrix {
+  TensorType type = TensorType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  uint64_t row_bytes = 0;
+  const uint8_t* data = nullptr;
+};
+
+// y[t][r] = sum_k w[r][k] x[t][k] for up to kMaxMatvecTokens tokens: a memory-bound pass over w
+// (one warp per row, decoding in registers), for decode and short batches. With accumulate,
+// y[t][r] += the sum (the residual add, without a kernel of its own).
+constexpr int kMaxMatvecTokens = 8;
+void matvec(const DeviceMatrix& w, const float* x, int64_t tokens, float* y, const Stream& stream,
+            bool accumulate = false);
+
+// Rows [first_row, first_row + rows) of w as half precision, row-major, for cuBLAS.
+void dequantize_to_half(const DeviceMatrix& w, int64_t first_row, int64_t rows, uint16_t* out, const Stream& stream);
+void floats_to_half(const float* x, int64_t count, uint16_t* out, const Stream& stream);
+
+// out[t] = row tokens[t] of the table, as floats; tokens are device memory, already range-checked.
+void embed(const DeviceMatrix& table, const int32_t* tokens, int64_t count, float* out, const Stream& stream);
+
+void rms_norm(const float* x, const float* weight, float* out, int64_t tokens, int64_t dim, double eps,
+              const Stream& stream);
+
+struct AttentionShape {
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t rope_dim = 0;
+};
+constexpr int64_t kMaxHeadDim = 256;
+
+// RoPE on adjacent pairs of q [tokens][n_heads * head_dim] and k [tokens][kv_dim] at positions
+// position..position+tokens-1 (angles in double from the per-pair inverse frequencies, device
+// memory); then k and v are stored as halves at those positions of the layer's caches.
+void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, int64_t position,
+                       const double* inverse_frequencies, const AttentionShape& shape, uint16_t* key_cache,
+                       uint16_t* value_cache, const Stream& stream);
+
+// Causal attention of each token's query heads over positions 0..position+t of the caches
+// (grouped-query: query head h reads KV head h / (n_heads / n_kv_heads)); out like q.
+void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_cache, int64_t tokens,
+               int64_t position, const AttentionShape& shape, float* out, const Stream& stream);
+
+void swiglu(float* gate, const float* up, int64_t count, const Stream& stream);  // gate = silu(gate) * up
+
+}  // namespace fi::cuda

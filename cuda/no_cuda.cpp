@@ -1,0 +1,20 @@
+// The cuda/ entry points tools/ calls directly, for builds without nvcc: no devices, and a clear
+// error from anything that would need one.
+#include "cuda/device_info.h"
+#include "cuda/runtime.h"
+#include "io/error.h"
+
+namespace fi::cuda {
+
+namespace {
+constexpr const char* kNoCuda = "no CUDA device: this build has no CUDA support (nvcc was not found)";
+}
+
+std::vector<DeviceInfo> list_devices(std::string* why) {
+  if (why) *why = kNoCuda;
+  return {};
+}
+
+DeviceBandwidth measure_bandwidth(uint64_t) { fail("%s", kNoCuda); }
+
+}  // namespace fi::cuda

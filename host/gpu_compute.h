@@ -1,0 +1,43 @@
+#pragma once
+// The llama layers on a CUDA device: every weight, the KV cache and the run state in one device
+// arena of at most the --gpu-mem budget; kernels from cuda/ on one compute stream, uploads on
+// another. Builds without CUDA get a stand-in whose constructor says there is no device.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "host/layer_compute.h"
+#include "host/llama_model.h"
+
+namespace fi {
+
+struct GpuOptions {
+  uint64_t budget = 0;  // --gpu-mem
+  int device = 0;
+};
+
+// What the GPU side needs on the device for a model, by kind. Computed without a device.
+struct GpuMemoryPlan {
+  uint64_t weights = 0;
+  uint64_t kv_cache = 0;
+  uint64_t activations = 0;     // run state, logits, half-precision inputs of cuBLAS
+  uint64_t dequantized = 0;     // rows of a quantized matrix dequantized for cuBLAS (prefill)
+  uint64_t blas_workspace = 0;
+  int64_t context = 0;
+  uint64_t total() const { return weights + kv_cache + activations + dequantized + blas_workspace; }
+  // "weights 3.6 GiB, KV cache 1.0 GiB (2048 tokens), ..."
+  std::string describe() const;
+};
+// The tensors the GPU side holds (embedding, output norm and head, every layer's), and the elements
+// of the dequantization buffer cuBLAS products need (0 when every matrix is F16 or F32).
+std::vector<const TensorInfo*> gpu_tensors(const GgufFile& file, const LlamaConfig& config, bool tied_output);
+uint64_t gpu_dequantize_elements(const std::vector<const TensorInfo*>& tensors);
+GpuMemoryPlan gpu_memory_plan(const GgufFile& file, const LlamaConfig& config, bool tied_output, int64_t context,
+                              int64_t max_batch);
+
+// Throws an Error naming the reason when there is no usable device or the budget cannot hold the
+// model (stating the minimum).
+std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel& model, const GpuOptions& options);
+
+}  // namespace fi

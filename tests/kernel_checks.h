@@ -1,0 +1,235 @@
+#pragma once
+// The GPU kernels against scalar references on random data, written once for two runners: the
+// device (test_gpu, real memory and streams) and the CPU emulation of the execution model
+// (test_kernels_emulated, where device memory is host memory). `Memory` provides
+// upload(vector) -> T*, zeros<T>(count) -> T*, download(T*, count) -> vector and stream().
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "cuda/kernels.h"
+#include "host/fp16.h"
+#include "host/quant.h"
+
+namespace fi::test {
+
+inline std::vector<float> random_floats(size_t count, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> values(count);
+  for (float& v : values) v = normal(rng);
+  return values;
+}
+
+struct RandomMatrix {
+  std::vector<uint8_t> bytes;
+  std::vector<float> dequantized;  // rows x cols
+  uint64_t row_bytes;
+};
+
+inline RandomMatrix random_matrix(TensorType type, int64_t rows, int64_t cols, uint32_t seed) {
+  RandomMatrix m;
+  m.row_bytes = row_bytes(type, static_cast<uint64_t>(cols));
+  m.bytes.resize(m.row_bytes * static_cast<uint64_t>(rows));
+  m.dequantized.resize(static_cast<size_t>(rows * cols));
+  const std::vector<float> values = random_floats(static_cast<size_t>(rows * cols), seed);
+  for (int64_t r = 0; r < rows; ++r) {
+    quantize_row(type, &values[static_cast<size_t>(r * cols)], &m.bytes[r * m.row_bytes], cols);
+    dequantize_row(type, &m.bytes[r * m.row_bytes], &m.dequantized[static_cast<size_t>(r * cols)], cols);
+  }
+  return m;
+}
+
+inline bool is_float_type(TensorType type) {
+  return type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16;
+}
+
+inline const auto kAllKernelTypes = ::testing::Values(TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0,
+                                                      TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K);
+inline std::string type_test_name(const ::testing::TestParamInfo<TensorType>& info) { return type_name(info.param); }
+
+// Matrix-vector products for 1, 3 and 8 tokens, rows not a multiple of the rows per block, float
+// rows with a partial last group. Tolerance: float accumulation in another order than the
+// float64 reference, relative to sum |w x| (the scale of the rounding): 1e-5.
+template <typename Memory>
+void check_matvec(TensorType type) {
+  const int64_t rows = 67;
+  for (const int64_t cols : is_float_type(type) ? std::vector<int64_t>{512, 300} : std::vector<int64_t>{512, 2048}) {
+    const RandomMatrix w = random_matrix(type, rows, cols, 11);
+    Memory memory;
+    const cuda::DeviceMatrix matrix{type, rows, cols, w.row_bytes, memory.upload(w.bytes)};
+    for (const int64_t tokens : {1, 3, 8}) {
+      const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), 5);
+      float* y = memory.template zeros<float>(static_cast<size_t>(tokens * rows));
+      cuda::matvec(matrix, memory.upload(x), tokens, y, memory.stream());
+      const std::vector<float> got = memory.download(y, static_cast<size_t>(tokens * rows));
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t r = 0; r < rows; ++r) {
+          double expected = 0.0, magnitude = 0.0;
+          for (int64_t k = 0; k < cols; ++k) {
+            const double product = static_cast<double>(w.dequantized[r * cols + k]) * x[t * cols + k];
+            expected += product;
+            magnitude += std::fabs(product);
+          }
+          ASSERT_NEAR(got[t * rows + r], expected, 1e-5 * magnitude + 1e-6)
+              << type_name(type) << " cols " << cols << " tokens " << tokens << " row " << r;
+        }
+      // Accumulating into y adds the same products to what is there.
+      cuda::matvec(matrix, memory.upload(x), tokens, y, memory.stream(), true);
+      const std::vector<float> doubled = memory.download(y, static_cast<size_t>(tokens * rows));
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(doubled[i], got[i] + got[i]) << "accumulated output " << i;
+    }
+  }
+}
+
+// Rows of a matrix as halves (the prefill path's input to cuBLAS), from an offset row: exactly the
+// half rounding of dequantize_row. Inputs to half: exactly fp32_to_fp16.
+template <typename Memory>
+void check_dequantize_to_half(TensorType type) {
+  const int64_t rows = 40, cols = is_float_type(type) ? 300 : 512, first = 7, count = 30;
+  const RandomMatrix w = random_matrix(type, rows, cols, 13);
+  Memory memory;
+  const cuda::DeviceMatrix matrix{type, rows, cols, w.row_bytes, memory.upload(w.bytes)};
+  auto* half_rows = memory.template zeros<uint16_t>(static_cast<size_t>(count * cols));
+  cuda::dequantize_to_half(matrix, first, count, half_rows, memory.stream());
+  const std::vector<uint16_t> got = memory.download(half_rows, static_cast<size_t>(count * cols));
+  for (int64_t i = 0; i < count * cols; ++i)
+    ASSERT_EQ(got[i], fp32_to_fp16(w.dequantized[first * cols + i])) << type_name(type) << " element " << i;
+
+  const std::vector<float> x = random_floats(1000, 17, 100.0f);
+  auto* half_x = memory.template zeros<uint16_t>(x.size());
+  cuda::floats_to_half(memory.upload(x), static_cast<int64_t>(x.size()), half_x, memory.stream());
+  const std::vector<uint16_t> converted = memory.download(half_x, x.size());
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(converted[i], fp32_to_fp16(x[i])) << "input " << i;
+}
+
+template <typename Memory>
+void check_embed(TensorType type) {
+  const int64_t rows = 50, cols = is_float_type(type) ? 300 : 512;
+  const RandomMatrix table = random_matrix(type, rows, cols, 19);
+  Memory memory;
+  const cuda::DeviceMatrix matrix{type, rows, cols, table.row_bytes, memory.upload(table.bytes)};
+  const std::vector<int32_t> tokens = {7, 0, 49, 7};
+  float* out = memory.template zeros<float>(tokens.size() * static_cast<size_t>(cols));
+  cuda::embed(matrix, memory.upload(tokens), static_cast<int64_t>(tokens.size()), out, memory.stream());
+  const std::vector<float> got = memory.download(out, tokens.size() * static_cast<size_t>(cols));
+  for (size_t t = 0; t < tokens.size(); ++t)
+    for (int64_t k = 0; k < cols; ++k)
+      ASSERT_EQ(got[t * cols + k], table.dequantized[tokens[t] * cols + k]) << "token " << t << " element " << k;
+}
+
+// RMSNorm (relative 1e-5: the scale is computed in double on both sides) and SwiGLU (relative
+// 1e-5: expf against exp).
+template <typename Memory>
+void check_norm_and_swiglu() {
+  const int64_t tokens = 3, dim = 1000;
+  const std::vector<float> x = random_floats(static_cast<size_t>(tokens * dim), 23, 3.0f);
+  const std::vector<float> weight = random_floats(static_cast<size_t>(dim), 29);
+  Memory memory;
+  float* normed = memory.template zeros<float>(x.size());
+  cuda::rms_norm(memory.upload(x), memory.upload(weight), normed, tokens, dim, 1e-5, memory.stream());
+  const std::vector<float> got = memory.download(normed, x.size());
+  for (int64_t t = 0; t < tokens; ++t) {
+    double squares = 0.0;
+    for (int64_t i = 0; i < dim; ++i) squares += static_cast<double>(x[t * dim + i]) * x[t * dim + i];
+    const double scale = 1.0 / std::sqrt(squares / static_cast<double>(dim) + 1e-5);
+    for (int64_t i = 0; i < dim; ++i) {
+      const double expected = x[t * dim + i] * scale * weight[i];
+      ASSERT_NEAR(got[t * dim + i], expected, 1e-5 * std::fabs(expected) + 1e-7) << "token " << t << " element " << i;
+    }
+  }
+
+  const std::vector<float> up = random_floats(x.size(), 31);
+  float* gate = memory.upload(x);
+  cuda::swiglu(gate, memory.upload(up), static_cast<int64_t>(x.size()), memory.stream());
+  const std::vector<float> gated = memory.download(gate, x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double expected = x[i] / (1.0 + std::exp(-static_cast<double>(x[i]))) * up[i];
+    ASSERT_NEAR(gated[i], expected, 1e-5 * std::fabs(expected) + 1e-6) << "element " << i;
+  }
+}
+
+// RoPE with partial rotation, the half-precision cache and grouped-query causal attention over
+// two batches (the second attends to the first's cache, across more than one 32-position chunk),
+// against a float64 reference that rounds K and V to half like the cache. Tolerance 1e-4
+// absolute on outputs of order 1 (float softmax and accumulation).
+template <typename Memory>
+void check_rope_and_attention() {
+  const cuda::AttentionShape shape{4, 2, 64, 48};
+  const int64_t context = 48, dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
+  std::vector<double> frequencies;
+  for (int64_t i = 0; i < shape.rope_dim / 2; ++i)
+    frequencies.push_back(std::pow(10000.0, -2.0 * static_cast<double>(i) / static_cast<double>(shape.rope_dim)));
+  Memory memory;
+  const double* device_frequencies = memory.upload(frequencies);
+  auto* key_cache = memory.template zeros<uint16_t>(static_cast<size_t>(context * kv_dim));
+  auto* value_cache = memory.template zeros<uint16_t>(static_cast<size_t>(context * kv_dim));
+  std::vector<std::vector<double>> keys, values;  // per position, rotated and half-rounded
+
+  auto rotate = [&](std::vector<float>& head, int64_t position) {
+    for (int64_t i = 0; i < shape.rope_dim / 2; ++i) {
+      const double angle = static_cast<double>(position) * frequencies[i];
+      const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+      const float a = head[2 * i], b = head[2 * i + 1];
+      head[2 * i] = a * c - b * s;
+      head[2 * i + 1] = a * s + b * c;
+    }
+  };
+  int64_t position = 0;
+  for (const int64_t tokens : {5, 37}) {
+    const auto seed = static_cast<uint32_t>(tokens);
+    const std::vector<float> q = random_floats(static_cast<size_t>(tokens * dim), 37 + seed);
+    const std::vector<float> k = random_floats(static_cast<size_t>(tokens * kv_dim), 41 + seed);
+    const std::vector<float> v = random_floats(static_cast<size_t>(tokens * kv_dim), 43 + seed);
+    float* q_device = memory.upload(q);
+    float* out = memory.template zeros<float>(q.size());
+    cuda::rope_and_store_kv(q_device, memory.upload(k), memory.upload(v), tokens, position, device_frequencies, shape,
+                            key_cache, value_cache, memory.stream());
+    cuda::attention(q_device, key_cache, value_cache, tokens, position, shape, out, memory.stream());
+    const std::vector<float> got = memory.download(out, q.size());
+
+    for (int64_t t = 0; t < tokens; ++t) {
+      std::vector<double> key_row(static_cast<size_t>(kv_dim)), value_row(static_cast<size_t>(kv_dim));
+      for (int64_t h = 0; h < shape.n_kv_heads; ++h) {
+        std::vector<float> head(k.begin() + t * kv_dim + h * shape.head_dim,
+                                k.begin() + t * kv_dim + (h + 1) * shape.head_dim);
+        rotate(head, position + t);
+        for (int64_t i = 0; i < shape.head_dim; ++i) {
+          key_row[h * shape.head_dim + i] = fp16_to_fp32(fp32_to_fp16(head[i]));
+          value_row[h * shape.head_dim + i] = fp16_to_fp32(fp32_to_fp16(v[t * kv_dim + h * shape.head_dim + i]));
+        }
+      }
+      keys.push_back(key_row);
+      values.push_back(value_row);
+    }
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t h = 0; h < shape.n_heads; ++h) {
+        std::vector<float> query(q.begin() + t * dim + h * shape.head_dim, q.begin() + t * dim + (h + 1) * shape.head_dim);
+        rotate(query, position + t);
+        const int64_t kv_offset = h / (shape.n_heads / shape.n_kv_heads) * shape.head_dim;
+        const int64_t visible = position + t + 1;
+        std::vector<double> scores(static_cast<size_t>(visible));
+        double max_score = -INFINITY;
+        for (int64_t p = 0; p < visible; ++p) {
+          double dot = 0.0;
+          for (int64_t i = 0; i < shape.head_dim; ++i) dot += query[i] * keys[p][kv_offset + i];
+          scores[p] = dot / std::sqrt(static_cast<double>(shape.head_dim));
+          max_score = std::max(max_score, scores[p]);
+        }
+        double total = 0.0;
+        for (double& s : scores) total += (s = std::exp(s - max_score));
+        for (int64_t i = 0; i < shape.head_dim; ++i) {
+          double expected = 0.0;
+          for (int64_t p = 0; p < visible; ++p) expected += scores[p] / total * values[p][kv_offset + i];
+          ASSERT_NEAR(got[t * dim + h * shape.head_dim + i], expected, 1e-4)
+              << "batch at " << position << " token " << t << " head " << h << " dim " << i;
+        }
+      }
+    position += tokens;
+  }
+}
+
+}  // namespace fi::test

@@ -1,0 +1,215 @@
+// The GPU side: every kernel against a scalar reference on random data, the engine with every
+// layer on the device against the CPU engine and the ../shared/data goldens, and the device
+// budget. Each test skips, saying why, where no CUDA device is usable.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cuda/blas.h"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+#include "golden_checks.h"
+#include "host/engine.h"
+#include "io/error.h"
+#include "kernel_checks.h"
+#include "test_support.h"
+
+namespace fi {
+namespace {
+
+// Device memory from one arena per test, freed with it.
+class DeviceMemory {
+ public:
+  DeviceMemory() : arena_(256ull << 20) {}
+  template <typename T>
+  T* upload(const std::vector<T>& host) {
+    T* device = arena_.allocate_array<T>(std::max<size_t>(host.size(), 1), "test data");
+    cuda::copy_to_device_async(device, host.data(), host.size() * sizeof(T), stream_);
+    stream_.synchronize();  // the host vector may be a temporary
+    return device;
+  }
+  template <typename T>
+  T* zeros(size_t count) {
+    T* device = arena_.allocate_array<T>(count, "test output");
+    cuda::fill_zero_async(device, count * sizeof(T), stream_);
+    return device;
+  }
+  template <typename T>
+  std::vector<T> download(const T* device, size_t count) {
+    std::vector<T> host(count);
+    cuda::copy_to_host_async(host.data(), device, count * sizeof(T), stream_);
+    stream_.synchronize();
+    return host;
+  }
+  const cuda::Stream& stream() const { return stream_; }
+  cuda::DeviceArena& arena() { return arena_; }
+
+ private:
+  cuda::Stream stream_;
+  cuda::DeviceArena arena_;
+};
+
+class GpuKernel : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(GpuKernel, MatvecMatchesTheScalarReference) {
+  FI_REQUIRE_GPU();
+  test::check_matvec<DeviceMemory>(GetParam());
+}
+
+TEST_P(GpuKernel, DequantizeToHalfIsExact) {
+  FI_REQUIRE_GPU();
+  test::check_dequantize_to_half<DeviceMemory>(GetParam());
+}
+
+TEST_P(GpuKernel, EmbeddingRowsEqualDequantizeRow) {
+  FI_REQUIRE_GPU();
+  test::check_embed<DeviceMemory>(GetParam());
+}
+
+// The prefill path end to end: rows dequantized to half, inputs rounded to half, cuBLAS with
+// FP32 accumulation. Tolerance 2e-3 of sum |w x|: two half roundings (2^-11 each) per product.
+TEST_P(GpuKernel, CublasProductOfDequantizedRowsMatchesTheReference) {
+  FI_REQUIRE_GPU();
+  const TensorType type = GetParam();
+  const int64_t rows = 96, cols = 512, tokens = 20;
+  const test::RandomMatrix w = test::random_matrix(type, rows, cols, 13);
+  DeviceMemory memory;
+  const cuda::DeviceMatrix matrix{type, rows, cols, w.row_bytes, memory.upload(w.bytes)};
+  const std::vector<float> x = test::random_floats(static_cast<size_t>(tokens * cols), 17);
+  auto* half_w = memory.zeros<uint16_t>(static_cast<size_t>(rows * cols));
+  auto* half_x = memory.zeros<uint16_t>(static_cast<size_t>(tokens * cols));
+  float* y = memory.zeros<float>(static_cast<size_t>(tokens * rows));
+  cuda::dequantize_to_half(matrix, 0, rows, half_w, memory.stream());
+  cuda::floats_to_half(memory.upload(x), tokens * cols, half_x, memory.stream());
+  cuda::Blas blas(memory.stream(), memory.arena().allocate(cuda::Blas::kWorkspaceBytes, "workspace"),
+                  cuda::Blas::kWorkspaceBytes);
+  blas.gemm(true, half_w, rows, cols, half_x, tokens, y, rows);
+  const std::vector<float> got = memory.download(y, static_cast<size_t>(tokens * rows));
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t r = 0; r < rows; ++r) {
+      double expected = 0.0, magnitude = 0.0;
+      for (int64_t k = 0; k < cols; ++k) {
+        const double product = static_cast<double>(w.dequantized[r * cols + k]) * x[t * cols + k];
+        expected += product;
+        magnitude += std::fabs(product);
+      }
+      ASSERT_NEAR(got[t * rows + r], expected, 2e-3 * magnitude) << "token " << t << " row " << r;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, GpuKernel, test::kAllKernelTypes, test::type_test_name);
+
+TEST(GpuKernels, RmsNormAndSwigluMatchTheCpuFormulas) {
+  FI_REQUIRE_GPU();
+  test::check_norm_and_swiglu<DeviceMemory>();
+}
+
+TEST(GpuKernels, RopeCacheAndAttentionMatchTheReference) {
+  FI_REQUIRE_GPU();
+  test::check_rope_and_attention<DeviceMemory>();
+}
+
+// The engine with every layer on the GPU against the CPU engine on the same file: a 10-token
+// prefill (cuBLAS) and 4 decode steps (matrix-vector kernels). The CPU quantizes activations to
+// 8 bits for quantized weights and the GPU does not, so the tolerance (relative RMS of the
+// logits) is the goldens': 5e-3 for float weights, 5e-2 for quantized ones.
+struct EngineCase {
+  const char* name;
+  WeightScheme scheme;
+  double tolerance;
+  bool tied;
+};
+
+class GpuEngine : public ::testing::TestWithParam<EngineCase> {};
+
+std::vector<float> run_engine(const std::string& path, std::optional<uint64_t> gpu_budget) {
+  EngineOptions options{path, 2, 64};
+  options.gpu_budget = gpu_budget;
+  Engine engine(options);
+  const auto vocab = static_cast<size_t>(engine.config().vocab);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 10; ++i) prompt.push_back(static_cast<int32_t>((i * 37 + 3) % vocab));
+  std::vector<float> logits(prompt.size() * vocab);
+  engine.forward().eval(prompt, logits.data(), true);
+  std::vector<float> step(vocab);
+  for (int i = 0; i < 4; ++i) {
+    const int32_t token = static_cast<int32_t>((i * 101 + 5) % vocab);
+    engine.forward().eval(std::span<const int32_t>(&token, 1), step.data());
+    logits.insert(logits.end(), step.begin(), step.end());
+  }
+  return logits;
+}
+
+TEST_P(GpuEngine, LogitsMatchTheCpuEngine) {
+  FI_REQUIRE_GPU();
+  const EngineCase& c = GetParam();
+  ModelShape shape{256, 3, 8, 2, 768, 2048, 0, 10000.0, c.tied};
+  const std::string path = test::generated_model(std::string("gpu-") + c.name, shape, c.scheme);
+  const std::vector<float> cpu = run_engine(path, std::nullopt);
+  const std::vector<float> gpu = run_engine(path, 1ull << 30);
+  ASSERT_EQ(cpu.size(), gpu.size());
+  EXPECT_LT(test::relative_rms(gpu, cpu), c.tolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(Files, GpuEngine,
+                         ::testing::Values(EngineCase{"f32", WeightScheme::F32, 5e-3, false},
+                                           EngineCase{"f16", WeightScheme::F16, 5e-3, false},
+                                           EngineCase{"q8_0", WeightScheme::Q8_0, 5e-2, false},
+                                           EngineCase{"q4_0", WeightScheme::Q4_0, 5e-2, true},
+                                           EngineCase{"q4_k_m", WeightScheme::Q4_K_M, 5e-2, false},
+                                           EngineCase{"q6_k", WeightScheme::Q6_K, 5e-2, false}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(GpuEngine, ABudgetBelowTheModelStatesTheMinimumAndABudgetAtItHolds) {
+  FI_REQUIRE_GPU();
+  const std::string path =
+      test::generated_model("gpu-budget", {256, 3, 8, 2, 768, 2048, 0, 10000.0, false}, WeightScheme::Q4_0);
+  EngineOptions options{path, 2, 64};
+  options.gpu_budget = 1ull << 30;
+  const uint64_t needed = Engine(options).gpu_memory().total();
+  options.gpu_budget = needed - 1;
+  try {
+    Engine engine(options);
+    FAIL() << "a budget one byte short was accepted";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("is below the"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("KV cache"), std::string::npos) << error.what();
+  }
+  options.gpu_budget = needed;
+  uint64_t free_before = 0, free_after = 0, total = 0;
+  cuda::device_memory(&free_before, &total);
+  Engine engine(options);
+  cuda::device_memory(&free_after, &total);
+  // cudaMalloc rounds to its 2 MiB pages; cuBLAS keeps a little of its own beside our workspace.
+  EXPECT_LE(free_before - free_after, needed + (64ull << 20));
+}
+
+TEST(GpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
+  FI_REQUIRE_GPU();
+  FI_REQUIRE_SHARED_DATA();
+  test::check_stories260k_greedy_text(1ull << 30);
+}
+
+TEST(GpuGolden, Stories260KSentenceNegativeLogLikelihood) {
+  FI_REQUIRE_GPU();
+  FI_REQUIRE_SHARED_DATA();
+  test::check_stories260k_sentence_nll(1ull << 30);
+}
+
+class GpuTinyLlamaGolden : public ::testing::TestWithParam<std::tuple<test::TinyCase, const char*>> {};
+
+TEST_P(GpuTinyLlamaGolden, LogitsAndGreedyTokens) {
+  FI_REQUIRE_GPU();
+  FI_REQUIRE_SHARED_DATA();
+  const auto& [tiny, prompt] = GetParam();
+  test::check_tiny_llama(tiny, prompt, 2ull << 30);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllFiles, GpuTinyLlamaGolden, ::testing::Combine(::testing::ValuesIn(test::kTinyCases), ::testing::Values("a", "b")),
+    [](const auto& info) { return std::string(std::get<0>(info.param).type) + "_prompt_" + std::get<1>(info.param); });
+
+}  // namespace
+}  // namespace fi

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One run on a GPU machine: the GPU test suite, then the GPU benchmarks of issue 4 (7b preset in
+# F16, Q4_0 and Q4_K, fully resident: decode tok/s against the measured VRAM bandwidth, prefill
+# of a 512-token prompt in tok/s and TFLOP/s), ending with one table.
+#
+#   tools/device-check.sh [BUILD_DIR]       (default build-gpu, made by tools/build-gpu.sh)
+#
+# Needs only the two binaries (flexinfer statically links liburing and the CUDA runtime; cuBLAS
+# is opened at run time). Models are generated with make-model into $MODELS (default
+# /tmp/flexinfer-models, ~21 GB). Results: $OUT (or /tmp/device-check) gets the test log, one
+# bench JSON per model and table.md. FLEXINFER_SHARED_DATA may point at a copy of
+# ../shared/data so the golden tests run too. CHECK_TYPES limits the models (default
+# "f16 q4_0 q4_k"); GPU_MEM the budget (default 40G).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-gpu}
+flexinfer=$build/tools/flexinfer
+out=${OUT:-/tmp/device-check}
+models=${MODELS:-/tmp/flexinfer-models}
+types=${CHECK_TYPES:-f16 q4_0 q4_k}
+gpu_mem=${GPU_MEM:-40G}
+mkdir -p "$out" "$models"
+start=$(date +%s)
+stamp() { echo "[device-check +$(( $(date +%s) - start ))s] $*"; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+"$flexinfer" devices | tee -a "$out/gpu.txt"
+
+stamp "GPU tests"
+"$build/tests/test_block_decode" --gtest_brief=1 >"$out/test_block_decode.txt" 2>&1
+decode_status=$?
+"$build/tests/test_gpu" --gtest_brief=1 >"$out/test_gpu.txt" 2>&1
+gpu_status=$?
+tail -n 30 "$out/test_gpu.txt"
+gpu_summary=$(grep -E "^\[  (PASSED|FAILED|SKIPPED)" "$out/test_gpu.txt" | tr '\n' ' ')
+
+for type in $types; do
+  model=$models/7b-$type.gguf
+  if [ ! -s "$model" ]; then
+    stamp "make-model 7b $type"
+    "$flexinfer" make-model --preset 7b --type "$type" --byte-vocab -o "$model" >/dev/null || { echo "make-model $type failed"; continue; }
+  fi
+  stamp "bench 7b $type"
+  "$flexinfer" bench -m "$model" --gpu-mem "$gpu_mem" -p 512 -n 64 --json "$out/bench-7b-$type.json" \
+    | tee "$out/bench-7b-$type.txt"
+done
+
+stamp "table"
+{
+  echo "GPU: $(head -n 1 "$out/gpu.txt")"
+  echo
+  echo "test_block_decode exit $decode_status; test_gpu exit $gpu_status: $gpu_summary"
+  echo
+  echo "| model | decode tok/s | VRAM GB/s achieved | measured VRAM read GB/s | achieved/limit | prefill 512 tok/s | prefill TFLOP/s |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  for type in $types; do
+    json=$out/bench-7b-$type.json
+    [ -s "$json" ] || { echo "| 7b $type | failed | | | | | |"; continue; }
+    python3 - "$json" "$type" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"| 7b {sys.argv[2]} | {r['decode_tok_s']:.1f} | {r['achieved_GBps']['gpu']:.0f} | {r['vram_read_GBps']:.0f} | "
+      f"{100 * r['achieved_over_limit']:.1f}% | {r['prefill_tok_s']:.0f} | {r['prefill_tflop_s']:.1f} |")
+PY
+  done
+} | tee "$out/table.md"
+stamp "done"
+[ "$decode_status" -eq 0 ] && [ "$gpu_status" -eq 0 ]
