@@ -11,6 +11,7 @@
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "golden_checks.h"
+#include "gpu_engine_checks.h"
 #include "host/engine.h"
 #include "io/error.h"
 #include "kernel_checks.h"
@@ -111,79 +112,19 @@ TEST(GpuKernels, RopeCacheAndAttentionMatchTheReference) {
   test::check_rope_and_attention<DeviceMemory>();
 }
 
-// The engine with every layer on the GPU against the CPU engine on the same file: a 10-token
-// prefill (cuBLAS) and 4 decode steps (matrix-vector kernels). The CPU quantizes activations to
-// 8 bits for quantized weights and the GPU does not, so the tolerance (relative RMS of the
-// logits) is the goldens': 5e-3 for float weights, 5e-2 for quantized ones.
-struct EngineCase {
-  const char* name;
-  WeightScheme scheme;
-  double tolerance;
-  bool tied;
-};
-
-class GpuEngine : public ::testing::TestWithParam<EngineCase> {};
-
-std::vector<float> run_engine(const std::string& path, std::optional<uint64_t> gpu_budget) {
-  EngineOptions options{path, 2, 64};
-  options.gpu_budget = gpu_budget;
-  Engine engine(options);
-  const auto vocab = static_cast<size_t>(engine.config().vocab);
-  std::vector<int32_t> prompt;
-  for (int i = 0; i < 10; ++i) prompt.push_back(static_cast<int32_t>((i * 37 + 3) % vocab));
-  std::vector<float> logits(prompt.size() * vocab);
-  engine.forward().eval(prompt, logits.data(), true);
-  std::vector<float> step(vocab);
-  for (int i = 0; i < 4; ++i) {
-    const int32_t token = static_cast<int32_t>((i * 101 + 5) % vocab);
-    engine.forward().eval(std::span<const int32_t>(&token, 1), step.data());
-    logits.insert(logits.end(), step.begin(), step.end());
-  }
-  return logits;
-}
+class GpuEngine : public ::testing::TestWithParam<test::EngineCase> {};
 
 TEST_P(GpuEngine, LogitsMatchTheCpuEngine) {
   FI_REQUIRE_GPU();
-  const EngineCase& c = GetParam();
-  ModelShape shape{256, 3, 8, 2, 768, 2048, 0, 10000.0, c.tied};
-  const std::string path = test::generated_model(std::string("gpu-") + c.name, shape, c.scheme);
-  const std::vector<float> cpu = run_engine(path, std::nullopt);
-  const std::vector<float> gpu = run_engine(path, 1ull << 30);
-  ASSERT_EQ(cpu.size(), gpu.size());
-  EXPECT_LT(test::relative_rms(gpu, cpu), c.tolerance);
+  test::check_gpu_logits_match_cpu(GetParam());
 }
 
-INSTANTIATE_TEST_SUITE_P(Files, GpuEngine,
-                         ::testing::Values(EngineCase{"f32", WeightScheme::F32, 5e-3, false},
-                                           EngineCase{"f16", WeightScheme::F16, 5e-3, false},
-                                           EngineCase{"q8_0", WeightScheme::Q8_0, 5e-2, false},
-                                           EngineCase{"q4_0", WeightScheme::Q4_0, 5e-2, true},
-                                           EngineCase{"q4_k_m", WeightScheme::Q4_K_M, 5e-2, false},
-                                           EngineCase{"q6_k", WeightScheme::Q6_K, 5e-2, false}),
+INSTANTIATE_TEST_SUITE_P(Files, GpuEngine, ::testing::ValuesIn(test::kEngineCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(GpuEngine, ABudgetBelowTheModelStatesTheMinimumAndABudgetAtItHolds) {
   FI_REQUIRE_GPU();
-  const std::string path =
-      test::generated_model("gpu-budget", {256, 3, 8, 2, 768, 2048, 0, 10000.0, false}, WeightScheme::Q4_0);
-  EngineOptions options{path, 2, 64};
-  options.gpu_budget = 1ull << 30;
-  const uint64_t needed = Engine(options).gpu_memory().total();
-  options.gpu_budget = needed - 1;
-  try {
-    Engine engine(options);
-    FAIL() << "a budget one byte short was accepted";
-  } catch (const Error& error) {
-    EXPECT_NE(std::string(error.what()).find("is below the"), std::string::npos) << error.what();
-    EXPECT_NE(std::string(error.what()).find("KV cache"), std::string::npos) << error.what();
-  }
-  options.gpu_budget = needed;
-  uint64_t free_before = 0, free_after = 0, total = 0;
-  cuda::device_memory(&free_before, &total);
-  Engine engine(options);
-  cuda::device_memory(&free_after, &total);
-  // cudaMalloc rounds to its 2 MiB pages; cuBLAS keeps a little of its own beside our workspace.
-  EXPECT_LE(free_before - free_after, needed + (64ull << 20));
+  test::check_gpu_budget();
 }
 
 TEST(GpuGolden, Stories260KGreedyTextFromEmptyPrompt) {

@@ -1,0 +1,227 @@
+// A host-memory stand-in for the GPU, so the GPU engine's own code (host/gpu_compute.cpp: memory
+// plan, uploads, layouts, the order of kernels, the prefill/decode split) runs end to end on any
+// machine. cuda/runtime.cu and cuda/device_info.cu are compiled as they are against the fake CUDA
+// runtime below (one "device", host memory, synchronous copies); the kernel and cuBLAS entry
+// points are plain scalar implementations of the contracts in cuda/kernels.h and cuda/blas.h.
+// That the CUDA kernels keep those contracts is test_kernels_emulated's and test_gpu's job.
+#include "cuda_emulation.h"
+
+#include "cuda/device_info.cu"
+#include "cuda/runtime.cu"
+
+#include <cstdlib>
+
+#include "cuda/blas.h"
+#include "cuda/block_decode.h"
+#include "cuda/kernels.h"
+#include "host/fp16.h"
+
+// The CUDA runtime calls cuda/ makes, on host memory.
+extern "C" {
+cudaError_t cudaGetLastError() { return cudaSuccess; }
+const char* cudaGetErrorString(cudaError_t error) { return error == cudaSuccess ? "no error" : "out of memory"; }
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* properties, int) {
+  *properties = cudaDeviceProp{};
+  std::strcpy(properties->name, "host-memory reference device");
+  properties->major = 9;
+  properties->totalGlobalMem = 80ull << 30;
+  properties->multiProcessorCount = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  *free_bytes = 64ull << 30;
+  *total_bytes = 80ull << 30;
+  return cudaSuccess;
+}
+cudaError_t cudaMalloc(void** pointer, size_t bytes) {
+  *pointer = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  return *pointer ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFree(void* pointer) {
+  std::free(pointer);
+  return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void** pointer, size_t bytes, unsigned int) {
+  *pointer = std::aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
+  return *pointer ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void* pointer) {
+  std::free(pointer);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* destination, const void* source, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+  std::memcpy(destination, source, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* destination, int value, size_t bytes, cudaStream_t) {
+  std::memset(destination, value, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) {
+  *stream = reinterpret_cast<cudaStream_t>(new char);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  delete reinterpret_cast<char*>(stream);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
+  *event = reinterpret_cast<cudaEvent_t>(new char);
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  delete reinterpret_cast<char*>(event);
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float* milliseconds, cudaEvent_t, cudaEvent_t) {
+  *milliseconds = 1.0f;
+  return cudaSuccess;
+}
+}
+
+namespace fi::cuda {
+
+namespace {
+
+float dot_row(const DeviceMatrix& w, int64_t row, const float* x) {
+  const uint8_t* data = w.data + static_cast<uint64_t>(row) * w.row_bytes;
+  float sum = 0.0f;
+  for (int64_t g = 0; g * kGroup < w.cols; ++g) {
+    const int valid = static_cast<int>(std::min<int64_t>(kGroup, w.cols - g * kGroup));
+    float decoded[kGroup];
+    decode_group(w.type, data, g, valid, decoded);
+    for (int i = 0; i < valid; ++i) sum += decoded[i] * x[g * kGroup + i];
+  }
+  return sum;
+}
+
+void decode_row(const DeviceMatrix& w, int64_t row, float* out) {
+  const uint8_t* data = w.data + static_cast<uint64_t>(row) * w.row_bytes;
+  for (int64_t g = 0; g * kGroup < w.cols; ++g) {
+    const int valid = static_cast<int>(std::min<int64_t>(kGroup, w.cols - g * kGroup));
+    float decoded[kGroup];
+    decode_group(w.type, data, g, valid, decoded);
+    std::copy(decoded, decoded + valid, out + g * kGroup);
+  }
+}
+
+}  // namespace
+
+void matvec(const DeviceMatrix& w, const float* x, int64_t tokens, float* y, const Stream&, bool accumulate) {
+  if (tokens < 1 || tokens > kMaxMatvecTokens) fail("internal: matvec of %lld tokens", static_cast<long long>(tokens));
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t r = 0; r < w.rows; ++r) {
+      const float sum = dot_row(w, r, x + t * w.cols);
+      y[t * w.rows + r] = accumulate ? y[t * w.rows + r] + sum : sum;
+    }
+}
+
+void dequantize_to_half(const DeviceMatrix& w, int64_t first_row, int64_t rows, uint16_t* out, const Stream&) {
+  std::vector<float> row(static_cast<size_t>(w.cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    decode_row(w, first_row + r, row.data());
+    for (int64_t k = 0; k < w.cols; ++k) out[r * w.cols + k] = fp32_to_fp16(row[k]);
+  }
+}
+
+void floats_to_half(const float* x, int64_t count, uint16_t* out, const Stream&) {
+  for (int64_t i = 0; i < count; ++i) out[i] = fp32_to_fp16(x[i]);
+}
+
+void embed(const DeviceMatrix& table, const int32_t* tokens, int64_t count, float* out, const Stream&) {
+  for (int64_t t = 0; t < count; ++t) decode_row(table, tokens[t], out + t * table.cols);
+}
+
+void rms_norm(const float* x, const float* weight, float* out, int64_t tokens, int64_t dim, double eps, const Stream&) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    double squares = 0.0;
+    for (int64_t i = 0; i < dim; ++i) squares += static_cast<double>(x[t * dim + i]) * x[t * dim + i];
+    const auto scale = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(dim) + eps));
+    for (int64_t i = 0; i < dim; ++i) out[t * dim + i] = x[t * dim + i] * scale * weight[i];
+  }
+}
+
+void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, int64_t position,
+                       const double* inverse_frequencies, const AttentionShape& shape, uint16_t* key_cache,
+                       uint16_t* value_cache, const Stream&) {
+  const int64_t dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
+  for (int64_t t = 0; t < tokens; ++t) {
+    auto rotate = [&](float* head) {
+      for (int64_t i = 0; i < shape.rope_dim / 2; ++i) {
+        const double angle = static_cast<double>(position + t) * inverse_frequencies[i];
+        const auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+        const float a = head[2 * i], b = head[2 * i + 1];
+        head[2 * i] = a * c - b * s;
+        head[2 * i + 1] = a * s + b * c;
+      }
+    };
+    for (int64_t h = 0; h < shape.n_heads; ++h) rotate(q + t * dim + h * shape.head_dim);
+    for (int64_t h = 0; h < shape.n_kv_heads; ++h) rotate(k + t * kv_dim + h * shape.head_dim);
+    for (int64_t i = 0; i < kv_dim; ++i) {
+      key_cache[(position + t) * kv_dim + i] = fp32_to_fp16(k[t * kv_dim + i]);
+      value_cache[(position + t) * kv_dim + i] = fp32_to_fp16(v[t * kv_dim + i]);
+    }
+  }
+}
+
+void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_cache, int64_t tokens,
+               int64_t position, const AttentionShape& shape, float* out, const Stream&) {
+  const int64_t dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(shape.head_dim));
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t h = 0; h < shape.n_heads; ++h) {
+      const int64_t kv_offset = h / (shape.n_heads / shape.n_kv_heads) * shape.head_dim;
+      const int64_t visible = position + t + 1;
+      std::vector<double> scores(static_cast<size_t>(visible));
+      double max_score = -INFINITY, total = 0.0;
+      for (int64_t p = 0; p < visible; ++p) {
+        double dot = 0.0;
+        for (int64_t i = 0; i < shape.head_dim; ++i)
+          dot += q[t * dim + h * shape.head_dim + i] * fp16_to_fp32(key_cache[p * kv_dim + kv_offset + i]);
+        scores[p] = dot * scale;
+        max_score = std::max(max_score, scores[p]);
+      }
+      for (double& s : scores) total += (s = std::exp(s - max_score));
+      for (int64_t i = 0; i < shape.head_dim; ++i) {
+        double sum = 0.0;
+        for (int64_t p = 0; p < visible; ++p) sum += scores[p] * fp16_to_fp32(value_cache[p * kv_dim + kv_offset + i]);
+        out[t * dim + h * shape.head_dim + i] = static_cast<float>(sum / total);
+      }
+    }
+}
+
+void swiglu(float* gate, const float* up, int64_t count, const Stream&) {
+  for (int64_t i = 0; i < count; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+Blas::Blas(const Stream&, void*, uint64_t) {}
+Blas::~Blas() = default;
+
+void Blas::gemm(bool half_inputs, const void* w, int64_t rows, int64_t cols, const void* x, int64_t tokens, float* y,
+                int64_t y_stride, bool accumulate) {
+  auto element = [&](const void* matrix, int64_t index) {
+    return half_inputs ? fp16_to_fp32(static_cast<const uint16_t*>(matrix)[index]) : static_cast<const float*>(matrix)[index];
+  };
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t r = 0; r < rows; ++r) {
+      float sum = 0.0f;
+      for (int64_t k = 0; k < cols; ++k) sum += element(w, r * cols + k) * element(x, t * cols + k);
+      float& out = y[t * y_stride + r];
+      out = accumulate ? out + sum : sum;
+    }
+}
+
+}  // namespace fi::cuda

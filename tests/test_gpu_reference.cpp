@@ -1,0 +1,43 @@
+// The GPU engine's own code on the host-memory reference device (tests/cuda_reference_backend.cpp):
+// the same engine and golden checks as test_gpu, runnable on every machine.
+#include "golden_checks.h"
+#include "gpu_engine_checks.h"
+#include "test_support.h"
+
+namespace fi {
+namespace {
+
+class ReferenceGpuEngine : public ::testing::TestWithParam<test::EngineCase> {};
+
+TEST_P(ReferenceGpuEngine, LogitsMatchTheCpuEngine) { test::check_gpu_logits_match_cpu(GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(Files, ReferenceGpuEngine, ::testing::ValuesIn(test::kEngineCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(ReferenceGpuEngine, ABudgetBelowTheModelStatesTheMinimumAndABudgetAtItHolds) { test::check_gpu_budget(); }
+
+TEST(ReferenceGpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
+  FI_REQUIRE_SHARED_DATA();
+  test::check_stories260k_greedy_text(1ull << 30);
+}
+
+TEST(ReferenceGpuGolden, Stories260KSentenceNegativeLogLikelihood) {
+  FI_REQUIRE_SHARED_DATA();
+  test::check_stories260k_sentence_nll(1ull << 30);
+}
+
+class ReferenceGpuTinyLlamaGolden : public ::testing::TestWithParam<std::tuple<test::TinyCase, const char*>> {};
+
+TEST_P(ReferenceGpuTinyLlamaGolden, LogitsAndGreedyTokens) {
+  FI_REQUIRE_SHARED_DATA();
+  const auto& [tiny, prompt] = GetParam();
+  test::check_tiny_llama(tiny, prompt, 2ull << 30);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllFiles, ReferenceGpuTinyLlamaGolden,
+    ::testing::Combine(::testing::ValuesIn(test::kTinyCases), ::testing::Values("a", "b")),
+    [](const auto& info) { return std::string(std::get<0>(info.param).type) + "_prompt_" + std::get<1>(info.param); });
+
+}  // namespace
+}  // namespace fi
