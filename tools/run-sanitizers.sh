@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/, every test;
 # LeakSanitizer comes with ASan), and the concurrent parts — the asynchronous reader, the
-# prefetcher, the thread pool and streaming runs — under ThreadSanitizer (build-tsan/). CUDA is
-# left out of both builds. Any report fails the script.
+# prefetcher, the thread pool and streaming runs — under ThreadSanitizer (build-tsan/). The ASan
+# build includes the CUDA side (for one architecture, when nvcc is present), so the GPU engine's
+# host code on the reference device and the kernels under CPU emulation are checked too. Any
+# report fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -10,7 +12,7 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktra
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
 echo "sanitizers: AddressSanitizer + UndefinedBehaviorSanitizer, every test" >&2
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXINFER_SANITIZE=address -DFLEXINFER_CUDA=OFF >/dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXINFER_SANITIZE=address -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
 cmake --build build-asan --parallel "$jobs"
 ctest --test-dir build-asan --output-on-failure --parallel "$jobs" --timeout 1200
 
