@@ -57,4 +57,8 @@ void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_
 
 void swiglu(float* gate, const float* up, int64_t count, const Stream& stream);  // gate = silu(gate) * up
 
+// Weight bytes per second through matvec for one token over a matrix of about `bytes` of `type`
+// on the current device, the median of 5 timed passes (for the probe's profile).
+double measure_matvec_GBps(TensorType type, uint64_t bytes);
+
 }  // namespace fi::cuda

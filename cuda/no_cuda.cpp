@@ -1,6 +1,7 @@
-// The cuda/ entry points tools/ calls directly, for builds without nvcc: no devices, and a clear
+// The cuda/ entry points tools/ calls directly (device listing, the probe's measurements), for builds without nvcc: no devices, and a clear
 // error from anything that would need one.
 #include "cuda/device_info.h"
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "io/error.h"
 
@@ -16,5 +17,7 @@ std::vector<DeviceInfo> list_devices(std::string* why) {
 }
 
 DeviceBandwidth measure_bandwidth(uint64_t) { fail("%s", kNoCuda); }
+double measure_matvec_GBps(TensorType, uint64_t) { fail("%s", kNoCuda); }
+void use_device(int) { fail("%s", kNoCuda); }
 
 }  // namespace fi::cuda

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "host/gpu_compute.h"
 #include "io/direct_file.h"
 #include "io/error.h"
 
@@ -133,6 +134,27 @@ PlanInput llama_plan_input(const GgufFile& file, const LlamaConfig& config, cons
                                                                          static_cast<uint64_t>(config.dim))});
   input.fixed.push_back({"runtime", runtime_bytes(file, config)});
   input.minimum_hint = "; a smaller --ctx shrinks the KV cache";
+  return input;
+}
+
+TierInput llama_tier_input(const GgufFile& file, const LlamaConfig& config, const LlamaTensorSet& tensors,
+                           const ModelOptions& options, int threads, uint64_t gpu_budget) {
+  const PlanInput host = llama_plan_input(file, config, tensors, options, threads);
+  TierInput input;
+  input.units = host.units;
+  input.kv_bytes_per_layer = kv_cache_bytes(config, options.context) / static_cast<uint64_t>(config.n_layers);
+  input.gpu_budget = gpu_budget;
+  input.host_budget = options.host_budget;
+  const GpuMemoryPlan device = gpu_memory_plan(file, config, tensors.tied_output, options.context, options.max_batch);
+  input.gpu_fixed = {{"activations and logits", device.activations},
+                     {"dequantized rows (prefill)", device.dequantized},
+                     {"cuBLAS workspace", device.blas_workspace}};
+  // The host's fixed costs but the KV cache (the first one), plus the small tensors.
+  input.host_fixed.assign(host.fixed.begin() + 1, host.fixed.end());
+  uint64_t small_tensors = 0;
+  for (const TensorInfo* tensor : host.always_resident)
+    small_tensors += align_up(tensor->file_offset + tensor->bytes, kDirectAlignment) - align_down(tensor->file_offset, kDirectAlignment);
+  input.host_fixed.push_back({"norms and other small tensors", small_tensors});
   return input;
 }
 

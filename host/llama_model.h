@@ -13,6 +13,7 @@
 #include "io/async_reader.h"
 #include "io/gguf.h"
 #include "planner/plan.h"
+#include "planner/tier_plan.h"
 
 namespace fi {
 
@@ -36,6 +37,12 @@ uint64_t runtime_bytes(const GgufFile& file, const LlamaConfig& config);
 // The planner's view of a llama model: its units, small tensors and fixed costs.
 PlanInput llama_plan_input(const GgufFile& file, const LlamaConfig& config, const LlamaTensorSet& tensors,
                            const ModelOptions& options, int threads);
+
+// The three-tier planner's view: the same units, the GPU engine's fixed device costs (gpu_memory
+// in host/gpu_compute.h, without weights and KV cache), host fixed costs without the KV cache (a
+// layer's cache lives where it decodes).
+TierInput llama_tier_input(const GgufFile& file, const LlamaConfig& config, const LlamaTensorSet& tensors,
+                           const ModelOptions& options, int threads, uint64_t gpu_budget);
 
 class LlamaModel {
  public:

@@ -25,7 +25,13 @@ std::string Profile::to_json() const {
                                {"disk_points", points},
                                {"host_read_GBps", host_read_GBps},
                                {"cpu_matvec_GBps", cpu_matvec_GBps},
-                               {"cpu_threads", cpu_threads}};
+                               {"cpu_threads", cpu_threads},
+                               {"gpu", gpu},
+                               {"h2d_pinned_GBps", h2d_pinned_GBps},
+                               {"h2d_pageable_GBps", h2d_pageable_GBps},
+                               {"d2h_GBps", d2h_GBps},
+                               {"vram_read_GBps", vram_read_GBps},
+                               {"gpu_matvec_GBps", gpu_matvec_GBps}};
   return json.dump(2) + "\n";
 }
 
@@ -46,6 +52,12 @@ Profile Profile::from_json(const std::string& text, const std::string& origin) {
     profile.disk_queue_depth = static_cast<int>(number("disk_queue_depth", 32));
     profile.disk_request_bytes = static_cast<uint64_t>(number("disk_request_bytes", 1 << 20));
     profile.cpu_threads = static_cast<int>(number("cpu_threads", 0));
+    profile.gpu = json.value("gpu", "");
+    profile.h2d_pinned_GBps = number("h2d_pinned_GBps", 0.0);
+    profile.h2d_pageable_GBps = number("h2d_pageable_GBps", 0.0);
+    profile.d2h_GBps = number("d2h_GBps", 0.0);
+    profile.vram_read_GBps = number("vram_read_GBps", 0.0);
+    profile.gpu_matvec_GBps = number("gpu_matvec_GBps", 0.0);
     if (profile.disk_queue_depth < 1 || profile.disk_queue_depth > 1024 || profile.disk_request_bytes < 4096 ||
         profile.disk_request_bytes % 4096 || profile.disk_request_bytes > (64u << 20))
       fail("%s: disk_queue_depth or disk_request_bytes out of range", origin.c_str());

@@ -24,6 +24,15 @@ struct Profile {
   double host_read_GBps = 0.0;     // memory read, all threads
   double cpu_matvec_GBps = 0.0;    // weight bytes per second through the CPU matrix-vector kernels
   int cpu_threads = 0;
+  // The GPU's side; all 0 when probe saw no GPU.
+  std::string gpu;                 // the device's name
+  double h2d_pinned_GBps = 0.0;    // host to device from pinned memory
+  double h2d_pageable_GBps = 0.0;  // host to device from ordinary memory
+  double d2h_GBps = 0.0;
+  double vram_read_GBps = 0.0;     // a kernel reading device memory
+  double gpu_matvec_GBps = 0.0;    // weight bytes per second through the GPU matrix-vector kernels
+
+  bool has_gpu() const { return h2d_pinned_GBps > 0 && vram_read_GBps > 0 && gpu_matvec_GBps > 0; }
 
   std::string to_json() const;
   static Profile from_json(const std::string& text, const std::string& origin);

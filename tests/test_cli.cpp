@@ -190,6 +190,68 @@ TEST(Cli, BadBudgetsAreOneClearLine) {
   expect_clean_failure({"plan", "-m", model, "--profile", test::scratch_path("no-profile.json")}, "cannot open");
 }
 
+TEST(Cli, PlanWithAGpuBudgetPlacesThreeTiersFromAStoredProfile) {
+  const std::string model =
+      test::generated_model("cli_tiers", {512, 16, 8, 4, 1536, 2048, 0, 10000.0, false}, WeightScheme::Q4_0);
+  const std::string json_path = test::scratch_path("tier-plan.json");
+  const std::string profile = std::string(FLEXINFER_SOURCE_DIR) + "/tests/profiles/laptop.json";
+  auto plan_with = [&](const std::string& gpu, const std::string& host) {
+    const test::CommandResult result = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", gpu, "--host-mem", host,
+                                                            "--ctx", "64", "--profile", profile, "--json", json_path});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_NE(result.out.find("predicted decode"), std::string::npos) << result.out;
+    return read_json(json_path);
+  };
+  // With room for everything, the fixed costs and the weights; then budgets that hold about a
+  // quarter of the weights in VRAM and a tenth in host memory beside their staging slots, so the
+  // rest must stay on disk.
+  const nlohmann::json roomy = plan_with("1G", "1G");
+  auto fixed = [&](const char* tier) {
+    uint64_t bytes = 0;
+    for (const auto& cost : roomy.at(tier).at("fixed")) bytes += cost.at("bytes").get<uint64_t>();
+    return bytes;
+  };
+  uint64_t weights = 0, largest = 0;
+  for (const auto& layer : roomy.at("layers")) {
+    const auto& w = layer.at("weight_bytes");
+    const uint64_t bytes = w.at("gpu").get<uint64_t>() + w.at("host").get<uint64_t>() + w.at("disk").get<uint64_t>();
+    weights += bytes;
+    largest = std::max(largest, bytes);
+  }
+  const uint64_t gpu_budget = fixed("gpu") + 2 * largest + weights / 4;
+  const uint64_t host_budget = fixed("host") + 3 * (largest + (1 << 16)) + weights / 10;
+  const nlohmann::json plan = plan_with(std::to_string(gpu_budget), std::to_string(host_budget));
+  for (const char* tier : {"gpu", "host"}) {
+    EXPECT_TRUE(plan.at(tier).contains("budget_bytes")) << tier;
+    EXPECT_LE(plan.at(tier).at("used_bytes").get<uint64_t>(), plan.at(tier).at("budget_bytes").get<uint64_t>()) << tier;
+  }
+  ASSERT_EQ(plan.at("layers").size(), 17u) << "16 layers and the output head";
+  uint64_t gpu = 0, host = 0, disk = 0;
+  for (const auto& layer : plan.at("layers")) {
+    for (const char* key : {"decode_device", "prefill_device"}) {
+      const std::string device = layer.at(key).get<std::string>();
+      EXPECT_TRUE(device == "gpu" || device == "cpu") << device;
+    }
+    gpu += layer.at("weight_bytes").at("gpu").get<uint64_t>();
+    host += layer.at("weight_bytes").at("host").get<uint64_t>();
+    disk += layer.at("weight_bytes").at("disk").get<uint64_t>();
+  }
+  EXPECT_GT(gpu, 0u);
+  EXPECT_GT(host, 0u);
+  EXPECT_GT(disk, 0u) << "this budget pair needs all three tiers";
+  EXPECT_GT(plan.at("predicted_decode_tok_s").get<double>(), 0.0);
+  EXPECT_FALSE(plan.at("bound").get<std::string>().empty());
+
+  // A profile without GPU measurements cannot plan a GPU.
+  const std::string cpu_profile = test::scratch_path("cpu-profile.json");
+  test::write_bytes(cpu_profile, std::vector<uint8_t>{'{', '"', 'd', 'i', 's', 'k', '_', 'r', 'e', 'a', 'd', '_', 'G', 'B',
+                                                      'p', 's', '"', ':', '2', ',', '"', 'h', 'o', 's', 't', '_', 'r',
+                                                      'e', 'a', 'd', '_', 'G', 'B', 'p', 's', '"', ':', '2', '0', '}'});
+  expect_clean_failure({"plan", "-m", model, "--gpu-mem", "12M", "--profile", cpu_profile}, "no GPU measurements");
+  expect_clean_failure({"plan", "-m", model, "--gpu-mem", "1M", "--host-mem", "40M", "--profile", profile},
+                       "no placement fits");
+}
+
 TEST(Cli, GpuBudgetsAreOneClearLine) {
   const std::string model = streaming_model();
   expect_clean_failure({"generate", "-m", model, "--gpu-mem", "lots"}, "not a memory size");

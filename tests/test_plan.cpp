@@ -9,17 +9,14 @@
 #include "io/error.h"
 #include "planner/budget.h"
 #include "planner/plan.h"
+#include "model_tables.h"
 
 namespace fi {
 namespace {
 
 constexpr uint64_t kMiB = 1ull << 20, kGiB = 1ull << 30;
 
-struct Shape {
-  const char* name;
-  uint64_t dim, ffn, layers, kv, vocab;
-  TensorType matrices, output;
-};
+using test::Shape;
 
 const Shape kShapes[] = {
     {"7b_q4_0", 4096, 11008, 32, 4096, 32000, TensorType::Q4_0, TensorType::Q6_K},
@@ -27,55 +24,21 @@ const Shape kShapes[] = {
     {"70b_q4_k", 8192, 28672, 80, 1024, 32000, TensorType::Q4_K, TensorType::Q6_K},
 };
 
-// A llama tensor table laid out as a GGUF writer would (32-byte alignment), and the planner input
-// the engine builds from it.
+// A llama tensor table and the planner input the engine builds from it.
 struct Model {
   TensorTable table;
   PlanInput input;
 };
 
 Model make_model(const Shape& s) {
-  std::vector<TensorInfo> tensors;
-  uint64_t offset = 4096 + 704;  // an unaligned start, as after a real header
-  auto add = [&](const std::string& name, TensorType type, uint64_t cols, uint64_t rows) {
-    TensorInfo t;
-    t.name = name;
-    t.type = type;
-    t.n_dims = rows > 1 ? 2 : 1;
-    t.shape = {cols, rows, 1, 1};
-    t.file_offset = offset;
-    t.bytes = row_bytes(type, cols) * rows;
-    offset = align_up(offset + t.bytes, 32);
-    tensors.push_back(t);
-  };
-  add("token_embd.weight", s.matrices, s.dim, s.vocab);
-  for (uint64_t l = 0; l < s.layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    add(p + "attn_norm.weight", TensorType::F32, s.dim, 1);
-    add(p + "attn_q.weight", s.matrices, s.dim, s.dim);
-    add(p + "attn_k.weight", s.matrices, s.dim, s.kv);
-    add(p + "attn_v.weight", s.matrices, s.dim, s.kv);
-    add(p + "attn_output.weight", s.matrices, s.dim, s.dim);
-    add(p + "ffn_norm.weight", TensorType::F32, s.dim, 1);
-    add(p + "ffn_gate.weight", s.matrices, s.dim, s.ffn);
-    add(p + "ffn_up.weight", s.matrices, s.dim, s.ffn);
-    add(p + "ffn_down.weight", s.matrices, s.ffn, s.dim);
-  }
-  add("output_norm.weight", TensorType::F32, s.dim, 1);
-  add("output.weight", s.output, s.dim, s.vocab);
-
-  Model model{TensorTable(std::move(tensors)), {}};
+  Model model{test::model_table(s), {}};
   const TensorTable& table = model.table;
+  model.input.units = test::model_units(table, s.layers);
   for (uint64_t l = 0; l < s.layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
-    PlanInput::Unit unit{"blk." + std::to_string(l), {}};
-    for (const char* name : {"attn_k", "attn_v", "attn_q", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
-      unit.matrices.push_back(table.find(p + name + ".weight"));
-    model.input.units.push_back(unit);
     model.input.always_resident.push_back(table.find(p + "attn_norm.weight"));
     model.input.always_resident.push_back(table.find(p + "ffn_norm.weight"));
   }
-  model.input.units.push_back({"output", {table.find("output.weight")}});
   model.input.always_resident.push_back(table.find("output_norm.weight"));
   model.input.fixed = {{"KV cache", 2 * s.layers * 512 * s.kv * 2}, {"scratch", 60 * kMiB}, {"runtime", 30 * kMiB}};
   return model;

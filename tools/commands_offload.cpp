@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cuda/device_info.h"
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "host/engine.h"
 #include "host/measure.h"
@@ -227,14 +228,107 @@ int command_probe(int argc, char** argv) {
   profile.cpu_matvec_GBps = measure_matvec_GBps(pool, TensorType::Q4_0, quick ? 512ull << 20 : 1ull << 30, rounds);
   std::printf("CPU Q4_0 matrix-vector: %.2f GB/s of weights (%s kernels)\n", profile.cpu_matvec_GBps, kernel_isa_name());
   profile.machine = strprintf("%d threads, %s kernels", pool.size(), kernel_isa_name());
+
+  std::string no_gpu;
+  const auto devices = cuda::list_devices(&no_gpu);
+  if (devices.empty()) {
+    std::printf("GPU: none (%s)\n", no_gpu.c_str());
+  } else {
+    cuda::use_device(0);
+    const cuda::DeviceBandwidth bandwidth = cuda::measure_bandwidth(quick ? 128ull << 20 : 512ull << 20);
+    profile.gpu = devices[0].name;
+    profile.h2d_pinned_GBps = bandwidth.h2d_pinned_GBps;
+    profile.h2d_pageable_GBps = bandwidth.h2d_pageable_GBps;
+    profile.d2h_GBps = bandwidth.d2h_GBps;
+    profile.vram_read_GBps = bandwidth.vram_read_GBps;
+    profile.gpu_matvec_GBps = cuda::measure_matvec_GBps(TensorType::Q4_0, quick ? 128ull << 20 : 512ull << 20);
+    std::printf("GPU %s: host to device %.1f GB/s pinned, %.1f GB/s pageable; device to host %.1f GB/s; VRAM read "
+                "%.0f GB/s; Q4_0 matrix-vector %.0f GB/s of weights\n",
+                profile.gpu.c_str(), profile.h2d_pinned_GBps, profile.h2d_pageable_GBps, profile.d2h_GBps,
+                profile.vram_read_GBps, profile.gpu_matvec_GBps);
+    profile.machine += ", " + profile.gpu;
+  }
   profile.save(output);
   std::printf("saved %s\n", output.c_str());
   return 0;
 }
 
+// plan with --gpu-mem: the three-tier placement, for this machine's cached profile or --profile.
+int plan_three_tiers(const Args& args, const GgufFile& file, const LlamaConfig& config, const LlamaTensorSet& tensors,
+                     const ModelOptions& options, int threads) {
+  const auto profile = chosen_profile(args);
+  if (!profile) fail("plan: --gpu-mem needs a profile with GPU measurements: run 'flexinfer probe' or pass --profile FILE");
+  const TierPlan plan =
+      make_tier_plan(llama_tier_input(file, config, tensors, options, threads, *gpu_budget(args)), *profile);
+  uint64_t weights = 0;
+  for (const TierUnit& unit : plan.units) weights += unit.bytes();
+  std::printf("model     %s (%lld layers, %s of weights)\n", file.path().c_str(), static_cast<long long>(config.n_layers),
+              format_bytes(weights).c_str());
+  std::printf("profile   %s\n", profile->machine.empty() ? profile->gpu.c_str() : profile->machine.c_str());
+  auto show_tier = [](const char* name, std::optional<uint64_t> budget, uint64_t used, const std::vector<PlanCost>& costs,
+                      uint64_t resident) {
+    std::printf("\n%s: budget %s, used %s\n", name, budget ? format_bytes(*budget).c_str() : "none",
+                format_bytes(used).c_str());
+    for (const PlanCost& cost : costs) std::printf("  %-38s %12s\n", cost.what.c_str(), format_bytes(cost.bytes).c_str());
+    std::printf("  %-38s %12s\n", "resident weights", format_bytes(resident).c_str());
+  };
+  uint64_t gpu_resident = 0, host_resident = 0;
+  for (const TierUnit& unit : plan.units) {
+    gpu_resident += unit.gpu_bytes();
+    host_resident += unit.host_bytes();
+  }
+  show_tier("GPU", plan.gpu_budget, plan.gpu_used(), plan.gpu_costs, gpu_resident);
+  show_tier("host memory", plan.host_budget, plan.host_used(), plan.host_costs, host_resident);
+
+  std::printf("\n  %-8s %-7s %-7s %12s %12s %12s\n", "unit", "decode", "prefill", "gpu", "host", "disk");
+  for (const TierUnit& unit : plan.units)
+    std::printf("  %-8s %-7s %-7s %12s %12s %12s\n", unit.name.c_str(), device_name(unit.decode),
+                device_name(unit.prefill), format_bytes(unit.gpu_bytes()).c_str(), format_bytes(unit.host_bytes()).c_str(),
+                format_bytes(unit.disk_bytes()).c_str());
+  std::printf("\nper token: %s read from disk, %s uploaded to the GPU, %s computed on the CPU, %s on the GPU\n",
+              format_bytes(plan.disk_bytes_per_token()).c_str(), format_bytes(plan.upload_bytes_per_token()).c_str(),
+              format_bytes(plan.cpu_bytes_per_token()).c_str(), format_bytes(plan.gpu_bytes_per_token()).c_str());
+  std::printf("predicted decode: %.2f tok/s, bound by %s (per token: disk %.4f s, PCIe %.4f s, CPU %.4f s + GPU %.4f s)\n",
+              plan.predicted_decode_tok_s, plan.bound.c_str(), plan.seconds.disk, plan.seconds.pcie, plan.seconds.cpu,
+              plan.seconds.gpu);
+
+  if (args.has("--json")) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const TierUnit& unit : plan.units)
+      layers.push_back({{"name", unit.name},
+                        {"decode_device", device_name(unit.decode)},
+                        {"prefill_device", device_name(unit.prefill)},
+                        {"weight_bytes", {{"gpu", unit.gpu_bytes()}, {"host", unit.host_bytes()}, {"disk", unit.disk_bytes()}}},
+                        {"kv_cache_bytes", unit.kv_bytes}});
+    auto costs = [](const std::vector<PlanCost>& list) {
+      nlohmann::json json = nlohmann::json::array();
+      for (const PlanCost& cost : list) json.push_back({{"what", cost.what}, {"bytes", cost.bytes}});
+      return json;
+    };
+    const nlohmann::json json = {
+        {"model", file.path()},
+        {"profile", profile->machine},
+        {"gpu", {{"budget_bytes", plan.gpu_budget}, {"used_bytes", plan.gpu_used()}, {"fixed", costs(plan.gpu_costs)},
+                 {"resident_weight_bytes", gpu_resident}}},
+        {"host", {{"budget_bytes", plan.host_budget ? nlohmann::json(*plan.host_budget) : nlohmann::json(nullptr)},
+                  {"used_bytes", plan.host_used()}, {"fixed", costs(plan.host_costs)},
+                  {"resident_weight_bytes", host_resident}}},
+        {"layers", layers},
+        {"bytes_per_token", {{"disk", plan.disk_bytes_per_token()}, {"upload", plan.upload_bytes_per_token()},
+                             {"host", plan.cpu_bytes_per_token()}, {"gpu", plan.gpu_bytes_per_token()}}},
+        {"seconds_per_token", {{"disk", plan.seconds.disk}, {"pcie", plan.seconds.pcie}, {"cpu", plan.seconds.cpu},
+                               {"gpu", plan.seconds.gpu}}},
+        {"predicted_decode_tok_s", plan.predicted_decode_tok_s},
+        {"bound", plan.bound},
+    };
+    write_json(args.text("--json", ""), json, "plan");
+  }
+  return 0;
+}
+
 int command_plan(int argc, char** argv) {
   const Args args("plan",
-                  {kModel, kHostMem, kContext, kThreads,
+                  {kModel, kHostMem, kGpuMem, kContext, kThreads,
                    {{"--profile"}, true, "a probe profile to predict with (default: this machine's cached one)"},
                    {{"--json"}, true, "also write the plan as JSON to this file"}},
                   argc, argv, 2);
@@ -252,6 +346,7 @@ int command_plan(int argc, char** argv) {
   options.host_budget = host_budget(args);
   options.context = args.integer("--ctx", std::min<int64_t>(4096, config.trained_context), 1, 1 << 24);
   const int threads = static_cast<int>(args.integer("-t", default_thread_count(), 1, 1024));
+  if (gpu_budget(args)) return plan_three_tiers(args, file, config, tensors, options, threads);
   const Plan plan = make_plan(llama_plan_input(file, config, tensors, options, threads));
 
   std::printf("model     %s (%lld layers, %s of weights)\n", file.path().c_str(), static_cast<long long>(config.n_layers),
