@@ -68,13 +68,12 @@ Blas::Blas(const Stream& stream, void* workspace, uint64_t workspace_bytes) {
 
 Blas::~Blas() { blas_library().destroy(native_blas(handle_)); }
 
-void Blas::gemm(bool half_inputs, const void* w, int64_t rows, int64_t cols, const void* x, int64_t tokens, float* y,
+void Blas::gemm(const uint16_t* w, int64_t rows, int64_t cols, const uint16_t* x, int64_t tokens, float* y,
                 int64_t y_stride, bool accumulate) {
   // Column-major view: w (rows x cols, row-major) is a cols x rows matrix, used transposed;
   // x (tokens x cols) is cols x tokens; y is rows x tokens with leading dimension y_stride.
-  // FP32 inputs stay FP32 (CUBLAS_COMPUTE_32F, not the TF32 variant).
   const float one = 1.0f, keep = accumulate ? 1.0f : 0.0f;
-  const cudaDataType input_type = half_inputs ? CUDA_R_16F : CUDA_R_32F;
+  const cudaDataType input_type = CUDA_R_16F;
   check_blas(blas_library().gemm(native_blas(handle_), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows),
                                  static_cast<int>(tokens), static_cast<int>(cols), &one, w, input_type,
                                  static_cast<int>(cols), x, input_type, static_cast<int>(cols), &keep, y, CUDA_R_32F,

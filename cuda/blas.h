@@ -16,9 +16,8 @@ class Blas {
   Blas& operator=(const Blas&) = delete;
 
   // y[t * y_stride + r] = sum_k w[r][k] x[t][k], r < rows, t < tokens, k < cols (+= with
-  // accumulate); w and x are both half (half_inputs) or both float; accumulation is FP32 either way
-  // (no TF32).
-  void gemm(bool half_inputs, const void* w, int64_t rows, int64_t cols, const void* x, int64_t tokens, float* y,
+  // accumulate); w and x in half precision, accumulation and y in FP32.
+  void gemm(const uint16_t* w, int64_t rows, int64_t cols, const uint16_t* x, int64_t tokens, float* y,
             int64_t y_stride, bool accumulate = false);
 
  private:

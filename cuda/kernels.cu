@@ -38,12 +38,12 @@ int blocks_for(int64_t count, int threads) {
 // contiguous stretch of the row. x is read through the cache: every row reads the same x.
 template <TensorType Type, int MaxTokens>
 __global__ void __launch_bounds__(kMatvecWarps* kWarp)
-    matvec_kernel(const uint8_t* __restrict__ w, uint64_t row_bytes, int64_t rows, int64_t cols,
-                  const float* __restrict__ x, int tokens, float* __restrict__ y, bool accumulate) {
+    matvec_kernel(DeviceMatrix w, const float* __restrict__ x, int tokens, float* __restrict__ y, bool accumulate) {
   const int lane = threadIdx.x % kWarp;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kMatvecWarps + threadIdx.x / kWarp;
+  const int64_t rows = w.rows, cols = w.cols;
   if (row >= rows) return;
-  const uint8_t* weights = w + static_cast<uint64_t>(row) * row_bytes;
+  const uint8_t* weights = w.row(row);
   const int64_t groups = (cols + kGroup - 1) / kGroup;
   const bool vector_x = cols % 4 == 0;
   float sums[MaxTokens];
@@ -91,11 +91,10 @@ struct MatvecLaunch {
   void run() const {
     const int blocks = blocks_for(w.rows, kMatvecWarps);
     if (tokens == 1)
-      FI_LAUNCH(blocks, kMatvecWarps * kWarp, stream, matvec_kernel<Type, 1>)(w.data, w.row_bytes, w.rows, w.cols, x, 1,
-                                                                              y, accumulate);
+      FI_LAUNCH(blocks, kMatvecWarps * kWarp, stream, matvec_kernel<Type, 1>)(w, x, 1, y, accumulate);
     else
       FI_LAUNCH(blocks, kMatvecWarps * kWarp, stream, matvec_kernel<Type, kMaxMatvecTokens>)(
-          w.data, w.row_bytes, w.rows, w.cols, x, static_cast<int>(tokens), y, accumulate);
+          w, x, static_cast<int>(tokens), y, accumulate);
     FI_CUDA_CHECK_LAUNCH("matvec_kernel");
   }
 };
@@ -118,8 +117,9 @@ void with_type(TensorType type, const Launcher& launcher) {
 
 // One thread per (row, group): rows of w decoded to floats, then stored by `store`.
 template <TensorType Type, typename Store>
-__global__ void decode_rows_kernel(const uint8_t* __restrict__ w, uint64_t row_bytes, int64_t cols,
-                                   const int32_t* __restrict__ row_ids, int64_t first_row, int64_t rows, Store store) {
+__global__ void decode_rows_kernel(DeviceMatrix w, const int32_t* __restrict__ row_ids, int64_t first_row, int64_t rows,
+                                   Store store) {
+  const int64_t cols = w.cols;
   const int64_t groups = (cols + kGroup - 1) / kGroup;
   for (int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; index < rows * groups;
        index += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -127,7 +127,7 @@ __global__ void decode_rows_kernel(const uint8_t* __restrict__ w, uint64_t row_b
     const int64_t source_row = row_ids ? row_ids[r] : first_row + r;
     const int valid = static_cast<int>(min(static_cast<int64_t>(kGroup), cols - g * kGroup));
     float decoded[kGroup];
-    Format<Type>::decode(w + static_cast<uint64_t>(source_row) * row_bytes, g, valid, decoded);
+    Format<Type>::decode(w.row(source_row), g, valid, decoded);
 #pragma unroll
     for (int i = 0; i < kGroup; ++i)
       if (i < valid) store(r * cols + g * kGroup + i, decoded[i]);
@@ -155,7 +155,7 @@ struct DecodeRowsLaunch {
   void run() const {
     const int64_t work = rows * ((w.cols + kGroup - 1) / kGroup);
     FI_LAUNCH(blocks_for(work, kElementwiseThreads), kElementwiseThreads, stream, decode_rows_kernel<Type, Store>)(
-        w.data, w.row_bytes, w.cols, row_ids, first_row, rows, store);
+        w, row_ids, first_row, rows, store);
     FI_CUDA_CHECK_LAUNCH("decode_rows_kernel");
   }
 };

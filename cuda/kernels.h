@@ -4,18 +4,28 @@
 // Each launcher checks its launch; faults inside a kernel surface at the next synchronisation.
 #include <cstdint>
 
+#include "cuda/block_decode.h"
 #include "cuda/runtime.h"
 #include "io/tensor_type.h"
 
 namespace fi::cuda {
 
-// A weight matrix on the device in its file layout: `rows` rows of `cols` elements of `type`.
+// A weight matrix on the device in its file layout: `rows` rows of `cols` elements of `type`. A
+// matrix split between its resident rows and a staging slot keeps rows [0, split_row) at `data`
+// and the rest at `tail`.
 struct DeviceMatrix {
   TensorType type = TensorType::F32;
   int64_t rows = 0;
   int64_t cols = 0;
   uint64_t row_bytes = 0;
   const uint8_t* data = nullptr;
+  const uint8_t* tail = nullptr;
+  int64_t split_row = 0;  // meaningful only with a tail
+
+  FI_HD const uint8_t* row(int64_t r) const {
+    if (tail && r >= split_row) return tail + static_cast<uint64_t>(r - split_row) * row_bytes;
+    return data + static_cast<uint64_t>(r) * row_bytes;
+  }
 };
 
 // y[t][r] = sum_k w[r][k] x[t][k] for up to kMaxMatvecTokens tokens: a memory-bound pass over w

@@ -91,7 +91,7 @@ GpuCompute::GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan)
   tokens_device_ = arena.allocate_array<int32_t>(batch, "tokens");
   half_inputs_ = arena.allocate_array<uint16_t>(batch * static_cast<uint64_t>(std::max(c.dim, c.ffn_dim)), "half inputs");
   dequantized_elements_ = gpu_dequantize_elements(tensors);
-  if (dequantized_elements_ > 0) dequantized_ = arena.allocate_array<uint16_t>(dequantized_elements_, "dequantized rows");
+  dequantized_ = arena.allocate_array<uint16_t>(dequantized_elements_, "dequantized rows");
 
   std::vector<float> factors;
   if (const TensorInfo* info = model.file().tensors().find("rope_freqs.weight")) {
@@ -191,27 +191,20 @@ void GpuCompute::store_residual(float* host) {
 }
 
 // Short batches (decode) read each weight once per token batch with the matrix-vector kernels;
-// longer ones go through cuBLAS on half-precision inputs (FP32 accumulation), dequantizing
-// quantized matrices a chunk of rows at a time.
+// longer ones go through cuBLAS on half-precision inputs (FP32 accumulation), a fixed number of
+// rows at a time dequantized (or copied, for F16) into one buffer: the products then have the same
+// shapes wherever the rows live, so every placement gives the same bits.
 void GpuCompute::matmul(const cuda::DeviceMatrix& w, const float* x, int64_t n, float* y, bool accumulate) {
   if (n <= cuda::kMaxMatvecTokens) {
     cuda::matvec(w, x, n, y, compute_, accumulate);
     return;
   }
-  if (w.type == TensorType::F32) {
-    blas_->gemm(false, w.data, w.rows, w.cols, x, n, y, w.rows, accumulate);
-    return;
-  }
   cuda::floats_to_half(x, n * w.cols, half_inputs_, compute_);
-  if (w.type == TensorType::F16) {
-    blas_->gemm(true, w.data, w.rows, w.cols, half_inputs_, n, y, w.rows, accumulate);
-    return;
-  }
   const int64_t chunk_rows = std::max<int64_t>(1, static_cast<int64_t>(dequantized_elements_) / w.cols);
   for (int64_t first = 0; first < w.rows; first += chunk_rows) {
     const int64_t rows = std::min(chunk_rows, w.rows - first);
     cuda::dequantize_to_half(w, first, rows, dequantized_, compute_);
-    blas_->gemm(true, dequantized_, rows, w.cols, half_inputs_, n, y + first, w.rows, accumulate);
+    blas_->gemm(dequantized_, rows, w.cols, half_inputs_, n, y + first, w.rows, accumulate);
   }
 }
 

@@ -22,7 +22,7 @@ struct GpuMemoryPlan {
   uint64_t weights = 0;
   uint64_t kv_cache = 0;
   uint64_t activations = 0;     // run state, logits, half-precision inputs of cuBLAS
-  uint64_t dequantized = 0;     // rows of a quantized matrix dequantized for cuBLAS (prefill)
+  uint64_t dequantized = 0;     // rows of a matrix in half precision for cuBLAS (prefill)
   uint64_t blas_workspace = 0;
   int64_t context = 0;
   uint64_t total() const { return weights + kv_cache + activations + dequantized + blas_workspace; }
@@ -30,7 +30,7 @@ struct GpuMemoryPlan {
   std::string describe() const;
 };
 // The tensors the GPU side holds (embedding, output norm and head, every layer's), and the elements
-// of the dequantization buffer cuBLAS products need (0 when every matrix is F16 or F32).
+// of the buffer cuBLAS products read their half-precision rows from.
 std::vector<const TensorInfo*> gpu_tensors(const GgufFile& file, const LlamaConfig& config, bool tied_output);
 uint64_t gpu_dequantize_elements(const std::vector<const TensorInfo*>& tensors);
 GpuMemoryPlan gpu_memory_plan(const GgufFile& file, const LlamaConfig& config, bool tied_output, int64_t context,

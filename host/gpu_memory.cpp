@@ -27,14 +27,13 @@ std::vector<const TensorInfo*> gpu_tensors(const GgufFile& file, const LlamaConf
 }
 
 uint64_t gpu_dequantize_elements(const std::vector<const TensorInfo*>& tensors) {
-  uint64_t largest = 0;
+  uint64_t largest = 0, widest = 0;
   for (const TensorInfo* tensor : tensors)
-    if (tensor->n_dims == 2 && tensor->type != TensorType::F16 && tensor->type != TensorType::F32)
+    if (tensor->n_dims == 2) {
       largest = std::max(largest, tensor->elements());
-  if (largest == 0) return 0;
+      widest = std::max(widest, tensor->shape[0]);
+    }
   // Whole rows: a chunk of at least one row of the widest matrix.
-  uint64_t widest = 0;
-  for (const TensorInfo* tensor : tensors) widest = std::max(widest, tensor->shape[0]);
   return std::min(largest, std::max(kDequantizeChunkElements, widest));
 }
 

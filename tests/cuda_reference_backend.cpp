@@ -97,7 +97,7 @@ namespace fi::cuda {
 namespace {
 
 float dot_row(const DeviceMatrix& w, int64_t row, const float* x) {
-  const uint8_t* data = w.data + static_cast<uint64_t>(row) * w.row_bytes;
+  const uint8_t* data = w.row(row);
   float sum = 0.0f;
   for (int64_t g = 0; g * kGroup < w.cols; ++g) {
     const int valid = static_cast<int>(std::min<int64_t>(kGroup, w.cols - g * kGroup));
@@ -109,7 +109,7 @@ float dot_row(const DeviceMatrix& w, int64_t row, const float* x) {
 }
 
 void decode_row(const DeviceMatrix& w, int64_t row, float* out) {
-  const uint8_t* data = w.data + static_cast<uint64_t>(row) * w.row_bytes;
+  const uint8_t* data = w.row(row);
   for (int64_t g = 0; g * kGroup < w.cols; ++g) {
     const int valid = static_cast<int>(std::min<int64_t>(kGroup, w.cols - g * kGroup));
     float decoded[kGroup];
@@ -210,15 +210,12 @@ void swiglu(float* gate, const float* up, int64_t count, const Stream&) {
 Blas::Blas(const Stream&, void*, uint64_t) {}
 Blas::~Blas() = default;
 
-void Blas::gemm(bool half_inputs, const void* w, int64_t rows, int64_t cols, const void* x, int64_t tokens, float* y,
+void Blas::gemm(const uint16_t* w, int64_t rows, int64_t cols, const uint16_t* x, int64_t tokens, float* y,
                 int64_t y_stride, bool accumulate) {
-  auto element = [&](const void* matrix, int64_t index) {
-    return half_inputs ? fp16_to_fp32(static_cast<const uint16_t*>(matrix)[index]) : static_cast<const float*>(matrix)[index];
-  };
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t r = 0; r < rows; ++r) {
       float sum = 0.0f;
-      for (int64_t k = 0; k < cols; ++k) sum += element(w, r * cols + k) * element(x, t * cols + k);
+      for (int64_t k = 0; k < cols; ++k) sum += fp16_to_fp32(w[r * cols + k]) * fp16_to_fp32(x[t * cols + k]);
       float& out = y[t * y_stride + r];
       out = accumulate ? out + sum : sum;
     }

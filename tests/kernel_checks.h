@@ -51,6 +51,15 @@ inline const auto kAllKernelTypes = ::testing::Values(TensorType::F32, TensorTyp
                                                       TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K);
 inline std::string type_test_name(const ::testing::TestParamInfo<TensorType>& info) { return type_name(info.param); }
 
+// The same matrix with rows [split_row, rows) moved to a separate allocation.
+template <typename Memory>
+cuda::DeviceMatrix split_copy(Memory& memory, const RandomMatrix& w, cuda::DeviceMatrix matrix, int64_t split_row) {
+  const std::vector<uint8_t> tail(w.bytes.begin() + static_cast<ptrdiff_t>(split_row * w.row_bytes), w.bytes.end());
+  matrix.tail = memory.upload(tail);
+  matrix.split_row = split_row;
+  return matrix;
+}
+
 // Matrix-vector products for 1, 3 and 8 tokens, rows not a multiple of the rows per block, float
 // rows with a partial last group. Tolerance: float accumulation in another order than the
 // float64 reference, relative to sum |w x| (the scale of the rounding): 1e-5.
@@ -81,6 +90,10 @@ void check_matvec(TensorType type) {
       cuda::matvec(matrix, memory.upload(x), tokens, y, memory.stream(), true);
       const std::vector<float> doubled = memory.download(y, static_cast<size_t>(tokens * rows));
       for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(doubled[i], got[i] + got[i]) << "accumulated output " << i;
+      // Rows split between two places (resident rows and a staging slot) give the same bits.
+      cuda::matvec(split_copy(memory, w, matrix, 24), memory.upload(x), tokens, y, memory.stream());
+      const std::vector<float> split = memory.download(y, static_cast<size_t>(tokens * rows));
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(split[i], got[i]) << "output " << i << " of a split matrix";
     }
   }
 }
@@ -98,6 +111,8 @@ void check_dequantize_to_half(TensorType type) {
   const std::vector<uint16_t> got = memory.download(half_rows, static_cast<size_t>(count * cols));
   for (int64_t i = 0; i < count * cols; ++i)
     ASSERT_EQ(got[i], fp32_to_fp16(w.dequantized[first * cols + i])) << type_name(type) << " element " << i;
+  cuda::dequantize_to_half(split_copy(memory, w, matrix, 16), first, count, half_rows, memory.stream());
+  EXPECT_EQ(memory.download(half_rows, static_cast<size_t>(count * cols)), got) << "a split matrix";
 
   const std::vector<float> x = random_floats(1000, 17, 100.0f);
   auto* half_x = memory.template zeros<uint16_t>(x.size());

@@ -86,7 +86,7 @@ TEST_P(GpuKernel, CublasProductOfDequantizedRowsMatchesTheReference) {
   cuda::floats_to_half(memory.upload(x), tokens * cols, half_x, memory.stream());
   cuda::Blas blas(memory.stream(), memory.arena().allocate(cuda::Blas::kWorkspaceBytes, "workspace"),
                   cuda::Blas::kWorkspaceBytes);
-  blas.gemm(true, half_w, rows, cols, half_x, tokens, y, rows);
+  blas.gemm(half_w, rows, cols, half_x, tokens, y, rows);
   const std::vector<float> got = memory.download(y, static_cast<size_t>(tokens * rows));
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t r = 0; r < rows; ++r) {
