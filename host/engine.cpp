@@ -3,10 +3,36 @@
 #include <algorithm>
 
 #include "io/error.h"
+#include "planner/profile.h"
 
 namespace fi {
 
 namespace {
+
+// The profile a tier plan is made with: this machine's, when probe measured its GPU; otherwise
+// nominal figures (with every layer decoding on the GPU they only order the tiers, which is the
+// same for any plausible machine).
+Profile tier_profile() {
+  try {
+    if (const auto cached = cached_profile(); cached && cached->has_gpu() && cached->disk_read_GBps > 0 &&
+                                                cached->host_read_GBps > 0)
+      return *cached;
+  } catch (const Error&) {
+    // A damaged cache is reported by the commands that read it for speeds; nominal figures do here.
+  }
+  Profile nominal;
+  nominal.machine = "nominal";
+  nominal.disk_read_GBps = 2.0;
+  nominal.host_read_GBps = 20.0;
+  nominal.cpu_matvec_GBps = 10.0;
+  nominal.h2d_pinned_GBps = 12.0;
+  nominal.h2d_pageable_GBps = 6.0;
+  nominal.d2h_GBps = 12.0;
+  nominal.vram_read_GBps = 300.0;
+  nominal.gpu_matvec_GBps = 250.0;
+  return nominal;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -21,8 +47,6 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   model_options.host_budget = options.host_budget;
   model_options.context = options.context;
   model_options.io = options.io;
-  if (options.gpu_budget && options.host_budget)
-    fail("--gpu-mem with --host-mem (weights split between GPU, host memory and disk) is not supported yet; give one");
   model_options.load_weights = !options.gpu_budget;
   model_ = LlamaModel::load(options.model_path, *pool_, model_options);
   tokenizer_ = Tokenizer::from_gguf(model_->file());
@@ -30,8 +54,21 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
     fail("%s: the tokenizer has %d tokens but the model's vocabulary is %lld", options.model_path.c_str(),
          tokenizer_->size(), static_cast<long long>(config().vocab));
   if (options.gpu_budget) {
+    require_gpu(options.gpu_device);
     gpu_memory_ = gpu_memory_plan(model_->file(), config(), model_->tied_output(), model_->context(), model_->max_batch());
-    forward_ = std::make_unique<LlamaForward>(*model_, make_gpu_compute(*model_, {*options.gpu_budget, options.gpu_device}));
+    GpuOptions gpu{*options.gpu_budget, options.gpu_device, std::nullopt, options.io};
+    // What does not fit the GPU budget (or the host budget, when one is given) is split over VRAM,
+    // pinned host memory and disk, every layer still computing on the GPU.
+    if (options.host_budget || gpu_memory_.total() > *options.gpu_budget) {
+      const LlamaTensorSet tensors = LlamaTensorSet::require(model_->file().tensors(), config());
+      ModelOptions planned = model_options;
+      planned.context = model_->context();
+      TierInput input = llama_tier_input(model_->file(), config(), tensors, planned, pool_->size(), *options.gpu_budget);
+      input.allow_cpu_decode = false;
+      gpu.tiers = make_tier_plan(input, tier_profile());
+    }
+    tiers_ = gpu.tiers;
+    forward_ = std::make_unique<LlamaForward>(*model_, make_gpu_compute(*model_, gpu));
   } else {
     forward_ = std::make_unique<LlamaForward>(*model_, *pool_);
   }

@@ -51,6 +51,8 @@ class Engine {
   const EngineOptions& options() const { return options_; }
   bool on_gpu() const { return options_.gpu_budget.has_value(); }
   const GpuMemoryPlan& gpu_memory() const { return gpu_memory_; }
+  // The placement over GPU, host memory and disk, when the model does not fit the GPU budget.
+  const std::optional<TierPlan>& tiers() const { return tiers_; }
 
   // Evaluates the prompt, then samples up to max_tokens tokens, calling on_token for each; stops
   // early at an end-of-generation token (not passed to on_token) or, checked after every token,
@@ -69,6 +71,7 @@ class Engine {
   double load_seconds_ = 0.0;
   EngineOptions options_;
   GpuMemoryPlan gpu_memory_;
+  std::optional<TierPlan> tiers_;
 };
 
 }  // namespace fi

@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_map>
 
 #include "cuda/blas.h"
 #include "cuda/device_info.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "host/prefetcher.h"
+#include "io/async_reader.h"
 #include "io/direct_file.h"
 #include "io/error.h"
 #include "planner/budget.h"
@@ -15,12 +18,15 @@ namespace fi {
 
 namespace {
 
-constexpr uint64_t kUploadBufferBytes = 64ull << 20;
+constexpr uint64_t kUploadBufferBytes = kGpuLoadBufferBytes / 2;
 constexpr int kUploadBuffers = 2;  // one filling from the file while the other uploads
 
 class GpuCompute final : public LayerCompute {
  public:
-  GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan);
+  // tiers: none keeps every weight on the device; a plan (every unit decoding on the GPU) keeps
+  // its GPU rows resident and uploads the rest of each unit, from pinned host memory and through
+  // pinned staging slots from disk, into a device slot before the unit computes.
+  GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, std::optional<TierPlan> tiers, const ReaderOptions& io);
 
   const char* device_name() const override { return "gpu"; }
   void begin_batch(std::span<const int32_t> tokens, int64_t position) override;
@@ -36,7 +42,18 @@ class GpuCompute final : public LayerCompute {
     const float* ffn_norm = nullptr;
     cuda::DeviceMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
   };
-  void upload_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors);
+  // A file range and where it goes: device memory, or pinned host memory.
+  struct Piece {
+    uint64_t begin, end;
+    uint8_t* destination;
+    bool device;
+  };
+  void load(const std::string& path, std::vector<Piece> pieces);
+  void place_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors, const ReaderOptions& io);
+  // Makes unit `unit`'s streamed rows usable on the device (a no-op for a resident unit), and
+  // hands its device slot back once the compute stream has used it.
+  void bring(size_t unit);
+  void done_with(size_t unit);
   void matmul(const cuda::DeviceMatrix& w, const float* x, int64_t tokens, float* y, bool accumulate = false);
   uint16_t* key_cache(int64_t layer) const { return kv_cache_ + layer * 2 * context_ * config_.kv_dim(); }
   uint16_t* value_cache(int64_t layer) const { return key_cache(layer) + context_ * config_.kv_dim(); }
@@ -62,19 +79,33 @@ class GpuCompute final : public LayerCompute {
   uint64_t dequantized_elements_ = 0;
   int64_t tokens_ = 0;
   int64_t position_ = 0;
+
+  // Streaming (with a tier plan only).
+  std::optional<TierPlan> tiers_;
+  std::vector<std::vector<cuda::DeviceMatrix*>> unit_matrices_;  // per plan unit, in the plan's matrix order
+  std::unique_ptr<cuda::PinnedBuffer> host_weights_;
+  std::unique_ptr<cuda::PinnedBuffer> staging_;
+  std::unique_ptr<AsyncReader> reader_;
+  std::unique_ptr<Prefetcher> prefetcher_;
+  std::vector<int64_t> schedule_index_;  // per unit: its place in the prefetch schedule, or -1
+  std::vector<uint8_t*> device_slots_;
+  std::vector<std::unique_ptr<cuda::Event>> slot_uploaded_, slot_free_;
+  size_t next_slot_ = 0;
+  std::vector<int> unit_slot_;  // per unit: the device slot it occupies, or -1
 };
 
-GpuCompute::GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan)
-    : config_(model.config()), context_(model.context()), max_batch_(model.max_batch()) {
+GpuCompute::GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, std::optional<TierPlan> tiers,
+                       const ReaderOptions& io)
+    : config_(model.config()), context_(model.context()), max_batch_(model.max_batch()), tiers_(std::move(tiers)) {
   const LlamaConfig& c = config_;
   shape_ = {c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim};
-  arena_ = std::make_unique<cuda::DeviceArena>(plan.total());
+  arena_ = std::make_unique<cuda::DeviceArena>(tiers_ ? tiers_->gpu_used() : plan.total());
   cuda::DeviceArena& arena = *arena_;
   blas_ = std::make_unique<cuda::Blas>(compute_, arena.allocate(plan.blas_workspace, "cuBLAS workspace"),
                                        plan.blas_workspace);
 
   const std::vector<const TensorInfo*> tensors = gpu_tensors(model.file(), c, model.tied_output());
-  upload_weights(model, tensors);
+  place_weights(model, tensors, io);
 
   kv_cache_ = static_cast<uint16_t*>(arena.allocate(plan.kv_cache, "KV cache"));
   const auto batch = static_cast<uint64_t>(max_batch_);
@@ -109,16 +140,9 @@ GpuCompute::GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan)
   compute_.synchronize();
 }
 
-void GpuCompute::upload_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors) {
-  cuda::NvtxRange range("upload weights");
-  std::vector<const TensorInfo*> in_file_order = tensors;
-  std::sort(in_file_order.begin(), in_file_order.end(),
-            [](const TensorInfo* a, const TensorInfo* b) { return a->file_offset < b->file_offset; });
-  std::vector<std::pair<const TensorInfo*, uint8_t*>> placed;
-  for (const TensorInfo* tensor : in_file_order)
-    placed.emplace_back(tensor, static_cast<uint8_t*>(arena_->allocate(tensor->bytes, tensor->name.c_str())));
-
-  DirectFile file(model.file().path(), true);
+void GpuCompute::load(const std::string& path, std::vector<Piece> pieces) {
+  std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) { return a.begin < b.begin; });
+  DirectFile file(path, true);
   std::vector<std::unique_ptr<cuda::PinnedBuffer>> buffers;
   std::vector<std::unique_ptr<cuda::Event>> uploaded;
   for (int i = 0; i < kUploadBuffers; ++i) {
@@ -127,48 +151,143 @@ void GpuCompute::upload_weights(const LlamaModel& model, const std::vector<const
     uploaded.back()->record(upload_);
   }
   int next = 0;
-  for (const auto& [tensor, destination] : placed) {
-    const uint64_t begin = tensor->file_offset, end = tensor->file_offset + tensor->bytes;
-    for (uint64_t offset = align_down(begin, kDirectAlignment); offset < end; offset += kUploadBufferBytes) {
-      const uint64_t length = std::min(kUploadBufferBytes, align_up(end, kDirectAlignment) - offset);
+  for (const Piece& piece : pieces) {
+    for (uint64_t offset = align_down(piece.begin, kDirectAlignment); offset < piece.end; offset += kUploadBufferBytes) {
+      const uint64_t length = std::min(kUploadBufferBytes, align_up(piece.end, kDirectAlignment) - offset);
       uploaded[next]->synchronize();  // the buffer's previous upload has left it
       uint8_t* buffer = buffers[next]->data();
       file.read(buffer, offset, length);
-      const uint64_t from = std::max(offset, begin), to = std::min(offset + length, end);
-      cuda::copy_to_device_async(destination + (from - begin), buffer + (from - offset), to - from, upload_);
+      const uint64_t from = std::max(offset, piece.begin), to = std::min(offset + length, piece.end);
+      if (piece.device)
+        cuda::copy_to_device_async(piece.destination + (from - piece.begin), buffer + (from - offset), to - from, upload_);
+      else
+        std::memcpy(piece.destination + (from - piece.begin), buffer + (from - offset), to - from);
       uploaded[next]->record(upload_);
       next = (next + 1) % kUploadBuffers;
     }
   }
   upload_.synchronize();
+}
 
-  auto device_data = [&](const std::string& name) -> const uint8_t* {
-    for (const auto& [tensor, destination] : placed)
-      if (tensor->name == name) return destination;
-    fail("internal: tensor '%s' was not uploaded", name.c_str());
+void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors,
+                               const ReaderOptions& io) {
+  cuda::NvtxRange range("upload weights");
+  const TensorTable& table = model.file().tensors();
+  std::vector<Piece> pieces;
+  std::unordered_map<std::string, const uint8_t*> resident;  // device address of each tensor's first row
+  auto to_device = [&](const TensorInfo* tensor, uint64_t bytes) {
+    auto* destination = bytes ? static_cast<uint8_t*>(arena_->allocate(bytes, tensor->name.c_str())) : nullptr;
+    if (bytes) pieces.push_back({tensor->file_offset, tensor->file_offset + bytes, destination, true});
+    resident[tensor->name] = destination;
   };
+  // The plan's matrices keep their GPU rows here; everything else the GPU needs is resident whole.
+  std::unordered_map<std::string, const TierMatrix*> planned;
+  if (tiers_)
+    for (const TierUnit& unit : tiers_->units)
+      for (const TierMatrix& m : unit.matrices) planned[m.tensor->name] = &m;
+  if (tiers_) host_weights_ = std::make_unique<cuda::PinnedBuffer>(tiers_->host_weight_bytes);
+  for (const TensorInfo* tensor : tensors) {
+    const auto found = planned.find(tensor->name);
+    if (found == planned.end() || tensor->name == "token_embd.weight") {
+      to_device(tensor, tensor->bytes);
+      continue;
+    }
+    const TierMatrix& m = *found->second;
+    to_device(tensor, m.gpu_bytes());
+    if (m.host_bytes() > 0) {
+      const uint64_t first = tensor->file_offset + m.gpu_bytes();
+      pieces.push_back({first, first + m.host_bytes(), host_weights_->data() + m.host_offset, false});
+    }
+  }
+  load(model.file().path(), std::move(pieces));
+
   auto matrix = [&](const std::string& name) {
-    const TensorInfo* info = model.file().tensors().find(name);
-    return cuda::DeviceMatrix{info->type, static_cast<int64_t>(info->shape[1]), static_cast<int64_t>(info->shape[0]),
-                              row_bytes(info->type, info->shape[0]), device_data(name)};
+    const TensorInfo* info = table.find(name);
+    cuda::DeviceMatrix m{info->type, static_cast<int64_t>(info->shape[1]), static_cast<int64_t>(info->shape[0]),
+                         row_bytes(info->type, info->shape[0]), resident.at(name)};
+    if (const auto found = planned.find(name); found != planned.end() && found->second->gpu_rows < found->second->rows)
+      m.split_row = static_cast<int64_t>(found->second->gpu_rows);  // the tail is set when the unit is brought in
+    return m;
   };
+  auto norm = [&](const std::string& name) { return reinterpret_cast<const float*>(resident.at(name)); };
   auto layer_name = [](int64_t l, const char* name) { return "blk." + std::to_string(l) + "." + name + ".weight"; };
   embedding_ = matrix("token_embd.weight");
-  output_ = model.tied_output() ? embedding_ : matrix("output.weight");
-  output_norm_ = reinterpret_cast<const float*>(device_data("output_norm.weight"));
+  embedding_.split_row = 0;
+  output_ = matrix(model.tied_output() ? "token_embd.weight" : "output.weight");
+  output_norm_ = norm("output_norm.weight");
+  layers_.resize(static_cast<size_t>(config_.n_layers));
+  std::unordered_map<std::string, cuda::DeviceMatrix*> matrix_of;
   for (int64_t l = 0; l < config_.n_layers; ++l) {
-    Layer layer;
-    layer.attn_norm = reinterpret_cast<const float*>(device_data(layer_name(l, "attn_norm")));
-    layer.ffn_norm = reinterpret_cast<const float*>(device_data(layer_name(l, "ffn_norm")));
-    layer.wq = matrix(layer_name(l, "attn_q"));
-    layer.wk = matrix(layer_name(l, "attn_k"));
-    layer.wv = matrix(layer_name(l, "attn_v"));
-    layer.wo = matrix(layer_name(l, "attn_output"));
-    layer.w_gate = matrix(layer_name(l, "ffn_gate"));
-    layer.w_up = matrix(layer_name(l, "ffn_up"));
-    layer.w_down = matrix(layer_name(l, "ffn_down"));
-    layers_.push_back(layer);
+    Layer& layer = layers_[static_cast<size_t>(l)];
+    layer.attn_norm = norm(layer_name(l, "attn_norm"));
+    layer.ffn_norm = norm(layer_name(l, "ffn_norm"));
+    for (auto [suffix, field] : {std::pair{"attn_q", &layer.wq}, {"attn_k", &layer.wk}, {"attn_v", &layer.wv},
+                                 {"attn_output", &layer.wo}, {"ffn_gate", &layer.w_gate}, {"ffn_up", &layer.w_up},
+                                 {"ffn_down", &layer.w_down}}) {
+      *field = matrix(layer_name(l, suffix));
+      matrix_of[layer_name(l, suffix)] = field;
+    }
   }
+  matrix_of[model.tied_output() ? "token_embd.weight" : "output.weight"] = &output_;
+  if (!tiers_) return;
+
+  // Streaming: pinned staging slots fed from disk by the prefetcher, device slots fed by uploads.
+  std::vector<std::vector<ReadSpan>> schedule;
+  for (const TierUnit& unit : tiers_->units) {
+    std::vector<cuda::DeviceMatrix*> matrices;
+    for (const TierMatrix& m : unit.matrices) matrices.push_back(matrix_of.at(m.tensor->name));
+    unit_matrices_.push_back(std::move(matrices));
+    schedule_index_.push_back(unit.reads.empty() ? -1 : static_cast<int64_t>(schedule.size()));
+    if (!unit.reads.empty()) schedule.push_back(unit.reads);
+  }
+  unit_slot_.assign(tiers_->units.size(), -1);
+  for (int i = 0; i < (tiers_->device_slot_bytes > 0 ? tiers_->device_slots : 0); ++i) {
+    device_slots_.push_back(static_cast<uint8_t*>(arena_->allocate(tiers_->device_slot_bytes, "device staging slot")));
+    slot_uploaded_.push_back(std::make_unique<cuda::Event>());
+    slot_free_.push_back(std::make_unique<cuda::Event>());
+    slot_free_.back()->record(compute_);
+  }
+  if (!schedule.empty()) {
+    staging_ = std::make_unique<cuda::PinnedBuffer>(static_cast<uint64_t>(tiers_->host_slots) * tiers_->host_slot_bytes);
+    reader_ = AsyncReader::open(model.file().path(), io);
+    reader_->register_memory({staging_->data(), staging_->size()});
+    prefetcher_ = std::make_unique<Prefetcher>(*reader_, std::move(schedule), staging_->data(), tiers_->host_slot_bytes,
+                                               tiers_->host_slots);
+  }
+}
+
+void GpuCompute::bring(size_t unit) {
+  if (!tiers_ || device_slots_.empty()) return;
+  const TierUnit& planned = tiers_->units[unit];
+  if (planned.host_bytes() + planned.disk_bytes() == 0) return;
+  const cuda::NvtxRange range("upload " + planned.name);
+  const size_t slot = next_slot_;
+  next_slot_ = (next_slot_ + 1) % device_slots_.size();
+  slot_free_[slot]->wait_on(upload_);  // the compute stream is done with the slot's last unit
+  const uint8_t* staged = schedule_index_[unit] >= 0 ? prefetcher_->acquire(static_cast<size_t>(schedule_index_[unit])) : nullptr;
+  for (size_t i = 0; i < planned.matrices.size(); ++i) {
+    const TierMatrix& m = planned.matrices[i];
+    if (m.gpu_rows == m.rows) continue;
+    uint8_t* destination = device_slots_[slot] + m.device_offset;
+    if (m.host_bytes() > 0)
+      cuda::copy_to_device_async(destination, host_weights_->data() + m.host_offset, m.host_bytes(), upload_);
+    if (m.disk_bytes() > 0)
+      cuda::copy_to_device_async(destination + m.host_bytes(), staged + m.disk_offset, m.disk_bytes(), upload_);
+    unit_matrices_[unit][i]->tail = destination;
+  }
+  slot_uploaded_[slot]->record(upload_);
+  slot_uploaded_[slot]->wait_on(compute_);
+  if (staged) {
+    slot_uploaded_[slot]->synchronize();  // out of the staging slot before it is refilled
+    prefetcher_->release();
+  }
+  unit_slot_[unit] = static_cast<int>(slot);
+}
+
+void GpuCompute::done_with(size_t unit) {
+  if (unit_slot_.empty() || unit_slot_[unit] < 0) return;
+  slot_free_[static_cast<size_t>(unit_slot_[unit])]->record(compute_);
+  unit_slot_[unit] = -1;
 }
 
 void GpuCompute::begin_batch(std::span<const int32_t> tokens, int64_t position) {
@@ -209,6 +328,7 @@ void GpuCompute::matmul(const cuda::DeviceMatrix& w, const float* x, int64_t n, 
 }
 
 void GpuCompute::layer(int64_t index) {
+  bring(static_cast<size_t>(index));
   const cuda::NvtxRange range("compute layer " + std::to_string(index));
   const LlamaConfig& c = config_;
   const Layer& w = layers_[static_cast<size_t>(index)];
@@ -226,41 +346,55 @@ void GpuCompute::layer(int64_t index) {
   matmul(w.w_up, normed_, n, up_);
   cuda::swiglu(gate_, up_, n * c.ffn_dim, compute_);
   matmul(w.w_down, gate_, n, x_, true);
+  done_with(static_cast<size_t>(index));
 }
 
 void GpuCompute::head(int64_t first, int64_t rows, float* logits) {
-  if (rows == 0) return;
+  // Brought in even when no logits are wanted: the prefetch schedule is fixed.
+  const auto unit = static_cast<size_t>(config_.n_layers);
+  bring(unit);
+  if (rows == 0) {
+    done_with(unit);
+    return;
+  }
   const cuda::NvtxRange range("compute head");
   cuda::rms_norm(x_ + first * config_.dim, output_norm_, normed_, rows, config_.dim, config_.rms_eps, compute_);
   matmul(output_, normed_, rows, logits_);
+  done_with(unit);
   cuda::copy_to_host_async(logits, logits_, static_cast<uint64_t>(rows * config_.vocab) * sizeof(float), compute_);
   compute_.synchronize();
 }
 
 }  // namespace
 
-std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel& model, const GpuOptions& options) {
+void require_gpu(int device) {
   std::string why;
   const std::vector<cuda::DeviceInfo> devices = cuda::list_devices(&why);
   if (devices.empty()) fail("%s; leave out --gpu-mem to run on the CPU", why.c_str());
-  if (options.device < 0 || options.device >= static_cast<int>(devices.size()))
-    fail("CUDA device %d does not exist (%zu present)", options.device, devices.size());
-  const cuda::DeviceInfo& device = devices[static_cast<size_t>(options.device)];
+  if (device < 0 || device >= static_cast<int>(devices.size()))
+    fail("CUDA device %d does not exist (%zu present)", device, devices.size());
+}
+
+std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel& model, const GpuOptions& options) {
+  require_gpu(options.device);
+  std::string why;
+  const cuda::DeviceInfo device = cuda::list_devices(&why).at(static_cast<size_t>(options.device));
   if (model.config().head_dim > cuda::kMaxHeadDim)
     fail("the GPU path takes head dimensions up to %lld; this model's is %lld", static_cast<long long>(cuda::kMaxHeadDim),
          static_cast<long long>(model.config().head_dim));
   const GpuMemoryPlan plan =
       gpu_memory_plan(model.file(), model.config(), model.tied_output(), model.context(), model.max_batch());
-  if (options.budget < plan.total())
+  if (!options.tiers && options.budget < plan.total())
     fail("--gpu-mem %s is below the %s this model needs on the GPU (%s); a smaller --ctx shrinks the KV cache",
          format_bytes(options.budget).c_str(), format_bytes(plan.total()).c_str(), plan.describe().c_str());
   cuda::use_device(options.device);
   uint64_t free_bytes = 0, total_bytes = 0;
   cuda::device_memory(&free_bytes, &total_bytes);
-  if (plan.total() > free_bytes)
-    fail("the model needs %s on the GPU (%s) but %s has only %s free", format_bytes(plan.total()).c_str(),
-         plan.describe().c_str(), device.name.c_str(), format_bytes(free_bytes).c_str());
-  return std::make_unique<GpuCompute>(model, plan);
+  const uint64_t needed = options.tiers ? options.tiers->gpu_used() : plan.total();
+  if (needed > free_bytes)
+    fail("the model needs %s on the GPU but %s has only %s free", format_bytes(needed).c_str(), device.name.c_str(),
+         format_bytes(free_bytes).c_str());
+  return std::make_unique<GpuCompute>(model, plan, options.tiers, options.io);
 }
 
 }  // namespace fi

@@ -4,18 +4,29 @@
 // another. Builds without CUDA get a stand-in whose constructor says there is no device.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "host/layer_compute.h"
 #include "host/llama_model.h"
+#include "io/async_reader.h"
+#include "planner/tier_plan.h"
 
 namespace fi {
 
 struct GpuOptions {
   uint64_t budget = 0;  // --gpu-mem
   int device = 0;
+  // A placement over GPU, host and disk in which every unit decodes on the GPU; none: the whole
+  // model on the device (refused when it does not fit the budget).
+  std::optional<TierPlan> tiers;
+  ReaderOptions io;  // how disk-homed weights are read
 };
+
+// Pinned host memory the GPU side uses while loading weights (two buffers, reading and uploading
+// in turn).
+constexpr uint64_t kGpuLoadBufferBytes = 32ull << 20;
 
 // What the GPU side needs on the device for a model, by kind. Computed without a device.
 struct GpuMemoryPlan {
@@ -36,6 +47,8 @@ uint64_t gpu_dequantize_elements(const std::vector<const TensorInfo*>& tensors);
 GpuMemoryPlan gpu_memory_plan(const GgufFile& file, const LlamaConfig& config, bool tied_output, int64_t context,
                               int64_t max_batch);
 
+// Throws an Error naming the reason ("no CUDA device: ...") unless CUDA device `device` is usable.
+void require_gpu(int device);
 // Throws an Error naming the reason when there is no usable device or the budget cannot hold the
 // model (stating the minimum).
 std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel& model, const GpuOptions& options);

@@ -146,15 +146,24 @@ TierInput llama_tier_input(const GgufFile& file, const LlamaConfig& config, cons
   input.gpu_budget = gpu_budget;
   input.host_budget = options.host_budget;
   const GpuMemoryPlan device = gpu_memory_plan(file, config, tensors.tied_output, options.context, options.max_batch);
+  // What the GPU side holds whole besides the planned matrices: the token embedding (it embeds on the
+  // device), the norms; and room for every allocation's 256-byte alignment.
+  const TensorTable& table = file.tensors();
+  uint64_t norms = 0;
+  for (const TensorInfo* tensor : host.always_resident) norms += tensor->bytes;
   input.gpu_fixed = {{"activations and logits", device.activations},
                      {"dequantized rows (prefill)", device.dequantized},
-                     {"cuBLAS workspace", device.blas_workspace}};
+                     {"cuBLAS workspace", device.blas_workspace},
+                     {"token embedding", table.find("token_embd.weight")->bytes},
+                     {"norms", norms},
+                     {"allocation alignment", 256 * (table.all().size() + 64)}};
   // The host's fixed costs but the KV cache (the first one), plus the small tensors.
   input.host_fixed.assign(host.fixed.begin() + 1, host.fixed.end());
   uint64_t small_tensors = 0;
   for (const TensorInfo* tensor : host.always_resident)
     small_tensors += align_up(tensor->file_offset + tensor->bytes, kDirectAlignment) - align_down(tensor->file_offset, kDirectAlignment);
   input.host_fixed.push_back({"norms and other small tensors", small_tensors});
+  input.host_fixed.push_back({"weight loading buffers (pinned)", kGpuLoadBufferBytes});
   return input;
 }
 

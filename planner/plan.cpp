@@ -47,24 +47,12 @@ void place(PlanUnit& unit, uint64_t resident_target, uint64_t row_group) {
     if (m.streamed_bytes() > 0) streamed.push_back(&m);
   std::sort(streamed.begin(), streamed.end(),
             [](const PlanMatrix* a, const PlanMatrix* b) { return a->tensor->file_offset < b->tensor->file_offset; });
-  unit.reads.clear();
-  uint64_t slot = 0;
-  for (PlanMatrix* m : streamed) {
-    const uint64_t begin = m->tensor->file_offset + m->resident_bytes();
-    const uint64_t end = m->tensor->file_offset + m->bytes();
-    const uint64_t aligned_begin = align_down(begin, kDirectAlignment), aligned_end = align_up(end, kDirectAlignment);
-    if (!unit.reads.empty() && aligned_begin <= unit.reads.back().file_offset + unit.reads.back().bytes) {
-      ReadSpan& last = unit.reads.back();
-      const uint64_t last_end = std::max(last.file_offset + last.bytes, aligned_end);
-      slot += last_end - (last.file_offset + last.bytes);
-      last.bytes = last_end - last.file_offset;
-      m->slot_offset = last.slot_offset + (begin - last.file_offset);
-    } else {
-      unit.reads.push_back({aligned_begin, aligned_end - aligned_begin, slot});
-      m->slot_offset = slot + (begin - aligned_begin);
-      slot += aligned_end - aligned_begin;
-    }
-  }
+  std::vector<FileRange> ranges;
+  for (const PlanMatrix* m : streamed)
+    ranges.push_back({m->tensor->file_offset + m->resident_bytes(), m->tensor->file_offset + m->bytes()});
+  std::vector<uint64_t> offsets;
+  unit.reads = aligned_reads(ranges, &offsets);
+  for (size_t i = 0; i < streamed.size(); ++i) streamed[i]->slot_offset = offsets[i];
 }
 
 struct Candidate {
@@ -87,6 +75,27 @@ Candidate evaluate(const std::vector<PlanUnit>& units, uint64_t streamed_cap, ui
 }
 
 }  // namespace
+
+std::vector<ReadSpan> aligned_reads(const std::vector<FileRange>& ranges, std::vector<uint64_t>* slot_offsets) {
+  std::vector<ReadSpan> reads;
+  slot_offsets->clear();
+  uint64_t slot = 0;
+  for (const FileRange& range : ranges) {
+    const uint64_t aligned_begin = align_down(range.begin, kDirectAlignment), aligned_end = align_up(range.end, kDirectAlignment);
+    if (!reads.empty() && aligned_begin <= reads.back().file_offset + reads.back().bytes) {
+      ReadSpan& last = reads.back();
+      const uint64_t last_end = std::max(last.file_offset + last.bytes, aligned_end);
+      slot += last_end - (last.file_offset + last.bytes);
+      last.bytes = last_end - last.file_offset;
+      slot_offsets->push_back(last.slot_offset + (range.begin - last.file_offset));
+    } else {
+      reads.push_back({aligned_begin, aligned_end - aligned_begin, slot});
+      slot_offsets->push_back(slot + (range.begin - aligned_begin));
+      slot += aligned_end - aligned_begin;
+    }
+  }
+  return reads;
+}
 
 uint64_t PlanUnit::bytes() const { return sum(matrices, &PlanMatrix::bytes); }
 uint64_t PlanUnit::resident_bytes() const { return sum(matrices, &PlanMatrix::resident_bytes); }

@@ -44,6 +44,15 @@ struct ReadSpan {
   uint64_t slot_offset = 0;
 };
 
+// Aligned reads covering file ranges [begin, end) given in file order, merged where their 4 KiB
+// spans touch, laid out one after another in a slot; slot_offsets[i] is where range i's first byte
+// lands. Shared by both planners.
+struct FileRange {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+};
+std::vector<ReadSpan> aligned_reads(const std::vector<FileRange>& ranges, std::vector<uint64_t>* slot_offsets);
+
 struct PlanUnit {
   std::string name;                 // "blk.3", "output"
   std::vector<PlanMatrix> matrices;  // in preservation order

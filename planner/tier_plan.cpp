@@ -149,6 +149,37 @@ std::optional<Attempt> place(const TierInput& input, const std::vector<TierUnit>
   return attempt;
 }
 
+// Offsets of every streamed and host-resident piece, the disk reads, and the slot sizes.
+void lay_out(TierPlan& plan, const TierInput& input) {
+  plan.device_slots = input.device_slots;
+  plan.host_slots = input.host_slots;
+  for (TierUnit& unit : plan.units) {
+    uint64_t device = 0;
+    std::vector<TierMatrix*> on_disk;
+    for (TierMatrix& m : unit.matrices) {
+      m.host_offset = plan.host_weight_bytes;
+      plan.host_weight_bytes += m.host_bytes();
+      m.device_offset = device;
+      device += m.host_bytes() + m.disk_bytes();
+      if (m.disk_bytes() > 0) on_disk.push_back(&m);
+    }
+    if (unit.decode == ComputeDevice::Gpu) plan.device_slot_bytes = std::max(plan.device_slot_bytes, device);
+    std::sort(on_disk.begin(), on_disk.end(),
+              [](const TierMatrix* a, const TierMatrix* b) { return a->tensor->file_offset < b->tensor->file_offset; });
+    std::vector<FileRange> ranges;
+    for (const TierMatrix* m : on_disk) {
+      const uint64_t first = m->tensor->file_offset + m->gpu_bytes() + m->host_bytes();
+      ranges.push_back({first, m->tensor->file_offset + m->bytes()});
+    }
+    std::vector<uint64_t> offsets;
+    unit.reads = aligned_reads(ranges, &offsets);
+    for (size_t i = 0; i < on_disk.size(); ++i) on_disk[i]->disk_offset = offsets[i];
+    uint64_t read = 0;
+    for (const ReadSpan& span : unit.reads) read += span.bytes;
+    plan.host_slot_bytes = std::max(plan.host_slot_bytes, read);
+  }
+}
+
 TierSeconds seconds_per_token(const std::vector<TierUnit>& units, const Profile& profile) {
   TierSeconds seconds;
   const double cpu_GBps = profile.cpu_matvec_GBps > 0 ? std::min(profile.host_read_GBps, profile.cpu_matvec_GBps)
@@ -222,7 +253,7 @@ TierPlan make_tier_plan(const TierInput& input, const Profile& profile) {
   // Every size of the CPU-decoded block, fastest first; ties go to fewer CPU layers.
   std::optional<TierPlan> best;
   const size_t layers = blank.size() - 1;
-  for (size_t cpu_layers = 0; cpu_layers <= layers; ++cpu_layers) {
+  for (size_t cpu_layers = 0; cpu_layers <= (input.allow_cpu_decode ? layers : 0); ++cpu_layers) {
     std::optional<Attempt> attempt = place(input, blank, cpu_layers);
     if (!attempt) continue;
     const TierSeconds seconds = seconds_per_token(attempt->units, profile);
@@ -249,6 +280,7 @@ TierPlan make_tier_plan(const TierInput& input, const Profile& profile) {
          format_bytes(input.gpu_budget).c_str(), input.host_budget ? format_bytes(*input.host_budget).c_str() : "unlimited",
          format_bytes(gpu_minimum).c_str(), input.device_slots, format_bytes(host_minimum).c_str());
   }
+  lay_out(*best, input);
   const TierSeconds& s = best->seconds;
   const double seconds = slowest(s);
   best->predicted_decode_tok_s = seconds > 0 ? 1.0 / seconds : 0.0;

@@ -35,6 +35,10 @@ struct TierMatrix {
   uint64_t row_bytes = 0;
   uint64_t gpu_rows = 0;   // rows [0, gpu_rows) live in VRAM,
   uint64_t host_rows = 0;  // the next host_rows in pinned host memory, the rest on disk
+  // Layout, set once the placement is final:
+  uint64_t host_offset = 0;    // where the host rows are in the plan's host-resident weights
+  uint64_t disk_offset = 0;    // where the first disk row lands in a host staging slot
+  uint64_t device_offset = 0;  // where row gpu_rows lands in a device staging slot (GPU-decoded units)
 
   uint64_t bytes() const { return rows * row_bytes; }
   uint64_t gpu_bytes() const { return gpu_rows * row_bytes; }
@@ -48,6 +52,7 @@ struct TierUnit {
   ComputeDevice decode = ComputeDevice::Gpu;
   ComputeDevice prefill = ComputeDevice::Gpu;
   uint64_t kv_bytes = 0;  // the layer's KV cache, on its decode device (0 for the head)
+  std::vector<ReadSpan> reads;  // the disk rows' aligned reads into a host staging slot
 
   uint64_t bytes() const;
   uint64_t gpu_bytes() const;
@@ -65,6 +70,7 @@ struct TierInput {
   int device_slots = 2;                 // device staging slots for units that stream to the GPU
   int host_slots = 3;                   // pinned staging slots for disk reads
   uint64_t row_group = 8;
+  bool allow_cpu_decode = true;         // false: every unit decodes on the GPU
 };
 
 // Seconds per decoded token each resource needs.
@@ -81,6 +87,11 @@ struct TierPlan {
   std::vector<PlanCost> gpu_costs;   // everything on the GPU but resident weights
   std::vector<PlanCost> host_costs;  // everything in host memory but resident weights
   std::vector<TierUnit> units;
+  int device_slots = 0;
+  uint64_t device_slot_bytes = 0;  // what the largest GPU-decoded unit uploads per use
+  int host_slots = 0;
+  uint64_t host_slot_bytes = 0;    // the largest unit's disk reads
+  uint64_t host_weight_bytes = 0;  // the host-resident rows, laid out by TierMatrix::host_offset
   TierSeconds seconds;
   double predicted_decode_tok_s = 0.0;
   std::string bound;  // "disk", "pcie", "cpu" or "gpu"

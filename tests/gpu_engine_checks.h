@@ -26,8 +26,12 @@ inline constexpr EngineCase kEngineCases[] = {
 // A 10-token prefill (the cuBLAS path) and 4 decode steps (the matrix-vector kernels) on the GPU
 // and on the CPU, every position's logits compared.
 void check_gpu_logits_match_cpu(const EngineCase& engine_case);
-// One byte under the device minimum is refused, naming the minimum and its parts; at the minimum
-// the engine loads and the device memory it takes stays within the budget.
+// One byte under what the whole model needs splits it over the tiers within the budget; far too
+// little is refused, naming the minimums; at the whole model's need everything is resident and
+// the device memory taken stays within the budget.
 void check_gpu_budget();
+// Budgets that split the model over VRAM, pinned host memory and disk (every layer still on the
+// GPU) give logits bit-identical to the fully resident run, and keep both budgets.
+void check_gpu_tiers_bit_identical(WeightScheme scheme);
 
 }  // namespace fi::test

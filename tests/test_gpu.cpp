@@ -122,7 +122,13 @@ TEST_P(GpuEngine, LogitsMatchTheCpuEngine) {
 INSTANTIATE_TEST_SUITE_P(Files, GpuEngine, ::testing::ValuesIn(test::kEngineCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
-TEST(GpuEngine, ABudgetBelowTheModelStatesTheMinimumAndABudgetAtItHolds) {
+TEST(GpuEngine, WeightsSplitOverVramHostAndDiskGiveTheResidentLogits) {
+  FI_REQUIRE_GPU();
+  test::check_gpu_tiers_bit_identical(WeightScheme::Q4_0);
+  test::check_gpu_tiers_bit_identical(WeightScheme::Q4_K_M);
+}
+
+TEST(GpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) {
   FI_REQUIRE_GPU();
   test::check_gpu_budget();
 }

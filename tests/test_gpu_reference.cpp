@@ -14,7 +14,12 @@ TEST_P(ReferenceGpuEngine, LogitsMatchTheCpuEngine) { test::check_gpu_logits_mat
 INSTANTIATE_TEST_SUITE_P(Files, ReferenceGpuEngine, ::testing::ValuesIn(test::kEngineCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
-TEST(ReferenceGpuEngine, ABudgetBelowTheModelStatesTheMinimumAndABudgetAtItHolds) { test::check_gpu_budget(); }
+TEST(ReferenceGpuEngine, WeightsSplitOverVramHostAndDiskGiveTheResidentLogits) {
+  test::check_gpu_tiers_bit_identical(WeightScheme::Q4_0);
+  test::check_gpu_tiers_bit_identical(WeightScheme::Q4_K_M);
+}
+
+TEST(ReferenceGpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) { test::check_gpu_budget(); }
 
 TEST(ReferenceGpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
   FI_REQUIRE_SHARED_DATA();

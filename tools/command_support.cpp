@@ -34,6 +34,16 @@ void show_caveat(const Tokenizer& tokenizer) {
 
 void show_placement(Engine& engine) {
   if (engine.on_gpu()) {
+    if (const auto& tiers = engine.tiers()) {
+      std::fprintf(stderr,
+                   "flexinfer: every layer on the GPU; weights split: %s in VRAM, %s in pinned host memory, %s read "
+                   "from disk per token (%s of %s GPU budget, %s host memory)\n",
+                   format_bytes(tiers->gpu_bytes_per_token() - tiers->upload_bytes_per_token()).c_str(),
+                   format_bytes(tiers->host_weight_bytes).c_str(), format_bytes(tiers->disk_bytes_per_token()).c_str(),
+                   format_bytes(tiers->gpu_used()).c_str(), format_bytes(tiers->gpu_budget).c_str(),
+                   format_bytes(tiers->host_used()).c_str());
+      return;
+    }
     std::fprintf(stderr, "flexinfer: every layer on the GPU: %s of %s budget on the device\n",
                  format_bytes(engine.gpu_memory().total()).c_str(), format_bytes(*engine.options().gpu_budget).c_str());
     return;

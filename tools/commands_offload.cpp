@@ -101,8 +101,10 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
     matrix_bytes += output->bytes;
     matrix_elements += output_elements;
   }
-  const double vram_GBps = args.has("--vram-bw") ? args.real("--vram-bw", 0.0, 0.0, 1e6)
-                                                 : cuda::measure_bandwidth(256ull << 20).vram_read_GBps;
+  const cuda::DeviceBandwidth measured = cuda::measure_bandwidth(256ull << 20);
+  const double vram_GBps = args.has("--vram-bw") ? args.real("--vram-bw", 0.0, 0.0, 1e6) : measured.vram_read_GBps;
+  const auto profile = cached_profile();
+  const double disk_GBps = args.real("--disk-bw", profile ? profile->disk_read_GBps : 0.0, 0.0, 1e6);
 
   const std::vector<int32_t> prompt = bench_prompt(*engine, prompt_tokens);
   std::vector<float> logits(static_cast<size_t>(engine->config().vocab));
@@ -129,11 +131,28 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
   const double prefill_tflop_s = prefill_flops / prefill_seconds / 1e12;
   const double decode_tok_s = static_cast<double>(decode_tokens) / decode_seconds;
   const double achieved_GBps = decode_tok_s * static_cast<double>(matrix_bytes) / 1e9;
-  const double limit_tok_s = vram_GBps * 1e9 / static_cast<double>(matrix_bytes);
+  // The limit (DESIGN.md): the slowest of VRAM, PCIe (what streams to the GPU) and the disk (what
+  // is read from it), each over the bandwidth measured in this run (the disk's from the profile or
+  // --disk-bw).
+  const auto& tiers = engine->tiers();
+  const uint64_t upload_bytes = tiers ? tiers->upload_bytes_per_token() : 0;
+  const uint64_t disk_bytes = tiers ? tiers->disk_bytes_per_token() : 0;
+  double limit_seconds = static_cast<double>(matrix_bytes) / (vram_GBps * 1e9);
+  std::string bound = "gpu";
+  if (upload_bytes > 0 && static_cast<double>(upload_bytes) / (measured.h2d_pinned_GBps * 1e9) > limit_seconds) {
+    limit_seconds = static_cast<double>(upload_bytes) / (measured.h2d_pinned_GBps * 1e9);
+    bound = "pcie";
+  }
+  const bool disk_known = disk_bytes == 0 || disk_GBps > 0;
+  if (disk_bytes > 0 && disk_GBps > 0 && static_cast<double>(disk_bytes) / (disk_GBps * 1e9) > limit_seconds) {
+    limit_seconds = static_cast<double>(disk_bytes) / (disk_GBps * 1e9);
+    bound = "disk";
+  }
+  const double limit_tok_s = disk_known ? 1.0 / limit_seconds : 0.0;
   std::string why;
   const auto devices = cuda::list_devices(&why);
   const std::string device_name = devices.at(static_cast<size_t>(options.gpu_device)).name;
-  const uint64_t device_bytes = engine->gpu_memory().total();
+  const uint64_t device_bytes = tiers ? tiers->gpu_used() : engine->gpu_memory().total();
 
   std::printf("model            %s\n", options.model_path.c_str());
   std::printf("device           %s; GPU budget %s, arena %s (%s)\n", device_name.c_str(),
@@ -142,10 +161,15 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
   std::printf("prefill          %zu tokens in %.3f s: %.1f tok/s, %.1f TFLOP/s (matrix products)\n", prompt.size(),
               prefill_seconds, prefill_tok_s, prefill_tflop_s);
   std::printf("decode           %" PRId64 " tokens in %.3f s: %.2f tok/s\n", decode_tokens, decode_seconds, decode_tok_s);
-  std::printf("bytes per token  gpu %" PRIu64 "\n", matrix_bytes);
-  std::printf("achieved         VRAM %.1f GB/s of %.1f GB/s measured\n", achieved_GBps, vram_GBps);
-  std::printf("limit            %.2f tok/s (VRAM-bound); achieved/limit %.1f%%\n", limit_tok_s,
-              100.0 * decode_tok_s / limit_tok_s);
+  std::printf("bytes per token  gpu %" PRIu64 ", uploaded %" PRIu64 ", disk %" PRIu64 "\n", matrix_bytes, upload_bytes,
+              disk_bytes);
+  std::printf("achieved         VRAM %.1f GB/s of %.1f GB/s measured; PCIe %.1f GB/s of %.1f GB/s pinned\n",
+              achieved_GBps, vram_GBps, decode_tok_s * static_cast<double>(upload_bytes) / 1e9, measured.h2d_pinned_GBps);
+  if (disk_known)
+    std::printf("limit            %.2f tok/s (%s-bound); achieved/limit %.1f%%\n", limit_tok_s, bound.c_str(),
+                100.0 * decode_tok_s / limit_tok_s);
+  else
+    std::printf("limit            unknown: the disk's bandwidth is needed (run 'flexinfer probe' or pass --disk-bw)\n");
   if (args.has("--json")) {
     const nlohmann::json result = {
         {"model", options.model_path},
@@ -157,12 +181,14 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
         {"prefill_tok_s", prefill_tok_s},
         {"prefill_tflop_s", prefill_tflop_s},
         {"decode_tok_s", decode_tok_s},
-        {"bytes_per_token", {{"host", 0}, {"disk", 0}, {"gpu", matrix_bytes}}},
-        {"achieved_GBps", {{"gpu", achieved_GBps}}},
+        {"bytes_per_token", {{"host", 0}, {"upload", upload_bytes}, {"disk", disk_bytes}, {"gpu", matrix_bytes}}},
+        {"achieved_GBps", {{"gpu", achieved_GBps}, {"pcie", decode_tok_s * static_cast<double>(upload_bytes) / 1e9}}},
         {"vram_read_GBps", vram_GBps},
+        {"h2d_pinned_GBps", measured.h2d_pinned_GBps},
+        {"disk_read_GBps", disk_GBps},
         {"limit_tok_s", limit_tok_s},
-        {"bound", "gpu"},
-        {"achieved_over_limit", decode_tok_s / limit_tok_s},
+        {"bound", disk_known ? bound : ""},
+        {"achieved_over_limit", limit_tok_s > 0 ? decode_tok_s / limit_tok_s : 0.0},
     };
     write_json(args.text("--json", ""), result, "bench");
   }
@@ -291,6 +317,8 @@ int plan_three_tiers(const Args& args, const GgufFile& file, const LlamaConfig& 
   std::printf("predicted decode: %.2f tok/s, bound by %s (per token: disk %.4f s, PCIe %.4f s, CPU %.4f s + GPU %.4f s)\n",
               plan.predicted_decode_tok_s, plan.bound.c_str(), plan.seconds.disk, plan.seconds.pcie, plan.seconds.cpu,
               plan.seconds.gpu);
+  if (plan.cpu_layers() > 0)
+    std::printf("note: generate does not decode layers on the CPU yet; it runs this model with every layer on the GPU\n");
 
   if (args.has("--json")) {
     nlohmann::json layers = nlohmann::json::array();

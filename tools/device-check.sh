@@ -10,7 +10,9 @@
 # /tmp/flexinfer-models, ~21 GB). Results: $OUT (or /tmp/device-check) gets the test log, one
 # bench JSON per model and table.md. FLEXINFER_SHARED_DATA may point at a copy of
 # ../shared/data so the golden tests run too. CHECK_TYPES limits the models (default
-# "f16 q4_0 q4_k"); GPU_MEM the budget (default 40G).
+# "f16 q4_0 q4_k"); GPU_MEM the budget (default 40G). TIERS=1 (the default) adds the three-tier runs:
+# 7b F16 with --gpu-mem 4G (the rest in pinned host memory) and 13b F16 with --gpu-mem 4G
+# --host-mem 8G (the rest from disk, cold; the 13b file is another 26 GB).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu}
@@ -19,6 +21,7 @@ out=${OUT:-/tmp/device-check}
 models=${MODELS:-/tmp/flexinfer-models}
 types=${CHECK_TYPES:-f16 q4_0 q4_k}
 gpu_mem=${GPU_MEM:-40G}
+tiers=${TIERS:-1}
 mkdir -p "$out" "$models"
 start=$(date +%s)
 stamp() { echo "[device-check +$(( $(date +%s) - start ))s] $*"; }
@@ -45,22 +48,36 @@ for type in $types; do
     | tee "$out/bench-7b-$type.txt"
 done
 
+if [ "$tiers" = 1 ]; then
+  stamp "probe (the disk's bandwidth for the limit)"
+  "$flexinfer" probe --quick --file "$models/7b-f16.gguf" | tail -n 3
+  if [ -s "$models/7b-f16.gguf" ]; then
+    stamp "bench 7b f16, --gpu-mem 4G"
+    "$flexinfer" bench -m "$models/7b-f16.gguf" --gpu-mem 4G -p 512 -n 32 --json "$out/bench-7b-f16-gpu4G.json" \
+      | tee "$out/bench-7b-f16-gpu4G.txt"
+  fi
+  [ -s "$models/13b-f16.gguf" ] || { stamp "make-model 13b f16"; "$flexinfer" make-model --preset 13b --type f16 --byte-vocab -o "$models/13b-f16.gguf" >/dev/null; }
+  stamp "bench 13b f16, --gpu-mem 4G --host-mem 8G, cold"
+  "$flexinfer" bench -m "$models/13b-f16.gguf" --gpu-mem 4G --host-mem 8G --cold -p 64 -n 8 \
+    --json "$out/bench-13b-f16-gpu4G-host8G.json" | tee "$out/bench-13b-f16-gpu4G-host8G.txt"
+fi
+
 stamp "table"
 {
   echo "GPU: $(head -n 1 "$out/gpu.txt")"
   echo
   echo "test_block_decode exit $decode_status; test_gpu exit $gpu_status: $gpu_summary"
   echo
-  echo "| model | decode tok/s | VRAM GB/s achieved | measured VRAM read GB/s | achieved/limit | prefill 512 tok/s | prefill TFLOP/s |"
+  echo "| run | decode tok/s | VRAM GB/s achieved | measured VRAM read GB/s | achieved/limit (bound) | prefill tok/s | prefill TFLOP/s |"
   echo "|---|---:|---:|---:|---:|---:|---:|"
-  for type in $types; do
-    json=$out/bench-7b-$type.json
-    [ -s "$json" ] || { echo "| 7b $type | failed | | | | | |"; continue; }
-    python3 - "$json" "$type" <<'PY'
+  for name in $(for type in $types; do echo "7b-$type"; done) 7b-f16-gpu4G 13b-f16-gpu4G-host8G; do
+    json=$out/bench-$name.json
+    [ -s "$json" ] || continue
+    python3 - "$json" "$name" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"| 7b {sys.argv[2]} | {r['decode_tok_s']:.1f} | {r['achieved_GBps']['gpu']:.0f} | {r['vram_read_GBps']:.0f} | "
-      f"{100 * r['achieved_over_limit']:.1f}% | {r['prefill_tok_s']:.0f} | {r['prefill_tflop_s']:.1f} |")
+print(f"| {sys.argv[2]} | {r['decode_tok_s']:.2f} | {r['achieved_GBps']['gpu']:.0f} | {r['vram_read_GBps']:.0f} | "
+      f"{100 * r['achieved_over_limit']:.1f}% ({r['bound']}) | {r['prefill_tok_s']:.0f} | {r['prefill_tflop_s']:.1f} |")
 PY
   done
 } | tee "$out/table.md"
