@@ -5,6 +5,7 @@
 
 #include "host/fp16.h"
 #include "host/quant.h"
+#include "host/trace.h"
 
 namespace fi {
 
@@ -101,7 +102,13 @@ void CpuCompute::load_residual(const float* host) { std::copy(host, host + token
 
 void CpuCompute::store_residual(float* host) { std::copy(x_, x_ + tokens_ * config_.dim, host); }
 
+void CpuCompute::set_trace(Trace* trace) {
+  trace_ = trace;
+  store_.set_trace(trace);
+}
+
 void CpuCompute::layer(int64_t layer) {
+  const auto start = Trace::Clock::now();
   const LlamaConfig& c = config_;
   const int64_t n = tokens_, dim = c.dim, kv_dim = c.kv_dim(), pairs = c.rope_dim / 2;
   store_.acquire(layer);
@@ -153,9 +160,11 @@ void CpuCompute::layer(int64_t layer) {
   matmul(pool_, w.w_down, quantized_, projected_);
   store_.release(layer);
   for (int64_t i = 0; i < n * dim; ++i) x_[i] += projected_[i];
+  if (trace_) trace_->add(Trace::Track::Cpu, "layer " + std::to_string(layer), start, Trace::Clock::now());
 }
 
 void CpuCompute::head(int64_t first, int64_t rows, float* logits) {
+  const auto start = Trace::Clock::now();
   const int64_t dim = config_.dim;
   store_.acquire(config_.n_layers);
   if (rows > 0) {
@@ -165,6 +174,7 @@ void CpuCompute::head(int64_t first, int64_t rows, float* logits) {
     matmul(pool_, weights_.output, quantized_, logits);
   }
   store_.release(config_.n_layers);
+  if (trace_) trace_->add(Trace::Track::Cpu, "output head", start, Trace::Clock::now());
 }
 
 void CpuCompute::attention(int64_t layer, int64_t tokens) {

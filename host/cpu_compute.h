@@ -23,6 +23,7 @@ class CpuCompute final : public LayerCompute {
   void store_residual(float* host) override;
   void layer(int64_t index) override;
   void head(int64_t first, int64_t rows, float* logits) override;
+  void set_trace(Trace* trace) override;
 
  private:
   void attention(int64_t layer, int64_t tokens);

@@ -72,6 +72,10 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   } else {
     forward_ = std::make_unique<LlamaForward>(*model_, *pool_);
   }
+  if (options.trace) {
+    trace_ = std::make_unique<Trace>();
+    forward_->set_trace(trace_.get());
+  }
   load_seconds_ = seconds_since(start);
 }
 

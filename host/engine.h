@@ -14,6 +14,7 @@
 #include "host/llama_model.h"
 #include "host/sampler.h"
 #include "host/thread_pool.h"
+#include "host/trace.h"
 #include "host/tokenizer.h"
 
 namespace fi {
@@ -25,6 +26,7 @@ struct EngineOptions {
   std::optional<uint64_t> host_budget;  // --host-mem; none: load every weight
   std::optional<uint64_t> gpu_budget;   // --gpu-mem; every layer on the GPU
   int gpu_device = 0;
+  bool trace = false;                   // collect spans of reads, uploads and compute (--trace)
   ReaderOptions io;
 };
 
@@ -53,6 +55,8 @@ class Engine {
   const GpuMemoryPlan& gpu_memory() const { return gpu_memory_; }
   // The placement over GPU, host memory and disk, when the model does not fit the GPU budget.
   const std::optional<TierPlan>& tiers() const { return tiers_; }
+  // The spans collected so far (with EngineOptions::trace), else null.
+  const Trace* trace() const { return trace_.get(); }
 
   // Evaluates the prompt, then samples up to max_tokens tokens, calling on_token for each; stops
   // early at an end-of-generation token (not passed to on_token) or, checked after every token,
@@ -64,6 +68,7 @@ class Engine {
                            bool ignore_end_of_generation = false);
 
  private:
+  std::unique_ptr<Trace> trace_;  // first: destroyed last, after the threads that add to it
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -9,6 +9,7 @@
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "host/prefetcher.h"
+#include "host/trace.h"
 #include "io/async_reader.h"
 #include "io/direct_file.h"
 #include "io/error.h"
@@ -35,8 +36,18 @@ class GpuCompute final : public LayerCompute {
   void store_residual(float* host) override;
   void layer(int64_t index) override;
   void head(int64_t first, int64_t rows, float* logits) override;
+  void set_trace(Trace* trace) override;
 
  private:
+  // A span timed by two CUDA events on one stream; resolved once the compute stream has synchronised.
+  struct TimedSpan {
+    Trace::Track track;
+    std::string name;
+    std::unique_ptr<cuda::Event> start, end;
+  };
+  void begin_span(Trace::Track track, std::string name, const cuda::Stream& stream);
+  void end_span(const cuda::Stream& stream);
+  void resolve_spans();
   struct Layer {
     const float* attn_norm = nullptr;
     const float* ffn_norm = nullptr;
@@ -92,6 +103,11 @@ class GpuCompute final : public LayerCompute {
   std::vector<std::unique_ptr<cuda::Event>> slot_uploaded_, slot_free_;
   size_t next_slot_ = 0;
   std::vector<int> unit_slot_;  // per unit: the device slot it occupies, or -1
+
+  // Tracing.
+  std::unique_ptr<cuda::Event> trace_origin_;  // completed at trace_origin_us_ on the trace's clock
+  double trace_origin_us_ = 0.0;
+  std::vector<TimedSpan> spans_;
 };
 
 GpuCompute::GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, std::optional<TierPlan> tiers,
@@ -256,6 +272,41 @@ void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const 
   }
 }
 
+void GpuCompute::set_trace(Trace* trace) {
+  trace_ = trace;
+  if (!trace) return;
+  trace_origin_ = std::make_unique<cuda::Event>(true);
+  trace_origin_->record(compute_);
+  trace_origin_->synchronize();
+  trace_origin_us_ = trace->microseconds(Trace::Clock::now());
+  if (prefetcher_) {
+    std::vector<std::string> names;
+    for (size_t u = 0; u < tiers_->units.size(); ++u)
+      if (schedule_index_[u] >= 0) names.push_back(tiers_->units[u].name);
+    prefetcher_->set_trace(trace, std::move(names));
+  }
+}
+
+void GpuCompute::begin_span(Trace::Track track, std::string name, const cuda::Stream& stream) {
+  if (!trace_) return;
+  spans_.push_back({track, std::move(name), std::make_unique<cuda::Event>(true), std::make_unique<cuda::Event>(true)});
+  spans_.back().start->record(stream);
+}
+
+void GpuCompute::end_span(const cuda::Stream& stream) {
+  if (trace_) spans_.back().end->record(stream);
+}
+
+void GpuCompute::resolve_spans() {
+  if (!trace_) return;
+  for (const TimedSpan& span : spans_) {
+    span.end->synchronize();
+    trace_->add_microseconds(span.track, span.name, trace_origin_us_ + 1e3 * span.start->milliseconds_since(*trace_origin_),
+                             trace_origin_us_ + 1e3 * span.end->milliseconds_since(*trace_origin_));
+  }
+  spans_.clear();
+}
+
 void GpuCompute::bring(size_t unit) {
   if (!tiers_ || device_slots_.empty()) return;
   const TierUnit& planned = tiers_->units[unit];
@@ -265,6 +316,7 @@ void GpuCompute::bring(size_t unit) {
   next_slot_ = (next_slot_ + 1) % device_slots_.size();
   slot_free_[slot]->wait_on(upload_);  // the compute stream is done with the slot's last unit
   const uint8_t* staged = schedule_index_[unit] >= 0 ? prefetcher_->acquire(static_cast<size_t>(schedule_index_[unit])) : nullptr;
+  begin_span(Trace::Track::Upload, "upload " + planned.name, upload_);
   for (size_t i = 0; i < planned.matrices.size(); ++i) {
     const TierMatrix& m = planned.matrices[i];
     if (m.gpu_rows == m.rows) continue;
@@ -275,6 +327,7 @@ void GpuCompute::bring(size_t unit) {
       cuda::copy_to_device_async(destination + m.host_bytes(), staged + m.disk_offset, m.disk_bytes(), upload_);
     unit_matrices_[unit][i]->tail = destination;
   }
+  end_span(upload_);
   slot_uploaded_[slot]->record(upload_);
   slot_uploaded_[slot]->wait_on(compute_);
   if (staged) {
@@ -307,6 +360,7 @@ void GpuCompute::load_residual(const float* host) {
 void GpuCompute::store_residual(float* host) {
   cuda::copy_to_host_async(host, x_, static_cast<uint64_t>(tokens_ * config_.dim) * sizeof(float), compute_);
   compute_.synchronize();
+  resolve_spans();
 }
 
 // Short batches (decode) read each weight once per token batch with the matrix-vector kernels;
@@ -330,6 +384,7 @@ void GpuCompute::matmul(const cuda::DeviceMatrix& w, const float* x, int64_t n, 
 void GpuCompute::layer(int64_t index) {
   bring(static_cast<size_t>(index));
   const cuda::NvtxRange range("compute layer " + std::to_string(index));
+  begin_span(Trace::Track::Gpu, "layer " + std::to_string(index), compute_);
   const LlamaConfig& c = config_;
   const Layer& w = layers_[static_cast<size_t>(index)];
   const int64_t n = tokens_;
@@ -346,6 +401,7 @@ void GpuCompute::layer(int64_t index) {
   matmul(w.w_up, normed_, n, up_);
   cuda::swiglu(gate_, up_, n * c.ffn_dim, compute_);
   matmul(w.w_down, gate_, n, x_, true);
+  end_span(compute_);
   done_with(static_cast<size_t>(index));
 }
 
@@ -358,11 +414,14 @@ void GpuCompute::head(int64_t first, int64_t rows, float* logits) {
     return;
   }
   const cuda::NvtxRange range("compute head");
+  begin_span(Trace::Track::Gpu, "output head", compute_);
   cuda::rms_norm(x_ + first * config_.dim, output_norm_, normed_, rows, config_.dim, config_.rms_eps, compute_);
   matmul(output_, normed_, rows, logits_);
+  end_span(compute_);
   done_with(unit);
   cuda::copy_to_host_async(logits, logits_, static_cast<uint64_t>(rows * config_.vocab) * sizeof(float), compute_);
   compute_.synchronize();
+  resolve_spans();
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 
 namespace fi {
 
+class Trace;
+
 class LayerCompute {
  public:
   virtual ~LayerCompute() = default;
@@ -23,6 +25,12 @@ class LayerCompute {
   // Final norm and output head for `rows` tokens from `first`; logits (host memory) gets rows x
   // vocab floats. rows may be 0: the device still passes the head (its prefetch schedule is fixed).
   virtual void head(int64_t first, int64_t rows, float* logits) = 0;
+
+  // Spans of this device's reads, uploads and compute go to `trace` from now on (null: none).
+  virtual void set_trace(Trace* trace) { trace_ = trace; }
+
+ protected:
+  Trace* trace_ = nullptr;
 };
 
 }  // namespace fi

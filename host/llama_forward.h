@@ -24,6 +24,9 @@ class LlamaForward {
   int64_t position() const { return position_; }
   void reset() { position_ = 0; }
   const LayerCompute& device() const { return *devices_.front(); }
+  void set_trace(Trace* trace) {
+    for (auto& device : devices_) device->set_trace(trace);
+  }
 
   // Appends tokens at the current position; passes of up to max_batch tokens (longer inputs are
   // split). logits receives vocab floats for the last token, or for every token (tokens.size()

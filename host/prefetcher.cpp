@@ -40,12 +40,14 @@ void Prefetcher::run() {
   try {
     uint64_t next = 0;  // the next job to submit; job j is schedule unit j % size in slot j % depth
     std::vector<size_t> pending(static_cast<size_t>(depth_), 0);
+    std::vector<Trace::Clock::time_point> submitted(static_cast<size_t>(depth_));
     while (!stopping_.load()) {
       const uint32_t signal = signal_.load();
       while (next < released_.load() + static_cast<uint64_t>(depth_)) {
         const size_t slot = next % static_cast<uint64_t>(depth_);
         const auto& reads = schedule_[next % schedule_.size()];
         pending[slot] = reads.size();
+        submitted[slot] = Trace::Clock::now();
         for (const ReadSpan& span : reads)
           reader_.submit({slots_ + slot * slot_bytes_ + span.slot_offset, span.file_offset, span.bytes, next});
         ++next;
@@ -54,6 +56,9 @@ void Prefetcher::run() {
         const uint64_t job = reader_.wait();
         const size_t slot = job % static_cast<uint64_t>(depth_);
         if (--pending[slot] == 0) {
+          if (Trace* trace = trace_.load())
+            trace->add(Trace::Track::Disk, "read " + trace_names_[job % schedule_.size()], submitted[slot],
+                       Trace::Clock::now());
           ready_[slot].store(job + 1);
           ready_[slot].notify_all();
         }
@@ -69,6 +74,12 @@ void Prefetcher::run() {
       ready.notify_all();
     }
   }
+}
+
+void Prefetcher::set_trace(Trace* trace, std::vector<std::string> names) {
+  if (names.size() != schedule_.size()) fail("internal: %zu trace names for %zu scheduled units", names.size(), schedule_.size());
+  trace_names_ = std::move(names);
+  trace_.store(trace);
 }
 
 uint8_t* Prefetcher::acquire(size_t index) {

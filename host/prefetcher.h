@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <exception>
 #include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "host/trace.h"
 #include "io/async_reader.h"
 #include "planner/plan.h"
 
@@ -34,6 +36,9 @@ class Prefetcher {
   void release();
 
   size_t schedule_size() const { return schedule_.size(); }
+  // Each unit's reads become a span named names[index] on the trace's disk track (before the
+  // first acquire).
+  void set_trace(Trace* trace, std::vector<std::string> names);
   double stall_seconds() const { return stall_seconds_; }  // compute time spent waiting for reads
   uint64_t units_delivered() const { return acquired_; }
 
@@ -54,6 +59,8 @@ class Prefetcher {
   std::exception_ptr error_;
   uint64_t acquired_ = 0;  // compute side: jobs acquired so far
   double stall_seconds_ = 0.0;
+  std::atomic<Trace*> trace_{nullptr};
+  std::vector<std::string> trace_names_;
   std::thread thread_;
 };
 

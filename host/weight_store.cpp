@@ -72,6 +72,7 @@ WeightStore::WeightStore(const GgufFile& file, const LlamaConfig& config, bool t
 
   std::vector<std::vector<ReadSpan>> schedule;
   schedule_index_.assign(plan.units.size(), -1);
+  for (const PlanUnit& unit : plan.units) unit_names_.push_back(unit.name);
   for (size_t u = 0; u < plan.units.size(); ++u) {
     if (plan.units[u].reads.empty()) continue;
     schedule_index_[u] = static_cast<int64_t>(schedule.size());
@@ -142,6 +143,14 @@ void WeightStore::load_resident(const Plan& plan, HostArena& arena) {
   } else if (weights_.token_embedding.data) {
     embedding_resident_rows_ = weights_.token_embedding.rows;
   }
+}
+
+void WeightStore::set_trace(Trace* trace) {
+  if (!prefetcher_) return;
+  std::vector<std::string> names;
+  for (size_t u = 0; u < schedule_index_.size(); ++u)
+    if (schedule_index_[u] >= 0) names.push_back(unit_names_[u]);
+  prefetcher_->set_trace(trace, std::move(names));
 }
 
 void WeightStore::acquire(int64_t unit) {

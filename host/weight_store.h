@@ -11,6 +11,7 @@
 #include "host/llama_model_types.h"
 #include "host/prefetcher.h"
 #include "host/thread_pool.h"
+#include "host/trace.h"
 #include "io/async_reader.h"
 #include "io/gguf.h"
 #include "planner/plan.h"
@@ -40,6 +41,8 @@ class WeightStore {
   double stream_only_GBps(uint64_t bytes);
 
   const AsyncReader& reader() const { return *reader_; }
+  // The prefetcher's reads become spans on the trace's disk track.
+  void set_trace(Trace* trace);
   double stall_seconds() const { return prefetcher_ ? prefetcher_->stall_seconds() : 0.0; }
   uint64_t streamed_bytes_read() const;  // by the prefetcher, since load
   double load_read_seconds() const { return load_read_seconds_; }
@@ -56,6 +59,7 @@ class WeightStore {
   LlamaWeights weights_;
   std::vector<std::vector<Target>> targets_;  // per plan unit
   std::vector<int64_t> schedule_index_;       // per plan unit: its place in the prefetch schedule, or -1
+  std::vector<std::string> unit_names_;      // per plan unit
   uint64_t token_read_bytes_ = 0;  // what the schedule reads per token
   std::unique_ptr<AsyncReader> reader_;
   std::unique_ptr<Prefetcher> prefetcher_;

@@ -110,4 +110,30 @@ void check_gpu_tiers_bit_identical(WeightScheme scheme) {
   }
 }
 
+void check_gpu_trace() {
+  const std::string path = generated_model("gpu-tiers-q4_0", {512, 4, 8, 4, 1536, 2048, 0, 10000.0, false}, WeightScheme::Q4_0);
+  EngineOptions options{path, 2, 64};
+  options.gpu_budget = 1ull << 30;
+  const GpuMemoryPlan whole = Engine(options).gpu_memory();
+  options.gpu_budget = whole.total() - whole.weights / 4;
+  options.trace = true;
+  uint64_t host_all = 0, host_weights = 0;
+  {
+    Engine engine(options);
+    host_all = engine.tiers()->host_used();
+    host_weights = engine.tiers()->host_weight_bytes;
+  }
+  options.host_budget = host_all - host_weights / 4;
+  Engine engine(options);
+  std::vector<float> logits(static_cast<size_t>(engine.config().vocab));
+  for (int32_t token : {1, 2, 3}) engine.forward().eval(std::span<const int32_t>(&token, 1), logits.data());
+  const std::string trace_path = scratch_path("gpu-trace.json");
+  engine.trace()->write(trace_path);
+  const std::string text = read_bytes_as_text(trace_path);
+  for (const char* track : {"disk reads", "uploads (GPU)", "compute (GPU)"})
+    EXPECT_NE(text.find(std::string("\"cat\":\"") + track + "\""), std::string::npos) << track << " spans missing";
+  EXPECT_NE(text.find("\"layer 3\""), std::string::npos);
+  EXPECT_NE(text.find("\"upload blk.0\""), std::string::npos);
+}
+
 }  // namespace fi::test

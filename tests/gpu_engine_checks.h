@@ -33,5 +33,7 @@ void check_gpu_budget();
 // Budgets that split the model over VRAM, pinned host memory and disk (every layer still on the
 // GPU) give logits bit-identical to the fully resident run, and keep both budgets.
 void check_gpu_tiers_bit_identical(WeightScheme scheme);
+// With a trace, a split run records disk reads, uploads and GPU compute per layer.
+void check_gpu_trace();
 
 }  // namespace fi::test

@@ -252,6 +252,35 @@ TEST(Cli, PlanWithAGpuBudgetPlacesThreeTiersFromAStoredProfile) {
                        "no placement fits");
 }
 
+TEST(Cli, TraceShowsDiskReadsOverlappingCompute) {
+  const std::string model = streaming_model();
+  const std::string trace_path = test::scratch_path("trace.json");
+  // The smallest budget streams most of the model: reads for later layers run while earlier ones compute.
+  const std::string plan_path = test::scratch_path("trace-plan.json");
+  const test::CommandResult plan = test::run_flexinfer({"plan", "-m", model, "--ctx", "64", "-t", "2", "--json", plan_path});
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  const std::string minimum = std::to_string(read_json(plan_path).at("host").at("minimum_bytes").get<uint64_t>());
+  const test::CommandResult result =
+      test::run_flexinfer({"generate", "-m", model, "--host-mem", minimum, "--ctx", "64", "-t", "2", "-n", "6", "-p",
+                           "hi", "--temp", "0", "--trace", trace_path});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const nlohmann::json events = read_json(trace_path).at("traceEvents");
+  std::vector<std::pair<double, double>> reads, compute;
+  for (const auto& event : events) {
+    if (event.at("ph") != "X") continue;
+    const double start = event.at("ts").get<double>(), end = start + event.at("dur").get<double>();
+    EXPECT_GE(end, start);
+    (event.at("cat") == "disk reads" ? reads : compute).emplace_back(start, end);
+  }
+  EXPECT_GE(reads.size(), 6u);
+  EXPECT_GE(compute.size(), 6u * 5);  // 4 layers and the head per token
+  size_t overlapping = 0;
+  for (const auto& [read_start, read_end] : reads)
+    for (const auto& [compute_start, compute_end] : compute)
+      overlapping += read_start < compute_end && compute_start < read_end;
+  EXPECT_GT(overlapping, 0u) << "reads never overlap compute";
+}
+
 TEST(Cli, GpuBudgetsAreOneClearLine) {
   const std::string model = streaming_model();
   expect_clean_failure({"generate", "-m", model, "--gpu-mem", "lots"}, "not a memory size");

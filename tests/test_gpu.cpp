@@ -128,6 +128,11 @@ TEST(GpuEngine, WeightsSplitOverVramHostAndDiskGiveTheResidentLogits) {
   test::check_gpu_tiers_bit_identical(WeightScheme::Q4_K_M);
 }
 
+TEST(GpuEngine, TraceRecordsReadsUploadsAndComputePerLayer) {
+  FI_REQUIRE_GPU();
+  test::check_gpu_trace();
+}
+
 TEST(GpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) {
   FI_REQUIRE_GPU();
   test::check_gpu_budget();

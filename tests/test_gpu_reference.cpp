@@ -19,6 +19,10 @@ TEST(ReferenceGpuEngine, WeightsSplitOverVramHostAndDiskGiveTheResidentLogits) {
   test::check_gpu_tiers_bit_identical(WeightScheme::Q4_K_M);
 }
 
+TEST(ReferenceGpuEngine, TraceRecordsReadsUploadsAndComputePerLayer) {
+  test::check_gpu_trace();
+}
+
 TEST(ReferenceGpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) { test::check_gpu_budget(); }
 
 TEST(ReferenceGpuGolden, Stories260KGreedyTextFromEmptyPrompt) {

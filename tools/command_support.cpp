@@ -16,6 +16,8 @@ const OptionSpec kHostMem{{"--host-mem"}, true,
                           "host memory budget, e.g. 6G, 512M, 6.5GiB (default: load every weight, no limit)"};
 const OptionSpec kGpuMem{{"--gpu-mem"}, true,
                          "GPU memory budget, e.g. 12G: run every layer on CUDA device 0 (default: the CPU)"};
+const OptionSpec kTrace{{"--trace"}, true,
+                        "write a Chrome/Perfetto trace (JSON) of reads, uploads and compute per layer to this file"};
 const OptionSpec kIo{{"--io"}, true, "how streamed weights are read: auto, uring, pread or mmap (default auto)"};
 
 bool print_help(const Args& args) {
@@ -95,7 +97,12 @@ EngineOptions engine_options(const Args& args) {
   options.host_budget = host_budget(args);
   options.gpu_budget = gpu_budget(args);
   options.io = reader_options(args);
+  options.trace = args.has("--trace");
   return options;
+}
+
+void write_trace(const Args& args, const Engine& engine) {
+  if (args.has("--trace") && engine.trace()) engine.trace()->write(args.text("--trace", ""));
 }
 
 }  // namespace fi

@@ -10,7 +10,7 @@
 
 namespace fi {
 
-extern const OptionSpec kModel, kPrompt, kThreads, kContext, kHostMem, kGpuMem, kIo;
+extern const OptionSpec kModel, kPrompt, kThreads, kContext, kHostMem, kGpuMem, kIo, kTrace;
 
 // Prints the usage when --help was given; true then.
 bool print_help(const Args& args);
@@ -23,7 +23,9 @@ std::optional<uint64_t> host_budget(const Args& args);
 std::optional<uint64_t> gpu_budget(const Args& args);
 // --io, with the queue depth and request size probe measured on this machine (when it has run).
 ReaderOptions reader_options(const Args& args);
-// -m, -t, --ctx, --host-mem, --gpu-mem, --io.
+// -m, -t, --ctx, --host-mem, --gpu-mem, --io, --trace.
 EngineOptions engine_options(const Args& args);
+// Writes the engine's spans to the --trace file, when one was asked for.
+void write_trace(const Args& args, const Engine& engine);
 
 }  // namespace fi

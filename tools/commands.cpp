@@ -63,7 +63,7 @@ int command_generate(int argc, char** argv) {
                    {{"--seed"}, true, "random seed (default: random)"},
                    {{"--stats-every"}, true, "every N tokens, print speed and resident memory to stderr"},
                    {{"--ignore-eos"}, false, "do not stop at end-of-text tokens (fixed-length runs)"},
-                   kThreads, kContext, kHostMem, kGpuMem, kIo},
+                   kThreads, kContext, kHostMem, kGpuMem, kIo, kTrace},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "generate");
@@ -128,6 +128,7 @@ int command_generate(int argc, char** argv) {
                sampling.seed, stats.stopped_at_end_of_generation ? " | stopped at end of text"
                               : stats.interrupted                ? " | interrupted"
                                                                  : "");
+  write_trace(args, engine);
   return stats.interrupted ? 130 : 0;
 }
 
@@ -150,7 +151,7 @@ int command_tokenize(int argc, char** argv) {
 
 int command_logits(int argc, char** argv) {
   const Args args("logits", {kModel, kPrompt, {{"-o", "--output"}, true, "output file (float32, one row per position)"},
-                             kThreads, kContext, kHostMem, kGpuMem, kIo},
+                             kThreads, kContext, kHostMem, kGpuMem, kIo, kTrace},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "logits");
@@ -167,6 +168,7 @@ int command_logits(int argc, char** argv) {
   out.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * sizeof(float)));
   out.close();
   if (!out) fail("logits: cannot write '%s'", output.c_str());
+  write_trace(args, engine);
   std::printf("%s\n", json_ids(ids).c_str());
   return 0;
 }

@@ -121,6 +121,7 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
     token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   const double decode_seconds = seconds_since(start);
+  write_trace(args, *engine);
 
   const auto n = static_cast<double>(prompt.size());
   const double prefill_tok_s = n / prefill_seconds;
@@ -451,7 +452,7 @@ int command_bench(int argc, char** argv) {
                     "compute) just before and after the run, and take the limit from their mean (shared disks drift)"},
                    {{"--vram-bw"}, true, "GPU memory read bandwidth in GB/s for the limit (default: measured)"},
                    {{"--json"}, true, "also write the results as JSON to this file"},
-                   kThreads, kContext, kHostMem, kGpuMem, kIo},
+                   kThreads, kContext, kHostMem, kGpuMem, kIo, kTrace},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "bench");
@@ -506,6 +507,7 @@ int command_bench(int argc, char** argv) {
   const uint64_t arena_bytes = engine->model().arena().used();
   const bool locked = engine->model().arena().locked();
   const int threads = engine->pool().size();
+  write_trace(args, *engine);
   engine.reset();
 
   const double prefill_tok_s = static_cast<double>(prompt.size()) / prefill_seconds;
