@@ -192,18 +192,26 @@ FI_HD void k_scale_min_words(int j, const uint32_t* words, int* scale, int* min)
   }
 }
 
+// Q4_K/Q5_K sub-block `sub`: value = step * code - offset, from the super-block's d and dmin and
+// the sub-block's 6-bit scale and min.
+FI_HD void k_step_offset(const uint8_t* block, int sub, float* step, float* offset) {
+  const uint32_t header = load4(block);
+  const float d = half_bits_to_float(static_cast<uint16_t>(header & 0xffff));
+  const float dmin = half_bits_to_float(static_cast<uint16_t>(header >> 16));
+  const uint32_t scale_words[3] = {load4(block + 4), load4(block + 8), load4(block + 12)};
+  int scale, min;
+  k_scale_min_words(sub, scale_words, &scale, &min);
+  *step = d * static_cast<float>(scale);
+  *offset = dmin * static_cast<float>(min);
+}
+
 template <>
 struct Format<TensorType::Q4_K> {  // 144-byte super-block: d, dmin, 12 scale bytes, 128 bytes of nibbles
   FI_HD static void decode(const uint8_t* row, int64_t group, int, float* out) {
     const uint8_t* block = row + (group / 8) * 144;
     const int sub = static_cast<int>(group % 8);
-    const uint32_t header = load4(block);
-    const float d = half_bits_to_float(static_cast<uint16_t>(header & 0xffff));
-    const float dmin = half_bits_to_float(static_cast<uint16_t>(header >> 16));
-    const uint32_t scale_words[3] = {load4(block + 4), load4(block + 8), load4(block + 12)};
-    int scale, min;
-    k_scale_min_words(sub, scale_words, &scale, &min);
-    const float step = d * static_cast<float>(scale), offset = dmin * static_cast<float>(min);
+    float step, offset;
+    k_step_offset(block, sub, &step, &offset);
     // 64-element chunks: elements 0-31 in the low nibbles of 32 bytes, 32-63 in the high ones.
     const Words4 q[2] = {load16(block + 16 + 32 * (sub / 2)), load16(block + 32 + 32 * (sub / 2))};
     const int shift = 4 * (sub % 2);
@@ -217,13 +225,8 @@ struct Format<TensorType::Q5_K> {  // 176 bytes: d, dmin, 12 scale bytes, 32 byt
   FI_HD static void decode(const uint8_t* row, int64_t group, int, float* out) {
     const uint8_t* block = row + (group / 8) * 176;
     const int sub = static_cast<int>(group % 8);
-    const uint32_t header = load4(block);
-    const float d = half_bits_to_float(static_cast<uint16_t>(header & 0xffff));
-    const float dmin = half_bits_to_float(static_cast<uint16_t>(header >> 16));
-    const uint32_t scale_words[3] = {load4(block + 4), load4(block + 8), load4(block + 12)};
-    int scale, min;
-    k_scale_min_words(sub, scale_words, &scale, &min);
-    const float step = d * static_cast<float>(scale), offset = dmin * static_cast<float>(min);
+    float step, offset;
+    k_step_offset(block, sub, &step, &offset);
     const Words4 high[2] = {load16(block + 16), load16(block + 32)};
     const Words4 q[2] = {load16(block + 48 + 32 * (sub / 2)), load16(block + 64 + 32 * (sub / 2))};
     const int shift = 4 * (sub % 2);

@@ -51,6 +51,21 @@ inline const auto kAllKernelTypes = ::testing::Values(TensorType::F32, TensorTyp
                                                       TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K);
 inline std::string type_test_name(const ::testing::TestParamInfo<TensorType>& info) { return type_name(info.param); }
 
+// Row r of w times token t of x in float64, and the sum of the products' magnitudes (the scale of
+// the rounding a float computation of it may show).
+struct Product {
+  double value = 0.0, magnitude = 0.0;
+};
+inline Product reference_product(const RandomMatrix& w, const std::vector<float>& x, int64_t cols, int64_t r, int64_t t) {
+  Product p;
+  for (int64_t k = 0; k < cols; ++k) {
+    const double product = static_cast<double>(w.dequantized[r * cols + k]) * x[t * cols + k];
+    p.value += product;
+    p.magnitude += std::fabs(product);
+  }
+  return p;
+}
+
 // The same matrix with rows [split_row, rows) moved to a separate allocation.
 template <typename Memory>
 cuda::DeviceMatrix split_copy(Memory& memory, const RandomMatrix& w, cuda::DeviceMatrix matrix, int64_t split_row) {
@@ -77,13 +92,8 @@ void check_matvec(TensorType type) {
       const std::vector<float> got = memory.download(y, static_cast<size_t>(tokens * rows));
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t r = 0; r < rows; ++r) {
-          double expected = 0.0, magnitude = 0.0;
-          for (int64_t k = 0; k < cols; ++k) {
-            const double product = static_cast<double>(w.dequantized[r * cols + k]) * x[t * cols + k];
-            expected += product;
-            magnitude += std::fabs(product);
-          }
-          ASSERT_NEAR(got[t * rows + r], expected, 1e-5 * magnitude + 1e-6)
+          const Product expected = reference_product(w, x, cols, r, t);
+          ASSERT_NEAR(got[t * rows + r], expected.value, 1e-5 * expected.magnitude + 1e-6)
               << type_name(type) << " cols " << cols << " tokens " << tokens << " row " << r;
         }
       // Accumulating into y adds the same products to what is there.

@@ -90,13 +90,8 @@ TEST_P(GpuKernel, CublasProductOfDequantizedRowsMatchesTheReference) {
   const std::vector<float> got = memory.download(y, static_cast<size_t>(tokens * rows));
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t r = 0; r < rows; ++r) {
-      double expected = 0.0, magnitude = 0.0;
-      for (int64_t k = 0; k < cols; ++k) {
-        const double product = static_cast<double>(w.dequantized[r * cols + k]) * x[t * cols + k];
-        expected += product;
-        magnitude += std::fabs(product);
-      }
-      ASSERT_NEAR(got[t * rows + r], expected, 2e-3 * magnitude) << "token " << t << " row " << r;
+      const test::Product expected = test::reference_product(w, x, cols, r, t);
+      ASSERT_NEAR(got[t * rows + r], expected.value, 2e-3 * expected.magnitude) << "token " << t << " row " << r;
     }
 }
 
