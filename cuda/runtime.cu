@@ -159,9 +159,6 @@ DeviceBandwidth measure_bandwidth(uint64_t bytes) {
     FI_LAUNCH(blocks, kReadThreads, s, read_kernel)(reinterpret_cast<const float4*>(source), bytes / 16, sink);
     FI_CUDA_CHECK_LAUNCH("read_kernel");
   }, stream);
-  result.vram_copy_GBps = median_GBps(2 * bytes, [&] {
-    FI_CUDA_CHECK(cudaMemcpyAsync(destination, source, bytes, cudaMemcpyDeviceToDevice, s));
-  }, stream);
   result.h2d_pinned_GBps = median_GBps(bytes, [&] { copy_to_device_async(destination, pinned.data(), bytes, stream); }, stream);
   result.h2d_pageable_GBps = median_GBps(bytes, [&] { copy_to_device_async(destination, pageable.data(), bytes, stream); }, stream);
   result.d2h_GBps = median_GBps(bytes, [&] { copy_to_host_async(pinned.data(), source, bytes, stream); }, stream);

@@ -96,7 +96,6 @@ class NvtxRange {
 // Bandwidths of the current device in GB/s, each the median of 5 timed passes over `bytes`.
 struct DeviceBandwidth {
   double vram_read_GBps = 0.0;  // a kernel that reads and sums the buffer
-  double vram_copy_GBps = 0.0;  // device-to-device cudaMemcpy, read + write bytes counted
   double h2d_pinned_GBps = 0.0;
   double h2d_pageable_GBps = 0.0;
   double d2h_GBps = 0.0;

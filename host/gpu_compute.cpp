@@ -45,7 +45,7 @@ class GpuCompute final : public LayerCompute {
     std::string name;
     std::unique_ptr<cuda::Event> start, end;
   };
-  void begin_span(Trace::Track track, std::string name, const cuda::Stream& stream);
+  void begin_span(Trace::Track track, const std::string& name, const cuda::Stream& stream);
   void end_span(const cuda::Stream& stream);
   void resolve_spans();
   struct Layer {
@@ -65,7 +65,13 @@ class GpuCompute final : public LayerCompute {
   // hands its device slot back once the compute stream has used it.
   void bring(size_t unit);
   void done_with(size_t unit);
-  void matmul(const cuda::DeviceMatrix& w, const float* x, int64_t tokens, float* y, bool accumulate = false);
+  // y = w x (y += w x with accumulate) for each product, all of the same input x.
+  struct Product {
+    const cuda::DeviceMatrix& w;
+    float* y;
+    bool accumulate = false;
+  };
+  void multiply(const float* x, int64_t tokens, std::initializer_list<Product> products);
   uint16_t* key_cache(int64_t layer) const { return kv_cache_ + layer * 2 * context_ * config_.kv_dim(); }
   uint16_t* value_cache(int64_t layer) const { return key_cache(layer) + context_ * config_.kv_dim(); }
 
@@ -103,7 +109,9 @@ class GpuCompute final : public LayerCompute {
   std::vector<std::unique_ptr<cuda::Event>> slot_uploaded_, slot_free_;
   size_t next_slot_ = 0;
   std::vector<int> unit_slot_;  // per unit: the device slot it occupies, or -1
+  std::vector<std::string> upload_names_;  // per unit, for NVTX and the trace
 
+  std::vector<std::string> layer_names_;  // "layer N", made once: not per token
   // Tracing.
   std::unique_ptr<cuda::Event> trace_origin_;  // completed at trace_origin_us_ on the trace's clock
   double trace_origin_us_ = 0.0;
@@ -232,6 +240,7 @@ void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const 
   output_ = matrix(model.tied_output() ? "token_embd.weight" : "output.weight");
   output_norm_ = norm("output_norm.weight");
   layers_.resize(static_cast<size_t>(config_.n_layers));
+  for (int64_t l = 0; l < config_.n_layers; ++l) layer_names_.push_back("layer " + std::to_string(l));
   std::unordered_map<std::string, cuda::DeviceMatrix*> matrix_of;
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     Layer& layer = layers_[static_cast<size_t>(l)];
@@ -250,6 +259,7 @@ void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const 
   // Streaming: pinned staging slots fed from disk by the prefetcher, device slots fed by uploads.
   std::vector<std::vector<ReadSpan>> schedule;
   for (const TierUnit& unit : tiers_->units) {
+    upload_names_.push_back("upload " + unit.name);
     std::vector<cuda::DeviceMatrix*> matrices;
     for (const TierMatrix& m : unit.matrices) matrices.push_back(matrix_of.at(m.tensor->name));
     unit_matrices_.push_back(std::move(matrices));
@@ -287,9 +297,9 @@ void GpuCompute::set_trace(Trace* trace) {
   }
 }
 
-void GpuCompute::begin_span(Trace::Track track, std::string name, const cuda::Stream& stream) {
+void GpuCompute::begin_span(Trace::Track track, const std::string& name, const cuda::Stream& stream) {
   if (!trace_) return;
-  spans_.push_back({track, std::move(name), std::make_unique<cuda::Event>(true), std::make_unique<cuda::Event>(true)});
+  spans_.push_back({track, name, std::make_unique<cuda::Event>(true), std::make_unique<cuda::Event>(true)});
   spans_.back().start->record(stream);
 }
 
@@ -311,12 +321,12 @@ void GpuCompute::bring(size_t unit) {
   if (!tiers_ || device_slots_.empty()) return;
   const TierUnit& planned = tiers_->units[unit];
   if (planned.host_bytes() + planned.disk_bytes() == 0) return;
-  const cuda::NvtxRange range("upload " + planned.name);
+  const cuda::NvtxRange range(upload_names_[unit]);
   const size_t slot = next_slot_;
   next_slot_ = (next_slot_ + 1) % device_slots_.size();
   slot_free_[slot]->wait_on(upload_);  // the compute stream is done with the slot's last unit
   const uint8_t* staged = schedule_index_[unit] >= 0 ? prefetcher_->acquire(static_cast<size_t>(schedule_index_[unit])) : nullptr;
-  begin_span(Trace::Track::Upload, "upload " + planned.name, upload_);
+  begin_span(Trace::Track::Upload, upload_names_[unit], upload_);
   for (size_t i = 0; i < planned.matrices.size(); ++i) {
     const TierMatrix& m = planned.matrices[i];
     if (m.gpu_rows == m.rows) continue;
@@ -364,43 +374,45 @@ void GpuCompute::store_residual(float* host) {
 }
 
 // Short batches (decode) read each weight once per token batch with the matrix-vector kernels;
-// longer ones go through cuBLAS on half-precision inputs (FP32 accumulation), a fixed number of
-// rows at a time dequantized (or copied, for F16) into one buffer: the products then have the same
-// shapes wherever the rows live, so every placement gives the same bits.
-void GpuCompute::matmul(const cuda::DeviceMatrix& w, const float* x, int64_t n, float* y, bool accumulate) {
+// longer ones go through cuBLAS on half-precision inputs (converted once for all the products of
+// one input; FP32 accumulation), a fixed number of rows at a time dequantized (or copied, for F16)
+// into one buffer: the products then have the same shapes wherever the rows live, so every
+// placement gives the same bits.
+void GpuCompute::multiply(const float* x, int64_t n, std::initializer_list<Product> products) {
   if (n <= cuda::kMaxMatvecTokens) {
-    cuda::matvec(w, x, n, y, compute_, accumulate);
+    for (const Product& p : products) cuda::matvec(p.w, x, n, p.y, compute_, p.accumulate);
     return;
   }
-  cuda::floats_to_half(x, n * w.cols, half_inputs_, compute_);
-  const int64_t chunk_rows = std::max<int64_t>(1, static_cast<int64_t>(dequantized_elements_) / w.cols);
-  for (int64_t first = 0; first < w.rows; first += chunk_rows) {
-    const int64_t rows = std::min(chunk_rows, w.rows - first);
-    cuda::dequantize_to_half(w, first, rows, dequantized_, compute_);
-    blas_->gemm(dequantized_, rows, w.cols, half_inputs_, n, y + first, w.rows, accumulate);
+  cuda::floats_to_half(x, n * products.begin()->w.cols, half_inputs_, compute_);
+  for (const Product& p : products) {
+    const cuda::DeviceMatrix& w = p.w;
+    const int64_t chunk_rows = std::max<int64_t>(1, static_cast<int64_t>(dequantized_elements_) / w.cols);
+    for (int64_t first = 0; first < w.rows; first += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, w.rows - first);
+      cuda::dequantize_to_half(w, first, rows, dequantized_, compute_);
+      blas_->gemm(dequantized_, rows, w.cols, half_inputs_, n, p.y + first, w.rows, p.accumulate);
+    }
   }
 }
 
 void GpuCompute::layer(int64_t index) {
   bring(static_cast<size_t>(index));
-  const cuda::NvtxRange range("compute layer " + std::to_string(index));
-  begin_span(Trace::Track::Gpu, "layer " + std::to_string(index), compute_);
+  const std::string& name = layer_names_[static_cast<size_t>(index)];
+  const cuda::NvtxRange range(name);
+  begin_span(Trace::Track::Gpu, name, compute_);
   const LlamaConfig& c = config_;
   const Layer& w = layers_[static_cast<size_t>(index)];
   const int64_t n = tokens_;
   cuda::rms_norm(x_, w.attn_norm, normed_, n, c.dim, c.rms_eps, compute_);
-  matmul(w.wq, normed_, n, q_);
-  matmul(w.wk, normed_, n, k_);
-  matmul(w.wv, normed_, n, v_);
+  multiply(normed_, n, {{w.wq, q_}, {w.wk, k_}, {w.wv, v_}});
   cuda::rope_and_store_kv(q_, k_, v_, n, position_, inverse_frequencies_, shape_, key_cache(index),
                           value_cache(index), compute_);
   cuda::attention(q_, key_cache(index), value_cache(index), n, position_, shape_, attended_, compute_);
-  matmul(w.wo, attended_, n, x_, true);  // the residual add
+  multiply(attended_, n, {{w.wo, x_, true}});  // the residual add
   cuda::rms_norm(x_, w.ffn_norm, normed_, n, c.dim, c.rms_eps, compute_);
-  matmul(w.w_gate, normed_, n, gate_);
-  matmul(w.w_up, normed_, n, up_);
+  multiply(normed_, n, {{w.w_gate, gate_}, {w.w_up, up_}});
   cuda::swiglu(gate_, up_, n * c.ffn_dim, compute_);
-  matmul(w.w_down, gate_, n, x_, true);
+  multiply(gate_, n, {{w.w_down, x_, true}});
   end_span(compute_);
   done_with(static_cast<size_t>(index));
 }
@@ -416,7 +428,7 @@ void GpuCompute::head(int64_t first, int64_t rows, float* logits) {
   const cuda::NvtxRange range("compute head");
   begin_span(Trace::Track::Gpu, "output head", compute_);
   cuda::rms_norm(x_ + first * config_.dim, output_norm_, normed_, rows, config_.dim, config_.rms_eps, compute_);
-  matmul(output_, normed_, rows, logits_);
+  multiply(normed_, rows, {{output_, logits_}});
   end_span(compute_);
   done_with(unit);
   cuda::copy_to_host_async(logits, logits_, static_cast<uint64_t>(rows * config_.vocab) * sizeof(float), compute_);

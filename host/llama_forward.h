@@ -23,7 +23,6 @@ class LlamaForward {
   int64_t context() const { return context_; }
   int64_t position() const { return position_; }
   void reset() { position_ = 0; }
-  const LayerCompute& device() const { return *devices_.front(); }
   void set_trace(Trace* trace) {
     for (auto& device : devices_) device->set_trace(trace);
   }

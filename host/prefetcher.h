@@ -40,7 +40,6 @@ class Prefetcher {
   // first acquire).
   void set_trace(Trace* trace, std::vector<std::string> names);
   double stall_seconds() const { return stall_seconds_; }  // compute time spent waiting for reads
-  uint64_t units_delivered() const { return acquired_; }
 
  private:
   void run();

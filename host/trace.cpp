@@ -33,11 +33,6 @@ void Trace::add_microseconds(Track track, std::string name, double start, double
   spans_.push_back({track, std::move(name), start, end});
 }
 
-size_t Trace::size() const {
-  std::lock_guard lock(mutex_);
-  return spans_.size();
-}
-
 void Trace::write(const std::string& path) const {
   nlohmann::json events = nlohmann::json::array();
   for (const Track track : {Track::Disk, Track::Upload, Track::Gpu, Track::Cpu})

@@ -22,7 +22,6 @@ class Trace {
   // The same, with times in microseconds since the trace began (for spans timed by CUDA events).
   void add_microseconds(Track track, std::string name, double start, double end);
   double microseconds(Clock::time_point time) const;
-  size_t size() const;
   // {"traceEvents": [...]} with complete ("X") events, one thread per track.
   void write(const std::string& path) const;
 
