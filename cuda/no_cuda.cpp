@@ -1,4 +1,4 @@
-// The cuda/ entry points tools/ calls directly (device listing, the probe's measurements), for builds without nvcc: no devices, and a clear
+// The cuda/ entry points reached outside the GPU path (device listing, the probe's measurements, pinned memory), for builds without nvcc: no devices, and a clear
 // error from anything that would need one.
 #include "cuda/device_info.h"
 #include "cuda/kernels.h"
@@ -19,5 +19,8 @@ std::vector<DeviceInfo> list_devices(std::string* why) {
 DeviceBandwidth measure_bandwidth(uint64_t) { fail("%s", kNoCuda); }
 double measure_matvec_GBps(TensorType, uint64_t) { fail("%s", kNoCuda); }
 void use_device(int) { fail("%s", kNoCuda); }
+void device_memory(uint64_t*, uint64_t*) { fail("%s", kNoCuda); }
+PinnedBuffer::PinnedBuffer(uint64_t) { fail("%s", kNoCuda); }
+PinnedBuffer::~PinnedBuffer() = default;
 
 }  // namespace fi::cuda

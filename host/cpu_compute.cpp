@@ -51,14 +51,18 @@ std::vector<double> rope_inverse_frequencies(const LlamaConfig& config, const fl
 }
 
 CpuCompute::CpuCompute(LlamaModel& model, ThreadPool& pool)
-    : config_(model.config()), store_(model.store()), weights_(model.weights()), pool_(pool),
-      context_(model.context()),
-      inverse_frequencies_(rope_inverse_frequencies(model.config(), model.weights().rope_freq_factors)) {
-  const LlamaConfig& config = config_;
-  HostArena& arena = model.arena();
-  kv_cache_ = reinterpret_cast<uint16_t*>(arena.allocate(kv_cache_bytes(config, context_), 64, "KV cache"));
-  const auto b = static_cast<uint64_t>(model.max_batch());
-  auto floats = [&](int64_t per_token) { return arena.allocate_array<float>(b * static_cast<uint64_t>(per_token), "scratch"); };
+    : CpuCompute(model.config(), model.store(), pool,
+                 {reinterpret_cast<uint16_t*>(
+                      model.arena().allocate(kv_cache_bytes(model.config(), model.context()), 64, "KV cache")),
+                  0, model.context()},
+                 model.arena(), model.max_batch()) {}
+
+CpuCompute::CpuCompute(const LlamaConfig& config, HostWeights& weights, ThreadPool& pool, HostKvCache kv,
+                       HostArena& scratch, int64_t max_batch)
+    : config_(config), store_(weights), weights_(weights.weights()), pool_(pool), kv_(kv),
+      inverse_frequencies_(rope_inverse_frequencies(config, weights.weights().rope_freq_factors)) {
+  const auto b = static_cast<uint64_t>(max_batch);
+  auto floats = [&](int64_t per_token) { return scratch.allocate_array<float>(b * static_cast<uint64_t>(per_token), "scratch"); };
   x_ = floats(config.dim);
   normed_ = floats(config.dim);
   q_ = floats(config.dim);
@@ -74,11 +78,11 @@ CpuCompute::CpuCompute(LlamaModel& model, ThreadPool& pool)
 }
 
 uint16_t* CpuCompute::key_cache(int64_t layer, int64_t position) const {
-  return kv_cache_ + ((layer * 2) * context_ + position) * config_.kv_dim();
+  return kv_.data + (((layer - kv_.first_layer) * 2) * kv_.context + position) * config_.kv_dim();
 }
 
 uint16_t* CpuCompute::value_cache(int64_t layer, int64_t position) const {
-  return kv_cache_ + ((layer * 2 + 1) * context_ + position) * config_.kv_dim();
+  return kv_.data + (((layer - kv_.first_layer) * 2 + 1) * kv_.context + position) * config_.kv_dim();
 }
 
 void CpuCompute::begin_batch(std::span<const int32_t> tokens, int64_t position) {

@@ -1,10 +1,13 @@
 #pragma once
-// The llama layers on the CPU: weights from the model's WeightStore (resident or streamed), a
-// half-precision KV cache and the batch's scratch in the model's arena, kernels on the thread pool.
+// The llama layers on the CPU: weights from HostWeights (the model's WeightStore, or the host tier
+// of a three-tier placement), a half-precision KV cache for the layers it computes, the batch's
+// scratch in a host arena, kernels on the thread pool.
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "host/arena.h"
+#include "host/host_weights.h"
 #include "host/layer_compute.h"
 #include "host/llama_model.h"
 #include "host/matmul.h"
@@ -12,9 +15,21 @@
 
 namespace fi {
 
+// The KV cache of layers [first_layer, n_layers): per layer, `context` keys then `context` values
+// of kv_dim halves each.
+struct HostKvCache {
+  uint16_t* data = nullptr;
+  int64_t first_layer = 0;
+  int64_t context = 0;
+};
+
 class CpuCompute final : public LayerCompute {
  public:
+  // Every layer, the embedding and the head: weights, KV cache and scratch from the model.
   CpuCompute(LlamaModel& model, ThreadPool& pool);
+  // The layers from kv.first_layer on; scratch for batches of up to max_batch tokens from `scratch`.
+  CpuCompute(const LlamaConfig& config, HostWeights& weights, ThreadPool& pool, HostKvCache kv, HostArena& scratch,
+             int64_t max_batch);
 
   const char* device_name() const override { return "cpu"; }
   void begin_batch(std::span<const int32_t> tokens, int64_t position) override;
@@ -31,15 +46,14 @@ class CpuCompute final : public LayerCompute {
   uint16_t* value_cache(int64_t layer, int64_t position) const;
 
   const LlamaConfig& config_;
-  WeightStore& store_;
+  HostWeights& store_;
   const LlamaWeights& weights_;
   ThreadPool& pool_;
-  int64_t context_;
+  HostKvCache kv_;
   std::vector<double> inverse_frequencies_;  // per rotated pair
   int64_t tokens_ = 0;                       // in the current batch
   int64_t position_ = 0;                     // of its first token
 
-  uint16_t* kv_cache_ = nullptr;  // [layer][K|V][position][kv_dim] half precision
   // Run state for one batch, row-major [token][...].
   float *x_, *normed_, *q_, *k_, *v_, *attended_, *projected_, *gate_, *up_;
   float *rope_cos_, *rope_sin_;  // [token][pair] for the current batch

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "host/cpu_compute.h"
 #include "io/error.h"
 #include "planner/profile.h"
 
@@ -10,8 +11,8 @@ namespace fi {
 namespace {
 
 // The profile a tier plan is made with: this machine's, when probe measured its GPU; otherwise
-// nominal figures (with every layer decoding on the GPU they only order the tiers, which is the
-// same for any plausible machine).
+// nominal figures of a mid-range laptop (PCIe 4 x8, an NVMe drive, dual-channel memory), which
+// 'flexinfer probe' replaces with measurements.
 Profile tier_profile() {
   try {
     if (const auto cached = cached_profile(); cached && cached->has_gpu() && cached->disk_read_GBps > 0 &&
@@ -56,19 +57,29 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   if (options.gpu_budget) {
     require_gpu(options.gpu_device);
     gpu_memory_ = gpu_memory_plan(model_->file(), config(), model_->tied_output(), model_->context(), model_->max_batch());
-    GpuOptions gpu{*options.gpu_budget, options.gpu_device, std::nullopt, options.io};
     // What does not fit the GPU budget (or the host budget, when one is given) is split over VRAM,
-    // pinned host memory and disk, every layer still computing on the GPU.
+    // pinned host memory and disk, and the planner may decode the last layers on the CPU.
     if (options.host_budget || gpu_memory_.total() > *options.gpu_budget) {
       const LlamaTensorSet tensors = LlamaTensorSet::require(model_->file().tensors(), config());
       ModelOptions planned = model_options;
       planned.context = model_->context();
-      TierInput input = llama_tier_input(model_->file(), config(), tensors, planned, pool_->size(), *options.gpu_budget);
-      input.allow_cpu_decode = false;
-      gpu.tiers = make_tier_plan(input, tier_profile());
+      const TierInput input =
+          llama_tier_input(model_->file(), config(), tensors, planned, pool_->size(), *options.gpu_budget);
+      tiers_ = make_tier_plan(input, options.profile ? *options.profile : tier_profile());
+      tier_store_ = std::make_unique<TierStore>(*model_, *tiers_, options.gpu_device, options.io);
     }
-    tiers_ = gpu.tiers;
-    forward_ = std::make_unique<LlamaForward>(*model_, make_gpu_compute(*model_, gpu));
+    std::vector<std::unique_ptr<LayerCompute>> devices;
+    devices.push_back(make_gpu_compute(*model_, {*options.gpu_budget, options.gpu_device, tier_store_.get()}));
+    const auto layers = static_cast<size_t>(config().n_layers);
+    DevicePlacement placement{std::vector<size_t>(layers, 0), std::vector<size_t>(layers, 0), 0, 0};
+    if (tier_store_ && tier_store_->first_cpu_layer() < config().n_layers) {
+      cpu_scratch_ = std::make_unique<HostArena>(
+          forward_scratch_bytes(config(), model_->context(), model_->max_batch(), pool_->size()), options.host_budget.has_value());
+      devices.push_back(std::make_unique<CpuCompute>(config(), *tier_store_, *pool_, tier_store_->kv_cache(),
+                                                     *cpu_scratch_, model_->max_batch()));
+      for (auto l = static_cast<size_t>(tier_store_->first_cpu_layer()); l < layers; ++l) placement.decode[l] = 1;
+    }
+    forward_ = std::make_unique<LlamaForward>(*model_, std::move(devices), std::move(placement));
   } else {
     forward_ = std::make_unique<LlamaForward>(*model_, *pool_);
   }

@@ -12,10 +12,12 @@
 #include "host/gpu_compute.h"
 #include "host/llama_forward.h"
 #include "host/llama_model.h"
+#include "host/tier_store.h"
 #include "host/sampler.h"
 #include "host/thread_pool.h"
 #include "host/trace.h"
 #include "host/tokenizer.h"
+#include "planner/profile.h"
 
 namespace fi {
 
@@ -24,8 +26,11 @@ struct EngineOptions {
   int threads = 0;       // 0: one per available core
   int64_t context = 0;   // 0: min(4096, trained context)
   std::optional<uint64_t> host_budget;  // --host-mem; none: load every weight
-  std::optional<uint64_t> gpu_budget;   // --gpu-mem; every layer on the GPU
+  std::optional<uint64_t> gpu_budget;   // --gpu-mem
   int gpu_device = 0;
+  // The machine a three-tier placement is planned for (--profile); none: probe's cached profile,
+  // else nominal figures.
+  std::optional<Profile> profile;
   bool trace = false;                   // collect spans of reads, uploads and compute (--trace)
   ReaderOptions io;
 };
@@ -53,7 +58,8 @@ class Engine {
   const EngineOptions& options() const { return options_; }
   bool on_gpu() const { return options_.gpu_budget.has_value(); }
   const GpuMemoryPlan& gpu_memory() const { return gpu_memory_; }
-  // The placement over GPU, host memory and disk, when the model does not fit the GPU budget.
+  // The placement over GPU, host memory and disk (and the layers decoded on the CPU), when the
+  // model does not fit the GPU budget or a host budget is given too.
   const std::optional<TierPlan>& tiers() const { return tiers_; }
   // The spans collected so far (with EngineOptions::trace), else null.
   const Trace* trace() const { return trace_.get(); }
@@ -72,6 +78,10 @@ class Engine {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  // The host side of a three-tier placement and the scratch of its CPU-decoded layers: before
+  // the forward pass, whose devices use them.
+  std::unique_ptr<TierStore> tier_store_;
+  std::unique_ptr<HostArena> cpu_scratch_;
   std::unique_ptr<LlamaForward> forward_;
   double load_seconds_ = 0.0;
   EngineOptions options_;

@@ -8,9 +8,8 @@
 #include "cuda/device_info.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
-#include "host/prefetcher.h"
+#include "host/tier_store.h"
 #include "host/trace.h"
-#include "io/async_reader.h"
 #include "io/direct_file.h"
 #include "io/error.h"
 #include "planner/budget.h"
@@ -24,10 +23,12 @@ constexpr int kUploadBuffers = 2;  // one filling from the file while the other 
 
 class GpuCompute final : public LayerCompute {
  public:
-  // tiers: none keeps every weight on the device; a plan (every unit decoding on the GPU) keeps
-  // its GPU rows resident and uploads the rest of each unit, from pinned host memory and through
-  // pinned staging slots from disk, into a device slot before the unit computes.
-  GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, std::optional<TierPlan> tiers, const ReaderOptions& io);
+  // tiers: null keeps every weight on the device. A three-tier placement keeps its GPU rows
+  // resident and uploads the rest of each unit the GPU computes, from pinned host memory and
+  // through pinned staging slots from disk, into a device slot before computing it. Layers that
+  // decode on the CPU come here only to prefill: their KV cache lives in host memory and visits
+  // a device buffer meanwhile.
+  GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, TierStore* tiers);
 
   const char* device_name() const override { return "gpu"; }
   void begin_batch(std::span<const int32_t> tokens, int64_t position) override;
@@ -60,7 +61,7 @@ class GpuCompute final : public LayerCompute {
     bool device;
   };
   void load(const std::string& path, std::vector<Piece> pieces);
-  void place_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors, const ReaderOptions& io);
+  void place_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors);
   // Makes unit `unit`'s streamed rows usable on the device (a no-op for a resident unit), and
   // hands its device slot back once the compute stream has used it.
   void bring(size_t unit);
@@ -72,8 +73,15 @@ class GpuCompute final : public LayerCompute {
     bool accumulate = false;
   };
   void multiply(const float* x, int64_t tokens, std::initializer_list<Product> products);
-  uint16_t* key_cache(int64_t layer) const { return kv_cache_ + layer * 2 * context_ * config_.kv_dim(); }
+  // A layer's keys, then its values: in the device cache for GPU-decoded layers, in the visiting
+  // buffer for the others.
+  uint16_t* key_cache(int64_t layer) const {
+    return layer < first_cpu_layer_ ? kv_cache_ + layer * 2 * context_ * config_.kv_dim() : visiting_kv_;
+  }
   uint16_t* value_cache(int64_t layer) const { return key_cache(layer) + context_ * config_.kv_dim(); }
+  // Moves positions [first, first + count) of a CPU-decoded layer's keys and values between its
+  // host cache and the visiting buffer.
+  void visit_kv(int64_t layer, int64_t first, int64_t count, bool to_device);
 
   const LlamaConfig& config_;
   int64_t context_;
@@ -89,6 +97,9 @@ class GpuCompute final : public LayerCompute {
   const float* output_norm_ = nullptr;
   const double* inverse_frequencies_ = nullptr;
   uint16_t* kv_cache_ = nullptr;
+  int64_t first_cpu_layer_ = 0;  // layers from here on decode on the CPU
+  uint16_t* visiting_kv_ = nullptr;
+  HostKvCache host_kv_;
   int32_t* tokens_device_ = nullptr;
   float *x_, *normed_, *q_, *k_, *v_, *attended_, *gate_, *up_, *logits_;
   uint16_t* half_inputs_ = nullptr;
@@ -97,14 +108,9 @@ class GpuCompute final : public LayerCompute {
   int64_t tokens_ = 0;
   int64_t position_ = 0;
 
-  // Streaming (with a tier plan only).
-  std::optional<TierPlan> tiers_;
+  // Streaming (three tiers only).
+  TierStore* tiers_ = nullptr;
   std::vector<std::vector<cuda::DeviceMatrix*>> unit_matrices_;  // per plan unit, in the plan's matrix order
-  std::unique_ptr<cuda::PinnedBuffer> host_weights_;
-  std::unique_ptr<cuda::PinnedBuffer> staging_;
-  std::unique_ptr<AsyncReader> reader_;
-  std::unique_ptr<Prefetcher> prefetcher_;
-  std::vector<int64_t> schedule_index_;  // per unit: its place in the prefetch schedule, or -1
   std::vector<uint8_t*> device_slots_;
   std::vector<std::unique_ptr<cuda::Event>> slot_uploaded_, slot_free_;
   size_t next_slot_ = 0;
@@ -118,20 +124,25 @@ class GpuCompute final : public LayerCompute {
   std::vector<TimedSpan> spans_;
 };
 
-GpuCompute::GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, std::optional<TierPlan> tiers,
-                       const ReaderOptions& io)
-    : config_(model.config()), context_(model.context()), max_batch_(model.max_batch()), tiers_(std::move(tiers)) {
+GpuCompute::GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, TierStore* tiers)
+    : config_(model.config()), context_(model.context()), max_batch_(model.max_batch()), tiers_(tiers) {
   const LlamaConfig& c = config_;
   shape_ = {c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim};
-  arena_ = std::make_unique<cuda::DeviceArena>(tiers_ ? tiers_->gpu_used() : plan.total());
+  arena_ = std::make_unique<cuda::DeviceArena>(tiers_ ? tiers_->plan().gpu_used() : plan.total());
   cuda::DeviceArena& arena = *arena_;
   blas_ = std::make_unique<cuda::Blas>(compute_, arena.allocate(plan.blas_workspace, "cuBLAS workspace"),
                                        plan.blas_workspace);
 
   const std::vector<const TensorInfo*> tensors = gpu_tensors(model.file(), c, model.tied_output());
-  place_weights(model, tensors, io);
+  place_weights(model, tensors);
 
-  kv_cache_ = static_cast<uint16_t*>(arena.allocate(plan.kv_cache, "KV cache"));
+  first_cpu_layer_ = tiers_ ? tiers_->first_cpu_layer() : c.n_layers;
+  const uint64_t layer_kv_bytes = plan.kv_cache / static_cast<uint64_t>(c.n_layers);
+  kv_cache_ = static_cast<uint16_t*>(arena.allocate(layer_kv_bytes * static_cast<uint64_t>(first_cpu_layer_), "KV cache"));
+  if (first_cpu_layer_ < c.n_layers) {
+    visiting_kv_ = static_cast<uint16_t*>(arena.allocate(layer_kv_bytes, "KV cache visiting from the host"));
+    host_kv_ = tiers_->kv_cache();
+  }
   const auto batch = static_cast<uint64_t>(max_batch_);
   auto floats = [&](int64_t per_token) { return arena.allocate_array<float>(batch * static_cast<uint64_t>(per_token), "activations"); };
   x_ = floats(c.dim);
@@ -151,11 +162,8 @@ GpuCompute::GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, std::
   std::vector<float> factors;
   if (const TensorInfo* info = model.file().tensors().find("rope_freqs.weight")) {
     factors.resize(info->elements());
-    DirectFile file(model.file().path(), false);
-    std::vector<uint8_t> span(align_up(info->file_offset + info->bytes, kDirectAlignment) -
-                              align_down(info->file_offset, kDirectAlignment));
-    file.read(span.data(), align_down(info->file_offset, kDirectAlignment), span.size());
-    std::memcpy(factors.data(), span.data() + info->file_offset % kDirectAlignment, info->bytes);
+    const std::vector<uint8_t> bytes = read_file_range(model.file().path(), info->file_offset, info->bytes);
+    std::memcpy(factors.data(), bytes.data(), info->bytes);
   }
   const std::vector<double> frequencies = rope_inverse_frequencies(c, factors.empty() ? nullptr : factors.data());
   auto* device_frequencies = arena.allocate_array<double>(frequencies.size(), "RoPE frequencies");
@@ -193,8 +201,7 @@ void GpuCompute::load(const std::string& path, std::vector<Piece> pieces) {
   upload_.synchronize();
 }
 
-void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors,
-                               const ReaderOptions& io) {
+void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors) {
   cuda::NvtxRange range("upload weights");
   const TensorTable& table = model.file().tensors();
   std::vector<Piece> pieces;
@@ -207,9 +214,8 @@ void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const 
   // The plan's matrices keep their GPU rows here; everything else the GPU needs is resident whole.
   std::unordered_map<std::string, const TierMatrix*> planned;
   if (tiers_)
-    for (const TierUnit& unit : tiers_->units)
+    for (const TierUnit& unit : tiers_->plan().units)
       for (const TierMatrix& m : unit.matrices) planned[m.tensor->name] = &m;
-  if (tiers_) host_weights_ = std::make_unique<cuda::PinnedBuffer>(tiers_->host_weight_bytes);
   for (const TensorInfo* tensor : tensors) {
     const auto found = planned.find(tensor->name);
     if (found == planned.end() || tensor->name == "token_embd.weight") {
@@ -220,7 +226,7 @@ void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const 
     to_device(tensor, m.gpu_bytes());
     if (m.host_bytes() > 0) {
       const uint64_t first = tensor->file_offset + m.gpu_bytes();
-      pieces.push_back({first, first + m.host_bytes(), host_weights_->data() + m.host_offset, false});
+      pieces.push_back({first, first + m.host_bytes(), tiers_->host_rows(m), false});
     }
   }
   load(model.file().path(), std::move(pieces));
@@ -246,39 +252,28 @@ void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const 
     Layer& layer = layers_[static_cast<size_t>(l)];
     layer.attn_norm = norm(layer_name(l, "attn_norm"));
     layer.ffn_norm = norm(layer_name(l, "ffn_norm"));
-    for (auto [suffix, field] : {std::pair{"attn_q", &layer.wq}, {"attn_k", &layer.wk}, {"attn_v", &layer.wv},
-                                 {"attn_output", &layer.wo}, {"ffn_gate", &layer.w_gate}, {"ffn_up", &layer.w_up},
-                                 {"ffn_down", &layer.w_down}}) {
-      *field = matrix(layer_name(l, suffix));
-      matrix_of[layer_name(l, suffix)] = field;
-    }
+    for_each_layer_matrix(layer, [&](const char* suffix, cuda::DeviceMatrix& field) {
+      field = matrix(layer_name(l, suffix));
+      matrix_of[layer_name(l, suffix)] = &field;
+    });
   }
   matrix_of[model.tied_output() ? "token_embd.weight" : "output.weight"] = &output_;
   if (!tiers_) return;
 
-  // Streaming: pinned staging slots fed from disk by the prefetcher, device slots fed by uploads.
-  std::vector<std::vector<ReadSpan>> schedule;
-  for (const TierUnit& unit : tiers_->units) {
+  // Streaming: device slots fed by uploads from the host tier.
+  const TierPlan& tier_plan = tiers_->plan();
+  for (const TierUnit& unit : tier_plan.units) {
     upload_names_.push_back("upload " + unit.name);
     std::vector<cuda::DeviceMatrix*> matrices;
     for (const TierMatrix& m : unit.matrices) matrices.push_back(matrix_of.at(m.tensor->name));
     unit_matrices_.push_back(std::move(matrices));
-    schedule_index_.push_back(unit.reads.empty() ? -1 : static_cast<int64_t>(schedule.size()));
-    if (!unit.reads.empty()) schedule.push_back(unit.reads);
   }
-  unit_slot_.assign(tiers_->units.size(), -1);
-  for (int i = 0; i < (tiers_->device_slot_bytes > 0 ? tiers_->device_slots : 0); ++i) {
-    device_slots_.push_back(static_cast<uint8_t*>(arena_->allocate(tiers_->device_slot_bytes, "device staging slot")));
+  unit_slot_.assign(tier_plan.units.size(), -1);
+  for (int i = 0; i < (tier_plan.device_slot_bytes > 0 ? tier_plan.device_slots : 0); ++i) {
+    device_slots_.push_back(static_cast<uint8_t*>(arena_->allocate(tier_plan.device_slot_bytes, "device staging slot")));
     slot_uploaded_.push_back(std::make_unique<cuda::Event>());
     slot_free_.push_back(std::make_unique<cuda::Event>());
     slot_free_.back()->record(compute_);
-  }
-  if (!schedule.empty()) {
-    staging_ = std::make_unique<cuda::PinnedBuffer>(static_cast<uint64_t>(tiers_->host_slots) * tiers_->host_slot_bytes);
-    reader_ = AsyncReader::open(model.file().path(), io);
-    reader_->register_memory({staging_->data(), staging_->size()});
-    prefetcher_ = std::make_unique<Prefetcher>(*reader_, std::move(schedule), staging_->data(), tiers_->host_slot_bytes,
-                                               tiers_->host_slots);
   }
 }
 
@@ -289,12 +284,7 @@ void GpuCompute::set_trace(Trace* trace) {
   trace_origin_->record(compute_);
   trace_origin_->synchronize();
   trace_origin_us_ = trace->microseconds(Trace::Clock::now());
-  if (prefetcher_) {
-    std::vector<std::string> names;
-    for (size_t u = 0; u < tiers_->units.size(); ++u)
-      if (schedule_index_[u] >= 0) names.push_back(tiers_->units[u].name);
-    prefetcher_->set_trace(trace, std::move(names));
-  }
+  if (tiers_) tiers_->set_trace(trace);
 }
 
 void GpuCompute::begin_span(Trace::Track track, const std::string& name, const cuda::Stream& stream) {
@@ -319,20 +309,20 @@ void GpuCompute::resolve_spans() {
 
 void GpuCompute::bring(size_t unit) {
   if (!tiers_ || device_slots_.empty()) return;
-  const TierUnit& planned = tiers_->units[unit];
+  const TierUnit& planned = tiers_->plan().units[unit];
   if (planned.host_bytes() + planned.disk_bytes() == 0) return;
   const cuda::NvtxRange range(upload_names_[unit]);
   const size_t slot = next_slot_;
   next_slot_ = (next_slot_ + 1) % device_slots_.size();
   slot_free_[slot]->wait_on(upload_);  // the compute stream is done with the slot's last unit
-  const uint8_t* staged = schedule_index_[unit] >= 0 ? prefetcher_->acquire(static_cast<size_t>(schedule_index_[unit])) : nullptr;
+  tiers_->acquire(static_cast<int64_t>(unit));
+  const uint8_t* staged = tiers_->staged();
   begin_span(Trace::Track::Upload, upload_names_[unit], upload_);
   for (size_t i = 0; i < planned.matrices.size(); ++i) {
     const TierMatrix& m = planned.matrices[i];
     if (m.gpu_rows == m.rows) continue;
     uint8_t* destination = device_slots_[slot] + m.device_offset;
-    if (m.host_bytes() > 0)
-      cuda::copy_to_device_async(destination, host_weights_->data() + m.host_offset, m.host_bytes(), upload_);
+    if (m.host_bytes() > 0) cuda::copy_to_device_async(destination, tiers_->host_rows(m), m.host_bytes(), upload_);
     if (m.disk_bytes() > 0)
       cuda::copy_to_device_async(destination + m.host_bytes(), staged + m.disk_offset, m.disk_bytes(), upload_);
     unit_matrices_[unit][i]->tail = destination;
@@ -340,10 +330,8 @@ void GpuCompute::bring(size_t unit) {
   end_span(upload_);
   slot_uploaded_[slot]->record(upload_);
   slot_uploaded_[slot]->wait_on(compute_);
-  if (staged) {
-    slot_uploaded_[slot]->synchronize();  // out of the staging slot before it is refilled
-    prefetcher_->release();
-  }
+  if (staged) slot_uploaded_[slot]->synchronize();  // out of the staging slot before it is refilled
+  tiers_->release(static_cast<int64_t>(unit));
   unit_slot_[unit] = static_cast<int>(slot);
 }
 
@@ -395,6 +383,24 @@ void GpuCompute::multiply(const float* x, int64_t n, std::initializer_list<Produ
   }
 }
 
+void GpuCompute::visit_kv(int64_t layer, int64_t first, int64_t count, bool to_device) {
+  if (count == 0) return;
+  const uint64_t row = static_cast<uint64_t>(config_.kv_dim()) * sizeof(uint16_t);
+  const uint64_t offset = static_cast<uint64_t>(first) * row, bytes = static_cast<uint64_t>(count) * row;
+  const int64_t host_layer = layer - host_kv_.first_layer;
+  auto* host_keys = reinterpret_cast<uint8_t*>(host_kv_.data + host_layer * 2 * host_kv_.context * config_.kv_dim());
+  uint8_t* host_values = host_keys + static_cast<uint64_t>(host_kv_.context) * row;
+  auto* device_keys = reinterpret_cast<uint8_t*>(key_cache(layer));
+  auto* device_values = reinterpret_cast<uint8_t*>(value_cache(layer));
+  if (to_device) {
+    cuda::copy_to_device_async(device_keys + offset, host_keys + offset, bytes, compute_);
+    cuda::copy_to_device_async(device_values + offset, host_values + offset, bytes, compute_);
+  } else {
+    cuda::copy_to_host_async(host_keys + offset, device_keys + offset, bytes, compute_);
+    cuda::copy_to_host_async(host_values + offset, device_values + offset, bytes, compute_);
+  }
+}
+
 void GpuCompute::layer(int64_t index) {
   bring(static_cast<size_t>(index));
   const std::string& name = layer_names_[static_cast<size_t>(index)];
@@ -403,6 +409,9 @@ void GpuCompute::layer(int64_t index) {
   const LlamaConfig& c = config_;
   const Layer& w = layers_[static_cast<size_t>(index)];
   const int64_t n = tokens_;
+  // A CPU-decoded layer prefilling here: the earlier positions come up from its host cache.
+  const bool visiting = index >= first_cpu_layer_;
+  if (visiting) visit_kv(index, 0, position_, true);
   cuda::rms_norm(x_, w.attn_norm, normed_, n, c.dim, c.rms_eps, compute_);
   multiply(normed_, n, {{w.wq, q_}, {w.wk, k_}, {w.wv, v_}});
   cuda::rope_and_store_kv(q_, k_, v_, n, position_, inverse_frequencies_, shape_, key_cache(index),
@@ -413,6 +422,7 @@ void GpuCompute::layer(int64_t index) {
   multiply(normed_, n, {{w.w_gate, gate_}, {w.w_up, up_}});
   cuda::swiglu(gate_, up_, n * c.ffn_dim, compute_);
   multiply(gate_, n, {{w.w_down, x_, true}});
+  if (visiting) visit_kv(index, position_, n, false);  // the new positions go back (the CPU reads them after a sync)
   end_span(compute_);
   done_with(static_cast<size_t>(index));
 }
@@ -461,11 +471,11 @@ std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel& model, const Gp
   cuda::use_device(options.device);
   uint64_t free_bytes = 0, total_bytes = 0;
   cuda::device_memory(&free_bytes, &total_bytes);
-  const uint64_t needed = options.tiers ? options.tiers->gpu_used() : plan.total();
+  const uint64_t needed = options.tiers ? options.tiers->plan().gpu_used() : plan.total();
   if (needed > free_bytes)
     fail("the model needs %s on the GPU but %s has only %s free", format_bytes(needed).c_str(), device.name.c_str(),
          format_bytes(free_bytes).c_str());
-  return std::make_unique<GpuCompute>(model, plan, options.tiers, options.io);
+  return std::make_unique<GpuCompute>(model, plan, options.tiers);
 }
 
 }  // namespace fi

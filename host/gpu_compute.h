@@ -10,18 +10,18 @@
 
 #include "host/layer_compute.h"
 #include "host/llama_model.h"
-#include "io/async_reader.h"
 #include "planner/tier_plan.h"
 
 namespace fi {
 
+class TierStore;
+
 struct GpuOptions {
   uint64_t budget = 0;  // --gpu-mem
   int device = 0;
-  // A placement over GPU, host and disk in which every unit decodes on the GPU; none: the whole
-  // model on the device (refused when it does not fit the budget).
-  std::optional<TierPlan> tiers;
-  ReaderOptions io;  // how disk-homed weights are read
+  // A placement over GPU, host and disk (its host side); null: the whole model on the device
+  // (refused when it does not fit the budget). The store outlives the GPU side.
+  TierStore* tiers = nullptr;
 };
 
 // Pinned host memory the GPU side uses while loading weights (two buffers, reading and uploading

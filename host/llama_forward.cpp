@@ -10,11 +10,39 @@ namespace fi {
 LlamaForward::LlamaForward(LlamaModel& model, ThreadPool& pool)
     : LlamaForward(model, std::make_unique<CpuCompute>(model, pool)) {}
 
+namespace {
+std::vector<std::unique_ptr<LayerCompute>> one_device(std::unique_ptr<LayerCompute> device) {
+  std::vector<std::unique_ptr<LayerCompute>> devices;
+  devices.push_back(std::move(device));
+  return devices;
+}
+}  // namespace
+
 LlamaForward::LlamaForward(const LlamaModel& model, std::unique_ptr<LayerCompute> device)
-    : config_(model.config()), context_(model.context()), max_batch_(model.max_batch()) {
-  devices_.push_back(std::move(device));
-  layer_device_.assign(static_cast<size_t>(config_.n_layers), devices_.front().get());
-  embed_device_ = head_device_ = devices_.front().get();
+    : LlamaForward(model, one_device(std::move(device)),
+                   {std::vector<size_t>(static_cast<size_t>(model.config().n_layers), 0),
+                    std::vector<size_t>(static_cast<size_t>(model.config().n_layers), 0), 0, 0}) {}
+
+LlamaForward::LlamaForward(const LlamaModel& model, std::vector<std::unique_ptr<LayerCompute>> devices,
+                           DevicePlacement placement)
+    : config_(model.config()), context_(model.context()), max_batch_(model.max_batch()), devices_(std::move(devices)) {
+  const auto layers = static_cast<size_t>(config_.n_layers);
+  auto device = [&](size_t index) {
+    if (index >= devices_.size()) fail("internal: device %zu of %zu", index, devices_.size());
+    return devices_[index].get();
+  };
+  if (placement.decode.size() != layers || placement.prefill.size() != layers)
+    fail("internal: a placement of %zu/%zu layers for %zu", placement.decode.size(), placement.prefill.size(), layers);
+  for (size_t l = 0; l < layers; ++l) {
+    decode_device_.push_back(device(placement.decode[l]));
+    prefill_device_.push_back(device(placement.prefill[l]));
+  }
+  embed_device_ = device(placement.embed);
+  head_device_ = device(placement.head);
+}
+
+LlamaForward::~LlamaForward() {
+  while (!devices_.empty()) devices_.pop_back();
 }
 
 void LlamaForward::eval(std::span<const int32_t> tokens, float* logits, bool all_logits) {
@@ -44,8 +72,9 @@ void LlamaForward::eval_batch(std::span<const int32_t> tokens, float* logits, bo
     current = next;
   };
   current->embed(tokens);
+  const std::vector<LayerCompute*>& layer_device = n == 1 ? decode_device_ : prefill_device_;
   for (int64_t layer = 0; layer < config_.n_layers; ++layer) {
-    move_to(layer_device_[static_cast<size_t>(layer)]);
+    move_to(layer_device[static_cast<size_t>(layer)]);
     current->layer(layer);
   }
   move_to(head_device_);

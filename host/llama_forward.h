@@ -13,12 +13,23 @@
 
 namespace fi {
 
+// Which device computes what: per layer, the device for batches of one token (decode) and for
+// longer ones (prefill); and the devices of the embedding and the head. Indices into the devices.
+struct DevicePlacement {
+  std::vector<size_t> decode, prefill;
+  size_t embed = 0;
+  size_t head = 0;
+};
+
 class LlamaForward {
  public:
   // Every layer on the CPU: KV cache and scratch come from the model's arena.
   LlamaForward(LlamaModel& model, ThreadPool& pool);
   // Every layer, the embedding and the head on `device`.
   LlamaForward(const LlamaModel& model, std::unique_ptr<LayerCompute> device);
+  // Each layer where `placement` says (the devices are destroyed in reverse order).
+  LlamaForward(const LlamaModel& model, std::vector<std::unique_ptr<LayerCompute>> devices, DevicePlacement placement);
+  ~LlamaForward();
 
   int64_t context() const { return context_; }
   int64_t position() const { return position_; }
@@ -40,7 +51,7 @@ class LlamaForward {
   int64_t max_batch_;
   int64_t position_ = 0;
   std::vector<std::unique_ptr<LayerCompute>> devices_;
-  std::vector<LayerCompute*> layer_device_;  // per layer
+  std::vector<LayerCompute*> decode_device_, prefill_device_;  // per layer
   LayerCompute* embed_device_ = nullptr;
   LayerCompute* head_device_ = nullptr;
   std::vector<float> residual_hop_;  // the residual stream between devices

@@ -53,6 +53,19 @@ struct LayerWeights {
   WeightMatrix w_gate, w_up, w_down; // [dim -> ffn] x2, [ffn -> dim]
 };
 
+// Calls visit("attn_q", layer.wq) and so on for a layer's seven matrices (GGUF name suffix, field),
+// for any layer struct with these field names.
+template <typename Layer, typename Visit>
+void for_each_layer_matrix(Layer& layer, Visit&& visit) {
+  visit("attn_q", layer.wq);
+  visit("attn_k", layer.wk);
+  visit("attn_v", layer.wv);
+  visit("attn_output", layer.wo);
+  visit("ffn_gate", layer.w_gate);
+  visit("ffn_up", layer.w_up);
+  visit("ffn_down", layer.w_down);
+}
+
 struct LlamaWeights {
   WeightMatrix token_embedding;          // vocab rows of dim
   const float* output_norm = nullptr;    // [dim]

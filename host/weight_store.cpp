@@ -41,10 +41,7 @@ WeightStore::WeightStore(const GgufFile& file, const LlamaConfig& config, bool t
   for (int64_t l = 0; l < config.n_layers; ++l) {
     LayerWeights& layer = weights_.layers[static_cast<size_t>(l)];
     const std::string prefix = "blk." + std::to_string(l) + ".";
-    for (auto [suffix, matrix] : {std::pair{"attn_q", &layer.wq}, {"attn_k", &layer.wk}, {"attn_v", &layer.wv},
-                                  {"attn_output", &layer.wo}, {"ffn_gate", &layer.w_gate}, {"ffn_up", &layer.w_up},
-                                  {"ffn_down", &layer.w_down}})
-      matrix_of[prefix + suffix + ".weight"] = matrix;
+    for_each_layer_matrix(layer, [&](const char* suffix, WeightMatrix& matrix) { matrix_of[prefix + suffix + ".weight"] = &matrix; });
   }
   targets_.resize(plan.units.size());
   for (size_t u = 0; u < plan.units.size(); ++u) {

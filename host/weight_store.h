@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "host/arena.h"
+#include "host/host_weights.h"
 #include "host/llama_model_types.h"
 #include "host/prefetcher.h"
 #include "host/thread_pool.h"
@@ -18,7 +19,7 @@
 
 namespace fi {
 
-class WeightStore {
+class WeightStore final : public HostWeights {
  public:
   // plan.units: the layers in order, then the output head. The plan must outlive the store.
   WeightStore(const GgufFile& file, const LlamaConfig& config, bool tied_output, const Plan& plan, HostArena& arena,
@@ -27,12 +28,11 @@ class WeightStore {
   WeightStore(const WeightStore&) = delete;
   WeightStore& operator=(const WeightStore&) = delete;
 
-  const LlamaWeights& weights() const { return weights_; }
-  // Unit index: 0 .. n_layers-1 for layers, n_layers for the output head.
-  void acquire(int64_t unit);
-  void release(int64_t unit);
-  // The token's embedding row as floats (read from the file when the embedding is not resident).
-  void embed(int32_t token, float* out);
+  const LlamaWeights& weights() const override { return weights_; }
+  void acquire(int64_t unit) override;
+  void release(int64_t unit) override;
+  // Read from the file when the embedding is not resident.
+  void embed(int32_t token, float* out) override;
 
   // Streams whole tokens' worth of weights (at least `bytes`) through the staging ring without
   // computing, after one unmeasured token to reach the steady state: the bandwidth the pipeline
@@ -41,8 +41,7 @@ class WeightStore {
   double stream_only_GBps(uint64_t bytes);
 
   const AsyncReader& reader() const { return *reader_; }
-  // The prefetcher's reads become spans on the trace's disk track.
-  void set_trace(Trace* trace);
+  void set_trace(Trace* trace) override;
   double stall_seconds() const { return prefetcher_ ? prefetcher_->stall_seconds() : 0.0; }
   uint64_t streamed_bytes_read() const;  // by the prefetcher, since load
   double load_read_seconds() const { return load_read_seconds_; }

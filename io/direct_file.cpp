@@ -70,6 +70,14 @@ uint64_t DirectFile::progress(uint64_t offset, uint64_t restart, uint64_t got, u
   return restart + got;
 }
 
+std::vector<uint8_t> read_file_range(const std::string& path, uint64_t offset, uint64_t bytes) {
+  const DirectFile file(path, false);
+  if (file.expected_bytes(offset, bytes) != bytes) fail_shrunk(path, offset);
+  std::vector<uint8_t> range(bytes);
+  file.read(range.data(), offset, bytes);
+  return range;
+}
+
 void DirectFile::drop_cached(uint64_t offset, uint64_t bytes) const {
   if (!direct_) ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(bytes), POSIX_FADV_DONTNEED);
 }

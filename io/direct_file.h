@@ -4,6 +4,7 @@
 // destinations, so one code path serves both modes.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace fi {
 
@@ -49,6 +50,10 @@ class DirectFile {
   uint64_t size_ = 0;
   std::string direct_refusal_;
 };
+
+// Bytes [offset, offset + bytes) of `path` at any alignment, through the page cache: for small
+// ranges read once (norms, RoPE frequency factors).
+std::vector<uint8_t> read_file_range(const std::string& path, uint64_t offset, uint64_t bytes);
 
 // The message for a failed read, shared by every backend.
 [[noreturn]] void fail_read(const std::string& path, uint64_t offset, uint64_t bytes, int error_number);

@@ -84,24 +84,30 @@ std::optional<Attempt> place(const TierInput& input, const std::vector<TierUnit>
   Attempt attempt{blank, input.gpu_fixed, input.host_fixed};
   const size_t layers = blank.size() - 1;
   std::vector<TierUnit*> gpu_units, all_units;
+  // The CPU-decoded layers prefill on the GPU too, all their rows uploaded: the device slots hold
+  // the largest of them whole.
+  uint64_t prefill_slot = 0;
   for (size_t i = 0; i < blank.size(); ++i) {
     TierUnit& unit = attempt.units[i];
     const bool on_cpu = i < layers && i >= layers - cpu_layers;
     unit.decode = on_cpu ? ComputeDevice::Cpu : ComputeDevice::Gpu;
     unit.prefill = ComputeDevice::Gpu;
     all_units.push_back(&unit);
-    if (!on_cpu) gpu_units.push_back(&unit);
+    if (on_cpu) prefill_slot = std::max(prefill_slot, unit.bytes());
+    else gpu_units.push_back(&unit);
   }
   const uint64_t gpu_kv = input.kv_bytes_per_layer * (layers - cpu_layers);
   const uint64_t host_kv = input.kv_bytes_per_layer * cpu_layers;
   attempt.gpu_costs.push_back({"KV cache of the GPU-decoded layers", gpu_kv});
+  if (cpu_layers > 0)
+    attempt.gpu_costs.push_back({"KV cache visiting from the host (prefill)", input.kv_bytes_per_layer});
   attempt.host_costs.push_back({"KV cache of the CPU-decoded layers", host_kv});
 
   // VRAM: every GPU-decoded unit uploads at most `cap` bytes per token.
   const uint64_t gpu_fixed = sum(attempt.gpu_costs, &PlanCost::bytes);
   if (gpu_fixed > input.gpu_budget) return std::nullopt;
   auto gpu_memory = [&](uint64_t cap) {
-    uint64_t resident = 0, slot = 0;
+    uint64_t resident = 0, slot = prefill_slot;
     for (TierUnit* unit : gpu_units) {
       const uint64_t total = unit->bytes();
       place_gpu(*unit, total > cap ? total - cap : 0, input.row_group);
@@ -115,7 +121,7 @@ std::optional<Attempt> place(const TierInput& input, const std::vector<TierUnit>
   const auto gpu_cap = smallest_cap(nth_largest(gpu_sizes, input.device_slots), input.gpu_budget - gpu_fixed, gpu_memory);
   if (!gpu_cap) return std::nullopt;
   gpu_memory(*gpu_cap);
-  uint64_t device_slot = 0;
+  uint64_t device_slot = prefill_slot;
   for (TierUnit* unit : gpu_units) device_slot = std::max(device_slot, upload_bytes(*unit));
   if (device_slot > 0)
     attempt.gpu_costs.push_back({"device staging slots", static_cast<uint64_t>(input.device_slots) * device_slot});
@@ -163,7 +169,7 @@ void lay_out(TierPlan& plan, const TierInput& input) {
       device += m.host_bytes() + m.disk_bytes();
       if (m.disk_bytes() > 0) on_disk.push_back(&m);
     }
-    if (unit.decode == ComputeDevice::Gpu) plan.device_slot_bytes = std::max(plan.device_slot_bytes, device);
+    plan.device_slot_bytes = std::max(plan.device_slot_bytes, device);  // every unit prefills on the GPU
     std::sort(on_disk.begin(), on_disk.end(),
               [](const TierMatrix* a, const TierMatrix* b) { return a->tensor->file_offset < b->tensor->file_offset; });
     std::vector<FileRange> ranges;

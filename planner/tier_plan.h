@@ -12,8 +12,10 @@
 //   - Time per token: reads and uploads overlap compute, but a token's layers run one after
 //     another, so max(disk bytes / disk, uploaded bytes / PCIe, CPU-computed bytes / CPU +
 //     GPU-computed bytes / GPU matrix-vector rate). The bound is the term that sets it (the larger
-//     of cpu and gpu when compute does). Prefill always runs on the GPU (many tokens per byte
-//     moved).
+//     of cpu and gpu when compute does).
+//   - Prefill always runs on the GPU (many tokens per byte moved), the CPU-decoded layers too:
+//     their rows are uploaded whole through the device slots and their host KV cache visits a
+//     device buffer of one layer's size.
 // Like Plan, a TierPlan is an immutable value made from the tensor table and a Profile alone, so
 // plans for any machine are made and tested anywhere.
 #include <cstdint>
@@ -88,7 +90,7 @@ struct TierPlan {
   std::vector<PlanCost> host_costs;  // everything in host memory but resident weights
   std::vector<TierUnit> units;
   int device_slots = 0;
-  uint64_t device_slot_bytes = 0;  // what the largest GPU-decoded unit uploads per use
+  uint64_t device_slot_bytes = 0;  // the most a unit uploads per use (a CPU-decoded layer: all of it, to prefill)
   int host_slots = 0;
   uint64_t host_slot_bytes = 0;    // the largest unit's disk reads
   uint64_t host_weight_bytes = 0;  // the host-resident rows, laid out by TierMatrix::host_offset

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "gpu_engine_checks.h"
 #include "host/engine.h"
 #include "test_support.h"
 
@@ -26,21 +27,31 @@ std::vector<float> load_floats(const std::string& path) {
   return values;
 }
 
-EngineOptions options_for(const std::string& model, std::optional<uint64_t> gpu_budget) {
+EngineOptions options_for(const std::string& model, const GoldenPlacement& placement) {
+  if (placement.cpu_decoded_layers) return cpu_decoded_layers_options(model, 512);
   EngineOptions options{model, 2, 0};
-  options.gpu_budget = gpu_budget;
+  options.gpu_budget = placement.gpu_budget;
   return options;
+}
+
+// Fails the test unless the engine decodes some layers on the CPU when the placement asks for it.
+void expect_placement(const Engine& engine, const GoldenPlacement& placement) {
+  if (placement.cpu_decoded_layers) {
+    ASSERT_TRUE(engine.tiers().has_value());
+    EXPECT_GT(engine.tiers()->cpu_layers(), 0);
+  }
 }
 
 }  // namespace
 
-void check_stories260k_greedy_text(std::optional<uint64_t> gpu_budget) {
+void check_stories260k_greedy_text(GoldenPlacement placement) {
   const std::string data = shared_data();
   std::ifstream golden_file(data + "/golden/stories260K.greedy-256.txt", std::ios::binary);
   const std::string golden((std::istreambuf_iterator<char>(golden_file)), std::istreambuf_iterator<char>());
   ASSERT_FALSE(golden.empty());
 
-  Engine engine(options_for(data + "/models/stories260K.gguf", gpu_budget));
+  Engine engine(options_for(data + "/models/stories260K.gguf", placement));
+  expect_placement(engine, placement);
   Sampler greedy({0.0f, 40, 1.0f, 0.0f, 1.0f, 64, 0});
   std::vector<int32_t> generated;
   engine.generate(engine.tokenizer().encode("", true, false), 256, greedy, [&](int32_t t) { generated.push_back(t); });
@@ -48,10 +59,10 @@ void check_stories260k_greedy_text(std::optional<uint64_t> gpu_budget) {
   EXPECT_EQ(text.substr(0, golden.size()), golden);
 }
 
-void check_stories260k_sentence_nll(std::optional<uint64_t> gpu_budget) {
+void check_stories260k_sentence_nll(GoldenPlacement placement) {
   const std::string data = shared_data();
   const nlohmann::json golden = load_json(data + "/golden/stories260K.nll.json");
-  Engine engine(options_for(data + "/models/stories260K.gguf", gpu_budget));
+  Engine engine(options_for(data + "/models/stories260K.gguf", placement));
   const auto tokens = engine.tokenizer().encode(golden["sentence"].get<std::string>(), true, false);
   ASSERT_EQ(static_cast<int>(tokens.size()), golden["n_tokens"].get<int>());
   const auto vocab = static_cast<size_t>(engine.config().vocab);
@@ -68,23 +79,30 @@ void check_stories260k_sentence_nll(std::optional<uint64_t> gpu_budget) {
   EXPECT_NEAR(nll, golden["nll"].get<double>(), golden["tolerance"].get<double>());
 }
 
-void check_tiny_llama(const TinyCase& tiny, const char* prompt, std::optional<uint64_t> gpu_budget) {
+void check_tiny_llama(const TinyCase& tiny, const char* prompt, GoldenPlacement placement) {
   const std::string data = shared_data();
   const std::string stem = data + "/golden/tiny-llama-" + tiny.type + ".prompt-" + prompt;
   const nlohmann::json golden = load_json(stem + ".json");
-  Engine engine(options_for(data + "/models/tiny-llama-" + std::string(tiny.type) + ".gguf", gpu_budget));
+  Engine engine(options_for(data + "/models/tiny-llama-" + std::string(tiny.type) + ".gguf", placement));
+  expect_placement(engine, placement);
   const auto vocab = static_cast<size_t>(engine.config().vocab);
   ASSERT_EQ(vocab, golden["n_vocab"].get<size_t>());
 
   const auto tokens = engine.tokenizer().encode(golden["prompt"].get<std::string>(), true, false);
   ASSERT_EQ(tokens, golden["prompt_tokens"].get<std::vector<int32_t>>());
 
-  // Teacher-forced: prompt followed by the golden continuation, one pass.
+  // Teacher-forced: prompt followed by the golden continuation.
   std::vector<int32_t> sequence = tokens;
   const auto greedy = golden["greedy_tokens"].get<std::vector<int32_t>>();
   sequence.insert(sequence.end(), greedy.begin(), greedy.end());
   std::vector<float> logits(sequence.size() * vocab);
-  engine.forward().eval(sequence, logits.data(), true);
+  if (placement.cpu_decoded_layers) {
+    engine.forward().eval(tokens, logits.data(), true);
+    for (size_t i = tokens.size(); i < sequence.size(); ++i)
+      engine.forward().eval(std::span<const int32_t>(&sequence[i], 1), logits.data() + i * vocab);
+  } else {
+    engine.forward().eval(sequence, logits.data(), true);
+  }
 
   const std::vector<float> expected = load_floats(stem + ".logits.f32");
   std::vector<float> ours;

@@ -9,27 +9,110 @@ namespace fi::test {
 
 namespace {
 
+constexpr size_t kPrefillTokens = 10, kDecodeSteps = 4, kLaterPrefillTokens = 6;
+
+// Logits of every position: a prefill, decode steps, then a second prefill.
 std::vector<float> run_engine(const std::string& path, std::optional<uint64_t> gpu_budget,
-                              std::optional<uint64_t> host_budget = std::nullopt) {
+                              std::optional<uint64_t> host_budget = std::nullopt,
+                              std::optional<Profile> profile = gpu_favoured_profile()) {
   EngineOptions options{path, 2, 64};
   options.gpu_budget = gpu_budget;
   options.host_budget = host_budget;
+  options.profile = profile;
   Engine engine(options);
   const auto vocab = static_cast<size_t>(engine.config().vocab);
-  std::vector<int32_t> prompt;
-  for (int i = 0; i < 10; ++i) prompt.push_back(static_cast<int32_t>((i * 37 + 3) % vocab));
-  std::vector<float> logits(prompt.size() * vocab);
-  engine.forward().eval(prompt, logits.data(), true);
+  auto prefill = [&](size_t count, size_t seed, std::vector<float>& logits) {
+    std::vector<int32_t> tokens;
+    for (size_t i = 0; i < count; ++i) tokens.push_back(static_cast<int32_t>((i * 37 + seed) % vocab));
+    const size_t before = logits.size();
+    logits.resize(before + count * vocab);
+    engine.forward().eval(tokens, logits.data() + before, true);
+  };
+  std::vector<float> logits;
+  prefill(kPrefillTokens, 3, logits);
   std::vector<float> step(vocab);
-  for (int i = 0; i < 4; ++i) {
+  for (size_t i = 0; i < kDecodeSteps; ++i) {
     const auto token = static_cast<int32_t>((i * 101 + 5) % vocab);
     engine.forward().eval(std::span<const int32_t>(&token, 1), step.data());
     logits.insert(logits.end(), step.begin(), step.end());
   }
+  prefill(kLaterPrefillTokens, 11, logits);
   return logits;
 }
 
+// A budget pair's plan and what it must keep.
+void expect_budgets_kept(const Engine& engine, uint64_t gpu, std::optional<uint64_t> host) {
+  ASSERT_TRUE(engine.tiers().has_value());
+  EXPECT_LE(engine.tiers()->gpu_used(), gpu);
+  if (host) {
+    EXPECT_LE(engine.tiers()->host_used(), *host);
+    EXPECT_GT(engine.tiers()->disk_bytes_per_token(), 0u) << "this budget pair streams from disk";
+  }
+}
+
+std::string tier_model(WeightScheme scheme) {
+  return generated_model(std::string("gpu-tiers-") + weight_scheme_name(scheme), {512, 4, 8, 4, 1536, 2048, 0, 10000.0, false},
+                         scheme);
+}
+
+// More layers, so that disk reads into the three staging slots can save host memory when only the
+// CPU-decoded layers stream.
+std::string cpu_layers_model(WeightScheme scheme) {
+  return generated_model(std::string("gpu-cpu-layers-") + weight_scheme_name(scheme),
+                         {256, 8, 8, 4, 768, 2048, 0, 10000.0, false}, scheme);
+}
+
+EngineOptions tier_options(const std::string& path, uint64_t gpu, std::optional<uint64_t> host, const Profile& profile,
+                           int64_t context = 64) {
+  EngineOptions options{path, 2, context};
+  options.gpu_budget = gpu;
+  options.host_budget = host;
+  options.profile = profile;
+  return options;
+}
+
+// Two budget pairs that split the model over the tiers under `profile`: a sixteenth of the weights
+// room taken from the GPU (more comes off: the staging slots need room, two whole layers when the
+// CPU decodes some), host memory unlimited; then host memory a quarter of its weights short, so
+// that some rows come from disk.
+std::vector<std::pair<uint64_t, std::optional<uint64_t>>> split_budgets(const std::string& path, const Profile& profile,
+                                                                       int64_t context = 64) {
+  EngineOptions options{path, 2, context};
+  options.gpu_budget = 1ull << 30;
+  const GpuMemoryPlan whole = Engine(options).gpu_memory();
+  const uint64_t gpu = whole.total() - whole.weights / 16;
+  const Engine engine(tier_options(path, gpu, std::nullopt, profile, context));
+  if (!engine.tiers() || engine.tiers()->host_weight_bytes == 0)
+    throw std::runtime_error("the model no longer splits over the tiers at this budget");
+  return {{gpu, std::nullopt}, {gpu, engine.tiers()->host_used() - engine.tiers()->host_weight_bytes / 4}};
+}
+
 }  // namespace
+
+EngineOptions cpu_decoded_layers_options(const std::string& path, int64_t context) {
+  return tier_options(path, split_budgets(path, cpu_favoured_profile(), context)[0].first, std::nullopt,
+                      cpu_favoured_profile(), context);
+}
+
+Profile gpu_favoured_profile() {
+  Profile profile;
+  profile.machine = "test: fast PCIe, slow CPU";
+  profile.disk_read_GBps = 2.0;
+  profile.host_read_GBps = 10.0;
+  profile.cpu_matvec_GBps = 0.1;
+  profile.h2d_pinned_GBps = profile.h2d_pageable_GBps = profile.d2h_GBps = 50.0;
+  profile.vram_read_GBps = profile.gpu_matvec_GBps = 1000.0;
+  return profile;
+}
+
+Profile cpu_favoured_profile() {
+  Profile profile = gpu_favoured_profile();
+  profile.machine = "test: slow PCIe, fast CPU and disk";
+  profile.disk_read_GBps = 50.0;
+  profile.host_read_GBps = profile.cpu_matvec_GBps = 100.0;
+  profile.h2d_pinned_GBps = profile.h2d_pageable_GBps = profile.d2h_GBps = 0.5;
+  return profile;
+}
 
 void check_gpu_logits_match_cpu(const EngineCase& engine_case) {
   const ModelShape shape{256, 3, 8, 2, 768, 2048, 0, 10000.0, engine_case.tied};
@@ -70,39 +153,14 @@ void check_gpu_budget() {
 }
 
 void check_gpu_tiers_bit_identical(WeightScheme scheme) {
-  const std::string path = generated_model(std::string("gpu-tiers-") + (scheme == WeightScheme::Q4_0 ? "q4_0" : "q4_k_m"),
-                                           {512, 4, 8, 4, 1536, 2048, 0, 10000.0, false}, scheme);
+  const std::string path = tier_model(scheme);
   const std::vector<float> resident = run_engine(path, 1ull << 30);
-  EngineOptions options{path, 2, 64};
-  options.gpu_budget = 1ull << 30;
-  const GpuMemoryPlan whole = Engine(options).gpu_memory();
-  // A quarter of the weights' room taken from the GPU (more comes off: the staging slots need
-  // room), all of them in host memory; then a quarter of those moved on to disk.
-  options.gpu_budget = whole.total() - whole.weights / 4;
-  uint64_t host_all = 0, host_weights = 0;
-  {
-    Engine engine(options);
-    ASSERT_TRUE(engine.tiers().has_value()) << "the model no longer fits the GPU budget";
-    host_all = engine.tiers()->host_used();
-    host_weights = engine.tiers()->host_weight_bytes;
-    EXPECT_GT(host_weights, 0u);
-    EXPECT_LE(engine.tiers()->gpu_used(), *options.gpu_budget);
-  }
-  const std::vector<std::pair<uint64_t, std::optional<uint64_t>>> budgets = {
-      {*options.gpu_budget, std::nullopt},
-      {*options.gpu_budget, host_all - host_weights / 4}};
-  for (const auto& [gpu, host] : budgets) {
+  for (const auto& [gpu, host] : split_budgets(path, gpu_favoured_profile())) {
     SCOPED_TRACE("gpu " + std::to_string(gpu) + " host " + (host ? std::to_string(*host) : "unlimited"));
-    options.gpu_budget = gpu;
-    options.host_budget = host;
     {
-      Engine engine(options);
-      ASSERT_TRUE(engine.tiers().has_value());
-      EXPECT_LE(engine.tiers()->gpu_used(), gpu);
-      if (host) {
-        EXPECT_LE(engine.tiers()->host_used(), *host);
-        EXPECT_GT(engine.tiers()->disk_bytes_per_token(), 0u) << "this budget pair streams from disk";
-      }
+      const Engine engine(tier_options(path, gpu, host, gpu_favoured_profile()));
+      expect_budgets_kept(engine, gpu, host);
+      EXPECT_EQ(engine.tiers()->cpu_layers(), 0);
     }
     const std::vector<float> tiered = run_engine(path, gpu, host);
     ASSERT_EQ(tiered.size(), resident.size());
@@ -110,28 +168,55 @@ void check_gpu_tiers_bit_identical(WeightScheme scheme) {
   }
 }
 
-void check_gpu_trace() {
-  const std::string path = generated_model("gpu-tiers-q4_0", {512, 4, 8, 4, 1536, 2048, 0, 10000.0, false}, WeightScheme::Q4_0);
-  EngineOptions options{path, 2, 64};
-  options.gpu_budget = 1ull << 30;
-  const GpuMemoryPlan whole = Engine(options).gpu_memory();
-  options.gpu_budget = whole.total() - whole.weights / 4;
-  options.trace = true;
-  uint64_t host_all = 0, host_weights = 0;
-  {
-    Engine engine(options);
-    host_all = engine.tiers()->host_used();
-    host_weights = engine.tiers()->host_weight_bytes;
+void check_gpu_cpu_decoded_layers(const EngineCase& engine_case) {
+  const std::string path = cpu_layers_model(engine_case.scheme);
+  const std::vector<float> resident = run_engine(path, 1ull << 30);
+  const std::vector<float> cpu = run_engine(path, std::nullopt);
+  const size_t vocab = resident.size() / (kPrefillTokens + kDecodeSteps + kLaterPrefillTokens);
+  const auto prefill_end = static_cast<std::ptrdiff_t>(kPrefillTokens * vocab);
+  for (const auto& [gpu, host] : split_budgets(path, cpu_favoured_profile())) {
+    SCOPED_TRACE("gpu " + std::to_string(gpu) + " host " + (host ? std::to_string(*host) : "unlimited"));
+    {
+      const Engine engine(tier_options(path, gpu, host, cpu_favoured_profile()));
+      expect_budgets_kept(engine, gpu, host);
+      const TierPlan& plan = *engine.tiers();
+      EXPECT_GT(plan.cpu_layers(), 0) << "PCIe is slow and the CPU fast: the last layers decode on the CPU";
+      EXPECT_LT(plan.cpu_layers(), engine.config().n_layers) << "some layers still decode on the GPU";
+      if (host) {
+        uint64_t cpu_disk = 0;
+        for (const TierUnit& unit : plan.units)
+          if (unit.decode == ComputeDevice::Cpu) cpu_disk += unit.disk_bytes();
+        EXPECT_GT(cpu_disk, 0u) << "the CPU-decoded layers read rows from disk";
+      }
+    }
+    const std::vector<float> mixed = run_engine(path, gpu, host, cpu_favoured_profile());
+    ASSERT_EQ(mixed.size(), resident.size());
+    EXPECT_TRUE(std::equal(mixed.begin(), mixed.begin() + prefill_end, resident.begin()))
+        << "prefill runs every layer on the GPU: the resident run's logits, bit for bit";
+    const std::vector<float> mixed_rest(mixed.begin() + prefill_end, mixed.end());
+    const std::vector<float> resident_rest(resident.begin() + prefill_end, resident.end());
+    const std::vector<float> cpu_rest(cpu.begin() + prefill_end, cpu.end());
+    EXPECT_NE(mixed_rest, resident_rest) << "the CPU computed nothing";
+    EXPECT_LT(relative_rms(mixed_rest, resident_rest), engine_case.tolerance);
+    EXPECT_LT(relative_rms(mixed_rest, cpu_rest), engine_case.tolerance);
   }
-  options.host_budget = host_all - host_weights / 4;
+}
+
+void check_gpu_trace() {
+  const std::string path = cpu_layers_model(WeightScheme::Q4_0);
+  const auto budgets = split_budgets(path, cpu_favoured_profile());
+  EngineOptions options = tier_options(path, budgets[1].first, budgets[1].second, cpu_favoured_profile());
+  options.trace = true;
   Engine engine(options);
+  ASSERT_GT(engine.tiers()->cpu_layers(), 0);
   std::vector<float> logits(static_cast<size_t>(engine.config().vocab));
   for (int32_t token : {1, 2, 3}) engine.forward().eval(std::span<const int32_t>(&token, 1), logits.data());
   const std::string trace_path = scratch_path("gpu-trace.json");
   engine.trace()->write(trace_path);
   const std::string text = read_bytes_as_text(trace_path);
-  for (const char* track : {"disk reads", "uploads (GPU)", "compute (GPU)"})
+  for (const char* track : {"disk reads", "uploads (GPU)", "compute (GPU)", "compute (CPU)"})
     EXPECT_NE(text.find(std::string("\"cat\":\"") + track + "\""), std::string::npos) << track << " spans missing";
+  EXPECT_NE(text.find("\"layer 0\""), std::string::npos);
   EXPECT_NE(text.find("\"layer 3\""), std::string::npos);
   EXPECT_NE(text.find("\"upload blk.0\""), std::string::npos);
 }

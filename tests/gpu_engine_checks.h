@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "host/engine.h"
+#include "planner/profile.h"
 #include "tools/model_maker.h"
 
 namespace fi::test {
@@ -23,8 +25,19 @@ inline constexpr EngineCase kEngineCases[] = {
     {"q8_0", WeightScheme::Q8_0, 5e-2, false}, {"q4_0", WeightScheme::Q4_0, 5e-2, true},
     {"q4_k_m", WeightScheme::Q4_K_M, 5e-2, false}, {"q6_k", WeightScheme::Q6_K, 5e-2, false}};
 
-// A 10-token prefill (the cuBLAS path) and 4 decode steps (the matrix-vector kernels) on the GPU
-// and on the CPU, every position's logits compared.
+// Machines the three-tier tests plan for, so that no cached probe profile changes their plans: on
+// the first PCIe is fast and the CPU slow (every layer decodes on the GPU); on the second PCIe is
+// slow and the CPU and disk fast (the last layers decode on the CPU, reading from disk what host
+// memory does not hold).
+Profile gpu_favoured_profile();
+Profile cpu_favoured_profile();
+
+// Engine options for `path` and `context` with a GPU budget a sixteenth of the weights short and a
+// profile under which the last layers decode on the CPU (host memory unlimited).
+EngineOptions cpu_decoded_layers_options(const std::string& path, int64_t context);
+
+// A 10-token prefill (the cuBLAS path), 4 decode steps (the matrix-vector kernels) and a 6-token
+// prefill after them on the GPU and on the CPU, every position's logits compared.
 void check_gpu_logits_match_cpu(const EngineCase& engine_case);
 // One byte under what the whole model needs splits it over the tiers within the budget; far too
 // little is refused, naming the minimums; at the whole model's need everything is resident and
@@ -33,6 +46,11 @@ void check_gpu_budget();
 // Budgets that split the model over VRAM, pinned host memory and disk (every layer still on the
 // GPU) give logits bit-identical to the fully resident run, and keep both budgets.
 void check_gpu_tiers_bit_identical(WeightScheme scheme);
+// Budgets under which the last layers decode on the CPU, from host memory and from disk: prefill
+// (every layer on the GPU, the CPU layers' KV cache visiting) gives the resident run's logits bit
+// for bit; decode steps and a later prefill (over keys and values the CPU wrote) stay within the
+// tolerance of both the resident GPU run and the CPU engine; both budgets are kept.
+void check_gpu_cpu_decoded_layers(const EngineCase& engine_case);
 // With a trace, a split run records disk reads, uploads and GPU compute per layer.
 void check_gpu_trace();
 

@@ -7,12 +7,12 @@ namespace {
 
 TEST(Golden, Stories260KGreedyTextFromEmptyPrompt) {
   FI_REQUIRE_SHARED_DATA();
-  test::check_stories260k_greedy_text(std::nullopt);
+  test::check_stories260k_greedy_text({});
 }
 
 TEST(Golden, Stories260KSentenceNegativeLogLikelihood) {
   FI_REQUIRE_SHARED_DATA();
-  test::check_stories260k_sentence_nll(std::nullopt);
+  test::check_stories260k_sentence_nll({});
 }
 
 class TinyLlamaGolden : public ::testing::TestWithParam<std::tuple<test::TinyCase, const char*>> {};
@@ -20,7 +20,7 @@ class TinyLlamaGolden : public ::testing::TestWithParam<std::tuple<test::TinyCas
 TEST_P(TinyLlamaGolden, LogitsAndGreedyTokens) {
   FI_REQUIRE_SHARED_DATA();
   const auto& [tiny, prompt] = GetParam();
-  test::check_tiny_llama(tiny, prompt, std::nullopt);
+  test::check_tiny_llama(tiny, prompt, {});
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -114,6 +114,11 @@ TEST_P(GpuEngine, LogitsMatchTheCpuEngine) {
   test::check_gpu_logits_match_cpu(GetParam());
 }
 
+TEST_P(GpuEngine, LastLayersDecodedOnTheCpuStayWithinTolerance) {
+  FI_REQUIRE_GPU();
+  test::check_gpu_cpu_decoded_layers(GetParam());
+}
+
 INSTANTIATE_TEST_SUITE_P(Files, GpuEngine, ::testing::ValuesIn(test::kEngineCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
@@ -136,13 +141,19 @@ TEST(GpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) {
 TEST(GpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
   FI_REQUIRE_GPU();
   FI_REQUIRE_SHARED_DATA();
-  test::check_stories260k_greedy_text(1ull << 30);
+  test::check_stories260k_greedy_text({1ull << 30});
+}
+
+TEST(GpuGolden, Stories260KGreedyTextWithCpuDecodedLayers) {
+  FI_REQUIRE_GPU();
+  FI_REQUIRE_SHARED_DATA();
+  test::check_stories260k_greedy_text({std::nullopt, true});
 }
 
 TEST(GpuGolden, Stories260KSentenceNegativeLogLikelihood) {
   FI_REQUIRE_GPU();
   FI_REQUIRE_SHARED_DATA();
-  test::check_stories260k_sentence_nll(1ull << 30);
+  test::check_stories260k_sentence_nll({1ull << 30});
 }
 
 class GpuTinyLlamaGolden : public ::testing::TestWithParam<std::tuple<test::TinyCase, const char*>> {};
@@ -151,7 +162,14 @@ TEST_P(GpuTinyLlamaGolden, LogitsAndGreedyTokens) {
   FI_REQUIRE_GPU();
   FI_REQUIRE_SHARED_DATA();
   const auto& [tiny, prompt] = GetParam();
-  test::check_tiny_llama(tiny, prompt, 2ull << 30);
+  test::check_tiny_llama(tiny, prompt, {2ull << 30});
+}
+
+TEST_P(GpuTinyLlamaGolden, LogitsAndGreedyTokensWithCpuDecodedLayers) {
+  FI_REQUIRE_GPU();
+  FI_REQUIRE_SHARED_DATA();
+  const auto& [tiny, prompt] = GetParam();
+  test::check_tiny_llama(tiny, prompt, {std::nullopt, true});
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -11,6 +11,10 @@ class ReferenceGpuEngine : public ::testing::TestWithParam<test::EngineCase> {};
 
 TEST_P(ReferenceGpuEngine, LogitsMatchTheCpuEngine) { test::check_gpu_logits_match_cpu(GetParam()); }
 
+TEST_P(ReferenceGpuEngine, LastLayersDecodedOnTheCpuStayWithinTolerance) {
+  test::check_gpu_cpu_decoded_layers(GetParam());
+}
+
 INSTANTIATE_TEST_SUITE_P(Files, ReferenceGpuEngine, ::testing::ValuesIn(test::kEngineCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
@@ -27,12 +31,17 @@ TEST(ReferenceGpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) { test::
 
 TEST(ReferenceGpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
   FI_REQUIRE_SHARED_DATA();
-  test::check_stories260k_greedy_text(1ull << 30);
+  test::check_stories260k_greedy_text({1ull << 30});
+}
+
+TEST(ReferenceGpuGolden, Stories260KGreedyTextWithCpuDecodedLayers) {
+  FI_REQUIRE_SHARED_DATA();
+  test::check_stories260k_greedy_text({std::nullopt, true});
 }
 
 TEST(ReferenceGpuGolden, Stories260KSentenceNegativeLogLikelihood) {
   FI_REQUIRE_SHARED_DATA();
-  test::check_stories260k_sentence_nll(1ull << 30);
+  test::check_stories260k_sentence_nll({1ull << 30});
 }
 
 class ReferenceGpuTinyLlamaGolden : public ::testing::TestWithParam<std::tuple<test::TinyCase, const char*>> {};
@@ -40,7 +49,13 @@ class ReferenceGpuTinyLlamaGolden : public ::testing::TestWithParam<std::tuple<t
 TEST_P(ReferenceGpuTinyLlamaGolden, LogitsAndGreedyTokens) {
   FI_REQUIRE_SHARED_DATA();
   const auto& [tiny, prompt] = GetParam();
-  test::check_tiny_llama(tiny, prompt, 2ull << 30);
+  test::check_tiny_llama(tiny, prompt, {2ull << 30});
+}
+
+TEST_P(ReferenceGpuTinyLlamaGolden, LogitsAndGreedyTokensWithCpuDecodedLayers) {
+  FI_REQUIRE_SHARED_DATA();
+  const auto& [tiny, prompt] = GetParam();
+  test::check_tiny_llama(tiny, prompt, {std::nullopt, true});
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -15,7 +15,11 @@ const OptionSpec kContext{{"--ctx", "-c"}, true, "context length in tokens (defa
 const OptionSpec kHostMem{{"--host-mem"}, true,
                           "host memory budget, e.g. 6G, 512M, 6.5GiB (default: load every weight, no limit)"};
 const OptionSpec kGpuMem{{"--gpu-mem"}, true,
-                         "GPU memory budget, e.g. 12G: run every layer on CUDA device 0 (default: the CPU)"};
+                         "GPU memory budget, e.g. 12G: run on CUDA device 0, what does not fit in host memory and on "
+                         "disk (default: the CPU)"};
+const OptionSpec kProfile{{"--profile"}, true,
+                          "a probe profile (JSON) to plan the GPU/host/disk placement with (default: this machine's "
+                          "cached one)"};
 const OptionSpec kTrace{{"--trace"}, true,
                         "write a Chrome/Perfetto trace (JSON) of reads, uploads and compute per layer to this file"};
 const OptionSpec kIo{{"--io"}, true, "how streamed weights are read: auto, uring, pread or mmap (default auto)"};
@@ -37,13 +41,22 @@ void show_caveat(const Tokenizer& tokenizer) {
 void show_placement(Engine& engine) {
   if (engine.on_gpu()) {
     if (const auto& tiers = engine.tiers()) {
+      uint64_t vram_weights = 0;
+      for (const TierUnit& unit : tiers->units) vram_weights += unit.gpu_bytes();
+      const int cpu_layers = tiers->cpu_layers();
+      const std::string devices =
+          cpu_layers == 0 ? std::string("every layer on the GPU")
+                          : strprintf("layers 0-%lld on the GPU, %lld-%lld decoded on the CPU (prefilled on the GPU)",
+                                      static_cast<long long>(engine.config().n_layers - cpu_layers - 1),
+                                      static_cast<long long>(engine.config().n_layers - cpu_layers),
+                                      static_cast<long long>(engine.config().n_layers - 1));
       std::fprintf(stderr,
-                   "flexinfer: every layer on the GPU; weights split: %s in VRAM, %s in pinned host memory, %s read "
-                   "from disk per token (%s of %s GPU budget, %s host memory)\n",
-                   format_bytes(tiers->gpu_bytes_per_token() - tiers->upload_bytes_per_token()).c_str(),
-                   format_bytes(tiers->host_weight_bytes).c_str(), format_bytes(tiers->disk_bytes_per_token()).c_str(),
-                   format_bytes(tiers->gpu_used()).c_str(), format_bytes(tiers->gpu_budget).c_str(),
-                   format_bytes(tiers->host_used()).c_str());
+                   "flexinfer: %s; weights split: %s in VRAM, %s in pinned host memory, %s read from disk per token "
+                   "(%s of %s GPU budget, %s host memory); planned %.1f tok/s, bound by %s\n",
+                   devices.c_str(), format_bytes(vram_weights).c_str(), format_bytes(tiers->host_weight_bytes).c_str(),
+                   format_bytes(tiers->disk_bytes_per_token()).c_str(), format_bytes(tiers->gpu_used()).c_str(),
+                   format_bytes(tiers->gpu_budget).c_str(), format_bytes(tiers->host_used()).c_str(),
+                   tiers->predicted_decode_tok_s, tiers->bound.c_str());
       return;
     }
     std::fprintf(stderr, "flexinfer: every layer on the GPU: %s of %s budget on the device\n",
@@ -98,6 +111,7 @@ EngineOptions engine_options(const Args& args) {
   options.gpu_budget = gpu_budget(args);
   options.io = reader_options(args);
   options.trace = args.has("--trace");
+  if (args.has("--profile")) options.profile = Profile::load(args.text("--profile", ""));
   return options;
 }
 

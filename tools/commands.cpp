@@ -63,7 +63,7 @@ int command_generate(int argc, char** argv) {
                    {{"--seed"}, true, "random seed (default: random)"},
                    {{"--stats-every"}, true, "every N tokens, print speed and resident memory to stderr"},
                    {{"--ignore-eos"}, false, "do not stop at end-of-text tokens (fixed-length runs)"},
-                   kThreads, kContext, kHostMem, kGpuMem, kIo, kTrace},
+                   kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "generate");
@@ -151,7 +151,7 @@ int command_tokenize(int argc, char** argv) {
 
 int command_logits(int argc, char** argv) {
   const Args args("logits", {kModel, kPrompt, {{"-o", "--output"}, true, "output file (float32, one row per position)"},
-                             kThreads, kContext, kHostMem, kGpuMem, kIo, kTrace},
+                             kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "logits");

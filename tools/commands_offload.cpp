@@ -318,8 +318,6 @@ int plan_three_tiers(const Args& args, const GgufFile& file, const LlamaConfig& 
   std::printf("predicted decode: %.2f tok/s, bound by %s (per token: disk %.4f s, PCIe %.4f s, CPU %.4f s + GPU %.4f s)\n",
               plan.predicted_decode_tok_s, plan.bound.c_str(), plan.seconds.disk, plan.seconds.pcie, plan.seconds.cpu,
               plan.seconds.gpu);
-  if (plan.cpu_layers() > 0)
-    std::printf("note: generate does not decode layers on the CPU yet; it runs this model with every layer on the GPU\n");
 
   if (args.has("--json")) {
     nlohmann::json layers = nlohmann::json::array();
@@ -452,7 +450,7 @@ int command_bench(int argc, char** argv) {
                     "compute) just before and after the run, and take the limit from their mean (shared disks drift)"},
                    {{"--vram-bw"}, true, "GPU memory read bandwidth in GB/s for the limit (default: measured)"},
                    {{"--json"}, true, "also write the results as JSON to this file"},
-                   kThreads, kContext, kHostMem, kGpuMem, kIo, kTrace},
+                   kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "bench");

@@ -1,6 +1,7 @@
 #include "tools/model_maker.h"
 
 #include <cmath>
+#include <utility>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -95,15 +96,22 @@ std::optional<ModelShape> find_preset(const std::string& name) {
   return std::nullopt;
 }
 
+namespace {
+constexpr std::pair<const char*, WeightScheme> kSchemeNames[] = {
+    {"f32", WeightScheme::F32},   {"f16", WeightScheme::F16},       {"q8_0", WeightScheme::Q8_0}, {"q4_0", WeightScheme::Q4_0},
+    {"q4_k", WeightScheme::Q4_K}, {"q4_k_m", WeightScheme::Q4_K_M}, {"q6_k", WeightScheme::Q6_K}};
+}  // namespace
+
 std::optional<WeightScheme> parse_weight_scheme(const std::string& name) {
-  if (name == "f32") return WeightScheme::F32;
-  if (name == "f16") return WeightScheme::F16;
-  if (name == "q8_0") return WeightScheme::Q8_0;
-  if (name == "q4_0") return WeightScheme::Q4_0;
-  if (name == "q4_k") return WeightScheme::Q4_K;
-  if (name == "q4_k_m") return WeightScheme::Q4_K_M;
-  if (name == "q6_k") return WeightScheme::Q6_K;
+  for (const auto& [text, scheme] : kSchemeNames)
+    if (name == text) return scheme;
   return std::nullopt;
+}
+
+const char* weight_scheme_name(WeightScheme scheme) {
+  for (const auto& [text, known] : kSchemeNames)
+    if (known == scheme) return text;
+  return "?";
 }
 
 namespace {

@@ -28,6 +28,7 @@ std::optional<ModelShape> find_preset(const std::string& name);
 
 enum class WeightScheme { F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K };
 std::optional<WeightScheme> parse_weight_scheme(const std::string& name);
+const char* weight_scheme_name(WeightScheme scheme);  // as parse_weight_scheme reads it
 
 struct MakeModelOptions {
   ModelShape shape;
