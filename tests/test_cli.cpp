@@ -284,6 +284,8 @@ TEST(Cli, TraceShowsDiskReadsOverlappingCompute) {
 TEST(Cli, GpuBudgetsAreOneClearLine) {
   const std::string model = streaming_model();
   expect_clean_failure({"generate", "-m", model, "--gpu-mem", "lots"}, "not a memory size");
+  expect_clean_failure({"generate", "-m", model, "--gpu-mem", "2G", "--profile", test::scratch_path("no-such-profile.json")},
+                       "no-such-profile.json");
   std::string why;
   if (!cuda::list_devices(&why).empty()) {
     expect_clean_failure({"generate", "-m", model, "--gpu-mem", "1M"}, "no placement fits");

@@ -9,6 +9,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -84,8 +85,9 @@ std::vector<int32_t> bench_prompt(const Engine& engine, int64_t tokens) {
   return prompt;
 }
 
-// bench with every layer on the GPU: the limit is the weights read per token over the device's
-// measured read bandwidth; prefill reports the matrix products' FLOP/s.
+// bench with --gpu-mem: the limit is the slowest of the weights the GPU reads per token over its
+// measured read bandwidth plus those the CPU decodes over its matrix-vector rate, the uploads over
+// pinned PCIe and the disk reads; prefill reports the matrix products' FLOP/s.
 int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_tokens, int64_t decode_tokens) {
   auto engine = std::make_unique<Engine>(options);
   const GgufFile& file = engine->model().file();
@@ -131,15 +133,34 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
                                       static_cast<double>(output_elements));
   const double prefill_tflop_s = prefill_flops / prefill_seconds / 1e12;
   const double decode_tok_s = static_cast<double>(decode_tokens) / decode_seconds;
-  const double achieved_GBps = decode_tok_s * static_cast<double>(matrix_bytes) / 1e9;
   // The limit (DESIGN.md): the slowest of VRAM, PCIe (what streams to the GPU) and the disk (what
   // is read from it), each over the bandwidth measured in this run (the disk's from the profile or
   // --disk-bw).
   const auto& tiers = engine->tiers();
   const uint64_t upload_bytes = tiers ? tiers->upload_bytes_per_token() : 0;
   const uint64_t disk_bytes = tiers ? tiers->disk_bytes_per_token() : 0;
-  double limit_seconds = static_cast<double>(matrix_bytes) / (vram_GBps * 1e9);
-  std::string bound = "gpu";
+  const uint64_t cpu_bytes = tiers ? tiers->cpu_bytes_per_token() : 0;
+  const uint64_t gpu_bytes = matrix_bytes - cpu_bytes;
+  // The CPU-decoded layers' rate: measured here on their commonest weight type, or --cpu-bw.
+  double cpu_GBps = 0.0;
+  if (cpu_bytes > 0) {
+    std::map<TensorType, uint64_t> bytes_by_type;
+    for (const TierUnit& unit : tiers->units)
+      if (unit.decode == ComputeDevice::Cpu)
+        for (const TierMatrix& m : unit.matrices) bytes_by_type[m.tensor->type] += m.bytes();
+    const TensorType commonest = std::max_element(bytes_by_type.begin(), bytes_by_type.end(), [](const auto& a, const auto& b) {
+                                   return a.second < b.second;
+                                 })->first;
+    cpu_GBps = args.has("--cpu-bw") ? args.real("--cpu-bw", 0.0, 0.0, 1e6)
+                                    : measure_matvec_GBps(engine->pool(), commonest, 512ull << 20, 3);
+  }
+  const double achieved_GBps = decode_tok_s * static_cast<double>(gpu_bytes) / 1e9;
+  const double achieved_cpu_GBps = decode_tok_s * static_cast<double>(cpu_bytes) / 1e9;
+  const double gpu_seconds = static_cast<double>(gpu_bytes) / (vram_GBps * 1e9);
+  const double cpu_seconds = cpu_bytes > 0 ? static_cast<double>(cpu_bytes) / (cpu_GBps * 1e9) : 0.0;
+  // A token's layers run one after another: the CPU's and the GPU's times add up.
+  double limit_seconds = gpu_seconds + cpu_seconds;
+  std::string bound = cpu_seconds > gpu_seconds ? "cpu" : "gpu";
   if (upload_bytes > 0 && static_cast<double>(upload_bytes) / (measured.h2d_pinned_GBps * 1e9) > limit_seconds) {
     limit_seconds = static_cast<double>(upload_bytes) / (measured.h2d_pinned_GBps * 1e9);
     bound = "pcie";
@@ -162,10 +183,15 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
   std::printf("prefill          %zu tokens in %.3f s: %.1f tok/s, %.1f TFLOP/s (matrix products)\n", prompt.size(),
               prefill_seconds, prefill_tok_s, prefill_tflop_s);
   std::printf("decode           %" PRId64 " tokens in %.3f s: %.2f tok/s\n", decode_tokens, decode_seconds, decode_tok_s);
-  std::printf("bytes per token  gpu %" PRIu64 ", uploaded %" PRIu64 ", disk %" PRIu64 "\n", matrix_bytes, upload_bytes,
-              disk_bytes);
-  std::printf("achieved         VRAM %.1f GB/s of %.1f GB/s measured; PCIe %.1f GB/s of %.1f GB/s pinned\n",
-              achieved_GBps, vram_GBps, decode_tok_s * static_cast<double>(upload_bytes) / 1e9, measured.h2d_pinned_GBps);
+  std::printf("bytes per token  gpu %" PRIu64 ", cpu %" PRIu64 ", uploaded %" PRIu64 ", disk %" PRIu64 "\n", gpu_bytes,
+              cpu_bytes, upload_bytes, disk_bytes);
+  std::printf("achieved         VRAM %.1f GB/s of %.1f GB/s measured; PCIe %.1f GB/s of %.1f GB/s pinned", achieved_GBps,
+              vram_GBps, decode_tok_s * static_cast<double>(upload_bytes) / 1e9, measured.h2d_pinned_GBps);
+  if (cpu_bytes > 0) std::printf("; CPU %.1f GB/s of %.1f GB/s matrix-vector", achieved_cpu_GBps, cpu_GBps);
+  std::printf("\n");
+  if (tiers)
+    std::printf("host memory      %s planned of %s budget; peak RSS %s\n", format_bytes(tiers->host_used()).c_str(),
+                tiers->host_budget ? format_bytes(*tiers->host_budget).c_str() : "no", format_bytes(peak_rss_bytes()).c_str());
   if (disk_known)
     std::printf("limit            %.2f tok/s (%s-bound); achieved/limit %.1f%%\n", limit_tok_s, bound.c_str(),
                 100.0 * decode_tok_s / limit_tok_s);
@@ -182,9 +208,14 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
         {"prefill_tok_s", prefill_tok_s},
         {"prefill_tflop_s", prefill_tflop_s},
         {"decode_tok_s", decode_tok_s},
-        {"bytes_per_token", {{"host", 0}, {"upload", upload_bytes}, {"disk", disk_bytes}, {"gpu", matrix_bytes}}},
-        {"achieved_GBps", {{"gpu", achieved_GBps}, {"pcie", decode_tok_s * static_cast<double>(upload_bytes) / 1e9}}},
+        {"bytes_per_token", {{"host", cpu_bytes}, {"upload", upload_bytes}, {"disk", disk_bytes}, {"gpu", gpu_bytes}}},
+        {"achieved_GBps", {{"gpu", achieved_GBps}, {"cpu", achieved_cpu_GBps},
+                           {"pcie", decode_tok_s * static_cast<double>(upload_bytes) / 1e9}}},
+        {"cpu_layers", tiers ? tiers->cpu_layers() : 0},
+        {"host_used_bytes", tiers ? tiers->host_used() : 0},
+        {"peak_rss_bytes", peak_rss_bytes()},
         {"vram_read_GBps", vram_GBps},
+        {"cpu_matvec_GBps", cpu_GBps},
         {"h2d_pinned_GBps", measured.h2d_pinned_GBps},
         {"disk_read_GBps", disk_GBps},
         {"limit_tok_s", limit_tok_s},
@@ -449,6 +480,8 @@ int command_bench(int argc, char** argv) {
                     "measure the disk through the streaming pipeline itself (same reads, slots and reader, no "
                     "compute) just before and after the run, and take the limit from their mean (shared disks drift)"},
                    {{"--vram-bw"}, true, "GPU memory read bandwidth in GB/s for the limit (default: measured)"},
+                   {{"--cpu-bw"}, true,
+                    "CPU matrix-vector rate in GB/s for the layers decoded on the CPU (default: measured in the run)"},
                    {{"--json"}, true, "also write the results as JSON to this file"},
                    kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace},
                   argc, argv, 2);

@@ -10,9 +10,11 @@
 # /tmp/flexinfer-models, ~21 GB). Results: $OUT (or /tmp/device-check) gets the test log, one
 # bench JSON per model and table.md. FLEXINFER_SHARED_DATA may point at a copy of
 # ../shared/data so the golden tests run too. CHECK_TYPES limits the models (default
-# "f16 q4_0 q4_k"); GPU_MEM the budget (default 40G). TIERS=1 (the default) adds the three-tier runs:
-# 7b F16 with --gpu-mem 4G (the rest in pinned host memory) and 13b F16 with --gpu-mem 4G
-# --host-mem 8G (the rest from disk, cold; the 13b file is another 26 GB).
+# "f16 q4_0 q4_k"); GPU_MEM the budget (default 40G). TIERS=1 (the default) adds the three-tier runs,
+# planned with the profile probe measures here: 7b F16 with --gpu-mem 4G (the rest in pinned host
+# memory, the last layers decoded on the CPU where that is faster; with a trace, and an Nsight
+# Systems capture when nsys is installed) and 13b F16 with --gpu-mem 4G --host-mem 8G (the rest
+# from disk, cold; the 13b file is another 26 GB).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu}
@@ -54,7 +56,13 @@ if [ "$tiers" = 1 ]; then
   if [ -s "$models/7b-f16.gguf" ]; then
     stamp "bench 7b f16, --gpu-mem 4G"
     "$flexinfer" bench -m "$models/7b-f16.gguf" --gpu-mem 4G -p 512 -n 32 --json "$out/bench-7b-f16-gpu4G.json" \
-      | tee "$out/bench-7b-f16-gpu4G.txt"
+      --trace "$out/trace-7b-f16-gpu4G.json" | tee "$out/bench-7b-f16-gpu4G.txt"
+    if command -v nsys >/dev/null; then
+      stamp "nsys: 7b f16, --gpu-mem 4G, 8 tokens"
+      nsys profile -t cuda,nvtx,osrt -o "$out/nsys-7b-f16-gpu4G" --force-overwrite true \
+        "$flexinfer" generate -m "$models/7b-f16.gguf" --gpu-mem 4G -p "Once" -n 8 >/dev/null 2>&1 ||
+        echo "nsys capture failed"
+    fi
   fi
   [ -s "$models/13b-f16.gguf" ] || { stamp "make-model 13b f16"; "$flexinfer" make-model --preset 13b --type f16 --byte-vocab -o "$models/13b-f16.gguf" >/dev/null; }
   stamp "bench 13b f16, --gpu-mem 4G --host-mem 8G, cold"
@@ -68,8 +76,8 @@ stamp "table"
   echo
   echo "test_block_decode exit $decode_status; test_gpu exit $gpu_status: $gpu_summary"
   echo
-  echo "| run | decode tok/s | VRAM GB/s achieved | measured VRAM read GB/s | achieved/limit (bound) | prefill tok/s | prefill TFLOP/s |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| run | decode tok/s | VRAM GB/s achieved | measured VRAM read GB/s | CPU layers | achieved/limit (bound) | prefill tok/s | prefill TFLOP/s | host planned / peak RSS GB |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   for name in $(for type in $types; do echo "7b-$type"; done) 7b-f16-gpu4G 13b-f16-gpu4G-host8G; do
     json=$out/bench-$name.json
     [ -s "$json" ] || continue
@@ -77,7 +85,8 @@ stamp "table"
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"| {sys.argv[2]} | {r['decode_tok_s']:.2f} | {r['achieved_GBps']['gpu']:.0f} | {r['vram_read_GBps']:.0f} | "
-      f"{100 * r['achieved_over_limit']:.1f}% ({r['bound']}) | {r['prefill_tok_s']:.0f} | {r['prefill_tflop_s']:.1f} |")
+      f"{r['cpu_layers']} | {100 * r['achieved_over_limit']:.1f}% ({r['bound']}) | {r['prefill_tok_s']:.0f} | "
+      f"{r['prefill_tflop_s']:.1f} | {r['host_used_bytes'] / 1e9:.1f} / {r['peak_rss_bytes'] / 1e9:.1f} |")
 PY
   done
 } | tee "$out/table.md"
