@@ -66,6 +66,10 @@ class GpuCompute final : public LayerCompute {
   // hands its device slot back once the compute stream has used it.
   void bring(size_t unit);
   void done_with(size_t unit);
+  // The next pass starts with layer 0 on the GPU (prefill, or decode unless every layer decodes on
+  // the CPU): its upload goes out as soon as this pass's last unit is enqueued, so that it overlaps
+  // the head's compute and the caller's sampling instead of following them.
+  void bring_next_first_layer();
   // y = w x (y += w x with accumulate) for each product, all of the same input x.
   struct Product {
     const cuda::DeviceMatrix& w;
@@ -115,6 +119,7 @@ class GpuCompute final : public LayerCompute {
   std::vector<std::unique_ptr<cuda::Event>> slot_uploaded_, slot_free_;
   size_t next_slot_ = 0;
   std::vector<int> unit_slot_;  // per unit: the device slot it occupies, or -1
+  bool first_layer_brought_ = false;  // by the previous pass
   std::vector<std::string> upload_names_;  // per unit, for NVTX and the trace
 
   std::vector<std::string> layer_names_;  // "layer N", made once: not per token
@@ -335,6 +340,12 @@ void GpuCompute::bring(size_t unit) {
   unit_slot_[unit] = static_cast<int>(slot);
 }
 
+void GpuCompute::bring_next_first_layer() {
+  if (!tiers_ || first_cpu_layer_ == 0) return;
+  bring(0);
+  first_layer_brought_ = true;
+}
+
 void GpuCompute::done_with(size_t unit) {
   if (unit_slot_.empty() || unit_slot_[unit] < 0) return;
   slot_free_[static_cast<size_t>(unit_slot_[unit])]->record(compute_);
@@ -402,7 +413,8 @@ void GpuCompute::visit_kv(int64_t layer, int64_t first, int64_t count, bool to_d
 }
 
 void GpuCompute::layer(int64_t index) {
-  bring(static_cast<size_t>(index));
+  if (index == 0 && first_layer_brought_) first_layer_brought_ = false;
+  else bring(static_cast<size_t>(index));
   const std::string& name = layer_names_[static_cast<size_t>(index)];
   const cuda::NvtxRange range(name);
   begin_span(Trace::Track::Gpu, name, compute_);
@@ -433,6 +445,7 @@ void GpuCompute::head(int64_t first, int64_t rows, float* logits) {
   bring(unit);
   if (rows == 0) {
     done_with(unit);
+    bring_next_first_layer();
     return;
   }
   const cuda::NvtxRange range("compute head");
@@ -442,6 +455,7 @@ void GpuCompute::head(int64_t first, int64_t rows, float* logits) {
   end_span(compute_);
   done_with(unit);
   cuda::copy_to_host_async(logits, logits_, static_cast<uint64_t>(rows * config_.vocab) * sizeof(float), compute_);
+  bring_next_first_layer();
   compute_.synchronize();
   resolve_spans();
 }
