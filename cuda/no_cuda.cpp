@@ -20,6 +20,10 @@ DeviceBandwidth measure_bandwidth(uint64_t) { fail("%s", kNoCuda); }
 double measure_matvec_GBps(TensorType, uint64_t) { fail("%s", kNoCuda); }
 void use_device(int) { fail("%s", kNoCuda); }
 void device_memory(uint64_t*, uint64_t*) { fail("%s", kNoCuda); }
+NvtxRange::NvtxRange(const char*) {}
+NvtxRange::~NvtxRange() = default;
+uint64_t nvtx_range_start(const char*) { return 0; }
+void nvtx_range_end(uint64_t) {}
 PinnedBuffer::PinnedBuffer(uint64_t) { fail("%s", kNoCuda); }
 PinnedBuffer::~PinnedBuffer() = default;
 

@@ -102,6 +102,9 @@ void fill_zero_async(void* device, uint64_t bytes, const Stream& stream) {
 NvtxRange::NvtxRange(const char* name) { nvtxRangePushA(name); }
 NvtxRange::~NvtxRange() { nvtxRangePop(); }
 
+uint64_t nvtx_range_start(const char* name) { return nvtxRangeStartA(name); }
+void nvtx_range_end(uint64_t range) { nvtxRangeEnd(range); }
+
 namespace {
 
 constexpr int kReadThreads = 256;

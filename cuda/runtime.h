@@ -93,6 +93,12 @@ class NvtxRange {
   NvtxRange& operator=(const NvtxRange&) = delete;
 };
 
+// An NVTX range that may overlap others and end on another thread than it started on (reads in
+// flight); nvtx_range_end takes what nvtx_range_start returned. No-ops without a profiler attached
+// and in builds without CUDA.
+uint64_t nvtx_range_start(const char* name);
+void nvtx_range_end(uint64_t range);
+
 // Bandwidths of the current device in GB/s, each the median of 5 timed passes over `bytes`.
 struct DeviceBandwidth {
   double vram_read_GBps = 0.0;  // a kernel that reads and sums the buffer

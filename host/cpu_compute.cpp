@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cuda/runtime.h"
 #include "host/fp16.h"
 #include "host/quant.h"
 #include "host/trace.h"
@@ -61,6 +62,7 @@ CpuCompute::CpuCompute(const LlamaConfig& config, HostWeights& weights, ThreadPo
                        HostArena& scratch, int64_t max_batch)
     : config_(config), store_(weights), weights_(weights.weights()), pool_(pool), kv_(kv),
       inverse_frequencies_(rope_inverse_frequencies(config, weights.weights().rope_freq_factors)) {
+  for (int64_t l = 0; l < config.n_layers; ++l) layer_names_.push_back("layer " + std::to_string(l));
   const auto b = static_cast<uint64_t>(max_batch);
   auto floats = [&](int64_t per_token) { return scratch.allocate_array<float>(b * static_cast<uint64_t>(per_token), "scratch"); };
   x_ = floats(config.dim);
@@ -112,6 +114,8 @@ void CpuCompute::set_trace(Trace* trace) {
 }
 
 void CpuCompute::layer(int64_t layer) {
+  const std::string& name = layer_names_[static_cast<size_t>(layer)];
+  const cuda::NvtxRange range(name);
   const auto start = Trace::Clock::now();
   const LlamaConfig& c = config_;
   const int64_t n = tokens_, dim = c.dim, kv_dim = c.kv_dim(), pairs = c.rope_dim / 2;
@@ -164,10 +168,11 @@ void CpuCompute::layer(int64_t layer) {
   matmul(pool_, w.w_down, quantized_, projected_);
   store_.release(layer);
   for (int64_t i = 0; i < n * dim; ++i) x_[i] += projected_[i];
-  if (trace_) trace_->add(Trace::Track::Cpu, "layer " + std::to_string(layer), start, Trace::Clock::now());
+  if (trace_) trace_->add(Trace::Track::Cpu, name, start, Trace::Clock::now());
 }
 
 void CpuCompute::head(int64_t first, int64_t rows, float* logits) {
+  const cuda::NvtxRange range("output head");
   const auto start = Trace::Clock::now();
   const int64_t dim = config_.dim;
   store_.acquire(config_.n_layers);

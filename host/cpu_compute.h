@@ -4,6 +4,7 @@
 // scratch in a host arena, kernels on the thread pool.
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "host/arena.h"
@@ -51,6 +52,7 @@ class CpuCompute final : public LayerCompute {
   ThreadPool& pool_;
   HostKvCache kv_;
   std::vector<double> inverse_frequencies_;  // per rotated pair
+  std::vector<std::string> layer_names_;     // "layer N", for NVTX and the trace
   int64_t tokens_ = 0;                       // in the current batch
   int64_t position_ = 0;                     // of its first token
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "cuda/runtime.h"
 #include "io/error.h"
 
 namespace fi {
@@ -10,11 +11,13 @@ namespace {
 constexpr uint64_t kFailed = UINT64_MAX;
 }
 
-Prefetcher::Prefetcher(AsyncReader& reader, std::vector<std::vector<ReadSpan>> schedule, uint8_t* slots,
-                       uint64_t slot_bytes, int depth)
+Prefetcher::Prefetcher(AsyncReader& reader, std::vector<std::vector<ReadSpan>> schedule,
+                       const std::vector<std::string>& names, uint8_t* slots, uint64_t slot_bytes, int depth)
     : reader_(reader), schedule_(std::move(schedule)), slots_(slots), slot_bytes_(slot_bytes), depth_(depth),
       ready_(static_cast<size_t>(depth)) {
   if (depth < 1 || schedule_.empty()) fail("internal: prefetcher needs a schedule and at least one slot");
+  if (names.size() != schedule_.size()) fail("internal: %zu names for %zu scheduled units", names.size(), schedule_.size());
+  for (const std::string& name : names) read_names_.push_back("read " + name);
   for (const auto& reads : schedule_) {
     if (reads.empty()) fail("internal: a scheduled unit has nothing to read");
     for (const ReadSpan& span : reads)
@@ -41,6 +44,7 @@ void Prefetcher::run() {
     uint64_t next = 0;  // the next job to submit; job j is schedule unit j % size in slot j % depth
     std::vector<size_t> pending(static_cast<size_t>(depth_), 0);
     std::vector<Trace::Clock::time_point> submitted(static_cast<size_t>(depth_));
+    std::vector<uint64_t> nvtx_ranges(static_cast<size_t>(depth_));
     while (!stopping_.load()) {
       const uint32_t signal = signal_.load();
       while (next < released_.load() + static_cast<uint64_t>(depth_)) {
@@ -48,6 +52,7 @@ void Prefetcher::run() {
         const auto& reads = schedule_[next % schedule_.size()];
         pending[slot] = reads.size();
         submitted[slot] = Trace::Clock::now();
+        nvtx_ranges[slot] = cuda::nvtx_range_start(read_names_[next % schedule_.size()].c_str());
         for (const ReadSpan& span : reads)
           reader_.submit({slots_ + slot * slot_bytes_ + span.slot_offset, span.file_offset, span.bytes, next});
         ++next;
@@ -56,9 +61,9 @@ void Prefetcher::run() {
         const uint64_t job = reader_.wait();
         const size_t slot = job % static_cast<uint64_t>(depth_);
         if (--pending[slot] == 0) {
+          cuda::nvtx_range_end(nvtx_ranges[slot]);
           if (Trace* trace = trace_.load())
-            trace->add(Trace::Track::Disk, "read " + trace_names_[job % schedule_.size()], submitted[slot],
-                       Trace::Clock::now());
+            trace->add(Trace::Track::Disk, read_names_[job % schedule_.size()], submitted[slot], Trace::Clock::now());
           ready_[slot].store(job + 1);
           ready_[slot].notify_all();
         }
@@ -74,12 +79,6 @@ void Prefetcher::run() {
       ready.notify_all();
     }
   }
-}
-
-void Prefetcher::set_trace(Trace* trace, std::vector<std::string> names) {
-  if (names.size() != schedule_.size()) fail("internal: %zu trace names for %zu scheduled units", names.size(), schedule_.size());
-  trace_names_ = std::move(names);
-  trace_.store(trace);
 }
 
 uint8_t* Prefetcher::acquire(size_t index) {

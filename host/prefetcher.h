@@ -21,10 +21,11 @@ namespace fi {
 
 class Prefetcher {
  public:
-  // schedule[i]: the reads that bring schedule unit i into a slot. slots: depth * slot_bytes bytes,
-  // 4 KiB-aligned, owned by the caller and outliving the prefetcher.
-  Prefetcher(AsyncReader& reader, std::vector<std::vector<ReadSpan>> schedule, uint8_t* slots, uint64_t slot_bytes,
-             int depth);
+  // schedule[i]: the reads that bring schedule unit i, named names[i], into a slot. slots: depth *
+  // slot_bytes bytes, 4 KiB-aligned, owned by the caller and outliving the prefetcher. Each unit's
+  // reads are an NVTX range "read NAME" from submission to completion.
+  Prefetcher(AsyncReader& reader, std::vector<std::vector<ReadSpan>> schedule, const std::vector<std::string>& names,
+             uint8_t* slots, uint64_t slot_bytes, int depth);
   ~Prefetcher();
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -36,9 +37,8 @@ class Prefetcher {
   void release();
 
   size_t schedule_size() const { return schedule_.size(); }
-  // Each unit's reads become a span named names[index] on the trace's disk track (before the
-  // first acquire).
-  void set_trace(Trace* trace, std::vector<std::string> names);
+  // Each unit's reads become a span on the trace's disk track (before the first acquire).
+  void set_trace(Trace* trace) { trace_.store(trace); }
   double stall_seconds() const { return stall_seconds_; }  // compute time spent waiting for reads
 
  private:
@@ -59,7 +59,7 @@ class Prefetcher {
   uint64_t acquired_ = 0;  // compute side: jobs acquired so far
   double stall_seconds_ = 0.0;
   std::atomic<Trace*> trace_{nullptr};
-  std::vector<std::string> trace_names_;
+  std::vector<std::string> read_names_;  // per schedule unit: "read NAME"
   std::thread thread_;
 };
 

@@ -69,16 +69,19 @@ TierStore::TierStore(const LlamaModel& model, TierPlan plan, int device, const R
   }
 
   std::vector<std::vector<ReadSpan>> schedule;
+  std::vector<std::string> names;
   for (const TierUnit& unit : plan_.units) {
     schedule_index_.push_back(unit.reads.empty() ? -1 : static_cast<int64_t>(schedule.size()));
-    if (!unit.reads.empty()) schedule.push_back(unit.reads);
+    if (unit.reads.empty()) continue;
+    schedule.push_back(unit.reads);
+    names.push_back(unit.name);
   }
   if (!schedule.empty()) {
     staging_ = pinned(static_cast<uint64_t>(plan_.host_slots) * plan_.host_slot_bytes);
     reader_ = AsyncReader::open(file.path(), io);
     reader_->register_memory({staging_->data(), staging_->size()});
-    prefetcher_ = std::make_unique<Prefetcher>(*reader_, std::move(schedule), staging_->data(), plan_.host_slot_bytes,
-                                               plan_.host_slots);
+    prefetcher_ = std::make_unique<Prefetcher>(*reader_, std::move(schedule), names, staging_->data(),
+                                               plan_.host_slot_bytes, plan_.host_slots);
   }
 }
 
@@ -107,11 +110,7 @@ void TierStore::release(int64_t unit) {
 void TierStore::embed(int32_t, float*) { fail("internal: the token embedding is on the GPU in a three-tier placement"); }
 
 void TierStore::set_trace(Trace* trace) {
-  if (!prefetcher_) return;
-  std::vector<std::string> names;
-  for (size_t u = 0; u < plan_.units.size(); ++u)
-    if (schedule_index_[u] >= 0) names.push_back(plan_.units[u].name);
-  prefetcher_->set_trace(trace, std::move(names));
+  if (prefetcher_) prefetcher_->set_trace(trace);
 }
 
 }  // namespace fi

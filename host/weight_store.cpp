@@ -69,7 +69,6 @@ WeightStore::WeightStore(const GgufFile& file, const LlamaConfig& config, bool t
 
   std::vector<std::vector<ReadSpan>> schedule;
   schedule_index_.assign(plan.units.size(), -1);
-  for (const PlanUnit& unit : plan.units) unit_names_.push_back(unit.name);
   for (size_t u = 0; u < plan.units.size(); ++u) {
     if (plan.units[u].reads.empty()) continue;
     schedule_index_[u] = static_cast<int64_t>(schedule.size());
@@ -80,7 +79,10 @@ WeightStore::WeightStore(const GgufFile& file, const LlamaConfig& config, bool t
     uint8_t* slots = arena.allocate(plan.staging_bytes(), kDirectAlignment, "staging slots");
     reader_->register_memory({slots, static_cast<size_t>(plan.staging_bytes())});
     token_read_bytes_ = plan.read_bytes_per_token();
-    prefetcher_ = std::make_unique<Prefetcher>(*reader_, std::move(schedule), slots, plan.slot_bytes, plan.depth);
+    std::vector<std::string> names;
+    for (size_t u = 0; u < plan.units.size(); ++u)
+      if (schedule_index_[u] >= 0) names.push_back(plan.units[u].name);
+    prefetcher_ = std::make_unique<Prefetcher>(*reader_, std::move(schedule), names, slots, plan.slot_bytes, plan.depth);
   }
 }
 
@@ -143,11 +145,7 @@ void WeightStore::load_resident(const Plan& plan, HostArena& arena) {
 }
 
 void WeightStore::set_trace(Trace* trace) {
-  if (!prefetcher_) return;
-  std::vector<std::string> names;
-  for (size_t u = 0; u < schedule_index_.size(); ++u)
-    if (schedule_index_[u] >= 0) names.push_back(unit_names_[u]);
-  prefetcher_->set_trace(trace, std::move(names));
+  if (prefetcher_) prefetcher_->set_trace(trace);
 }
 
 void WeightStore::acquire(int64_t unit) {

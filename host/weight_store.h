@@ -58,7 +58,6 @@ class WeightStore final : public HostWeights {
   LlamaWeights weights_;
   std::vector<std::vector<Target>> targets_;  // per plan unit
   std::vector<int64_t> schedule_index_;       // per plan unit: its place in the prefetch schedule, or -1
-  std::vector<std::string> unit_names_;      // per plan unit
   uint64_t token_read_bytes_ = 0;  // what the schedule reads per token
   std::unique_ptr<AsyncReader> reader_;
   std::unique_ptr<Prefetcher> prefetcher_;

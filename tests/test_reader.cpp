@@ -154,7 +154,7 @@ TEST_P(ReaderTest, PrefetcherDeliversTheScheduleRepeatedly) {
   for (int depth : {1, 2, 3}) {
     AlignedBuffer slots(slot_bytes * static_cast<uint64_t>(depth));
     const auto reader = AsyncReader::open(path, {GetParam(), 8, 32 << 10});
-    Prefetcher prefetcher(*reader, schedule, slots.data.get(), slot_bytes, depth);
+    Prefetcher prefetcher(*reader, schedule, {"a", "b", "c", "d", "e"}, slots.data.get(), slot_bytes, depth);
     for (int cycle = 0; cycle < 4; ++cycle)
       for (size_t unit = 0; unit < schedule.size(); ++unit) {
         const uint8_t* slot = prefetcher.acquire(unit);
@@ -173,7 +173,8 @@ TEST(Reader, PrefetcherPassesReadErrorsToCompute) {
     AlignedBuffer slots(2 << 20);
     const auto reader = AsyncReader::open(path, {backend, 4, 64 << 10});
     ASSERT_EQ(truncate(path.c_str(), 1 << 20), 0);
-    Prefetcher prefetcher(*reader, {{{0, 1 << 20, 0}}, {{2 << 20, 1 << 20, 0}}}, slots.data.get(), 1 << 20, 2);
+    Prefetcher prefetcher(*reader, {{{0, 1 << 20, 0}}, {{2 << 20, 1 << 20, 0}}}, {"first", "second"}, slots.data.get(),
+                          1 << 20, 2);
     // The failed read may be noticed at either unit, but it must reach compute as an Error.
     EXPECT_THROW(
         {
