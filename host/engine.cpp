@@ -13,7 +13,7 @@ namespace {
 // The profile a tier plan is made with: this machine's, when probe measured its GPU; otherwise
 // nominal figures of a mid-range laptop (PCIe 4 x8, an NVMe drive, dual-channel memory), which
 // 'flexinfer probe' replaces with measurements.
-Profile tier_profile() {
+Profile default_tier_profile() {
   try {
     if (const auto cached = cached_profile(); cached && cached->has_gpu() && cached->disk_read_GBps > 0 &&
                                                 cached->host_read_GBps > 0)
@@ -22,7 +22,7 @@ Profile tier_profile() {
     // A damaged cache is reported by the commands that read it for speeds; nominal figures do here.
   }
   Profile nominal;
-  nominal.machine = "nominal";
+  nominal.machine = kNominalProfile;
   nominal.disk_read_GBps = 2.0;
   nominal.host_read_GBps = 20.0;
   nominal.cpu_matvec_GBps = 10.0;
@@ -65,7 +65,8 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
       planned.context = model_->context();
       const TierInput input =
           llama_tier_input(model_->file(), config(), tensors, planned, pool_->size(), *options.gpu_budget);
-      tiers_ = make_tier_plan(input, options.profile ? *options.profile : tier_profile());
+      tier_profile_ = options.profile ? *options.profile : default_tier_profile();
+      tiers_ = make_tier_plan(input, *tier_profile_);
       tier_store_ = std::make_unique<TierStore>(*model_, *tiers_, options.gpu_device, options.io);
     }
     std::vector<std::unique_ptr<LayerCompute>> devices;

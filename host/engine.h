@@ -21,6 +21,8 @@
 
 namespace fi {
 
+inline constexpr const char* kNominalProfile = "nominal figures of a mid-range laptop";
+
 struct EngineOptions {
   std::string model_path;
   int threads = 0;       // 0: one per available core
@@ -61,6 +63,9 @@ class Engine {
   // The placement over GPU, host memory and disk (and the layers decoded on the CPU), when the
   // model does not fit the GPU budget or a host budget is given too.
   const std::optional<TierPlan>& tiers() const { return tiers_; }
+  // The machine profile the tiers were planned with (its `machine` is kNominalProfile when there
+  // was neither --profile nor a cached probe).
+  const std::optional<Profile>& tier_profile() const { return tier_profile_; }
   // The spans collected so far (with EngineOptions::trace), else null.
   const Trace* trace() const { return trace_.get(); }
 
@@ -86,6 +91,7 @@ class Engine {
   double load_seconds_ = 0.0;
   EngineOptions options_;
   GpuMemoryPlan gpu_memory_;
+  std::optional<Profile> tier_profile_;
   std::optional<TierPlan> tiers_;
 };
 

@@ -57,6 +57,9 @@ void show_placement(Engine& engine) {
                    format_bytes(tiers->disk_bytes_per_token()).c_str(), format_bytes(tiers->gpu_used()).c_str(),
                    format_bytes(tiers->gpu_budget).c_str(), format_bytes(tiers->host_used()).c_str(),
                    tiers->predicted_decode_tok_s, tiers->bound.c_str());
+      if (engine.tier_profile()->machine == kNominalProfile)
+        std::fprintf(stderr, "flexinfer: note: planned with nominal bandwidths; run 'flexinfer probe' once (or pass "
+                             "--profile FILE) for a placement fitted to this machine\n");
       return;
     }
     std::fprintf(stderr, "flexinfer: every layer on the GPU: %s of %s budget on the device\n",
