@@ -62,9 +62,11 @@ class GpuCompute final : public LayerCompute {
   };
   void load(const std::string& path, std::vector<Piece> pieces);
   void place_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors);
-  // Makes unit `unit`'s streamed rows usable on the device (a no-op for a resident unit), and
-  // hands its device slot back once the compute stream has used it.
+  // Uploads unit `unit`'s streamed rows into a device slot (a no-op for a resident unit); the
+  // compute stream waits for them only when it is about to use them; the slot is handed back once
+  // the compute stream has used it.
   void bring(size_t unit);
+  void wait_for_upload(size_t unit);
   void done_with(size_t unit);
   // The next pass starts with layer 0 on the GPU (prefill, or decode unless every layer decodes on
   // the CPU): its upload goes out as soon as this pass's last unit is enqueued, so that it overlaps
@@ -334,7 +336,6 @@ void GpuCompute::bring(size_t unit) {
   }
   end_span(upload_);
   slot_uploaded_[slot]->record(upload_);
-  slot_uploaded_[slot]->wait_on(compute_);
   if (staged) slot_uploaded_[slot]->synchronize();  // out of the staging slot before it is refilled
   tiers_->release(static_cast<int64_t>(unit));
   unit_slot_[unit] = static_cast<int>(slot);
@@ -344,6 +345,10 @@ void GpuCompute::bring_next_first_layer() {
   if (!tiers_ || first_cpu_layer_ == 0) return;
   bring(0);
   first_layer_brought_ = true;
+}
+
+void GpuCompute::wait_for_upload(size_t unit) {
+  if (!unit_slot_.empty() && unit_slot_[unit] >= 0) slot_uploaded_[static_cast<size_t>(unit_slot_[unit])]->wait_on(compute_);
 }
 
 void GpuCompute::done_with(size_t unit) {
@@ -415,6 +420,7 @@ void GpuCompute::visit_kv(int64_t layer, int64_t first, int64_t count, bool to_d
 void GpuCompute::layer(int64_t index) {
   if (index == 0 && first_layer_brought_) first_layer_brought_ = false;
   else bring(static_cast<size_t>(index));
+  wait_for_upload(static_cast<size_t>(index));
   const std::string& name = layer_names_[static_cast<size_t>(index)];
   const cuda::NvtxRange range(name);
   begin_span(Trace::Track::Gpu, name, compute_);
@@ -443,6 +449,7 @@ void GpuCompute::head(int64_t first, int64_t rows, float* logits) {
   // Brought in even when no logits are wanted: the prefetch schedule is fixed.
   const auto unit = static_cast<size_t>(config_.n_layers);
   bring(unit);
+  wait_for_upload(unit);
   if (rows == 0) {
     done_with(unit);
     bring_next_first_layer();

@@ -1,8 +1,9 @@
 // A host-memory stand-in for the GPU, so the GPU engine's own code (host/gpu_compute.cpp: memory
-// plan, uploads, layouts, the order of kernels, the prefill/decode split) runs end to end on any
-// machine. cuda/runtime.cu and cuda/device_info.cu are compiled as they are against the fake CUDA
-// runtime below (one "device", host memory, synchronous copies); the kernel and cuBLAS entry
-// points are plain scalar implementations of the contracts in cuda/kernels.h and cuda/blas.h.
+// plan, uploads, layouts, the order of kernels, the prefill/decode split, streams and events) runs
+// end to end on any machine. cuda/runtime.cu and cuda/device_info.cu are compiled as they are
+// against the fake CUDA runtime below (one "device", host memory, streams run lazily); the kernel
+// and cuBLAS entry points are plain scalar implementations of the contracts in cuda/kernels.h and
+// cuda/blas.h, queued on their streams like launches.
 // That the CUDA kernels keep those contracts is test_kernels_emulated's and test_gpu's job.
 #include "cuda_emulation.h"
 
@@ -10,11 +11,91 @@
 #include "cuda/runtime.cu"
 
 #include <cstdlib>
+#include <deque>
+#include <functional>
+#include <map>
+#include <set>
 
 #include "cuda/blas.h"
 #include "cuda/block_decode.h"
 #include "cuda/kernels.h"
 #include "host/fp16.h"
+
+// Streams run lazily and as late as CUDA allows: work queued on a stream runs only when the host
+// or another stream waits for it (cudaStreamSynchronize, cudaEventSynchronize, a wait on a recorded
+// event, cudaFree). Work that the engine forgot to order after an upload or a copy to the host, or
+// a pinned source the host reused too early, therefore gives wrong results here, instead of usually
+// winning the race as it might on a GPU. With FLEXINFER_REFERENCE_EAGER_COPIES set, streams that
+// never ran a kernel (the upload stream) run as early as they may instead, so an upload into a slot
+// whose last reader has not run yet shows too. Copies from pageable host memory take the source
+// when called and copies to it complete before returning, as CUDA documents; pinned memory is
+// read and written only when the copy runs.
+namespace {
+
+struct FakeStream {
+  std::deque<std::function<void()>> queued;
+  bool ran_kernels = false;
+  uint64_t enqueued = 0;  // operations ever queued
+  uint64_t executed = 0;
+};
+
+struct FakeEvent {
+  FakeStream* stream = nullptr;
+  uint64_t position = 0;  // the stream's operations before the record
+};
+
+std::set<FakeStream*>& live_streams() {
+  static std::set<FakeStream*> streams;
+  return streams;
+}
+
+std::map<uintptr_t, size_t>& pinned_ranges() {
+  static std::map<uintptr_t, size_t> ranges;
+  return ranges;
+}
+
+bool is_pinned(const void* pointer) {
+  const auto address = reinterpret_cast<uintptr_t>(pointer);
+  auto it = pinned_ranges().upper_bound(address);
+  if (it == pinned_ranges().begin()) return false;
+  --it;
+  return address < it->first + it->second;
+}
+
+void run_until(FakeStream* stream, uint64_t position) {
+  while (stream->executed < position) {
+    std::function<void()> operation = std::move(stream->queued.front());
+    stream->queued.pop_front();
+    ++stream->executed;
+    operation();
+  }
+}
+
+void run_all() {
+  for (FakeStream* stream : live_streams()) run_until(stream, stream->enqueued);
+}
+
+const bool kEagerCopyStreams = std::getenv("FLEXINFER_REFERENCE_EAGER_COPIES") != nullptr;
+
+void enqueue(cudaStream_t handle, std::function<void()> operation, bool kernel = false) {
+  if (!handle) {  // the legacy default stream: waits for all others
+    run_all();
+    operation();
+    return;
+  }
+  auto* stream = reinterpret_cast<FakeStream*>(handle);
+  stream->ran_kernels |= kernel;
+  stream->queued.push_back(std::move(operation));
+  ++stream->enqueued;
+  if (kEagerCopyStreams && !stream->ran_kernels) run_until(stream, stream->enqueued);
+}
+
+// A kernel or cuBLAS call on stream `handle` (a Stream's handle()).
+void launch(void* handle, std::function<void()> kernel) {
+  enqueue(static_cast<cudaStream_t>(handle), std::move(kernel), true);
+}
+
+}  // namespace
 
 // The CUDA runtime calls cuda/ makes, on host memory.
 extern "C" {
@@ -47,46 +128,90 @@ cudaError_t cudaMalloc(void** pointer, size_t bytes) {
   return *pointer ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 cudaError_t cudaFree(void* pointer) {
+  run_all();
   std::free(pointer);
   return cudaSuccess;
 }
 cudaError_t cudaHostAlloc(void** pointer, size_t bytes, unsigned int) {
-  *pointer = std::aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
-  return *pointer ? cudaSuccess : cudaErrorMemoryAllocation;
+  const size_t rounded = (bytes + 4095) / 4096 * 4096;
+  *pointer = std::aligned_alloc(4096, rounded);
+  if (!*pointer) return cudaErrorMemoryAllocation;
+  pinned_ranges()[reinterpret_cast<uintptr_t>(*pointer)] = rounded;
+  return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void* pointer) {
+  run_all();
+  pinned_ranges().erase(reinterpret_cast<uintptr_t>(pointer));
   std::free(pointer);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* destination, const void* source, size_t bytes, cudaMemcpyKind, cudaStream_t) {
-  std::memcpy(destination, source, bytes);
+cudaError_t cudaMemcpyAsync(void* destination, const void* source, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t stream) {
+  if (kind == cudaMemcpyHostToDevice && !is_pinned(source)) {
+    auto taken = std::make_shared<std::vector<uint8_t>>(static_cast<const uint8_t*>(source),
+                                                        static_cast<const uint8_t*>(source) + bytes);
+    enqueue(stream, [=] { std::memcpy(destination, taken->data(), bytes); });
+    return cudaSuccess;
+  }
+  enqueue(stream, [=] { std::memcpy(destination, source, bytes); });
+  if (kind == cudaMemcpyDeviceToHost && !is_pinned(destination) && stream) {
+    auto* fake = reinterpret_cast<FakeStream*>(stream);
+    run_until(fake, fake->enqueued);
+  }
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* destination, int value, size_t bytes, cudaStream_t) {
-  std::memset(destination, value, bytes);
+cudaError_t cudaMemsetAsync(void* destination, int value, size_t bytes, cudaStream_t stream) {
+  enqueue(stream, [=] { std::memset(destination, value, bytes); });
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) {
-  *stream = reinterpret_cast<cudaStream_t>(new char);
+  auto* fake = new FakeStream;
+  live_streams().insert(fake);
+  *stream = reinterpret_cast<cudaStream_t>(fake);
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  delete reinterpret_cast<char*>(stream);
+  auto* fake = reinterpret_cast<FakeStream*>(stream);
+  run_until(fake, fake->enqueued);  // CUDA lets queued work finish
+  live_streams().erase(fake);
+  delete fake;
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  if (!stream) {
+    run_all();
+    return cudaSuccess;
+  }
+  auto* fake = reinterpret_cast<FakeStream*>(stream);
+  run_until(fake, fake->enqueued);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
+  const FakeEvent recorded = *reinterpret_cast<FakeEvent*>(event);
+  if (recorded.stream) enqueue(stream, [recorded] { run_until(recorded.stream, recorded.position); });
+  return cudaSuccess;
+}
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
-  *event = reinterpret_cast<cudaEvent_t>(new char);
+  *event = reinterpret_cast<cudaEvent_t>(new FakeEvent);
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  delete reinterpret_cast<char*>(event);
+  delete reinterpret_cast<FakeEvent*>(event);
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventElapsedTime(float* milliseconds, cudaEvent_t, cudaEvent_t) {
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  auto* fake = reinterpret_cast<FakeStream*>(stream);
+  *reinterpret_cast<FakeEvent*>(event) = {fake, fake ? fake->enqueued : 0};
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  const FakeEvent& recorded = *reinterpret_cast<FakeEvent*>(event);
+  if (recorded.stream) run_until(recorded.stream, recorded.position);
+  return cudaSuccess;
+}
+cudaError_t cudaEventElapsedTime(float* milliseconds, cudaEvent_t start, cudaEvent_t end) {
+  cudaEventSynchronize(start);
+  cudaEventSynchronize(end);
   *milliseconds = 1.0f;
   return cudaSuccess;
 }
@@ -120,105 +245,123 @@ void decode_row(const DeviceMatrix& w, int64_t row, float* out) {
 
 }  // namespace
 
-void matvec(const DeviceMatrix& w, const float* x, int64_t tokens, float* y, const Stream&, bool accumulate) {
+void matvec(const DeviceMatrix& w, const float* x, int64_t tokens, float* y, const Stream& stream, bool accumulate) {
   if (tokens < 1 || tokens > kMaxMatvecTokens) fail("internal: matvec of %lld tokens", static_cast<long long>(tokens));
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t r = 0; r < w.rows; ++r) {
-      const float sum = dot_row(w, r, x + t * w.cols);
-      y[t * w.rows + r] = accumulate ? y[t * w.rows + r] + sum : sum;
+  launch(stream.handle(), [=] {
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t r = 0; r < w.rows; ++r) {
+        const float sum = dot_row(w, r, x + t * w.cols);
+        y[t * w.rows + r] = accumulate ? y[t * w.rows + r] + sum : sum;
+      }
+  });
+}
+
+void dequantize_to_half(const DeviceMatrix& w, int64_t first_row, int64_t rows, uint16_t* out, const Stream& stream) {
+  launch(stream.handle(), [=] {
+    std::vector<float> row(static_cast<size_t>(w.cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      decode_row(w, first_row + r, row.data());
+      for (int64_t k = 0; k < w.cols; ++k) out[r * w.cols + k] = fp32_to_fp16(row[k]);
     }
+  });
 }
 
-void dequantize_to_half(const DeviceMatrix& w, int64_t first_row, int64_t rows, uint16_t* out, const Stream&) {
-  std::vector<float> row(static_cast<size_t>(w.cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    decode_row(w, first_row + r, row.data());
-    for (int64_t k = 0; k < w.cols; ++k) out[r * w.cols + k] = fp32_to_fp16(row[k]);
-  }
+void floats_to_half(const float* x, int64_t count, uint16_t* out, const Stream& stream) {
+  launch(stream.handle(), [=] {
+    for (int64_t i = 0; i < count; ++i) out[i] = fp32_to_fp16(x[i]);
+  });
 }
 
-void floats_to_half(const float* x, int64_t count, uint16_t* out, const Stream&) {
-  for (int64_t i = 0; i < count; ++i) out[i] = fp32_to_fp16(x[i]);
+void embed(const DeviceMatrix& table, const int32_t* tokens, int64_t count, float* out, const Stream& stream) {
+  launch(stream.handle(), [=] {
+    for (int64_t t = 0; t < count; ++t) decode_row(table, tokens[t], out + t * table.cols);
+  });
 }
 
-void embed(const DeviceMatrix& table, const int32_t* tokens, int64_t count, float* out, const Stream&) {
-  for (int64_t t = 0; t < count; ++t) decode_row(table, tokens[t], out + t * table.cols);
-}
-
-void rms_norm(const float* x, const float* weight, float* out, int64_t tokens, int64_t dim, double eps, const Stream&) {
-  for (int64_t t = 0; t < tokens; ++t) {
-    double squares = 0.0;
-    for (int64_t i = 0; i < dim; ++i) squares += static_cast<double>(x[t * dim + i]) * x[t * dim + i];
-    const auto scale = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(dim) + eps));
-    for (int64_t i = 0; i < dim; ++i) out[t * dim + i] = x[t * dim + i] * scale * weight[i];
-  }
+void rms_norm(const float* x, const float* weight, float* out, int64_t tokens, int64_t dim, double eps, const Stream& stream) {
+  launch(stream.handle(), [=] {
+    for (int64_t t = 0; t < tokens; ++t) {
+      double squares = 0.0;
+      for (int64_t i = 0; i < dim; ++i) squares += static_cast<double>(x[t * dim + i]) * x[t * dim + i];
+      const auto scale = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(dim) + eps));
+      for (int64_t i = 0; i < dim; ++i) out[t * dim + i] = x[t * dim + i] * scale * weight[i];
+    }
+  });
 }
 
 void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, int64_t position,
                        const double* inverse_frequencies, const AttentionShape& shape, uint16_t* key_cache,
-                       uint16_t* value_cache, const Stream&) {
-  const int64_t dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
-  for (int64_t t = 0; t < tokens; ++t) {
-    auto rotate = [&](float* head) {
-      for (int64_t i = 0; i < shape.rope_dim / 2; ++i) {
-        const double angle = static_cast<double>(position + t) * inverse_frequencies[i];
-        const auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
-        const float a = head[2 * i], b = head[2 * i + 1];
-        head[2 * i] = a * c - b * s;
-        head[2 * i + 1] = a * s + b * c;
+                       uint16_t* value_cache, const Stream& stream) {
+  launch(stream.handle(), [=] {
+    const int64_t dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
+    for (int64_t t = 0; t < tokens; ++t) {
+      auto rotate = [&](float* head) {
+        for (int64_t i = 0; i < shape.rope_dim / 2; ++i) {
+          const double angle = static_cast<double>(position + t) * inverse_frequencies[i];
+          const auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+          const float a = head[2 * i], b = head[2 * i + 1];
+          head[2 * i] = a * c - b * s;
+          head[2 * i + 1] = a * s + b * c;
+        }
+      };
+      for (int64_t h = 0; h < shape.n_heads; ++h) rotate(q + t * dim + h * shape.head_dim);
+      for (int64_t h = 0; h < shape.n_kv_heads; ++h) rotate(k + t * kv_dim + h * shape.head_dim);
+      for (int64_t i = 0; i < kv_dim; ++i) {
+        key_cache[(position + t) * kv_dim + i] = fp32_to_fp16(k[t * kv_dim + i]);
+        value_cache[(position + t) * kv_dim + i] = fp32_to_fp16(v[t * kv_dim + i]);
       }
-    };
-    for (int64_t h = 0; h < shape.n_heads; ++h) rotate(q + t * dim + h * shape.head_dim);
-    for (int64_t h = 0; h < shape.n_kv_heads; ++h) rotate(k + t * kv_dim + h * shape.head_dim);
-    for (int64_t i = 0; i < kv_dim; ++i) {
-      key_cache[(position + t) * kv_dim + i] = fp32_to_fp16(k[t * kv_dim + i]);
-      value_cache[(position + t) * kv_dim + i] = fp32_to_fp16(v[t * kv_dim + i]);
     }
-  }
+  });
 }
 
 void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_cache, int64_t tokens,
-               int64_t position, const AttentionShape& shape, float* out, const Stream&) {
-  const int64_t dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(shape.head_dim));
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t h = 0; h < shape.n_heads; ++h) {
-      const int64_t kv_offset = h / (shape.n_heads / shape.n_kv_heads) * shape.head_dim;
-      const int64_t visible = position + t + 1;
-      std::vector<double> scores(static_cast<size_t>(visible));
-      double max_score = -INFINITY, total = 0.0;
-      for (int64_t p = 0; p < visible; ++p) {
-        double dot = 0.0;
-        for (int64_t i = 0; i < shape.head_dim; ++i)
-          dot += q[t * dim + h * shape.head_dim + i] * fp16_to_fp32(key_cache[p * kv_dim + kv_offset + i]);
-        scores[p] = dot * scale;
-        max_score = std::max(max_score, scores[p]);
+               int64_t position, const AttentionShape& shape, float* out, const Stream& stream) {
+  launch(stream.handle(), [=] {
+    const int64_t dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(shape.head_dim));
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t h = 0; h < shape.n_heads; ++h) {
+        const int64_t kv_offset = h / (shape.n_heads / shape.n_kv_heads) * shape.head_dim;
+        const int64_t visible = position + t + 1;
+        std::vector<double> scores(static_cast<size_t>(visible));
+        double max_score = -INFINITY, total = 0.0;
+        for (int64_t p = 0; p < visible; ++p) {
+          double dot = 0.0;
+          for (int64_t i = 0; i < shape.head_dim; ++i)
+            dot += q[t * dim + h * shape.head_dim + i] * fp16_to_fp32(key_cache[p * kv_dim + kv_offset + i]);
+          scores[p] = dot * scale;
+          max_score = std::max(max_score, scores[p]);
+        }
+        for (double& s : scores) total += (s = std::exp(s - max_score));
+        for (int64_t i = 0; i < shape.head_dim; ++i) {
+          double sum = 0.0;
+          for (int64_t p = 0; p < visible; ++p) sum += scores[p] * fp16_to_fp32(value_cache[p * kv_dim + kv_offset + i]);
+          out[t * dim + h * shape.head_dim + i] = static_cast<float>(sum / total);
+        }
       }
-      for (double& s : scores) total += (s = std::exp(s - max_score));
-      for (int64_t i = 0; i < shape.head_dim; ++i) {
-        double sum = 0.0;
-        for (int64_t p = 0; p < visible; ++p) sum += scores[p] * fp16_to_fp32(value_cache[p * kv_dim + kv_offset + i]);
-        out[t * dim + h * shape.head_dim + i] = static_cast<float>(sum / total);
-      }
-    }
+  });
 }
 
-void swiglu(float* gate, const float* up, int64_t count, const Stream&) {
-  for (int64_t i = 0; i < count; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+void swiglu(float* gate, const float* up, int64_t count, const Stream& stream) {
+  launch(stream.handle(), [=] {
+    for (int64_t i = 0; i < count; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  });
 }
 
-Blas::Blas(const Stream&, void*, uint64_t) {}
+Blas::Blas(const Stream& stream, void*, uint64_t) : handle_(stream.handle()) {}
 Blas::~Blas() = default;
 
 void Blas::gemm(const uint16_t* w, int64_t rows, int64_t cols, const uint16_t* x, int64_t tokens, float* y,
                 int64_t y_stride, bool accumulate) {
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t r = 0; r < rows; ++r) {
-      float sum = 0.0f;
-      for (int64_t k = 0; k < cols; ++k) sum += fp16_to_fp32(w[r * cols + k]) * fp16_to_fp32(x[t * cols + k]);
-      float& out = y[t * y_stride + r];
-      out = accumulate ? out + sum : sum;
-    }
+  launch(handle_, [=] {
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t r = 0; r < rows; ++r) {
+        float sum = 0.0f;
+        for (int64_t k = 0; k < cols; ++k) sum += fp16_to_fp32(w[r * cols + k]) * fp16_to_fp32(x[t * cols + k]);
+        float& out = y[t * y_stride + r];
+        out = accumulate ? out + sum : sum;
+      }
+  });
 }
 
 }  // namespace fi::cuda
