@@ -1,9 +1,12 @@
 #include "host/engine.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "host/cpu_compute.h"
 #include "io/error.h"
+#include "planner/budget.h"
 #include "planner/profile.h"
 
 namespace fi {
@@ -67,6 +70,13 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
           llama_tier_input(model_->file(), config(), tensors, planned, pool_->size(), *options.gpu_budget);
       tier_profile_ = options.profile ? *options.profile : default_tier_profile();
       tiers_ = make_tier_plan(input, *tier_profile_);
+      // Without --host-mem the host tier holds everything VRAM does not, pinned: refuse what the
+      // machine could never lock rather than fail deep inside the driver.
+      const uint64_t ram = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+      if (!options.host_budget && tiers_->host_used() > ram)
+        fail("what does not fit --gpu-mem %s needs %s of pinned host memory, more than this machine's %s of RAM: give "
+             "--host-mem to read the rest from disk",
+             format_bytes(*options.gpu_budget).c_str(), format_bytes(tiers_->host_used()).c_str(), format_bytes(ram).c_str());
       tier_store_ = std::make_unique<TierStore>(*model_, *tiers_, options.gpu_device, options.io);
     }
     std::vector<std::unique_ptr<LayerCompute>> devices;
