@@ -25,6 +25,7 @@ std::string Profile::to_json() const {
                                {"disk_points", points},
                                {"host_read_GBps", host_read_GBps},
                                {"cpu_matvec_GBps", cpu_matvec_GBps},
+                               {"cpu_matvec_GBps_by_type", cpu_matvec_GBps_by_type},
                                {"cpu_threads", cpu_threads},
                                {"gpu", gpu},
                                {"h2d_pinned_GBps", h2d_pinned_GBps},
@@ -49,6 +50,16 @@ Profile Profile::from_json(const std::string& text, const std::string& origin) {
     profile.disk_read_GBps = number("disk_read_GBps", 0.0);
     profile.host_read_GBps = number("host_read_GBps", 0.0);
     profile.cpu_matvec_GBps = number("cpu_matvec_GBps", 0.0);
+    if (json.contains("cpu_matvec_GBps_by_type")) {
+      const nlohmann::json& rates = json.at("cpu_matvec_GBps_by_type");
+      if (!rates.is_object() || rates.size() > 64) fail("%s: 'cpu_matvec_GBps_by_type' is not a table of rates", origin.c_str());
+      for (const auto& [type, rate] : rates.items()) {
+        const double value = rate.get<double>();
+        if (!(value > 0.0 && value < 1e7))
+          fail("%s: cpu_matvec_GBps_by_type '%s' = %g is not a plausible bandwidth", origin.c_str(), type.c_str(), value);
+        profile.cpu_matvec_GBps_by_type[type] = value;
+      }
+    }
     profile.disk_queue_depth = static_cast<int>(number("disk_queue_depth", 32));
     profile.disk_request_bytes = static_cast<uint64_t>(number("disk_request_bytes", 1 << 20));
     profile.cpu_threads = static_cast<int>(number("cpu_threads", 0));
@@ -69,6 +80,11 @@ Profile Profile::from_json(const std::string& text, const std::string& origin) {
     fail("%s: not a valid profile: %s", origin.c_str(), error.what());
   }
   return profile;
+}
+
+double Profile::cpu_matvec_GBps_for(TensorType type) const {
+  const auto found = cpu_matvec_GBps_by_type.find(type_name(type));
+  return found != cpu_matvec_GBps_by_type.end() ? found->second : cpu_matvec_GBps;
 }
 
 Profile Profile::load(const std::string& path) {

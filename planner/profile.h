@@ -2,10 +2,12 @@
 // Measured bandwidths of a machine (from `flexinfer probe`), as plain numbers the planner and the
 // benchmarks reason with, stored as JSON so a plan for any machine can be made anywhere.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "io/tensor_type.h"
 #include "planner/plan.h"
 
 namespace fi {
@@ -22,7 +24,9 @@ struct Profile {
   uint64_t disk_request_bytes = 1ull << 20;
   std::vector<DiskPoint> disk_points;
   double host_read_GBps = 0.0;     // memory read, all threads
-  double cpu_matvec_GBps = 0.0;    // weight bytes per second through the CPU matrix-vector kernels
+  double cpu_matvec_GBps = 0.0;    // weight bytes per second through the CPU matrix-vector kernels (Q4_0)
+  // The same per weight type, by type name ("F16", "Q8_0", ...), where probe measured it.
+  std::map<std::string, double> cpu_matvec_GBps_by_type;
   int cpu_threads = 0;
   // The GPU's side; all 0 when probe saw no GPU.
   std::string gpu;                 // the device's name
@@ -33,6 +37,8 @@ struct Profile {
   double gpu_matvec_GBps = 0.0;    // weight bytes per second through the GPU matrix-vector kernels
 
   bool has_gpu() const { return h2d_pinned_GBps > 0 && vram_read_GBps > 0 && gpu_matvec_GBps > 0; }
+  // The CPU's matrix-vector rate on `type`: measured for it, else cpu_matvec_GBps.
+  double cpu_matvec_GBps_for(TensorType type) const;
 
   std::string to_json() const;
   static Profile from_json(const std::string& text, const std::string& origin);

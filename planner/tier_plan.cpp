@@ -186,17 +186,22 @@ void lay_out(TierPlan& plan, const TierInput& input) {
   }
 }
 
+// The CPU's rate on a weight type: its matrix-vector rate, at most the memory's read bandwidth.
+double cpu_GBps(const Profile& profile, TensorType type) {
+  const double matvec = profile.cpu_matvec_GBps_for(type);
+  return matvec > 0 ? std::min(profile.host_read_GBps, matvec) : profile.host_read_GBps;
+}
+
 TierSeconds seconds_per_token(const std::vector<TierUnit>& units, const Profile& profile) {
   TierSeconds seconds;
-  const double cpu_GBps = profile.cpu_matvec_GBps > 0 ? std::min(profile.host_read_GBps, profile.cpu_matvec_GBps)
-                                                       : profile.host_read_GBps;
   for (const TierUnit& unit : units) {
     seconds.disk += static_cast<double>(disk_read_bytes(unit)) / (profile.disk_read_GBps * 1e9);
     if (unit.decode == ComputeDevice::Gpu) {
       seconds.pcie += static_cast<double>(upload_bytes(unit)) / (profile.h2d_pinned_GBps * 1e9);
       seconds.gpu += static_cast<double>(unit.bytes()) / (profile.gpu_matvec_GBps * 1e9);
     } else {
-      seconds.cpu += static_cast<double>(unit.bytes()) / (cpu_GBps * 1e9);
+      for (const TierMatrix& m : unit.matrices)
+        seconds.cpu += static_cast<double>(m.bytes()) / (cpu_GBps(profile, m.tensor->type) * 1e9);
     }
   }
   return seconds;

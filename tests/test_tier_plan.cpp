@@ -187,5 +187,33 @@ TEST(TierPlan, StoredProfilesRoundTripWithTheirGpuNumbers) {
   EXPECT_TRUE(again.has_gpu());
 }
 
+TEST(TierPlan, CpuLayersAreWeighedAtTheirOwnTypesRate) {
+  Profile profile = stored_profile("h100-server");
+  const Model model = make_model(k7bF16, 4 * kGiB, std::nullopt);
+  const TierPlan at_q4_0_rate = make_tier_plan(model.input, profile);
+  // F16 at half the Q4_0 rate: each CPU layer costs twice the time, so fewer decode there.
+  profile.cpu_matvec_GBps_by_type["F16"] = profile.cpu_matvec_GBps / 2;
+  const TierPlan at_f16_rate = make_tier_plan(model.input, profile);
+  expect_consistent(at_f16_rate, model.input.row_group);
+  EXPECT_LT(at_f16_rate.cpu_layers(), at_q4_0_rate.cpu_layers());
+  EXPECT_LT(at_f16_rate.predicted_decode_tok_s, at_q4_0_rate.predicted_decode_tok_s);
+  double expected_cpu_seconds = 0.0;
+  for (const TierUnit& unit : at_f16_rate.units)
+    if (unit.decode == ComputeDevice::Cpu) expected_cpu_seconds += static_cast<double>(unit.bytes()) / 50e9;
+  EXPECT_NEAR(at_f16_rate.seconds.cpu, expected_cpu_seconds, 1e-9);
+}
+
+TEST(TierPlan, PerTypeCpuRatesRoundTripAndBadOnesAreRefused) {
+  Profile profile = stored_profile("laptop");
+  profile.cpu_matvec_GBps_by_type = {{"F16", 21.5}, {"Q4_K", 9.25}};
+  const Profile again = Profile::from_json(profile.to_json(), "round trip");
+  EXPECT_EQ(again.cpu_matvec_GBps_for(TensorType::F16), 21.5);
+  EXPECT_EQ(again.cpu_matvec_GBps_for(TensorType::Q4_K), 9.25);
+  EXPECT_EQ(again.cpu_matvec_GBps_for(TensorType::Q6_K), profile.cpu_matvec_GBps) << "unmeasured types: the Q4_0 rate";
+  for (const char* bad : {R"({"cpu_matvec_GBps_by_type": {"F16": -1}})", R"({"cpu_matvec_GBps_by_type": [1, 2]})",
+                          R"({"cpu_matvec_GBps_by_type": {"F16": "fast"}})"})
+    EXPECT_THROW(Profile::from_json(bad, "bad"), Error) << bad;
+}
+
 }  // namespace
 }  // namespace fi

@@ -285,6 +285,14 @@ int command_probe(int argc, char** argv) {
   std::printf("memory read: %.2f GB/s (%d threads)\n", profile.host_read_GBps, pool.size());
   profile.cpu_matvec_GBps = measure_matvec_GBps(pool, TensorType::Q4_0, quick ? 512ull << 20 : 1ull << 30, rounds);
   std::printf("CPU Q4_0 matrix-vector: %.2f GB/s of weights (%s kernels)\n", profile.cpu_matvec_GBps, kernel_isa_name());
+  // The other types models come in: the planner weighs CPU-decoded layers by their own type's rate.
+  profile.cpu_matvec_GBps_by_type[type_name(TensorType::Q4_0)] = profile.cpu_matvec_GBps;
+  for (TensorType type : {TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
+                          TensorType::Q6_K}) {
+    const double rate = measure_matvec_GBps(pool, type, quick ? 128ull << 20 : 512ull << 20, quick ? 2 : 3);
+    profile.cpu_matvec_GBps_by_type[type_name(type)] = rate;
+    std::printf("CPU %s matrix-vector: %.2f GB/s of weights\n", type_name(type), rate);
+  }
   profile.machine = strprintf("%d threads, %s kernels", pool.size(), kernel_isa_name());
 
   std::string no_gpu;
