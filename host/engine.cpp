@@ -82,7 +82,7 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
     std::vector<std::unique_ptr<LayerCompute>> devices;
     devices.push_back(make_gpu_compute(*model_, {*options.gpu_budget, options.gpu_device, tier_store_.get()}));
     const auto layers = static_cast<size_t>(config().n_layers);
-    DevicePlacement placement{std::vector<size_t>(layers, 0), std::vector<size_t>(layers, 0), 0, 0};
+    DevicePlacement placement = DevicePlacement::single(config().n_layers);
     if (tier_store_ && tier_store_->first_cpu_layer() < config().n_layers) {
       cpu_scratch_ = std::make_unique<HostArena>(
           forward_scratch_bytes(config(), model_->context(), model_->max_batch(), pool_->size()), options.host_budget.has_value());

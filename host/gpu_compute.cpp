@@ -167,11 +167,7 @@ GpuCompute::GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, TierS
   dequantized_ = arena.allocate_array<uint16_t>(dequantized_elements_, "dequantized rows");
 
   std::vector<float> factors;
-  if (const TensorInfo* info = model.file().tensors().find("rope_freqs.weight")) {
-    factors.resize(info->elements());
-    const std::vector<uint8_t> bytes = read_file_range(model.file().path(), info->file_offset, info->bytes);
-    std::memcpy(factors.data(), bytes.data(), info->bytes);
-  }
+  if (const TensorInfo* info = model.file().tensors().find("rope_freqs.weight")) factors = read_f32_tensor(model.file(), *info);
   const std::vector<double> frequencies = rope_inverse_frequencies(c, factors.empty() ? nullptr : factors.data());
   auto* device_frequencies = arena.allocate_array<double>(frequencies.size(), "RoPE frequencies");
   cuda::copy_to_device_async(device_frequencies, frequencies.data(), frequencies.size() * sizeof(double), compute_);

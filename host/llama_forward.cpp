@@ -19,9 +19,7 @@ std::vector<std::unique_ptr<LayerCompute>> one_device(std::unique_ptr<LayerCompu
 }  // namespace
 
 LlamaForward::LlamaForward(const LlamaModel& model, std::unique_ptr<LayerCompute> device)
-    : LlamaForward(model, one_device(std::move(device)),
-                   {std::vector<size_t>(static_cast<size_t>(model.config().n_layers), 0),
-                    std::vector<size_t>(static_cast<size_t>(model.config().n_layers), 0), 0, 0}) {}
+    : LlamaForward(model, one_device(std::move(device)), DevicePlacement::single(model.config().n_layers)) {}
 
 LlamaForward::LlamaForward(const LlamaModel& model, std::vector<std::unique_ptr<LayerCompute>> devices,
                            DevicePlacement placement)

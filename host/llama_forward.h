@@ -19,6 +19,10 @@ struct DevicePlacement {
   std::vector<size_t> decode, prefill;
   size_t embed = 0;
   size_t head = 0;
+  // Everything on device 0.
+  static DevicePlacement single(int64_t layers) {
+    return {std::vector<size_t>(static_cast<size_t>(layers), 0), std::vector<size_t>(static_cast<size_t>(layers), 0), 0, 0};
+  }
 };
 
 class LlamaForward {

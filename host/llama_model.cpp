@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 #include "host/gpu_compute.h"
 #include "io/direct_file.h"
@@ -97,6 +98,14 @@ LlamaTensorSet LlamaTensorSet::require(const TensorTable& table, const LlamaConf
     set.tensors.push_back(&table.require(layer_tensor(l, "ffn_down"), {ffn, d}, kMatrixTypes));
   }
   return set;
+}
+
+std::vector<float> read_f32_tensor(const GgufFile& file, const TensorInfo& info) {
+  if (info.type != TensorType::F32) fail("internal: %s is not F32", info.name.c_str());
+  const std::vector<uint8_t> bytes = read_file_range(file.path(), info.file_offset, info.bytes);
+  std::vector<float> floats(info.elements());
+  std::memcpy(floats.data(), bytes.data(), floats.size() * sizeof(float));
+  return floats;
 }
 
 uint64_t runtime_bytes(const GgufFile& file, const LlamaConfig& config) {

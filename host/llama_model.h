@@ -31,6 +31,8 @@ uint64_t forward_scratch_bytes(const LlamaConfig& config, int64_t context, int64
 // RoPE inverse frequency of each rotated pair, in double, divided by the file's frequency factors
 // when it has them (Llama 3.1 style scaling).
 std::vector<double> rope_inverse_frequencies(const LlamaConfig& config, const float* frequency_factors);
+// A small F32 tensor (a norm, the RoPE frequency factors) read from the file once.
+std::vector<float> read_f32_tensor(const GgufFile& file, const TensorInfo& info);
 // Memory the process needs outside the arena (code, metadata, tokenizer, thread stacks, logits).
 uint64_t runtime_bytes(const GgufFile& file, const LlamaConfig& config);
 

@@ -1,10 +1,8 @@
 #include "host/tier_store.h"
 
-#include <cstring>
 #include <unordered_map>
 
 #include "cuda/runtime.h"
-#include "io/direct_file.h"
 #include "io/error.h"
 
 namespace fi {
@@ -13,13 +11,6 @@ namespace {
 
 std::unique_ptr<cuda::PinnedBuffer> pinned(uint64_t bytes) {
   return bytes > 0 ? std::make_unique<cuda::PinnedBuffer>(bytes) : nullptr;
-}
-
-std::vector<float> read_floats(const GgufFile& file, const TensorInfo& info) {
-  const std::vector<uint8_t> bytes = read_file_range(file.path(), info.file_offset, info.bytes);
-  std::vector<float> floats(info.elements());
-  std::memcpy(floats.data(), bytes.data(), floats.size() * sizeof(float));
-  return floats;
 }
 
 }  // namespace
@@ -43,7 +34,7 @@ TierStore::TierStore(const LlamaModel& model, TierPlan plan, int device, const R
   weights_.layers.resize(static_cast<size_t>(config.n_layers));
   cpu_views_.resize(plan_.units.size());
   auto small_tensor = [&](const std::string& name) {
-    small_tensors_.push_back(read_floats(file, *file.tensors().find(name)));
+    small_tensors_.push_back(read_f32_tensor(file, *file.tensors().find(name)));
     return small_tensors_.back().data();
   };
   if (first_cpu_layer_ < config.n_layers && file.tensors().find("rope_freqs.weight"))
