@@ -1,4 +1,4 @@
-// A host-memory stand-in for the GPU, so the GPU engine's own code (host/gpu_compute.cpp: memory
+// A host-memory stand-in for the GPU, so the GPU engine's own code (host/gpu/gpu_compute.cpp: memory
 // plan, uploads, layouts, the order of kernels, the prefill/decode split, streams and events) runs
 // end to end on any machine. cuda/runtime.cu and cuda/device_info.cu are compiled as they are
 // against the fake CUDA runtime below (one "device", host memory, streams run lazily); the kernel
@@ -19,7 +19,7 @@
 #include "cuda/blas.h"
 #include "cuda/block_decode.h"
 #include "cuda/kernels.h"
-#include "host/fp16.h"
+#include "host/kernels/fp16.h"
 
 // Streams run lazily and as late as CUDA allows: work queued on a stream runs only when the host
 // or another stream waits for it (cudaStreamSynchronize, cudaEventSynchronize, a wait on a recorded

@@ -8,7 +8,7 @@
 #include <fstream>
 
 #include "gpu_engine_checks.h"
-#include "host/engine.h"
+#include "host/engine/engine.h"
 #include "test_support.h"
 
 namespace fi::test {

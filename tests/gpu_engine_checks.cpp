@@ -1,7 +1,7 @@
 #include "gpu_engine_checks.h"
 
 #include "cuda/runtime.h"
-#include "host/engine.h"
+#include "host/engine/engine.h"
 #include "io/error.h"
 #include "test_support.h"
 

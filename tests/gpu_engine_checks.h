@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "host/engine.h"
+#include "host/engine/engine.h"
 #include "planner/profile.h"
 #include "tools/model_maker.h"
 

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "cuda/kernels.h"
-#include "host/fp16.h"
-#include "host/quant.h"
+#include "host/kernels/fp16.h"
+#include "host/kernels/quant.h"
 
 namespace fi::test {
 

@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "host/quant.h"
-#include "host/repack.h"
+#include "host/kernels/quant.h"
+#include "host/kernels/repack.h"
 
 namespace fi::test {
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "host/llama_model.h"
+#include "host/model/llama_model.h"
 
 namespace fi::test {
 

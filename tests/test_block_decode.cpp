@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "cuda/block_decode.h"
-#include "host/quant.h"
+#include "host/kernels/quant.h"
 
 namespace fi {
 namespace {

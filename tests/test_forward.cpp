@@ -2,9 +2,9 @@
 // and its invariances: batching and thread count never change the result.
 #include <cstring>
 
-#include "host/engine.h"
+#include "host/engine/engine.h"
 #include "io/error.h"
-#include "host/llama_forward.h"
+#include "host/model/llama_forward.h"
 #include "reference_llama.h"
 #include "test_support.h"
 

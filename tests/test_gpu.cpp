@@ -12,7 +12,7 @@
 #include "cuda/runtime.h"
 #include "golden_checks.h"
 #include "gpu_engine_checks.h"
-#include "host/engine.h"
+#include "host/engine/engine.h"
 #include "io/error.h"
 #include "kernel_checks.h"
 #include "test_support.h"

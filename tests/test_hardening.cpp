@@ -14,8 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "host/llama_forward.h"
-#include "host/llama_model.h"
+#include "host/model/llama_forward.h"
+#include "host/model/llama_model.h"
 #include "io/error.h"
 #include "test_support.h"
 

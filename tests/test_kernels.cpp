@@ -4,10 +4,10 @@
 #include <cstring>
 #include <random>
 
-#include "host/fp16.h"
-#include "host/quant.h"
-#include "host/quant_x86.h"
-#include "host/repack.h"
+#include "host/kernels/fp16.h"
+#include "host/kernels/quant.h"
+#include "host/kernels/quant_x86.h"
+#include "host/kernels/repack.h"
 #include "test_support.h"
 
 namespace fi {

@@ -5,8 +5,8 @@
 
 #include <cstring>
 
-#include "host/llama_forward.h"
-#include "host/llama_model.h"
+#include "host/model/llama_forward.h"
+#include "host/model/llama_model.h"
 #include "io/error.h"
 #include "test_support.h"
 

@@ -11,7 +11,7 @@
 #include <random>
 #include <set>
 
-#include "host/prefetcher.h"
+#include "host/memory/prefetcher.h"
 #include "io/async_reader.h"
 #include "io/error.h"
 #include "test_support.h"

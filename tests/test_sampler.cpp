@@ -1,7 +1,7 @@
 #include <cmath>
 #include <map>
 
-#include "host/sampler.h"
+#include "host/text/sampler.h"
 #include "test_support.h"
 
 namespace fi {

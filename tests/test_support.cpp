@@ -12,7 +12,7 @@
 #include <map>
 #include <sstream>
 
-#include "host/thread_pool.h"
+#include "host/kernels/thread_pool.h"
 
 namespace fi::test {
 

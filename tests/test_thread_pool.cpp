@@ -1,6 +1,6 @@
 #include <atomic>
 
-#include "host/thread_pool.h"
+#include "host/kernels/thread_pool.h"
 #include "test_support.h"
 
 namespace fi {

@@ -2,7 +2,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "host/tokenizer.h"
+#include "host/text/tokenizer.h"
 #include "io/error.h"
 #include "test_support.h"
 

@@ -8,10 +8,10 @@
 #include <random>
 #include <vector>
 
-#include "host/buffer.h"
-#include "host/matmul.h"
-#include "host/quant.h"
-#include "host/repack.h"
+#include "host/memory/buffer.h"
+#include "host/kernels/matmul.h"
+#include "host/kernels/quant.h"
+#include "host/kernels/repack.h"
 
 namespace {
 

@@ -3,8 +3,8 @@
 #include <cstdint>
 #include <optional>
 
-#include "host/engine.h"
-#include "host/tokenizer.h"
+#include "host/engine/engine.h"
+#include "host/text/tokenizer.h"
 #include "io/async_reader.h"
 #include "tools/args.h"
 

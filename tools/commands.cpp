@@ -17,9 +17,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cuda/device_info.h"
-#include "host/engine.h"
-#include "host/quant.h"
-#include "host/unicode.h"
+#include "host/engine/engine.h"
+#include "host/kernels/quant.h"
+#include "host/text/unicode.h"
 #include "io/error.h"
 #include "io/gguf.h"
 #include "planner/budget.h"

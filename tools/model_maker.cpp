@@ -6,7 +6,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "host/quant.h"
+#include "host/kernels/quant.h"
 #include "io/error.h"
 #include "io/gguf.h"
 

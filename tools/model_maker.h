@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "host/thread_pool.h"
+#include "host/kernels/thread_pool.h"
 #include "io/tensor_type.h"
 
 namespace fi {

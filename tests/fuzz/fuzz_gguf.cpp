@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <string>
 
-#include "host/llama_model.h"
-#include "host/tokenizer.h"
+#include "host/model/llama_model.h"
+#include "host/text/tokenizer.h"
 #include "io/error.h"
 #include "io/gguf.h"
 

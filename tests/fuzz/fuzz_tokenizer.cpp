@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "host/tokenizer.h"
+#include "host/text/tokenizer.h"
 #include "io/error.h"
 #include "io/gguf.h"
 

@@ -1,0 +1,98 @@
+#pragma once
+// The engine: a loaded model, its tokenizer, a thread pool and the forward state, plus the
+// generation loop the CLI and the tests share.
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "host/gpu/gpu_compute.h"
+#include "host/model/llama_forward.h"
+#include "host/model/llama_model.h"
+#include "host/memory/tier_store.h"
+#include "host/text/sampler.h"
+#include "host/kernels/thread_pool.h"
+#include "host/trace/trace.h"
+#include "host/text/tokenizer.h"
+#include "planner/profile.h"
+
+namespace fi {
+
+inline constexpr const char* kNominalProfile = "nominal figures of a mid-range laptop";
+
+struct EngineOptions {
+  std::string model_path;
+  int threads = 0;       // 0: one per available core
+  int64_t context = 0;   // 0: min(4096, trained context)
+  std::optional<uint64_t> host_budget;  // --host-mem; none: load every weight
+  std::optional<uint64_t> gpu_budget;   // --gpu-mem
+  int gpu_device = 0;
+  // The machine a three-tier placement is planned for (--profile); none: probe's cached profile,
+  // else nominal figures.
+  std::optional<Profile> profile;
+  bool trace = false;                   // collect spans of reads, uploads and compute (--trace)
+  ReaderOptions io;
+};
+
+struct GenerationStats {
+  int64_t prompt_tokens = 0;
+  double prompt_seconds = 0.0;
+  int64_t generated_tokens = 0;
+  double generation_seconds = 0.0;  // from the first sampled token to the last
+  bool stopped_at_end_of_generation = false;
+  bool interrupted = false;  // `stop` was raised
+};
+
+class Engine {
+ public:
+  explicit Engine(const EngineOptions& options);
+
+  const LlamaModel& model() const { return *model_; }
+  LlamaModel& model() { return *model_; }
+  const LlamaConfig& config() const { return model_->config(); }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  LlamaForward& forward() { return *forward_; }
+  ThreadPool& pool() { return *pool_; }
+  double load_seconds() const { return load_seconds_; }
+  const EngineOptions& options() const { return options_; }
+  bool on_gpu() const { return options_.gpu_budget.has_value(); }
+  const GpuMemoryPlan& gpu_memory() const { return gpu_memory_; }
+  // The placement over GPU, host memory and disk (and the layers decoded on the CPU), when the
+  // model does not fit the GPU budget or a host budget is given too.
+  const std::optional<TierPlan>& tiers() const { return tiers_; }
+  // The machine profile the tiers were planned with (its `machine` is kNominalProfile when there
+  // was neither --profile nor a cached probe).
+  const std::optional<Profile>& tier_profile() const { return tier_profile_; }
+  // The spans collected so far (with EngineOptions::trace), else null.
+  const Trace* trace() const { return trace_.get(); }
+
+  // Evaluates the prompt, then samples up to max_tokens tokens, calling on_token for each; stops
+  // early at an end-of-generation token (not passed to on_token) or, checked after every token,
+  // when `stop` is raised (by a signal handler, say).
+  // With ignore_end_of_generation, end-of-generation tokens are passed on like any other (for
+  // benchmarks and soak runs of a fixed length).
+  GenerationStats generate(const std::vector<int32_t>& prompt, int64_t max_tokens, Sampler& sampler,
+                           const std::function<void(int32_t)>& on_token, const std::atomic<bool>* stop = nullptr,
+                           bool ignore_end_of_generation = false);
+
+ private:
+  std::unique_ptr<Trace> trace_;  // first: destroyed last, after the threads that add to it
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  // The host side of a three-tier placement and the scratch of its CPU-decoded layers: before
+  // the forward pass, whose devices use them.
+  std::unique_ptr<TierStore> tier_store_;
+  std::unique_ptr<HostArena> cpu_scratch_;
+  std::unique_ptr<LlamaForward> forward_;
+  double load_seconds_ = 0.0;
+  EngineOptions options_;
+  GpuMemoryPlan gpu_memory_;
+  std::optional<Profile> tier_profile_;
+  std::optional<TierPlan> tiers_;
+};
+
+}  // namespace fi

@@ -1,0 +1,498 @@
+#include "host/gpu/gpu_compute.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+#include "cuda/blas.h"
+#include "cuda/device_info.h"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+#include "host/memory/tier_store.h"
+#include "host/trace/trace.h"
+#include "io/direct_file.h"
+#include "io/error.h"
+#include "planner/budget.h"
+
+namespace fi {
+
+namespace {
+
+constexpr uint64_t kUploadBufferBytes = kGpuLoadBufferBytes / 2;
+constexpr int kUploadBuffers = 2;  // one filling from the file while the other uploads
+
+class GpuCompute final : public LayerCompute {
+ public:
+  // tiers: null keeps every weight on the device. A three-tier placement keeps its GPU rows
+  // resident and uploads the rest of each unit the GPU computes, from pinned host memory and
+  // through pinned staging slots from disk, into a device slot before computing it. Layers that
+  // decode on the CPU come here only to prefill: their KV cache lives in host memory and visits
+  // a device buffer meanwhile.
+  GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, TierStore* tiers);
+
+  const char* device_name() const override { return "gpu"; }
+  void begin_batch(std::span<const int32_t> tokens, int64_t position) override;
+  void embed(std::span<const int32_t> tokens) override;
+  void load_residual(const float* host) override;
+  void store_residual(float* host) override;
+  void layer(int64_t index) override;
+  void head(int64_t first, int64_t rows, float* logits) override;
+  void set_trace(Trace* trace) override;
+
+ private:
+  // A span timed by two CUDA events on one stream; resolved once the compute stream has synchronised.
+  struct TimedSpan {
+    Trace::Track track;
+    std::string name;
+    std::unique_ptr<cuda::Event> start, end;
+  };
+  void begin_span(Trace::Track track, const std::string& name, const cuda::Stream& stream);
+  void end_span(const cuda::Stream& stream);
+  void resolve_spans();
+  struct Layer {
+    const float* attn_norm = nullptr;
+    const float* ffn_norm = nullptr;
+    cuda::DeviceMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+  };
+  // A file range and where it goes: device memory, or pinned host memory.
+  struct Piece {
+    uint64_t begin, end;
+    uint8_t* destination;
+    bool device;
+  };
+  void load(const std::string& path, std::vector<Piece> pieces);
+  void place_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors);
+  // Uploads unit `unit`'s streamed rows into a device slot (a no-op for a resident unit); the
+  // compute stream waits for them only when it is about to use them; the slot is handed back once
+  // the compute stream has used it.
+  void bring(size_t unit);
+  void wait_for_upload(size_t unit);
+  void done_with(size_t unit);
+  // The next pass starts with layer 0 on the GPU (prefill, or decode unless every layer decodes on
+  // the CPU): its upload goes out as soon as this pass's last unit is enqueued, so that it overlaps
+  // the head's compute and the caller's sampling instead of following them.
+  void bring_next_first_layer();
+  // y = w x (y += w x with accumulate) for each product, all of the same input x.
+  struct Product {
+    const cuda::DeviceMatrix& w;
+    float* y;
+    bool accumulate = false;
+  };
+  void multiply(const float* x, int64_t tokens, std::initializer_list<Product> products);
+  // A layer's keys, then its values: in the device cache for GPU-decoded layers, in the visiting
+  // buffer for the others.
+  uint16_t* key_cache(int64_t layer) const {
+    return layer < first_cpu_layer_ ? kv_cache_ + layer * 2 * context_ * config_.kv_dim() : visiting_kv_;
+  }
+  uint16_t* value_cache(int64_t layer) const { return key_cache(layer) + context_ * config_.kv_dim(); }
+  // Moves positions [first, first + count) of a CPU-decoded layer's keys and values between its
+  // host cache and the visiting buffer.
+  void visit_kv(int64_t layer, int64_t first, int64_t count, bool to_device);
+
+  const LlamaConfig& config_;
+  int64_t context_;
+  int64_t max_batch_;
+  cuda::AttentionShape shape_;
+  cuda::Stream compute_;
+  cuda::Stream upload_;
+  std::unique_ptr<cuda::DeviceArena> arena_;
+  std::unique_ptr<cuda::Blas> blas_;
+
+  std::vector<Layer> layers_;
+  cuda::DeviceMatrix embedding_, output_;
+  const float* output_norm_ = nullptr;
+  const double* inverse_frequencies_ = nullptr;
+  uint16_t* kv_cache_ = nullptr;
+  int64_t first_cpu_layer_ = 0;  // layers from here on decode on the CPU
+  uint16_t* visiting_kv_ = nullptr;
+  HostKvCache host_kv_;
+  int32_t* tokens_device_ = nullptr;
+  float *x_, *normed_, *q_, *k_, *v_, *attended_, *gate_, *up_, *logits_;
+  uint16_t* half_inputs_ = nullptr;
+  uint16_t* dequantized_ = nullptr;
+  uint64_t dequantized_elements_ = 0;
+  int64_t tokens_ = 0;
+  int64_t position_ = 0;
+
+  // Streaming (three tiers only).
+  TierStore* tiers_ = nullptr;
+  std::vector<std::vector<cuda::DeviceMatrix*>> unit_matrices_;  // per plan unit, in the plan's matrix order
+  std::vector<uint8_t*> device_slots_;
+  std::vector<std::unique_ptr<cuda::Event>> slot_uploaded_, slot_free_;
+  size_t next_slot_ = 0;
+  std::vector<int> unit_slot_;  // per unit: the device slot it occupies, or -1
+  bool first_layer_brought_ = false;  // by the previous pass
+  std::vector<std::string> upload_names_;  // per unit, for NVTX and the trace
+
+  std::vector<std::string> layer_names_;  // "layer N", made once: not per token
+  // Tracing.
+  std::unique_ptr<cuda::Event> trace_origin_;  // completed at trace_origin_us_ on the trace's clock
+  double trace_origin_us_ = 0.0;
+  std::vector<TimedSpan> spans_;
+};
+
+GpuCompute::GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, TierStore* tiers)
+    : config_(model.config()), context_(model.context()), max_batch_(model.max_batch()), tiers_(tiers) {
+  const LlamaConfig& c = config_;
+  shape_ = {c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim};
+  arena_ = std::make_unique<cuda::DeviceArena>(tiers_ ? tiers_->plan().gpu_used() : plan.total());
+  cuda::DeviceArena& arena = *arena_;
+  blas_ = std::make_unique<cuda::Blas>(compute_, arena.allocate(plan.blas_workspace, "cuBLAS workspace"),
+                                       plan.blas_workspace);
+
+  const std::vector<const TensorInfo*> tensors = gpu_tensors(model.file(), c, model.tied_output());
+  place_weights(model, tensors);
+
+  first_cpu_layer_ = tiers_ ? tiers_->first_cpu_layer() : c.n_layers;
+  const uint64_t layer_kv_bytes = plan.kv_cache / static_cast<uint64_t>(c.n_layers);
+  kv_cache_ = static_cast<uint16_t*>(arena.allocate(layer_kv_bytes * static_cast<uint64_t>(first_cpu_layer_), "KV cache"));
+  if (first_cpu_layer_ < c.n_layers) {
+    visiting_kv_ = static_cast<uint16_t*>(arena.allocate(layer_kv_bytes, "KV cache visiting from the host"));
+    host_kv_ = tiers_->kv_cache();
+  }
+  const auto batch = static_cast<uint64_t>(max_batch_);
+  auto floats = [&](int64_t per_token) { return arena.allocate_array<float>(batch * static_cast<uint64_t>(per_token), "activations"); };
+  x_ = floats(c.dim);
+  normed_ = floats(c.dim);
+  q_ = floats(c.dim);
+  k_ = floats(c.kv_dim());
+  v_ = floats(c.kv_dim());
+  attended_ = floats(c.dim);
+  gate_ = floats(c.ffn_dim);
+  up_ = floats(c.ffn_dim);
+  logits_ = floats(c.vocab);
+  tokens_device_ = arena.allocate_array<int32_t>(batch, "tokens");
+  half_inputs_ = arena.allocate_array<uint16_t>(batch * static_cast<uint64_t>(std::max(c.dim, c.ffn_dim)), "half inputs");
+  dequantized_elements_ = gpu_dequantize_elements(tensors);
+  dequantized_ = arena.allocate_array<uint16_t>(dequantized_elements_, "dequantized rows");
+
+  std::vector<float> factors;
+  if (const TensorInfo* info = model.file().tensors().find("rope_freqs.weight")) factors = read_f32_tensor(model.file(), *info);
+  const std::vector<double> frequencies = rope_inverse_frequencies(c, factors.empty() ? nullptr : factors.data());
+  auto* device_frequencies = arena.allocate_array<double>(frequencies.size(), "RoPE frequencies");
+  cuda::copy_to_device_async(device_frequencies, frequencies.data(), frequencies.size() * sizeof(double), compute_);
+  inverse_frequencies_ = device_frequencies;
+  compute_.synchronize();
+}
+
+void GpuCompute::load(const std::string& path, std::vector<Piece> pieces) {
+  std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) { return a.begin < b.begin; });
+  DirectFile file(path, true);
+  std::vector<std::unique_ptr<cuda::PinnedBuffer>> buffers;
+  std::vector<std::unique_ptr<cuda::Event>> uploaded;
+  for (int i = 0; i < kUploadBuffers; ++i) {
+    buffers.push_back(std::make_unique<cuda::PinnedBuffer>(kUploadBufferBytes));
+    uploaded.push_back(std::make_unique<cuda::Event>());
+    uploaded.back()->record(upload_);
+  }
+  int next = 0;
+  for (const Piece& piece : pieces) {
+    for (uint64_t offset = align_down(piece.begin, kDirectAlignment); offset < piece.end; offset += kUploadBufferBytes) {
+      const uint64_t length = std::min(kUploadBufferBytes, align_up(piece.end, kDirectAlignment) - offset);
+      uploaded[next]->synchronize();  // the buffer's previous upload has left it
+      uint8_t* buffer = buffers[next]->data();
+      file.read(buffer, offset, length);
+      const uint64_t from = std::max(offset, piece.begin), to = std::min(offset + length, piece.end);
+      if (piece.device)
+        cuda::copy_to_device_async(piece.destination + (from - piece.begin), buffer + (from - offset), to - from, upload_);
+      else
+        std::memcpy(piece.destination + (from - piece.begin), buffer + (from - offset), to - from);
+      uploaded[next]->record(upload_);
+      next = (next + 1) % kUploadBuffers;
+    }
+  }
+  upload_.synchronize();
+}
+
+void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors) {
+  cuda::NvtxRange range("upload weights");
+  const TensorTable& table = model.file().tensors();
+  std::vector<Piece> pieces;
+  std::unordered_map<std::string, const uint8_t*> resident;  // device address of each tensor's first row
+  auto to_device = [&](const TensorInfo* tensor, uint64_t bytes) {
+    auto* destination = bytes ? static_cast<uint8_t*>(arena_->allocate(bytes, tensor->name.c_str())) : nullptr;
+    if (bytes) pieces.push_back({tensor->file_offset, tensor->file_offset + bytes, destination, true});
+    resident[tensor->name] = destination;
+  };
+  // The plan's matrices keep their GPU rows here; everything else the GPU needs is resident whole.
+  std::unordered_map<std::string, const TierMatrix*> planned;
+  if (tiers_)
+    for (const TierUnit& unit : tiers_->plan().units)
+      for (const TierMatrix& m : unit.matrices) planned[m.tensor->name] = &m;
+  for (const TensorInfo* tensor : tensors) {
+    const auto found = planned.find(tensor->name);
+    if (found == planned.end() || tensor->name == "token_embd.weight") {
+      to_device(tensor, tensor->bytes);
+      continue;
+    }
+    const TierMatrix& m = *found->second;
+    to_device(tensor, m.gpu_bytes());
+    if (m.host_bytes() > 0) {
+      const uint64_t first = tensor->file_offset + m.gpu_bytes();
+      pieces.push_back({first, first + m.host_bytes(), tiers_->host_rows(m), false});
+    }
+  }
+  load(model.file().path(), std::move(pieces));
+
+  auto matrix = [&](const std::string& name) {
+    const TensorInfo* info = table.find(name);
+    cuda::DeviceMatrix m{info->type, static_cast<int64_t>(info->shape[1]), static_cast<int64_t>(info->shape[0]),
+                         row_bytes(info->type, info->shape[0]), resident.at(name)};
+    if (const auto found = planned.find(name); found != planned.end() && found->second->gpu_rows < found->second->rows)
+      m.split_row = static_cast<int64_t>(found->second->gpu_rows);  // the tail is set when the unit is brought in
+    return m;
+  };
+  auto norm = [&](const std::string& name) { return reinterpret_cast<const float*>(resident.at(name)); };
+  auto layer_name = [](int64_t l, const char* name) { return "blk." + std::to_string(l) + "." + name + ".weight"; };
+  embedding_ = matrix("token_embd.weight");
+  embedding_.split_row = 0;
+  output_ = matrix(model.tied_output() ? "token_embd.weight" : "output.weight");
+  output_norm_ = norm("output_norm.weight");
+  layers_.resize(static_cast<size_t>(config_.n_layers));
+  for (int64_t l = 0; l < config_.n_layers; ++l) layer_names_.push_back("layer " + std::to_string(l));
+  std::unordered_map<std::string, cuda::DeviceMatrix*> matrix_of;
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    Layer& layer = layers_[static_cast<size_t>(l)];
+    layer.attn_norm = norm(layer_name(l, "attn_norm"));
+    layer.ffn_norm = norm(layer_name(l, "ffn_norm"));
+    for_each_layer_matrix(layer, [&](const char* suffix, cuda::DeviceMatrix& field) {
+      field = matrix(layer_name(l, suffix));
+      matrix_of[layer_name(l, suffix)] = &field;
+    });
+  }
+  matrix_of[model.tied_output() ? "token_embd.weight" : "output.weight"] = &output_;
+  if (!tiers_) return;
+
+  // Streaming: device slots fed by uploads from the host tier.
+  const TierPlan& tier_plan = tiers_->plan();
+  for (const TierUnit& unit : tier_plan.units) {
+    upload_names_.push_back("upload " + unit.name);
+    std::vector<cuda::DeviceMatrix*> matrices;
+    for (const TierMatrix& m : unit.matrices) matrices.push_back(matrix_of.at(m.tensor->name));
+    unit_matrices_.push_back(std::move(matrices));
+  }
+  unit_slot_.assign(tier_plan.units.size(), -1);
+  for (int i = 0; i < (tier_plan.device_slot_bytes > 0 ? tier_plan.device_slots : 0); ++i) {
+    device_slots_.push_back(static_cast<uint8_t*>(arena_->allocate(tier_plan.device_slot_bytes, "device staging slot")));
+    slot_uploaded_.push_back(std::make_unique<cuda::Event>());
+    slot_free_.push_back(std::make_unique<cuda::Event>());
+    slot_free_.back()->record(compute_);
+  }
+}
+
+void GpuCompute::set_trace(Trace* trace) {
+  trace_ = trace;
+  if (!trace) return;
+  trace_origin_ = std::make_unique<cuda::Event>(true);
+  trace_origin_->record(compute_);
+  trace_origin_->synchronize();
+  trace_origin_us_ = trace->microseconds(Trace::Clock::now());
+  if (tiers_) tiers_->set_trace(trace);
+}
+
+void GpuCompute::begin_span(Trace::Track track, const std::string& name, const cuda::Stream& stream) {
+  if (!trace_) return;
+  spans_.push_back({track, name, std::make_unique<cuda::Event>(true), std::make_unique<cuda::Event>(true)});
+  spans_.back().start->record(stream);
+}
+
+void GpuCompute::end_span(const cuda::Stream& stream) {
+  if (trace_) spans_.back().end->record(stream);
+}
+
+void GpuCompute::resolve_spans() {
+  if (!trace_) return;
+  for (const TimedSpan& span : spans_) {
+    span.end->synchronize();
+    trace_->add_microseconds(span.track, span.name, trace_origin_us_ + 1e3 * span.start->milliseconds_since(*trace_origin_),
+                             trace_origin_us_ + 1e3 * span.end->milliseconds_since(*trace_origin_));
+  }
+  spans_.clear();
+}
+
+void GpuCompute::bring(size_t unit) {
+  if (!tiers_ || device_slots_.empty()) return;
+  const TierUnit& planned = tiers_->plan().units[unit];
+  if (planned.host_bytes() + planned.disk_bytes() == 0) return;
+  const cuda::NvtxRange range(upload_names_[unit]);
+  const size_t slot = next_slot_;
+  next_slot_ = (next_slot_ + 1) % device_slots_.size();
+  slot_free_[slot]->wait_on(upload_);  // the compute stream is done with the slot's last unit
+  tiers_->acquire(static_cast<int64_t>(unit));
+  const uint8_t* staged = tiers_->staged();
+  begin_span(Trace::Track::Upload, upload_names_[unit], upload_);
+  for (size_t i = 0; i < planned.matrices.size(); ++i) {
+    const TierMatrix& m = planned.matrices[i];
+    if (m.gpu_rows == m.rows) continue;
+    uint8_t* destination = device_slots_[slot] + m.device_offset;
+    if (m.host_bytes() > 0) cuda::copy_to_device_async(destination, tiers_->host_rows(m), m.host_bytes(), upload_);
+    if (m.disk_bytes() > 0)
+      cuda::copy_to_device_async(destination + m.host_bytes(), staged + m.disk_offset, m.disk_bytes(), upload_);
+    unit_matrices_[unit][i]->tail = destination;
+  }
+  end_span(upload_);
+  slot_uploaded_[slot]->record(upload_);
+  if (staged) slot_uploaded_[slot]->synchronize();  // out of the staging slot before it is refilled
+  tiers_->release(static_cast<int64_t>(unit));
+  unit_slot_[unit] = static_cast<int>(slot);
+}
+
+void GpuCompute::bring_next_first_layer() {
+  if (!tiers_ || first_cpu_layer_ == 0) return;
+  bring(0);
+  first_layer_brought_ = true;
+}
+
+void GpuCompute::wait_for_upload(size_t unit) {
+  if (!unit_slot_.empty() && unit_slot_[unit] >= 0) slot_uploaded_[static_cast<size_t>(unit_slot_[unit])]->wait_on(compute_);
+}
+
+void GpuCompute::done_with(size_t unit) {
+  if (unit_slot_.empty() || unit_slot_[unit] < 0) return;
+  slot_free_[static_cast<size_t>(unit_slot_[unit])]->record(compute_);
+  unit_slot_[unit] = -1;
+}
+
+void GpuCompute::begin_batch(std::span<const int32_t> tokens, int64_t position) {
+  tokens_ = static_cast<int64_t>(tokens.size());
+  position_ = position;
+}
+
+void GpuCompute::embed(std::span<const int32_t> tokens) {
+  cuda::copy_to_device_async(tokens_device_, tokens.data(), tokens.size_bytes(), compute_);
+  cuda::embed(embedding_, tokens_device_, tokens_, x_, compute_);
+}
+
+void GpuCompute::load_residual(const float* host) {
+  cuda::copy_to_device_async(x_, host, static_cast<uint64_t>(tokens_ * config_.dim) * sizeof(float), compute_);
+}
+
+void GpuCompute::store_residual(float* host) {
+  cuda::copy_to_host_async(host, x_, static_cast<uint64_t>(tokens_ * config_.dim) * sizeof(float), compute_);
+  compute_.synchronize();
+  resolve_spans();
+}
+
+// Short batches (decode) read each weight once per token batch with the matrix-vector kernels;
+// longer ones go through cuBLAS on half-precision inputs (converted once for all the products of
+// one input; FP32 accumulation), a fixed number of rows at a time dequantized (or copied, for F16)
+// into one buffer: the products then have the same shapes wherever the rows live, so every
+// placement gives the same bits.
+void GpuCompute::multiply(const float* x, int64_t n, std::initializer_list<Product> products) {
+  if (n <= cuda::kMaxMatvecTokens) {
+    for (const Product& p : products) cuda::matvec(p.w, x, n, p.y, compute_, p.accumulate);
+    return;
+  }
+  cuda::floats_to_half(x, n * products.begin()->w.cols, half_inputs_, compute_);
+  for (const Product& p : products) {
+    const cuda::DeviceMatrix& w = p.w;
+    const int64_t chunk_rows = std::max<int64_t>(1, static_cast<int64_t>(dequantized_elements_) / w.cols);
+    for (int64_t first = 0; first < w.rows; first += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, w.rows - first);
+      cuda::dequantize_to_half(w, first, rows, dequantized_, compute_);
+      blas_->gemm(dequantized_, rows, w.cols, half_inputs_, n, p.y + first, w.rows, p.accumulate);
+    }
+  }
+}
+
+void GpuCompute::visit_kv(int64_t layer, int64_t first, int64_t count, bool to_device) {
+  if (count == 0) return;
+  const uint64_t row = static_cast<uint64_t>(config_.kv_dim()) * sizeof(uint16_t);
+  const uint64_t offset = static_cast<uint64_t>(first) * row, bytes = static_cast<uint64_t>(count) * row;
+  const int64_t host_layer = layer - host_kv_.first_layer;
+  auto* host_keys = reinterpret_cast<uint8_t*>(host_kv_.data + host_layer * 2 * host_kv_.context * config_.kv_dim());
+  uint8_t* host_values = host_keys + static_cast<uint64_t>(host_kv_.context) * row;
+  auto* device_keys = reinterpret_cast<uint8_t*>(key_cache(layer));
+  auto* device_values = reinterpret_cast<uint8_t*>(value_cache(layer));
+  if (to_device) {
+    cuda::copy_to_device_async(device_keys + offset, host_keys + offset, bytes, compute_);
+    cuda::copy_to_device_async(device_values + offset, host_values + offset, bytes, compute_);
+  } else {
+    cuda::copy_to_host_async(host_keys + offset, device_keys + offset, bytes, compute_);
+    cuda::copy_to_host_async(host_values + offset, device_values + offset, bytes, compute_);
+  }
+}
+
+void GpuCompute::layer(int64_t index) {
+  if (index == 0 && first_layer_brought_) first_layer_brought_ = false;
+  else bring(static_cast<size_t>(index));
+  wait_for_upload(static_cast<size_t>(index));
+  const std::string& name = layer_names_[static_cast<size_t>(index)];
+  const cuda::NvtxRange range(name);
+  begin_span(Trace::Track::Gpu, name, compute_);
+  const LlamaConfig& c = config_;
+  const Layer& w = layers_[static_cast<size_t>(index)];
+  const int64_t n = tokens_;
+  // A CPU-decoded layer prefilling here: the earlier positions come up from its host cache.
+  const bool visiting = index >= first_cpu_layer_;
+  if (visiting) visit_kv(index, 0, position_, true);
+  cuda::rms_norm(x_, w.attn_norm, normed_, n, c.dim, c.rms_eps, compute_);
+  multiply(normed_, n, {{w.wq, q_}, {w.wk, k_}, {w.wv, v_}});
+  cuda::rope_and_store_kv(q_, k_, v_, n, position_, inverse_frequencies_, shape_, key_cache(index),
+                          value_cache(index), compute_);
+  cuda::attention(q_, key_cache(index), value_cache(index), n, position_, shape_, attended_, compute_);
+  multiply(attended_, n, {{w.wo, x_, true}});  // the residual add
+  cuda::rms_norm(x_, w.ffn_norm, normed_, n, c.dim, c.rms_eps, compute_);
+  multiply(normed_, n, {{w.w_gate, gate_}, {w.w_up, up_}});
+  cuda::swiglu(gate_, up_, n * c.ffn_dim, compute_);
+  multiply(gate_, n, {{w.w_down, x_, true}});
+  if (visiting) visit_kv(index, position_, n, false);  // the new positions go back (the CPU reads them after a sync)
+  end_span(compute_);
+  done_with(static_cast<size_t>(index));
+}
+
+void GpuCompute::head(int64_t first, int64_t rows, float* logits) {
+  // Brought in even when no logits are wanted: the prefetch schedule is fixed.
+  const auto unit = static_cast<size_t>(config_.n_layers);
+  bring(unit);
+  wait_for_upload(unit);
+  if (rows == 0) {
+    done_with(unit);
+    bring_next_first_layer();
+    return;
+  }
+  const cuda::NvtxRange range("compute head");
+  begin_span(Trace::Track::Gpu, "output head", compute_);
+  cuda::rms_norm(x_ + first * config_.dim, output_norm_, normed_, rows, config_.dim, config_.rms_eps, compute_);
+  multiply(normed_, rows, {{output_, logits_}});
+  end_span(compute_);
+  done_with(unit);
+  cuda::copy_to_host_async(logits, logits_, static_cast<uint64_t>(rows * config_.vocab) * sizeof(float), compute_);
+  bring_next_first_layer();
+  compute_.synchronize();
+  resolve_spans();
+}
+
+}  // namespace
+
+void require_gpu(int device) {
+  std::string why;
+  const std::vector<cuda::DeviceInfo> devices = cuda::list_devices(&why);
+  if (devices.empty()) fail("%s; leave out --gpu-mem to run on the CPU", why.c_str());
+  if (device < 0 || device >= static_cast<int>(devices.size()))
+    fail("CUDA device %d does not exist (%zu present)", device, devices.size());
+}
+
+std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel& model, const GpuOptions& options) {
+  require_gpu(options.device);
+  std::string why;
+  const cuda::DeviceInfo device = cuda::list_devices(&why).at(static_cast<size_t>(options.device));
+  if (model.config().head_dim > cuda::kMaxHeadDim)
+    fail("the GPU path takes head dimensions up to %lld; this model's is %lld", static_cast<long long>(cuda::kMaxHeadDim),
+         static_cast<long long>(model.config().head_dim));
+  const GpuMemoryPlan plan =
+      gpu_memory_plan(model.file(), model.config(), model.tied_output(), model.context(), model.max_batch());
+  if (!options.tiers && options.budget < plan.total())
+    fail("--gpu-mem %s is below the %s this model needs on the GPU (%s); a smaller --ctx shrinks the KV cache",
+         format_bytes(options.budget).c_str(), format_bytes(plan.total()).c_str(), plan.describe().c_str());
+  cuda::use_device(options.device);
+  uint64_t free_bytes = 0, total_bytes = 0;
+  cuda::device_memory(&free_bytes, &total_bytes);
+  const uint64_t needed = options.tiers ? options.tiers->plan().gpu_used() : plan.total();
+  if (needed > free_bytes)
+    fail("the model needs %s on the GPU but %s has only %s free", format_bytes(needed).c_str(), device.name.c_str(),
+         format_bytes(free_bytes).c_str());
+  return std::make_unique<GpuCompute>(model, plan, options.tiers);
+}
+
+}  // namespace fi

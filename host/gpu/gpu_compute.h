@@ -1,0 +1,56 @@
+#pragma once
+// The llama layers on a CUDA device: every weight, the KV cache and the run state in one device
+// arena of at most the --gpu-mem budget; kernels from cuda/ on one compute stream, uploads on
+// another. Builds without CUDA get a stand-in whose constructor says there is no device.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "host/model/layer_compute.h"
+#include "host/model/llama_model.h"
+#include "planner/tier_plan.h"
+
+namespace fi {
+
+class TierStore;
+
+struct GpuOptions {
+  uint64_t budget = 0;  // --gpu-mem
+  int device = 0;
+  // A placement over GPU, host and disk (its host side); null: the whole model on the device
+  // (refused when it does not fit the budget). The store outlives the GPU side.
+  TierStore* tiers = nullptr;
+};
+
+// Pinned host memory the GPU side uses while loading weights (two buffers, reading and uploading
+// in turn).
+constexpr uint64_t kGpuLoadBufferBytes = 32ull << 20;
+
+// What the GPU side needs on the device for a model, by kind. Computed without a device.
+struct GpuMemoryPlan {
+  uint64_t weights = 0;
+  uint64_t kv_cache = 0;
+  uint64_t activations = 0;     // run state, logits, half-precision inputs of cuBLAS
+  uint64_t dequantized = 0;     // rows of a matrix in half precision for cuBLAS (prefill)
+  uint64_t blas_workspace = 0;
+  int64_t context = 0;
+  uint64_t total() const { return weights + kv_cache + activations + dequantized + blas_workspace; }
+  // "weights 3.6 GiB, KV cache 1.0 GiB (2048 tokens), ..."
+  std::string describe() const;
+};
+// The tensors the GPU side holds (embedding, output norm and head, every layer's), and the elements
+// of the buffer cuBLAS products read their half-precision rows from.
+std::vector<const TensorInfo*> gpu_tensors(const GgufFile& file, const LlamaConfig& config, bool tied_output);
+uint64_t gpu_dequantize_elements(const std::vector<const TensorInfo*>& tensors);
+GpuMemoryPlan gpu_memory_plan(const GgufFile& file, const LlamaConfig& config, bool tied_output, int64_t context,
+                              int64_t max_batch);
+
+// Throws an Error naming the reason ("no CUDA device: ...") unless CUDA device `device` is usable.
+void require_gpu(int device);
+// Throws an Error naming the reason when there is no usable device or the budget cannot hold the
+// model (stating the minimum).
+std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel& model, const GpuOptions& options);
+
+}  // namespace fi

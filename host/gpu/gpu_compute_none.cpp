@@ -1,0 +1,15 @@
+#include "host/gpu/gpu_compute.h"
+#include "io/error.h"
+
+namespace fi {
+
+void require_gpu(int) {
+  fail("no CUDA device: this build has no CUDA support (nvcc was not found); leave out --gpu-mem to run on the CPU");
+}
+
+std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel&, const GpuOptions& options) {
+  require_gpu(options.device);
+  return nullptr;
+}
+
+}  // namespace fi

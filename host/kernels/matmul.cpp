@@ -1,0 +1,81 @@
+#include "host/kernels/matmul.h"
+
+#include <algorithm>
+
+#include "host/kernels/quant.h"
+#include "host/kernels/repack.h"
+
+namespace fi {
+
+void quantize_batch(ThreadPool& pool, TensorType weight_type, const float* x, int64_t cols, int64_t tokens,
+                    QuantizedBatch& out) {
+  out.weight_type = weight_type;
+  out.cols = cols;
+  out.tokens = tokens;
+  out.row_bytes = activation_row_bytes(weight_type, cols);
+  if (out.bytes.size() < out.row_bytes * static_cast<size_t>(tokens)) out.bytes.resize(out.row_bytes * tokens);
+  pool.parallel_for(tokens, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t)
+      quantize_activations(weight_type, x + t * cols, out.bytes.data() + t * out.row_bytes, cols);
+  });
+}
+
+namespace {
+
+// Rows [first_row, first_row + rows) stored contiguously at `data` (one part of a split matrix).
+struct RowRange {
+  const uint8_t* data;
+  int64_t first_row;
+  int64_t rows;
+};
+
+void matmul_interleaved(ThreadPool& pool, const WeightMatrix& w, RowRange part, const QuantizedBatch& x, float* y) {
+  const int64_t groups = part.rows / kInterleavedRows;
+  const uint64_t group_bytes = w.row_bytes * kInterleavedRows;
+  const int64_t grain = std::max<int64_t>(1, std::min<int64_t>(8, groups / (pool.size() * 8)));
+  pool.parallel_for(groups, grain, [&](int64_t begin, int64_t end) {
+    float out[kMaxTokensPerDot * kInterleavedRows];
+    for (int64_t g = begin; g < end; ++g) {
+      const int64_t first = part.first_row + g * kInterleavedRows;
+      for (int64_t t = 0; t < x.tokens; t += kMaxTokensPerDot) {
+        const int count = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
+        vec_dot_q4_0x8(w.cols, part.data + g * group_bytes, x.row(t), x.row_bytes, count, out);
+        for (int k = 0; k < count; ++k)
+          for (int r = 0; r < kInterleavedRows; ++r) y[(t + k) * w.rows + first + r] = out[k * kInterleavedRows + r];
+      }
+    }
+  });
+}
+
+void matmul_rows(ThreadPool& pool, const WeightMatrix& w, RowRange part, const QuantizedBatch& x, float* y) {
+  // Rows are handed out in small groups so both cores stay busy to the end; within a group each
+  // weight row is read from memory once and reused from cache for every token of the batch.
+  const int64_t groups_per_thread = 8;
+  const int64_t grain = std::max<int64_t>(1, std::min<int64_t>(64, part.rows / (pool.size() * groups_per_thread)));
+  pool.parallel_for(part.rows, grain, [&](int64_t begin, int64_t end) {
+    float out[kMaxTokensPerDot];
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* row = part.data + static_cast<uint64_t>(r) * w.row_bytes;
+      for (int64_t t = 0; t < x.tokens; t += kMaxTokensPerDot) {
+        const int count = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
+        vec_dot_tokens(w.type, w.cols, row, x.row(t), x.row_bytes, count, out);
+        for (int k = 0; k < count; ++k) y[(t + k) * w.rows + part.first_row + r] = out[k];
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void matmul(ThreadPool& pool, const WeightMatrix& w, const QuantizedBatch& x, float* y) {
+  // Every row is computed the same way whichever part holds it, so splitting never changes a result.
+  const int64_t head_rows = w.tail ? w.split_row : w.rows;
+  const RowRange parts[2] = {{w.data, 0, head_rows}, {w.tail, head_rows, w.rows - head_rows}};
+  for (const RowRange& part : parts) {
+    if (part.rows == 0) continue;
+    if (w.interleaved) matmul_interleaved(pool, w, part, x, y);
+    else matmul_rows(pool, w, part, x, y);
+  }
+}
+
+}  // namespace fi

@@ -1,0 +1,33 @@
+#pragma once
+// Matrix products of a weight matrix with a batch of activation rows, split over the pool.
+#include <cstdint>
+#include <vector>
+
+#include "host/model/llama_model_types.h"
+#include "host/kernels/quant.h"
+#include "host/kernels/thread_pool.h"
+
+namespace fi {
+
+// Activation rows already quantized for one weight type (shared by every matrix of that type).
+struct QuantizedBatch {
+  TensorType weight_type = TensorType::F32;
+  int64_t cols = 0;
+  int64_t tokens = 0;
+  size_t row_bytes = 0;
+  std::vector<uint8_t> bytes;
+
+  const void* row(int64_t token) const { return bytes.data() + static_cast<size_t>(token) * row_bytes; }
+  bool matches(const WeightMatrix& w, int64_t n_tokens) const {
+    return activation_format(w.type) == activation_format(weight_type) && cols == w.cols && tokens == n_tokens;
+  }
+};
+
+// Quantizes `tokens` rows of `cols` floats for weights of `weight_type`.
+void quantize_batch(ThreadPool& pool, TensorType weight_type, const float* x, int64_t cols, int64_t tokens,
+                    QuantizedBatch& out);
+
+// y[t * w.rows + r] = dot(w.row(r), x_t) for t < tokens.
+void matmul(ThreadPool& pool, const WeightMatrix& w, const QuantizedBatch& x, float* y);
+
+}  // namespace fi

@@ -1,0 +1,202 @@
+#include "host/memory/weight_store.h"
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <unordered_map>
+
+#include "host/kernels/quant.h"
+#include "host/kernels/repack.h"
+#include "io/error.h"
+
+namespace fi {
+
+namespace {
+
+WeightMatrix shape_of(const TensorInfo& info) {
+  WeightMatrix m;
+  m.type = info.type;
+  m.cols = static_cast<int64_t>(info.shape[0]);
+  m.rows = static_cast<int64_t>(info.rows());
+  m.row_bytes = row_bytes(info.type, info.shape[0]);
+  return m;
+}
+
+}  // namespace
+
+WeightStore::WeightStore(const GgufFile& file, const LlamaConfig& config, bool tied_output, const Plan& plan,
+                         HostArena& arena, ThreadPool& pool, const ReaderOptions& io)
+    : pool_(pool) {
+  if (plan.units.size() != static_cast<size_t>(config.n_layers) + 1)
+    fail("internal: the plan has %zu units for %lld layers", plan.units.size(), static_cast<long long>(config.n_layers));
+  reader_ = AsyncReader::open(file.path(), io);
+
+  const TensorTable& table = file.tensors();
+  weights_.layers.resize(static_cast<size_t>(config.n_layers));
+  embedding_info_ = table.find("token_embd.weight");
+  weights_.token_embedding = shape_of(*embedding_info_);
+
+  // Which view each planned matrix fills.
+  std::unordered_map<std::string, WeightMatrix*> matrix_of;
+  for (int64_t l = 0; l < config.n_layers; ++l) {
+    LayerWeights& layer = weights_.layers[static_cast<size_t>(l)];
+    const std::string prefix = "blk." + std::to_string(l) + ".";
+    for_each_layer_matrix(layer, [&](const char* suffix, WeightMatrix& matrix) { matrix_of[prefix + suffix + ".weight"] = &matrix; });
+  }
+  targets_.resize(plan.units.size());
+  for (size_t u = 0; u < plan.units.size(); ++u) {
+    const bool output_unit = u == plan.units.size() - 1;
+    for (const PlanMatrix& pm : plan.units[u].matrices) {
+      WeightMatrix* matrix = output_unit ? &weights_.output : matrix_of.at(pm.tensor->name);
+      *matrix = shape_of(*pm.tensor);
+      // The embedding (a tied output) is also read by row in the file's layout.
+      const bool interleave = simd_kernels_active() && pm.tensor->type == TensorType::Q4_0 &&
+                              matrix->rows % kInterleavedRows == 0 && pm.tensor != embedding_info_;
+      targets_[u].push_back({matrix, &pm, interleave});
+    }
+  }
+  if (tied_output != (plan.units.back().matrices.at(0).tensor == embedding_info_))
+    fail("internal: the plan's output head does not match the model");
+
+  load_resident(plan, arena);
+
+  // Embedding rows not resident are read on demand into a small aligned buffer.
+  embedding_buffer_bytes_ = align_up(weights_.token_embedding.row_bytes, kDirectAlignment) + kDirectAlignment;
+  if (embedding_resident_rows_ < weights_.token_embedding.rows) {
+    embedding_file_ = std::make_unique<DirectFile>(file.path(), reader_->direct());
+    embedding_buffer_ = arena.allocate(embedding_buffer_bytes_, kDirectAlignment, "embedding row buffer");
+  }
+
+  std::vector<std::vector<ReadSpan>> schedule;
+  schedule_index_.assign(plan.units.size(), -1);
+  for (size_t u = 0; u < plan.units.size(); ++u) {
+    if (plan.units[u].reads.empty()) continue;
+    schedule_index_[u] = static_cast<int64_t>(schedule.size());
+    schedule.push_back(plan.units[u].reads);
+  }
+  bytes_after_load_ = reader_->bytes_read();
+  if (!schedule.empty()) {
+    uint8_t* slots = arena.allocate(plan.staging_bytes(), kDirectAlignment, "staging slots");
+    reader_->register_memory({slots, static_cast<size_t>(plan.staging_bytes())});
+    token_read_bytes_ = plan.read_bytes_per_token();
+    std::vector<std::string> names;
+    for (size_t u = 0; u < plan.units.size(); ++u)
+      if (schedule_index_[u] >= 0) names.push_back(plan.units[u].name);
+    prefetcher_ = std::make_unique<Prefetcher>(*reader_, std::move(schedule), names, slots, plan.slot_bytes, plan.depth);
+  }
+}
+
+WeightStore::~WeightStore() = default;
+
+void WeightStore::load_resident(const Plan& plan, HostArena& arena) {
+  const auto start = std::chrono::steady_clock::now();
+  // Each resident piece lands in the aligned span around it; `place` gets the first byte's address.
+  std::vector<std::pair<uint8_t*, std::function<void(uint8_t*)>>> pieces;
+  auto read_piece = [&](uint64_t offset, uint64_t bytes, const char* what, std::function<void(uint8_t*)> place) {
+    const uint64_t begin = align_down(offset, kDirectAlignment);
+    const uint64_t length = align_up(offset + bytes, kDirectAlignment) - begin;
+    uint8_t* span = arena.allocate(length, kDirectAlignment, what);
+    reader_->submit({span, begin, length, pieces.size()});
+    pieces.emplace_back(span + (offset - begin), std::move(place));
+  };
+
+  for (const TensorInfo* tensor : plan.always_resident) {
+    const std::string& name = tensor->name;
+    std::function<void(uint8_t*)> place;
+    auto as_floats = [](const float** field) { return [field](uint8_t* p) { *field = reinterpret_cast<const float*>(p); }; };
+    if (name == "token_embd.weight") {
+      place = [this](uint8_t* p) { weights_.token_embedding.data = p; };
+    } else if (name == "output_norm.weight") {
+      place = as_floats(&weights_.output_norm);
+    } else if (name == "rope_freqs.weight") {
+      place = as_floats(&weights_.rope_freq_factors);
+    } else {
+      const size_t dot = name.find('.', 4);
+      const auto layer = static_cast<size_t>(std::stoll(name.substr(4, dot - 4)));
+      LayerWeights& w = weights_.layers.at(layer);
+      place = as_floats(name.compare(dot + 1, 9, "attn_norm") == 0 ? &w.attn_norm : &w.ffn_norm);
+    }
+    read_piece(tensor->file_offset, tensor->bytes, "resident tensors", std::move(place));
+  }
+  for (auto& unit_targets : targets_)
+    for (const Target& target : unit_targets) {
+      if (target.plan->resident_rows == 0) continue;
+      read_piece(target.plan->tensor->file_offset, target.plan->resident_bytes(), "resident weights",
+                 [this, target](uint8_t* p) {
+                   target.matrix->data = p;
+                   if (target.plan->resident_rows < target.plan->rows) target.matrix->split_row = static_cast<int64_t>(target.plan->resident_rows);
+                   if (target.interleave) {
+                     interleave_rows(pool_, target.matrix->cols, static_cast<int64_t>(target.plan->resident_rows), p);
+                     target.matrix->interleaved = true;
+                   }
+                 });
+    }
+  while (reader_->outstanding() > 0) reader_->wait();
+  load_read_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (auto& [address, place] : pieces) place(address);
+
+  // Resident rows of a tied output are also embedding rows.
+  if (weights_.output.data && plan.units.back().matrices[0].tensor == embedding_info_) {
+    weights_.token_embedding.data = weights_.output.data;
+    embedding_resident_rows_ = static_cast<int64_t>(plan.units.back().matrices[0].resident_rows);
+  } else if (weights_.token_embedding.data) {
+    embedding_resident_rows_ = weights_.token_embedding.rows;
+  }
+}
+
+void WeightStore::set_trace(Trace* trace) {
+  if (prefetcher_) prefetcher_->set_trace(trace);
+}
+
+void WeightStore::acquire(int64_t unit) {
+  const int64_t index = schedule_index_.at(static_cast<size_t>(unit));
+  if (index < 0) return;
+  uint8_t* slot = prefetcher_->acquire(static_cast<size_t>(index));
+  for (const Target& target : targets_[static_cast<size_t>(unit)]) {
+    const PlanMatrix& pm = *target.plan;
+    if (pm.streamed_bytes() == 0) continue;
+    uint8_t* streamed = slot + pm.slot_offset;
+    if (target.interleave)
+      interleave_rows(pool_, target.matrix->cols, static_cast<int64_t>(pm.rows - pm.resident_rows), streamed);
+    if (pm.resident_rows == 0) target.matrix->data = streamed;
+    else target.matrix->tail = streamed;
+    target.matrix->interleaved = target.interleave;
+  }
+}
+
+void WeightStore::release(int64_t unit) {
+  if (schedule_index_.at(static_cast<size_t>(unit)) >= 0) prefetcher_->release();
+}
+
+void WeightStore::embed(int32_t token, float* out) {
+  const WeightMatrix& e = weights_.token_embedding;
+  if (token < embedding_resident_rows_) {
+    dequantize_row(e.type, e.data + static_cast<uint64_t>(token) * e.row_bytes, out, e.cols);
+    return;
+  }
+  const uint64_t offset = embedding_info_->file_offset + static_cast<uint64_t>(token) * e.row_bytes;
+  const uint64_t begin = align_down(offset, kDirectAlignment);
+  embedding_file_->read(embedding_buffer_, begin, align_up(offset + e.row_bytes, kDirectAlignment) - begin);
+  dequantize_row(e.type, embedding_buffer_ + (offset - begin), out, e.cols);
+}
+
+double WeightStore::stream_only_GBps(uint64_t bytes) {
+  if (!prefetcher_) return 0.0;
+  const uint64_t tokens = std::max<uint64_t>(1, (bytes + token_read_bytes_ - 1) / token_read_bytes_);
+  auto stream = [&](uint64_t count) {
+    for (uint64_t t = 0; t < count; ++t)
+      for (size_t unit = 0; unit < prefetcher_->schedule_size(); ++unit) {
+        prefetcher_->acquire(unit);
+        prefetcher_->release();
+      }
+  };
+  stream(1);
+  const auto start = std::chrono::steady_clock::now();
+  stream(tokens);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return static_cast<double>(tokens * token_read_bytes_) / seconds / 1e9;
+}
+
+uint64_t WeightStore::streamed_bytes_read() const { return reader_->bytes_read() - bytes_after_load_; }
+
+}  // namespace fi

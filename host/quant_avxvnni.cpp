@@ -1,4 +1,0 @@
-// The x86 kernels for AVX2/FMA/F16C plus AVX-VNNI.
-#define FLEXINFER_SIMD_NAMESPACE avxvnni
-#define FLEXINFER_AVXVNNI 1
-#include "host/quant_x86.inc"

@@ -1,0 +1,119 @@
+#include "host/text/unicode.h"
+
+#include <algorithm>
+
+namespace fi {
+
+namespace {
+struct CodepointRange {
+  uint32_t first, last;
+};
+#include "host/text/unicode_tables.inc"
+
+template <size_t N>
+bool in_ranges(const CodepointRange (&ranges)[N], uint32_t codepoint) {
+  const auto* it = std::upper_bound(std::begin(ranges), std::end(ranges), codepoint,
+                                    [](uint32_t value, const CodepointRange& r) { return value < r.first; });
+  return it != std::begin(ranges) && codepoint <= (it - 1)->last;
+}
+
+// Decodes one sequence at text[i]; returns its length, or 0 when it is invalid or truncated.
+int decode_one(std::string_view text, size_t i, uint32_t* codepoint) {
+  const auto lead = static_cast<uint8_t>(text[i]);
+  const int length = utf8_sequence_length(lead);
+  if (length == 1) {
+    *codepoint = lead;
+    return lead < 0x80 ? 1 : 0;
+  }
+  if (i + static_cast<size_t>(length) > text.size()) return 0;
+  uint32_t value = lead & (0xFF >> (length + 1));
+  for (int k = 1; k < length; ++k) {
+    const auto byte = static_cast<uint8_t>(text[i + k]);
+    if ((byte & 0xC0) != 0x80) return 0;
+    value = (value << 6) | (byte & 0x3F);
+  }
+  static constexpr uint32_t kMinimum[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (value < kMinimum[length] || value > 0x10FFFF || (value >= 0xD800 && value <= 0xDFFF)) return 0;
+  *codepoint = value;
+  return length;
+}
+}  // namespace
+
+int utf8_sequence_length(uint8_t lead) {
+  if (lead < 0x80) return 1;
+  if ((lead & 0xE0) == 0xC0) return 2;
+  if ((lead & 0xF0) == 0xE0) return 3;
+  if ((lead & 0xF8) == 0xF0) return 4;
+  return 1;
+}
+
+std::vector<uint32_t> utf8_decode(std::string_view text) {
+  std::vector<uint32_t> codepoints;
+  codepoints.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    uint32_t codepoint = 0;
+    const int length = decode_one(text, i, &codepoint);
+    if (length == 0) {
+      codepoints.push_back(0xFFFD);
+      ++i;
+    } else {
+      codepoints.push_back(codepoint);
+      i += static_cast<size_t>(length);
+    }
+  }
+  return codepoints;
+}
+
+void utf8_append(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+bool is_letter(uint32_t codepoint) { return in_ranges(kLetterRanges, codepoint); }
+bool is_number(uint32_t codepoint) { return in_ranges(kNumberRanges, codepoint); }
+
+bool is_whitespace(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000;
+}
+
+std::string take_valid_utf8(std::string& bytes) {
+  std::string out;
+  size_t i = 0;
+  while (i < bytes.size()) {
+    uint32_t codepoint = 0;
+    const int length = decode_one(bytes, i, &codepoint);
+    if (length > 0) {
+      out.append(bytes, i, static_cast<size_t>(length));
+      i += static_cast<size_t>(length);
+      continue;
+    }
+    // A valid-looking but unfinished sequence at the end waits for more bytes.
+    const int wanted = utf8_sequence_length(static_cast<uint8_t>(bytes[i]));
+    if (wanted > 1 && i + static_cast<size_t>(wanted) > bytes.size()) {
+      bool prefix_ok = true;
+      for (size_t k = i + 1; k < bytes.size(); ++k) prefix_ok &= (static_cast<uint8_t>(bytes[k]) & 0xC0) == 0x80;
+      if (prefix_ok) break;
+    }
+    utf8_append(out, 0xFFFD);
+    ++i;
+  }
+  bytes.erase(0, i);
+  return out;
+}
+
+}  // namespace fi
