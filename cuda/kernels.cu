@@ -214,20 +214,22 @@ __global__ void rope_and_store_kernel(float* __restrict__ q, float* __restrict__
       continue;
     }
     const bool is_query = head < shape.n_heads;
-    float* pair = is_query ? q + t * dim + head * shape.head_dim + 2 * i
-                           : k + t * kv_dim + (head - shape.n_heads) * shape.head_dim + 2 * i;
+    float* head_values = is_query ? q + t * dim + head * shape.head_dim : k + t * kv_dim + (head - shape.n_heads) * shape.head_dim;
+    // Pair i: elements (i, i + rotated_pairs) for NeoX below rope_dim, else (2i, 2i+1).
+    const bool neox = shape.neox_rope && i < rotated_pairs;
+    const int64_t first = neox ? i : 2 * i, second = neox ? i + rotated_pairs : 2 * i + 1;
     if (i < rotated_pairs) {
       double sine, cosine;
       sincos(static_cast<double>(position + t) * inverse_frequencies[i], &sine, &cosine);
       const float c = static_cast<float>(cosine), s = static_cast<float>(sine);
-      const float a = pair[0], b = pair[1];
-      pair[0] = a * c - b * s;
-      pair[1] = a * s + b * c;
+      const float a = head_values[first], b = head_values[second];
+      head_values[first] = a * c - b * s;
+      head_values[second] = a * s + b * c;
     }
     if (!is_query) {
-      const int64_t offset = (head - shape.n_heads) * shape.head_dim + 2 * i;
-      key_cache[cache_row + offset] = __float2half_rn(pair[0]);
-      key_cache[cache_row + offset + 1] = __float2half_rn(pair[1]);
+      const int64_t offset = (head - shape.n_heads) * shape.head_dim;
+      key_cache[cache_row + offset + first] = __float2half_rn(head_values[first]);
+      key_cache[cache_row + offset + second] = __float2half_rn(head_values[second]);
     }
   }
 }
@@ -246,7 +248,7 @@ __global__ void __launch_bounds__(kAttentionWarps* kWarp)
   const int64_t head_dim = shape.head_dim, dim = shape.n_heads * head_dim, kv_dim = shape.n_kv_heads * head_dim;
   const int64_t kv_offset = h / (shape.n_heads / shape.n_kv_heads) * head_dim;
   const int64_t visible = position + t + 1;
-  const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(head_dim)));
+  const float scale = shape.scale;
   for (int64_t i = lane; i < head_dim; i += kWarp) query[warp][i] = q[t * dim + h * head_dim + i];
   __syncwarp();
 
@@ -301,6 +303,12 @@ __global__ void swiglu_kernel(float* __restrict__ gate, const float* __restrict_
   }
 }
 
+__global__ void add_bias_kernel(float* __restrict__ x, const float* __restrict__ bias, int64_t count, int64_t width) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    x[i] += bias[i % width];
+}
+
 }  // namespace
 
 void matvec(const DeviceMatrix& w, const float* x, int64_t tokens, float* y, const Stream& stream, bool accumulate) {
@@ -348,6 +356,13 @@ void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_
       q, reinterpret_cast<const __half*>(key_cache), reinterpret_cast<const __half*>(value_cache), tokens, position,
       shape, out);
   FI_CUDA_CHECK_LAUNCH("attention_kernel");
+}
+
+void add_bias(float* x, const float* bias, int64_t tokens, int64_t width, const Stream& stream) {
+  const int64_t count = tokens * width;
+  FI_LAUNCH(blocks_for(count, kElementwiseThreads), kElementwiseThreads, native(stream.handle()), add_bias_kernel)(
+      x, bias, count, width);
+  FI_CUDA_CHECK_LAUNCH("add_bias_kernel");
 }
 
 void swiglu(float* gate, const float* up, int64_t count, const Stream& stream) {

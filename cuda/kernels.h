@@ -50,22 +50,30 @@ struct AttentionShape {
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;
   int64_t rope_dim = 0;
+  // RoPE pairs element i with i + rope_dim/2 (GPT-NeoX, Qwen) instead of 2i with 2i+1 (llama).
+  bool neox_rope = false;
+  float scale = 0.0f;  // of the attention scores, usually 1/sqrt(head_dim)
 };
 constexpr int64_t kMaxHeadDim = 256;
 
-// RoPE on adjacent pairs of q [tokens][n_heads * head_dim] and k [tokens][kv_dim] at positions
-// position..position+tokens-1 (angles in double from the per-pair inverse frequencies, device
-// memory); then k and v are stored as halves at those positions of the layer's caches.
+// RoPE on the pairs of each head (shape.neox_rope says which) of q [tokens][n_heads * head_dim] and
+// k [tokens][kv_dim] at positions position..position+tokens-1 (angles in double from the per-pair
+// inverse frequencies, device memory); elements past rope_dim are not rotated. Then k and v are
+// stored as halves at those positions of the layer's caches.
 void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, int64_t position,
                        const double* inverse_frequencies, const AttentionShape& shape, uint16_t* key_cache,
                        uint16_t* value_cache, const Stream& stream);
 
 // Causal attention of each token's query heads over positions 0..position+t of the caches
-// (grouped-query: query head h reads KV head h / (n_heads / n_kv_heads)); out like q.
+// (grouped-query: query head h reads KV head h / (n_heads / n_kv_heads)), scores scaled by
+// shape.scale; out like q.
 void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_cache, int64_t tokens,
                int64_t position, const AttentionShape& shape, float* out, const Stream& stream);
 
 void swiglu(float* gate, const float* up, int64_t count, const Stream& stream);  // gate = silu(gate) * up
+
+// x[t][i] += bias[i] for t < tokens, i < width.
+void add_bias(float* x, const float* bias, int64_t tokens, int64_t width, const Stream& stream);
 
 // Weight bytes per second through matvec for one token over a matrix of about `bytes` of `type`
 // on the current device, the median of 5 timed passes (for the probe's profile).

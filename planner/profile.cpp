@@ -132,4 +132,18 @@ Prediction predict_decode(const Plan& plan, const Profile& profile, uint64_t com
   return prediction;
 }
 
+Profile nominal_profile() {
+  Profile nominal;
+  nominal.machine = kNominalProfile;
+  nominal.disk_read_GBps = 2.0;
+  nominal.host_read_GBps = 20.0;
+  nominal.cpu_matvec_GBps = 10.0;
+  nominal.h2d_pinned_GBps = 12.0;
+  nominal.h2d_pageable_GBps = 6.0;
+  nominal.d2h_GBps = 12.0;
+  nominal.vram_read_GBps = 300.0;
+  nominal.gpu_matvec_GBps = 250.0;
+  return nominal;
+}
+
 }  // namespace fi

@@ -51,6 +51,11 @@ std::string default_profile_path();
 // The cached profile, if probe has run on this machine.
 std::optional<Profile> cached_profile();
 
+inline constexpr const char* kNominalProfile = "nominal figures of a mid-range laptop";
+// Nominal figures of a mid-range laptop (PCIe 4 x8, an NVMe drive, dual-channel memory), for plans
+// made before 'flexinfer probe' has measured the machine; `machine` is kNominalProfile.
+Profile nominal_profile();
+
 struct Prediction {
   double decode_tok_s = 0.0;
   double disk_seconds = 0.0;     // per token

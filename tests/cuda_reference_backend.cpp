@@ -295,13 +295,16 @@ void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, int64
   launch(stream.handle(), [=] {
     const int64_t dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
     for (int64_t t = 0; t < tokens; ++t) {
+      const int64_t pairs = shape.rope_dim / 2;
       auto rotate = [&](float* head) {
-        for (int64_t i = 0; i < shape.rope_dim / 2; ++i) {
+        for (int64_t i = 0; i < pairs; ++i) {
           const double angle = static_cast<double>(position + t) * inverse_frequencies[i];
           const auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
-          const float a = head[2 * i], b = head[2 * i + 1];
-          head[2 * i] = a * c - b * s;
-          head[2 * i + 1] = a * s + b * c;
+          float& a = shape.neox_rope ? head[i] : head[2 * i];
+          float& b = shape.neox_rope ? head[i + pairs] : head[2 * i + 1];
+          const float a0 = a, b0 = b;
+          a = a0 * c - b0 * s;
+          b = a0 * s + b0 * c;
         }
       };
       for (int64_t h = 0; h < shape.n_heads; ++h) rotate(q + t * dim + h * shape.head_dim);
@@ -318,7 +321,7 @@ void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_
                int64_t position, const AttentionShape& shape, float* out, const Stream& stream) {
   launch(stream.handle(), [=] {
     const int64_t dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
-    const double scale = 1.0 / std::sqrt(static_cast<double>(shape.head_dim));
+    const auto scale = static_cast<double>(shape.scale);
     for (int64_t t = 0; t < tokens; ++t)
       for (int64_t h = 0; h < shape.n_heads; ++h) {
         const int64_t kv_offset = h / (shape.n_heads / shape.n_kv_heads) * shape.head_dim;
@@ -339,6 +342,13 @@ void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_
           out[t * dim + h * shape.head_dim + i] = static_cast<float>(sum / total);
         }
       }
+  });
+}
+
+void add_bias(float* x, const float* bias, int64_t tokens, int64_t width, const Stream& stream) {
+  launch(stream.handle(), [=] {
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t i = 0; i < width; ++i) x[t * width + i] += bias[i];
   });
 }
 

@@ -167,6 +167,28 @@ void check_norm_and_swiglu() {
     }
   }
 
+  // In place, per head of 100 (Q/K norm): the same formula over each head's elements.
+  const std::vector<float> head_weight = random_floats(100, 37);
+  float* heads = memory.upload(x);
+  cuda::rms_norm(heads, memory.upload(head_weight), heads, tokens * dim / 100, 100, 1e-6, memory.stream());
+  const std::vector<float> normed_heads = memory.download(heads, x.size());
+  for (int64_t h = 0; h < tokens * dim / 100; ++h) {
+    double squares = 0.0;
+    for (int64_t i = 0; i < 100; ++i) squares += static_cast<double>(x[h * 100 + i]) * x[h * 100 + i];
+    const double scale = 1.0 / std::sqrt(squares / 100.0 + 1e-6);
+    for (int64_t i = 0; i < 100; ++i) {
+      const double expected = x[h * 100 + i] * scale * head_weight[i];
+      ASSERT_NEAR(normed_heads[h * 100 + i], expected, 1e-5 * std::fabs(expected) + 1e-7) << "head " << h << " element " << i;
+    }
+  }
+
+  const std::vector<float> bias = random_floats(static_cast<size_t>(dim), 41);
+  float* biased = memory.upload(x);
+  cuda::add_bias(biased, memory.upload(bias), tokens, dim, memory.stream());
+  const std::vector<float> with_bias = memory.download(biased, x.size());
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t i = 0; i < dim; ++i) ASSERT_EQ(with_bias[t * dim + i], x[t * dim + i] + bias[i]) << "token " << t;
+
   const std::vector<float> up = random_floats(x.size(), 31);
   float* gate = memory.upload(x);
   cuda::swiglu(gate, memory.upload(up), static_cast<int64_t>(x.size()), memory.stream());
@@ -177,13 +199,15 @@ void check_norm_and_swiglu() {
   }
 }
 
-// RoPE with partial rotation, the half-precision cache and grouped-query causal attention over
-// two batches (the second attends to the first's cache, across more than one 32-position chunk),
-// against a float64 reference that rounds K and V to half like the cache. Tolerance 1e-4
-// absolute on outputs of order 1 (float softmax and accumulation).
+// RoPE with partial rotation (adjacent pairs, or NeoX's halves), the half-precision cache and
+// grouped-query causal attention over two batches (the second attends to the first's cache, across
+// more than one 32-position chunk), against a float64 reference that rounds K and V to half like
+// the cache. Tolerance 1e-4 absolute on outputs of order 1 (float softmax and accumulation).
+// scale 0: the usual 1/sqrt(head_dim).
 template <typename Memory>
-void check_rope_and_attention() {
-  const cuda::AttentionShape shape{4, 2, 64, 48};
+void check_rope_and_attention(bool neox, float scale = 0.0f) {
+  const float score_scale = scale > 0.0f ? scale : static_cast<float>(1.0 / std::sqrt(64.0));
+  const cuda::AttentionShape shape{4, 2, 64, 48, neox, score_scale};
   const int64_t context = 48, dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
   std::vector<double> frequencies;
   for (int64_t i = 0; i < shape.rope_dim / 2; ++i)
@@ -194,13 +218,16 @@ void check_rope_and_attention() {
   auto* value_cache = memory.template zeros<uint16_t>(static_cast<size_t>(context * kv_dim));
   std::vector<std::vector<double>> keys, values;  // per position, rotated and half-rounded
 
+  const int64_t pairs = shape.rope_dim / 2;
   auto rotate = [&](std::vector<float>& head, int64_t position) {
-    for (int64_t i = 0; i < shape.rope_dim / 2; ++i) {
+    for (int64_t i = 0; i < pairs; ++i) {
       const double angle = static_cast<double>(position) * frequencies[i];
       const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
-      const float a = head[2 * i], b = head[2 * i + 1];
-      head[2 * i] = a * c - b * s;
-      head[2 * i + 1] = a * s + b * c;
+      float& a = neox ? head[i] : head[2 * i];
+      float& b = neox ? head[i + pairs] : head[2 * i + 1];
+      const float a0 = a, b0 = b;
+      a = a0 * c - b0 * s;
+      b = a0 * s + b0 * c;
     }
   };
   int64_t position = 0;
@@ -241,7 +268,7 @@ void check_rope_and_attention() {
         for (int64_t p = 0; p < visible; ++p) {
           double dot = 0.0;
           for (int64_t i = 0; i < shape.head_dim; ++i) dot += query[i] * keys[p][kv_offset + i];
-          scores[p] = dot / std::sqrt(static_cast<double>(shape.head_dim));
+          scores[p] = dot * static_cast<double>(score_scale);
           max_score = std::max(max_score, scores[p]);
         }
         double total = 0.0;

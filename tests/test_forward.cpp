@@ -4,8 +4,8 @@
 
 #include "host/engine/engine.h"
 #include "io/error.h"
-#include "host/model/llama_forward.h"
-#include "reference_llama.h"
+#include "host/engine/host_model.h"
+#include "reference_forward.h"
 #include "test_support.h"
 
 namespace fi {
@@ -34,11 +34,11 @@ const Case kCases[] = {
 
 class ForwardTest : public ::testing::TestWithParam<Case> {};
 
-std::unique_ptr<LlamaModel> load(const std::string& path, ThreadPool& pool, int64_t context, int64_t max_batch = 256) {
-  ModelOptions options;
-  options.context = context;
-  options.max_batch = max_batch;
-  return LlamaModel::load(path, pool, options);
+std::unique_ptr<HostModel> load(const std::string& path, ThreadPool& pool, int64_t context, int64_t max_batch = 256) {
+  HostModelOptions options;
+  options.model.context = context;
+  options.model.max_batch = max_batch;
+  return HostModel::load(path, pool, options);
 }
 
 std::vector<int32_t> some_tokens(int64_t vocab, size_t count) {
@@ -66,11 +66,11 @@ TEST_P(ForwardTest, BatchedPrefillEqualsTokenByTokenBitForBit) {
   const auto tokens = some_tokens(model->config().vocab, 9);
   const auto vocab = static_cast<size_t>(model->config().vocab);
 
-  LlamaForward batched(*model, pool);
+  Forward batched(model->model(), make_cpu_backend(*model, pool));
   std::vector<float> all(tokens.size() * vocab);
   batched.eval(tokens, all.data(), true);
 
-  LlamaForward single(*model, pool);
+  Forward single(model->model(), make_cpu_backend(*model, pool));
   std::vector<float> one(vocab);
   for (size_t t = 0; t < tokens.size(); ++t) {
     single.eval(std::span<const int32_t>(&tokens[t], 1), one.data());
@@ -88,7 +88,7 @@ TEST(Forward, ThreadCountDoesNotChangeLogits) {
     ThreadPool pool(threads);
     const auto model = load(path, pool, 16);
     const auto tokens = some_tokens(model->config().vocab, 6);
-    LlamaForward forward(*model, pool);
+    Forward forward(model->model(), make_cpu_backend(*model, pool));
     results.emplace_back(tokens.size() * model->config().vocab);
     forward.eval(tokens, results.back().data(), true);
   }
@@ -103,8 +103,8 @@ TEST(Forward, PromptLongerThanOneBatchIsSplit) {
   const auto in_pieces = load(path, pool, 32, 4);
   const auto tokens = some_tokens(model->config().vocab, 11);
   const auto vocab = static_cast<size_t>(model->config().vocab);
-  LlamaForward whole(*model, pool);
-  LlamaForward pieces(*in_pieces, pool);
+  Forward whole(model->model(), make_cpu_backend(*model, pool));
+  Forward pieces(in_pieces->model(), make_cpu_backend(*in_pieces, pool));
   std::vector<float> a(tokens.size() * vocab), b(tokens.size() * vocab);
   whole.eval(tokens, a.data(), true);
   pieces.eval(tokens, b.data(), true);
@@ -115,7 +115,7 @@ TEST(Forward, RejectsContextOverflowAndBadTokens) {
   const std::string path = test::generated_model("gqa_f32", kCases[0].shape, kCases[0].scheme);
   ThreadPool pool(1);
   const auto model = load(path, pool, 4);
-  LlamaForward forward(*model, pool);
+  Forward forward(model->model(), make_cpu_backend(*model, pool));
   std::vector<float> logits(model->config().vocab);
   const std::vector<int32_t> five = {1, 2, 3, 4, 5};
   EXPECT_THROW(forward.eval(five, logits.data()), Error);

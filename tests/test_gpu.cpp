@@ -97,14 +97,19 @@ TEST_P(GpuKernel, CublasProductOfDequantizedRowsMatchesTheReference) {
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, GpuKernel, test::kAllKernelTypes, test::type_test_name);
 
-TEST(GpuKernels, RmsNormAndSwigluMatchTheCpuFormulas) {
+TEST(GpuKernels, RmsNormBiasAndSwigluMatchTheCpuFormulas) {
   FI_REQUIRE_GPU();
   test::check_norm_and_swiglu<DeviceMemory>();
 }
 
 TEST(GpuKernels, RopeCacheAndAttentionMatchTheReference) {
   FI_REQUIRE_GPU();
-  test::check_rope_and_attention<DeviceMemory>();
+  test::check_rope_and_attention<DeviceMemory>(false);
+}
+
+TEST(GpuKernels, NeoxRopeAndAScoreScaleMatchTheReference) {
+  FI_REQUIRE_GPU();
+  test::check_rope_and_attention<DeviceMemory>(true, 0.07f);
 }
 
 class GpuEngine : public ::testing::TestWithParam<test::EngineCase> {};

@@ -14,8 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "host/model/llama_forward.h"
-#include "host/model/llama_model.h"
+#include "host/engine/host_model.h"
 #include "io/error.h"
 #include "test_support.h"
 
@@ -28,9 +27,9 @@ std::string streaming_model() { return test::generated_model("hardening", kStrea
 
 uint64_t minimum_budget(const std::string& model, int64_t context) {
   ThreadPool pool(2);
-  ModelOptions options;
-  options.context = context;
-  return LlamaModel::load(model, pool, options)->plan().minimum_host_bytes;
+  HostModelOptions options;
+  options.model.context = context;
+  return HostModel::load(model, pool, options)->plan().minimum_host_bytes;
 }
 
 // Exit 1 and, as the last line of stderr, one error line (a streaming run may have said where its
@@ -141,12 +140,12 @@ TEST(Hardening, ModelTruncatedWhileInUse) {
   std::filesystem::copy_file(streaming_model(), copy, std::filesystem::copy_options::overwrite_existing);
   for (IoBackend backend : {IoBackend::Uring, IoBackend::Pread}) {
     ThreadPool pool(2);
-    ModelOptions options;
-    options.context = 64;
+    HostModelOptions options;
+    options.model.context = 64;
     options.host_budget = minimum_budget(copy, 64);
     options.io.backend = backend;
-    const auto model = LlamaModel::load(copy, pool, options);
-    LlamaForward forward(*model, pool);
+    const auto model = HostModel::load(copy, pool, options);
+    Forward forward(model->model(), make_cpu_backend(*model, pool));
     std::vector<float> logits(static_cast<size_t>(model->config().vocab));
     const int32_t token = 5;
     forward.eval(std::span<const int32_t>(&token, 1), logits.data());

@@ -61,8 +61,9 @@ TEST_P(EmulatedKernel, EmbeddingRowsEqualDequantizeRow) { test::check_embed<Host
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, EmulatedKernel, test::kAllKernelTypes, test::type_test_name);
 
-TEST(EmulatedKernels, RmsNormAndSwigluMatchTheCpuFormulas) { test::check_norm_and_swiglu<HostMemory>(); }
-TEST(EmulatedKernels, RopeCacheAndAttentionMatchTheReference) { test::check_rope_and_attention<HostMemory>(); }
+TEST(EmulatedKernels, RmsNormBiasAndSwigluMatchTheCpuFormulas) { test::check_norm_and_swiglu<HostMemory>(); }
+TEST(EmulatedKernels, RopeCacheAndAttentionMatchTheReference) { test::check_rope_and_attention<HostMemory>(false); }
+TEST(EmulatedKernels, NeoxRopeAndAScoreScaleMatchTheReference) { test::check_rope_and_attention<HostMemory>(true, 0.07f); }
 
 }  // namespace
 }  // namespace fi

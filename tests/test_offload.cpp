@@ -5,8 +5,7 @@
 
 #include <cstring>
 
-#include "host/model/llama_forward.h"
-#include "host/model/llama_model.h"
+#include "host/engine/host_model.h"
 #include "io/error.h"
 #include "test_support.h"
 
@@ -31,13 +30,13 @@ constexpr int64_t kContext = 32;
 // Logits of a 10-token prompt (every position) and of 4 decoded tokens after it.
 std::vector<float> run(const std::string& path, std::optional<uint64_t> budget, IoBackend backend = IoBackend::Auto) {
   ThreadPool pool(2);
-  ModelOptions options;
+  HostModelOptions options;
   options.host_budget = budget;
-  options.context = kContext;
+  options.model.context = kContext;
   options.io.backend = backend;
   options.io.request_bytes = 16 << 10;  // small requests: many in flight even for a small model
-  const auto model = LlamaModel::load(path, pool, options);
-  LlamaForward forward(*model, pool);
+  const auto model = HostModel::load(path, pool, options);
+  Forward forward(model->model(), make_cpu_backend(*model, pool));
   const auto vocab = static_cast<size_t>(model->config().vocab);
   std::vector<int32_t> prompt;
   for (int i = 0; i < 10; ++i) prompt.push_back(static_cast<int32_t>((i * 37 + 3) % static_cast<int>(vocab)));
@@ -59,17 +58,17 @@ std::vector<float> run(const std::string& path, std::optional<uint64_t> budget, 
 
 uint64_t minimum_budget(const std::string& path) {
   ThreadPool pool(2);  // scratch grows with the threads
-  ModelOptions options;
-  options.context = kContext;
-  return LlamaModel::load(path, pool, options)->plan().minimum_host_bytes;
+  HostModelOptions options;
+  options.model.context = kContext;
+  return HostModel::load(path, pool, options)->plan().minimum_host_bytes;
 }
 
 uint64_t unlimited_bytes(const std::string& path) {
   ThreadPool pool(2);
-  ModelOptions options;
-  options.context = kContext;
+  HostModelOptions options;
+  options.model.context = kContext;
   options.host_budget = UINT64_MAX / 4;
-  return LlamaModel::load(path, pool, options)->plan().host_bytes();
+  return HostModel::load(path, pool, options)->plan().host_bytes();
 }
 
 class OffloadTest : public ::testing::TestWithParam<Case> {};
@@ -88,10 +87,10 @@ TEST_P(OffloadTest, EveryBudgetGivesBitIdenticalLogits) {
     ASSERT_EQ(logits.size(), resident.size());
     EXPECT_EQ(0, std::memcmp(logits.data(), resident.data(), logits.size() * sizeof(float)));
     ThreadPool pool(2);
-    ModelOptions options;
-    options.context = kContext;
+    HostModelOptions options;
+    options.model.context = kContext;
     options.host_budget = budget;
-    if (LlamaModel::load(path, pool, options)->plan().streams()) ++streamed_plans;
+    if (HostModel::load(path, pool, options)->plan().streams()) ++streamed_plans;
   }
   EXPECT_GE(streamed_plans, 5) << "most budgets in the sweep must stream";
 }
@@ -114,11 +113,11 @@ TEST(Offload, BudgetBelowTheMinimumIsRefusedBeforeLoading) {
   const std::string path = test::generated_model(kCases[0].name, kCases[0].shape, kCases[0].scheme);
   const uint64_t minimum = minimum_budget(path);
   ThreadPool pool(2);
-  ModelOptions options;
-  options.context = kContext;
+  HostModelOptions options;
+  options.model.context = kContext;
   options.host_budget = minimum - 4096;
   try {
-    LlamaModel::load(path, pool, options);
+    HostModel::load(path, pool, options);
     FAIL() << "expected an error";
   } catch (const Error& error) {
     EXPECT_NE(std::string(error.what()).find("below this model's minimum"), std::string::npos) << error.what();

@@ -1,6 +1,7 @@
 #include "tools/command_support.h"
 
 #include <cstdio>
+#include <fstream>
 
 #include "io/error.h"
 #include "planner/budget.h"
@@ -66,11 +67,11 @@ void show_placement(Engine& engine) {
                  format_bytes(engine.gpu_memory().total()).c_str(), format_bytes(*engine.options().gpu_budget).c_str());
     return;
   }
-  const Plan& plan = engine.model().plan();
+  const Plan& plan = engine.host_model()->plan();
   if (!plan.streams()) return;
   std::fprintf(stderr, "flexinfer: %s of %s weights resident, %s streamed per token (%s)\n",
                format_bytes(plan.resident_bytes()).c_str(), format_bytes(plan.weight_bytes()).c_str(),
-               format_bytes(plan.read_bytes_per_token()).c_str(), engine.model().store().reader().describe().c_str());
+               format_bytes(plan.read_bytes_per_token()).c_str(), engine.host_model()->store().reader().describe().c_str());
 }
 
 namespace {
@@ -120,6 +121,27 @@ EngineOptions engine_options(const Args& args) {
 
 void write_trace(const Args& args, const Engine& engine) {
   if (args.has("--trace") && engine.trace()) engine.trace()->write(args.text("--trace", ""));
+}
+
+void write_json(const std::string& path, const nlohmann::json& json, const char* command) {
+  std::ofstream out(path);
+  out << json.dump(2) << "\n";
+  out.close();
+  if (!out) fail("%s: cannot write '%s'", command, path.c_str());
+}
+
+std::optional<Profile> chosen_profile(const Args& args) {
+  if (args.has("--profile")) return Profile::load(args.text("--profile", ""));
+  return cached_profile();
+}
+
+uint64_t compute_bytes_per_token(const Plan& plan, const Model& model) {
+  return plan.weight_bytes() +
+         row_bytes(model.tensors().global(Role::TokenEmbedding)->type, static_cast<uint64_t>(model.config().dim));
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace fi

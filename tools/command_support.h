@@ -1,11 +1,17 @@
 #pragma once
 // Options and helpers the subcommands share.
+#include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "host/engine/engine.h"
 #include "host/text/tokenizer.h"
 #include "io/async_reader.h"
+#include "planner/plan.h"
+#include "planner/profile.h"
 #include "tools/args.h"
 
 namespace fi {
@@ -27,5 +33,13 @@ ReaderOptions reader_options(const Args& args);
 EngineOptions engine_options(const Args& args);
 // Writes the engine's spans to the --trace file, when one was asked for.
 void write_trace(const Args& args, const Engine& engine);
+// Writes `json` to `path` (one error line naming `command` when it cannot).
+void write_json(const std::string& path, const nlohmann::json& json, const char* command);
+// The profile to predict with: --profile FILE, else the one probe cached, else none.
+std::optional<Profile> chosen_profile(const Args& args);
+// Weight bytes the CPU reads per decoded token under a host plan: every planned matrix plus one
+// embedding row.
+uint64_t compute_bytes_per_token(const Plan& plan, const Model& model);
+double seconds_since(std::chrono::steady_clock::time_point start);
 
 }  // namespace fi

@@ -215,7 +215,9 @@ int command_inspect(int argc, char** argv) {
 
 int command_make_model(int argc, char** argv) {
   const Args args("make-model",
-                  {{{"--preset"}, true, "micro, tiny, 1b, 7b, 13b or 70b"},
+                  {{{"--preset"}, true, "a shape: micro, tiny, 1b, 7b, 13b, 70b, llama3.2-1b, llama3.1-8b, mistral-nemo-12b, "
+                                        "qwen2.5-1.5b, qwen2.5-7b, qwen3-1.7b or qwen3-8b"},
+                   {{"--arch"}, true, "llama, qwen2 or qwen3 (default: the preset's)"},
                    {{"--type"}, true, "f32, f16, q8_0, q4_0, q4_k, q4_k_m or q6_k"},
                    {{"--vocab"}, true, "copy the tokenizer of this GGUF file"},
                    {{"--byte-vocab"}, false, "use a self-contained byte-level vocabulary"},
@@ -228,8 +230,13 @@ int command_make_model(int argc, char** argv) {
   MakeModelOptions options;
   const std::string preset = args.required_text("--preset");
   const auto shape = find_preset(preset);
-  if (!shape) fail("make-model: unknown preset '%s' (micro, tiny, 1b, 7b, 13b, 70b)", preset.c_str());
+  if (!shape) {
+    std::string names;
+    for (const std::string& name : preset_names()) names += (names.empty() ? "" : ", ") + name;
+    fail("make-model: unknown preset '%s' (%s)", preset.c_str(), names.c_str());
+  }
   options.shape = *shape;
+  if (args.has("--arch")) options.shape = with_architecture(*shape, args.text("--arch", ""));
   const std::string type = args.required_text("--type");
   const auto scheme = parse_weight_scheme(type);
   if (!scheme) fail("make-model: unknown type '%s' (f32, f16, q8_0, q4_0, q4_k, q4_k_m, q6_k)", type.c_str());

@@ -8,6 +8,7 @@
 
 #include "host/kernels/quant.h"
 #include "io/error.h"
+#include "host/model/model.h"
 #include "io/gguf.h"
 
 namespace fi {
@@ -86,14 +87,65 @@ void write_byte_vocabulary(GgufWriter& writer) {
 
 }  // namespace
 
+namespace {
+
+struct Preset {
+  const char* name;
+  ModelShape shape;
+};
+
+ModelShape shaped(ModelShape shape, const char* arch, int64_t head_dim, RopeScaling scaling = {}) {
+  shape.arch = arch;
+  shape.head_dim = head_dim;
+  shape.rope_scaling = scaling;
+  return shape;
+}
+
+// Llama 3.1's published RoPE scaling (Llama 3.2 uses a factor of 32).
+RopeScaling llama3_scaling(double factor) { return {RopeScaling::Type::Llama3, factor, 8192, 1, 4}; }
+
+const std::vector<Preset>& presets() {
+  static const std::vector<Preset> list = {
+      {"micro", {32, 1, 2, 1, 64, 128, 0, 10000.0, false}},  // fuzzing seeds
+      {"tiny", {256, 4, 8, 4, 768, 2048, 0, 10000.0, false}},
+      {"1b", {2048, 16, 32, 8, 8192, 8192, 0, 500000.0, true}},
+      {"7b", {4096, 32, 32, 32, 11008, 4096, 0, 10000.0, false}},
+      {"13b", {5120, 40, 40, 40, 13824, 4096, 0, 10000.0, false}},
+      {"70b", {8192, 80, 64, 8, 28672, 4096, 0, 10000.0, false}},
+      {"llama3.2-1b", shaped({2048, 16, 32, 8, 8192, 131072, 0, 500000.0, true}, "llama", 0, llama3_scaling(32))},
+      {"llama3.1-8b", shaped({4096, 32, 32, 8, 14336, 131072, 0, 500000.0, false}, "llama", 0, llama3_scaling(8))},
+      {"mistral-nemo-12b", shaped({5120, 40, 32, 8, 14336, 1024000, 0, 1000000.0, false}, "llama", 128)},
+      {"qwen2.5-1.5b", shaped({1536, 28, 12, 2, 8960, 32768, 0, 1000000.0, true}, "qwen2", 0)},
+      {"qwen2.5-7b", shaped({3584, 28, 28, 4, 18944, 32768, 0, 1000000.0, false}, "qwen2", 0)},
+      {"qwen3-1.7b", shaped({2048, 28, 16, 8, 6144, 40960, 0, 1000000.0, true}, "qwen3", 128)},
+      {"qwen3-8b", shaped({4096, 36, 32, 8, 12288, 40960, 0, 1000000.0, false}, "qwen3", 128)},
+  };
+  return list;
+}
+
+}  // namespace
+
 std::optional<ModelShape> find_preset(const std::string& name) {
-  if (name == "micro") return ModelShape{32, 1, 2, 1, 64, 128, 0, 10000.0, false};  // fuzzing seeds
-  if (name == "tiny") return ModelShape{256, 4, 8, 4, 768, 2048, 0, 10000.0, false};
-  if (name == "1b") return ModelShape{2048, 16, 32, 8, 8192, 8192, 0, 500000.0, true};
-  if (name == "7b") return ModelShape{4096, 32, 32, 32, 11008, 4096, 0, 10000.0, false};
-  if (name == "13b") return ModelShape{5120, 40, 40, 40, 13824, 4096, 0, 10000.0, false};
-  if (name == "70b") return ModelShape{8192, 80, 64, 8, 28672, 4096, 0, 10000.0, false};
+  for (const Preset& preset : presets())
+    if (name == preset.name) return preset.shape;
   return std::nullopt;
+}
+
+const std::vector<std::string>& preset_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> list;
+    for (const Preset& preset : presets()) list.push_back(preset.name);
+    return list;
+  }();
+  return names;
+}
+
+ModelShape with_architecture(ModelShape shape, const std::string& arch) {
+  if (!find_architecture(arch))
+    fail("make-model: unknown architecture '%s' (supported: %s)", arch.c_str(), architecture_names().c_str());
+  shape.arch = arch;
+  if (arch == "qwen3" && shape.head_dim == 0 && shape.n_heads > 0) shape.head_dim = 2 * shape.dim / shape.n_heads;
+  return shape;
 }
 
 namespace {
@@ -116,30 +168,56 @@ const char* weight_scheme_name(WeightScheme scheme) {
 
 namespace {
 
+// What a fresh model's tensor of `role` holds: weights uniform with the fan-in's scale, norms near
+// one, biases small.
+void amplitude_of(const RoleSpec& spec, uint64_t cols, float* amplitude, float* offset) {
+  const auto fan_in = static_cast<float>(std::sqrt(3.0 / static_cast<double>(cols)));
+  *offset = 0.0f;
+  if (spec.matrix) *amplitude = spec.role == Role::TokenEmbedding ? 1.0f : spec.role == Role::Output ? 2.0f * fan_in : fan_in;
+  else if (std::string(spec.suffix) == "bias") *amplitude = 0.5f;
+  else {
+    *amplitude = 0.1f;
+    *offset = 1.0f;
+  }
+}
+
 uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   const ModelShape& s = options.shape;
-  if (s.dim <= 0 || s.n_heads <= 0 || s.dim % s.n_heads != 0 || s.n_kv_heads <= 0 || s.n_heads % s.n_kv_heads != 0 ||
-      s.n_layers <= 0 || s.ffn_dim <= 0 || (s.dim / s.n_heads) % 2 != 0)
+  const Architecture* arch = find_architecture(s.arch);
+  if (!arch) fail("make-model: unknown architecture '%s' (supported: %s)", s.arch.c_str(), architecture_names().c_str());
+  if (s.dim <= 0 || s.n_heads <= 0 || s.n_kv_heads <= 0 || s.n_heads % s.n_kv_heads != 0 || s.n_layers <= 0 ||
+      s.ffn_dim <= 0 || (s.head_dim == 0 && s.dim % s.n_heads != 0))
     fail("make-model: inconsistent shape (dim %lld, heads %lld, kv heads %lld)", static_cast<long long>(s.dim),
          static_cast<long long>(s.n_heads), static_cast<long long>(s.n_kv_heads));
-  const int64_t head_dim = s.dim / s.n_heads;
-  const int64_t kv_dim = head_dim * s.n_kv_heads;
+  if (s.biases && arch->presence(Role::AttnQBias) == Presence::Absent)
+    fail("make-model: a %s model has no Q/K/V biases", arch->name);
+  const int64_t head_dim = s.head_dim > 0 ? s.head_dim : s.dim / s.n_heads;
+  if (head_dim % 2 != 0) fail("make-model: the head dimension %lld is odd", static_cast<long long>(head_dim));
 
+  const std::string p = std::string(arch->name) + ".";
   GgufWriter writer(options.output_path);
-  writer.add_string("general.architecture", "llama");
-  writer.add_string("general.name", "flexinfer-random-llama");
+  writer.add_string("general.architecture", arch->name);
+  writer.add_string("general.name", std::string("flexinfer-random-") + arch->name);
   writer.add_uint32("general.file_type", file_type_id(options.scheme));
   if (options.scheme != WeightScheme::F32 && options.scheme != WeightScheme::F16)
     writer.add_uint32("general.quantization_version", 2);
-  writer.add_uint32("llama.context_length", static_cast<uint32_t>(s.context));
-  writer.add_uint32("llama.embedding_length", static_cast<uint32_t>(s.dim));
-  writer.add_uint32("llama.block_count", static_cast<uint32_t>(s.n_layers));
-  writer.add_uint32("llama.feed_forward_length", static_cast<uint32_t>(s.ffn_dim));
-  writer.add_uint32("llama.rope.dimension_count", static_cast<uint32_t>(s.rope_dim > 0 ? s.rope_dim : head_dim));
-  writer.add_uint32("llama.attention.head_count", static_cast<uint32_t>(s.n_heads));
-  writer.add_uint32("llama.attention.head_count_kv", static_cast<uint32_t>(s.n_kv_heads));
-  writer.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
-  writer.add_float32("llama.rope.freq_base", static_cast<float>(s.rope_base));
+  writer.add_uint32(p + "context_length", static_cast<uint32_t>(s.context));
+  writer.add_uint32(p + "embedding_length", static_cast<uint32_t>(s.dim));
+  writer.add_uint32(p + "block_count", static_cast<uint32_t>(s.n_layers));
+  writer.add_uint32(p + "feed_forward_length", static_cast<uint32_t>(s.ffn_dim));
+  writer.add_uint32(p + "rope.dimension_count", static_cast<uint32_t>(s.rope_dim > 0 ? s.rope_dim : head_dim));
+  writer.add_uint32(p + "attention.head_count", static_cast<uint32_t>(s.n_heads));
+  writer.add_uint32(p + "attention.head_count_kv", static_cast<uint32_t>(s.n_kv_heads));
+  if (s.head_dim > 0) {
+    writer.add_uint32(p + "attention.key_length", static_cast<uint32_t>(head_dim));
+    writer.add_uint32(p + "attention.value_length", static_cast<uint32_t>(head_dim));
+  }
+  writer.add_float32(p + "attention.layer_norm_rms_epsilon", 1e-5f);
+  writer.add_float32(p + "rope.freq_base", static_cast<float>(s.rope_base));
+  if (s.rope_scaling.type == RopeScaling::Type::Linear) {
+    writer.add_string(p + "rope.scaling.type", "linear");
+    writer.add_float32(p + "rope.scaling.factor", static_cast<float>(s.rope_scaling.factor));
+  }
 
   int64_t vocab = 0;
   if (options.vocab_path.empty()) {
@@ -153,35 +231,62 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
     if (vocab == 0) fail("%s: has no tokenizer.ggml.tokens to copy", options.vocab_path.c_str());
   }
 
+  ModelConfig config;
+  config.arch = arch;
+  config.dim = s.dim;
+  config.n_layers = s.n_layers;
+  config.n_heads = s.n_heads;
+  config.n_kv_heads = s.n_kv_heads;
+  config.head_dim = head_dim;
+  config.ffn_dim = s.ffn_dim;
+  config.vocab = vocab;
+  config.rope_dim = s.rope_dim > 0 ? s.rope_dim : head_dim;
+  config.rope_base = s.rope_base;
+
   const TensorType matrices = matrix_type(options.scheme);
   // llama.cpp keeps the output matrix at higher precision in its 4-bit files; do the same.
   const bool four_bit = options.scheme == WeightScheme::Q4_0 || options.scheme == WeightScheme::Q4_K ||
                         options.scheme == WeightScheme::Q4_K_M;
-  const TensorType output_type = four_bit ? TensorType::Q6_K : matrices;
   // Q4_K_M as llama.cpp mixes it: attn_v and ffn_down in Q6_K for the first and last eighth of the
   // layers and every third one between, so layers differ in size.
   auto more_bits = [&](int64_t l) {
     const int64_t n = s.n_layers;
     return options.scheme == WeightScheme::Q4_K_M && (l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2);
   };
+  auto wanted = [&](Role role) {
+    switch (arch->presence(role)) {
+      case Presence::Required: return true;
+      case Presence::Absent: return false;
+      case Presence::Optional: break;
+    }
+    if (role == Role::Output) return !s.tied_embeddings;
+    if (role == Role::RopeFrequencies) return s.rope_scaling.type == RopeScaling::Type::Llama3;
+    if (role == Role::AttnQBias || role == Role::AttnKBias || role == Role::AttnVBias) return s.biases;
+    return false;
+  };
   std::vector<TensorPlan> plan;
-  auto fan_in = [](int64_t cols) { return static_cast<float>(std::sqrt(3.0 / static_cast<double>(cols))); };
-  plan.push_back({"token_embd.weight", matrices, s.dim, vocab, 1.0f, 0.0f});
-  for (int64_t l = 0; l < s.n_layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    plan.push_back({p + "attn_norm.weight", TensorType::F32, s.dim, 1, 0.1f, 1.0f});
-    plan.push_back({p + "attn_q.weight", matrices, s.dim, s.dim, fan_in(s.dim), 0.0f});
-    plan.push_back({p + "attn_k.weight", matrices, s.dim, kv_dim, fan_in(s.dim), 0.0f});
-    plan.push_back({p + "attn_v.weight", more_bits(l) ? TensorType::Q6_K : matrices, s.dim, kv_dim, fan_in(s.dim), 0.0f});
-    plan.push_back({p + "attn_output.weight", matrices, s.dim, s.dim, fan_in(s.dim), 0.0f});
-    plan.push_back({p + "ffn_norm.weight", TensorType::F32, s.dim, 1, 0.1f, 1.0f});
-    plan.push_back({p + "ffn_gate.weight", matrices, s.dim, s.ffn_dim, fan_in(s.dim), 0.0f});
-    plan.push_back({p + "ffn_up.weight", matrices, s.dim, s.ffn_dim, fan_in(s.dim), 0.0f});
-    plan.push_back({p + "ffn_down.weight", more_bits(l) ? TensorType::Q6_K : matrices, s.ffn_dim, s.dim,
-                    fan_in(s.ffn_dim), 0.0f});
-  }
-  plan.push_back({"output_norm.weight", TensorType::F32, s.dim, 1, 0.1f, 1.0f});
-  if (!s.tied_embeddings) plan.push_back({"output.weight", output_type, s.dim, vocab, 2.0f * fan_in(s.dim), 0.0f});
+  auto add = [&](Role role, int64_t layer) {
+    if (!wanted(role)) return;
+    const RoleSpec& spec = role_spec(role);
+    const uint64_t cols = config.extent(spec.cols), rows = config.extent(spec.rows);
+    TensorType type = TensorType::F32;
+    if (spec.matrix) {
+      type = matrices;
+      if (role == Role::Output) type = four_bit ? TensorType::Q6_K : matrices;
+      if ((role == Role::AttnV || role == Role::FfnDown) && more_bits(layer)) type = TensorType::Q6_K;
+    }
+    float amplitude = 0, offset = 0;
+    amplitude_of(spec, cols, &amplitude, &offset);
+    plan.push_back({tensor_name(role, layer), type, static_cast<int64_t>(cols), static_cast<int64_t>(rows), amplitude, offset});
+  };
+  // llama.cpp's writers' order: the embedding, the layers, the head.
+  add(Role::TokenEmbedding, -1);
+  add(Role::RopeFrequencies, -1);
+  for (int64_t l = 0; l < s.n_layers; ++l)
+    for (size_t r = 0; r < kRoleCount; ++r)
+      if (is_layer_role(static_cast<Role>(r))) add(static_cast<Role>(r), l);
+  add(Role::OutputNorm, -1);
+  add(Role::Output, -1);
 
   for (const TensorPlan& t : plan) {
     if (t.cols % type_traits(t.type).block_elements != 0)
@@ -198,6 +303,11 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
     const int64_t rows_per_chunk = std::max<int64_t>(1, (8 << 20) / (t.cols * 4));
     std::vector<uint8_t> chunk(static_cast<size_t>(bytes_per_row * std::min(rows_per_chunk, t.rows)));
     const uint64_t tensor_seed = mix(options.seed * 0x100000001B3ull + index);
+    if (t.name == tensor_name(Role::RopeFrequencies)) {
+      const std::vector<float> factors = llama3_frequency_factors(config.rope_dim, s.rope_base, s.rope_scaling);
+      writer.write_data(factors.data(), factors.size() * sizeof(float));
+      continue;
+    }
     for (int64_t first = 0; first < t.rows; first += rows_per_chunk) {
       const int64_t count = std::min(rows_per_chunk, t.rows - first);
       pool.parallel_for(count, 4, [&](int64_t begin, int64_t end) {

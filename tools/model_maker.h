@@ -1,11 +1,13 @@
 #pragma once
-// Random-weight llama GGUF files of realistic shapes, written in a streaming way (memory use does
-// not grow with the model). Tests and benchmarks use them.
+// Random-weight GGUF files of every architecture flexinfer runs, in realistic shapes, written in a
+// streaming way (memory use does not grow with the model). Tests and benchmarks use them.
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "host/kernels/thread_pool.h"
+#include "io/architecture.h"
 #include "io/tensor_type.h"
 
 namespace fi {
@@ -20,11 +22,22 @@ struct ModelShape {
   int64_t rope_dim = 0;  // 0: head dimension
   double rope_base = 10000.0;
   bool tied_embeddings = false;
+  std::string arch = "llama";  // general.architecture; what it has comes from io/architecture.h
+  int64_t head_dim = 0;        // 0: dim / n_heads; otherwise written as attention.key_length
+  // Linear scaling is written as rope.scaling.*; llama3 scaling as the frequency factors of a
+  // rope_freqs tensor, as Llama 3.1 files carry it.
+  RopeScaling rope_scaling;
+  bool biases = false;  // a llama model's optional Q/K/V biases (qwen2 always has them)
 };
 
-// micro (a few KiB, for fuzzing seeds), tiny, 1b (Llama-3.2-1B-like, tied), 7b, 13b, 70b; nullopt
-// for other names.
+// micro (a few KiB, for fuzzing seeds), tiny, 1b (Llama-3.2-1B-like, tied), 7b, 13b, 70b (llama 2
+// shapes), and real shapes of the newer families: llama3.2-1b, llama3.1-8b, mistral-nemo-12b,
+// qwen2.5-1.5b, qwen2.5-7b, qwen3-1.7b, qwen3-8b; nullopt for other names.
 std::optional<ModelShape> find_preset(const std::string& name);
+const std::vector<std::string>& preset_names();
+// The shape as architecture `arch` (throws for an unknown one): qwen3 gets a head dimension of
+// twice dim / heads unless one is set (Qwen3's small models have head_dim 128 > dim / heads).
+ModelShape with_architecture(ModelShape shape, const std::string& arch);
 
 enum class WeightScheme { F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K };
 std::optional<WeightScheme> parse_weight_scheme(const std::string& name);

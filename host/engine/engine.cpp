@@ -4,7 +4,8 @@
 
 #include <algorithm>
 
-#include "host/cpu/cpu_compute.h"
+#include "host/cpu/cpu_backend.h"
+#include "host/engine/placement.h"
 #include "io/error.h"
 #include "planner/budget.h"
 #include "planner/profile.h"
@@ -14,8 +15,7 @@ namespace fi {
 namespace {
 
 // The profile a tier plan is made with: this machine's, when probe measured its GPU; otherwise
-// nominal figures of a mid-range laptop (PCIe 4 x8, an NVMe drive, dual-channel memory), which
-// 'flexinfer probe' replaces with measurements.
+// nominal figures, which 'flexinfer probe' replaces with measurements.
 Profile default_tier_profile() {
   try {
     if (const auto cached = cached_profile(); cached && cached->has_gpu() && cached->disk_read_GBps > 0 &&
@@ -24,17 +24,7 @@ Profile default_tier_profile() {
   } catch (const Error&) {
     // A damaged cache is reported by the commands that read it for speeds; nominal figures do here.
   }
-  Profile nominal;
-  nominal.machine = kNominalProfile;
-  nominal.disk_read_GBps = 2.0;
-  nominal.host_read_GBps = 20.0;
-  nominal.cpu_matvec_GBps = 10.0;
-  nominal.h2d_pinned_GBps = 12.0;
-  nominal.h2d_pageable_GBps = 6.0;
-  nominal.d2h_GBps = 12.0;
-  nominal.vram_read_GBps = 300.0;
-  nominal.gpu_matvec_GBps = 250.0;
-  return nominal;
+  return nominal_profile();
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -48,26 +38,24 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   if (options.context < 0) fail("context length must be positive");
   pool_ = std::make_unique<ThreadPool>(options.threads > 0 ? options.threads : default_thread_count());
   ModelOptions model_options;
-  model_options.host_budget = options.host_budget;
   model_options.context = options.context;
-  model_options.io = options.io;
-  model_options.load_weights = !options.gpu_budget;
-  model_ = LlamaModel::load(options.model_path, *pool_, model_options);
-  tokenizer_ = Tokenizer::from_gguf(model_->file());
+  if (options.gpu_budget) {
+    model_ = Model::open(options.model_path, model_options);
+  } else {
+    host_model_ = HostModel::load(options.model_path, *pool_, {model_options, options.host_budget, options.io});
+  }
+  const Model& opened = model();
+  tokenizer_ = Tokenizer::from_gguf(opened.file());
   if (tokenizer_->size() != config().vocab)
     fail("%s: the tokenizer has %d tokens but the model's vocabulary is %lld", options.model_path.c_str(),
          tokenizer_->size(), static_cast<long long>(config().vocab));
   if (options.gpu_budget) {
     require_gpu(options.gpu_device);
-    gpu_memory_ = gpu_memory_plan(model_->file(), config(), model_->tied_output(), model_->context(), model_->max_batch());
+    gpu_memory_ = gpu_memory_plan(opened);
     // What does not fit the GPU budget (or the host budget, when one is given) is split over VRAM,
     // pinned host memory and disk, and the planner may decode the last layers on the CPU.
     if (options.host_budget || gpu_memory_.total() > *options.gpu_budget) {
-      const LlamaTensorSet tensors = LlamaTensorSet::require(model_->file().tensors(), config());
-      ModelOptions planned = model_options;
-      planned.context = model_->context();
-      const TierInput input =
-          llama_tier_input(model_->file(), config(), tensors, planned, pool_->size(), *options.gpu_budget);
+      const TierInput input = tier_input(opened, options.host_budget, pool_->size(), *options.gpu_budget);
       tier_profile_ = options.profile ? *options.profile : default_tier_profile();
       tiers_ = make_tier_plan(input, *tier_profile_);
       // Without --host-mem the host tier holds everything VRAM does not, pinned: refuse what the
@@ -77,22 +65,22 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
         fail("what does not fit --gpu-mem %s needs %s of pinned host memory, more than this machine's %s of RAM: give "
              "--host-mem to read the rest from disk",
              format_bytes(*options.gpu_budget).c_str(), format_bytes(tiers_->host_used()).c_str(), format_bytes(ram).c_str());
-      tier_store_ = std::make_unique<TierStore>(*model_, *tiers_, options.gpu_device, options.io);
+      tier_store_ = std::make_unique<TierStore>(opened, *tiers_, options.gpu_device, options.io);
     }
-    std::vector<std::unique_ptr<LayerCompute>> devices;
-    devices.push_back(make_gpu_compute(*model_, {*options.gpu_budget, options.gpu_device, tier_store_.get()}));
+    std::vector<std::unique_ptr<Backend>> devices;
+    devices.push_back(make_gpu_backend(opened, {*options.gpu_budget, options.gpu_device, tier_store_.get()}));
     const auto layers = static_cast<size_t>(config().n_layers);
     DevicePlacement placement = DevicePlacement::single(config().n_layers);
     if (tier_store_ && tier_store_->first_cpu_layer() < config().n_layers) {
       cpu_scratch_ = std::make_unique<HostArena>(
-          forward_scratch_bytes(config(), model_->context(), model_->max_batch(), pool_->size()), options.host_budget.has_value());
-      devices.push_back(std::make_unique<CpuCompute>(config(), *tier_store_, *pool_, tier_store_->kv_cache(),
-                                                     *cpu_scratch_, model_->max_batch()));
+          CpuBackend::scratch_bytes(config(), opened.context(), opened.max_batch(), pool_->size()),
+          options.host_budget.has_value());
+      devices.push_back(std::make_unique<CpuBackend>(opened, *tier_store_, *pool_, tier_store_->kv_cache(), *cpu_scratch_));
       for (auto l = static_cast<size_t>(tier_store_->first_cpu_layer()); l < layers; ++l) placement.decode[l] = 1;
     }
-    forward_ = std::make_unique<LlamaForward>(*model_, std::move(devices), std::move(placement));
+    forward_ = std::make_unique<Forward>(opened, std::move(devices), std::move(placement));
   } else {
-    forward_ = std::make_unique<LlamaForward>(*model_, *pool_);
+    forward_ = std::make_unique<Forward>(host_model_->model(), make_cpu_backend(*host_model_, *pool_));
   }
   if (options.trace) {
     trace_ = std::make_unique<Trace>();

@@ -9,9 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "host/gpu/gpu_compute.h"
-#include "host/model/llama_forward.h"
-#include "host/model/llama_model.h"
+#include "host/engine/host_model.h"
+#include "host/gpu/gpu_backend.h"
+#include "host/model/forward.h"
+#include "host/model/model.h"
 #include "host/memory/tier_store.h"
 #include "host/text/sampler.h"
 #include "host/kernels/thread_pool.h"
@@ -20,8 +21,6 @@
 #include "planner/profile.h"
 
 namespace fi {
-
-inline constexpr const char* kNominalProfile = "nominal figures of a mid-range laptop";
 
 struct EngineOptions {
   std::string model_path;
@@ -50,11 +49,12 @@ class Engine {
  public:
   explicit Engine(const EngineOptions& options);
 
-  const LlamaModel& model() const { return *model_; }
-  LlamaModel& model() { return *model_; }
-  const LlamaConfig& config() const { return model_->config(); }
+  const Model& model() const { return host_model_ ? host_model_->model() : *model_; }
+  const ModelConfig& config() const { return model().config(); }
+  // The host-memory placement of a CPU run (null on the GPU path).
+  HostModel* host_model() { return host_model_.get(); }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
-  LlamaForward& forward() { return *forward_; }
+  Forward& forward() { return *forward_; }
   ThreadPool& pool() { return *pool_; }
   double load_seconds() const { return load_seconds_; }
   const EngineOptions& options() const { return options_; }
@@ -81,13 +81,14 @@ class Engine {
  private:
   std::unique_ptr<Trace> trace_;  // first: destroyed last, after the threads that add to it
   std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Model> model_;            // the GPU path's model
+  std::unique_ptr<HostModel> host_model_;   // the CPU path's: the model placed in host memory
   std::unique_ptr<Tokenizer> tokenizer_;
   // The host side of a three-tier placement and the scratch of its CPU-decoded layers: before
   // the forward pass, whose devices use them.
   std::unique_ptr<TierStore> tier_store_;
   std::unique_ptr<HostArena> cpu_scratch_;
-  std::unique_ptr<LlamaForward> forward_;
+  std::unique_ptr<Forward> forward_;
   double load_seconds_ = 0.0;
   EngineOptions options_;
   GpuMemoryPlan gpu_memory_;

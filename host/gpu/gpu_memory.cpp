@@ -1,6 +1,7 @@
 #include <algorithm>
 
-#include "host/gpu/gpu_compute.h"
+#include "host/gpu/gpu_backend.h"
+#include "host/memory/kv_cache.h"
 #include "planner/budget.h"
 
 namespace fi {
@@ -15,14 +16,10 @@ uint64_t aligned(uint64_t bytes) { return (bytes + kDeviceAlignment - 1) / kDevi
 
 }  // namespace
 
-std::vector<const TensorInfo*> gpu_tensors(const GgufFile& file, const LlamaConfig& config, bool tied_output) {
-  const TensorTable& table = file.tensors();
-  std::vector<const TensorInfo*> tensors = {table.find("token_embd.weight"), table.find("output_norm.weight")};
-  if (!tied_output) tensors.push_back(table.find("output.weight"));
-  for (int64_t l = 0; l < config.n_layers; ++l)
-    for (const char* name : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
-                             "ffn_down"})
-      tensors.push_back(table.find("blk." + std::to_string(l) + "." + name + ".weight"));
+std::vector<const TensorInfo*> gpu_tensors(const Model& model) {
+  std::vector<const TensorInfo*> tensors;
+  for (const TensorInfo* tensor : model.tensors().all())
+    if (tensor != model.tensors().global(Role::RopeFrequencies)) tensors.push_back(tensor);
   return tensors;
 }
 
@@ -37,17 +34,29 @@ uint64_t gpu_dequantize_elements(const std::vector<const TensorInfo*>& tensors) 
   return std::min(largest, std::max(kDequantizeChunkElements, widest));
 }
 
-GpuMemoryPlan gpu_memory_plan(const GgufFile& file, const LlamaConfig& c, bool tied_output, int64_t context,
-                              int64_t max_batch) {
+uint64_t gpu_activation_floats(const ModelConfig& config) {
+  uint64_t floats = 0;
+  for (size_t a = 0; a < kActivationCount; ++a) floats += static_cast<uint64_t>(activation_width(static_cast<Activation>(a), config));
+  return floats;
+}
+
+int64_t gpu_widest_input(const ModelConfig& config) {
+  int64_t widest = 0;
+  for (Activation input : {Activation::Normed, Activation::Attended, Activation::Gate})
+    widest = std::max(widest, activation_width(input, config));
+  return widest;
+}
+
+GpuMemoryPlan gpu_memory_plan(const Model& model) {
+  const ModelConfig& c = model.config();
   GpuMemoryPlan plan;
-  plan.context = context;
-  const std::vector<const TensorInfo*> tensors = gpu_tensors(file, c, tied_output);
+  plan.context = model.context();
+  const std::vector<const TensorInfo*> tensors = gpu_tensors(model);
   for (const TensorInfo* tensor : tensors) plan.weights += aligned(tensor->bytes);
-  plan.kv_cache = aligned(kv_cache_bytes(c, context));
-  const auto batch = static_cast<uint64_t>(max_batch);
-  const uint64_t widest = static_cast<uint64_t>(std::max(c.dim, c.ffn_dim));
-  plan.activations = batch * static_cast<uint64_t>(4 * c.dim + 2 * c.kv_dim() + 2 * c.ffn_dim) * sizeof(float) +
-                     batch * sizeof(int32_t) + batch * widest * sizeof(uint16_t) +
+  plan.kv_cache = aligned(kv_cache_bytes(c, model.context()));
+  const auto batch = static_cast<uint64_t>(model.max_batch());
+  plan.activations = batch * gpu_activation_floats(c) * sizeof(float) + batch * sizeof(int32_t) +
+                     batch * static_cast<uint64_t>(gpu_widest_input(c)) * sizeof(uint16_t) +
                      batch * static_cast<uint64_t>(c.vocab) * sizeof(float) +
                      static_cast<uint64_t>(c.rope_dim / 2) * sizeof(double) + 16 * kDeviceAlignment;
   plan.dequantized = aligned(gpu_dequantize_elements(tensors) * sizeof(uint16_t));

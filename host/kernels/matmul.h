@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "host/model/llama_model_types.h"
+#include "host/kernels/matrix.h"
 #include "host/kernels/quant.h"
 #include "host/kernels/thread_pool.h"
 

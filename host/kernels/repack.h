@@ -5,7 +5,7 @@
 // conversion and scaling happen once per 8 rows instead of once per row.
 #include <cstdint>
 
-#include "host/model/llama_model_types.h"
+#include "host/kernels/matrix.h"
 #include "host/kernels/quant.h"
 #include "host/kernels/thread_pool.h"
 

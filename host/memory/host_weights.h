@@ -1,11 +1,10 @@
 #pragma once
 // Weights the CPU computes with, wherever they live: a unit's (a layer's, the output head's)
-// WeightMatrix views are complete and valid between acquire(unit) and release(unit). Units are
-// acquired in compute order, every unit once per forward pass (streamed rows arrive on a fixed
-// schedule).
+// views are complete and valid between acquire(unit) and release(unit). Units are acquired in
+// compute order, every unit once per forward pass (streamed rows arrive on a fixed schedule).
 #include <cstdint>
 
-#include "host/model/llama_model_types.h"
+#include "host/memory/weights.h"
 
 namespace fi {
 
@@ -14,7 +13,7 @@ class Trace;
 class HostWeights {
  public:
   virtual ~HostWeights() = default;
-  virtual const LlamaWeights& weights() const = 0;
+  virtual const ModelWeights& weights() const = 0;
   // Unit index: 0 .. n_layers-1 for layers, n_layers for the output head.
   virtual void acquire(int64_t unit) = 0;
   virtual void release(int64_t unit) = 0;

@@ -1,7 +1,5 @@
 #include "host/memory/tier_store.h"
 
-#include <unordered_map>
-
 #include "cuda/runtime.h"
 #include "io/error.h"
 
@@ -15,9 +13,9 @@ std::unique_ptr<cuda::PinnedBuffer> pinned(uint64_t bytes) {
 
 }  // namespace
 
-TierStore::TierStore(const LlamaModel& model, TierPlan plan, int device, const ReaderOptions& io)
-    : plan_(std::move(plan)), context_(model.context()) {
-  const LlamaConfig& config = model.config();
+TierStore::TierStore(const Model& model, TierPlan plan, int device, const ReaderOptions& io)
+    : plan_(std::move(plan)), context_(model.context()), kv_dim_(model.config().kv_dim()) {
+  const ModelConfig& config = model.config();
   if (plan_.units.size() != static_cast<size_t>(config.n_layers) + 1)
     fail("internal: the tier plan has %zu units for %lld layers", plan_.units.size(), static_cast<long long>(config.n_layers));
   first_cpu_layer_ = config.n_layers - plan_.cpu_layers();
@@ -26,33 +24,29 @@ TierStore::TierStore(const LlamaModel& model, TierPlan plan, int device, const R
       fail("internal: the CPU-decoded layers are not one block at the end of the stack");
   cuda::use_device(device);
   host_weights_ = pinned(plan_.host_weight_bytes);
-  kv_cache_ = pinned(kv_cache_bytes(config, context_) / static_cast<uint64_t>(config.n_layers) *
-                     static_cast<uint64_t>(config.n_layers - first_cpu_layer_));
+  kv_cache_ = pinned(kv_cache_layer_bytes(config, context_) * static_cast<uint64_t>(config.n_layers - first_cpu_layer_));
 
-  // The CPU's views of the layers it decodes: host rows in place, disk rows in the staging slot.
+  // The CPU's views of the layers it decodes: host rows in place, disk rows in the staging slot,
+  // the small tensors (norms, biases) read once.
   const GgufFile& file = model.file();
+  const ModelTensors& tensors = model.tensors();
   weights_.layers.resize(static_cast<size_t>(config.n_layers));
   cpu_views_.resize(plan_.units.size());
-  auto small_tensor = [&](const std::string& name) {
-    small_tensors_.push_back(read_f32_tensor(file, *file.tensors().find(name)));
-    return small_tensors_.back().data();
-  };
-  if (first_cpu_layer_ < config.n_layers && file.tensors().find("rope_freqs.weight"))
-    weights_.rope_freq_factors = small_tensor("rope_freqs.weight");
   for (int64_t l = first_cpu_layer_; l < config.n_layers; ++l) {
-    LayerWeights& layer = weights_.layers[static_cast<size_t>(l)];
-    const std::string prefix = "blk." + std::to_string(l) + ".";
-    layer.attn_norm = small_tensor(prefix + "attn_norm.weight");
-    layer.ffn_norm = small_tensor(prefix + "ffn_norm.weight");
-    std::unordered_map<std::string, WeightMatrix*> matrix_of;
-    for_each_layer_matrix(layer, [&](const char* suffix, WeightMatrix& matrix) { matrix_of[prefix + suffix + ".weight"] = &matrix; });
+    TensorViews& layer = weights_.layers[static_cast<size_t>(l)];
+    for (size_t r = 0; r < kRoleCount; ++r) {
+      const auto role = static_cast<Role>(r);
+      const TensorInfo* tensor = is_layer_role(role) ? tensors.layer(l, role) : nullptr;
+      if (!tensor || role_spec(role).matrix) continue;
+      small_tensors_.push_back(read_f32_tensor(file, *tensor));
+      layer[role] = matrix_shape(*tensor);
+      layer[role].data = reinterpret_cast<const uint8_t*>(small_tensors_.back().data());
+    }
     for (const TierMatrix& m : plan_.units[static_cast<size_t>(l)].matrices) {
       if (m.gpu_rows > 0) fail("internal: %s decodes on the CPU but has rows in VRAM", m.tensor->name.c_str());
-      WeightMatrix* matrix = matrix_of.at(m.tensor->name);
-      matrix->type = m.tensor->type;
-      matrix->cols = static_cast<int64_t>(m.tensor->shape[0]);
+      WeightMatrix* matrix = &layer[tensors.locate(m.tensor).role];
+      *matrix = matrix_shape(*m.tensor);
       matrix->rows = static_cast<int64_t>(m.rows);
-      matrix->row_bytes = m.row_bytes;
       matrix->data = host_rows(m);
       matrix->split_row = static_cast<int64_t>(m.host_rows);
       cpu_views_[static_cast<size_t>(l)].push_back({matrix, &m});
@@ -83,7 +77,7 @@ uint8_t* TierStore::host_rows(const TierMatrix& m) const {
 }
 
 HostKvCache TierStore::kv_cache() const {
-  return {kv_cache_ ? reinterpret_cast<uint16_t*>(kv_cache_->data()) : nullptr, first_cpu_layer_, context_};
+  return {kv_cache_ ? reinterpret_cast<uint16_t*>(kv_cache_->data()) : nullptr, first_cpu_layer_, context_, kv_dim_};
 }
 
 void TierStore::acquire(int64_t unit) {

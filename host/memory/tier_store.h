@@ -12,10 +12,10 @@
 #include <memory>
 #include <vector>
 
-#include "host/cpu/cpu_compute.h"
 #include "host/memory/host_weights.h"
-#include "host/model/llama_model.h"
+#include "host/memory/kv_cache.h"
 #include "host/memory/prefetcher.h"
+#include "host/model/model.h"
 #include "io/async_reader.h"
 #include "planner/tier_plan.h"
 
@@ -28,7 +28,7 @@ class PinnedBuffer;
 class TierStore final : public HostWeights {
  public:
   // Pinned memory is allocated for CUDA device `device`.
-  TierStore(const LlamaModel& model, TierPlan plan, int device, const ReaderOptions& io);
+  TierStore(const Model& model, TierPlan plan, int device, const ReaderOptions& io);
   ~TierStore() override;
   TierStore(const TierStore&) = delete;
   TierStore& operator=(const TierStore&) = delete;
@@ -43,7 +43,7 @@ class TierStore final : public HostWeights {
   const uint8_t* staged() const { return staged_; }
 
   // The CPU-decoded layers' views; every unit is acquired in turn, whichever device computes it.
-  const LlamaWeights& weights() const override { return weights_; }
+  const ModelWeights& weights() const override { return weights_; }
   void acquire(int64_t unit) override;
   void release(int64_t unit) override;
   // The embedding lives on the GPU: calling this is an internal error.
@@ -59,12 +59,13 @@ class TierStore final : public HostWeights {
   TierPlan plan_;
   int64_t first_cpu_layer_ = 0;
   int64_t context_ = 0;
+  int64_t kv_dim_ = 0;
   std::unique_ptr<cuda::PinnedBuffer> host_weights_, kv_cache_, staging_;
   std::unique_ptr<AsyncReader> reader_;
   std::unique_ptr<Prefetcher> prefetcher_;
   std::vector<int64_t> schedule_index_;  // per unit: its place in the prefetch schedule, or -1
-  LlamaWeights weights_;
-  std::vector<std::vector<float>> small_tensors_;  // the CPU layers' norms, the RoPE factors
+  ModelWeights weights_;
+  std::vector<std::vector<float>> small_tensors_;  // the CPU layers' norms and biases
   std::vector<std::vector<CpuView>> cpu_views_;   // per unit (empty for GPU-decoded units)
   const uint8_t* staged_ = nullptr;
 };

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <functional>
 #include <string>
-#include <unordered_map>
 
 #include "host/kernels/quant.h"
 #include "host/kernels/repack.h"
@@ -11,58 +10,42 @@
 
 namespace fi {
 
-namespace {
-
-WeightMatrix shape_of(const TensorInfo& info) {
-  WeightMatrix m;
-  m.type = info.type;
-  m.cols = static_cast<int64_t>(info.shape[0]);
-  m.rows = static_cast<int64_t>(info.rows());
-  m.row_bytes = row_bytes(info.type, info.shape[0]);
-  return m;
-}
-
-}  // namespace
-
-WeightStore::WeightStore(const GgufFile& file, const LlamaConfig& config, bool tied_output, const Plan& plan,
-                         HostArena& arena, ThreadPool& pool, const ReaderOptions& io)
+WeightStore::WeightStore(const GgufFile& file, const ModelTensors& tensors, const Plan& plan, HostArena& arena,
+                         ThreadPool& pool, const ReaderOptions& io)
     : pool_(pool) {
-  if (plan.units.size() != static_cast<size_t>(config.n_layers) + 1)
-    fail("internal: the plan has %zu units for %lld layers", plan.units.size(), static_cast<long long>(config.n_layers));
+  const int64_t layers = tensors.layer_count();
+  if (plan.units.size() != static_cast<size_t>(layers) + 1)
+    fail("internal: the plan has %zu units for %lld layers", plan.units.size(), static_cast<long long>(layers));
   reader_ = AsyncReader::open(file.path(), io);
 
-  const TensorTable& table = file.tensors();
-  weights_.layers.resize(static_cast<size_t>(config.n_layers));
-  embedding_info_ = table.find("token_embd.weight");
-  weights_.token_embedding = shape_of(*embedding_info_);
+  weights_.layers.resize(static_cast<size_t>(layers));
+  embedding_info_ = tensors.global(Role::TokenEmbedding);
+  weights_.globals[Role::TokenEmbedding] = matrix_shape(*embedding_info_);
 
-  // Which view each planned matrix fills.
-  std::unordered_map<std::string, WeightMatrix*> matrix_of;
-  for (int64_t l = 0; l < config.n_layers; ++l) {
-    LayerWeights& layer = weights_.layers[static_cast<size_t>(l)];
-    const std::string prefix = "blk." + std::to_string(l) + ".";
-    for_each_layer_matrix(layer, [&](const char* suffix, WeightMatrix& matrix) { matrix_of[prefix + suffix + ".weight"] = &matrix; });
-  }
+  // Which view each planned matrix fills: its role's, or the output head's for the last unit
+  // (the embedding's tensor when tied).
   targets_.resize(plan.units.size());
   for (size_t u = 0; u < plan.units.size(); ++u) {
     const bool output_unit = u == plan.units.size() - 1;
     for (const PlanMatrix& pm : plan.units[u].matrices) {
-      WeightMatrix* matrix = output_unit ? &weights_.output : matrix_of.at(pm.tensor->name);
-      *matrix = shape_of(*pm.tensor);
+      const NamedRole named = tensors.locate(pm.tensor);
+      WeightMatrix* matrix = output_unit ? &weights_.globals[Role::Output] : &weights_.at(named.role, named.layer);
+      *matrix = matrix_shape(*pm.tensor);
       // The embedding (a tied output) is also read by row in the file's layout.
       const bool interleave = simd_kernels_active() && pm.tensor->type == TensorType::Q4_0 &&
                               matrix->rows % kInterleavedRows == 0 && pm.tensor != embedding_info_;
       targets_[u].push_back({matrix, &pm, interleave});
     }
   }
-  if (tied_output != (plan.units.back().matrices.at(0).tensor == embedding_info_))
+  if (tensors.tied_output() != (plan.units.back().matrices.at(0).tensor == embedding_info_))
     fail("internal: the plan's output head does not match the model");
 
-  load_resident(plan, arena);
+  load_resident(plan, tensors, arena);
 
   // Embedding rows not resident are read on demand into a small aligned buffer.
-  embedding_buffer_bytes_ = align_up(weights_.token_embedding.row_bytes, kDirectAlignment) + kDirectAlignment;
-  if (embedding_resident_rows_ < weights_.token_embedding.rows) {
+  const WeightMatrix& embedding = weights_.globals[Role::TokenEmbedding];
+  embedding_buffer_bytes_ = align_up(embedding.row_bytes, kDirectAlignment) + kDirectAlignment;
+  if (embedding_resident_rows_ < embedding.rows) {
     embedding_file_ = std::make_unique<DirectFile>(file.path(), reader_->direct());
     embedding_buffer_ = arena.allocate(embedding_buffer_bytes_, kDirectAlignment, "embedding row buffer");
   }
@@ -88,7 +71,7 @@ WeightStore::WeightStore(const GgufFile& file, const LlamaConfig& config, bool t
 
 WeightStore::~WeightStore() = default;
 
-void WeightStore::load_resident(const Plan& plan, HostArena& arena) {
+void WeightStore::load_resident(const Plan& plan, const ModelTensors& tensors, HostArena& arena) {
   const auto start = std::chrono::steady_clock::now();
   // Each resident piece lands in the aligned span around it; `place` gets the first byte's address.
   std::vector<std::pair<uint8_t*, std::function<void(uint8_t*)>>> pieces;
@@ -100,23 +83,13 @@ void WeightStore::load_resident(const Plan& plan, HostArena& arena) {
     pieces.emplace_back(span + (offset - begin), std::move(place));
   };
 
+  // Norms, biases and other small tensors (and, without a budget, the embedding) land in their
+  // role's view whole.
   for (const TensorInfo* tensor : plan.always_resident) {
-    const std::string& name = tensor->name;
-    std::function<void(uint8_t*)> place;
-    auto as_floats = [](const float** field) { return [field](uint8_t* p) { *field = reinterpret_cast<const float*>(p); }; };
-    if (name == "token_embd.weight") {
-      place = [this](uint8_t* p) { weights_.token_embedding.data = p; };
-    } else if (name == "output_norm.weight") {
-      place = as_floats(&weights_.output_norm);
-    } else if (name == "rope_freqs.weight") {
-      place = as_floats(&weights_.rope_freq_factors);
-    } else {
-      const size_t dot = name.find('.', 4);
-      const auto layer = static_cast<size_t>(std::stoll(name.substr(4, dot - 4)));
-      LayerWeights& w = weights_.layers.at(layer);
-      place = as_floats(name.compare(dot + 1, 9, "attn_norm") == 0 ? &w.attn_norm : &w.ffn_norm);
-    }
-    read_piece(tensor->file_offset, tensor->bytes, "resident tensors", std::move(place));
+    const NamedRole named = tensors.locate(tensor);
+    WeightMatrix* view = &weights_.at(named.role, named.layer);
+    *view = matrix_shape(*tensor);
+    read_piece(tensor->file_offset, tensor->bytes, "resident tensors", [view](uint8_t* p) { view->data = p; });
   }
   for (auto& unit_targets : targets_)
     for (const Target& target : unit_targets) {
@@ -136,11 +109,12 @@ void WeightStore::load_resident(const Plan& plan, HostArena& arena) {
   for (auto& [address, place] : pieces) place(address);
 
   // Resident rows of a tied output are also embedding rows.
-  if (weights_.output.data && plan.units.back().matrices[0].tensor == embedding_info_) {
-    weights_.token_embedding.data = weights_.output.data;
+  WeightMatrix& embedding = weights_.globals[Role::TokenEmbedding];
+  if (weights_.globals[Role::Output].data && plan.units.back().matrices[0].tensor == embedding_info_) {
+    embedding.data = weights_.globals[Role::Output].data;
     embedding_resident_rows_ = static_cast<int64_t>(plan.units.back().matrices[0].resident_rows);
-  } else if (weights_.token_embedding.data) {
-    embedding_resident_rows_ = weights_.token_embedding.rows;
+  } else if (embedding.data) {
+    embedding_resident_rows_ = embedding.rows;
   }
 }
 
@@ -169,7 +143,7 @@ void WeightStore::release(int64_t unit) {
 }
 
 void WeightStore::embed(int32_t token, float* out) {
-  const WeightMatrix& e = weights_.token_embedding;
+  const WeightMatrix& e = weights_.globals[Role::TokenEmbedding];
   if (token < embedding_resident_rows_) {
     dequantize_row(e.type, e.data + static_cast<uint64_t>(token) * e.row_bytes, out, e.cols);
     return;

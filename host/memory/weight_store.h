@@ -9,11 +9,11 @@
 
 #include "host/memory/arena.h"
 #include "host/memory/host_weights.h"
-#include "host/model/llama_model_types.h"
 #include "host/memory/prefetcher.h"
 #include "host/kernels/thread_pool.h"
 #include "host/trace/trace.h"
 #include "io/async_reader.h"
+#include "io/architecture.h"
 #include "io/gguf.h"
 #include "planner/plan.h"
 
@@ -22,13 +22,13 @@ namespace fi {
 class WeightStore final : public HostWeights {
  public:
   // plan.units: the layers in order, then the output head. The plan must outlive the store.
-  WeightStore(const GgufFile& file, const LlamaConfig& config, bool tied_output, const Plan& plan, HostArena& arena,
-              ThreadPool& pool, const ReaderOptions& io);
+  WeightStore(const GgufFile& file, const ModelTensors& tensors, const Plan& plan, HostArena& arena, ThreadPool& pool,
+              const ReaderOptions& io);
   ~WeightStore();
   WeightStore(const WeightStore&) = delete;
   WeightStore& operator=(const WeightStore&) = delete;
 
-  const LlamaWeights& weights() const override { return weights_; }
+  const ModelWeights& weights() const override { return weights_; }
   void acquire(int64_t unit) override;
   void release(int64_t unit) override;
   // Read from the file when the embedding is not resident.
@@ -52,10 +52,10 @@ class WeightStore final : public HostWeights {
     const PlanMatrix* plan;
     bool interleave;
   };
-  void load_resident(const Plan& plan, HostArena& arena);
+  void load_resident(const Plan& plan, const ModelTensors& tensors, HostArena& arena);
 
   ThreadPool& pool_;
-  LlamaWeights weights_;
+  ModelWeights weights_;
   std::vector<std::vector<Target>> targets_;  // per plan unit
   std::vector<int64_t> schedule_index_;       // per plan unit: its place in the prefetch schedule, or -1
   uint64_t token_read_bytes_ = 0;  // what the schedule reads per token

@@ -1,6 +1,6 @@
 // libFuzzer: arbitrary bytes as a model file through everything that reads one before any weight
-// is touched — the GGUF reader, the tensor table's validation, the llama configuration and tensor
-// checks, the tokenizer built from the metadata and the host-memory planner. Anything but a clean
+// is touched — the GGUF reader, the tensor table's validation, the architecture's configuration and
+// tensor checks, the tokenizer built from the metadata and both planners. Anything but a clean
 // fi::Error is a finding.
 #include <sys/mman.h>
 #include <unistd.h>
@@ -8,7 +8,8 @@
 #include <cstdint>
 #include <string>
 
-#include "host/model/llama_model.h"
+#include "host/engine/placement.h"
+#include "host/model/model.h"
 #include "host/text/tokenizer.h"
 #include "io/error.h"
 #include "io/gguf.h"
@@ -24,12 +25,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fi::Tokenizer::from_gguf(file);
     } catch (const fi::Error&) {
     }
-    const fi::LlamaConfig config = fi::LlamaConfig::from_gguf(file);
-    const fi::LlamaTensorSet tensors = fi::LlamaTensorSet::require(file.tensors(), config);
-    fi::ModelOptions options;
-    options.context = 64;
-    options.host_budget = 64ull << 20;
-    fi::make_plan(fi::llama_plan_input(file, config, tensors, options, 2));
+    const auto model = fi::Model::open(path, {64, 256});
+    fi::make_plan(fi::host_plan_input(*model, 64ull << 20, 2));
+    fi::make_tier_plan(fi::tier_input(*model, 64ull << 20, 2, 256ull << 20), fi::nominal_profile());
   } catch (const fi::Error&) {
   }
   return 0;

@@ -1,15 +1,15 @@
 #pragma once
-// The llama forward pass: batched prefill and single-token decode over a KV cache. It owns the
-// order of work (embedding, layers, head) and hands each layer to a compute device through
-// LayerCompute; the devices own weights, caches and kernels.
+// The forward pass, written once for every architecture over the backend operations
+// (host/model/backend.h): batched prefill and single-token decode over a KV cache. It owns the
+// order of work (embedding, layers, head) and hands each layer to the device a placement names;
+// the residual stream crosses devices only where consecutive layers' devices differ.
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <vector>
 
-#include "host/model/layer_compute.h"
-#include "host/model/llama_model.h"
-#include "host/kernels/thread_pool.h"
+#include "host/model/backend.h"
+#include "host/model/model.h"
 
 namespace fi {
 
@@ -25,16 +25,15 @@ struct DevicePlacement {
   }
 };
 
-class LlamaForward {
+class Forward {
  public:
-  // Every layer on the CPU: KV cache and scratch come from the model's arena.
-  LlamaForward(LlamaModel& model, ThreadPool& pool);
   // Every layer, the embedding and the head on `device`.
-  LlamaForward(const LlamaModel& model, std::unique_ptr<LayerCompute> device);
+  Forward(const Model& model, std::unique_ptr<Backend> device);
   // Each layer where `placement` says (the devices are destroyed in reverse order).
-  LlamaForward(const LlamaModel& model, std::vector<std::unique_ptr<LayerCompute>> devices, DevicePlacement placement);
-  ~LlamaForward();
+  Forward(const Model& model, std::vector<std::unique_ptr<Backend>> devices, DevicePlacement placement);
+  ~Forward();
 
+  const Model& model() const { return model_; }
   int64_t context() const { return context_; }
   int64_t position() const { return position_; }
   void reset() { position_ = 0; }
@@ -49,15 +48,18 @@ class LlamaForward {
 
  private:
   void eval_batch(std::span<const int32_t> tokens, float* logits, bool all_logits);
+  void layer(Backend& device, int64_t index);
+  void head(Backend& device, int64_t first, int64_t rows, float* logits);
 
-  const LlamaConfig& config_;
+  const Model& model_;
+  const ModelConfig& config_;
   int64_t context_;
   int64_t max_batch_;
   int64_t position_ = 0;
-  std::vector<std::unique_ptr<LayerCompute>> devices_;
-  std::vector<LayerCompute*> decode_device_, prefill_device_;  // per layer
-  LayerCompute* embed_device_ = nullptr;
-  LayerCompute* head_device_ = nullptr;
+  std::vector<std::unique_ptr<Backend>> devices_;
+  std::vector<Backend*> decode_device_, prefill_device_;  // per layer
+  Backend* embed_device_ = nullptr;
+  Backend* head_device_ = nullptr;
   std::vector<float> residual_hop_;  // the residual stream between devices
 };
 

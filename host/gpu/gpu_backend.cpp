@@ -1,13 +1,17 @@
-#include "host/gpu/gpu_compute.h"
+#include "host/gpu/gpu_backend.h"
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 
 #include "cuda/blas.h"
 #include "cuda/device_info.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "host/memory/kv_cache.h"
 #include "host/memory/tier_store.h"
 #include "host/trace/trace.h"
 #include "io/direct_file.h"
@@ -21,22 +25,38 @@ namespace {
 constexpr uint64_t kUploadBufferBytes = kGpuLoadBufferBytes / 2;
 constexpr int kUploadBuffers = 2;  // one filling from the file while the other uploads
 
-class GpuCompute final : public LayerCompute {
+// A unit's tensors on the device by role; vectors are one-row F32 matrices.
+struct DeviceViews {
+  std::array<cuda::DeviceMatrix, kRoleCount> by_role;
+  cuda::DeviceMatrix& operator[](Role role) { return by_role[index_of(role)]; }
+  const cuda::DeviceMatrix& operator[](Role role) const { return by_role[index_of(role)]; }
+};
+
+class GpuBackend final : public Backend {
  public:
   // tiers: null keeps every weight on the device. A three-tier placement keeps its GPU rows
   // resident and uploads the rest of each unit the GPU computes, from pinned host memory and
   // through pinned staging slots from disk, into a device slot before computing it. Layers that
   // decode on the CPU come here only to prefill: their KV cache lives in host memory and visits
   // a device buffer meanwhile.
-  GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, TierStore* tiers);
+  GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore* tiers);
 
   const char* device_name() const override { return "gpu"; }
   void begin_batch(std::span<const int32_t> tokens, int64_t position) override;
   void embed(std::span<const int32_t> tokens) override;
   void load_residual(const float* host) override;
   void store_residual(float* host) override;
-  void layer(int64_t index) override;
-  void head(int64_t first, int64_t rows, float* logits) override;
+  void begin_unit(int64_t unit) override;
+  void end_unit(int64_t unit) override;
+  void rms_norm(Activation in, Role weight, Activation out) override;
+  void rms_norm_heads(Activation x, Role weight) override;
+  void multiply(Activation in, std::initializer_list<Product> products) override;
+  void add_bias(Activation x, Role bias) override;
+  void rope_and_store_kv(int64_t layer) override;
+  void attention(int64_t layer) override;
+  void swiglu(Activation gate, Activation up) override;
+  void keep_rows(int64_t first, int64_t rows) override;
+  void output_logits(Activation in, float* logits) override;
   void set_trace(Trace* trace) override;
 
  private:
@@ -49,11 +69,6 @@ class GpuCompute final : public LayerCompute {
   void begin_span(Trace::Track track, const std::string& name, const cuda::Stream& stream);
   void end_span(const cuda::Stream& stream);
   void resolve_spans();
-  struct Layer {
-    const float* attn_norm = nullptr;
-    const float* ffn_norm = nullptr;
-    cuda::DeviceMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
-  };
   // A file range and where it goes: device memory, or pinned host memory.
   struct Piece {
     uint64_t begin, end;
@@ -61,7 +76,7 @@ class GpuCompute final : public LayerCompute {
     bool device;
   };
   void load(const std::string& path, std::vector<Piece> pieces);
-  void place_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors);
+  void place_weights(const Model& model);
   // Uploads unit `unit`'s streamed rows into a device slot (a no-op for a resident unit); the
   // compute stream waits for them only when it is about to use them; the slot is handed back once
   // the compute stream has used it.
@@ -72,13 +87,18 @@ class GpuCompute final : public LayerCompute {
   // the CPU): its upload goes out as soon as this pass's last unit is enqueued, so that it overlaps
   // the head's compute and the caller's sampling instead of following them.
   void bring_next_first_layer();
-  // y = w x (y += w x with accumulate) for each product, all of the same input x.
-  struct Product {
-    const cuda::DeviceMatrix& w;
-    float* y;
+  struct DeviceProduct {
+    const cuda::DeviceMatrix* w = nullptr;
+    float* y = nullptr;
     bool accumulate = false;
   };
-  void multiply(const float* x, int64_t tokens, std::initializer_list<Product> products);
+  static constexpr size_t kMaxProducts = 4;  // of one input
+  // y = w x (y += w x with accumulate) for each product, all of the same input x of `cols` floats
+  // per token.
+  void multiply(const float* x, int64_t cols, std::span<const DeviceProduct> products);
+  float* buffer(Activation activation) const;
+  const cuda::DeviceMatrix& weight(Role role) const { return is_layer_role(role) ? layers_[static_cast<size_t>(unit_)][role] : globals_[role]; }
+  const float* vector(Role role) const { return reinterpret_cast<const float*>(weight(role).data); }
   // A layer's keys, then its values: in the device cache for GPU-decoded layers, in the visiting
   // buffer for the others.
   uint16_t* key_cache(int64_t layer) const {
@@ -89,7 +109,7 @@ class GpuCompute final : public LayerCompute {
   // host cache and the visiting buffer.
   void visit_kv(int64_t layer, int64_t first, int64_t count, bool to_device);
 
-  const LlamaConfig& config_;
+  const ModelConfig& config_;
   int64_t context_;
   int64_t max_batch_;
   cuda::AttentionShape shape_;
@@ -98,21 +118,25 @@ class GpuCompute final : public LayerCompute {
   std::unique_ptr<cuda::DeviceArena> arena_;
   std::unique_ptr<cuda::Blas> blas_;
 
-  std::vector<Layer> layers_;
-  cuda::DeviceMatrix embedding_, output_;
-  const float* output_norm_ = nullptr;
+  DeviceViews globals_;  // Output: the output head's matrix (the embedding's rows when tied)
+  std::vector<DeviceViews> layers_;
   const double* inverse_frequencies_ = nullptr;
   uint16_t* kv_cache_ = nullptr;
   int64_t first_cpu_layer_ = 0;  // layers from here on decode on the CPU
   uint16_t* visiting_kv_ = nullptr;
   HostKvCache host_kv_;
   int32_t* tokens_device_ = nullptr;
-  float *x_, *normed_, *q_, *k_, *v_, *attended_, *gate_, *up_, *logits_;
+  std::array<float*, kActivationCount> buffers_{};
+  float* logits_ = nullptr;
   uint16_t* half_inputs_ = nullptr;
   uint16_t* dequantized_ = nullptr;
   uint64_t dequantized_elements_ = 0;
   int64_t tokens_ = 0;
   int64_t position_ = 0;
+  int64_t first_row_ = 0;  // of the residual stream still in the batch (keep_rows)
+  int64_t unit_ = 0;
+  bool logits_pending_ = false;  // copied to the host on the compute stream, not yet waited for
+  std::optional<cuda::NvtxRange> unit_range_;
 
   // Streaming (three tiers only).
   TierStore* tiers_ = nullptr;
@@ -124,58 +148,51 @@ class GpuCompute final : public LayerCompute {
   bool first_layer_brought_ = false;  // by the previous pass
   std::vector<std::string> upload_names_;  // per unit, for NVTX and the trace
 
-  std::vector<std::string> layer_names_;  // "layer N", made once: not per token
+  std::vector<std::string> unit_names_;  // "layer N", "output head": made once, not per token
   // Tracing.
   std::unique_ptr<cuda::Event> trace_origin_;  // completed at trace_origin_us_ on the trace's clock
   double trace_origin_us_ = 0.0;
   std::vector<TimedSpan> spans_;
 };
 
-GpuCompute::GpuCompute(const LlamaModel& model, const GpuMemoryPlan& plan, TierStore* tiers)
+GpuBackend::GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore* tiers)
     : config_(model.config()), context_(model.context()), max_batch_(model.max_batch()), tiers_(tiers) {
-  const LlamaConfig& c = config_;
-  shape_ = {c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim};
+  const ModelConfig& c = config_;
+  shape_ = {c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim, c.arch->rope_style == RopeStyle::Neox,
+            c.attention_scale > 0.0 ? static_cast<float>(c.attention_scale)
+                                    : static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)))};
   arena_ = std::make_unique<cuda::DeviceArena>(tiers_ ? tiers_->plan().gpu_used() : plan.total());
   cuda::DeviceArena& arena = *arena_;
   blas_ = std::make_unique<cuda::Blas>(compute_, arena.allocate(plan.blas_workspace, "cuBLAS workspace"),
                                        plan.blas_workspace);
 
-  const std::vector<const TensorInfo*> tensors = gpu_tensors(model.file(), c, model.tied_output());
-  place_weights(model, tensors);
+  place_weights(model);
 
   first_cpu_layer_ = tiers_ ? tiers_->first_cpu_layer() : c.n_layers;
-  const uint64_t layer_kv_bytes = plan.kv_cache / static_cast<uint64_t>(c.n_layers);
+  const uint64_t layer_kv_bytes = kv_cache_layer_bytes(c, context_);
   kv_cache_ = static_cast<uint16_t*>(arena.allocate(layer_kv_bytes * static_cast<uint64_t>(first_cpu_layer_), "KV cache"));
   if (first_cpu_layer_ < c.n_layers) {
     visiting_kv_ = static_cast<uint16_t*>(arena.allocate(layer_kv_bytes, "KV cache visiting from the host"));
     host_kv_ = tiers_->kv_cache();
   }
   const auto batch = static_cast<uint64_t>(max_batch_);
-  auto floats = [&](int64_t per_token) { return arena.allocate_array<float>(batch * static_cast<uint64_t>(per_token), "activations"); };
-  x_ = floats(c.dim);
-  normed_ = floats(c.dim);
-  q_ = floats(c.dim);
-  k_ = floats(c.kv_dim());
-  v_ = floats(c.kv_dim());
-  attended_ = floats(c.dim);
-  gate_ = floats(c.ffn_dim);
-  up_ = floats(c.ffn_dim);
-  logits_ = floats(c.vocab);
+  for (size_t a = 0; a < kActivationCount; ++a)
+    buffers_[a] = arena.allocate_array<float>(
+        batch * static_cast<uint64_t>(activation_width(static_cast<Activation>(a), c)), "activations");
+  logits_ = arena.allocate_array<float>(batch * static_cast<uint64_t>(c.vocab), "logits");
   tokens_device_ = arena.allocate_array<int32_t>(batch, "tokens");
-  half_inputs_ = arena.allocate_array<uint16_t>(batch * static_cast<uint64_t>(std::max(c.dim, c.ffn_dim)), "half inputs");
-  dequantized_elements_ = gpu_dequantize_elements(tensors);
+  half_inputs_ = arena.allocate_array<uint16_t>(batch * static_cast<uint64_t>(gpu_widest_input(c)), "half inputs");
+  dequantized_elements_ = gpu_dequantize_elements(gpu_tensors(model));
   dequantized_ = arena.allocate_array<uint16_t>(dequantized_elements_, "dequantized rows");
 
-  std::vector<float> factors;
-  if (const TensorInfo* info = model.file().tensors().find("rope_freqs.weight")) factors = read_f32_tensor(model.file(), *info);
-  const std::vector<double> frequencies = rope_inverse_frequencies(c, factors.empty() ? nullptr : factors.data());
+  const std::vector<double>& frequencies = model.inverse_frequencies();
   auto* device_frequencies = arena.allocate_array<double>(frequencies.size(), "RoPE frequencies");
   cuda::copy_to_device_async(device_frequencies, frequencies.data(), frequencies.size() * sizeof(double), compute_);
   inverse_frequencies_ = device_frequencies;
   compute_.synchronize();
 }
 
-void GpuCompute::load(const std::string& path, std::vector<Piece> pieces) {
+void GpuBackend::load(const std::string& path, std::vector<Piece> pieces) {
   std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) { return a.begin < b.begin; });
   DirectFile file(path, true);
   std::vector<std::unique_ptr<cuda::PinnedBuffer>> buffers;
@@ -204,24 +221,26 @@ void GpuCompute::load(const std::string& path, std::vector<Piece> pieces) {
   upload_.synchronize();
 }
 
-void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const TensorInfo*>& tensors) {
+void GpuBackend::place_weights(const Model& model) {
   cuda::NvtxRange range("upload weights");
-  const TensorTable& table = model.file().tensors();
+  const ModelTensors& tensors = model.tensors();
+  const TensorInfo* embedding = tensors.global(Role::TokenEmbedding);
   std::vector<Piece> pieces;
-  std::unordered_map<std::string, const uint8_t*> resident;  // device address of each tensor's first row
+  std::unordered_map<const TensorInfo*, const uint8_t*> resident;  // device address of each tensor's first row
   auto to_device = [&](const TensorInfo* tensor, uint64_t bytes) {
     auto* destination = bytes ? static_cast<uint8_t*>(arena_->allocate(bytes, tensor->name.c_str())) : nullptr;
     if (bytes) pieces.push_back({tensor->file_offset, tensor->file_offset + bytes, destination, true});
-    resident[tensor->name] = destination;
+    resident[tensor] = destination;
   };
-  // The plan's matrices keep their GPU rows here; everything else the GPU needs is resident whole.
-  std::unordered_map<std::string, const TierMatrix*> planned;
+  // The plan's matrices keep their GPU rows here; everything else the GPU needs is resident whole
+  // (the embedding too: it embeds on the device).
+  std::unordered_map<const TensorInfo*, const TierMatrix*> planned;
   if (tiers_)
     for (const TierUnit& unit : tiers_->plan().units)
-      for (const TierMatrix& m : unit.matrices) planned[m.tensor->name] = &m;
-  for (const TensorInfo* tensor : tensors) {
-    const auto found = planned.find(tensor->name);
-    if (found == planned.end() || tensor->name == "token_embd.weight") {
+      for (const TierMatrix& m : unit.matrices) planned[m.tensor] = &m;
+  for (const TensorInfo* tensor : gpu_tensors(model)) {
+    const auto found = planned.find(tensor);
+    if (found == planned.end() || tensor == embedding) {
       to_device(tensor, tensor->bytes);
       continue;
     }
@@ -234,33 +253,26 @@ void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const 
   }
   load(model.file().path(), std::move(pieces));
 
-  auto matrix = [&](const std::string& name) {
-    const TensorInfo* info = table.find(name);
-    cuda::DeviceMatrix m{info->type, static_cast<int64_t>(info->shape[1]), static_cast<int64_t>(info->shape[0]),
-                         row_bytes(info->type, info->shape[0]), resident.at(name)};
-    if (const auto found = planned.find(name); found != planned.end() && found->second->gpu_rows < found->second->rows)
+  auto view = [&](const TensorInfo* info) {
+    cuda::DeviceMatrix m{info->type, static_cast<int64_t>(info->rows()), static_cast<int64_t>(info->shape[0]),
+                         row_bytes(info->type, info->shape[0]), resident.at(info)};
+    if (const auto found = planned.find(info); found != planned.end() && found->second->gpu_rows < found->second->rows)
       m.split_row = static_cast<int64_t>(found->second->gpu_rows);  // the tail is set when the unit is brought in
     return m;
   };
-  auto norm = [&](const std::string& name) { return reinterpret_cast<const float*>(resident.at(name)); };
-  auto layer_name = [](int64_t l, const char* name) { return "blk." + std::to_string(l) + "." + name + ".weight"; };
-  embedding_ = matrix("token_embd.weight");
-  embedding_.split_row = 0;
-  output_ = matrix(model.tied_output() ? "token_embd.weight" : "output.weight");
-  output_norm_ = norm("output_norm.weight");
   layers_.resize(static_cast<size_t>(config_.n_layers));
-  for (int64_t l = 0; l < config_.n_layers; ++l) layer_names_.push_back("layer " + std::to_string(l));
-  std::unordered_map<std::string, cuda::DeviceMatrix*> matrix_of;
-  for (int64_t l = 0; l < config_.n_layers; ++l) {
-    Layer& layer = layers_[static_cast<size_t>(l)];
-    layer.attn_norm = norm(layer_name(l, "attn_norm"));
-    layer.ffn_norm = norm(layer_name(l, "ffn_norm"));
-    for_each_layer_matrix(layer, [&](const char* suffix, cuda::DeviceMatrix& field) {
-      field = matrix(layer_name(l, suffix));
-      matrix_of[layer_name(l, suffix)] = &field;
-    });
+  std::unordered_map<const TensorInfo*, cuda::DeviceMatrix*> matrix_of;
+  for (const TensorInfo* tensor : gpu_tensors(model)) {
+    const NamedRole named = tensors.locate(tensor);
+    cuda::DeviceMatrix& field = named.layer >= 0 ? layers_[static_cast<size_t>(named.layer)][named.role] : globals_[named.role];
+    field = view(tensor);
+    matrix_of[tensor] = &field;
   }
-  matrix_of[model.tied_output() ? "token_embd.weight" : "output.weight"] = &output_;
+  globals_[Role::TokenEmbedding].split_row = 0;
+  globals_[Role::Output] = view(&tensors.output());
+  matrix_of[&tensors.output()] = &globals_[Role::Output];
+  for (int64_t l = 0; l < config_.n_layers; ++l) unit_names_.push_back("layer " + std::to_string(l));
+  unit_names_.push_back("output head");
   if (!tiers_) return;
 
   // Streaming: device slots fed by uploads from the host tier.
@@ -268,7 +280,7 @@ void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const 
   for (const TierUnit& unit : tier_plan.units) {
     upload_names_.push_back("upload " + unit.name);
     std::vector<cuda::DeviceMatrix*> matrices;
-    for (const TierMatrix& m : unit.matrices) matrices.push_back(matrix_of.at(m.tensor->name));
+    for (const TierMatrix& m : unit.matrices) matrices.push_back(matrix_of.at(m.tensor));
     unit_matrices_.push_back(std::move(matrices));
   }
   unit_slot_.assign(tier_plan.units.size(), -1);
@@ -280,7 +292,7 @@ void GpuCompute::place_weights(const LlamaModel& model, const std::vector<const 
   }
 }
 
-void GpuCompute::set_trace(Trace* trace) {
+void GpuBackend::set_trace(Trace* trace) {
   trace_ = trace;
   if (!trace) return;
   trace_origin_ = std::make_unique<cuda::Event>(true);
@@ -290,17 +302,17 @@ void GpuCompute::set_trace(Trace* trace) {
   if (tiers_) tiers_->set_trace(trace);
 }
 
-void GpuCompute::begin_span(Trace::Track track, const std::string& name, const cuda::Stream& stream) {
+void GpuBackend::begin_span(Trace::Track track, const std::string& name, const cuda::Stream& stream) {
   if (!trace_) return;
   spans_.push_back({track, name, std::make_unique<cuda::Event>(true), std::make_unique<cuda::Event>(true)});
   spans_.back().start->record(stream);
 }
 
-void GpuCompute::end_span(const cuda::Stream& stream) {
+void GpuBackend::end_span(const cuda::Stream& stream) {
   if (trace_) spans_.back().end->record(stream);
 }
 
-void GpuCompute::resolve_spans() {
+void GpuBackend::resolve_spans() {
   if (!trace_) return;
   for (const TimedSpan& span : spans_) {
     span.end->synchronize();
@@ -310,7 +322,7 @@ void GpuCompute::resolve_spans() {
   spans_.clear();
 }
 
-void GpuCompute::bring(size_t unit) {
+void GpuBackend::bring(size_t unit) {
   if (!tiers_ || device_slots_.empty()) return;
   const TierUnit& planned = tiers_->plan().units[unit];
   if (planned.host_bytes() + planned.disk_bytes() == 0) return;
@@ -337,40 +349,75 @@ void GpuCompute::bring(size_t unit) {
   unit_slot_[unit] = static_cast<int>(slot);
 }
 
-void GpuCompute::bring_next_first_layer() {
+void GpuBackend::bring_next_first_layer() {
   if (!tiers_ || first_cpu_layer_ == 0) return;
   bring(0);
   first_layer_brought_ = true;
 }
 
-void GpuCompute::wait_for_upload(size_t unit) {
+void GpuBackend::wait_for_upload(size_t unit) {
   if (!unit_slot_.empty() && unit_slot_[unit] >= 0) slot_uploaded_[static_cast<size_t>(unit_slot_[unit])]->wait_on(compute_);
 }
 
-void GpuCompute::done_with(size_t unit) {
+void GpuBackend::done_with(size_t unit) {
   if (unit_slot_.empty() || unit_slot_[unit] < 0) return;
   slot_free_[static_cast<size_t>(unit_slot_[unit])]->record(compute_);
   unit_slot_[unit] = -1;
 }
 
-void GpuCompute::begin_batch(std::span<const int32_t> tokens, int64_t position) {
+float* GpuBackend::buffer(Activation activation) const {
+  float* base = buffers_[static_cast<size_t>(activation)];
+  return activation == Activation::Residual ? base + first_row_ * config_.dim : base;
+}
+
+void GpuBackend::begin_batch(std::span<const int32_t> tokens, int64_t position) {
   tokens_ = static_cast<int64_t>(tokens.size());
   position_ = position;
+  first_row_ = 0;
 }
 
-void GpuCompute::embed(std::span<const int32_t> tokens) {
+void GpuBackend::embed(std::span<const int32_t> tokens) {
   cuda::copy_to_device_async(tokens_device_, tokens.data(), tokens.size_bytes(), compute_);
-  cuda::embed(embedding_, tokens_device_, tokens_, x_, compute_);
+  cuda::embed(globals_[Role::TokenEmbedding], tokens_device_, tokens_, buffer(Activation::Residual), compute_);
 }
 
-void GpuCompute::load_residual(const float* host) {
-  cuda::copy_to_device_async(x_, host, static_cast<uint64_t>(tokens_ * config_.dim) * sizeof(float), compute_);
+void GpuBackend::load_residual(const float* host) {
+  cuda::copy_to_device_async(buffer(Activation::Residual), host, static_cast<uint64_t>(tokens_ * config_.dim) * sizeof(float),
+                             compute_);
 }
 
-void GpuCompute::store_residual(float* host) {
-  cuda::copy_to_host_async(host, x_, static_cast<uint64_t>(tokens_ * config_.dim) * sizeof(float), compute_);
+void GpuBackend::store_residual(float* host) {
+  cuda::copy_to_host_async(host, buffer(Activation::Residual), static_cast<uint64_t>(tokens_ * config_.dim) * sizeof(float),
+                           compute_);
   compute_.synchronize();
   resolve_spans();
+}
+
+void GpuBackend::begin_unit(int64_t unit) {
+  unit_ = unit;
+  const auto index = static_cast<size_t>(unit);
+  if (unit == 0 && first_layer_brought_) first_layer_brought_ = false;
+  else bring(index);
+  wait_for_upload(index);
+  unit_range_.emplace(unit_names_[index]);
+  begin_span(Trace::Track::Gpu, unit_names_[index], compute_);
+  // A CPU-decoded layer prefilling here: the earlier positions come up from its host cache.
+  if (unit < config_.n_layers && unit >= first_cpu_layer_) visit_kv(unit, 0, position_, true);
+}
+
+void GpuBackend::end_unit(int64_t unit) {
+  // The new positions go back (the CPU reads them after a synchronisation).
+  if (unit < config_.n_layers && unit >= first_cpu_layer_) visit_kv(unit, position_, tokens_, false);
+  end_span(compute_);
+  done_with(static_cast<size_t>(unit));
+  unit_range_.reset();
+  if (unit < config_.n_layers) return;
+  bring_next_first_layer();
+  if (logits_pending_) {
+    compute_.synchronize();
+    resolve_spans();
+    logits_pending_ = false;
+  }
 }
 
 // Short batches (decode) read each weight once per token batch with the matrix-vector kernels;
@@ -378,14 +425,15 @@ void GpuCompute::store_residual(float* host) {
 // one input; FP32 accumulation), a fixed number of rows at a time dequantized (or copied, for F16)
 // into one buffer: the products then have the same shapes wherever the rows live, so every
 // placement gives the same bits.
-void GpuCompute::multiply(const float* x, int64_t n, std::initializer_list<Product> products) {
+void GpuBackend::multiply(const float* x, int64_t cols, std::span<const DeviceProduct> products) {
+  const int64_t n = tokens_;
   if (n <= cuda::kMaxMatvecTokens) {
-    for (const Product& p : products) cuda::matvec(p.w, x, n, p.y, compute_, p.accumulate);
+    for (const DeviceProduct& p : products) cuda::matvec(*p.w, x, n, p.y, compute_, p.accumulate);
     return;
   }
-  cuda::floats_to_half(x, n * products.begin()->w.cols, half_inputs_, compute_);
-  for (const Product& p : products) {
-    const cuda::DeviceMatrix& w = p.w;
+  cuda::floats_to_half(x, n * cols, half_inputs_, compute_);
+  for (const DeviceProduct& p : products) {
+    const cuda::DeviceMatrix& w = *p.w;
     const int64_t chunk_rows = std::max<int64_t>(1, static_cast<int64_t>(dequantized_elements_) / w.cols);
     for (int64_t first = 0; first < w.rows; first += chunk_rows) {
       const int64_t rows = std::min(chunk_rows, w.rows - first);
@@ -395,13 +443,60 @@ void GpuCompute::multiply(const float* x, int64_t n, std::initializer_list<Produ
   }
 }
 
-void GpuCompute::visit_kv(int64_t layer, int64_t first, int64_t count, bool to_device) {
+void GpuBackend::multiply(Activation in, std::initializer_list<Product> products) {
+  if (products.size() > kMaxProducts) fail("internal: %zu products of one input", products.size());
+  std::array<DeviceProduct, kMaxProducts> device_products;
+  size_t count = 0;
+  for (const Product& p : products) device_products[count++] = {&weight(p.weight), buffer(p.out), p.accumulate};
+  multiply(buffer(in), activation_width(in, config_), std::span<const DeviceProduct>(device_products.data(), count));
+}
+
+void GpuBackend::rms_norm(Activation in, Role weight_role, Activation out) {
+  cuda::rms_norm(buffer(in), vector(weight_role), buffer(out), tokens_, activation_width(in, config_), config_.rms_eps,
+                 compute_);
+}
+
+void GpuBackend::rms_norm_heads(Activation x, Role weight_role) {
+  const int64_t heads = tokens_ * activation_width(x, config_) / config_.head_dim;
+  cuda::rms_norm(buffer(x), vector(weight_role), buffer(x), heads, config_.head_dim, config_.rms_eps, compute_);
+}
+
+void GpuBackend::add_bias(Activation x, Role bias) {
+  cuda::add_bias(buffer(x), vector(bias), tokens_, activation_width(x, config_), compute_);
+}
+
+void GpuBackend::rope_and_store_kv(int64_t layer) {
+  cuda::rope_and_store_kv(buffer(Activation::Query), buffer(Activation::Key), buffer(Activation::Value), tokens_, position_,
+                          inverse_frequencies_, shape_, key_cache(layer), value_cache(layer), compute_);
+}
+
+void GpuBackend::attention(int64_t layer) {
+  cuda::attention(buffer(Activation::Query), key_cache(layer), value_cache(layer), tokens_, position_, shape_,
+                  buffer(Activation::Attended), compute_);
+}
+
+void GpuBackend::swiglu(Activation gate, Activation up) {
+  cuda::swiglu(buffer(gate), buffer(up), tokens_ * activation_width(gate, config_), compute_);
+}
+
+void GpuBackend::keep_rows(int64_t first, int64_t rows) {
+  first_row_ += first;
+  tokens_ = rows;
+}
+
+void GpuBackend::output_logits(Activation in, float* logits) {
+  const DeviceProduct product{&globals_[Role::Output], logits_};
+  multiply(buffer(in), activation_width(in, config_), std::span<const DeviceProduct>(&product, 1));
+  cuda::copy_to_host_async(logits, logits_, static_cast<uint64_t>(tokens_ * config_.vocab) * sizeof(float), compute_);
+  logits_pending_ = true;
+}
+
+void GpuBackend::visit_kv(int64_t layer, int64_t first, int64_t count, bool to_device) {
   if (count == 0) return;
   const uint64_t row = static_cast<uint64_t>(config_.kv_dim()) * sizeof(uint16_t);
   const uint64_t offset = static_cast<uint64_t>(first) * row, bytes = static_cast<uint64_t>(count) * row;
-  const int64_t host_layer = layer - host_kv_.first_layer;
-  auto* host_keys = reinterpret_cast<uint8_t*>(host_kv_.data + host_layer * 2 * host_kv_.context * config_.kv_dim());
-  uint8_t* host_values = host_keys + static_cast<uint64_t>(host_kv_.context) * row;
+  auto* host_keys = reinterpret_cast<uint8_t*>(host_kv_.keys(layer, 0));
+  auto* host_values = reinterpret_cast<uint8_t*>(host_kv_.values(layer, 0));
   auto* device_keys = reinterpret_cast<uint8_t*>(key_cache(layer));
   auto* device_values = reinterpret_cast<uint8_t*>(value_cache(layer));
   if (to_device) {
@@ -411,56 +506,6 @@ void GpuCompute::visit_kv(int64_t layer, int64_t first, int64_t count, bool to_d
     cuda::copy_to_host_async(host_keys + offset, device_keys + offset, bytes, compute_);
     cuda::copy_to_host_async(host_values + offset, device_values + offset, bytes, compute_);
   }
-}
-
-void GpuCompute::layer(int64_t index) {
-  if (index == 0 && first_layer_brought_) first_layer_brought_ = false;
-  else bring(static_cast<size_t>(index));
-  wait_for_upload(static_cast<size_t>(index));
-  const std::string& name = layer_names_[static_cast<size_t>(index)];
-  const cuda::NvtxRange range(name);
-  begin_span(Trace::Track::Gpu, name, compute_);
-  const LlamaConfig& c = config_;
-  const Layer& w = layers_[static_cast<size_t>(index)];
-  const int64_t n = tokens_;
-  // A CPU-decoded layer prefilling here: the earlier positions come up from its host cache.
-  const bool visiting = index >= first_cpu_layer_;
-  if (visiting) visit_kv(index, 0, position_, true);
-  cuda::rms_norm(x_, w.attn_norm, normed_, n, c.dim, c.rms_eps, compute_);
-  multiply(normed_, n, {{w.wq, q_}, {w.wk, k_}, {w.wv, v_}});
-  cuda::rope_and_store_kv(q_, k_, v_, n, position_, inverse_frequencies_, shape_, key_cache(index),
-                          value_cache(index), compute_);
-  cuda::attention(q_, key_cache(index), value_cache(index), n, position_, shape_, attended_, compute_);
-  multiply(attended_, n, {{w.wo, x_, true}});  // the residual add
-  cuda::rms_norm(x_, w.ffn_norm, normed_, n, c.dim, c.rms_eps, compute_);
-  multiply(normed_, n, {{w.w_gate, gate_}, {w.w_up, up_}});
-  cuda::swiglu(gate_, up_, n * c.ffn_dim, compute_);
-  multiply(gate_, n, {{w.w_down, x_, true}});
-  if (visiting) visit_kv(index, position_, n, false);  // the new positions go back (the CPU reads them after a sync)
-  end_span(compute_);
-  done_with(static_cast<size_t>(index));
-}
-
-void GpuCompute::head(int64_t first, int64_t rows, float* logits) {
-  // Brought in even when no logits are wanted: the prefetch schedule is fixed.
-  const auto unit = static_cast<size_t>(config_.n_layers);
-  bring(unit);
-  wait_for_upload(unit);
-  if (rows == 0) {
-    done_with(unit);
-    bring_next_first_layer();
-    return;
-  }
-  const cuda::NvtxRange range("compute head");
-  begin_span(Trace::Track::Gpu, "output head", compute_);
-  cuda::rms_norm(x_ + first * config_.dim, output_norm_, normed_, rows, config_.dim, config_.rms_eps, compute_);
-  multiply(normed_, rows, {{output_, logits_}});
-  end_span(compute_);
-  done_with(unit);
-  cuda::copy_to_host_async(logits, logits_, static_cast<uint64_t>(rows * config_.vocab) * sizeof(float), compute_);
-  bring_next_first_layer();
-  compute_.synchronize();
-  resolve_spans();
 }
 
 }  // namespace
@@ -473,15 +518,14 @@ void require_gpu(int device) {
     fail("CUDA device %d does not exist (%zu present)", device, devices.size());
 }
 
-std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel& model, const GpuOptions& options) {
+std::unique_ptr<Backend> make_gpu_backend(const Model& model, const GpuOptions& options) {
   require_gpu(options.device);
   std::string why;
   const cuda::DeviceInfo device = cuda::list_devices(&why).at(static_cast<size_t>(options.device));
   if (model.config().head_dim > cuda::kMaxHeadDim)
     fail("the GPU path takes head dimensions up to %lld; this model's is %lld", static_cast<long long>(cuda::kMaxHeadDim),
          static_cast<long long>(model.config().head_dim));
-  const GpuMemoryPlan plan =
-      gpu_memory_plan(model.file(), model.config(), model.tied_output(), model.context(), model.max_batch());
+  const GpuMemoryPlan plan = gpu_memory_plan(model);
   if (!options.tiers && options.budget < plan.total())
     fail("--gpu-mem %s is below the %s this model needs on the GPU (%s); a smaller --ctx shrinks the KV cache",
          format_bytes(options.budget).c_str(), format_bytes(plan.total()).c_str(), plan.describe().c_str());
@@ -492,7 +536,7 @@ std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel& model, const Gp
   if (needed > free_bytes)
     fail("the model needs %s on the GPU but %s has only %s free", format_bytes(needed).c_str(), device.name.c_str(),
          format_bytes(free_bytes).c_str());
-  return std::make_unique<GpuCompute>(model, plan, options.tiers);
+  return std::make_unique<GpuBackend>(model, plan, options.tiers);
 }
 
 }  // namespace fi

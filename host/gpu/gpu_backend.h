@@ -1,16 +1,14 @@
 #pragma once
-// The llama layers on a CUDA device: every weight, the KV cache and the run state in one device
-// arena of at most the --gpu-mem budget; kernels from cuda/ on one compute stream, uploads on
-// another. Builds without CUDA get a stand-in whose constructor says there is no device.
+// The backend operations on a CUDA device: every weight the device holds, the KV cache and the run
+// state in one device arena of at most the --gpu-mem budget; kernels from cuda/ on one compute
+// stream, uploads on another. Builds without CUDA get a stand-in that says there is no device.
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
-#include "host/model/layer_compute.h"
-#include "host/model/llama_model.h"
-#include "planner/tier_plan.h"
+#include "host/model/backend.h"
+#include "host/model/model.h"
 
 namespace fi {
 
@@ -28,7 +26,8 @@ struct GpuOptions {
 // in turn).
 constexpr uint64_t kGpuLoadBufferBytes = 32ull << 20;
 
-// What the GPU side needs on the device for a model, by kind. Computed without a device.
+// What the GPU side needs on the device for a model, by kind. Computed without a device, by the
+// same definitions the backend allocates with.
 struct GpuMemoryPlan {
   uint64_t weights = 0;
   uint64_t kv_cache = 0;
@@ -40,17 +39,20 @@ struct GpuMemoryPlan {
   // "weights 3.6 GiB, KV cache 1.0 GiB (2048 tokens), ..."
   std::string describe() const;
 };
-// The tensors the GPU side holds (embedding, output norm and head, every layer's), and the elements
-// of the buffer cuBLAS products read their half-precision rows from.
-std::vector<const TensorInfo*> gpu_tensors(const GgufFile& file, const LlamaConfig& config, bool tied_output);
+// The tensors the GPU side holds: every tensor of the model but the RoPE factors (the model's
+// inverse frequencies go up instead).
+std::vector<const TensorInfo*> gpu_tensors(const Model& model);
+// Elements of the buffer cuBLAS products read their half-precision rows from.
 uint64_t gpu_dequantize_elements(const std::vector<const TensorInfo*>& tensors);
-GpuMemoryPlan gpu_memory_plan(const GgufFile& file, const LlamaConfig& config, bool tied_output, int64_t context,
-                              int64_t max_batch);
+// Floats per token of the GPU's run state (every activation), and the widest input of a product.
+uint64_t gpu_activation_floats(const ModelConfig& config);
+int64_t gpu_widest_input(const ModelConfig& config);
+GpuMemoryPlan gpu_memory_plan(const Model& model);
 
 // Throws an Error naming the reason ("no CUDA device: ...") unless CUDA device `device` is usable.
 void require_gpu(int device);
 // Throws an Error naming the reason when there is no usable device or the budget cannot hold the
 // model (stating the minimum).
-std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel& model, const GpuOptions& options);
+std::unique_ptr<Backend> make_gpu_backend(const Model& model, const GpuOptions& options);
 
 }  // namespace fi

@@ -1,4 +1,4 @@
-#include "host/gpu/gpu_compute.h"
+#include "host/gpu/gpu_backend.h"
 #include "io/error.h"
 
 namespace fi {
@@ -7,7 +7,7 @@ void require_gpu(int) {
   fail("no CUDA device: this build has no CUDA support (nvcc was not found); leave out --gpu-mem to run on the CPU");
 }
 
-std::unique_ptr<LayerCompute> make_gpu_compute(const LlamaModel&, const GpuOptions& options) {
+std::unique_ptr<Backend> make_gpu_backend(const Model&, const GpuOptions& options) {
   require_gpu(options.device);
   return nullptr;
 }

@@ -1,0 +1,245 @@
+#include "host/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "host/kernels/fp16.h"
+#include "host/kernels/quant.h"
+#include "io/error.h"
+
+namespace fi {
+
+namespace {
+
+void rms_norm_row(const float* x, const float* weight, float* out, int64_t n, double eps) {
+  double sum_squares = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum_squares += static_cast<double>(x[i]) * x[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(sum_squares / static_cast<double>(n) + eps));
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
+}
+
+// Bytes of quantized activation rows for a batch (the largest format is under 1.2 bytes per
+// element), of the widest input a product takes.
+uint64_t quantized_bytes(const ModelConfig& c, int64_t max_batch) {
+  const int64_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim});
+  return static_cast<uint64_t>(max_batch) * (static_cast<uint64_t>(widest) * 5 / 4 + 64);
+}
+
+// Floats of run state per token: every activation, the product before the residual add, RoPE's
+// cosines and sines.
+uint64_t floats_per_token(const ModelConfig& c) {
+  uint64_t floats = static_cast<uint64_t>(c.dim + c.rope_dim);
+  for (size_t a = 0; a < kActivationCount; ++a) floats += static_cast<uint64_t>(activation_width(static_cast<Activation>(a), c));
+  return floats;
+}
+
+constexpr uint64_t kScratchArrays = kActivationCount + 3;  // each 64-byte aligned
+
+}  // namespace
+
+uint64_t CpuBackend::scratch_bytes(const ModelConfig& config, int64_t context, int64_t max_batch, int threads) {
+  const uint64_t activations =
+      static_cast<uint64_t>(max_batch) * floats_per_token(config) * sizeof(float) + kScratchArrays * 64;
+  // One attention score row per thread.
+  const uint64_t scores = static_cast<uint64_t>(threads) * static_cast<uint64_t>(context) * sizeof(float);
+  return activations + quantized_bytes(config, max_batch) + scores;
+}
+
+CpuBackend::CpuBackend(const Model& model, HostWeights& weights, ThreadPool& pool, HostKvCache kv, HostArena& scratch)
+    : config_(model.config()), rope_style_(model.config().arch->rope_style), store_(weights),
+      weights_(weights.weights()), pool_(pool), kv_(kv), inverse_frequencies_(model.inverse_frequencies()) {
+  for (int64_t l = 0; l < config_.n_layers; ++l) unit_names_.push_back("layer " + std::to_string(l));
+  unit_names_.push_back("output head");
+  const auto batch = static_cast<uint64_t>(model.max_batch());
+  auto floats = [&](int64_t per_token) { return scratch.allocate_array<float>(batch * static_cast<uint64_t>(per_token), "scratch"); };
+  for (size_t a = 0; a < kActivationCount; ++a) buffers_[a] = floats(activation_width(static_cast<Activation>(a), config_));
+  projected_ = floats(config_.dim);
+  rope_cos_ = floats(config_.rope_dim / 2);
+  rope_sin_ = floats(config_.rope_dim / 2);
+  quantized_.bytes.reserve(quantized_bytes(config_, model.max_batch()));
+}
+
+float* CpuBackend::buffer(Activation activation) const {
+  float* base = buffers_[static_cast<size_t>(activation)];
+  return activation == Activation::Residual ? base + first_row_ * config_.dim : base;
+}
+
+void CpuBackend::begin_batch(std::span<const int32_t> tokens, int64_t position) {
+  tokens_ = static_cast<int64_t>(tokens.size());
+  position_ = position;
+  first_row_ = 0;
+  // Rotation angles depend on the position only: once per batch, not once per layer.
+  const int64_t pairs = config_.rope_dim / 2;
+  for (int64_t t = 0; t < tokens_; ++t)
+    for (int64_t i = 0; i < pairs; ++i) {
+      const double angle = static_cast<double>(position_ + t) * inverse_frequencies_[static_cast<size_t>(i)];
+      rope_cos_[t * pairs + i] = static_cast<float>(std::cos(angle));
+      rope_sin_[t * pairs + i] = static_cast<float>(std::sin(angle));
+    }
+}
+
+void CpuBackend::embed(std::span<const int32_t> tokens) {
+  float* x = buffer(Activation::Residual);
+  for (size_t t = 0; t < tokens.size(); ++t) store_.embed(tokens[t], &x[t * config_.dim]);
+}
+
+void CpuBackend::load_residual(const float* host) {
+  std::copy(host, host + tokens_ * config_.dim, buffer(Activation::Residual));
+}
+
+void CpuBackend::store_residual(float* host) {
+  const float* x = buffer(Activation::Residual);
+  std::copy(x, x + tokens_ * config_.dim, host);
+}
+
+void CpuBackend::set_trace(Trace* trace) {
+  trace_ = trace;
+  store_.set_trace(trace);
+}
+
+void CpuBackend::begin_unit(int64_t unit) {
+  unit_ = unit;
+  unit_range_.emplace(unit_names_[static_cast<size_t>(unit)]);
+  unit_start_ = Trace::Clock::now();
+  store_.acquire(unit);
+}
+
+void CpuBackend::end_unit(int64_t unit) {
+  store_.release(unit);
+  if (trace_) trace_->add(Trace::Track::Cpu, unit_names_[static_cast<size_t>(unit)], unit_start_, Trace::Clock::now());
+  unit_range_.reset();
+}
+
+void CpuBackend::rms_norm(Activation in, Role weight, Activation out) {
+  const float* x = buffer(in);
+  float* y = buffer(out);
+  const float* w = weights_.unit(weight, unit_).vector(weight);
+  const int64_t width = activation_width(in, config_);
+  for (int64_t t = 0; t < tokens_; ++t) rms_norm_row(&x[t * width], w, &y[t * width], width, config_.rms_eps);
+}
+
+void CpuBackend::rms_norm_heads(Activation x, Role weight) {
+  float* values = buffer(x);
+  const float* w = weights_.unit(weight, unit_).vector(weight);
+  const int64_t heads = tokens_ * activation_width(x, config_) / config_.head_dim;
+  for (int64_t h = 0; h < heads; ++h) {
+    float* head = &values[h * config_.head_dim];
+    rms_norm_row(head, w, head, config_.head_dim, config_.rms_eps);
+  }
+}
+
+void CpuBackend::quantize_for(const WeightMatrix& w, Activation in, bool fresh) {
+  if (fresh || !quantized_.matches(w, tokens_)) quantize_batch(pool_, w.type, buffer(in), w.cols, tokens_, quantized_);
+}
+
+void CpuBackend::multiply(Activation in, std::initializer_list<Product> products) {
+  bool fresh = true;  // the first product quantizes `in`; the others reuse it when their format matches
+  for (const Product& p : products) {
+    const WeightMatrix& w = weight(p.weight);
+    quantize_for(w, in, fresh);
+    fresh = false;
+    if (!p.accumulate) {
+      matmul(pool_, w, quantized_, buffer(p.out));
+      continue;
+    }
+    if (p.out != Activation::Residual) fail("internal: products accumulate into the residual stream only");
+    matmul(pool_, w, quantized_, projected_);
+    float* x = buffer(p.out);
+    for (int64_t i = 0; i < tokens_ * w.rows; ++i) x[i] += projected_[i];
+  }
+}
+
+void CpuBackend::add_bias(Activation x, Role bias) {
+  float* values = buffer(x);
+  const float* b = weights_.unit(bias, unit_).vector(bias);
+  const int64_t width = activation_width(x, config_);
+  for (int64_t t = 0; t < tokens_; ++t)
+    for (int64_t i = 0; i < width; ++i) values[t * width + i] += b[i];
+}
+
+void CpuBackend::rope_and_store_kv(int64_t layer) {
+  const ModelConfig& c = config_;
+  const int64_t q_dim = c.q_dim(), kv_dim = c.kv_dim(), pairs = c.rope_dim / 2;
+  float* q = buffer(Activation::Query);
+  float* k = buffer(Activation::Key);
+  const float* v = buffer(Activation::Value);
+  // Llama rotates adjacent pairs (2i, 2i+1); NeoX-style models the halves (i, i + rope_dim/2).
+  const int64_t stride = rope_style_ == RopeStyle::Neox ? 1 : 2;
+  const int64_t partner = rope_style_ == RopeStyle::Neox ? pairs : 1;
+  for (int64_t t = 0; t < tokens_; ++t) {
+    const float* cosines = &rope_cos_[t * pairs];
+    const float* sines = &rope_sin_[t * pairs];
+    auto rotate = [&](float* head) {
+      for (int64_t i = 0; i < pairs; ++i) {
+        float* first = head + i * stride;
+        const float a = first[0], b = first[partner];
+        first[0] = a * cosines[i] - b * sines[i];
+        first[partner] = a * sines[i] + b * cosines[i];
+      }
+    };
+    for (int64_t h = 0; h < c.n_heads; ++h) rotate(&q[t * q_dim + h * c.head_dim]);
+    for (int64_t h = 0; h < c.n_kv_heads; ++h) rotate(&k[t * kv_dim + h * c.head_dim]);
+    uint16_t* key = kv_.keys(layer, position_ + t);
+    uint16_t* value = kv_.values(layer, position_ + t);
+    for (int64_t i = 0; i < kv_dim; ++i) {
+      key[i] = fp32_to_fp16(k[t * kv_dim + i]);
+      value[i] = fp32_to_fp16(v[t * kv_dim + i]);
+    }
+  }
+}
+
+void CpuBackend::attention(int64_t layer) {
+  const ModelConfig& c = config_;
+  const int64_t group = c.n_heads / c.n_kv_heads, q_dim = c.q_dim();
+  const float scale = c.attention_scale > 0.0 ? static_cast<float>(c.attention_scale)
+                                              : static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+  const float* q = buffer(Activation::Query);
+  float* attended = buffer(Activation::Attended);
+  pool_.parallel_for(tokens_ * c.n_heads, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t t = task / c.n_heads, h = task % c.n_heads;
+      const int64_t kv_offset = (h / group) * c.head_dim;
+      const int64_t visible = position_ + t + 1;  // causal: this token and everything before it
+      const float* query = &q[t * q_dim + h * c.head_dim];
+      if (scores.size() < static_cast<size_t>(visible)) scores.resize(visible);
+      float max_score = -INFINITY;
+      for (int64_t p = 0; p < visible; ++p) {
+        scores[p] = vec_dot(TensorType::F16, c.head_dim, kv_.keys(layer, p) + kv_offset, query) * scale;
+        max_score = std::max(max_score, scores[p]);
+      }
+      float total = 0.0f;
+      for (int64_t p = 0; p < visible; ++p) {
+        scores[p] = std::exp(scores[p] - max_score);
+        total += scores[p];
+      }
+      float* out = &attended[t * q_dim + h * c.head_dim];
+      std::fill(out, out + c.head_dim, 0.0f);
+      const float inverse_total = 1.0f / total;
+      for (int64_t p = 0; p < visible; ++p)
+        add_scaled_f16(c.head_dim, scores[p] * inverse_total, kv_.values(layer, p) + kv_offset, out);
+    }
+  });
+}
+
+void CpuBackend::swiglu(Activation gate, Activation up) {
+  float* g = buffer(gate);
+  const float* u = buffer(up);
+  for (int64_t i = 0; i < tokens_ * activation_width(gate, config_); ++i) {
+    const float value = g[i];
+    g[i] = value / (1.0f + std::exp(-value)) * u[i];
+  }
+}
+
+void CpuBackend::keep_rows(int64_t first, int64_t rows) {
+  first_row_ += first;
+  tokens_ = rows;
+}
+
+void CpuBackend::output_logits(Activation in, float* logits) {
+  const WeightMatrix& w = weights_.globals[Role::Output];
+  quantize_for(w, in, true);
+  matmul(pool_, w, quantized_, logits);
+}
+
+}  // namespace fi

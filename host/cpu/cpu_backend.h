@@ -1,0 +1,79 @@
+#pragma once
+// The backend operations on the CPU: weights from HostWeights (the model's WeightStore, or the
+// host tier of a three-tier placement), a half-precision KV cache for the layers it computes, the
+// batch's run state in a host arena, kernels on the thread pool.
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cuda/runtime.h"
+#include "host/kernels/matmul.h"
+#include "host/kernels/thread_pool.h"
+#include "host/memory/arena.h"
+#include "host/memory/host_weights.h"
+#include "host/memory/kv_cache.h"
+#include "host/model/backend.h"
+#include "host/model/model.h"
+#include "host/trace/trace.h"
+
+namespace fi {
+
+class CpuBackend final : public Backend {
+ public:
+  // The layers from kv.first_layer on (and the embedding and head, when placed here); run state
+  // for batches of up to the model's max_batch tokens from `scratch`.
+  CpuBackend(const Model& model, HostWeights& weights, ThreadPool& pool, HostKvCache kv, HostArena& scratch);
+
+  // What the constructor takes from `scratch`.
+  static uint64_t scratch_bytes(const ModelConfig& config, int64_t context, int64_t max_batch, int threads);
+
+  const char* device_name() const override { return "cpu"; }
+  void begin_batch(std::span<const int32_t> tokens, int64_t position) override;
+  void embed(std::span<const int32_t> tokens) override;
+  void load_residual(const float* host) override;
+  void store_residual(float* host) override;
+  void begin_unit(int64_t unit) override;
+  void end_unit(int64_t unit) override;
+  void rms_norm(Activation in, Role weight, Activation out) override;
+  void rms_norm_heads(Activation x, Role weight) override;
+  void multiply(Activation in, std::initializer_list<Product> products) override;
+  void add_bias(Activation x, Role bias) override;
+  void rope_and_store_kv(int64_t layer) override;
+  void attention(int64_t layer) override;
+  void swiglu(Activation gate, Activation up) override;
+  void keep_rows(int64_t first, int64_t rows) override;
+  void output_logits(Activation in, float* logits) override;
+  void set_trace(Trace* trace) override;
+
+ private:
+  float* buffer(Activation activation) const;
+  const WeightMatrix& weight(Role role) const { return weights_.at(role, unit_); }
+  // Quantizes `in` for w's activation format unless quantized_ already holds it.
+  void quantize_for(const WeightMatrix& w, Activation in, bool fresh);
+
+  const ModelConfig& config_;
+  RopeStyle rope_style_;
+  HostWeights& store_;
+  const ModelWeights& weights_;
+  ThreadPool& pool_;
+  HostKvCache kv_;
+  const std::vector<double>& inverse_frequencies_;  // per rotated pair
+  std::vector<std::string> unit_names_;             // "layer N", "output head": for NVTX and the trace
+  int64_t tokens_ = 0;                              // in the current batch
+  int64_t position_ = 0;                            // of its first token
+  int64_t first_row_ = 0;                           // of the residual stream still in the batch (keep_rows)
+  int64_t unit_ = 0;                                // the unit between begin_unit and end_unit
+  std::optional<cuda::NvtxRange> unit_range_;
+  Trace::Clock::time_point unit_start_;
+
+  // Run state for one batch, row-major [token][width].
+  std::array<float*, kActivationCount> buffers_{};
+  float* projected_ = nullptr;  // a product before it is added to the residual stream
+  float *rope_cos_, *rope_sin_;  // [token][pair] for the current batch
+  QuantizedBatch quantized_;
+};
+
+}  // namespace fi

@@ -1,0 +1,34 @@
+#include "host/engine/host_model.h"
+
+#include <cstdio>
+
+#include "host/cpu/cpu_backend.h"
+#include "host/engine/placement.h"
+#include "host/memory/kv_cache.h"
+
+namespace fi {
+
+std::unique_ptr<HostModel> HostModel::load(const std::string& path, ThreadPool& pool, const HostModelOptions& options) {
+  std::unique_ptr<HostModel> placed(new HostModel());
+  placed->model_ = Model::open(path, options.model);
+  const Model& model = *placed->model_;
+  placed->plan_ = make_plan(host_plan_input(model, options.host_budget, pool.size()));
+  // The arena holds everything planned except the runtime's own memory.
+  std::optional<uint64_t> capacity;
+  if (options.host_budget) capacity = placed->plan_.host_bytes() - runtime_bytes(model.file(), model.config());
+  placed->arena_ = std::make_unique<HostArena>(capacity, options.host_budget.has_value());
+  if (!placed->arena_->lock_refusal().empty())
+    std::fprintf(stderr, "flexinfer: warning: %s\n", placed->arena_->lock_refusal().c_str());
+  placed->store_ = std::make_unique<WeightStore>(model.file(), model.tensors(), placed->plan_, *placed->arena_, pool, options.io);
+  return placed;
+}
+
+std::unique_ptr<Backend> make_cpu_backend(HostModel& placed, ThreadPool& pool) {
+  const Model& model = placed.model();
+  const ModelConfig& config = model.config();
+  auto* kv = placed.arena().allocate_array<uint16_t>(kv_cache_bytes(config, model.context()) / sizeof(uint16_t), "KV cache");
+  return std::make_unique<CpuBackend>(model, placed.store(), pool, HostKvCache{kv, 0, model.context(), config.kv_dim()},
+                                      placed.arena());
+}
+
+}  // namespace fi

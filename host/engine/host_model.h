@@ -1,0 +1,49 @@
+#pragma once
+// A model placed in host memory for the CPU: the Plan (what stays resident, what streams), the
+// arena of exactly the budget, and the WeightStore that fills the plan's views.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "host/kernels/thread_pool.h"
+#include "host/memory/arena.h"
+#include "host/memory/weight_store.h"
+#include "host/model/forward.h"
+#include "host/model/model.h"
+#include "io/async_reader.h"
+#include "planner/plan.h"
+
+namespace fi {
+
+struct HostModelOptions {
+  ModelOptions model;
+  std::optional<uint64_t> host_budget;  // none: load every weight, no limit
+  ReaderOptions io;
+};
+
+class HostModel {
+ public:
+  static std::unique_ptr<HostModel> load(const std::string& path, ThreadPool& pool, const HostModelOptions& options = {});
+
+  const Model& model() const { return *model_; }
+  const ModelConfig& config() const { return model_->config(); }
+  const Plan& plan() const { return plan_; }
+  const ModelWeights& weights() const { return store_->weights(); }
+  WeightStore& store() { return *store_; }
+  HostArena& arena() { return *arena_; }
+  uint64_t weight_bytes() const { return plan_.weight_bytes(); }
+
+ private:
+  HostModel() = default;
+  std::unique_ptr<Model> model_;
+  Plan plan_;
+  std::unique_ptr<HostArena> arena_;
+  std::unique_ptr<WeightStore> store_;  // after the arena: destroyed first
+};
+
+// The CPU backend for every layer of the model, its KV cache and scratch from the model's arena:
+// Forward forward(placed.model(), make_cpu_backend(placed, pool)).
+std::unique_ptr<Backend> make_cpu_backend(HostModel& model, ThreadPool& pool);
+
+}  // namespace fi

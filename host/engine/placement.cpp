@@ -1,0 +1,72 @@
+#include "host/engine/placement.h"
+
+#include "host/cpu/cpu_backend.h"
+#include "host/gpu/gpu_backend.h"
+#include "host/memory/kv_cache.h"
+#include "io/direct_file.h"
+#include "io/error.h"
+
+namespace fi {
+
+PlanInput host_plan_input(const Model& model, std::optional<uint64_t> host_budget, int threads) {
+  const ModelConfig& config = model.config();
+  const ModelTensors& tensors = model.tensors();
+  PlanInput input;
+  input.host_budget = host_budget;
+  for (int64_t l = 0; l < config.n_layers; ++l) {
+    PlanInput::Unit unit{"blk." + std::to_string(l), {}};
+    for (Role role : preserved_layer_matrices())
+      if (const TensorInfo* tensor = tensors.layer(l, role)) unit.matrices.push_back(tensor);
+    input.units.push_back(std::move(unit));
+    // Norms and biases: small, read once.
+    for (size_t r = 0; r < kRoleCount; ++r) {
+      const auto role = static_cast<Role>(r);
+      if (is_layer_role(role) && !role_spec(role).matrix)
+        if (const TensorInfo* tensor = tensors.layer(l, role)) input.always_resident.push_back(tensor);
+    }
+  }
+  input.units.push_back({"output", {&tensors.output()}});
+  input.always_resident.push_back(tensors.global(Role::OutputNorm));
+  // Without a budget the embedding is loaded; with one, the few rows a batch needs are read.
+  if (!tensors.tied_output()) input.resident_without_budget.push_back(tensors.global(Role::TokenEmbedding));
+
+  input.fixed.push_back({strprintf("KV cache (%lld tokens)", static_cast<long long>(model.context())),
+                         kv_cache_bytes(config, model.context())});
+  input.fixed.push_back({"scratch", CpuBackend::scratch_bytes(config, model.context(), model.max_batch(), threads) +
+                                        2 * kDirectAlignment +
+                                        row_bytes(tensors.global(Role::TokenEmbedding)->type, static_cast<uint64_t>(config.dim))});
+  input.fixed.push_back({"runtime", runtime_bytes(model.file(), config)});
+  input.minimum_hint = "; a smaller --ctx shrinks the KV cache";
+  return input;
+}
+
+TierInput tier_input(const Model& model, std::optional<uint64_t> host_budget, int threads, uint64_t gpu_budget) {
+  const PlanInput host = host_plan_input(model, host_budget, threads);
+  const ModelConfig& config = model.config();
+  TierInput input;
+  input.units = host.units;
+  input.kv_bytes_per_layer = kv_cache_layer_bytes(config, model.context());
+  input.gpu_budget = gpu_budget;
+  input.host_budget = host_budget;
+  const GpuMemoryPlan device = gpu_memory_plan(model);
+  // What the GPU side holds whole besides the planned matrices: the token embedding (it embeds on the
+  // device), the norms and biases; and room for every allocation's 256-byte alignment.
+  uint64_t small = 0;
+  for (const TensorInfo* tensor : host.always_resident) small += tensor->bytes;
+  input.gpu_fixed = {{"activations and logits", device.activations},
+                     {"dequantized rows (prefill)", device.dequantized},
+                     {"cuBLAS workspace", device.blas_workspace},
+                     {"token embedding", model.tensors().global(Role::TokenEmbedding)->bytes},
+                     {"norms", small},
+                     {"allocation alignment", 256 * (model.file().tensors().all().size() + 64)}};
+  // The host's fixed costs but the KV cache (the first one), plus the small tensors.
+  input.host_fixed.assign(host.fixed.begin() + 1, host.fixed.end());
+  uint64_t small_spans = 0;
+  for (const TensorInfo* tensor : host.always_resident)
+    small_spans += align_up(tensor->file_offset + tensor->bytes, kDirectAlignment) - align_down(tensor->file_offset, kDirectAlignment);
+  input.host_fixed.push_back({"norms and other small tensors", small_spans});
+  input.host_fixed.push_back({"weight loading buffers (pinned)", kGpuLoadBufferBytes});
+  return input;
+}
+
+}  // namespace fi

@@ -1,0 +1,138 @@
+#include "host/model/forward.h"
+
+#include <algorithm>
+
+#include "io/error.h"
+
+namespace fi {
+
+int64_t activation_width(Activation activation, const ModelConfig& c) {
+  switch (activation) {
+    case Activation::Residual:
+    case Activation::Normed: return c.dim;
+    case Activation::Query:
+    case Activation::Attended: return c.q_dim();
+    case Activation::Key:
+    case Activation::Value: return c.kv_dim();
+    case Activation::Gate:
+    case Activation::Up: return c.ffn_dim;
+  }
+  return 0;
+}
+
+namespace {
+std::vector<std::unique_ptr<Backend>> one_device(std::unique_ptr<Backend> device) {
+  std::vector<std::unique_ptr<Backend>> devices;
+  devices.push_back(std::move(device));
+  return devices;
+}
+}  // namespace
+
+Forward::Forward(const Model& model, std::unique_ptr<Backend> device)
+    : Forward(model, one_device(std::move(device)), DevicePlacement::single(model.config().n_layers)) {}
+
+Forward::Forward(const Model& model, std::vector<std::unique_ptr<Backend>> devices, DevicePlacement placement)
+    : model_(model), config_(model.config()), context_(model.context()), max_batch_(model.max_batch()),
+      devices_(std::move(devices)) {
+  const auto layers = static_cast<size_t>(config_.n_layers);
+  auto device = [&](size_t index) {
+    if (index >= devices_.size()) fail("internal: device %zu of %zu", index, devices_.size());
+    return devices_[index].get();
+  };
+  if (placement.decode.size() != layers || placement.prefill.size() != layers)
+    fail("internal: a placement of %zu/%zu layers for %zu", placement.decode.size(), placement.prefill.size(), layers);
+  for (size_t l = 0; l < layers; ++l) {
+    decode_device_.push_back(device(placement.decode[l]));
+    prefill_device_.push_back(device(placement.prefill[l]));
+  }
+  embed_device_ = device(placement.embed);
+  head_device_ = device(placement.head);
+}
+
+Forward::~Forward() {
+  while (!devices_.empty()) devices_.pop_back();
+}
+
+void Forward::eval(std::span<const int32_t> tokens, float* logits, bool all_logits) {
+  if (position_ + static_cast<int64_t>(tokens.size()) > context_)
+    fail("context is full: %lld tokens do not fit after position %lld (context %lld; raise --ctx)",
+         static_cast<long long>(tokens.size()), static_cast<long long>(position_), static_cast<long long>(context_));
+  for (int32_t token : tokens)
+    if (token < 0 || token >= config_.vocab)
+      fail("token id %d is outside the vocabulary (0..%lld)", token, static_cast<long long>(config_.vocab - 1));
+  for (size_t begin = 0; begin < tokens.size(); begin += static_cast<size_t>(max_batch_)) {
+    const size_t count = std::min(tokens.size() - begin, static_cast<size_t>(max_batch_));
+    const bool last_batch = begin + count == tokens.size();
+    float* batch_logits = all_logits ? logits + begin * config_.vocab : (last_batch ? logits : nullptr);
+    eval_batch(tokens.subspan(begin, count), batch_logits, all_logits);
+  }
+}
+
+void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, bool all_logits) {
+  const auto n = static_cast<int64_t>(tokens.size());
+  for (const auto& device : devices_) device->begin_batch(tokens, position_);
+  Backend* current = embed_device_;
+  auto move_to = [&](Backend* next) {
+    if (next == current) return;
+    residual_hop_.resize(static_cast<size_t>(n * config_.dim));
+    current->store_residual(residual_hop_.data());
+    next->load_residual(residual_hop_.data());
+    current = next;
+  };
+  current->embed(tokens);
+  const std::vector<Backend*>& layer_device = n == 1 ? decode_device_ : prefill_device_;
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    move_to(layer_device[static_cast<size_t>(l)]);
+    layer(*current, l);
+  }
+  move_to(head_device_);
+  const int64_t first = all_logits ? 0 : n - 1;
+  head(*current, first, logits ? n - first : 0, logits);
+  position_ += n;
+}
+
+// One transformer block, pre-norm: attention, then the feed-forward network, each added to the
+// residual stream. The architecture's description says which optional pieces a layer has.
+void Forward::layer(Backend& b, int64_t l) {
+  using enum Activation;
+  const ModelTensors& tensors = model_.tensors();
+  auto has = [&](Role role) { return tensors.layer(l, role) != nullptr; };
+  auto bias = [&](Activation x, Role role) {
+    if (has(role)) b.add_bias(x, role);
+  };
+  b.begin_unit(l);
+  b.rms_norm(Residual, Role::AttnNorm, Normed);
+  b.multiply(Normed, {{Role::AttnQ, Query}, {Role::AttnK, Key}, {Role::AttnV, Value}});
+  bias(Query, Role::AttnQBias);
+  bias(Key, Role::AttnKBias);
+  bias(Value, Role::AttnVBias);
+  if (has(Role::AttnQNorm)) b.rms_norm_heads(Query, Role::AttnQNorm);
+  if (has(Role::AttnKNorm)) b.rms_norm_heads(Key, Role::AttnKNorm);
+  b.rope_and_store_kv(l);
+  b.attention(l);
+  b.multiply(Attended, {{Role::AttnOutput, Residual, true}});
+  bias(Residual, Role::AttnOutputBias);
+
+  b.rms_norm(Residual, Role::FfnNorm, Normed);
+  b.multiply(Normed, {{Role::FfnGate, Gate}, {Role::FfnUp, Up}});
+  bias(Gate, Role::FfnGateBias);
+  bias(Up, Role::FfnUpBias);
+  b.swiglu(Gate, Up);
+  b.multiply(Gate, {{Role::FfnDown, Residual, true}});
+  bias(Residual, Role::FfnDownBias);
+  b.end_unit(l);
+}
+
+// The final norm and the output head for the tokens whose logits are wanted. The unit passes even
+// when none are (rows 0): streamed weights arrive on a fixed schedule.
+void Forward::head(Backend& b, int64_t first, int64_t rows, float* logits) {
+  b.begin_unit(config_.n_layers);
+  if (rows > 0) {
+    b.keep_rows(first, rows);
+    b.rms_norm(Activation::Residual, Role::OutputNorm, Activation::Normed);
+    b.output_logits(Activation::Normed, logits);
+  }
+  b.end_unit(config_.n_layers);
+}
+
+}  // namespace fi

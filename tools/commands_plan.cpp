@@ -1,0 +1,177 @@
+// flexinfer plan: where a model's bytes would live under memory budgets, and the predicted speed.
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "host/engine/placement.h"
+#include "host/kernels/thread_pool.h"
+#include "host/model/model.h"
+#include "io/error.h"
+#include "planner/budget.h"
+#include "planner/profile.h"
+#include "tools/command_support.h"
+#include "tools/commands.h"
+
+namespace fi {
+
+namespace {
+
+// plan with --gpu-mem: the three-tier placement, for this machine's cached profile or --profile.
+int plan_three_tiers(const Args& args, const Model& model, int threads) {
+  const GgufFile& file = model.file();
+  const ModelConfig& config = model.config();
+  const auto profile = chosen_profile(args);
+  if (!profile) fail("plan: --gpu-mem needs a profile with GPU measurements: run 'flexinfer probe' or pass --profile FILE");
+  const TierPlan plan =
+      make_tier_plan(tier_input(model, host_budget(args), threads, *gpu_budget(args)), *profile);
+  uint64_t weights = 0;
+  for (const TierUnit& unit : plan.units) weights += unit.bytes();
+  std::printf("model     %s (%lld layers, %s of weights)\n", file.path().c_str(), static_cast<long long>(config.n_layers),
+              format_bytes(weights).c_str());
+  std::printf("profile   %s\n", profile->machine.empty() ? profile->gpu.c_str() : profile->machine.c_str());
+  auto show_tier = [](const char* name, std::optional<uint64_t> budget, uint64_t used, const std::vector<PlanCost>& costs,
+                      uint64_t resident) {
+    std::printf("\n%s: budget %s, used %s\n", name, budget ? format_bytes(*budget).c_str() : "none",
+                format_bytes(used).c_str());
+    for (const PlanCost& cost : costs) std::printf("  %-38s %12s\n", cost.what.c_str(), format_bytes(cost.bytes).c_str());
+    std::printf("  %-38s %12s\n", "resident weights", format_bytes(resident).c_str());
+  };
+  uint64_t gpu_resident = 0, host_resident = 0;
+  for (const TierUnit& unit : plan.units) {
+    gpu_resident += unit.gpu_bytes();
+    host_resident += unit.host_bytes();
+  }
+  show_tier("GPU", plan.gpu_budget, plan.gpu_used(), plan.gpu_costs, gpu_resident);
+  show_tier("host memory", plan.host_budget, plan.host_used(), plan.host_costs, host_resident);
+
+  std::printf("\n  %-8s %-7s %-7s %12s %12s %12s\n", "unit", "decode", "prefill", "gpu", "host", "disk");
+  for (const TierUnit& unit : plan.units)
+    std::printf("  %-8s %-7s %-7s %12s %12s %12s\n", unit.name.c_str(), device_name(unit.decode),
+                device_name(unit.prefill), format_bytes(unit.gpu_bytes()).c_str(), format_bytes(unit.host_bytes()).c_str(),
+                format_bytes(unit.disk_bytes()).c_str());
+  std::printf("\nper token: %s read from disk, %s uploaded to the GPU, %s computed on the CPU, %s on the GPU\n",
+              format_bytes(plan.disk_bytes_per_token()).c_str(), format_bytes(plan.upload_bytes_per_token()).c_str(),
+              format_bytes(plan.cpu_bytes_per_token()).c_str(), format_bytes(plan.gpu_bytes_per_token()).c_str());
+  std::printf("predicted decode: %.2f tok/s, bound by %s (per token: disk %.4f s, PCIe %.4f s, CPU %.4f s + GPU %.4f s)\n",
+              plan.predicted_decode_tok_s, plan.bound.c_str(), plan.seconds.disk, plan.seconds.pcie, plan.seconds.cpu,
+              plan.seconds.gpu);
+
+  if (args.has("--json")) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const TierUnit& unit : plan.units)
+      layers.push_back({{"name", unit.name},
+                        {"decode_device", device_name(unit.decode)},
+                        {"prefill_device", device_name(unit.prefill)},
+                        {"weight_bytes", {{"gpu", unit.gpu_bytes()}, {"host", unit.host_bytes()}, {"disk", unit.disk_bytes()}}},
+                        {"kv_cache_bytes", unit.kv_bytes}});
+    auto costs = [](const std::vector<PlanCost>& list) {
+      nlohmann::json json = nlohmann::json::array();
+      for (const PlanCost& cost : list) json.push_back({{"what", cost.what}, {"bytes", cost.bytes}});
+      return json;
+    };
+    const nlohmann::json json = {
+        {"model", file.path()},
+        {"profile", profile->machine},
+        {"gpu", {{"budget_bytes", plan.gpu_budget}, {"used_bytes", plan.gpu_used()}, {"fixed", costs(plan.gpu_costs)},
+                 {"resident_weight_bytes", gpu_resident}}},
+        {"host", {{"budget_bytes", plan.host_budget ? nlohmann::json(*plan.host_budget) : nlohmann::json(nullptr)},
+                  {"used_bytes", plan.host_used()}, {"fixed", costs(plan.host_costs)},
+                  {"resident_weight_bytes", host_resident}}},
+        {"layers", layers},
+        {"bytes_per_token", {{"disk", plan.disk_bytes_per_token()}, {"upload", plan.upload_bytes_per_token()},
+                             {"host", plan.cpu_bytes_per_token()}, {"gpu", plan.gpu_bytes_per_token()}}},
+        {"seconds_per_token", {{"disk", plan.seconds.disk}, {"pcie", plan.seconds.pcie}, {"cpu", plan.seconds.cpu},
+                               {"gpu", plan.seconds.gpu}}},
+        {"predicted_decode_tok_s", plan.predicted_decode_tok_s},
+        {"bound", plan.bound},
+    };
+    write_json(args.text("--json", ""), json, "plan");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int command_plan(int argc, char** argv) {
+  const Args args("plan",
+                  {kModel, kHostMem, kGpuMem, kContext, kThreads,
+                   {{"--profile"}, true, "a probe profile to predict with (default: this machine's cached one)"},
+                   {{"--json"}, true, "also write the plan as JSON to this file"}},
+                  argc, argv, 2);
+  if (print_help(args)) return 0;
+  no_positional(args, "plan");
+  ModelOptions options;
+  options.context = args.integer("--ctx", 0, 1, 1 << 24);
+  const auto model = Model::open(args.required_text("-m"), options);
+  const GgufFile& file = model->file();
+  const ModelConfig& config = model->config();
+  const int threads = static_cast<int>(args.integer("-t", default_thread_count(), 1, 1024));
+  if (gpu_budget(args)) return plan_three_tiers(args, *model, threads);
+  const Plan plan = make_plan(host_plan_input(*model, host_budget(args), threads));
+
+  std::printf("model     %s (%lld layers, %s of weights)\n", file.path().c_str(), static_cast<long long>(config.n_layers),
+              format_bytes(plan.weight_bytes()).c_str());
+  std::printf("budget    %s (minimum %s)\n", plan.host_budget ? format_bytes(*plan.host_budget).c_str() : "none",
+              format_bytes(plan.minimum_host_bytes).c_str());
+  std::printf("\nhost memory:\n");
+  for (const PlanCost& cost : plan.fixed) std::printf("  %-34s %12s\n", cost.what.c_str(), format_bytes(cost.bytes).c_str());
+  if (plan.streams())
+    std::printf("  %-34s %12s\n", strprintf("staging (%d slots x %s)", plan.depth, format_bytes(plan.slot_bytes).c_str()).c_str(),
+                format_bytes(plan.staging_bytes()).c_str());
+  std::printf("  %-34s %12s\n", "resident weights", format_bytes(plan.resident_span_bytes()).c_str());
+  std::printf("  %-34s %12s\n", "total", format_bytes(plan.host_bytes()).c_str());
+
+  std::printf("\n  %-8s %12s %12s %12s\n", "unit", "resident", "streamed", "read/token");
+  for (const PlanUnit& unit : plan.units)
+    std::printf("  %-8s %12s %12s %12s\n", unit.name.c_str(), format_bytes(unit.resident_bytes()).c_str(),
+                format_bytes(unit.streamed_bytes()).c_str(), format_bytes(unit.read_bytes()).c_str());
+  const uint64_t compute_bytes = compute_bytes_per_token(plan, *model);
+  std::printf("\nper token: %s read from disk, %s read by the CPU from host memory\n",
+              format_bytes(plan.read_bytes_per_token()).c_str(), format_bytes(compute_bytes).c_str());
+
+  const auto profile = chosen_profile(args);
+  Prediction prediction;
+  if (profile) {
+    prediction = predict_decode(plan, *profile, compute_bytes);
+    std::printf("predicted decode: %.2f tok/s, bound by %s (disk %.3f s, compute %.3f s per token; disk %.2f GB/s, "
+                "CPU %.2f GB/s)\n",
+                prediction.decode_tok_s, prediction.bound.c_str(), prediction.disk_seconds, prediction.compute_seconds,
+                profile->disk_read_GBps, profile->cpu_matvec_GBps);
+  } else {
+    std::printf("no prediction: run 'flexinfer probe' once (or pass --profile FILE)\n");
+  }
+
+  if (args.has("--json")) {
+    nlohmann::json units = nlohmann::json::array();
+    for (const PlanUnit& unit : plan.units)
+      units.push_back({{"name", unit.name},
+                       {"decode_device", "cpu"},
+                       {"prefill_device", "cpu"},
+                       {"weight_bytes", {{"gpu", 0}, {"host", unit.resident_bytes()}, {"disk", unit.streamed_bytes()}}},
+                       {"read_bytes", unit.read_bytes()}});
+    nlohmann::json fixed = nlohmann::json::array();
+    for (const PlanCost& cost : plan.fixed) fixed.push_back({{"what", cost.what}, {"bytes", cost.bytes}});
+    const nlohmann::json json = {
+        {"model", file.path()},
+        {"host", {{"budget_bytes", plan.host_budget ? nlohmann::json(*plan.host_budget) : nlohmann::json(nullptr)},
+                  {"used_bytes", plan.host_bytes()},
+                  {"minimum_bytes", plan.minimum_host_bytes},
+                  {"fixed", fixed},
+                  {"staging_slots", plan.depth},
+                  {"slot_bytes", plan.slot_bytes},
+                  {"resident_weight_bytes", plan.resident_bytes()}}},
+        {"gpu", {{"budget_bytes", 0}, {"used_bytes", 0}}},
+        {"layers", units},
+        {"bytes_per_token", {{"disk", plan.read_bytes_per_token()}, {"host", compute_bytes}, {"gpu", 0}}},
+        {"predicted_decode_tok_s", profile ? nlohmann::json(prediction.decode_tok_s) : nlohmann::json(nullptr)},
+        {"bound", profile ? nlohmann::json(prediction.bound) : nlohmann::json(nullptr)},
+    };
+    write_json(args.text("--json", ""), json, "plan");
+  }
+  return 0;
+}
+
+}  // namespace fi
