@@ -1,8 +1,12 @@
 #pragma once
 // The end-to-end checks against ../shared/data/golden, shared by the CPU suite (test_golden) and
 // the GPU suite (test_gpu), which runs them with every layer on the device.
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <tuple>
 
 namespace fi::test {
 
@@ -13,10 +17,12 @@ struct TinyCase {
 inline constexpr TinyCase kTinyCases[] = {{"f16", 5e-3}, {"q8_0", 5e-2}, {"q4_0", 5e-2}, {"q4_k_m", 5e-2}};
 
 // Where the checks run: on the CPU, every layer on the GPU (within gpu_budget), or on the GPU with
-// the last layers decoded on the CPU (tests/gpu_engine_checks.h's budget and profile).
+// the last layers decoded on the CPU (tests/gpu_engine_checks.h's budget and profile); on the CPU
+// optionally with --host-mem at the model's minimum (most weights streamed).
 struct GoldenPlacement {
   std::optional<uint64_t> gpu_budget;
   bool cpu_decoded_layers = false;
+  bool minimum_host_budget = false;
 };
 
 void check_stories260k_greedy_text(GoldenPlacement placement);
@@ -24,5 +30,25 @@ void check_stories260k_sentence_nll(GoldenPlacement placement);
 // With CPU-decoded layers the golden continuation is fed one token at a time (decode) after the
 // prompt (prefill); otherwise prompt and continuation go in one pass.
 void check_tiny_llama(const TinyCase& tiny, const char* prompt, GoldenPlacement placement);
+
+// Goldens computed by llama.cpp for models make-model writes (tests/data/golden/README.md): one per
+// family preset and weight type, the model regenerated here bit for bit.
+struct FamilyCase {
+  const char* preset;  // make-model preset
+  const char* type;    // make-model --type
+  double tolerance;
+};
+inline constexpr FamilyCase kFamilyCases[] = {
+    {"tiny-llama3", "f16", 5e-3}, {"tiny-llama3", "q8_0", 5e-2}, {"tiny-llama3", "q4_k_m", 5e-2},
+    {"tiny-qwen2", "f16", 5e-3},  {"tiny-qwen2", "q8_0", 5e-2},  {"tiny-qwen2", "q4_k_m", 5e-2},
+    {"tiny-qwen3", "f16", 5e-3},  {"tiny-qwen3", "q8_0", 5e-2},  {"tiny-qwen3", "q4_k_m", 5e-2}};
+void check_family_golden(const FamilyCase& family, const char* prompt, GoldenPlacement placement);
+inline std::string family_case_name(const ::testing::TestParamInfo<std::tuple<FamilyCase, const char*>>& info) {
+  std::string name = std::string(std::get<0>(info.param).preset) + "_" + std::get<0>(info.param).type + "_prompt_" +
+                     std::get<1>(info.param);
+  for (char& c : name)
+    if (c == '-' || c == '.') c = '_';
+  return name;
+}
 
 }  // namespace fi::test

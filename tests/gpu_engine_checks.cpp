@@ -101,9 +101,10 @@ BudgetPairs split_budgets(const std::string& path, const Profile& profile, std::
 }  // namespace
 
 EngineOptions cpu_decoded_layers_options(const std::string& path, int64_t context) {
-  const BudgetPairs pairs = split_budgets(path, cpu_favoured_profile(), {1.0 / 16}, context);
-  if (pairs.empty()) throw std::runtime_error("no budget splits " + path);
-  return tier_options(path, pairs[0].first, std::nullopt, cpu_favoured_profile(), context);
+  // The smallest cut that fits: a small model's fixed costs may not leave room for a sixteenth.
+  for (const auto& [gpu, host] : split_budgets(path, cpu_favoured_profile(), {1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0 / 2}, context))
+    if (!host) return tier_options(path, gpu, std::nullopt, cpu_favoured_profile(), context);
+  throw std::runtime_error("no budget splits " + path);
 }
 
 Profile gpu_favoured_profile() {

@@ -32,8 +32,9 @@ inline constexpr EngineCase kEngineCases[] = {
 Profile gpu_favoured_profile();
 Profile cpu_favoured_profile();
 
-// Engine options for `path` and `context` with a GPU budget a sixteenth of the weights short and a
-// profile under which the last layers decode on the CPU (host memory unlimited).
+// Engine options for `path` and `context` with a GPU budget a sixteenth of the weights short (or
+// more, where that leaves no room) and a profile under which the last layers decode on the CPU
+// (host memory unlimited).
 EngineOptions cpu_decoded_layers_options(const std::string& path, int64_t context);
 
 // A 10-token prefill (the cuBLAS path), 4 decode steps (the matrix-vector kernels) and a 6-token

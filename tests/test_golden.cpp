@@ -27,5 +27,23 @@ INSTANTIATE_TEST_SUITE_P(
     AllFiles, TinyLlamaGolden, ::testing::Combine(::testing::ValuesIn(test::kTinyCases), ::testing::Values("a", "b")),
     [](const auto& info) { return std::string(std::get<0>(info.param).type) + "_prompt_" + std::get<1>(info.param); });
 
+// The newer families against llama.cpp (tests/data/golden), on the CPU with everything resident and
+// with --host-mem at the minimum.
+class FamilyGolden : public ::testing::TestWithParam<std::tuple<test::FamilyCase, const char*>> {};
+
+TEST_P(FamilyGolden, LogitsAndGreedyTokens) {
+  const auto& [family, prompt] = GetParam();
+  test::check_family_golden(family, prompt, {});
+}
+
+TEST_P(FamilyGolden, LogitsAndGreedyTokensAtTheMinimumHostBudget) {
+  const auto& [family, prompt] = GetParam();
+  test::check_family_golden(family, prompt, {std::nullopt, false, true});
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, FamilyGolden,
+                         ::testing::Combine(::testing::ValuesIn(test::kFamilyCases), ::testing::Values("a", "b")),
+                         test::family_case_name);
+
 }  // namespace
 }  // namespace fi

@@ -181,5 +181,23 @@ INSTANTIATE_TEST_SUITE_P(
     AllFiles, GpuTinyLlamaGolden, ::testing::Combine(::testing::ValuesIn(test::kTinyCases), ::testing::Values("a", "b")),
     [](const auto& info) { return std::string(std::get<0>(info.param).type) + "_prompt_" + std::get<1>(info.param); });
 
+class GpuFamilyGolden : public ::testing::TestWithParam<std::tuple<test::FamilyCase, const char*>> {};
+
+TEST_P(GpuFamilyGolden, LogitsAndGreedyTokens) {
+  FI_REQUIRE_GPU();
+  const auto& [family, prompt] = GetParam();
+  test::check_family_golden(family, prompt, {2ull << 30});
+}
+
+TEST_P(GpuFamilyGolden, LogitsAndGreedyTokensWithCpuDecodedLayers) {
+  FI_REQUIRE_GPU();
+  const auto& [family, prompt] = GetParam();
+  test::check_family_golden(family, prompt, {std::nullopt, true});
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, GpuFamilyGolden,
+                         ::testing::Combine(::testing::ValuesIn(test::kFamilyCases), ::testing::Values("a", "b")),
+                         test::family_case_name);
+
 }  // namespace
 }  // namespace fi

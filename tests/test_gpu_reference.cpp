@@ -63,5 +63,23 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::ValuesIn(test::kTinyCases), ::testing::Values("a", "b")),
     [](const auto& info) { return std::string(std::get<0>(info.param).type) + "_prompt_" + std::get<1>(info.param); });
 
+// The newer families against llama.cpp with every layer on the device, and with the last layers
+// decoded on the CPU.
+class ReferenceGpuFamilyGolden : public ::testing::TestWithParam<std::tuple<test::FamilyCase, const char*>> {};
+
+TEST_P(ReferenceGpuFamilyGolden, LogitsAndGreedyTokens) {
+  const auto& [family, prompt] = GetParam();
+  test::check_family_golden(family, prompt, {2ull << 30});
+}
+
+TEST_P(ReferenceGpuFamilyGolden, LogitsAndGreedyTokensWithCpuDecodedLayers) {
+  const auto& [family, prompt] = GetParam();
+  test::check_family_golden(family, prompt, {std::nullopt, true});
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, ReferenceGpuFamilyGolden,
+                         ::testing::Combine(::testing::ValuesIn(test::kFamilyCases), ::testing::Values("a", "b")),
+                         test::family_case_name);
+
 }  // namespace
 }  // namespace fi

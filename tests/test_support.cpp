@@ -50,6 +50,13 @@ std::string generated_model(const std::string& name, const ModelShape& shape, We
   return options.output_path;
 }
 
+std::string preset_model(const std::string& preset, const std::string& type) {
+  const auto shape = find_preset(preset);
+  const auto scheme = parse_weight_scheme(type);
+  if (!shape || !scheme) throw std::runtime_error("no preset " + preset + " or type " + type);
+  return generated_model(preset + "-" + type, *shape, *scheme, 1);
+}
+
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());

@@ -33,6 +33,8 @@ std::string scratch_path(const std::string& name);
 
 // Writes a random-weight model of `shape` and returns its path (cached per name in the process).
 std::string generated_model(const std::string& name, const ModelShape& shape, WeightScheme scheme, uint64_t seed = 7);
+// make-model --preset PRESET --type TYPE --byte-vocab --seed 1, cached per name in the process.
+std::string preset_model(const std::string& preset, const std::string& type);
 
 std::vector<uint8_t> read_bytes(const std::string& path);
 std::string read_bytes_as_text(const std::string& path);

@@ -216,7 +216,8 @@ int command_inspect(int argc, char** argv) {
 int command_make_model(int argc, char** argv) {
   const Args args("make-model",
                   {{{"--preset"}, true, "a shape: micro, tiny, 1b, 7b, 13b, 70b, llama3.2-1b, llama3.1-8b, mistral-nemo-12b, "
-                                        "qwen2.5-1.5b, qwen2.5-7b, qwen3-1.7b or qwen3-8b"},
+                                        "qwen2.5-1.5b, qwen2.5-7b, qwen3-1.7b, qwen3-8b, tiny-llama3, tiny-qwen2 or "
+                                        "tiny-qwen3"},
                    {{"--arch"}, true, "llama, qwen2 or qwen3 (default: the preset's)"},
                    {{"--type"}, true, "f32, f16, q8_0, q4_0, q4_k, q4_k_m or q6_k"},
                    {{"--vocab"}, true, "copy the tokenizer of this GGUF file"},

@@ -119,6 +119,13 @@ const std::vector<Preset>& presets() {
       {"qwen2.5-7b", shaped({3584, 28, 28, 4, 18944, 32768, 0, 1000000.0, false}, "qwen2", 0)},
       {"qwen3-1.7b", shaped({2048, 28, 16, 8, 6144, 40960, 0, 1000000.0, true}, "qwen3", 128)},
       {"qwen3-8b", shaped({4096, 36, 32, 8, 12288, 40960, 0, 1000000.0, false}, "qwen3", 128)},
+      // Small ones with each family's distinctive features, for tests and the goldens in tests/data:
+      // Llama 3.1's frequency factors with a head dimension of its own (as Mistral-Nemo), Qwen2.5's
+      // biases, NeoX RoPE and tied output (with linear scaling), Qwen3's Q/K norm and wide heads.
+      {"tiny-llama3", shaped({256, 4, 8, 2, 512, 8192, 0, 500000.0, false}, "llama", 64, llama3_scaling(8))},
+      {"tiny-qwen2", shaped({256, 4, 8, 2, 512, 4096, 0, 1000000.0, true}, "qwen2", 0,
+                            {RopeScaling::Type::Linear, 2.0, 8192, 1, 4})},
+      {"tiny-qwen3", shaped({256, 4, 4, 2, 512, 4096, 0, 1000000.0, false}, "qwen3", 128)},
   };
   return list;
 }

@@ -32,7 +32,8 @@ struct ModelShape {
 
 // micro (a few KiB, for fuzzing seeds), tiny, 1b (Llama-3.2-1B-like, tied), 7b, 13b, 70b (llama 2
 // shapes), and real shapes of the newer families: llama3.2-1b, llama3.1-8b, mistral-nemo-12b,
-// qwen2.5-1.5b, qwen2.5-7b, qwen3-1.7b, qwen3-8b; nullopt for other names.
+// qwen2.5-1.5b, qwen2.5-7b, qwen3-1.7b, qwen3-8b, and small ones of each family's features for
+// tests (tiny-llama3, tiny-qwen2, tiny-qwen3); nullopt for other names.
 std::optional<ModelShape> find_preset(const std::string& name);
 const std::vector<std::string>& preset_names();
 // The shape as architecture `arch` (throws for an unknown one): qwen3 gets a head dimension of

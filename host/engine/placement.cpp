@@ -45,6 +45,9 @@ TierInput tier_input(const Model& model, std::optional<uint64_t> host_budget, in
   const ModelConfig& config = model.config();
   TierInput input;
   input.units = host.units;
+  // A tied output head multiplies with the token embedding, which the GPU holds whole to embed:
+  // nothing of it is placed (or uploaded) again.
+  if (model.tied_output()) input.units.back().matrices.clear();
   input.kv_bytes_per_layer = kv_cache_layer_bytes(config, model.context());
   input.gpu_budget = gpu_budget;
   input.host_budget = host_budget;
