@@ -1,5 +1,7 @@
 // Tokenizers against the independent test vectors of ../shared/data/vocab, and round trips.
+#include <algorithm>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "host/text/tokenizer.h"
@@ -16,8 +18,46 @@ std::string slurp(const std::string& path) {
   return text.str();
 }
 
+std::string vocab_path(const std::string& vocab) {
+  return test::shared_data() + "/vocab/ggml-vocab-" + vocab + ".gguf";
+}
+
+std::unique_ptr<Tokenizer> load(const std::string& vocab) { return Tokenizer::from_gguf(GgufFile::open(vocab_path(vocab))); }
+
+// A copy of a shared vocabulary's metadata with keys left out, token texts replaced and keys added.
+struct VocabEdit {
+  std::vector<std::string> drop;
+  std::vector<std::pair<int32_t, std::string>> rename;
+  std::function<void(GgufWriter&)> add;
+};
+std::unique_ptr<Tokenizer> load_edited(const std::string& vocab, const std::string& name, const VocabEdit& edit) {
+  const GgufFile source = GgufFile::open(vocab_path(vocab));
+  const std::string path = test::scratch_path(name + ".gguf");
+  {
+    GgufWriter writer(path);
+    for (auto [key, value] : source.metadata()) {
+      if (std::find(edit.drop.begin(), edit.drop.end(), key) != edit.drop.end()) continue;
+      if (key == "tokenizer.ggml.tokens")
+        for (const auto& [id, text] : edit.rename) value.strings.at(static_cast<size_t>(id)) = text;
+      writer.add_value(key, value);
+    }
+    if (edit.add) edit.add(writer);
+    writer.finish();
+  }
+  return Tokenizer::from_gguf(GgufFile::open(path));
+}
+
+std::string load_error(const std::string& vocab, const std::string& name, const VocabEdit& edit) {
+  try {
+    load_edited(vocab, name, edit);
+  } catch (const Error& error) {
+    return error.what();
+  }
+  return "(loaded)";
+}
+
 void check_vectors(const std::string& vocab) {
-  const std::string base = test::shared_data() + "/vocab/ggml-vocab-" + vocab + ".gguf";
+  const std::string base = vocab_path(vocab);
   const auto tokenizer = Tokenizer::from_gguf(GgufFile::open(base));
   const std::string inputs = slurp(base + ".inp");
   const std::string separator = "\n__ggml_vocab_test__\n";
@@ -58,6 +98,16 @@ TEST(Tokenizer, Gpt2Vectors) {
   check_vectors("gpt-2");
 }
 
+TEST(Tokenizer, Llama3Vectors) {
+  FI_REQUIRE_SHARED_DATA();
+  check_vectors("llama3");
+}
+
+TEST(Tokenizer, Qwen3Vectors) {
+  FI_REQUIRE_SHARED_DATA();
+  check_vectors("qwen3");
+}
+
 TEST(Tokenizer, DecodeInvertsEncode) {
   FI_REQUIRE_SHARED_DATA();
   const std::string text = "Hello world! Ünïcödé  text\twith\nnewlines, 123 and emoji \xF0\x9F\x98\x80.";
@@ -88,19 +138,19 @@ TEST(Tokenizer, ByteVocabularyOfGeneratedModelsRoundTrips) {
   EXPECT_EQ(tokenizer->decode(ids), text);
 }
 
-TEST(Tokenizer, NamesPreTokenizersItOnlyApproximates) {
+TEST(Tokenizer, RefusesPreTokenizersItDoesNotReproduce) {
   FI_REQUIRE_SHARED_DATA();
-  const GgufFile gpt2 = GgufFile::open(test::shared_data() + "/vocab/ggml-vocab-gpt-2.gguf");
-  EXPECT_EQ(Tokenizer::from_gguf(gpt2)->caveat(), "");
-  const std::string path = test::scratch_path("llama-bpe-vocab.gguf");
-  {
-    GgufWriter writer(path);
-    for (const auto& [key, value] : gpt2.metadata())
-      if (key != "tokenizer.ggml.pre") writer.add_value(key, value);
-    writer.add_string("tokenizer.ggml.pre", "llama-bpe");
-    writer.finish();
+  for (const char* name : {"default", "falcon", "deepseek-llm"}) {
+    const std::string error = load_error("gpt-2", std::string("pre-") + name,
+                                         {{"tokenizer.ggml.pre"}, {}, [&](GgufWriter& writer) {
+                                            writer.add_string("tokenizer.ggml.pre", name);
+                                          }});
+    EXPECT_NE(error.find(std::string("'") + name + "'"), std::string::npos) << error;
+    EXPECT_NE(error.find("gpt-2, llama-bpe, qwen2"), std::string::npos) << error;
   }
-  EXPECT_NE(Tokenizer::from_gguf(GgufFile::open(path))->caveat().find("llama-bpe"), std::string::npos);
+  const std::string missing = load_error("gpt-2", "pre-missing", {{"tokenizer.ggml.pre"}, {}, {}});
+  EXPECT_NE(missing.find("tokenizer.ggml.pre is missing"), std::string::npos) << missing;
+  for (const char* vocab : {"llama-spm", "gpt-2", "llama3", "qwen3", "phi-3"}) EXPECT_EQ(load(vocab)->caveat(), "");
 }
 
 TEST(Tokenizer, RejectsFilesWithoutATokenizer) {
