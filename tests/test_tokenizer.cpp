@@ -1,4 +1,5 @@
-// Tokenizers against the independent test vectors of ../shared/data/vocab, and round trips.
+// Tokenizers against the independent test vectors of ../shared/data/vocab, llama.cpp's BOS rules,
+// and round trips.
 #include <algorithm>
 #include <fstream>
 #include <functional>
@@ -151,6 +152,30 @@ TEST(Tokenizer, RefusesPreTokenizersItDoesNotReproduce) {
   const std::string missing = load_error("gpt-2", "pre-missing", {{"tokenizer.ggml.pre"}, {}, {}});
   EXPECT_NE(missing.find("tokenizer.ggml.pre is missing"), std::string::npos) << missing;
   for (const char* vocab : {"llama-spm", "gpt-2", "llama3", "qwen3", "phi-3"}) EXPECT_EQ(load(vocab)->caveat(), "");
+}
+
+TEST(Tokenizer, AddsBosWhereTheFileSaysElseAsLlamaCppDefaults) {
+  FI_REQUIRE_SHARED_DATA();
+  auto add_bos = [](bool value) { return [value](GgufWriter& writer) { writer.add_bool("tokenizer.ggml.add_bos_token", value); }; };
+  const std::vector<std::string> no_key = {"tokenizer.ggml.add_bos_token"};
+  // GPT-2's file has no add_bos_token: byte-level BPE adds none.
+  const auto gpt2 = load("gpt-2");
+  EXPECT_FALSE(gpt2->adds_bos());
+  EXPECT_EQ(gpt2->encode("Hello", true, false), std::vector<int32_t>{15496});
+  EXPECT_TRUE(load_edited("gpt-2", "gpt2-bos", {{}, {}, add_bos(true)})->adds_bos());
+  // Llama 3 says true; without the key llama.cpp's llama-bpe default is true as well.
+  EXPECT_TRUE(load("llama3")->adds_bos());
+  EXPECT_EQ(load("llama3")->encode("Hello", true, false), (std::vector<int32_t>{128000, 9906}));
+  EXPECT_TRUE(load_edited("llama3", "llama3-no-bos-key", {no_key, {}, {}})->adds_bos());
+  EXPECT_FALSE(load_edited("llama3", "llama3-no-bos", {no_key, {}, add_bos(false)})->adds_bos());
+  EXPECT_FALSE(load("qwen3")->adds_bos());
+  EXPECT_FALSE(load_edited("qwen3", "qwen3-no-bos-key", {no_key, {}, {}})->adds_bos());
+  // SentencePiece-style: true unless the file says otherwise.
+  EXPECT_TRUE(load_edited("llama-spm", "spm-no-bos-key", {no_key, {}, {}})->adds_bos());
+  EXPECT_FALSE(load_edited("llama-spm", "spm-no-bos", {no_key, {}, add_bos(false)})->adds_bos());
+  // Asked to add a BOS it does not have: refused, as llama.cpp does.
+  EXPECT_NE(load_error("qwen3", "qwen3-bos-without-id", {no_key, {}, add_bos(true)}).find("bos_token_id"),
+            std::string::npos);
 }
 
 TEST(Tokenizer, RejectsFilesWithoutATokenizer) {

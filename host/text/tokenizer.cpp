@@ -45,15 +45,16 @@ struct PreTokenizer {
   const char* name;
   const char* pattern;
   bool ignore_merges;  // a pre-token that is a vocabulary entry is emitted whole
+  bool adds_bos;       // llama.cpp's default where tokenizer.ggml.add_bos_token is absent
 };
 constexpr PreTokenizer kPreTokenizers[] = {
-    {"gpt-2", R"re('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)re", false},
+    {"gpt-2", R"re('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)re", false, false},
     {"llama-bpe",
      R"re((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re",
-     true},
+     true, true},
     {"qwen2",
      R"re((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re",
-     false},
+     false, false},
 };
 
 // llama.cpp (like the Python and Rust regex engines the patterns come from) reads \s as Unicode's
@@ -204,7 +205,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
   t.eos_ = checked_id(file, "tokenizer.ggml.eos_token_id", vocab);
   t.eot_ = checked_id(file, "tokenizer.ggml.eot_token_id", vocab);
   t.unknown_ = checked_id(file, "tokenizer.ggml.unknown_token_id", vocab);
-  t.add_bos_ = file.get_bool("tokenizer.ggml.add_bos_token").value_or(t.model_ == Model::Spm) && t.bos_ >= 0;
+  t.add_bos_ = file.get_bool("tokenizer.ggml.add_bos_token").value_or(t.model_ == Model::Spm || pre->adds_bos);
+  if (t.add_bos_ && t.bos_ < 0)
+    fail("%s: the vocabulary adds a BOS token but tokenizer.ggml.bos_token_id is missing", path);
   t.add_space_prefix_ = file.get_bool("tokenizer.ggml.add_space_prefix").value_or(t.model_ == Model::Spm);
 
   if (t.model_ == Model::Spm) {
@@ -246,7 +249,7 @@ bool Tokenizer::is_end_of_generation(int32_t token) const {
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
   std::vector<int32_t> out;
-  if (add_bos && bos_ >= 0) out.push_back(bos_);
+  if (add_bos && add_bos_) out.push_back(bos_);
 
   // Split the text at special tokens: user-defined ones always, control ones only on request.
   bool previous_was_special = true;

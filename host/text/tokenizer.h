@@ -28,13 +28,15 @@ class Tokenizer {
   int32_t size() const { return static_cast<int32_t>(texts_.size()); }
   int32_t bos() const { return bos_; }
   int32_t eos() const { return eos_; }
+  // tokenizer.ggml.add_bos_token, or llama.cpp's default for the vocabulary where it is absent.
   bool adds_bos() const { return add_bos_; }
   const std::string& text(int32_t token) const { return texts_.at(static_cast<size_t>(token)); }
   TokenKind kind(int32_t token) const { return kinds_.at(static_cast<size_t>(token)); }
   bool is_end_of_generation(int32_t token) const;
 
   // Text to ids. The text is taken literally unless parse_special, which maps control tokens
-  // written in it (e.g. "<s>") to their ids. BOS is prepended when add_bos.
+  // written in it (e.g. "<s>") to their ids. BOS is prepended when add_bos and the vocabulary adds
+  // one (llama.cpp's add_special).
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;
   // The bytes a token stands for; control tokens decode to nothing.
   std::string piece(int32_t token) const;
