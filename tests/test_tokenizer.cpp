@@ -1,5 +1,5 @@
-// Tokenizers against the independent test vectors of ../shared/data/vocab, llama.cpp's BOS rules,
-// and round trips.
+// Tokenizers against the independent test vectors of ../shared/data/vocab, llama.cpp's BOS and
+// end-of-generation rules, and round trips.
 #include <algorithm>
 #include <fstream>
 #include <functional>
@@ -176,6 +176,42 @@ TEST(Tokenizer, AddsBosWhereTheFileSaysElseAsLlamaCppDefaults) {
   // Asked to add a BOS it does not have: refused, as llama.cpp does.
   EXPECT_NE(load_error("qwen3", "qwen3-bos-without-id", {no_key, {}, add_bos(true)}).find("bos_token_id"),
             std::string::npos);
+}
+
+TEST(Tokenizer, EndOfGenerationAsLlamaCpp) {
+  FI_REQUIRE_SHARED_DATA();
+  const auto llama3 = load("llama3");
+  // <|end_of_text|> (eos) and <|eot_id|>; 128008 is still <|reserved_special_token_4|> in Llama 3.0.
+  EXPECT_EQ(llama3->end_of_generation_tokens(), (std::vector<int32_t>{128001, 128009}));
+  EXPECT_TRUE(llama3->is_end_of_generation(128009));
+  EXPECT_TRUE(llama3->is_end_of_generation(128001));
+  for (int32_t ordinary : {0, 9906, 128000, 128006, 128008, -1, llama3->size()})
+    EXPECT_FALSE(llama3->is_end_of_generation(ordinary)) << ordinary;
+  // Llama 3.1 names 128008 <|eom_id|>: an end by its text alone, or by tokenizer.ggml.eom_token_id.
+  const auto llama31 = load_edited("llama3", "llama31", {{}, {{128008, "<|eom_id|>"}}, {}});
+  EXPECT_EQ(llama31->end_of_generation_tokens(), (std::vector<int32_t>{128001, 128008, 128009}));
+  const auto eom_key = load_edited("llama3", "llama3-eom-key", {{}, {}, [](GgufWriter& writer) {
+                                      writer.add_uint32("tokenizer.ggml.eom_token_id", 128008);
+                                    }});
+  EXPECT_TRUE(eom_key->is_end_of_generation(128008));
+  // A Normal token with an end-of-turn text ends generation too and becomes a control token.
+  const auto renamed = load_edited("llama3", "llama3-renamed-eot", {{}, {{9906, "<|im_end|>"}}, {}});
+  EXPECT_TRUE(renamed->is_end_of_generation(9906));
+  EXPECT_EQ(renamed->kind(9906), TokenKind::Control);
+
+  // Qwen3: <|endoftext|>, <|im_end|> (eos), the FIM pad, repository and file separator tokens, and
+  // 128247, an ordinary merge that happens to be spelled </s> (llama.cpp matches the spelling).
+  const auto qwen3 = load("qwen3");
+  EXPECT_EQ(qwen3->end_of_generation_tokens(),
+            (std::vector<int32_t>{128247, 151643, 151645, 151662, 151663, 151664}));
+  for (int32_t ordinary : {151644, 151659, 151667, 872, 151669}) EXPECT_FALSE(qwen3->is_end_of_generation(ordinary));
+
+  EXPECT_EQ(load("gpt-2")->end_of_generation_tokens(), std::vector<int32_t>{50256});
+  EXPECT_EQ(load("llama-spm")->end_of_generation_tokens(), std::vector<int32_t>{2});
+  // Phi-3: <|endoftext|> (eos), <|end|>, and </s>, which the file types user-defined.
+  const auto phi3 = load("phi-3");
+  EXPECT_EQ(phi3->end_of_generation_tokens(), (std::vector<int32_t>{2, 32000, 32007}));
+  EXPECT_EQ(phi3->kind(2), TokenKind::Control);
 }
 
 TEST(Tokenizer, RejectsFilesWithoutATokenizer) {

@@ -7,6 +7,7 @@
 #include <limits>
 #include <new>
 #include <queue>
+#include <set>
 #include <utility>
 
 #include "host/text/unicode.h"
@@ -84,6 +85,41 @@ std::string pcre2_message(int code) {
   PCRE2_UCHAR buffer[256];
   if (pcre2_get_error_message(code, buffer, sizeof buffer) < 0) return strprintf("PCRE2 error %d", code);
   return reinterpret_cast<const char*>(buffer);
+}
+
+// Token texts llama.cpp treats as ending generation whatever the token's type (it makes them
+// control tokens).
+constexpr std::string_view kEndOfGenerationTexts[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
+    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
+    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[",
+};
+
+// Fill-in-the-middle tokens: from their key, or else found by text (which makes them control
+// tokens). llama.cpp ends generation at the pad, repository and file-separator ones.
+struct FillInTheMiddle {
+  const char* key;
+  const char* deprecated_key;
+  bool ends_generation;
+  std::vector<std::string_view> texts;
+};
+const std::vector<FillInTheMiddle>& fill_in_the_middle_tokens() {
+  static const std::vector<FillInTheMiddle> kinds = {
+      {"tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id", false,
+       {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>",
+        "<|prefix|>"}},
+      {"tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id", false,
+       {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>",
+        "<|suffix|>"}},
+      {"tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id", false,
+       {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>",
+        "<|middle|>"}},
+      {"tokenizer.ggml.fim_pad_token_id", nullptr, true, {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"}},
+      {"tokenizer.ggml.fim_rep_token_id", nullptr, true,
+       {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"}},
+      {"tokenizer.ggml.fim_sep_token_id", nullptr, true, {"<|file_sep|>"}},
+  };
+  return kinds;
 }
 
 int32_t checked_id(const GgufFile& file, const char* key, int32_t vocab) {
@@ -203,7 +239,6 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
 
   t.bos_ = checked_id(file, "tokenizer.ggml.bos_token_id", vocab);
   t.eos_ = checked_id(file, "tokenizer.ggml.eos_token_id", vocab);
-  t.eot_ = checked_id(file, "tokenizer.ggml.eot_token_id", vocab);
   t.unknown_ = checked_id(file, "tokenizer.ggml.unknown_token_id", vocab);
   t.add_bos_ = file.get_bool("tokenizer.ggml.add_bos_token").value_or(t.model_ == Model::Spm || pre->adds_bos);
   if (t.add_bos_ && t.bos_ < 0)
@@ -227,15 +262,66 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
     }
   }
 
-  for (int32_t id = 0; id < vocab; ++id) {
-    const TokenKind kind = t.kinds_[id];
-    if ((kind == TokenKind::Control || kind == TokenKind::UserDefined || kind == TokenKind::Unknown) &&
-        !t.texts_[id].empty())
-      t.specials_.push_back(id);
-  }
-  std::stable_sort(t.specials_.begin(), t.specials_.end(),
-                   [&](int32_t a, int32_t b) { return t.texts_[a].size() > t.texts_[b].size(); });
+  t.load_special_tokens(file);
   return tokenizer;
+}
+
+// End of generation and the token kinds llama.cpp derives from token texts, then the special
+// tokens looked for in text: control, user-defined and unknown ones, longest first.
+void Tokenizer::load_special_tokens(const GgufFile& file) {
+  const auto vocab = size();
+  std::set<int32_t> end_of_generation;
+
+  for (const FillInTheMiddle& fim : fill_in_the_middle_tokens()) {
+    int32_t id = checked_id(file, fim.key, vocab);
+    if (fim.deprecated_key && file.find(fim.deprecated_key)) id = checked_id(file, fim.deprecated_key, vocab);
+    if (id < 0) {
+      for (int32_t candidate = 0; candidate < vocab && id < 0; ++candidate)
+        if (std::find(fim.texts.begin(), fim.texts.end(), texts_[candidate]) != fim.texts.end()) id = candidate;
+      if (id >= 0) kinds_[id] = TokenKind::Control;
+    }
+    if (id >= 0 && fim.ends_generation) end_of_generation.insert(id);
+  }
+  for (int32_t id = 0; id < vocab; ++id) {
+    if (std::find(std::begin(kEndOfGenerationTexts), std::end(kEndOfGenerationTexts), texts_[id]) ==
+        std::end(kEndOfGenerationTexts))
+      continue;
+    end_of_generation.insert(id);
+    kinds_[id] = TokenKind::Control;
+  }
+  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+    const int32_t id = checked_id(file, key, vocab);
+    if (id >= 0) end_of_generation.insert(id);
+  }
+
+  // llama.cpp's exceptions: gpt-oss and Solar-Open continue after <|end|> (their turns end at
+  // <|return|> or <|call|>), and Gemma 4 after </s>.
+  auto eog_with_text = [&](std::string_view text) {
+    for (int32_t id : end_of_generation)
+      if (texts_[id] == text) return id;
+    return -1;
+  };
+  const bool has_call = eog_with_text("<|call|>") >= 0 || eog_with_text("<|calls|>") >= 0;
+  const int32_t end = eog_with_text("<|end|>");
+  if (end >= 0 && has_call && (eog_with_text("<|return|>") >= 0 || eog_with_text("<|flush|>") >= 0)) {
+    end_of_generation.erase(end);
+    kinds_[end] = TokenKind::UserDefined;
+  }
+  const int32_t end_of_sequence = eog_with_text("</s>");
+  if (end_of_sequence >= 0 && eog_with_text("<|tool_response>") >= 0) {
+    end_of_generation.erase(end_of_sequence);
+    kinds_[end_of_sequence] = TokenKind::Normal;
+  }
+  end_of_generation_.assign(end_of_generation.begin(), end_of_generation.end());
+
+  for (int32_t id = 0; id < vocab; ++id) {
+    const TokenKind kind = kinds_[id];
+    if ((kind == TokenKind::Control || kind == TokenKind::UserDefined || kind == TokenKind::Unknown) &&
+        !texts_[id].empty())
+      specials_.push_back(id);
+  }
+  std::stable_sort(specials_.begin(), specials_.end(),
+                   [&](int32_t a, int32_t b) { return texts_[a].size() > texts_[b].size(); });
 }
 
 int32_t Tokenizer::find(std::string_view text) const {
@@ -244,7 +330,7 @@ int32_t Tokenizer::find(std::string_view text) const {
 }
 
 bool Tokenizer::is_end_of_generation(int32_t token) const {
-  return token == eos_ || token == eot_;
+  return std::binary_search(end_of_generation_.begin(), end_of_generation_.end(), token);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {

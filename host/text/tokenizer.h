@@ -32,6 +32,9 @@ class Tokenizer {
   bool adds_bos() const { return add_bos_; }
   const std::string& text(int32_t token) const { return texts_.at(static_cast<size_t>(token)); }
   TokenKind kind(int32_t token) const { return kinds_.at(static_cast<size_t>(token)); }
+  // llama.cpp's end-of-generation set: the eos/eot/eom and FIM pad/repo/separator ids and every
+  // token whose text is a known end-of-turn marker (<|eot_id|>, <|im_end|>, ...). Sorted.
+  const std::vector<int32_t>& end_of_generation_tokens() const { return end_of_generation_; }
   bool is_end_of_generation(int32_t token) const;
 
   // Text to ids. The text is taken literally unless parse_special, which maps control tokens
@@ -56,6 +59,7 @@ class Tokenizer {
   using StringMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
 
   Tokenizer();
+  void load_special_tokens(const GgufFile& file);
   void encode_spm(std::string_view text, std::vector<int32_t>& out) const;
   void encode_bpe(std::string_view text, std::vector<int32_t>& out) const;
   void bpe_word(std::string_view word, std::vector<int32_t>& out) const;
@@ -70,7 +74,8 @@ class Tokenizer {
   std::unique_ptr<Splitter> splitter_;
   bool ignore_merges_ = false;  // a pre-token that is itself a token is emitted whole (Llama 3)
   std::vector<int32_t> specials_;  // tokens matched in text before tokenizing, longest first
-  int32_t bos_ = -1, eos_ = -1, eot_ = -1, unknown_ = -1;
+  std::vector<int32_t> end_of_generation_;
+  int32_t bos_ = -1, eos_ = -1, unknown_ = -1;
   bool add_bos_ = true;
   bool add_space_prefix_ = true;
   std::array<int32_t, 256> byte_tokens_{};  // SentencePiece's <0xXX> tokens, -1 where absent
