@@ -1,5 +1,5 @@
 // Tokenizers against the independent test vectors of ../shared/data/vocab, llama.cpp's BOS and
-// end-of-generation rules, and round trips.
+// end-of-generation rules, special tokens in text, and round trips.
 #include <algorithm>
 #include <fstream>
 #include <functional>
@@ -212,6 +212,33 @@ TEST(Tokenizer, EndOfGenerationAsLlamaCpp) {
   const auto phi3 = load("phi-3");
   EXPECT_EQ(phi3->end_of_generation_tokens(), (std::vector<int32_t>{2, 32000, 32007}));
   EXPECT_EQ(phi3->kind(2), TokenKind::Control);
+}
+
+TEST(Tokenizer, SpecialTokensInTextAsLlamaCpp) {
+  FI_REQUIRE_SHARED_DATA();
+  const auto qwen3 = load("qwen3");
+  const std::string text = "<|im_start|>user";
+  std::vector<int32_t> expected = {151644};
+  for (int32_t id : qwen3->encode("user", false, false)) expected.push_back(id);
+  EXPECT_EQ(qwen3->encode(text, false, true), expected);
+  // Without parse_special a control token's text is just text.
+  const auto literal = qwen3->encode(text, false, false);
+  EXPECT_EQ(std::count(literal.begin(), literal.end(), 151644), 0);
+  EXPECT_GT(literal.size(), 2u);
+  EXPECT_EQ(qwen3->decode(literal), text);
+  // User-defined tokens (<think> is one) are always recognised.
+  EXPECT_EQ(qwen3->encode("<think>x</think>", false, false).front(), 151667);
+  EXPECT_EQ(qwen3->encode("<think>x</think>", false, false).back(), 151668);
+  const auto llama3 = load("llama3");
+  EXPECT_EQ(llama3->encode("<|start_header_id|>user<|end_header_id|>", false, true),
+            (std::vector<int32_t>{128006, 882, 128007}));
+  // Each special token, longest first, is cut out of all the text before the next is looked for:
+  // with "\x01\x02" and "\x02\x03\x04", "\x01\x02\x03\x04" is "\x01" and then the longer token.
+  const auto overlapping =
+      load_edited("qwen3", "qwen3-overlapping", {{}, {{151657, "\x01\x02"}, {151658, "\x02\x03\x04"}}, {}});
+  std::vector<int32_t> cut = overlapping->encode("\x01", false, false);
+  cut.push_back(151658);
+  EXPECT_EQ(overlapping->encode("\x01\x02\x03\x04", false, false), cut);
 }
 
 TEST(Tokenizer, RejectsFilesWithoutATokenizer) {

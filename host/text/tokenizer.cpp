@@ -334,15 +334,46 @@ bool Tokenizer::is_end_of_generation(int32_t token) const {
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
+  // As llama.cpp: each special token in turn, longest first, cuts the text that the ones before
+  // it left into text and token fragments.
+  struct Fragment {
+    int32_t token;  // -1: the text [begin, end)
+    size_t begin, end;
+  };
+  std::vector<Fragment> fragments, cut;
+  if (!text.empty()) fragments.push_back({-1, 0, text.size()});
+  for (int32_t id : specials_) {
+    if (!parse_special && kinds_[id] != TokenKind::UserDefined) continue;
+    const std::string& special = texts_[id];
+    if (text.find(special) == std::string_view::npos) continue;
+    cut.clear();
+    for (const Fragment& fragment : fragments) {
+      if (fragment.token >= 0) {
+        cut.push_back(fragment);
+        continue;
+      }
+      const std::string_view region = text.substr(0, fragment.end);
+      size_t begin = fragment.begin;
+      for (size_t at; (at = region.find(special, begin)) != std::string_view::npos; begin = at + special.size()) {
+        if (at > begin) cut.push_back({-1, begin, at});
+        cut.push_back({id, 0, 0});
+      }
+      if (begin < fragment.end) cut.push_back({-1, begin, fragment.end});
+    }
+    fragments.swap(cut);
+  }
+
   std::vector<int32_t> out;
   if (add_bos && add_bos_) out.push_back(bos_);
-
-  // Split the text at special tokens: user-defined ones always, control ones only on request.
+  // SentencePiece's space prefix goes before text at the start and after each special token.
   bool previous_was_special = true;
-  size_t raw_begin = 0, i = 0;
-  auto flush_raw = [&](size_t end) {
-    if (end <= raw_begin) return;
-    const std::string_view raw = text.substr(raw_begin, end - raw_begin);
+  for (const Fragment& fragment : fragments) {
+    if (fragment.token >= 0) {
+      out.push_back(fragment.token);
+      previous_was_special = true;
+      continue;
+    }
+    const std::string_view raw = text.substr(fragment.begin, fragment.end - fragment.begin);
     if (model_ == Model::Spm) {
       std::string escaped = add_space_prefix_ && previous_was_special ? std::string(kSpaceMarker) : std::string();
       for (char c : raw) {
@@ -354,28 +385,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
       encode_bpe(raw, out);
     }
     previous_was_special = false;
-  };
-  while (i < text.size()) {
-    int32_t matched = -1;
-    for (int32_t id : specials_) {
-      if (!parse_special && kinds_[id] != TokenKind::UserDefined) continue;
-      const std::string& special = texts_[id];
-      if (text.compare(i, special.size(), special) == 0) {
-        matched = id;
-        break;
-      }
-    }
-    if (matched < 0) {
-      ++i;
-      continue;
-    }
-    flush_raw(i);
-    out.push_back(matched);
-    previous_was_special = true;
-    i += texts_[matched].size();
-    raw_begin = i;
   }
-  flush_raw(text.size());
   return out;
 }
 

@@ -37,9 +37,9 @@ class Tokenizer {
   const std::vector<int32_t>& end_of_generation_tokens() const { return end_of_generation_; }
   bool is_end_of_generation(int32_t token) const;
 
-  // Text to ids. The text is taken literally unless parse_special, which maps control tokens
-  // written in it (e.g. "<s>") to their ids. BOS is prepended when add_bos and the vocabulary adds
-  // one (llama.cpp's add_special).
+  // Text to ids. User-defined tokens written in the text always map to their ids; control tokens
+  // (e.g. "<s>") only when parse_special, else they are tokenized literally. BOS is prepended when
+  // add_bos and the vocabulary adds one (llama.cpp's add_special).
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;
   // The bytes a token stands for; control tokens decode to nothing.
   std::string piece(int32_t token) const;
