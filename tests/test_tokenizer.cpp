@@ -1,5 +1,5 @@
 // Tokenizers against the independent test vectors of ../shared/data/vocab, llama.cpp's BOS and
-// end-of-generation rules, special tokens in text, and round trips.
+// end-of-generation rules, special tokens in text, and malformed input.
 #include <algorithm>
 #include <fstream>
 #include <functional>
@@ -164,8 +164,9 @@ TEST(Tokenizer, AddsBosWhereTheFileSaysElseAsLlamaCppDefaults) {
   EXPECT_EQ(gpt2->encode("Hello", true, false), std::vector<int32_t>{15496});
   EXPECT_TRUE(load_edited("gpt-2", "gpt2-bos", {{}, {}, add_bos(true)})->adds_bos());
   // Llama 3 says true; without the key llama.cpp's llama-bpe default is true as well.
-  EXPECT_TRUE(load("llama3")->adds_bos());
-  EXPECT_EQ(load("llama3")->encode("Hello", true, false), (std::vector<int32_t>{128000, 9906}));
+  const auto llama3 = load("llama3");
+  EXPECT_TRUE(llama3->adds_bos());
+  EXPECT_EQ(llama3->encode("Hello", true, false), (std::vector<int32_t>{128000, 9906}));
   EXPECT_TRUE(load_edited("llama3", "llama3-no-bos-key", {no_key, {}, {}})->adds_bos());
   EXPECT_FALSE(load_edited("llama3", "llama3-no-bos", {no_key, {}, add_bos(false)})->adds_bos());
   EXPECT_FALSE(load("qwen3")->adds_bos());
@@ -239,6 +240,60 @@ TEST(Tokenizer, SpecialTokensInTextAsLlamaCpp) {
   std::vector<int32_t> cut = overlapping->encode("\x01", false, false);
   cut.push_back(151658);
   EXPECT_EQ(overlapping->encode("\x01\x02\x03\x04", false, false), cut);
+}
+
+TEST(Tokenizer, MalformedAndLongTextTokenizesWithoutFailing) {
+  FI_REQUIRE_SHARED_DATA();
+  const std::vector<std::string> malformed = {
+      "\xff", "a\xff" "b", "\x80\x80", "\xe2\x82", "caf\xc3", "\xc0\x80 overlong", "\xed\xa0\x80 surrogate",
+      "\xf4\x90\x80\x80 beyond", "\xf8\x88\x80\x80\x80", std::string("nul\0inside", 10), "<|im_start|\xff>"};
+  for (const char* vocab : {"llama-spm", "gpt-2", "llama3", "qwen3", "phi-3"}) {
+    const auto tokenizer = load(vocab);
+    for (const std::string& text : malformed)
+      for (bool special : {false, true})
+        for (int32_t id : tokenizer->encode(text, true, special)) {
+          EXPECT_GE(id, 0) << vocab;
+          EXPECT_LT(id, tokenizer->size()) << vocab;
+        }
+  }
+  // Byte-level BPE reads an invalid byte as U+FFFD, as llama.cpp does.
+  for (const char* vocab : {"gpt-2", "llama3", "qwen3"}) {
+    const auto tokenizer = load(vocab);
+    EXPECT_EQ(tokenizer->encode("a\xff" "b\xe2\x82", false, false),
+              tokenizer->encode("a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd", false, false))
+        << vocab;
+  }
+  // SentencePiece falls back to byte tokens.
+  const auto spm = load("llama-spm");
+  EXPECT_EQ(spm->encode("\xff", false, false).back(), 3 + 0xFF);
+
+  // Long runs of one character class, one pre-token each.
+  for (const char* vocab : {"gpt-2", "llama3", "qwen3"}) {
+    const auto tokenizer = load(vocab);
+    for (const std::string& run : {std::string(300000, ' '), std::string(300000, 'a'), std::string(300000, '!'),
+                                   std::string(300000, '7'), std::string(100000, '\n') + std::string(100000, '\t')})
+      EXPECT_EQ(tokenizer->decode(tokenizer->encode(run, false, false)), run) << vocab;
+  }
+}
+
+TEST(Tokenizer, RefusesInconsistentVocabularies) {
+  FI_REQUIRE_SHARED_DATA();
+  auto refusal = [](const std::string& name, const VocabEdit& edit) { return load_error("gpt-2", name, edit); };
+  EXPECT_NE(refusal("duplicate", {{}, {{100, "\xc4\xa0the"}}, {}}).find("same text"), std::string::npos);
+  EXPECT_NE(refusal("bos-outside", {{"tokenizer.ggml.bos_token_id"}, {}, [](GgufWriter& writer) {
+                                       writer.add_uint32("tokenizer.ggml.bos_token_id", 50257);
+                                     }}).find("outside the vocabulary"),
+            std::string::npos);
+  EXPECT_NE(refusal("types-short", {{"tokenizer.ggml.token_type"}, {}, [](GgufWriter& writer) {
+                                       writer.add_int32_array("tokenizer.ggml.token_type", std::vector<int32_t>(10, 1));
+                                     }}).find("10 token types"),
+            std::string::npos);
+  EXPECT_NE(refusal("merge-without-space", {{"tokenizer.ggml.merges"}, {}, [](GgufWriter& writer) {
+                                               writer.add_string_array("tokenizer.ggml.merges", {"ab"});
+                                             }}).find("malformed merge"),
+            std::string::npos);
+  // An empty token text would match anywhere; llama.cpp names it instead.
+  EXPECT_EQ(load_edited("gpt-2", "empty-token", {{}, {{100, ""}}, {}})->text(100), "[EMPTY_100]");
 }
 
 TEST(Tokenizer, RejectsFilesWithoutATokenizer) {

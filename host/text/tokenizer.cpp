@@ -4,6 +4,7 @@
 #include <pcre2.h>
 
 #include <algorithm>
+#include <cctype>
 #include <limits>
 #include <new>
 #include <queue>
@@ -131,6 +132,13 @@ int32_t checked_id(const GgufFile& file, const char* key, int32_t vocab) {
   return static_cast<int32_t>(*value);
 }
 
+// llama.cpp cuts text into characters by the lead byte's high bits alone, valid UTF-8 or not
+// (0xF8..0xFF count as 4-byte leads); cutting the same way keeps ids equal on invalid input.
+size_t character_length(std::string_view text, size_t offset) {
+  static constexpr uint8_t kLengthByHighNibble[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+  return std::min<size_t>(kLengthByHighNibble[static_cast<uint8_t>(text[offset]) >> 4], text.size() - offset);
+}
+
 // llama.cpp decodes BPE text to code points, each byte that does not begin a valid sequence
 // becoming U+FFFD, and tokenizes the re-encoded text. PCRE2 needs valid UTF-8 too.
 std::string valid_utf8(std::string_view text) {
@@ -234,7 +242,10 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
         fail("%s: token %d has invalid type %lld", path, id, static_cast<long long>(kinds[id]));
       t.kinds_[id] = static_cast<TokenKind>(kinds[id]);
     }
-    t.ids_[t.texts_[id]] = id;
+    // As llama.cpp: an empty text would match everywhere, so it gets a name of its own.
+    if (t.texts_[id].empty()) t.texts_[id] = strprintf("[EMPTY_%d]", id);
+    const auto [existing, inserted] = t.ids_.emplace(t.texts_[id], id);
+    if (!inserted) fail("%s: tokens %d and %d have the same text", path, existing->second, id);
   }
 
   t.bos_ = checked_id(file, "tokenizer.ggml.bos_token_id", vocab);
@@ -316,8 +327,7 @@ void Tokenizer::load_special_tokens(const GgufFile& file) {
 
   for (int32_t id = 0; id < vocab; ++id) {
     const TokenKind kind = kinds_[id];
-    if ((kind == TokenKind::Control || kind == TokenKind::UserDefined || kind == TokenKind::Unknown) &&
-        !texts_[id].empty())
+    if (kind == TokenKind::Control || kind == TokenKind::UserDefined || kind == TokenKind::Unknown)
       specials_.push_back(id);
   }
   std::stable_sort(specials_.begin(), specials_.end(),
@@ -398,7 +408,7 @@ void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) con
   };
   std::vector<Symbol> symbols;
   for (size_t offset = 0; offset < text.size();) {
-    const size_t length = std::min<size_t>(utf8_sequence_length(static_cast<uint8_t>(text[offset])), text.size() - offset);
+    const size_t length = character_length(text, offset);
     symbols.push_back({static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1, offset, length});
     offset += length;
   }
@@ -480,7 +490,7 @@ void Tokenizer::bpe_word(std::string_view word, std::vector<int32_t>& out) const
   };
   std::vector<Symbol> symbols;
   for (size_t offset = 0; offset < word.size();) {
-    const size_t length = std::min<size_t>(utf8_sequence_length(static_cast<uint8_t>(word[offset])), word.size() - offset);
+    const size_t length = character_length(word, offset);
     symbols.push_back({static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1, offset, length});
     offset += length;
   }
@@ -541,7 +551,8 @@ std::string Tokenizer::piece(int32_t token) const {
   switch (kinds_[token]) {
     case TokenKind::Control: case TokenKind::Unused: return {};
     case TokenKind::Byte:
-      if (model_ == Model::Spm && text.size() == 6 && text.compare(0, 3, "<0x") == 0)
+      if (model_ == Model::Spm && text.size() == 6 && text.compare(0, 3, "<0x") == 0 && text[5] == '>' &&
+          std::isxdigit(static_cast<unsigned char>(text[3])) && std::isxdigit(static_cast<unsigned char>(text[4])))
         return std::string(1, static_cast<char>(std::stoi(text.substr(3, 2), nullptr, 16)));
       break;
     case TokenKind::UserDefined: return text;
