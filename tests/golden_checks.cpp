@@ -138,9 +138,10 @@ void check_golden(const std::string& model, const std::string& stem, double tole
   std::printf("golden %s on %s: relative RMS %.2e\n", stem.substr(stem.rfind('/') + 1).c_str(), placement_name(placement),
               error);
 
-  // A quantized model's logits differ from llama.cpp's by its 8-bit activations (about the relative
-  // RMS above): a greedy token may flip only where the top two logits are closer than a few times
-  // that difference (random weights give many such near-ties). F16 must match exactly.
+  // A quantized model's logits differ from llama.cpp's by its 8-bit activations (on average the
+  // relative RMS above, single logits several times that): a greedy token may flip only where the
+  // top two logits are within 8 typical differences (random weights give many such near-ties). F16
+  // must match exactly.
   size_t mismatches = 0, near_ties = 0;
   for (size_t i = 0; i < greedy.size(); ++i) {
     const float* row = &logits[(tokens.size() - 1 + i) * vocab];
@@ -149,7 +150,12 @@ void check_golden(const std::string& model, const std::string& stem, double tole
     double squares = 0.0;
     for (size_t v = 0; v < vocab; ++v) squares += static_cast<double>(row[v]) * row[v];
     const double typical_difference = error * std::sqrt(squares / static_cast<double>(vocab));
-    ++(row[top] - row[greedy[i]] <= 4.0 * typical_difference ? near_ties : mismatches);
+    const bool near_tie = row[top] - row[greedy[i]] <= 8.0 * typical_difference;
+    ++(near_tie ? near_ties : mismatches);
+    if (!near_tie)
+      ADD_FAILURE() << "greedy token " << i << ": " << top << " instead of " << greedy[i] << ", logits apart by "
+                    << row[top] - row[greedy[i]] << " where the typical difference from the golden is "
+                    << typical_difference;
   }
   EXPECT_EQ(mismatches, 0u) << "of " << greedy.size() << " greedy tokens differ by more than a near-tie";
   if (exact_greedy) {

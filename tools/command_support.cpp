@@ -35,10 +35,6 @@ void no_positional(const Args& args, const char* command) {
     fail("%s: unexpected argument '%s' (see 'flexinfer %s --help')", command, args.positional()[0].c_str(), command);
 }
 
-void show_caveat(const Tokenizer& tokenizer) {
-  if (!tokenizer.caveat().empty()) std::fprintf(stderr, "flexinfer: warning: %s\n", tokenizer.caveat().c_str());
-}
-
 void show_placement(Engine& engine) {
   if (engine.on_gpu()) {
     if (const auto& tiers = engine.tiers()) {

@@ -21,7 +21,6 @@ extern const OptionSpec kModel, kPrompt, kThreads, kContext, kHostMem, kGpuMem, 
 // Prints the usage when --help was given; true then.
 bool print_help(const Args& args);
 void no_positional(const Args& args, const char* command);
-void show_caveat(const Tokenizer& tokenizer);
 // One stderr line on where the weights live, when a budget makes the engine stream.
 void show_placement(Engine& engine);
 // --host-mem / --gpu-mem, parsed; none when absent.

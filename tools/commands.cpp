@@ -82,7 +82,6 @@ int command_generate(int argc, char** argv) {
 
   Engine engine(engine_options(args));
   const Tokenizer& tokenizer = engine.tokenizer();
-  show_caveat(tokenizer);
   show_placement(engine);
   const std::vector<int32_t> prompt = tokenizer.encode(prompt_text, tokenizer.adds_bos(), false);
   Sampler sampler(sampling);
@@ -141,7 +140,6 @@ int command_tokenize(int argc, char** argv) {
   no_positional(args, "tokenize");
   const GgufFile file = GgufFile::open(args.required_text("-m"));
   const auto tokenizer = Tokenizer::from_gguf(file);
-  show_caveat(*tokenizer);
   const std::vector<int32_t> ids =
       tokenizer->encode(args.required_text("-p"), !args.has("--no-bos") && tokenizer->adds_bos(), args.has("--parse-special"));
   for (int32_t id : ids) std::printf("%6d -> '%s'\n", id, tokenizer->text(id).c_str());
@@ -158,8 +156,7 @@ int command_logits(int argc, char** argv) {
   const std::string output = args.required_text("-o");
   const std::string prompt_text = args.text("-p", "");
   Engine engine(engine_options(args));
-  show_caveat(engine.tokenizer());
-  const std::vector<int32_t> ids = engine.tokenizer().encode(prompt_text, engine.tokenizer().bos() >= 0, false);
+  const std::vector<int32_t> ids = engine.tokenizer().encode(prompt_text, engine.tokenizer().adds_bos(), false);
   if (ids.empty()) fail("logits: nothing to evaluate (empty prompt and no BOS token)");
   const auto vocab = static_cast<size_t>(engine.config().vocab);
   std::vector<float> logits(ids.size() * vocab);

@@ -42,10 +42,11 @@ uint64_t peak_rss_bytes() {
   return static_cast<uint64_t>(usage.ru_maxrss) * 1024;
 }
 
-// A deterministic prompt of ordinary tokens (BOS first), evaluated as one batch.
+// A deterministic prompt of ordinary tokens (BOS first where the vocabulary adds one), evaluated as
+// one batch.
 std::vector<int32_t> bench_prompt(const Engine& engine, int64_t tokens) {
   std::vector<int32_t> prompt;
-  if (engine.tokenizer().bos() >= 0) prompt.push_back(engine.tokenizer().bos());
+  if (engine.tokenizer().adds_bos()) prompt.push_back(engine.tokenizer().bos());
   std::mt19937 rng(1);
   const auto vocab = static_cast<uint32_t>(engine.config().vocab);
   while (static_cast<int64_t>(prompt.size()) < tokens) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) in build-fuzz/ and runs each for a bounded
 # time on seed corpora made from valid inputs: fuzz_gguf (model files through the reader, tensor
-# checks, tokenizer and planner) and fuzz_tokenizer (encode/decode with the stories260K and GPT-2
-# vocabularies from ../shared/data; skipped with a message when that is absent).
+# checks, tokenizer and planner) and fuzz_tokenizer (encode/decode with the stories260K, GPT-2,
+# Llama 3 and Qwen3 vocabularies from ../shared/data; skipped with a message when that is absent).
 # A crash, leak or sanitizer report fails the script and leaves the input in build-fuzz/findings/.
 #
 # usage: tools/run-fuzz.sh [SECONDS_PER_TARGET]   (default 60)
@@ -22,6 +22,7 @@ for type in f32 f16 q8_0; do
 done
 printf 'Once upon a time, there was a little girl named Lily.' >"$seeds/tokenizer/story"
 printf 'Hello world! <s> </s> <|endoftext|> 12345 \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 \t\n  x' >"$seeds/tokenizer/mixed"
+printf "<|im_start|>user\nI'LL don't 1234567 <think>x</think><|eot_id|>\r\n\n  \xe4\xbd\xa0\xe5\xa5\xbd\xc2\x85\xe1\xa0\x8e" >"$seeds/tokenizer/chat"
 printf '\xff\xfe\x00\x80 broken \xe2\x82' >"$seeds/tokenizer/invalid-utf8"
 
 status=0
@@ -40,7 +41,11 @@ run() {
   fi
 }
 run fuzz_gguf "$seeds/gguf"
-if [ -f ../shared/data/models/stories260K.gguf ] && [ -f ../shared/data/vocab/ggml-vocab-gpt-2.gguf ]; then
+vocabs_present=true
+for vocab in models/stories260K.gguf vocab/ggml-vocab-{gpt-2,llama3,qwen3}.gguf; do
+  [ -f "../shared/data/$vocab" ] || vocabs_present=false
+done
+if $vocabs_present; then
   run fuzz_tokenizer "$seeds/tokenizer"
 else
   echo "fuzz: fuzz_tokenizer skipped: ../shared/data (the vocabularies) is not present" >&2

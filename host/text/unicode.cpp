@@ -1,22 +1,8 @@
 #include "host/text/unicode.h"
 
-#include <algorithm>
-
 namespace fi {
 
 namespace {
-struct CodepointRange {
-  uint32_t first, last;
-};
-#include "host/text/unicode_tables.inc"
-
-template <size_t N>
-bool in_ranges(const CodepointRange (&ranges)[N], uint32_t codepoint) {
-  const auto* it = std::upper_bound(std::begin(ranges), std::end(ranges), codepoint,
-                                    [](uint32_t value, const CodepointRange& r) { return value < r.first; });
-  return it != std::begin(ranges) && codepoint <= (it - 1)->last;
-}
-
 // Decodes one sequence at text[i]; returns its length, or 0 when it is invalid or truncated.
 int decode_one(std::string_view text, size_t i, uint32_t* codepoint) {
   const auto lead = static_cast<uint8_t>(text[i]);
@@ -80,15 +66,6 @@ void utf8_append(std::string& out, uint32_t cp) {
     out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
     out += static_cast<char>(0x80 | (cp & 0x3F));
   }
-}
-
-bool is_letter(uint32_t codepoint) { return in_ranges(kLetterRanges, codepoint); }
-bool is_number(uint32_t codepoint) { return in_ranges(kNumberRanges, codepoint); }
-
-bool is_whitespace(uint32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-         cp == 0x3000;
 }
 
 std::string take_valid_utf8(std::string& bytes) {

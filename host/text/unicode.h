@@ -1,5 +1,5 @@
 #pragma once
-// The little Unicode the tokenizers need: UTF-8 decoding and code point classes.
+// UTF-8 decoding and encoding for the tokenizers and streamed output.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -12,10 +12,6 @@ int utf8_sequence_length(uint8_t lead);
 // Decodes into code points; each byte of an invalid or truncated sequence becomes U+FFFD.
 std::vector<uint32_t> utf8_decode(std::string_view text);
 void utf8_append(std::string& out, uint32_t codepoint);
-
-bool is_letter(uint32_t codepoint);
-bool is_number(uint32_t codepoint);
-bool is_whitespace(uint32_t codepoint);  // the Unicode White_Space property
 
 // Longest prefix of `bytes` that is complete, valid UTF-8, with invalid bytes replaced by U+FFFD;
 // an incomplete sequence at the end is left in `bytes` for the next call. For streaming output.

@@ -1,7 +1,7 @@
 // libFuzzer: arbitrary bytes encoded and decoded with real vocabularies — stories260K
-// (SentencePiece-style "llama") and GPT-2 (byte-level BPE) from ../shared/data, or the files named
-// by FLEXINFER_FUZZ_VOCABS (colon-separated). Ids must stay in range, and decoding arbitrary ids
-// must not fail.
+// (SentencePiece-style "llama") and the byte-level BPE ones of GPT-2, Llama 3 and Qwen3 (one per
+// pre-tokenizer) from ../shared/data, or the files named by FLEXINFER_FUZZ_VOCABS (colon-separated).
+// Ids must stay in range, and decoding arbitrary ids must not fail.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -19,7 +19,10 @@ namespace {
 std::vector<std::unique_ptr<fi::Tokenizer>> load() {
   const char* list = std::getenv("FLEXINFER_FUZZ_VOCABS");
   std::string paths = list ? list
-                           : FLEXINFER_SHARED_DATA "/models/stories260K.gguf:" FLEXINFER_SHARED_DATA "/vocab/ggml-vocab-gpt-2.gguf";
+                           : FLEXINFER_SHARED_DATA "/models/stories260K.gguf:" FLEXINFER_SHARED_DATA
+                                                   "/vocab/ggml-vocab-gpt-2.gguf:" FLEXINFER_SHARED_DATA
+                                                   "/vocab/ggml-vocab-llama3.gguf:" FLEXINFER_SHARED_DATA
+                                                   "/vocab/ggml-vocab-qwen3.gguf";
   std::vector<std::unique_ptr<fi::Tokenizer>> tokenizers;
   std::stringstream stream(paths);
   for (std::string path; std::getline(stream, path, ':');) {
