@@ -3,6 +3,7 @@
 #include "cuda/runtime.h"
 #include "host/engine/engine.h"
 #include "io/error.h"
+#include "reference_forward.h"
 #include "test_support.h"
 
 namespace fi::test {
@@ -50,10 +51,7 @@ void expect_budgets_kept(const Engine& engine, uint64_t gpu, std::optional<uint6
   }
 }
 
-std::string tier_model(WeightScheme scheme) {
-  return generated_model(std::string("gpu-tiers-") + weight_scheme_name(scheme), {512, 4, 8, 4, 1536, 2048, 0, 10000.0, false},
-                         scheme);
-}
+
 
 // More layers, so that disk reads into the three staging slots can save host memory when only the
 // CPU-decoded layers stream.
@@ -165,8 +163,9 @@ void check_gpu_budget() {
   EXPECT_LE(free_before - free_after, needed + (64ull << 20));
 }
 
-void check_gpu_tiers_bit_identical(WeightScheme scheme) {
-  const std::string path = tier_model(scheme);
+void check_gpu_tiers_bit_identical(const std::string& name, const ModelShape& shape, WeightScheme scheme) {
+  SCOPED_TRACE(name);
+  const std::string path = generated_model("gpu-tiers-" + name, shape, scheme);
   const std::vector<float> resident = run_engine(path, 1ull << 30);
   // From a sixteenth to three quarters of the weights off the GPU. Near the GPU's minimum the
   // only placement that fits may decode a layer on the CPU (its KV cache then leaves VRAM): such
@@ -226,6 +225,50 @@ void check_gpu_cpu_decoded_layers(const EngineCase& engine_case) {
     EXPECT_LT(relative_rms(mixed_rest, resident_rest), engine_case.tolerance);
     EXPECT_LT(relative_rms(mixed_rest, cpu_rest), engine_case.tolerance);
   }
+}
+
+void check_gpu_matches_float64_reference(const std::string& name, const ModelShape& shape, WeightScheme scheme,
+                                         double tolerance) {
+  const std::string path = generated_model(name, shape, scheme);
+  EngineOptions options{path, 2, 64};
+  options.gpu_budget = 1ull << 30;
+  Engine engine(options);
+  std::vector<int32_t> tokens;
+  for (int32_t i = 0; i < 12; ++i) tokens.push_back((i * 97 + 1) % static_cast<int32_t>(engine.config().vocab));
+  const auto vocab = static_cast<size_t>(engine.config().vocab);
+  // A 12-token prefill (cuBLAS) and 3 decode steps (matrix-vector kernels).
+  std::vector<float> logits(tokens.size() * vocab);
+  engine.forward().eval(std::span<const int32_t>(tokens.data(), 9), logits.data(), true);
+  for (size_t t = 9; t < tokens.size(); ++t) engine.forward().eval(std::span<const int32_t>(&tokens[t], 1), &logits[t * vocab]);
+  EXPECT_LT(relative_rms(logits, reference_logits(engine.model(), tokens)), tolerance) << name;
+}
+
+void check_gpu_newer_families_tiers() {
+  check_gpu_tiers_bit_identical("llama3-q4_k_m", kTierShapeLlama3, WeightScheme::Q4_K_M);
+  check_gpu_tiers_bit_identical("qwen2-q4_0", kTierShapeQwen2, WeightScheme::Q4_0);
+  check_gpu_tiers_bit_identical("qwen3-q4_k", kTierShapeQwen3, WeightScheme::Q4_K);
+}
+
+void check_gpu_newer_families_reference() {
+  const double float_tolerance = 5e-3, quantized = 5e-2;
+  check_gpu_matches_float64_reference("ref-llama-biases", {64, 2, 4, 2, 96, 512, 0, 10000.0, false, "llama", 0, {}, true},
+                                      WeightScheme::F32, float_tolerance);
+  check_gpu_matches_float64_reference("ref-llama-head-dim", {64, 2, 4, 2, 96, 512, 0, 10000.0, false, "llama", 24},
+                                      WeightScheme::F16, float_tolerance);
+  check_gpu_matches_float64_reference(
+      "ref-llama-linear", {64, 2, 4, 2, 96, 512, 0, 10000.0, false, "llama", 0, {RopeScaling::Type::Linear, 4.0, 8192, 1, 4}},
+      WeightScheme::F32, float_tolerance);
+  check_gpu_matches_float64_reference(
+      "ref-llama3", {64, 2, 4, 2, 96, 512, 0, 500000.0, false, "llama", 0, {RopeScaling::Type::Llama3, 8.0, 64, 1, 4}},
+      WeightScheme::F16, float_tolerance);
+  check_gpu_matches_float64_reference("ref-qwen2", {64, 2, 4, 2, 96, 512, 0, 1000000.0, true, "qwen2"},
+                                      WeightScheme::F32, float_tolerance);
+  check_gpu_matches_float64_reference("ref-qwen2-partial", {64, 2, 4, 2, 96, 512, 8, 1000000.0, false, "qwen2"},
+                                      WeightScheme::F32, float_tolerance);
+  check_gpu_matches_float64_reference("ref-qwen3", {64, 2, 4, 2, 96, 512, 0, 1000000.0, false, "qwen3", 32},
+                                      WeightScheme::F16, float_tolerance);
+  check_gpu_matches_float64_reference("ref-qwen3-q4_k", {256, 2, 4, 2, 512, 512, 0, 1000000.0, true, "qwen3", 128},
+                                      WeightScheme::Q4_K, quantized);
 }
 
 void check_gpu_trace() {

@@ -46,12 +46,28 @@ void check_gpu_logits_match_cpu(const EngineCase& engine_case);
 void check_gpu_budget();
 // Budgets that split the model over VRAM, pinned host memory and disk (every layer still on the
 // GPU) give logits bit-identical to the fully resident run, and keep both budgets.
-void check_gpu_tiers_bit_identical(WeightScheme scheme);
+void check_gpu_tiers_bit_identical(const std::string& name, const ModelShape& shape, WeightScheme scheme);
+// Models of 4 layers and dim 512 for those sweeps: llama 2 style, and each newer family's features.
+inline const ModelShape kTierShape{512, 4, 8, 4, 1536, 2048, 0, 10000.0, false};
+inline const ModelShape kTierShapeLlama3{512, 4, 8, 4, 1536, 2048, 0, 500000.0, false, "llama", 0,
+                                         {RopeScaling::Type::Llama3, 8.0, 64, 1, 4}};
+inline const ModelShape kTierShapeQwen2{512, 4, 8, 4, 1536, 2048, 0, 1000000.0, false, "qwen2"};
+inline const ModelShape kTierShapeQwen3{512, 4, 8, 4, 1536, 2048, 0, 1000000.0, false, "qwen3", 128};
+// Every layer on the GPU (a prefill through cuBLAS, then decode steps) against the float64
+// reference forward pass.
+void check_gpu_matches_float64_reference(const std::string& name, const ModelShape& shape, WeightScheme scheme,
+                                         double tolerance);
 // Budgets under which the last layers decode on the CPU, from host memory and from disk: prefill
 // (every layer on the GPU, the CPU layers' KV cache visiting) gives the resident run's logits bit
 // for bit; decode steps and a later prefill (over keys and values the CPU wrote) stay within the
 // tolerance of both the resident GPU run and the CPU engine; both budgets are kept.
 void check_gpu_cpu_decoded_layers(const EngineCase& engine_case);
+// check_gpu_tiers_bit_identical for each newer family (Llama 3.1's RoPE factors, Qwen2's biases,
+// Qwen3's Q/K norm and wide heads).
+void check_gpu_newer_families_tiers();
+// Each newer family's operations (biases, NeoX RoPE, Q/K norm, head_dim other than dim / heads, RoPE
+// scaling) on the device against the float64 reference.
+void check_gpu_newer_families_reference();
 // With a trace, a split run records disk reads, uploads and GPU compute per layer.
 void check_gpu_trace();
 

@@ -30,6 +30,21 @@ const Case kCases[] = {
     {"q4_0", {256, 2, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q4_0, 5e-2},
     {"q4_k", {256, 2, 8, 2, 512, 512, 0, 10000.0, true}, WeightScheme::Q4_K, 5e-2},
     {"q6_k", {256, 2, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q6_K, 3e-2},
+    // The newer families' operations: biases, NeoX RoPE (partial too), Q/K norm, a head dimension
+    // other than dim / heads, RoPE scaling (linear; Llama 3.1's factors as a rope_freqs tensor).
+    {"llama_biases_f32", {64, 2, 4, 2, 96, 512, 0, 10000.0, false, "llama", 0, {}, true}, WeightScheme::F32, 3e-3},
+    {"llama_head_dim_f32", {64, 2, 4, 2, 96, 512, 0, 10000.0, false, "llama", 24}, WeightScheme::F32, 3e-3},
+    {"llama_linear_rope_f32",
+     {64, 2, 4, 2, 96, 512, 0, 10000.0, false, "llama", 0, {RopeScaling::Type::Linear, 4.0, 8192, 1, 4}},
+     WeightScheme::F32, 3e-3},
+    {"llama3_rope_factors_f16",
+     {64, 2, 4, 2, 96, 512, 0, 500000.0, false, "llama", 0, {RopeScaling::Type::Llama3, 8.0, 64, 1, 4}},
+     WeightScheme::F16, 3e-3},
+    {"qwen2_f32", {64, 2, 4, 2, 96, 512, 0, 1000000.0, true, "qwen2"}, WeightScheme::F32, 3e-3},
+    {"qwen2_partial_rope_f32", {64, 2, 4, 2, 96, 512, 8, 1000000.0, false, "qwen2"}, WeightScheme::F32, 3e-3},
+    {"qwen3_f16", {64, 2, 4, 2, 96, 512, 0, 1000000.0, false, "qwen3", 32}, WeightScheme::F16, 3e-3},
+    {"qwen3_q4_k", {256, 2, 4, 2, 512, 512, 0, 1000000.0, true, "qwen3", 128}, WeightScheme::Q4_K, 5e-2},
+    {"qwen2_q8_0", {256, 2, 8, 2, 512, 512, 0, 1000000.0, false, "qwen2"}, WeightScheme::Q8_0, 2e-2},
 };
 
 class ForwardTest : public ::testing::TestWithParam<Case> {};

@@ -129,8 +129,18 @@ INSTANTIATE_TEST_SUITE_P(Files, GpuEngine, ::testing::ValuesIn(test::kEngineCase
 
 TEST(GpuEngine, WeightsSplitOverVramHostAndDiskGiveTheResidentLogits) {
   FI_REQUIRE_GPU();
-  test::check_gpu_tiers_bit_identical(WeightScheme::Q4_0);
-  test::check_gpu_tiers_bit_identical(WeightScheme::Q4_K_M);
+  test::check_gpu_tiers_bit_identical("q4_0", test::kTierShape, WeightScheme::Q4_0);
+  test::check_gpu_tiers_bit_identical("q4_k_m", test::kTierShape, WeightScheme::Q4_K_M);
+}
+
+TEST(GpuEngine, NewerFamiliesSplitOverTheTiersGiveTheResidentLogits) {
+  FI_REQUIRE_GPU();
+  test::check_gpu_newer_families_tiers();
+}
+
+TEST(GpuEngine, NewerFamiliesMatchTheFloat64Reference) {
+  FI_REQUIRE_GPU();
+  test::check_gpu_newer_families_reference();
 }
 
 TEST(GpuEngine, TraceRecordsReadsUploadsAndComputePerLayer) {

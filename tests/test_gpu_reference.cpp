@@ -19,9 +19,13 @@ INSTANTIATE_TEST_SUITE_P(Files, ReferenceGpuEngine, ::testing::ValuesIn(test::kE
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(ReferenceGpuEngine, WeightsSplitOverVramHostAndDiskGiveTheResidentLogits) {
-  test::check_gpu_tiers_bit_identical(WeightScheme::Q4_0);
-  test::check_gpu_tiers_bit_identical(WeightScheme::Q4_K_M);
+  test::check_gpu_tiers_bit_identical("q4_0", test::kTierShape, WeightScheme::Q4_0);
+  test::check_gpu_tiers_bit_identical("q4_k_m", test::kTierShape, WeightScheme::Q4_K_M);
 }
+
+TEST(ReferenceGpuEngine, NewerFamiliesSplitOverTheTiersGiveTheResidentLogits) { test::check_gpu_newer_families_tiers(); }
+
+TEST(ReferenceGpuEngine, NewerFamiliesMatchTheFloat64Reference) { test::check_gpu_newer_families_reference(); }
 
 TEST(ReferenceGpuEngine, TraceRecordsReadsUploadsAndComputePerLayer) {
   test::check_gpu_trace();

@@ -23,6 +23,13 @@ const Case kCases[] = {
     {"offload_q4_k_tied", {256, 3, 8, 2, 512, 512, 0, 10000.0, true}, WeightScheme::Q4_K},
     {"offload_q6_k", {256, 3, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q6_K},
     {"offload_odd_f32", {72, 3, 6, 3, 100, 512, 0, 10000.0, false}, WeightScheme::F32},
+    // The newer families: Llama 3.1's RoPE factors, Qwen2's biases (tied), Qwen3's Q/K norm and
+    // wide heads.
+    {"offload_llama3_q4_k_m",
+     {256, 4, 8, 2, 768, 512, 0, 500000.0, false, "llama", 0, {RopeScaling::Type::Llama3, 8.0, 64, 1, 4}},
+     WeightScheme::Q4_K_M},
+    {"offload_qwen2_q8_0_tied", {256, 3, 8, 2, 512, 512, 0, 1000000.0, true, "qwen2"}, WeightScheme::Q8_0},
+    {"offload_qwen3_q4_0", {256, 3, 4, 2, 512, 512, 0, 1000000.0, false, "qwen3", 128}, WeightScheme::Q4_0},
 };
 
 constexpr int64_t kContext = 32;

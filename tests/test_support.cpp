@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -55,6 +56,36 @@ std::string preset_model(const std::string& preset, const std::string& type) {
   const auto scheme = parse_weight_scheme(type);
   if (!shape || !scheme) throw std::runtime_error("no preset " + preset + " or type " + type);
   return generated_model(preset + "-" + type, *shape, *scheme, 1);
+}
+
+std::string edited_model(const std::string& source_path, const std::string& name, const ModelEdit& edit) {
+  const GgufFile source = GgufFile::open(source_path);
+  const std::string path = scratch_path(name + ".gguf");
+  auto listed = [](const std::vector<std::string>& list, const std::string& item) {
+    return std::find(list.begin(), list.end(), item) != list.end();
+  };
+  GgufWriter writer(path);
+  for (const auto& [key, value] : source.metadata())
+    if (!listed(edit.drop_keys, key)) writer.add_value(key, value);
+  if (edit.add_keys) edit.add_keys(writer);
+  std::vector<const TensorInfo*> kept;
+  for (const TensorInfo& tensor : source.tensors().all()) {
+    if (listed(edit.drop_tensors, tensor.name)) continue;
+    writer.add_tensor(tensor.name, tensor.type, std::vector<uint64_t>(tensor.shape.begin(), tensor.shape.begin() + tensor.n_dims));
+    kept.push_back(&tensor);
+  }
+  for (const ModelEdit::Tensor& tensor : edit.add_tensors) writer.add_tensor(tensor.name, tensor.type, tensor.shape);
+  writer.begin_data();
+  const std::vector<uint8_t> bytes = read_bytes(source_path);
+  for (const TensorInfo* tensor : kept) writer.write_data(bytes.data() + tensor->file_offset, tensor->bytes);
+  for (const ModelEdit::Tensor& tensor : edit.add_tensors) {
+    uint64_t elements = 1;
+    for (uint64_t extent : tensor.shape) elements *= extent;
+    const std::vector<uint8_t> zeros(row_bytes(tensor.type, elements));
+    writer.write_data(zeros.data(), zeros.size());
+  }
+  writer.finish();
+  return path;
 }
 
 std::vector<uint8_t> read_bytes(const std::string& path) {

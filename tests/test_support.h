@@ -2,8 +2,11 @@
 // Helpers shared by the suites: fixture paths, scratch files and generated models.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "io/gguf.h"
 
 #include "cuda/device_info.h"
 #include "tools/model_maker.h"
@@ -35,6 +38,21 @@ std::string scratch_path(const std::string& name);
 std::string generated_model(const std::string& name, const ModelShape& shape, WeightScheme scheme, uint64_t seed = 7);
 // make-model --preset PRESET --type TYPE --byte-vocab --seed 1, cached per name in the process.
 std::string preset_model(const std::string& preset, const std::string& type);
+
+// A copy of a model file (metadata and tensors, data included) with metadata keys and tensors left
+// out, and keys and zero-filled tensors added; returns its path.
+struct ModelEdit {
+  std::vector<std::string> drop_keys;
+  std::function<void(GgufWriter&)> add_keys;
+  std::vector<std::string> drop_tensors;
+  struct Tensor {
+    std::string name;
+    TensorType type;
+    std::vector<uint64_t> shape;
+  };
+  std::vector<Tensor> add_tensors;
+};
+std::string edited_model(const std::string& source, const std::string& name, const ModelEdit& edit);
 
 std::vector<uint8_t> read_bytes(const std::string& path);
 std::string read_bytes_as_text(const std::string& path);
