@@ -58,6 +58,57 @@ TEST(Cli, LogitsWritesOneRowPerPosition) {
   EXPECT_EQ(test::read_bytes(output).size(), ids.size() * 260 * sizeof(float));
 }
 
+TEST(Cli, ParseSpecialMapsSpecialTokensInPrompts) {
+  const std::string output = test::scratch_path("logits-special.f32");
+  const test::CommandResult literal = test::run_flexinfer({"logits", "-m", tiny_model(), "-p", "<s>ab", "-o", output});
+  const test::CommandResult special =
+      test::run_flexinfer({"logits", "-m", tiny_model(), "-p", "<s>ab", "-o", output, "--parse-special"});
+  ASSERT_EQ(special.exit_code, 0) << special.err;
+  const auto literal_ids = nlohmann::json::parse(last_line(literal.out)).get<std::vector<int>>();
+  const auto special_ids = nlohmann::json::parse(last_line(special.out)).get<std::vector<int>>();
+  EXPECT_EQ(special_ids.at(1), 1) << "<s> is the BOS token";
+  EXPECT_EQ(std::count(literal_ids.begin(), literal_ids.end(), 1), 1) << "taken literally, <s> is three bytes";
+  const test::CommandResult generated =
+      test::run_flexinfer({"generate", "-m", tiny_model(), "-p", "<s>ab", "-n", "2", "--parse-special", "--temp", "0"});
+  ASSERT_EQ(generated.exit_code, 0) << generated.err;
+  EXPECT_NE(generated.err.find(std::to_string(special_ids.size()) + " tokens"), std::string::npos) << generated.err;
+}
+
+// Each family with its real tokenizer, from make-model to generated text: a chat-formatted prompt
+// with special tokens, under a budget that streams.
+TEST(Cli, NewerFamiliesGenerateWithTheirTokenizers) {
+  FI_REQUIRE_SHARED_DATA();
+  const std::string vocab_dir = test::shared_data() + "/vocab/";
+  const struct {
+    const char* preset;
+    const char* vocab;
+    const char* prompt;
+  } cases[] = {
+      {"tiny-llama3", "ggml-vocab-llama3.gguf",
+       "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
+      {"tiny-qwen3", "ggml-vocab-qwen3.gguf", "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n"},
+      {"tiny-qwen2", "ggml-vocab-qwen3.gguf", "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.preset);
+    const std::string path = test::scratch_path(std::string(c.preset) + "-real-vocab.gguf");
+    const test::CommandResult made = test::run_flexinfer(
+        {"make-model", "--preset", c.preset, "--type", "q4_0", "--vocab", vocab_dir + c.vocab, "-o", path});
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    const test::CommandResult tokens = test::run_flexinfer({"tokenize", "-m", path, "-p", c.prompt, "--parse-special"});
+    ASSERT_EQ(tokens.exit_code, 0) << tokens.err;
+    const auto ids = nlohmann::json::parse(last_line(tokens.out)).get<std::vector<int>>();
+    EXPECT_LT(ids.size(), 20u) << "the special tokens are single ids";
+    const std::string plan_json = test::scratch_path("family-plan.json");
+    ASSERT_EQ(test::run_flexinfer({"plan", "-m", path, "--ctx", "256", "--json", plan_json}).exit_code, 0);
+    const auto minimum = nlohmann::json::parse(test::read_bytes_as_text(plan_json))["host"]["minimum_bytes"].get<uint64_t>();
+    const test::CommandResult run = test::run_flexinfer({"generate", "-m", path, "-p", c.prompt, "--parse-special", "-n", "4",
+                                                         "--temp", "0", "--host-mem", std::to_string(minimum), "--ctx", "256"});
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_NE(run.err.find("streamed per token"), std::string::npos) << run.err;
+  }
+}
+
 TEST(Cli, InspectShowsTensorsAndLayers) {
   const test::CommandResult result = test::run_flexinfer({"inspect", tiny_model()});
   ASSERT_EQ(result.exit_code, 0) << result.err;

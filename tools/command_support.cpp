@@ -11,6 +11,8 @@ namespace fi {
 
 const OptionSpec kModel{{"-m", "--model"}, true, "GGUF model file"};
 const OptionSpec kPrompt{{"-p", "--prompt"}, true, "prompt text"};
+const OptionSpec kParseSpecial{{"--parse-special"}, false,
+                               "map special tokens written in the prompt (e.g. <|im_start|>, <s>) to their ids"};
 const OptionSpec kThreads{{"-t", "--threads"}, true, "CPU threads (default: all cores)"};
 const OptionSpec kContext{{"--ctx", "-c"}, true, "context length in tokens (default: min(4096, trained))"};
 const OptionSpec kHostMem{{"--host-mem"}, true,

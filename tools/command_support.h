@@ -16,7 +16,7 @@
 
 namespace fi {
 
-extern const OptionSpec kModel, kPrompt, kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace;
+extern const OptionSpec kModel, kPrompt, kParseSpecial, kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace;
 
 // Prints the usage when --help was given; true then.
 bool print_help(const Args& args);

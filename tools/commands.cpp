@@ -62,7 +62,8 @@ int command_generate(int argc, char** argv) {
                    {{"--repeat-last-n"}, true, "how many recent tokens the penalty looks at (default 64)"},
                    {{"--seed"}, true, "random seed (default: random)"},
                    {{"--stats-every"}, true, "every N tokens, print speed and resident memory to stderr"},
-                   {{"--ignore-eos"}, false, "do not stop at end-of-text tokens (fixed-length runs)"},
+                   {{"--ignore-eos"}, false, "do not stop at end-of-generation tokens (fixed-length runs)"},
+                   kParseSpecial,
                    kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace},
                   argc, argv, 2);
   if (print_help(args)) return 0;
@@ -83,7 +84,7 @@ int command_generate(int argc, char** argv) {
   Engine engine(engine_options(args));
   const Tokenizer& tokenizer = engine.tokenizer();
   show_placement(engine);
-  const std::vector<int32_t> prompt = tokenizer.encode(prompt_text, tokenizer.adds_bos(), false);
+  const std::vector<int32_t> prompt = tokenizer.encode(prompt_text, tokenizer.adds_bos(), args.has("--parse-special"));
   Sampler sampler(sampling);
   // SentencePiece text starts with a space marker; drop it when the output starts the text.
   bool strip_space = prompt_text.empty() && tokenizer.strips_leading_space();
@@ -134,7 +135,7 @@ int command_generate(int argc, char** argv) {
 int command_tokenize(int argc, char** argv) {
   const Args args("tokenize",
                   {kModel, kPrompt, {{"--no-bos"}, false, "do not prepend BOS"},
-                   {{"--parse-special"}, false, "map control tokens written in the text (e.g. <s>) to their ids"}},
+                   kParseSpecial},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "tokenize");
@@ -149,14 +150,14 @@ int command_tokenize(int argc, char** argv) {
 
 int command_logits(int argc, char** argv) {
   const Args args("logits", {kModel, kPrompt, {{"-o", "--output"}, true, "output file (float32, one row per position)"},
-                             kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace},
+                             kParseSpecial, kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace},
                   argc, argv, 2);
   if (print_help(args)) return 0;
   no_positional(args, "logits");
   const std::string output = args.required_text("-o");
   const std::string prompt_text = args.text("-p", "");
   Engine engine(engine_options(args));
-  const std::vector<int32_t> ids = engine.tokenizer().encode(prompt_text, engine.tokenizer().adds_bos(), false);
+  const std::vector<int32_t> ids = engine.tokenizer().encode(prompt_text, engine.tokenizer().adds_bos(), args.has("--parse-special"));
   if (ids.empty()) fail("logits: nothing to evaluate (empty prompt and no BOS token)");
   const auto vocab = static_cast<size_t>(engine.config().vocab);
   std::vector<float> logits(ids.size() * vocab);
