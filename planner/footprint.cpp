@@ -1,6 +1,6 @@
 #include "planner/footprint.h"
 
-#include <charconv>
+#include "io/architecture.h"
 
 namespace fi {
 
@@ -11,29 +11,27 @@ uint64_t ModelFootprint::total() const {
 }
 
 ModelFootprint ModelFootprint::of(const TensorTable& table) {
+  constexpr int64_t kMaxLayers = 65536;  // a name's layer number is the file's word only up to here
   ModelFootprint footprint;
   for (const TensorInfo& tensor : table.all()) {
-    const std::string& name = tensor.name;
-    if (name.rfind("blk.", 0) == 0) {
-      const size_t dot = name.find('.', 4);
-      size_t layer = 0;
-      const auto parsed = std::from_chars(name.data() + 4, name.data() + (dot == std::string::npos ? 4 : dot), layer);
-      if (dot != std::string::npos && parsed.ec == std::errc() && layer < 65536) {
-        if (footprint.layers.size() <= layer) footprint.layers.resize(layer + 1);
-        const size_t suffix = name.find('.', dot + 1);
-        const std::string group = name.substr(dot + 1, suffix == std::string::npos ? std::string::npos : suffix - dot - 1);
-        footprint.by_group[group] += tensor.bytes;
-        Layer& entry = footprint.layers[layer];
-        if (group.rfind("attn_norm", 0) == 0 || group.rfind("ffn_norm", 0) == 0) entry.norm_bytes += tensor.bytes;
-        else if (group.rfind("attn_", 0) == 0) entry.attention_bytes += tensor.bytes;
-        else if (group.rfind("ffn_", 0) == 0) entry.ffn_bytes += tensor.bytes;
-        else footprint.other_bytes += tensor.bytes;
-        continue;
-      }
+    const auto named = parse_tensor_name(tensor.name);
+    if (!named || named->layer >= kMaxLayers) {
+      footprint.other_bytes += tensor.bytes;
+      continue;
     }
-    if (name == "token_embd.weight") footprint.embedding_bytes += tensor.bytes;
-    else if (name == "output.weight" || name == "output_norm.weight") footprint.output_bytes += tensor.bytes;
-    else footprint.other_bytes += tensor.bytes;
+    const RoleSpec& spec = role_spec(named->role);
+    if (named->layer < 0) {
+      if (spec.group == RoleGroup::Embedding) footprint.embedding_bytes += tensor.bytes;
+      else if (spec.group == RoleGroup::Output) footprint.output_bytes += tensor.bytes;
+      else footprint.other_bytes += tensor.bytes;
+      continue;
+    }
+    if (footprint.layers.size() <= static_cast<size_t>(named->layer)) footprint.layers.resize(static_cast<size_t>(named->layer) + 1);
+    Layer& layer = footprint.layers[static_cast<size_t>(named->layer)];
+    footprint.by_group[std::string(spec.name) + (std::string(spec.suffix) == "bias" ? ".bias" : "")] += tensor.bytes;
+    if (spec.group == RoleGroup::Norm) layer.norm_bytes += tensor.bytes;
+    else if (spec.group == RoleGroup::Attention) layer.attention_bytes += tensor.bytes;
+    else layer.ffn_bytes += tensor.bytes;
   }
   return footprint;
 }

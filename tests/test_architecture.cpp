@@ -6,6 +6,7 @@
 #include "host/model/model.h"
 #include "io/architecture.h"
 #include "io/error.h"
+#include "planner/footprint.h"
 #include "test_support.h"
 
 namespace fi {
@@ -91,6 +92,26 @@ TEST(Architecture, Llama3ScalingFromMetadataEqualsTheFactorsTensor) {
   ASSERT_EQ(a->inverse_frequencies().size(), b->inverse_frequencies().size());
   for (size_t i = 0; i < a->inverse_frequencies().size(); ++i)
     EXPECT_NEAR(a->inverse_frequencies()[i] / b->inverse_frequencies()[i], 1.0, 1e-6) << "pair " << i;
+}
+
+TEST(Architecture, FootprintSumsBytesByRole) {
+  const std::string path = test::edited_model(tiny("tiny-qwen2"), "footprint",
+                                              {{}, {}, {}, {{"blk.0.attn_qkv.weight", TensorType::F32, {256, 4}}}});
+  const GgufFile file = GgufFile::open(path);
+  const ModelFootprint footprint = ModelFootprint::of(file.tensors());
+  ASSERT_EQ(footprint.layers.size(), 4u);
+  const TensorTable& t = file.tensors();
+  auto bytes = [&](const char* name) { return t.find(name)->bytes; };
+  EXPECT_EQ(footprint.layers[1].norm_bytes, bytes("blk.1.attn_norm.weight") + bytes("blk.1.ffn_norm.weight"));
+  EXPECT_EQ(footprint.layers[1].attention_bytes,
+            bytes("blk.1.attn_q.weight") + bytes("blk.1.attn_k.weight") + bytes("blk.1.attn_v.weight") +
+                bytes("blk.1.attn_output.weight") + bytes("blk.1.attn_q.bias") + bytes("blk.1.attn_k.bias") +
+                bytes("blk.1.attn_v.bias"));
+  EXPECT_EQ(footprint.by_group.at("attn_k.bias"), 4 * bytes("blk.0.attn_k.bias"));
+  EXPECT_EQ(footprint.embedding_bytes, bytes("token_embd.weight"));
+  EXPECT_EQ(footprint.output_bytes, bytes("output_norm.weight")) << "tied: the head has no matrix of its own";
+  EXPECT_EQ(footprint.other_bytes, bytes("blk.0.attn_qkv.weight")) << "a tensor without a role";
+  EXPECT_EQ(footprint.total(), t.total_bytes());
 }
 
 struct Refusal {
