@@ -836,12 +836,12 @@ Value call_string_method(Interpreter& interpreter, const std::string& s, const s
     if (!reader.get(0)) fault(name + "() takes at least 1 argument (0 given)");
     return Value::boolean(affix_matches(s, *reader.get(0), name == "startswith", name.c_str()));
   }
-  if (name == "lower" || name == "casefold") return ArgReader(name, args, {}), interpreter.make_string(to_lower(s));
-  if (name == "upper") return ArgReader(name, args, {}), interpreter.make_string(to_upper(s));
-  if (name == "title") return ArgReader(name, args, {}), interpreter.make_string(python_title(s));
-  if (name == "capitalize") return ArgReader(name, args, {}), interpreter.make_string(capitalize(s));
-  if (name == "swapcase") {
+  if (name == "lower" || name == "casefold" || name == "upper" || name == "title" || name == "capitalize" || name == "swapcase") {
     ArgReader(name, args, {});
+    if (name == "lower" || name == "casefold") return interpreter.make_string(to_lower(s));
+    if (name == "upper") return interpreter.make_string(to_upper(s));
+    if (name == "title") return interpreter.make_string(python_title(s));
+    if (name == "capitalize") return interpreter.make_string(capitalize(s));
     std::string out;
     for (uint32_t c : decode_utf8(s)) append_codepoint(out, py_upper(c) != c ? py_upper(c) : py_lower(c));
     return interpreter.make_string(std::move(out));
@@ -948,7 +948,10 @@ Value call_dict_method(Interpreter& interpreter, const Value& object, const std:
 }
 
 Value call_list_method(Interpreter& interpreter, const Value& object, const std::string& name, CallArgs& args) {
-  if (name == "copy") return ArgReader(name, args, {}), object;
+  if (name == "copy") {
+    ArgReader(name, args, {});
+    return object;
+  }
   const ArgReader reader(name, args, {"value"});
   if (!reader.get(0)) fault(name + "() takes exactly one argument (0 given)");
   const auto& items = object.items();

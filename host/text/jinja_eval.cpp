@@ -78,6 +78,19 @@ class RecursionGuard {
   int& depth_;
 };
 
+// Clears a scope on leaving it, by an exception too: a macro defined in a scope holds that scope,
+// and clearing breaks the cycle so both are freed.
+class ClearOnExit {
+ public:
+  explicit ClearOnExit(const ScopePtr& scope) : scope_(scope) {}
+  ~ClearOnExit() { scope_->clear(); }
+  ClearOnExit(const ClearOnExit&) = delete;
+  ClearOnExit& operator=(const ClearOnExit&) = delete;
+
+ private:
+  const ScopePtr& scope_;
+};
+
 bool checked_add(int64_t a, int64_t b, int64_t& out) { return !__builtin_add_overflow(a, b, &out); }
 bool checked_sub(int64_t a, int64_t b, int64_t& out) { return !__builtin_sub_overflow(a, b, &out); }
 bool checked_mul(int64_t a, int64_t b, int64_t& out) { return !__builtin_mul_overflow(a, b, &out); }
@@ -98,12 +111,13 @@ ArgReader::ArgReader(std::string_view function_name, const CallArgs& args, std::
     fault(function_name_ + "() takes at most " + std::to_string(parameters.size()) + " argument(s) (" +
           std::to_string(args.positional.size()) + " given)");
   for (size_t i = 0; i < args.positional.size(); ++i) bound_[i] = &args.positional[i];
-  for (const auto& [name, value] : args.keyword) {
+  for (const auto& keyword : args.keyword) {
+    const std::string& name = keyword.first;
     const auto found = std::find_if(parameters.begin(), parameters.end(), [&](const char* p) { return name == p; });
     if (found == parameters.end()) fault(function_name_ + "() got an unexpected keyword argument '" + name + "'");
     const size_t index = static_cast<size_t>(found - parameters.begin());
     if (bound_[index]) fault(function_name_ + "() got multiple values for argument '" + name + "'");
-    bound_[index] = &value;
+    bound_[index] = &keyword.second;
   }
 }
 
@@ -230,13 +244,16 @@ Value Interpreter::call_macro(const MacroDefinition& macro, const ScopePtr& clos
   if (call_depth_ >= limits_.max_call_depth)
     fault("macro calls nested more than " + std::to_string(limits_.max_call_depth) + " deep");
   auto scope = std::make_shared<Scope>(closure);
+  const ClearOnExit clear_scope(scope);
   const size_t parameter_count = macro.parameters.size();
   if (args.positional.size() > parameter_count && !macro.uses_varargs)
     fault("macro '" + macro.name + "' takes not more than " + std::to_string(parameter_count) + " argument(s)");
   std::vector<const Value*> bound(parameter_count, nullptr);
   for (size_t i = 0; i < std::min(parameter_count, args.positional.size()); ++i) bound[i] = &args.positional[i];
   std::vector<std::pair<Value, Value>> extra_keywords;
-  for (const auto& [name, value] : args.keyword) {
+  for (const auto& keyword : args.keyword) {
+    const std::string& name = keyword.first;
+    const Value& value = keyword.second;
     const auto found = std::find_if(macro.parameters.begin(), macro.parameters.end(), [&](const auto& p) { return p.first == name; });
     if (found != macro.parameters.end()) {
       const size_t index = static_cast<size_t>(found - macro.parameters.begin());
@@ -274,22 +291,14 @@ Value Interpreter::call_macro(const MacroDefinition& macro, const ScopePtr& clos
   if (caller) scope->set("caller", *caller);
   std::string out;
   exec(macro.body, scope, out);
-  scope->clear();
   return make_string(std::move(out));
 }
 
 std::string Interpreter::render(const Program& program, const ScopePtr& globals) {
   auto scope = std::make_shared<Scope>(globals);
+  const ClearOnExit clear_globals(globals), clear_scope(scope);
   std::string out;
-  try {
-    exec(program.body, scope, out);
-  } catch (...) {
-    scope->clear();
-    globals->clear();
-    throw;
-  }
-  scope->clear();
-  globals->clear();
+  exec(program.body, scope, out);
   return out;
 }
 
@@ -340,9 +349,11 @@ Interpreter::Flow Interpreter::exec_statement(const Stmt& stmt, const ScopePtr& 
       case StmtKind::SetBlock: {
         const auto& node = static_cast<const SetBlockStmt&>(stmt);
         std::string text;
-        auto body_scope = std::make_shared<Scope>(scope);
-        exec(node.body, body_scope, text);
-        body_scope->clear();
+        {
+          auto body_scope = std::make_shared<Scope>(scope);
+          const ClearOnExit clear_body(body_scope);
+          exec(node.body, body_scope, text);
+        }
         Value value = make_string(std::move(text));
         if (node.filter) value = eval_filter(static_cast<const FilterExpr&>(*node.filter), scope, &value);
         assign(node.target, std::move(value), scope);
@@ -376,9 +387,11 @@ Interpreter::Flow Interpreter::exec_statement(const Stmt& stmt, const ScopePtr& 
       case StmtKind::FilterBlock: {
         const auto& node = static_cast<const FilterBlockStmt&>(stmt);
         std::string text;
-        auto body_scope = std::make_shared<Scope>(scope);
-        exec(node.body, body_scope, text);
-        body_scope->clear();
+        {
+          auto body_scope = std::make_shared<Scope>(scope);
+          const ClearOnExit clear_body(body_scope);
+          exec(node.body, body_scope, text);
+        }
         const Value input = make_string(std::move(text));
         write(out, to_str(eval_filter(static_cast<const FilterExpr&>(*node.filter), scope, &input), limits_.max_output_bytes));
         break;
@@ -388,10 +401,9 @@ Interpreter::Flow Interpreter::exec_statement(const Stmt& stmt, const ScopePtr& 
         std::vector<Value> values;
         for (const auto& assignment : node.assignments) values.push_back(eval(*assignment.second, scope));
         auto inner = std::make_shared<Scope>(scope);
+        const ClearOnExit clear_inner(inner);
         for (size_t i = 0; i < values.size(); ++i) assign(node.assignments[i].first, std::move(values[i]), inner);
-        const Flow flow = exec(node.body, inner, out);
-        inner->clear();
-        return flow;
+        return exec(node.body, inner, out);
       }
       case StmtKind::Break: return Flow::Break;
       case StmtKind::Continue: return Flow::Continue;
@@ -406,20 +418,18 @@ Interpreter::Flow Interpreter::exec_for(const ForStmt& stmt, const ScopePtr& sco
   std::vector<Value> items = iterate(eval(*stmt.iterable, scope));
   if (stmt.filter) {
     std::vector<Value> kept;
+    auto filter_scope = std::make_shared<Scope>(scope);
+    const ClearOnExit clear_filter(filter_scope);
     for (Value& item : items) {
-      auto filter_scope = std::make_shared<Scope>(scope);
       assign(stmt.target, item, filter_scope);
-      const bool keep = truthy(eval(*stmt.filter, filter_scope));
-      filter_scope->clear();
-      if (keep) kept.push_back(std::move(item));
+      if (truthy(eval(*stmt.filter, filter_scope))) kept.push_back(std::move(item));
     }
     items = std::move(kept);
   }
   if (items.empty()) {
     auto else_scope = std::make_shared<Scope>(scope);
-    const Flow flow = exec(stmt.else_body, else_scope, out);
-    else_scope->clear();
-    return flow;
+    const ClearOnExit clear_else(else_scope);
+    return exec(stmt.else_body, else_scope, out);
   }
   const int64_t length = static_cast<int64_t>(items.size());
   // One `loop` object and one scope serve every iteration, as Jinja2's LoopContext does.
@@ -431,6 +441,7 @@ Interpreter::Flow Interpreter::exec_for(const ForStmt& stmt, const ScopePtr& sco
   state.is_loop = true;
   state.attributes[kCycle].second = Value::function(std::make_shared<LoopCycle>(loop.ns_handle()));
   auto iteration = std::make_shared<Scope>(scope);
+  const ClearOnExit clear_iteration(iteration);
   for (int64_t i = 0; i < length; ++i) {
     if (++loop_iterations_ > limits_.max_loop_iterations)
       fault("loops ran more than " + std::to_string(limits_.max_loop_iterations) + " iterations (limit)");
@@ -499,11 +510,11 @@ CallArgs Interpreter::eval_arguments(const Arguments& arguments, const ScopePtr&
 
 Value Interpreter::eval_filter(const FilterExpr& expr, const ScopePtr& scope, const Value* block_input) {
   Value input;
-  if (expr.operand) {
-    input = expr.operand->kind == ExprKind::Filter && !static_cast<const FilterExpr&>(*expr.operand).operand
-                ? eval_filter(static_cast<const FilterExpr&>(*expr.operand), scope, block_input)
-                : expr.operand->kind == ExprKind::Filter ? eval_filter(static_cast<const FilterExpr&>(*expr.operand), scope, block_input)
-                                                         : eval(*expr.operand, scope);
+  if (expr.operand && expr.operand->kind == ExprKind::Filter) {
+    // Earlier filters of the chain; the first of a block's chain filters the block's text.
+    input = eval_filter(static_cast<const FilterExpr&>(*expr.operand), scope, block_input);
+  } else if (expr.operand) {
+    input = eval(*expr.operand, scope);
   } else if (block_input) {
     input = *block_input;
   }
@@ -620,7 +631,9 @@ Value Interpreter::eval_slice(const SliceExpr& expr, const ScopePtr& scope) {
     return true;
   };
   std::optional<int64_t> start, stop, step;
-  const bool valid = bound(expr.start, start) & bound(expr.stop, stop) & bound(expr.step, step);
+  bool valid = bound(expr.start, start);
+  valid = bound(expr.stop, stop) && valid;
+  valid = bound(expr.step, step) && valid;
   if (step && *step == 0) fault("slice step cannot be zero");
   if (!valid || !(object.is_list() || object.is_string()))
     return Value::undefined(quote(object_type_repr(object)) + " cannot be sliced this way");
@@ -699,10 +712,15 @@ Value Interpreter::eval_binary(const BinaryExpr& expr, const ScopePtr& scope) {
         return make_string(a.str() + b.str());
       }
       if (a.is_list() && b.is_list() && a.list().tuple == b.list().tuple) {
-        std::vector<Value> items = a.items();
+        // Charged before copying, so repeated doubling stops at the limit rather than past it.
+        const size_t total = a.items().size() + b.items().size();
+        charge_steps(total);
+        charge_bytes(total * sizeof(Value));
+        std::vector<Value> items;
+        items.reserve(total);
+        items.insert(items.end(), a.items().begin(), a.items().end());
         items.insert(items.end(), b.items().begin(), b.items().end());
-        charge_steps(items.size());
-        return make_list(std::move(items), a.list().tuple);
+        return Value::list(std::move(items), a.list().tuple);
       }
       if (a.is_string() && !b.is_undefined()) fault("can only concatenate str (not \"" + type_name(b) + "\") to str");
       unsupported_operands("+", a, b);
@@ -739,7 +757,7 @@ Value Interpreter::eval_binary(const BinaryExpr& expr, const ScopePtr& scope) {
       charge_steps(size * static_cast<uint64_t>(times));
       std::vector<Value> items;
       for (int64_t i = 0; i < times; ++i) items.insert(items.end(), sequence->items().begin(), sequence->items().end());
-      return make_list(std::move(items), sequence->list().tuple);
+      return Value::list(std::move(items), sequence->list().tuple);
     }
     case BinaryOp::Divide:
       if (!numbers) unsupported_operands("/", a, b);

@@ -64,11 +64,25 @@ class Lexer {
   }
 
  private:
-  SourcePos position(size_t offset) const {
-    const auto line = std::upper_bound(line_starts_.begin(), line_starts_.end(), offset) - 1;
-    const size_t start = *line;
-    return {static_cast<int>(line - line_starts_.begin()) + 1,
-            static_cast<int>(codepoint_count(std::string_view(source_).substr(start, offset - start))) + 1};
+  // Line and column (in code points) of an offset. Tokens ask in increasing order, so a cursor
+  // walks forward once over the source; only error messages may look back.
+  SourcePos position(size_t offset) {
+    if (offset < cursor_offset_) {
+      const auto line = std::upper_bound(line_starts_.begin(), line_starts_.end(), offset) - 1;
+      const size_t start = *line;
+      return {static_cast<int>(line - line_starts_.begin()) + 1,
+              static_cast<int>(codepoint_count(std::string_view(source_).substr(start, offset - start))) + 1};
+    }
+    for (; cursor_offset_ < offset && cursor_offset_ < source_.size(); ++cursor_offset_) {
+      const char c = source_[cursor_offset_];
+      if (c == '\n') {
+        ++cursor_.line;
+        cursor_.column = 1;
+      } else if ((static_cast<uint8_t>(c) & 0xC0) != 0x80) {
+        ++cursor_.column;
+      }
+    }
+    return cursor_;
   }
 
   size_t find_tag(size_t from) const {
@@ -403,6 +417,8 @@ class Lexer {
   std::vector<size_t> line_starts_;
   std::vector<Token> tokens_;
   size_t pos_ = 0;
+  size_t cursor_offset_ = 0;
+  SourcePos cursor_{1, 1};
   bool line_starting_ = true;  // the last thing consumed ended with a newline (for lstrip_blocks)
 };
 
