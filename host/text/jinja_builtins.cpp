@@ -141,7 +141,7 @@ Value filter_batch(Interpreter& interpreter, const Value& input, CallArgs& args)
       while (static_cast<int64_t>(current.size()) < size) current.push_back(*fill);
     batches.push_back(interpreter.make_list(std::move(current)));
   }
-  return interpreter.make_list(std::move(batches));
+  return interpreter.make_iterator(std::move(batches));
 }
 
 Value filter_capitalize(Interpreter& interpreter, const Value& input, CallArgs& args) {
@@ -218,6 +218,7 @@ Value filter_first(Interpreter& interpreter, const Value& input, CallArgs& args)
 
 Value filter_last(Interpreter& interpreter, const Value& input, CallArgs& args) {
   ArgReader("last", args, {});
+  if (input.is_iterator()) fault("'generator' object is not reversible");
   if (input.is_list()) return input.items().empty() ? Value::undefined("No last item, sequence was empty.") : input.items().back();
   return undefined_or_first(interpreter.iterate(input), true, "No last item, sequence was empty.");
 }
@@ -277,11 +278,11 @@ Value filter_indent(Interpreter& interpreter, const Value& input, CallArgs& args
 
 Value filter_items(Interpreter& interpreter, const Value& input, CallArgs& args) {
   ArgReader("items", args, {});
-  if (input.is_undefined()) return interpreter.make_list({});
+  if (input.is_undefined()) return interpreter.make_iterator({});
   if (!input.is_dict()) fault("Can only get item pairs from a mapping.");
   std::vector<Value> pairs;
   for (const auto& [key, value] : input.dict().entries) pairs.push_back(interpreter.make_list({key, value}, true));
-  return interpreter.make_list(std::move(pairs));
+  return interpreter.make_iterator(std::move(pairs));
 }
 
 Value filter_join(Interpreter& interpreter, const Value& input, CallArgs& args) {
@@ -306,7 +307,9 @@ Value filter_length(Interpreter&, const Value& input, CallArgs& args) {
   switch (input.kind()) {
     case Kind::Undefined: return Value::integer(0);
     case Kind::String: return Value::integer(static_cast<int64_t>(codepoint_count(input.str())));
-    case Kind::List: return Value::integer(static_cast<int64_t>(input.items().size()));
+    case Kind::List:
+      if (input.is_iterator()) fault("object of type 'generator' has no len()");
+      return Value::integer(static_cast<int64_t>(input.items().size()));
     case Kind::Dict: return Value::integer(static_cast<int64_t>(input.dict().entries.size()));
     default: fault("object of type '" + type_name(input) + "' has no len()");
   }
@@ -343,7 +346,7 @@ Value filter_map(Interpreter& interpreter, const Value& input, CallArgs& args) {
       item = lookup_path(interpreter, item, *attribute);
       if (fallback && item.is_undefined()) item = *fallback;
     }
-    return interpreter.make_list(std::move(items));
+    return interpreter.make_iterator(std::move(items));
   }
   if (!args.positional[0].is_string()) fault("map() needs a filter name");
   const std::string name = args.positional[0].str();
@@ -352,7 +355,7 @@ Value filter_map(Interpreter& interpreter, const Value& input, CallArgs& args) {
     CallArgs copy = filter_args;
     item = apply_filter(interpreter, name, item, copy);
   }
-  return interpreter.make_list(std::move(items));
+  return interpreter.make_iterator(std::move(items));
 }
 
 Value filter_min_max(Interpreter& interpreter, const Value& input, CallArgs& args, bool maximum) {
@@ -404,7 +407,7 @@ Value select_items(Interpreter& interpreter, const Value& input, CallArgs& args,
     }
     if (match == keep_matching) kept.push_back(std::move(item));
   }
-  return interpreter.make_list(std::move(kept));
+  return interpreter.make_iterator(std::move(kept));
 }
 
 Value filter_select(Interpreter& i, const Value& input, CallArgs& args) { return select_items(i, input, args, true, false); }
@@ -438,7 +441,7 @@ Value filter_reverse(Interpreter& interpreter, const Value& input, CallArgs& arg
   }
   std::vector<Value> items = interpreter.iterate(input);
   std::reverse(items.begin(), items.end());
-  return interpreter.make_list(std::move(items));
+  return interpreter.make_iterator(std::move(items));
 }
 
 Value filter_round(Interpreter&, const Value& input, CallArgs& args) {
@@ -597,7 +600,7 @@ Value filter_unique(Interpreter& interpreter, const Value& input, CallArgs& args
     if (!key) fault("unhashable type: '" + type_name(item) + "'");
     if (seen.insert(*key).second) kept.push_back(std::move(item));
   }
-  return interpreter.make_list(std::move(kept));
+  return interpreter.make_iterator(std::move(kept));
 }
 
 Value filter_wordcount(Interpreter& interpreter, const Value& input, CallArgs& args) {
@@ -669,7 +672,7 @@ bool run_test(Interpreter& interpreter, const std::string& name, const Value& in
   if (name == "string") return kind == Kind::String;
   if (name == "mapping") return kind == Kind::Dict;
   if (name == "iterable") return kind == Kind::String || kind == Kind::List || kind == Kind::Dict || kind == Kind::Undefined;
-  if (name == "sequence") return kind == Kind::String || kind == Kind::List || kind == Kind::Dict || kind == Kind::Undefined;
+  if (name == "sequence") return kind == Kind::String || input.is_sequence() || kind == Kind::Dict || kind == Kind::Undefined;
   if (name == "callable") return kind == Kind::Function || kind == Kind::Undefined;
   if (name == "escaped") return false;
   if (name == "odd") return test_integer_parity(input, 1);
@@ -1074,6 +1077,7 @@ MethodKind method_kind(const Value& object, const std::string& name) {
       if (listed(kDictMethods, name)) return MethodKind::Safe;
       return listed(kDictMutators, name) ? MethodKind::Unsafe : MethodKind::None;
     case Kind::List:
+      if (object.is_iterator()) return MethodKind::None;
       if (listed(kListMethods, name) && (name != "copy" || !object.list().tuple)) return MethodKind::Safe;
       return !object.list().tuple && listed(kListMutators, name) ? MethodKind::Unsafe : MethodKind::None;
     default: return MethodKind::None;

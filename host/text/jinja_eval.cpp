@@ -168,6 +168,11 @@ Value Interpreter::make_list(std::vector<Value> items, bool tuple) {
   return Value::list(std::move(items), tuple);
 }
 
+Value Interpreter::make_iterator(std::vector<Value> items) {
+  charge_bytes(items.size() * sizeof(Value));
+  return Value::iterator(std::move(items));
+}
+
 std::vector<Value> Interpreter::iterate(const Value& value) {
   std::vector<Value> items;
   switch (value.kind()) {
@@ -210,7 +215,7 @@ Value Interpreter::get_item(const Value& object, const Value& key) {
   if (object.is_undefined()) fault(object.undefined_hint());
   if (object.is_dict()) {
     if (const Value* found = dict_find(object.dict(), key)) return *found;
-  } else if ((object.is_list() || object.is_string()) && (key.kind() == Kind::Int || key.kind() == Kind::Bool)) {
+  } else if ((object.is_sequence() || object.is_string()) && (key.kind() == Kind::Int || key.kind() == Kind::Bool)) {
     int64_t index = key.as_int();
     if (object.is_list()) {
       const int64_t size = static_cast<int64_t>(object.items().size());
@@ -426,11 +431,7 @@ Interpreter::Flow Interpreter::exec_for(const ForStmt& stmt, const ScopePtr& sco
     }
     items = std::move(kept);
   }
-  if (items.empty()) {
-    auto else_scope = std::make_shared<Scope>(scope);
-    const ClearOnExit clear_else(else_scope);
-    return exec(stmt.else_body, else_scope, out);
-  }
+  if (items.empty()) return exec_else(stmt, scope, out);
   const int64_t length = static_cast<int64_t>(items.size());
   // One `loop` object and one scope serve every iteration, as Jinja2's LoopContext does.
   Value loop = Value::make_namespace({{"index", Value()}, {"index0", Value()}, {"revindex", Value()}, {"revindex0", Value()},
@@ -442,6 +443,9 @@ Interpreter::Flow Interpreter::exec_for(const ForStmt& stmt, const ScopePtr& sco
   state.attributes[kCycle].second = Value::function(std::make_shared<LoopCycle>(loop.ns_handle()));
   auto iteration = std::make_shared<Scope>(scope);
   const ClearOnExit clear_iteration(iteration);
+  // Jinja2 runs the else block unless some iteration ran to the end of the body (a loop whose
+  // every iteration ends in break or continue runs it too).
+  bool completed_an_iteration = false;
   for (int64_t i = 0; i < length; ++i) {
     if (++loop_iterations_ > limits_.max_loop_iterations)
       fault("loops ran more than " + std::to_string(limits_.max_loop_iterations) + " iterations (limit)");
@@ -457,9 +461,17 @@ Interpreter::Flow Interpreter::exec_for(const ForStmt& stmt, const ScopePtr& sco
     assign(stmt.target, items[static_cast<size_t>(i)], iteration);
     const Flow flow = exec(stmt.body, iteration, out);
     iteration->clear();
+    completed_an_iteration = completed_an_iteration || flow == Flow::Normal;
     if (flow == Flow::Break) break;
   }
+  if (!completed_an_iteration) return exec_else(stmt, scope, out);
   return Flow::Normal;
+}
+
+Interpreter::Flow Interpreter::exec_else(const ForStmt& stmt, const ScopePtr& scope, std::string& out) {
+  auto else_scope = std::make_shared<Scope>(scope);
+  const ClearOnExit clear_else(else_scope);
+  return exec(stmt.else_body, else_scope, out);
 }
 
 void Interpreter::assign(const Target& target, Value value, const ScopePtr& scope) {
@@ -635,7 +647,7 @@ Value Interpreter::eval_slice(const SliceExpr& expr, const ScopePtr& scope) {
   valid = bound(expr.stop, stop) && valid;
   valid = bound(expr.step, step) && valid;
   if (step && *step == 0) fault("slice step cannot be zero");
-  if (!valid || !(object.is_list() || object.is_string()))
+  if (!valid || !(object.is_sequence() || object.is_string()))
     return Value::undefined(quote(object_type_repr(object)) + " cannot be sliced this way");
   const bool ascii = object.is_string() && is_ascii(object.str());
   std::vector<uint32_t> codepoints;
@@ -711,7 +723,7 @@ Value Interpreter::eval_binary(const BinaryExpr& expr, const ScopePtr& scope) {
         if (a.str().size() + b.str().size() > max_string()) fault_too_long(max_string());
         return make_string(a.str() + b.str());
       }
-      if (a.is_list() && b.is_list() && a.list().tuple == b.list().tuple) {
+      if (a.is_sequence() && b.is_sequence() && a.list().tuple == b.list().tuple) {
         // Charged before copying, so repeated doubling stops at the limit rather than past it.
         const size_t total = a.items().size() + b.items().size();
         charge_steps(total);
@@ -739,7 +751,7 @@ Value Interpreter::eval_binary(const BinaryExpr& expr, const ScopePtr& scope) {
       if (numbers) return Value::number(a.as_double() * b.as_double());
       const bool a_count = a.kind() == Kind::Int || a.kind() == Kind::Bool;
       const bool b_count = b.kind() == Kind::Int || b.kind() == Kind::Bool;
-      const Value* sequence = a_count && (b.is_string() || b.is_list()) ? &b : b_count && (a.is_string() || a.is_list()) ? &a : nullptr;
+      const Value* sequence = a_count && (b.is_string() || b.is_sequence()) ? &b : b_count && (a.is_string() || a.is_sequence()) ? &a : nullptr;
       if (!sequence) unsupported_operands("*", a, b);
       const int64_t times = std::max<int64_t>(0, (sequence == &a ? b : a).as_int());
       if (sequence->is_string()) {

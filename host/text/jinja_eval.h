@@ -60,6 +60,7 @@ class Interpreter {
   void charge_bytes(uint64_t bytes);
   Value make_string(std::string text);
   Value make_list(std::vector<Value> items, bool tuple = false);
+  Value make_iterator(std::vector<Value> items);
 
   // The items a for loop would see: list items, dict keys, string characters, nothing for
   // undefined; faults for values that are not iterable.
@@ -84,6 +85,7 @@ class Interpreter {
   Flow exec(const Body& body, const ScopePtr& scope, std::string& out);
   Flow exec_statement(const Stmt& stmt, const ScopePtr& scope, std::string& out);
   Flow exec_for(const ForStmt& stmt, const ScopePtr& scope, std::string& out);
+  Flow exec_else(const ForStmt& stmt, const ScopePtr& scope, std::string& out);
   void assign(const Target& target, Value value, const ScopePtr& scope);
   void write(std::string& out, std::string_view text);
 

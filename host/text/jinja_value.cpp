@@ -81,6 +81,12 @@ Value Value::list(std::vector<Value> items, bool tuple) {
   return value;
 }
 
+Value Value::iterator(std::vector<Value> items) {
+  Value value = list(std::move(items));
+  std::const_pointer_cast<ListData>(std::get<std::shared_ptr<const ListData>>(value.storage_))->iterator = true;
+  return value;
+}
+
 Value Value::dict(std::vector<std::pair<Value, Value>> entries) {
   auto data = std::make_shared<DictData>();
   data->entries.reserve(entries.size());
@@ -168,7 +174,7 @@ bool truthy(const Value& value) {
     case Kind::Int: return value.as_int() != 0;
     case Kind::Float: return value.as_double() != 0.0;
     case Kind::String: return !value.str().empty();
-    case Kind::List: return !value.items().empty();
+    case Kind::List: return value.list().iterator || !value.items().empty();
     case Kind::Dict: return !value.dict().entries.empty();
     case Kind::Namespace:
     case Kind::Function: return true;
@@ -211,6 +217,10 @@ static void append_repr(std::string& out, const Value& value, size_t limit) {
     case Kind::String: append_checked(out, string_repr(value.str()), limit); return;
     case Kind::List: {
       const ListData& list = value.list();
+      if (list.iterator) {
+        out += "<generator object>";
+        return;
+      }
       out += list.tuple ? '(' : '[';
       for (size_t i = 0; i < list.items.size(); ++i) {
         if (i) out += ", ";
@@ -271,6 +281,7 @@ bool equals(const Value& a, const Value& b) {
     case Kind::String: return a.str() == b.str();
     case Kind::List: {
       const ListData &x = a.list(), &y = b.list();
+      if (x.iterator || y.iterator) return &x == &y;
       if (x.tuple != y.tuple || x.items.size() != y.items.size()) return false;
       for (size_t i = 0; i < x.items.size(); ++i)
         if (!equals(x.items[i], y.items[i])) return false;
@@ -299,7 +310,7 @@ int compare(const Value& a, const Value& b) {
     const int order = a.str().compare(b.str());
     return order < 0 ? -1 : order > 0 ? 1 : 0;
   }
-  if (a.is_list() && b.is_list() && a.list().tuple == b.list().tuple) {
+  if (a.is_sequence() && b.is_sequence() && a.list().tuple == b.list().tuple) {
     const auto &x = a.items(), &y = b.items();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i)
       if (!equals(x[i], y[i])) return compare(x[i], y[i]);
@@ -318,7 +329,7 @@ std::string type_name(const Value& value) {
     case Kind::Int: return "int";
     case Kind::Float: return "float";
     case Kind::String: return "str";
-    case Kind::List: return value.list().tuple ? "tuple" : "list";
+    case Kind::List: return value.list().iterator ? "generator" : value.list().tuple ? "tuple" : "list";
     case Kind::Dict: return "dict";
     case Kind::Namespace: return value.ns().is_loop ? "LoopContext" : "Namespace";
     case Kind::Function: return "function";
@@ -344,6 +355,7 @@ std::optional<std::string> hash_key(const Value& value) {
     }
     case Kind::String: return "s" + value.str();
     case Kind::List: {
+      if (value.is_iterator()) return "p" + std::to_string(reinterpret_cast<uintptr_t>(value.identity()));
       if (!value.list().tuple) return std::nullopt;
       std::string key = "t" + std::to_string(value.items().size());
       for (const Value& item : value.items()) {
@@ -406,6 +418,7 @@ void append_json(std::string& out, const Value& value, const JsonFormat& format,
     case Kind::Float: out += json_float(value.as_double()); return;
     case Kind::String: append_json_string(out, value.str(), format.ensure_ascii); return;
     case Kind::List: {
+      if (value.is_iterator()) fault("Object of type generator is not JSON serializable");
       const auto& items = value.items();
       if (items.empty()) {
         out += "[]";

@@ -36,6 +36,9 @@ struct CallArgs;
 struct ListData {
   std::vector<Value> items;
   bool tuple = false;
+  // What Jinja2's select, map, items, unique, reverse, batch... return: a Python generator, which
+  // is true even when empty, has no length or index, and prints as a generator object.
+  bool iterator = false;
   int depth = 1;
   bool holds_reference = false;  // contains a namespace or a function
 };
@@ -77,6 +80,7 @@ class Value {
   static Value number(double value);
   static Value string(std::string value);
   static Value list(std::vector<Value> items, bool tuple = false);
+  static Value iterator(std::vector<Value> items);
   // Later duplicates of a key replace the earlier value in its first position, as in Python.
   static Value dict(std::vector<std::pair<Value, Value>> entries);
   static Value make_namespace(std::vector<std::pair<std::string, Value>> attributes);
@@ -86,7 +90,9 @@ class Value {
   bool is_undefined() const { return kind() == Kind::Undefined; }
   bool is_none() const { return kind() == Kind::None; }
   bool is_string() const { return kind() == Kind::String; }
-  bool is_list() const { return kind() == Kind::List; }  // lists and tuples
+  bool is_list() const { return kind() == Kind::List; }  // lists, tuples and iterators
+  bool is_iterator() const { return is_list() && list().iterator; }
+  bool is_sequence() const { return is_list() && !list().iterator; }  // a list or tuple
   bool is_dict() const { return kind() == Kind::Dict; }
   bool is_number() const { return kind() == Kind::Bool || kind() == Kind::Int || kind() == Kind::Float; }
 
