@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <ctime>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -37,9 +38,12 @@ struct ReferenceCase {
 
 std::string cases_path() { return test::shared_data() + "/templates/cases.json"; }
 
+// A copy of the fixtures may predate the templates.
+bool have_cases() { return !test::shared_data().empty() && std::ifstream(cases_path()).good(); }
+
 std::vector<ReferenceCase> reference_cases() {
   std::vector<ReferenceCase> cases;
-  if (!test::shared_data().empty()) {
+  if (have_cases()) {
     const ordered_json all = ordered_json::parse(test::read_bytes_as_text(cases_path()));
     for (size_t i = 0; i < all.size(); ++i) {
       std::string name = all[i]["template"].get<std::string>() + "_" + all[i]["conversation"].get<std::string>();
@@ -57,6 +61,7 @@ class ReferenceRendering : public ::testing::TestWithParam<ReferenceCase> {};
 
 TEST_P(ReferenceRendering, MatchesHuggingFace) {
   FI_REQUIRE_SHARED_DATA();
+  if (!have_cases()) GTEST_SKIP() << cases_path() << " is not present; reference renderings skipped";
   const ordered_json all = ordered_json::parse(test::read_bytes_as_text(cases_path()));
   const ordered_json& reference = all.at(GetParam().index);
   const std::string source =
