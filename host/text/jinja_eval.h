@@ -44,8 +44,6 @@ class Scope {
 };
 using ScopePtr = std::shared_ptr<Scope>;
 
-class Function;
-
 class Interpreter {
  public:
   Interpreter(const Limits& limits, const RenderOptions& options) : limits_(limits), options_(options) {}
