@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "host/text/tokenizer.h"
+#include "host/text/unicode.h"
 #include "io/error.h"
 #include "test_support.h"
 
@@ -304,4 +305,12 @@ TEST(Tokenizer, RejectsFilesWithoutATokenizer) {
 }
 
 }  // namespace
+TEST(Unicode, LetterAndNumberCategories) {
+  for (uint32_t letter : {0x61u, 0x5Au, 0xE9u, 0x3B1u, 0x436u, 0x4E2Du, 0x10400u})
+    EXPECT_TRUE(is_letter(letter)) << std::hex << letter;
+  for (uint32_t other : {0x31u, 0x20u, 0x2Du, 0x1F600u, 0xD800u, 0x110000u}) EXPECT_FALSE(is_letter(other)) << std::hex << other;
+  for (uint32_t number : {0x30u, 0x39u, 0x663u, 0xBDu, 0x2167u}) EXPECT_TRUE(is_number(number)) << std::hex << number;
+  for (uint32_t other : {0x61u, 0x2Eu, 0x4E2Du}) EXPECT_FALSE(is_number(other)) << std::hex << other;
+}
+
 }  // namespace fi

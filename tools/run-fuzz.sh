@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) in build-fuzz/ and runs each for a bounded
 # time on seed corpora made from valid inputs: fuzz_gguf (model files through the reader, tensor
-# checks, tokenizer and planner) and fuzz_tokenizer (encode/decode with the stories260K, GPT-2,
-# Llama 3 and Qwen3 vocabularies from ../shared/data; skipped with a message when that is absent).
+# checks, tokenizer and planner), fuzz_tokenizer (encode/decode with the stories260K, GPT-2, Llama 3
+# and Qwen3 vocabularies from ../shared/data; skipped with a message when that is absent) and
+# fuzz_jinja (chat templates parsed and rendered; seeds: the real templates in
+# ../shared/data/templates).
 # A crash, leak or sanitizer report fails the script and leaves the input in build-fuzz/findings/.
 #
 # usage: tools/run-fuzz.sh [SECONDS_PER_TARGET]   (default 60)
@@ -13,10 +15,10 @@ command -v clang++ >/dev/null || { echo "run-fuzz: clang++ is missing (tools/ins
 tools/build.sh >/dev/null  # the regular build makes the seed models
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DFLEXINFER_FUZZ=ON -DFLEXINFER_TESTS=OFF -DFLEXINFER_CUDA=OFF >/dev/null
-cmake --build build-fuzz --parallel "$(nproc)" --target fuzz_gguf fuzz_tokenizer >/dev/null
+cmake --build build-fuzz --parallel "$(nproc)" --target fuzz_gguf fuzz_tokenizer fuzz_jinja >/dev/null
 
 seeds=build-fuzz/seeds findings=build-fuzz/findings
-rm -rf "$seeds" && mkdir -p "$seeds/gguf" "$seeds/tokenizer" "$findings"
+rm -rf "$seeds" && mkdir -p "$seeds/gguf" "$seeds/tokenizer" "$seeds/jinja" "$findings"
 for type in f32 f16 q8_0; do
   build/tools/flexinfer make-model --preset micro --type "$type" --byte-vocab -o "$seeds/gguf/micro-$type.gguf" >/dev/null
 done
@@ -49,5 +51,20 @@ if $vocabs_present; then
   run fuzz_tokenizer "$seeds/tokenizer"
 else
   echo "fuzz: fuzz_tokenizer skipped: ../shared/data (the vocabularies) is not present" >&2
+fi
+if compgen -G "../shared/data/templates/*.jinja" >/dev/null; then
+  cp ../shared/data/templates/*.jinja "$seeds/jinja/"
+  # Template syntax for the mutator to splice in.
+  for token in '{{' '}}' '{%' '%}' '{#' '#}' '{{-' '-}}' '{%-' '-%}' '{%+' 'if ' 'elif ' 'else' 'endif' 'for ' ' in ' \
+      'endfor' 'set ' 'endset' 'macro ' 'endmacro' 'call' 'endcall' 'filter ' 'endfilter' 'raw' 'endraw' 'with' \
+      'endwith' 'break' 'continue' 'namespace(' 'loop.index' 'loop.last' 'caller()' ' is defined' ' is not none' \
+      ' and ' ' or ' 'not ' '|tojson(indent=2)' '|trim' '|length' '|join' '|map(attribute=' '|selectattr(' \
+      "|default('x')" 'messages' "message['content']" 'message.tool_calls' 'tools' 'raise_exception(' \
+      "strftime_now('%d')" 'range(' '.split(' '.strip()' '.items()' ' ~ ' '**' '//' '[::-1]' '[1:]' 'none' 'true'; do
+    printf '"%s"\n' "$(printf '%s' "$token" | sed 's/["\\]/\\&/g')"
+  done >"$seeds/jinja.dict"
+  run fuzz_jinja "$seeds/jinja" -dict="$seeds/jinja.dict"
+else
+  echo "fuzz: fuzz_jinja skipped: ../shared/data/templates (the seed templates) is not present" >&2
 fi
 exit $status

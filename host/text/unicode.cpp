@@ -1,8 +1,40 @@
 #include "host/text/unicode.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <memory>
+
 namespace fi {
 
 namespace {
+
+// Whether one code point matches `pattern` (a single property class); compiled once.
+class CategoryTest {
+ public:
+  explicit CategoryTest(const char* pattern) {
+    int error = 0;
+    PCRE2_SIZE offset = 0;
+    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &error,
+                          &offset, nullptr);
+  }
+  ~CategoryTest() { pcre2_code_free(code_); }
+  CategoryTest(const CategoryTest&) = delete;
+  CategoryTest& operator=(const CategoryTest&) = delete;
+
+  bool operator()(uint32_t codepoint) const {
+    if (!code_ || codepoint > 0x10FFFF || (codepoint >= 0xD800 && codepoint <= 0xDFFF)) return false;
+    std::string text;
+    utf8_append(text, codepoint);
+    const std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> match(
+        pcre2_match_data_create_from_pattern(code_, nullptr), &pcre2_match_data_free);
+    return match && pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0, match.get(), nullptr) >= 0;
+  }
+
+ private:
+  pcre2_code* code_ = nullptr;
+};
+
 // Decodes one sequence at text[i]; returns its length, or 0 when it is invalid or truncated.
 int decode_one(std::string_view text, size_t i, uint32_t* codepoint) {
   const auto lead = static_cast<uint8_t>(text[i]);
@@ -91,6 +123,16 @@ std::string take_valid_utf8(std::string& bytes) {
   }
   bytes.erase(0, i);
   return out;
+}
+
+bool is_letter(uint32_t codepoint) {
+  static const CategoryTest letter("^\\p{L}$");
+  return letter(codepoint);
+}
+
+bool is_number(uint32_t codepoint) {
+  static const CategoryTest number("^\\p{N}$");
+  return number(codepoint);
 }
 
 }  // namespace fi

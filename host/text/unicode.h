@@ -1,5 +1,6 @@
 #pragma once
-// UTF-8 decoding and encoding for the tokenizers and streamed output.
+// UTF-8 decoding and encoding for the tokenizers, templates and streamed output; Unicode
+// categories for the templates' string methods.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -16,5 +17,9 @@ void utf8_append(std::string& out, uint32_t codepoint);
 // Longest prefix of `bytes` that is complete, valid UTF-8, with invalid bytes replaced by U+FFFD;
 // an incomplete sequence at the end is left in `bytes` for the next call. For streaming output.
 std::string take_valid_utf8(std::string& bytes);
+
+// Unicode general categories L* (letters) and N* (numbers), as PCRE2's tables say.
+bool is_letter(uint32_t codepoint);
+bool is_number(uint32_t codepoint);
 
 }  // namespace fi
