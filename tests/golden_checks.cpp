@@ -173,7 +173,7 @@ void check_tiny_llama(const TinyCase& tiny, const char* prompt, GoldenPlacement 
 }
 
 void check_family_golden(const FamilyCase& family, const char* prompt, GoldenPlacement placement) {
-  const std::string stem = std::string(FLEXINFER_SOURCE_DIR) + "/tests/data/golden/" + family.preset + "-" + family.type +
+  const std::string stem = source_dir() + "/tests/data/golden/" + family.preset + "-" + family.type +
                            ".prompt-" + prompt;
   const nlohmann::json made = load_json(stem + ".json")["model"];
   const std::string model = preset_model(family.preset, family.type);

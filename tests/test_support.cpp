@@ -25,6 +25,14 @@ std::string shared_data() {
   return ::stat((path + "/models").c_str(), &info) == 0 ? path : std::string();
 }
 
+std::string source_dir() {
+  struct stat info {};
+  const char* moved = std::getenv("FLEXINFER_SOURCE_DIR");
+  for (const std::string& root : {std::string(moved ? moved : ""), std::string(FLEXINFER_SOURCE_DIR), std::string(".")})
+    if (!root.empty() && ::stat((root + "/tests/data").c_str(), &info) == 0) return root;
+  return FLEXINFER_SOURCE_DIR;
+}
+
 std::string scratch_dir() {
   static const std::string dir = [] {
     std::string pattern = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") + "/flexinfer-test-XXXXXX";

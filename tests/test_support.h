@@ -15,6 +15,9 @@ namespace fi::test {
 
 // ../shared/data when present, else empty.
 std::string shared_data();
+// The checkout's root (for tests/data): where the build found it, else $FLEXINFER_SOURCE_DIR, else
+// the working directory (the binaries carried to a GPU machine run from a copy of the tree).
+std::string source_dir();
 
 #define FI_REQUIRE_SHARED_DATA()                                                                  \
   do {                                                                                            \

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <limits>
 #include <new>
+#include <optional>
 #include <queue>
 #include <set>
 #include <utility>
@@ -137,6 +138,59 @@ int32_t checked_id(const GgufFile& file, const char* key, int32_t vocab) {
 size_t character_length(std::string_view text, size_t offset) {
   static constexpr uint8_t kLengthByHighNibble[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
   return std::min<size_t>(kLengthByHighNibble[static_cast<uint8_t>(text[offset]) >> 4], text.size() - offset);
+}
+
+// A piece of the text being merged: characters at first, neighbours in a linked list.
+struct Symbol {
+  int prev, next;
+  size_t offset, length;
+};
+
+std::vector<Symbol> character_symbols(std::string_view text) {
+  std::vector<Symbol> symbols;
+  for (size_t offset = 0; offset < text.size();) {
+    const size_t length = character_length(text, offset);
+    symbols.push_back({static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1, offset, length});
+    offset += length;
+  }
+  if (!symbols.empty()) symbols.back().next = -1;
+  return symbols;
+}
+
+// Merges adjacent symbols while some pair has a priority, the lowest first and the leftmost on
+// ties, as both SentencePiece (highest score) and BPE (lowest merge rank) do. priority(left,
+// right) gives the pair's, or nothing when the pair does not merge. A queued pair is stale once
+// either side has changed length.
+template <typename Priority>
+void merge_symbols(std::vector<Symbol>& symbols, Priority priority) {
+  struct Pair {
+    double priority;
+    int left, right;
+    size_t length;
+  };
+  auto later = [](const Pair& a, const Pair& b) {
+    return a.priority > b.priority || (a.priority == b.priority && a.left > b.left);
+  };
+  std::priority_queue<Pair, std::vector<Pair>, decltype(later)> queue(later);
+  auto try_pair = [&](int left, int right) {
+    if (left < 0 || right < 0) return;
+    if (const std::optional<double> value = priority(symbols[left], symbols[right]))
+      queue.push({*value, left, right, symbols[left].length + symbols[right].length});
+  };
+  for (size_t s = 1; s < symbols.size(); ++s) try_pair(static_cast<int>(s) - 1, static_cast<int>(s));
+  while (!queue.empty()) {
+    const Pair pair = queue.top();
+    queue.pop();
+    Symbol& left = symbols[pair.left];
+    Symbol& right = symbols[pair.right];
+    if (left.length == 0 || right.length == 0 || left.length + right.length != pair.length) continue;
+    left.length += right.length;
+    right.length = 0;
+    left.next = right.next;
+    if (right.next >= 0) symbols[right.next].prev = pair.left;
+    try_pair(left.prev, pair.left);
+    try_pair(pair.left, left.next);
+  }
 }
 
 // llama.cpp decodes BPE text to code points, each byte that does not begin a valid sequence
@@ -395,52 +449,14 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
 }
 
 void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) const {
-  // Symbols start as single characters in a linked list; the adjacent pair whose merge is a
-  // token with the highest score merges first (leftmost on ties).
-  struct Symbol {
-    int prev, next;
-    size_t offset, length;
-  };
-  std::vector<Symbol> symbols;
-  for (size_t offset = 0; offset < text.size();) {
-    const size_t length = character_length(text, offset);
-    symbols.push_back({static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1, offset, length});
-    offset += length;
-  }
+  // The adjacent pair whose merge is a token with the highest score merges first.
+  std::vector<Symbol> symbols = character_symbols(text);
   if (symbols.empty()) return;
-  symbols.back().next = -1;
-
-  struct Bigram {
-    int left, right;
-    float score;
-    size_t length;
-  };
-  auto worse = [](const Bigram& a, const Bigram& b) {
-    return a.score < b.score || (a.score == b.score && a.left > b.left);
-  };
-  std::priority_queue<Bigram, std::vector<Bigram>, decltype(worse)> queue(worse);
-  auto try_pair = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    const size_t length = symbols[left].length + symbols[right].length;
-    const int32_t id = find(text.substr(symbols[left].offset, length));
-    if (id < 0) return;
-    queue.push({left, right, scores_[id], length});
-  };
-  for (size_t s = 1; s < symbols.size(); ++s) try_pair(static_cast<int>(s) - 1, static_cast<int>(s));
-
-  while (!queue.empty()) {
-    const Bigram bigram = queue.top();
-    queue.pop();
-    Symbol& left = symbols[bigram.left];
-    Symbol& right = symbols[bigram.right];
-    if (left.length == 0 || right.length == 0 || left.length + right.length != bigram.length) continue;
-    left.length += right.length;
-    right.length = 0;
-    left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = bigram.left;
-    try_pair(left.prev, bigram.left);
-    try_pair(bigram.left, left.next);
-  }
+  merge_symbols(symbols, [&](const Symbol& left, const Symbol& right) -> std::optional<double> {
+    const int32_t id = find(text.substr(left.offset, left.length + right.length));
+    if (id < 0) return std::nullopt;
+    return -static_cast<double>(scores_[id]);
+  });
 
   for (int s = 0; s >= 0; s = symbols[s].next) {
     const std::string_view piece = text.substr(symbols[s].offset, symbols[s].length);
@@ -477,53 +493,18 @@ void Tokenizer::bpe_word(std::string_view word, std::vector<int32_t>& out) const
       return;
     }
   }
-  // Symbols start as single characters; the adjacent pair with the lowest merge rank merges first
-  // (leftmost on ties). A queued pair is stale once either side has changed length.
-  struct Symbol {
-    int prev, next;
-    size_t offset, length;
-  };
-  std::vector<Symbol> symbols;
-  for (size_t offset = 0; offset < word.size();) {
-    const size_t length = character_length(word, offset);
-    symbols.push_back({static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1, offset, length});
-    offset += length;
-  }
+  // The adjacent pair with the lowest merge rank merges first.
+  std::vector<Symbol> symbols = character_symbols(word);
   if (symbols.empty()) return;
-  symbols.back().next = -1;
-
-  struct Bigram {
-    int32_t rank;
-    int left, right;
-    size_t length;
-  };
-  auto later = [](const Bigram& a, const Bigram& b) { return a.rank > b.rank || (a.rank == b.rank && a.left > b.left); };
-  std::priority_queue<Bigram, std::vector<Bigram>, decltype(later)> queue(later);
   std::string key;
-  auto try_pair = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    key.assign(word.substr(symbols[left].offset, symbols[left].length));
+  merge_symbols(symbols, [&](const Symbol& left, const Symbol& right) -> std::optional<double> {
+    key.assign(word.substr(left.offset, left.length));
     key += ' ';
-    key.append(word.substr(symbols[right].offset, symbols[right].length));
+    key.append(word.substr(right.offset, right.length));
     const auto it = merge_ranks_.find(key);
-    if (it == merge_ranks_.end()) return;
-    queue.push({it->second, left, right, symbols[left].length + symbols[right].length});
-  };
-  for (size_t s = 1; s < symbols.size(); ++s) try_pair(static_cast<int>(s) - 1, static_cast<int>(s));
-
-  while (!queue.empty()) {
-    const Bigram bigram = queue.top();
-    queue.pop();
-    Symbol& left = symbols[bigram.left];
-    Symbol& right = symbols[bigram.right];
-    if (left.length == 0 || right.length == 0 || left.length + right.length != bigram.length) continue;
-    left.length += right.length;
-    right.length = 0;
-    left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = bigram.left;
-    try_pair(left.prev, bigram.left);
-    try_pair(bigram.left, left.next);
-  }
+    if (it == merge_ranks_.end()) return std::nullopt;
+    return it->second;
+  });
 
   // A symbol that is no token falls back, as in llama.cpp, to its single bytes that are tokens.
   for (int s = 0; s >= 0; s = symbols[s].next) {
