@@ -300,9 +300,7 @@ ModelTensors ModelTensors::bind(const TensorTable& table, const ModelConfig& con
     const uint64_t cols = config.extent(spec.cols);
     const TensorInfo* info = nullptr;
     if (spec.matrix)
-      info = &table.require(name, {cols, config.extent(spec.rows)},
-                            {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
-                             TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K});
+      info = &table.require(name, {cols, config.extent(spec.rows)}, supported_types());
     else
       info = &table.require(name, {cols}, {TensorType::F32});
     tensors.located_[info] = {role, layer};

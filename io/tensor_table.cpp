@@ -25,9 +25,14 @@ const TensorInfo* TensorTable::find(const std::string& name) const {
   return it == by_name_.end() ? nullptr : &tensors_[it->second];
 }
 
+const TensorInfo& TensorTable::require(const std::string& name, std::initializer_list<uint64_t> shape,
+                                       std::initializer_list<TensorType> allowed_types) const {
+  return require(name, shape, std::vector<TensorType>(allowed_types));
+}
+
 const TensorInfo& TensorTable::require(const std::string& name,
                                        std::initializer_list<uint64_t> shape,
-                                       std::initializer_list<TensorType> allowed_types) const {
+                                       const std::vector<TensorType>& allowed_types) const {
   TensorInfo expected;
   expected.n_dims = static_cast<int>(shape.size());
   int d = 0;

@@ -38,6 +38,8 @@ class TensorTable {
   // expected vs actual.
   const TensorInfo& require(const std::string& name, std::initializer_list<uint64_t> shape,
                             std::initializer_list<TensorType> allowed_types) const;
+  const TensorInfo& require(const std::string& name, std::initializer_list<uint64_t> shape,
+                            const std::vector<TensorType>& allowed_types) const;
   uint64_t total_bytes() const;
 
  private:

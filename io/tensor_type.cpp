@@ -1,5 +1,7 @@
 #include "io/tensor_type.h"
 
+#include <algorithm>
+
 #include "io/error.h"
 
 namespace fi {
@@ -20,6 +22,16 @@ constexpr const char* kAllNames[] = {
     "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0",
 };
 }  // namespace
+
+const std::vector<TensorType>& supported_types() {
+  static const std::vector<TensorType> types = [] {
+    std::vector<TensorType> list;
+    for (const TypeTraits& traits : kSupported) list.push_back(traits.type);
+    std::sort(list.begin(), list.end());
+    return list;
+  }();
+  return types;
+}
 
 std::optional<TypeTraits> find_type_traits(uint32_t raw_type) {
   for (const TypeTraits& traits : kSupported)

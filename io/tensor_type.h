@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace fi {
 
@@ -24,6 +25,8 @@ struct TypeTraits {
   uint32_t block_bytes;     // bytes per block
 };
 
+// Every type the kernels compute with, in id order.
+const std::vector<TensorType>& supported_types();
 // Traits of a supported type, or nullopt for an id we cannot compute with.
 std::optional<TypeTraits> find_type_traits(uint32_t raw_type);
 const TypeTraits& type_traits(TensorType type);
