@@ -19,6 +19,7 @@
 
 #include "io/error.h"
 #include "io/fault_injection.h"
+#include "io/log.h"
 
 namespace fi {
 
@@ -59,7 +60,7 @@ void check_request(const DirectFile& file, const ReadRequest& request) {
 
 void warn_once(const std::string& message) {
   static std::atomic<bool> warned{false};
-  if (!warned.exchange(true)) std::fprintf(stderr, "flexinfer: %s\n", message.c_str());
+  if (!warned.exchange(true)) log_warning("%s", message.c_str());
 }
 
 // One piece of a request, at most request_bytes long.

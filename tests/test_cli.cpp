@@ -16,11 +16,19 @@ std::string last_line(const std::string& text) {
   return text.substr(begin == std::string::npos ? 0 : begin + 1, end - (begin == std::string::npos ? 0 : begin + 1) + 1);
 }
 
+// Exit 1 (a failure) or 2 (a usage error), and one error line, the last one on stderr (a run that
+// started may have said where its weights live before failing).
 void expect_clean_failure(const std::vector<std::string>& arguments, const std::string& fragment) {
   const test::CommandResult result = test::run_flexinfer(arguments);
   EXPECT_TRUE(result.exit_code == 1 || result.exit_code == 2) << "exit " << result.exit_code << " for " << arguments[0];
-  EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << "one line expected: " << result.err;
-  EXPECT_NE(result.err.find(fragment), std::string::npos) << result.err;
+  size_t errors = 0;
+  for (size_t at = result.err.find("flexinfer: error:"); at != std::string::npos; at = result.err.find("flexinfer: error:", at + 1))
+    ++errors;
+  EXPECT_EQ(errors, 1u) << "one error line expected: " << result.err;
+  const size_t last_line = result.err.rfind('\n', result.err.size() - 2);
+  const std::string last = result.err.substr(last_line == std::string::npos ? 0 : last_line + 1);
+  EXPECT_EQ(last.rfind("flexinfer: error:", 0), 0u) << "the error is the last line: " << result.err;
+  EXPECT_NE(last.find(fragment), std::string::npos) << result.err;
 }
 
 std::string tiny_model() {
@@ -107,6 +115,61 @@ TEST(Cli, NewerFamiliesGenerateWithTheirTokenizers) {
     EXPECT_EQ(run.exit_code, 0) << run.err;
     EXPECT_NE(run.err.find("streamed per token"), std::string::npos) << run.err;
   }
+}
+
+// The command line llama.cpp users know: its names and aliases, -p - and -f - from standard
+// input, -n=3, -n -1, -s -1, exit statuses 2 for usage errors and 1 for failures, suggestions.
+TEST(Cli, LlamaCppNamesAndConventions) {
+  const std::string model = tiny_model();
+  auto ids_of = [](const test::CommandResult& result) { return nlohmann::json::parse(last_line(result.out)).get<std::vector<int>>(); };
+  const std::vector<int> direct = ids_of(test::run_flexinfer({"tokenize", "-m", model, "-p", "a\nb"}));
+  const std::vector<int> literal = ids_of(test::run_flexinfer({"tokenize", "-m", model, "-p", "a\\nb"}));
+  const std::vector<int> escaped = ids_of(test::run_flexinfer({"tokenize", "-m", model, "-p", "a\\nb", "-e"}));
+  EXPECT_EQ(escaped, direct) << "-e turns backslash-n into a newline";
+  EXPECT_EQ(literal.size(), direct.size() + 1) << "without -e it is a backslash and an n";
+  test::RunOptions piped;
+  piped.input = "a\nb";
+  EXPECT_EQ(ids_of(test::run_flexinfer({"tokenize", "-m", model, "-p", "-"}, piped)), direct) << "-p - reads standard input";
+  EXPECT_EQ(ids_of(test::run_flexinfer({"tokenize", "-m", model, "-f", "-"}, piped)), direct) << "-f - reads standard input";
+  const std::string file = test::scratch_path("prompt.txt");
+  test::write_bytes(file, {'a', '\n', 'b'});
+  EXPECT_EQ(ids_of(test::run_flexinfer({"tokenize", "-m", model, "-f", file})), direct);
+
+  const test::CommandResult three = test::run_flexinfer({"generate", "-m", model, "-p", "x", "-n=3", "--temperature", "0", "-s", "-1", "-c", "64"});
+  ASSERT_EQ(three.exit_code, 0) << three.err;
+  EXPECT_NE(three.err.find("generated 3 tokens"), std::string::npos) << three.err;
+  const test::CommandResult until_full = test::run_flexinfer({"generate", "-m", model, "-p", "x", "-n", "-1", "--ctx-size", "24", "--ignore-eos"});
+  ASSERT_EQ(until_full.exit_code, 0) << until_full.err;
+  EXPECT_NE(until_full.err.find("prompt 3 tokens"), std::string::npos) << until_full.err;
+  EXPECT_NE(until_full.err.find("generated 21 tokens"), std::string::npos) << "-n -1 fills the context: " << until_full.err;
+
+  const test::CommandResult typo = test::run_flexinfer({"generate", "-m", model, "--tmep", "0"});
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_NE(typo.err.find("unknown option '--tmep' (did you mean '--temp'?)"), std::string::npos) << typo.err;
+  const test::CommandResult layers = test::run_flexinfer({"generate", "-m", model, "-ngl", "99"});
+  EXPECT_EQ(layers.exit_code, 2);
+  EXPECT_NE(layers.err.find("--gpu-mem"), std::string::npos) << layers.err;
+  EXPECT_EQ(test::run_flexinfer({"generate", "-m", model, "-n", "ten"}).exit_code, 2) << "a malformed value is a usage error";
+  EXPECT_EQ(test::run_flexinfer({"generate", "-m", test::scratch_path("missing.gguf")}).exit_code, 1) << "a failure";
+  const test::CommandResult version = test::run_flexinfer({"--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.out.rfind("flexinfer ", 0), 0u) << version.out;
+}
+
+TEST(Cli, LogLevelsAndLogFile) {
+  const std::string model = tiny_model();
+  const test::CommandResult quiet = test::run_flexinfer({"generate", "-m", model, "-p", "x", "-n", "2", "--log-level", "warning"});
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(std::count(quiet.err.begin(), quiet.err.end(), '\n'), 1) << "only the summary: " << quiet.err;
+  const std::string log = test::scratch_path("run.log");
+  const test::CommandResult logged =
+      test::run_flexinfer({"generate", "-m", model, "-p", "x", "-n", "2", "--log-file", log});
+  ASSERT_EQ(logged.exit_code, 0) << logged.err;
+  const std::string text = test::read_bytes_as_text(log);
+  EXPECT_NE(text.find("every weight in RAM"), std::string::npos) << text;
+  const test::CommandResult bad = test::run_flexinfer({"generate", "-m", model, "--log-level", "loud"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--log-level 'loud'"), std::string::npos) << bad.err;
 }
 
 TEST(Cli, InspectShowsTensorsAndLayers) {

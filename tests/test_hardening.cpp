@@ -192,37 +192,91 @@ TEST(Hardening, InterruptStopsCleanly) {
   EXPECT_NE(messages.find("interrupted"), std::string::npos) << messages;
 }
 
+// A memory cgroup of its own for a test (v1's memory controller or v2), removed at the end;
+// `available` is false where none can be made (not root, no writable controller).
+class MemoryCgroup {
+ public:
+  explicit MemoryCgroup(uint64_t limit) {
+    std::string limit_file;
+    if (::geteuid() == 0 && ::access("/sys/fs/cgroup/memory", W_OK) == 0) {
+      dir_ = "/sys/fs/cgroup/memory/flexinfer-test-" + std::to_string(::getpid()) + "-" + std::to_string(serial_++);
+      limit_file = "memory.limit_in_bytes";
+      peak_file_ = "memory.max_usage_in_bytes";
+    } else if (::geteuid() == 0 && ::access("/sys/fs/cgroup/cgroup.subtree_control", W_OK) == 0) {
+      dir_ = "/sys/fs/cgroup/flexinfer-test-" + std::to_string(::getpid()) + "-" + std::to_string(serial_++);
+      limit_file = "memory.max";
+      peak_file_ = "memory.peak";
+    }
+    if (dir_.empty() || ::mkdir(dir_.c_str(), 0755) != 0) {
+      dir_.clear();
+      return;
+    }
+    std::ofstream(dir_ + "/" + limit_file) << limit;
+  }
+  ~MemoryCgroup() {
+    if (!dir_.empty()) ::rmdir(dir_.c_str());
+  }
+  bool available() const { return !dir_.empty(); }
+  test::RunOptions inside() const {
+    test::RunOptions options;
+    options.cgroup_procs = dir_ + "/cgroup.procs";
+    return options;
+  }
+  uint64_t peak() const {
+    uint64_t bytes = 0;
+    std::ifstream(dir_ + "/" + peak_file_) >> bytes;
+    return bytes;
+  }
+
+ private:
+  static inline int serial_ = 0;
+  std::string dir_, peak_file_;
+};
+
+// 58 MB of Q4_0 weights: more than the cgroups below hold.
+std::string cgroup_model() {
+  return test::generated_model("cgroup", {1024, 8, 16, 8, 2816, 2048, 0, 10000.0, false}, WeightScheme::Q4_0);
+}
+
 // Generation under --host-mem inside a memory cgroup of the budget plus a small slack: the budget
 // is real, not a wish. Needs root and a writable memory controller.
 TEST(Hardening, RunsInsideAMemoryCgroupOfTheBudget) {
-  std::string dir, limit_file;
-  if (::geteuid() == 0 && ::access("/sys/fs/cgroup/memory", W_OK) == 0) {
-    dir = "/sys/fs/cgroup/memory/flexinfer-test-" + std::to_string(::getpid());
-    limit_file = "memory.limit_in_bytes";
-  } else if (::geteuid() == 0 && ::access("/sys/fs/cgroup/cgroup.subtree_control", W_OK) == 0) {
-    dir = "/sys/fs/cgroup/flexinfer-test-" + std::to_string(::getpid());
-    limit_file = "memory.max";
-  }
-  if (dir.empty() || ::mkdir(dir.c_str(), 0755) != 0) GTEST_SKIP() << "no writable memory cgroup here (needs root)";
-  // 58 MB of Q4_0 weights; the budget keeps about half resident.
-  const std::string model = test::generated_model("cgroup", {1024, 8, 16, 8, 2816, 2048, 0, 10000.0, false}, WeightScheme::Q4_0);
+  const std::string model = cgroup_model();
   const uint64_t minimum = minimum_budget(model, 64);
-  const uint64_t budget = minimum + (std::filesystem::file_size(model) - minimum) / 2;
+  const uint64_t budget = minimum + (std::filesystem::file_size(model) - minimum) / 2;  // about half resident
   constexpr uint64_t kSlack = 16ull << 20;  // kernel memory and the binary's page cache
-  { std::ofstream(dir + "/" + limit_file) << budget + kSlack; }
-  test::RunOptions confined;
-  confined.cgroup_procs = dir + "/cgroup.procs";
+  const MemoryCgroup cgroup(budget + kSlack);
+  if (!cgroup.available()) GTEST_SKIP() << "no writable memory cgroup here (needs root)";
   const std::vector<std::string> command = greedy(model, budget, "auto");
-  const test::CommandResult inside = test::run_flexinfer(command, confined);
+  const test::CommandResult inside = test::run_flexinfer(command, cgroup.inside());
   const test::CommandResult outside = test::run_flexinfer(command);
-  uint64_t peak = 0;
-  std::ifstream(dir + (limit_file == "memory.max" ? "/memory.peak" : "/memory.max_usage_in_bytes")) >> peak;
   std::printf("cgroup: budget %llu bytes, limit %llu, peak usage %llu\n", static_cast<unsigned long long>(budget),
-              static_cast<unsigned long long>(budget + kSlack), static_cast<unsigned long long>(peak));
-  ::rmdir(dir.c_str());
+              static_cast<unsigned long long>(budget + kSlack), static_cast<unsigned long long>(cgroup.peak()));
   EXPECT_EQ(inside.exit_code, 0) << inside.err;
   EXPECT_EQ(inside.out, outside.out);
   EXPECT_NE(inside.err.find("streamed per token"), std::string::npos) << "the budget must make it stream";
+}
+
+// Without --host-mem a model larger than the memory cgroup streams within the cgroup's room
+// instead of being killed: the budget is chosen from the cgroup's limit and stays under it.
+TEST(Hardening, WithoutABudgetALargerModelStreamsWithinTheCgroup) {
+  const std::string model = cgroup_model();
+  const uint64_t minimum = minimum_budget(model, 64);
+  const uint64_t limit = minimum + (std::filesystem::file_size(model) - minimum) / 2 + (24ull << 20);
+  const MemoryCgroup cgroup(limit);
+  if (!cgroup.available()) GTEST_SKIP() << "no writable memory cgroup here (needs root)";
+  const test::CommandResult inside =
+      test::run_flexinfer({"generate", "-m", model, "-p", "Once", "-n", "8", "--temp", "0", "--ctx", "64"}, cgroup.inside());
+  const test::CommandResult outside =
+      test::run_flexinfer({"generate", "-m", model, "-p", "Once", "-n", "8", "--temp", "0", "--ctx", "64"});
+  std::printf("cgroup: limit %llu, peak usage %llu\n", static_cast<unsigned long long>(limit),
+              static_cast<unsigned long long>(cgroup.peak()));
+  EXPECT_EQ(inside.exit_code, 0) << inside.err;
+  EXPECT_EQ(inside.out, outside.out) << "streaming never changes the tokens";
+  EXPECT_NE(inside.err.find("memory cgroup"), std::string::npos) << "it says why: " << inside.err;
+  EXPECT_NE(inside.err.find("streamed per token"), std::string::npos) << inside.err;
+  EXPECT_NE(outside.err.find("every weight in RAM"), std::string::npos) << outside.err;
+  EXPECT_LE(cgroup.peak(), limit);
 }
 
 }  // namespace

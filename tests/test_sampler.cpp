@@ -65,5 +65,22 @@ TEST(Sampler, RepetitionPenaltyDemotesRecentTokens) {
   EXPECT_EQ(sampler.sample(logits.data(), 2, {1}), 0);  // 1.5 / 2 < 1.0
 }
 
+TEST(Sampler, PresenceAndFrequencyPenaltiesSubtractPerToken) {
+  SamplerParams params{0.0f, 40, 1.0f, 0.0f, 1.0f, 64, 1};
+  params.presence_penalty = 0.3f;
+  Sampler presence(params);
+  auto logits = logits_of({1.0f, 1.2f, 0.0f});
+  EXPECT_EQ(presence.sample(logits.data(), 3, {1}), 0);  // 1.2 - 0.3 < 1.0
+  EXPECT_FLOAT_EQ(logits[1], 0.9f);
+  params.presence_penalty = 0.0f;
+  params.frequency_penalty = 0.15f;
+  Sampler frequency(params);
+  logits = logits_of({1.0f, 1.2f, 0.0f});
+  EXPECT_EQ(frequency.sample(logits.data(), 3, {1}), 1);  // seen once: 1.05
+  logits = logits_of({1.0f, 1.2f, 0.0f});
+  EXPECT_EQ(frequency.sample(logits.data(), 3, {1, 2, 1}), 0);  // seen twice: 0.9
+  EXPECT_FLOAT_EQ(logits[2], -0.15f);
+}
+
 }  // namespace
 }  // namespace fi

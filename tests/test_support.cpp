@@ -113,6 +113,11 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
 
 CommandResult run_flexinfer(const std::vector<std::string>& arguments, const RunOptions& options) {
   const std::string out_path = scratch_path("cmd.out"), err_path = scratch_path("cmd.err");
+  const std::string in_path = scratch_path("cmd.in");
+  {
+    std::ofstream in(in_path, std::ios::binary | std::ios::trunc);
+    in << options.input;
+  }
   const auto start = std::chrono::steady_clock::now();
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -132,7 +137,9 @@ CommandResult run_flexinfer(const std::vector<std::string>& arguments, const Run
     argv.push_back(const_cast<char*>(FLEXINFER_BINARY));
     for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
-    if (!std::freopen(out_path.c_str(), "w", stdout) || !std::freopen(err_path.c_str(), "w", stderr)) _exit(127);
+    if (!std::freopen(in_path.c_str(), "r", stdin) || !std::freopen(out_path.c_str(), "w", stdout) ||
+        !std::freopen(err_path.c_str(), "w", stderr))
+      _exit(127);
     ::execv(FLEXINFER_BINARY, argv.data());
     _exit(127);
   }

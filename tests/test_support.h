@@ -70,6 +70,7 @@ struct RunOptions {
   std::vector<std::string> environment;  // NAME=VALUE, added to the inherited environment
   uint64_t address_space_limit = 0;      // RLIMIT_AS in bytes; 0: none (ignored in sanitizer builds)
   std::string cgroup_procs;              // a cgroup.procs file to join before running
+  std::string input;                     // standard input (empty: /dev/null)
 };
 // Runs the flexinfer binary with these arguments (no shell), capturing output.
 CommandResult run_flexinfer(const std::vector<std::string>& arguments, const RunOptions& options = {});

@@ -87,7 +87,7 @@ for round in $(seq 1 "$rounds"); do
       echo "round $round: flexinfer $m --host-mem $budget" >&2
       evict "$model"
       confined "$bytes" "$out/flexinfer-$tag.cgroup-peak" \
-        "$flexinfer" bench -m "$model" --host-mem "$budget" --cold --measure-disk -p 16 -n "$tokens" -t "$threads" \
+        "$flexinfer" bench -m "$model" --gpu-mem none --host-mem "$budget" --cold --measure-disk -p 16 -n "$tokens" -t "$threads" \
         --ctx $((16 + tokens)) --mem-bw "$mem_bw" --json "$out/flexinfer-$tag.json" >"$out/flexinfer-$tag.txt" 2>&1 ||
         echo "flexinfer failed: see $out/flexinfer-$tag.txt" >&2
       for entry in "${llama_benches[@]}"; do

@@ -39,7 +39,7 @@ bandwidth=$(python3 -c "import json,sys; b=json.load(open(sys.argv[1]))['benchma
 
 for round in $(seq 1 "$rounds"); do
   echo "round $round/$rounds: flexinfer" >&2
-  "$flexinfer" bench -m "$model" -t "$threads" -p "$prompt" -n "$decode" --mem-bw "$bandwidth" \
+  "$flexinfer" bench -m "$model" --gpu-mem none -t "$threads" -p "$prompt" -n "$decode" --mem-bw "$bandwidth" \
     --json "$out/flexinfer-$round.json" >/dev/null
   if [ -n "$llama_bench" ]; then
     echo "round $round/$rounds: llama.cpp" >&2

@@ -25,7 +25,8 @@
 #include "planner/budget.h"
 #include "planner/footprint.h"
 #include "planner/profile.h"
-#include "tools/args.h"
+#include "io/log.h"
+#include "tools/cli.h"
 #include "tools/command_support.h"
 #include "tools/model_maker.h"
 
@@ -52,39 +53,29 @@ std::string json_ids(const std::vector<int32_t>& ids) {
 }  // namespace
 
 int command_generate(int argc, char** argv) {
-  const Args args("generate",
-                  {kModel, kPrompt, {{"-n", "--n-predict"}, true, "tokens to generate (default 128)"},
-                   {{"--temp"}, true, "temperature; 0 = greedy (default 0.8)"},
-                   {{"--top-k"}, true, "keep the k most likely tokens; 0 = off (default 40)"},
-                   {{"--top-p"}, true, "nucleus sampling threshold; 1 = off (default 0.95)"},
-                   {{"--min-p"}, true, "drop tokens below min-p x the top probability; 0 = off (default 0.05)"},
-                   {{"--repeat-penalty"}, true, "penalty for recently seen tokens; 1 = off (default 1.0)"},
-                   {{"--repeat-last-n"}, true, "how many recent tokens the penalty looks at (default 64)"},
-                   {{"--seed"}, true, "random seed (default: random)"},
-                   {{"--stats-every"}, true, "every N tokens, print speed and resident memory to stderr"},
-                   {{"--ignore-eos"}, false, "do not stop at end-of-generation tokens (fixed-length runs)"},
-                   kParseSpecial,
-                   kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace},
-                  argc, argv, 2);
-  if (print_help(args)) return 0;
-  no_positional(args, "generate");
-  const int64_t stats_every = args.integer("--stats-every", 0, 1, 1 << 24);
-  SamplerParams sampling;
-  const int64_t max_tokens = args.integer("-n", 128, 0, 1 << 24);
-  sampling.temperature = static_cast<float>(args.real("--temp", 0.8, 0.0, 100.0));
-  sampling.top_k = static_cast<int>(args.integer("--top-k", 40, 0, 1 << 22));
-  sampling.top_p = static_cast<float>(args.real("--top-p", 0.95, 0.0, 1.0));
-  sampling.min_p = static_cast<float>(args.real("--min-p", 0.05, 0.0, 1.0));
-  sampling.repeat_penalty = static_cast<float>(args.real("--repeat-penalty", 1.0, 0.0, 10.0));
-  sampling.repeat_last_n = static_cast<int>(args.integer("--repeat-last-n", 64, 0, 1 << 20));
-  sampling.seed = args.has("--seed") ? static_cast<uint64_t>(args.integer("--seed", 0, 0, INT64_MAX))
-                                     : std::random_device{}();
-  const std::string prompt_text = args.text("-p", "");
+  const auto app = command_app("generate", "Generate text from a prompt; the text is written to standard output as it is made.");
+  EngineArgs engine_args;
+  PromptArgs prompt_args;
+  SamplingArgs sampling_args;
+  int64_t max_tokens = 128, stats_every = 0;
+  bool ignore_eos = false;
+  add_engine_options(*app, engine_args);
+  add_prompt_options(*app, prompt_args);
+  integer_option(*app, "-n,--n-predict", max_tokens, -1, 1 << 24,
+                 "tokens to generate; -1 = until an end-of-generation token or the context is full (default 128)");
+  add_sampling_options(*app, sampling_args);
+  integer_option(*app, "--stats-every", stats_every, 1, 1 << 24, "every N tokens, log speed and resident memory");
+  app->add_flag("--ignore-eos", ignore_eos, "do not stop at end-of-generation tokens (fixed-length runs)");
+  if (!parse_command_line(*app, argc, argv, 2)) return 0;
+  const EngineOptions options = engine_options(*app, engine_args);
+  const std::string prompt_text = fi::prompt_text(*app, prompt_args);
+  const SamplerParams sampling = sampler_params(sampling_args);
 
-  Engine engine(engine_options(args));
+  Engine engine(options);
   const Tokenizer& tokenizer = engine.tokenizer();
   show_placement(engine);
-  const std::vector<int32_t> prompt = tokenizer.encode(prompt_text, tokenizer.adds_bos(), args.has("--parse-special"));
+  const std::vector<int32_t> prompt = tokenizer.encode(prompt_text, tokenizer.adds_bos(), prompt_args.parse_special);
+  if (max_tokens < 0) max_tokens = std::max<int64_t>(0, engine.forward().context() - static_cast<int64_t>(prompt.size()));
   Sampler sampler(sampling);
   // SentencePiece text starts with a space marker; drop it when the output starts the text.
   bool strip_space = prompt_text.empty() && tokenizer.strips_leading_space();
@@ -101,9 +92,9 @@ int command_generate(int argc, char** argv) {
   const GenerationStats stats = engine.generate(prompt, max_tokens, sampler, [&](int32_t token) {
     if (stats_every > 0 && ++generated % stats_every == 0) {
       const auto now = std::chrono::steady_clock::now();
-      std::fprintf(stderr, "\nflexinfer: %" PRId64 " tokens, %.2f tok/s, resident %s\n", generated,
-                   static_cast<double>(stats_every) / std::chrono::duration<double>(now - last_report).count(),
-                   format_bytes(resident_bytes()).c_str());
+      log_info("%" PRId64 " tokens, %.2f tok/s, resident %s", generated,
+               static_cast<double>(stats_every) / std::chrono::duration<double>(now - last_report).count(),
+               format_bytes(resident_bytes()).c_str());
       last_report = now;
     }
     pending += tokenizer.piece(token);
@@ -114,10 +105,11 @@ int command_generate(int argc, char** argv) {
     const std::string ready = take_valid_utf8(pending);
     std::fwrite(ready.data(), 1, ready.size(), stdout);
     std::fflush(stdout);
-  }, &interrupted, args.has("--ignore-eos"));
+  }, &interrupted, ignore_eos);
   // An unfinished UTF-8 sequence at the very end is shown as one replacement character.
   std::fputs(pending.empty() ? "\n" : "\xEF\xBF\xBD\n", stdout);
   std::fflush(stdout);
+  // The summary is the command's own report, not a diagnostic: shown at every log level.
   std::fprintf(stderr,
                "flexinfer: load %.2f s | prompt %" PRId64 " tokens in %.3f s (%.1f tok/s) | generated %" PRId64
                " tokens in %.3f s (%.2f tok/s) | seed %" PRIu64 "%s\n",
@@ -125,39 +117,48 @@ int command_generate(int argc, char** argv) {
                stats.prompt_seconds > 0 ? static_cast<double>(stats.prompt_tokens) / stats.prompt_seconds : 0.0,
                stats.generated_tokens, stats.generation_seconds,
                stats.generation_seconds > 0 ? static_cast<double>(stats.generated_tokens) / stats.generation_seconds : 0.0,
-               sampling.seed, stats.stopped_at_end_of_generation ? " | stopped at end of text"
+               sampling.seed, stats.stopped_at_end_of_generation ? " | stopped at end of generation"
                               : stats.interrupted                ? " | interrupted"
                                                                  : "");
-  write_trace(args, engine);
+  write_trace(engine_args.trace, engine);
   return stats.interrupted ? 130 : 0;
 }
 
 int command_tokenize(int argc, char** argv) {
-  const Args args("tokenize",
-                  {kModel, kPrompt, {{"--no-bos"}, false, "do not prepend BOS"},
-                   kParseSpecial},
-                  argc, argv, 2);
-  if (print_help(args)) return 0;
-  no_positional(args, "tokenize");
-  const GgufFile file = GgufFile::open(args.required_text("-m"));
+  const auto app = command_app("tokenize", "Show the token ids of a text (works on vocabulary-only files too).");
+  std::string model;
+  PromptArgs prompt_args;
+  bool no_bos = false;
+  app->add_option("-m,--model", model, "GGUF model or vocabulary file")->type_name("FILE");
+  add_prompt_options(*app, prompt_args);
+  app->add_flag("--no-bos", no_bos, "do not prepend BOS");
+  if (!parse_command_line(*app, argc, argv, 2)) return 0;
+  require_option(*app, "--model");
+  if (app->count("--prompt") + app->count("--file") == 0) require_option(*app, "--prompt");
+  const std::string text = prompt_text(*app, prompt_args);
+  const GgufFile file = GgufFile::open(model);
   const auto tokenizer = Tokenizer::from_gguf(file);
-  const std::vector<int32_t> ids =
-      tokenizer->encode(args.required_text("-p"), !args.has("--no-bos") && tokenizer->adds_bos(), args.has("--parse-special"));
+  const std::vector<int32_t> ids = tokenizer->encode(text, !no_bos && tokenizer->adds_bos(), prompt_args.parse_special);
   for (int32_t id : ids) std::printf("%6d -> '%s'\n", id, tokenizer->text(id).c_str());
   std::printf("%s\n", json_ids(ids).c_str());
   return 0;
 }
 
 int command_logits(int argc, char** argv) {
-  const Args args("logits", {kModel, kPrompt, {{"-o", "--output"}, true, "output file (float32, one row per position)"},
-                             kParseSpecial, kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace},
-                  argc, argv, 2);
-  if (print_help(args)) return 0;
-  no_positional(args, "logits");
-  const std::string output = args.required_text("-o");
-  const std::string prompt_text = args.text("-p", "");
-  Engine engine(engine_options(args));
-  const std::vector<int32_t> ids = engine.tokenizer().encode(prompt_text, engine.tokenizer().adds_bos(), args.has("--parse-special"));
+  const auto app = command_app("logits", "Write the logits of every prompt position to a file (float32, one row per position).");
+  EngineArgs engine_args;
+  PromptArgs prompt_args;
+  std::string output;
+  add_engine_options(*app, engine_args);
+  add_prompt_options(*app, prompt_args);
+  app->add_option("-o,--output", output, "output file")->type_name("FILE");
+  if (!parse_command_line(*app, argc, argv, 2)) return 0;
+  require_option(*app, "--output");
+  const EngineOptions options = engine_options(*app, engine_args);
+  const std::string prompt_text = fi::prompt_text(*app, prompt_args);
+  Engine engine(options);
+  const std::vector<int32_t> ids =
+      engine.tokenizer().encode(prompt_text, engine.tokenizer().adds_bos(), prompt_args.parse_special);
   if (ids.empty()) fail("logits: nothing to evaluate (empty prompt and no BOS token)");
   const auto vocab = static_cast<size_t>(engine.config().vocab);
   std::vector<float> logits(ids.size() * vocab);
@@ -166,19 +167,18 @@ int command_logits(int argc, char** argv) {
   out.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * sizeof(float)));
   out.close();
   if (!out) fail("logits: cannot write '%s'", output.c_str());
-  write_trace(args, engine);
+  write_trace(engine_args.trace, engine);
   std::printf("%s\n", json_ids(ids).c_str());
   return 0;
 }
 
 int command_inspect(int argc, char** argv) {
-  const Args args("inspect", {}, argc, argv, 2);
-  if (print_help(args)) {
-    std::puts("usage: flexinfer inspect MODEL.gguf");
-    return 0;
-  }
-  if (args.positional().size() != 1) fail("inspect: expected one GGUF file (usage: flexinfer inspect MODEL.gguf)");
-  const GgufFile file = GgufFile::open(args.positional()[0]);
+  const auto app = command_app("inspect", "Show a GGUF file's metadata, tensors and bytes per layer (any architecture).");
+  std::string path;
+  app->add_option("model", path, "GGUF file")->type_name("FILE");
+  if (!parse_command_line(*app, argc, argv, 2)) return 0;
+  if (app->count("model") == 0) throw UsageError("inspect: expected one GGUF file (usage: flexinfer inspect MODEL.gguf)");
+  const GgufFile file = GgufFile::open(path);
   std::printf("file: %s\nGGUF version %u, %s, alignment %" PRIu64 ", data at offset %" PRIu64 "\n\n",
               file.path().c_str(), file.version(), format_bytes(file.file_size()).c_str(), file.alignment(),
               file.data_offset());
@@ -212,49 +212,45 @@ int command_inspect(int argc, char** argv) {
 }
 
 int command_make_model(int argc, char** argv) {
-  const Args args("make-model",
-                  {{{"--preset"}, true, "a shape: micro, tiny, 1b, 7b, 13b, 70b, llama3.2-1b, llama3.1-8b, mistral-nemo-12b, "
-                                        "qwen2.5-1.5b, qwen2.5-7b, qwen3-1.7b, qwen3-8b, tiny-llama3, tiny-qwen2 or "
-                                        "tiny-qwen3"},
-                   {{"--arch"}, true, "llama, qwen2 or qwen3 (default: the preset's)"},
-                   {{"--type"}, true, "f32, f16, q8_0, q4_0, q4_k, q4_k_m or q6_k"},
-                   {{"--vocab"}, true, "copy the tokenizer of this GGUF file"},
-                   {{"--byte-vocab"}, false, "use a self-contained byte-level vocabulary"},
-                   {{"--seed"}, true, "random seed (default 1)"},
-                   {{"-o", "--output"}, true, "output GGUF file"},
-                   kThreads},
-                  argc, argv, 2);
-  if (print_help(args)) return 0;
-  no_positional(args, "make-model");
+  const auto app = command_app("make-model", "Write a random-weight GGUF of a realistic shape (for tests and benchmarks).");
+  std::string preset, arch, type, vocab, output;
+  bool byte_vocab = false;
+  int64_t seed = 1, threads = default_thread_count();
+  std::string presets;
+  for (const std::string& name : preset_names()) presets += (presets.empty() ? "" : ", ") + name;
+  app->add_option("--preset", preset, "a shape: " + presets)->type_name("NAME");
+  app->add_option("--arch", arch, "llama, qwen2 or qwen3 (default: the preset's)")->type_name("ARCH");
+  app->add_option("--type", type, "f32, f16, q8_0, q4_0, q4_k, q4_k_m or q6_k")->type_name("TYPE");
+  app->add_option("--vocab", vocab, "copy the tokenizer of this GGUF file")->type_name("FILE");
+  app->add_flag("--byte-vocab", byte_vocab, "use a self-contained byte-level vocabulary");
+  integer_option(*app, "-s,--seed", seed, 0, INT64_MAX, "random seed (default 1)");
+  app->add_option("-o,--output", output, "output GGUF file")->type_name("FILE");
+  integer_option(*app, "-t,--threads", threads, 1, 1024, "CPU threads (default: all cores)");
+  if (!parse_command_line(*app, argc, argv, 2)) return 0;
+  require_option(*app, "--preset");
+  require_option(*app, "--type");
+  require_option(*app, "--output");
   MakeModelOptions options;
-  const std::string preset = args.required_text("--preset");
   const auto shape = find_preset(preset);
-  if (!shape) {
-    std::string names;
-    for (const std::string& name : preset_names()) names += (names.empty() ? "" : ", ") + name;
-    fail("make-model: unknown preset '%s' (%s)", preset.c_str(), names.c_str());
-  }
+  if (!shape) throw UsageError("make-model: unknown preset '" + preset + "' (" + presets + ")");
   options.shape = *shape;
-  if (args.has("--arch")) options.shape = with_architecture(*shape, args.text("--arch", ""));
-  const std::string type = args.required_text("--type");
+  if (app->count("--arch") > 0) options.shape = with_architecture(*shape, arch);
   const auto scheme = parse_weight_scheme(type);
-  if (!scheme) fail("make-model: unknown type '%s' (f32, f16, q8_0, q4_0, q4_k, q4_k_m, q6_k)", type.c_str());
+  if (!scheme) throw UsageError("make-model: unknown type '" + type + "' (f32, f16, q8_0, q4_0, q4_k, q4_k_m, q6_k)");
   options.scheme = *scheme;
-  if (args.has("--vocab") == args.has("--byte-vocab"))
-    fail("make-model: give exactly one of --vocab FILE or --byte-vocab");
-  options.vocab_path = args.text("--vocab", "");
-  options.seed = static_cast<uint64_t>(args.integer("--seed", 1, 0, INT64_MAX));
-  options.output_path = args.required_text("-o");
-  ThreadPool pool(static_cast<int>(args.integer("-t", default_thread_count(), 1, 1024)));
+  if ((app->count("--vocab") > 0) == byte_vocab) throw UsageError("make-model: give exactly one of --vocab FILE or --byte-vocab");
+  options.vocab_path = vocab;
+  options.seed = static_cast<uint64_t>(seed);
+  options.output_path = output;
+  ThreadPool pool(static_cast<int>(threads));
   const uint64_t bytes = make_model(options, pool);
   std::printf("wrote %s (%s)\n", options.output_path.c_str(), format_bytes(bytes).c_str());
   return 0;
 }
 
 int command_devices(int argc, char** argv) {
-  const Args args("devices", {}, argc, argv, 2);
-  if (print_help(args)) return 0;
-  no_positional(args, "devices");
+  const auto app = command_app("devices", "List the CUDA devices flexinfer can use.");
+  if (!parse_command_line(*app, argc, argv, 2)) return 0;
   std::string why;
   const auto devices = cuda::list_devices(&why);
   if (devices.empty()) {

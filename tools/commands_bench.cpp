@@ -22,6 +22,7 @@
 #include "io/error.h"
 #include "planner/budget.h"
 #include "planner/profile.h"
+#include "tools/cli.h"
 #include "tools/command_support.h"
 #include "tools/commands.h"
 
@@ -57,11 +58,21 @@ std::vector<int32_t> bench_prompt(const Engine& engine, int64_t tokens) {
   return prompt;
 }
 
-// bench with --gpu-mem: the limit is the slowest of the weights the GPU reads per token over its
+struct BenchArgs {
+  EngineArgs engine;
+  int64_t prompt_tokens = 128, decode_tokens = 32;
+  bool cold = false, measure_disk = false;
+  // Bandwidths for the limit; negative: from the probe profile, or measured in the run.
+  double mem_bw = -1, disk_bw = -1, vram_bw = -1, cpu_bw = -1;
+  std::string json;
+};
+
+// bench on the GPU: the limit is the slowest of the weights the GPU reads per token over its
 // measured read bandwidth plus those the CPU decodes over its matrix-vector rate, the uploads over
 // pinned PCIe and the disk reads; prefill reports the matrix products' FLOP/s.
-int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_tokens, int64_t decode_tokens) {
-  auto engine = std::make_unique<Engine>(options);
+int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
+  const EngineOptions& options = engine->options();
+  const int64_t prompt_tokens = args.prompt_tokens, decode_tokens = args.decode_tokens;
   const Model& model = engine->model();
   const TensorInfo* embedding = model.tensors().global(Role::TokenEmbedding);
   uint64_t matrix_bytes = 0, matrix_elements = 0;
@@ -77,9 +88,9 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
     matrix_elements += output_elements;
   }
   const cuda::DeviceBandwidth measured = cuda::measure_bandwidth(256ull << 20);
-  const double vram_GBps = args.has("--vram-bw") ? args.real("--vram-bw", 0.0, 0.0, 1e6) : measured.vram_read_GBps;
+  const double vram_GBps = args.vram_bw >= 0 ? args.vram_bw : measured.vram_read_GBps;
   const auto profile = cached_profile();
-  const double disk_GBps = args.real("--disk-bw", profile ? profile->disk_read_GBps : 0.0, 0.0, 1e6);
+  const double disk_GBps = args.disk_bw >= 0 ? args.disk_bw : profile ? profile->disk_read_GBps : 0.0;
 
   const std::vector<int32_t> prompt = bench_prompt(*engine, prompt_tokens);
   std::vector<float> logits(static_cast<size_t>(engine->config().vocab));
@@ -96,7 +107,7 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
     token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   const double decode_seconds = seconds_since(start);
-  write_trace(args, *engine);
+  write_trace(args.engine.trace, *engine);
 
   const auto n = static_cast<double>(prompt.size());
   const double prefill_tok_s = n / prefill_seconds;
@@ -124,8 +135,7 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
     const TensorType commonest = std::max_element(bytes_by_type.begin(), bytes_by_type.end(), [](const auto& a, const auto& b) {
                                    return a.second < b.second;
                                  })->first;
-    cpu_GBps = args.has("--cpu-bw") ? args.real("--cpu-bw", 0.0, 0.0, 1e6)
-                                    : measure_matvec_GBps(engine->pool(), commonest, 512ull << 20, 3);
+    cpu_GBps = args.cpu_bw >= 0 ? args.cpu_bw : measure_matvec_GBps(engine->pool(), commonest, 512ull << 20, 3);
   }
   const double achieved_GBps = decode_tok_s * static_cast<double>(gpu_bytes) / 1e9;
   const double achieved_cpu_GBps = decode_tok_s * static_cast<double>(cpu_bytes) / 1e9;
@@ -170,7 +180,7 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
                 100.0 * decode_tok_s / limit_tok_s);
   else
     std::printf("limit            unknown: the disk's bandwidth is needed (run 'flexinfer probe' or pass --disk-bw)\n");
-  if (args.has("--json")) {
+  if (!args.json.empty()) {
     const nlohmann::json result = {
         {"model", options.model_path},
         {"device", device_name},
@@ -195,7 +205,7 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
         {"bound", disk_known ? bound : ""},
         {"achieved_over_limit", limit_tok_s > 0 ? decode_tok_s / limit_tok_s : 0.0},
     };
-    write_json(args.text("--json", ""), result, "bench");
+    write_json(args.json, result, "bench");
   }
   return 0;
 }
@@ -203,34 +213,33 @@ int bench_on_gpu(const Args& args, const EngineOptions& options, int64_t prompt_
 }  // namespace
 
 int command_bench(int argc, char** argv) {
-  const Args args("bench",
-                  {kModel, {{"-p", "--prompt-tokens"}, true, "prompt length for the prefill measurement (default 128)"},
-                   {{"-n", "--decode-tokens"}, true, "tokens to decode (default 32)"},
-                   {{"--cold"}, false, "evict the model file from the page cache first"},
-                   {{"--mem-bw"}, true, "memory read bandwidth in GB/s for the limit (default: from the probe profile)"},
-                   {{"--disk-bw"}, true, "disk read bandwidth in GB/s for the limit (default: from the probe profile)"},
-                   {{"--measure-disk"}, false,
-                    "measure the disk through the streaming pipeline itself (same reads, slots and reader, no "
-                    "compute) just before and after the run, and take the limit from their mean (shared disks drift)"},
-                   {{"--vram-bw"}, true, "GPU memory read bandwidth in GB/s for the limit (default: measured)"},
-                   {{"--cpu-bw"}, true,
-                    "CPU matrix-vector rate in GB/s for the layers decoded on the CPU (default: measured in the run)"},
-                   {{"--json"}, true, "also write the results as JSON to this file"},
-                   kThreads, kContext, kHostMem, kGpuMem, kProfile, kIo, kTrace},
-                  argc, argv, 2);
-  if (print_help(args)) return 0;
-  no_positional(args, "bench");
-  const int64_t prompt_tokens = args.integer("-p", 128, 1, 1 << 20);
-  const int64_t decode_tokens = args.integer("-n", 32, 1, 1 << 20);
+  const auto app = command_app("bench", "Measure prefill and decode speed against the limit the budgets and the machine imply.");
+  BenchArgs args;
+  add_engine_options(*app, args.engine);
+  integer_option(*app, "-p,--prompt-tokens", args.prompt_tokens, 1, 1 << 20, "prompt length for the prefill measurement (default 128)");
+  integer_option(*app, "-n,--decode-tokens", args.decode_tokens, 1, 1 << 20, "tokens to decode (default 32)");
+  app->add_flag("--cold", args.cold, "evict the model file from the page cache first");
+  real_option(*app, "--mem-bw", args.mem_bw, 0.0, 1e6, "memory read bandwidth in GB/s for the limit (default: from the probe profile)");
+  real_option(*app, "--disk-bw", args.disk_bw, 0.0, 1e6, "disk read bandwidth in GB/s for the limit (default: from the probe profile)");
+  app->add_flag("--measure-disk", args.measure_disk,
+                "measure the disk through the streaming pipeline itself (same reads, slots and reader, no compute) just "
+                "before and after the run, and take the limit from their mean (shared disks drift)");
+  real_option(*app, "--vram-bw", args.vram_bw, 0.0, 1e6, "GPU memory read bandwidth in GB/s for the limit (default: measured)");
+  real_option(*app, "--cpu-bw", args.cpu_bw, 0.0, 1e6,
+              "CPU matrix-vector rate in GB/s for the layers decoded on the CPU (default: measured in the run)");
+  app->add_option("--json", args.json, "also write the results as JSON to this file")->type_name("FILE");
+  if (!parse_command_line(*app, argc, argv, 2)) return 0;
+  EngineOptions options = engine_options(*app, args.engine);
+  const int64_t prompt_tokens = args.prompt_tokens, decode_tokens = args.decode_tokens;
   const auto profile = cached_profile();
-  const double host_GBps = args.real("--mem-bw", profile ? profile->host_read_GBps : 0.0, 0.0, 1e6);
-  double disk_GBps = args.real("--disk-bw", profile ? profile->disk_read_GBps : 0.0, 0.0, 1e6);
-  EngineOptions options = engine_options(args);
+  const double host_GBps = args.mem_bw >= 0 ? args.mem_bw : profile ? profile->host_read_GBps : 0.0;
+  double disk_GBps = args.disk_bw >= 0 ? args.disk_bw : profile ? profile->disk_read_GBps : 0.0;
   if (options.context == 0) options.context = prompt_tokens + decode_tokens;
-  if (options.gpu_budget) return bench_on_gpu(args, options, prompt_tokens, decode_tokens);
-  const bool measure_disk = args.has("--measure-disk");
-  if (args.has("--cold")) evict_from_page_cache(options.model_path);
+  const bool measure_disk = args.measure_disk;
+  if (args.cold) evict_from_page_cache(options.model_path);
   auto engine = std::make_unique<Engine>(options);
+  show_placement(*engine);
+  if (engine->on_gpu()) return bench_on_gpu(args, std::move(engine));
   const int64_t vocab = engine->config().vocab;
   HostModel& placed = *engine->host_model();
   WeightStore& store = placed.store();
@@ -272,7 +281,7 @@ int command_bench(int argc, char** argv) {
   const uint64_t arena_bytes = placed.arena().used();
   const bool locked = placed.arena().locked();
   const int threads = engine->pool().size();
-  write_trace(args, *engine);
+  write_trace(args.engine.trace, *engine);
   engine.reset();
 
   const double prefill_tok_s = static_cast<double>(prompt.size()) / prefill_seconds;
@@ -312,7 +321,7 @@ int command_bench(int argc, char** argv) {
     std::printf("disk measured    %.2f GB/s before, %.2f GB/s after the run\n", disk_before, disk_after);
   std::printf("peak RSS         %s\n", format_bytes(rss).c_str());
 
-  if (args.has("--json")) {
+  if (!args.json.empty()) {
     const nlohmann::json result = {
         {"model", options.model_path},
         {"threads", threads},
@@ -320,7 +329,7 @@ int command_bench(int argc, char** argv) {
         {"host_budget_bytes", options.host_budget ? nlohmann::json(*options.host_budget) : nlohmann::json(nullptr)},
         {"arena_bytes", arena_bytes},
         {"io", io},
-        {"cold", args.has("--cold")},
+        {"cold", args.cold},
         {"prompt_tokens", prompt.size()},
         {"decode_tokens", decode_tokens},
         {"prefill_tok_s", prefill_tok_s},
@@ -336,7 +345,7 @@ int command_bench(int argc, char** argv) {
         {"achieved_over_limit", limit_tok_s > 0 ? decode_tok_s / limit_tok_s : 0.0},
         {"peak_rss_bytes", rss},
     };
-    write_json(args.text("--json", ""), result, "bench");
+    write_json(args.json, result, "bench");
   }
   return 0;
 }

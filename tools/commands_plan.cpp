@@ -7,11 +7,13 @@
 #include <nlohmann/json.hpp>
 
 #include "host/engine/placement.h"
+#include "host/engine/system_memory.h"
 #include "host/kernels/thread_pool.h"
 #include "host/model/model.h"
 #include "io/error.h"
 #include "planner/budget.h"
 #include "planner/profile.h"
+#include "tools/cli.h"
 #include "tools/command_support.h"
 #include "tools/commands.h"
 
@@ -20,13 +22,23 @@ namespace fi {
 namespace {
 
 // plan with --gpu-mem: the three-tier placement, for this machine's cached profile or --profile.
-int plan_three_tiers(const Args& args, const Model& model, int threads) {
+struct PlanArgs {
+  EngineArgs engine;
+  std::string json;
+};
+
+std::optional<uint64_t> host_budget_of(const EngineArgs& engine) {
+  if (engine.host_mem.word != "auto") return engine.host_mem.bytes;
+  return available_host_memory(read_memory_limits()).bytes;
+}
+
+int plan_three_tiers(const PlanArgs& args, const Model& model, int threads) {
   const GgufFile& file = model.file();
   const ModelConfig& config = model.config();
-  const auto profile = chosen_profile(args);
+  const auto profile = chosen_profile(args.engine.profile);
   if (!profile) fail("plan: --gpu-mem needs a profile with GPU measurements: run 'flexinfer probe' or pass --profile FILE");
   const TierPlan plan =
-      make_tier_plan(tier_input(model, host_budget(args), threads, *gpu_budget(args)), *profile);
+      make_tier_plan(tier_input(model, host_budget_of(args.engine), threads, *args.engine.gpu_mem.bytes), *profile);
   uint64_t weights = 0;
   for (const TierUnit& unit : plan.units) weights += unit.bytes();
   std::printf("model     %s (%lld layers, %s of weights)\n", file.path().c_str(), static_cast<long long>(config.n_layers),
@@ -59,7 +71,7 @@ int plan_three_tiers(const Args& args, const Model& model, int threads) {
               plan.predicted_decode_tok_s, plan.bound.c_str(), plan.seconds.disk, plan.seconds.pcie, plan.seconds.cpu,
               plan.seconds.gpu);
 
-  if (args.has("--json")) {
+  if (!args.json.empty()) {
     nlohmann::json layers = nlohmann::json::array();
     for (const TierUnit& unit : plan.units)
       layers.push_back({{"name", unit.name},
@@ -88,7 +100,7 @@ int plan_three_tiers(const Args& args, const Model& model, int threads) {
         {"predicted_decode_tok_s", plan.predicted_decode_tok_s},
         {"bound", plan.bound},
     };
-    write_json(args.text("--json", ""), json, "plan");
+    write_json(args.json, json, "plan");
   }
   return 0;
 }
@@ -96,21 +108,29 @@ int plan_three_tiers(const Args& args, const Model& model, int threads) {
 }  // namespace
 
 int command_plan(int argc, char** argv) {
-  const Args args("plan",
-                  {kModel, kHostMem, kGpuMem, kContext, kThreads,
-                   {{"--profile"}, true, "a probe profile to predict with (default: this machine's cached one)"},
-                   {{"--json"}, true, "also write the plan as JSON to this file"}},
-                  argc, argv, 2);
-  if (print_help(args)) return 0;
-  no_positional(args, "plan");
+  const auto app = command_app("plan", "Show where a model's bytes live under memory budgets, and the predicted speed.");
+  PlanArgs args;
+  args.engine.host_mem = {"none", std::nullopt};
+  args.engine.gpu_mem = {"none", std::nullopt};
+  app->add_option("-m,--model", args.engine.model, "GGUF model file")->type_name("FILE");
+  size_option(*app, "--host-mem", args.engine.host_mem, {"auto", "none"},
+              "host memory budget: a size, auto (what generate would choose) or none (the default: no limit)");
+  size_option(*app, "--gpu-mem", args.engine.gpu_mem, {"none"}, "GPU memory budget: plan over GPU, host and disk");
+  integer_option(*app, "-c,--ctx-size,--ctx", args.engine.context, 1, 1 << 24, "context length in tokens (default: min(4096, trained))");
+  integer_option(*app, "-t,--threads", args.engine.threads, 1, 1024, "CPU threads (default: all cores)");
+  app->add_option("--profile", args.engine.profile, "a probe profile to predict with (default: this machine's cached one)")
+      ->type_name("FILE");
+  app->add_option("--json", args.json, "also write the plan as JSON to this file")->type_name("FILE");
+  if (!parse_command_line(*app, argc, argv, 2)) return 0;
+  require_option(*app, "--model");
   ModelOptions options;
-  options.context = args.integer("--ctx", 0, 1, 1 << 24);
-  const auto model = Model::open(args.required_text("-m"), options);
+  options.context = args.engine.context;
+  const auto model = Model::open(args.engine.model, options);
   const GgufFile& file = model->file();
   const ModelConfig& config = model->config();
-  const int threads = static_cast<int>(args.integer("-t", default_thread_count(), 1, 1024));
-  if (gpu_budget(args)) return plan_three_tiers(args, *model, threads);
-  const Plan plan = make_plan(host_plan_input(*model, host_budget(args), threads));
+  const int threads = args.engine.threads > 0 ? static_cast<int>(args.engine.threads) : default_thread_count();
+  if (args.engine.gpu_mem.bytes) return plan_three_tiers(args, *model, threads);
+  const Plan plan = make_plan(host_plan_input(*model, host_budget_of(args.engine), threads));
 
   std::printf("model     %s (%lld layers, %s of weights)\n", file.path().c_str(), static_cast<long long>(config.n_layers),
               format_bytes(plan.weight_bytes()).c_str());
@@ -132,7 +152,7 @@ int command_plan(int argc, char** argv) {
   std::printf("\nper token: %s read from disk, %s read by the CPU from host memory\n",
               format_bytes(plan.read_bytes_per_token()).c_str(), format_bytes(compute_bytes).c_str());
 
-  const auto profile = chosen_profile(args);
+  const auto profile = chosen_profile(args.engine.profile);
   Prediction prediction;
   if (profile) {
     prediction = predict_decode(plan, *profile, compute_bytes);
@@ -144,7 +164,7 @@ int command_plan(int argc, char** argv) {
     std::printf("no prediction: run 'flexinfer probe' once (or pass --profile FILE)\n");
   }
 
-  if (args.has("--json")) {
+  if (!args.json.empty()) {
     nlohmann::json units = nlohmann::json::array();
     for (const PlanUnit& unit : plan.units)
       units.push_back({{"name", unit.name},
@@ -169,7 +189,7 @@ int command_plan(int argc, char** argv) {
         {"predicted_decode_tok_s", profile ? nlohmann::json(prediction.decode_tok_s) : nlohmann::json(nullptr)},
         {"bound", profile ? nlohmann::json(prediction.bound) : nlohmann::json(nullptr)},
     };
-    write_json(args.text("--json", ""), json, "plan");
+    write_json(args.json, json, "plan");
   }
   return 0;
 }

@@ -16,25 +16,26 @@
 #include "io/error.h"
 #include "planner/budget.h"
 #include "planner/profile.h"
+#include "tools/cli.h"
 #include "tools/command_support.h"
 #include "tools/commands.h"
 
 namespace fi {
 
 int command_probe(int argc, char** argv) {
-  const Args args("probe",
-                  {{{"-m", "--model", "--file"}, true, "measure the disk this file is on (default: a temporary 1 GiB file in the cache directory)"},
-                   {{"-o", "--output"}, true, "where to save the profile (default: the cache directory)"},
-                   {{"--quick"}, false, "fewer and shorter measurements"},
-                   kThreads},
-                  argc, argv, 2);
-  if (print_help(args)) return 0;
-  no_positional(args, "probe");
-  const bool quick = args.has("--quick");
-  const std::string output = args.text("-o", default_profile_path());
+  const auto app = command_app("probe", "Measure this machine's disk, memory, CPU kernels and GPU (saved for plan, bench and generate).");
+  std::string disk_file, output = default_profile_path();
+  bool quick = false;
+  int64_t threads = default_thread_count();
+  app->add_option("-m,--model,--file", disk_file,
+                  "measure the disk this file is on (default: a temporary 1 GiB file in the cache directory)")
+      ->type_name("FILE");
+  app->add_option("-o,--output", output, "where to save the profile (default: the cache directory)")->type_name("FILE");
+  app->add_flag("--quick", quick, "fewer and shorter measurements");
+  integer_option(*app, "-t,--threads", threads, 1, 1024, "CPU threads (default: all cores)");
+  if (!parse_command_line(*app, argc, argv, 2)) return 0;
   Profile profile;
 
-  std::string disk_file = args.text("-m", "");
   std::string temporary;
   if (disk_file.empty()) {
     temporary = output + ".probe-data";
@@ -72,7 +73,7 @@ int command_probe(int argc, char** argv) {
   std::printf("  chosen: queue depth %d, %s requests: %.2f GB/s\n", best.queue_depth,
               format_bytes(best.request_bytes).c_str(), best.GBps);
 
-  ThreadPool pool(static_cast<int>(args.integer("-t", default_thread_count(), 1, 1024)));
+  ThreadPool pool(static_cast<int>(threads));
   profile.cpu_threads = pool.size();
   const int rounds = quick ? 2 : 4;
   profile.host_read_GBps = measure_memory_read_GBps(pool, quick ? 1ull << 30 : 2ull << 30, rounds);

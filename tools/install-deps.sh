@@ -2,7 +2,8 @@
 # Installs what building and testing flexinfer needs on Debian/Ubuntu. CUDA is optional and not
 # installed here: when nvcc is in /usr/local/cuda the build picks it up.
 set -euo pipefail
-packages=(cmake ninja-build g++ clang libgtest-dev nlohmann-json3-dev liburing-dev libpcre2-dev)
+packages=(cmake ninja-build g++ clang libgtest-dev nlohmann-json3-dev liburing-dev libpcre2-dev libcli11-dev libspdlog-dev
+          libfmt-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

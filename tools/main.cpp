@@ -1,4 +1,4 @@
-// flexinfer: run llama-architecture GGUF models on what the machine has.
+// flexinfer: run GGUF language models on what the machine has.
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -6,6 +6,9 @@
 #include <string>
 
 #include "io/error.h"
+#include "io/log.h"
+#include "tools/cli.h"
+#include "tools/command_support.h"
 #include "tools/commands.h"
 
 namespace {
@@ -16,11 +19,22 @@ const char* const kUsage =
     "  tokenize    show the token ids of a text\n"
     "  logits      write the logits of every prompt position to a file\n"
     "  inspect     show a GGUF file's metadata, tensors and bytes per layer\n"
-    "  make-model  write a random-weight llama GGUF of a realistic shape\n"
+    "  make-model  write a random-weight GGUF of a realistic shape\n"
     "  bench       measure prefill and decode speed against the limit of the memory budget\n"
     "  probe       measure this machine's disk, memory and CPU (saved for plan and bench)\n"
     "  plan        show where a model's bytes live under a memory budget, and the predicted speed\n"
-    "  devices     list the CUDA devices flexinfer can use\n";
+    "  devices     list the CUDA devices flexinfer can use\n"
+    "  --version   print the version and what this build can use\n";
+
+struct Command {
+  const char* name;
+  int (*run)(int argc, char** argv);
+};
+constexpr Command kCommands[] = {
+    {"generate", fi::command_generate}, {"tokenize", fi::command_tokenize}, {"logits", fi::command_logits},
+    {"inspect", fi::command_inspect},   {"make-model", fi::command_make_model}, {"devices", fi::command_devices},
+    {"bench", fi::command_bench},       {"probe", fi::command_probe},       {"plan", fi::command_plan},
+};
 
 }  // namespace
 
@@ -30,24 +44,23 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
+  if (command == "--version") {
+    std::printf("flexinfer %s (%s)\n", FLEXINFER_VERSION, fi::build_features().c_str());
+    return 0;
+  }
   try {
-    if (command == "generate") return fi::command_generate(argc, argv);
-    if (command == "tokenize") return fi::command_tokenize(argc, argv);
-    if (command == "logits") return fi::command_logits(argc, argv);
-    if (command == "inspect") return fi::command_inspect(argc, argv);
-    if (command == "make-model") return fi::command_make_model(argc, argv);
-    if (command == "devices") return fi::command_devices(argc, argv);
-    if (command == "bench") return fi::command_bench(argc, argv);
-    if (command == "probe") return fi::command_probe(argc, argv);
-    if (command == "plan") return fi::command_plan(argc, argv);
-    std::fprintf(stderr, "flexinfer: unknown command '%s' (see 'flexinfer --help')\n", command.c_str());
+    for (const Command& known : kCommands)
+      if (command == known.name) return known.run(argc, argv);
+    throw fi::UsageError("unknown command '" + command + "' (see 'flexinfer --help')");
+  } catch (const fi::UsageError& error) {
+    fi::report_error(error.what());
     return 2;
   } catch (const fi::Error& error) {
-    std::fprintf(stderr, "flexinfer: error: %s\n", error.what());
+    fi::report_error(error.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "flexinfer: error: out of memory\n");
+    fi::report_error("out of memory");
   } catch (const std::exception& error) {
-    std::fprintf(stderr, "flexinfer: error: %s\n", error.what());
+    fi::report_error(error.what());
   }
   return 1;
 }

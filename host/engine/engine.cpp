@@ -6,6 +6,8 @@
 
 #include "host/cpu/cpu_backend.h"
 #include "host/engine/placement.h"
+#include "host/engine/system_memory.h"
+#include "cuda/device_info.h"
 #include "io/error.h"
 #include "planner/budget.h"
 #include "planner/profile.h"
@@ -32,6 +34,25 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 }  // namespace
 
+namespace {
+
+// The smallest context the engine shortens a default one to.
+constexpr int64_t kMinimumAutoContext = 256;
+
+// Host memory a CPU run of `model` needs with every weight loaded (no budget), and at least
+// (the plan's minimum working set).
+struct HostNeeds {
+  uint64_t unlimited = 0, minimum = 0;
+};
+HostNeeds host_needs(const Model& model, int threads) {
+  const Plan plan = make_plan(host_plan_input(model, std::nullopt, threads));
+  return {plan.host_bytes(), plan.minimum_host_bytes};
+}
+
+std::string tokens(int64_t count) { return std::to_string(count) + " tokens"; }
+
+}  // namespace
+
 Engine::Engine(const EngineOptions& options) : options_(options) {
   const auto start = std::chrono::steady_clock::now();
   if (options.threads < 0 || options.threads > 1024) fail("thread count %d is outside 1..1024", options.threads);
@@ -39,54 +60,140 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   pool_ = std::make_unique<ThreadPool>(options.threads > 0 ? options.threads : default_thread_count());
   ModelOptions model_options;
   model_options.context = options.context;
-  if (options.gpu_budget) {
-    model_ = Model::open(options.model_path, model_options);
-  } else {
-    host_model_ = HostModel::load(options.model_path, *pool_, {model_options, options.host_budget, options.io});
-  }
-  const Model& opened = model();
-  tokenizer_ = Tokenizer::from_gguf(opened.file());
-  if (tokenizer_->size() != config().vocab)
+  std::unique_ptr<Model> opened = Model::open(options.model_path, model_options);
+  tokenizer_ = Tokenizer::from_gguf(opened->file());
+  if (tokenizer_->size() != opened->config().vocab)
     fail("%s: the tokenizer has %d tokens but the model's vocabulary is %lld", options.model_path.c_str(),
-         tokenizer_->size(), static_cast<long long>(config().vocab));
-  if (options.gpu_budget) {
-    require_gpu(options.gpu_device);
-    gpu_memory_ = gpu_memory_plan(opened);
-    // What does not fit the GPU budget (or the host budget, when one is given) is split over VRAM,
-    // pinned host memory and disk, and the planner may decode the last layers on the CPU.
-    if (options.host_budget || gpu_memory_.total() > *options.gpu_budget) {
-      const TierInput input = tier_input(opened, options.host_budget, pool_->size(), *options.gpu_budget);
-      tier_profile_ = options.profile ? *options.profile : default_tier_profile();
-      tiers_ = make_tier_plan(input, *tier_profile_);
-      // Without --host-mem the host tier holds everything VRAM does not, pinned: refuse what the
-      // machine could never lock rather than fail deep inside the driver.
-      const uint64_t ram = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
-      if (!options.host_budget && tiers_->host_used() > ram)
-        fail("what does not fit --gpu-mem %s needs %s of pinned host memory, more than this machine's %s of RAM: give "
-             "--host-mem to read the rest from disk",
-             format_bytes(*options.gpu_budget).c_str(), format_bytes(tiers_->host_used()).c_str(), format_bytes(ram).c_str());
-      tier_store_ = std::make_unique<TierStore>(opened, *tiers_, options.gpu_device, options.io);
+         tokenizer_->size(), static_cast<long long>(opened->config().vocab));
+
+  if (!options_.gpu_budget && options.auto_gpu_budget) {
+    std::string why;
+    const std::vector<cuda::DeviceInfo> devices = cuda::list_devices(&why);
+    if (!devices.empty() && options.gpu_device >= 0 && options.gpu_device < static_cast<int>(devices.size())) {
+      const cuda::DeviceInfo& device = devices[static_cast<size_t>(options.gpu_device)];
+      // Room for allocations outside the arena (cuBLAS handles, the driver's own).
+      options_.gpu_budget = device.free_bytes / 10 * 9;
+      placement_.push_back("on " + device.name + ": --gpu-mem " + format_bytes(*options_.gpu_budget) +
+                           " (90% of its free memory)");
     }
-    std::vector<std::unique_ptr<Backend>> devices;
-    devices.push_back(make_gpu_backend(opened, {*options.gpu_budget, options.gpu_device, tier_store_.get()}));
-    const auto layers = static_cast<size_t>(config().n_layers);
-    DevicePlacement placement = DevicePlacement::single(config().n_layers);
-    if (tier_store_ && tier_store_->first_cpu_layer() < config().n_layers) {
-      cpu_scratch_ = std::make_unique<HostArena>(
-          CpuBackend::scratch_bytes(config(), opened.context(), opened.max_batch(), pool_->size()),
-          options.host_budget.has_value());
-      devices.push_back(std::make_unique<CpuBackend>(opened, *tier_store_, *pool_, tier_store_->kv_cache(), *cpu_scratch_));
-      for (auto l = static_cast<size_t>(tier_store_->first_cpu_layer()); l < layers; ++l) placement.decode[l] = 1;
-    }
-    forward_ = std::make_unique<Forward>(opened, std::move(devices), std::move(placement));
+  }
+
+  if (options_.gpu_budget) {
+    open_on_gpu(std::move(opened));
   } else {
-    forward_ = std::make_unique<Forward>(host_model_->model(), make_cpu_backend(*host_model_, *pool_));
+    open_on_cpu(std::move(opened));
   }
   if (options.trace) {
     trace_ = std::make_unique<Trace>();
     forward_->set_trace(trace_.get());
   }
   load_seconds_ = seconds_since(start);
+}
+
+void Engine::open_on_cpu(std::unique_ptr<Model> model) {
+  const int threads = pool_->size();
+  std::optional<uint64_t> budget = options_.host_budget;
+  std::string chosen;
+  if (!budget && options_.auto_host_budget) {
+    const AvailableMemory available = available_host_memory(read_memory_limits());
+    const HostNeeds needs = host_needs(*model, threads);
+    if (needs.unlimited <= available.bytes) {
+      chosen = "every weight in RAM: the run needs " + format_bytes(needs.unlimited) + " of the " +
+               format_bytes(available.bytes) + " available (" + available.why + ")";
+    } else {
+      budget = available.bytes;
+      chosen = "streaming within --host-mem " + format_bytes(available.bytes) + " (" + available.why + "): the run needs " +
+               format_bytes(needs.unlimited) + " with every weight in RAM";
+    }
+  }
+  // A default context shortens until its KV cache fits the budget; a given one is the user's.
+  if (budget && options_.context == 0) {
+    const int64_t wanted = model->context();
+    while (model->context() > kMinimumAutoContext && host_needs(*model, threads).minimum > *budget)
+      model->set_context(std::max(kMinimumAutoContext, model->context() / 2));
+    if (model->context() != wanted)
+      placement_.push_back("context shortened to " + tokens(model->context()) + ": a KV cache of " + tokens(wanted) +
+                           " does not fit --host-mem " + format_bytes(*budget) + " (--ctx sets it)");
+  }
+  if (!chosen.empty()) placement_.insert(placement_.begin(), chosen);
+  host_model_ = HostModel::load(std::move(model), *pool_, budget, options_.io);
+  forward_ = std::make_unique<Forward>(host_model_->model(), make_cpu_backend(*host_model_, *pool_));
+  const Plan& plan = host_model_->plan();
+  if (plan.streams())
+    placement_.push_back(format_bytes(plan.resident_bytes()) + " of " + format_bytes(plan.weight_bytes()) +
+                         " weights resident, " + format_bytes(plan.read_bytes_per_token()) + " streamed per token (" +
+                         host_model_->store().reader().describe() + ")");
+}
+
+void Engine::open_on_gpu(std::unique_ptr<Model> model) {
+  const Model& opened = *model;
+  model_ = std::move(model);
+  const uint64_t gpu_budget = *options_.gpu_budget;
+  require_gpu(options_.gpu_device);
+  gpu_memory_ = gpu_memory_plan(opened);
+  // What does not fit the GPU budget (or the host budget, when one is given) is split over VRAM,
+  // pinned host memory and disk, and the planner may decode the last layers on the CPU.
+  std::optional<uint64_t> host_budget = options_.host_budget;
+  if (host_budget || gpu_memory_.total() > gpu_budget) {
+    tier_profile_ = options_.profile ? *options_.profile : default_tier_profile();
+    tiers_ = make_tier_plan(tier_input(opened, host_budget, pool_->size(), gpu_budget), *tier_profile_);
+    // Without --host-mem the host tier holds everything VRAM does not, pinned: when that is more
+    // than the machine can hold, the rest is read from disk within what is available (auto), or
+    // the run is refused rather than fail deep inside the driver.
+    const AvailableMemory available = available_host_memory(read_memory_limits());
+    if (!host_budget && options_.auto_host_budget && tiers_->host_used() > available.bytes) {
+      host_budget = available.bytes;
+      tiers_ = make_tier_plan(tier_input(opened, host_budget, pool_->size(), gpu_budget), *tier_profile_);
+      placement_.push_back("--host-mem " + format_bytes(available.bytes) + " (" + available.why +
+                           "): the rest of the weights are read from disk");
+    }
+    const uint64_t ram = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+    if (!host_budget && tiers_->host_used() > ram)
+      fail("what does not fit --gpu-mem %s needs %s of pinned host memory, more than this machine's %s of RAM: give "
+           "--host-mem to read the rest from disk",
+           format_bytes(gpu_budget).c_str(), format_bytes(tiers_->host_used()).c_str(), format_bytes(ram).c_str());
+    tier_store_ = std::make_unique<TierStore>(opened, *tiers_, options_.gpu_device, options_.io);
+  }
+  std::vector<std::unique_ptr<Backend>> devices;
+  devices.push_back(make_gpu_backend(opened, {gpu_budget, options_.gpu_device, tier_store_.get()}));
+  const auto layers = static_cast<size_t>(opened.config().n_layers);
+  DevicePlacement placement = DevicePlacement::single(opened.config().n_layers);
+  if (tier_store_ && tier_store_->first_cpu_layer() < opened.config().n_layers) {
+    cpu_scratch_ = std::make_unique<HostArena>(
+        CpuBackend::scratch_bytes(opened.config(), opened.context(), opened.max_batch(), pool_->size()),
+        host_budget.has_value());
+    devices.push_back(std::make_unique<CpuBackend>(opened, *tier_store_, *pool_, tier_store_->kv_cache(), *cpu_scratch_));
+    for (auto l = static_cast<size_t>(tier_store_->first_cpu_layer()); l < layers; ++l) placement.decode[l] = 1;
+  }
+  forward_ = std::make_unique<Forward>(opened, std::move(devices), std::move(placement));
+  describe_gpu_placement();
+}
+
+void Engine::describe_gpu_placement() {
+  if (!tiers_) {
+    placement_.push_back("every layer on the GPU: " + format_bytes(gpu_memory_.total()) + " of " +
+                         format_bytes(*options_.gpu_budget) + " budget on the device");
+    return;
+  }
+  const int64_t n_layers = config().n_layers;
+  uint64_t vram_weights = 0;
+  for (const TierUnit& unit : tiers_->units) vram_weights += unit.gpu_bytes();
+  const int cpu_layers = tiers_->cpu_layers();
+  const std::string devices =
+      cpu_layers == 0 ? std::string("every layer on the GPU")
+                      : strprintf("layers 0-%lld on the GPU, %lld-%lld decoded on the CPU (prefilled on the GPU)",
+                                  static_cast<long long>(n_layers - cpu_layers - 1),
+                                  static_cast<long long>(n_layers - cpu_layers), static_cast<long long>(n_layers - 1));
+  placement_.push_back(strprintf(
+      "%s; weights split: %s in VRAM, %s in pinned host memory, %s read from disk per token (%s of %s GPU budget, %s "
+      "host memory); planned %.1f tok/s, bound by %s",
+      devices.c_str(), format_bytes(vram_weights).c_str(), format_bytes(tiers_->host_weight_bytes).c_str(),
+      format_bytes(tiers_->disk_bytes_per_token()).c_str(), format_bytes(tiers_->gpu_used()).c_str(),
+      format_bytes(tiers_->gpu_budget).c_str(), format_bytes(tiers_->host_used()).c_str(), tiers_->predicted_decode_tok_s,
+      tiers_->bound.c_str()));
+  if (tier_profile_->machine == kNominalProfile)
+    placement_.push_back("planned with nominal bandwidths; run 'flexinfer probe' once (or pass --profile FILE) for a "
+                         "placement fitted to this machine");
 }
 
 GenerationStats Engine::generate(const std::vector<int32_t>& prompt, int64_t max_tokens, Sampler& sampler,

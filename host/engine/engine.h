@@ -25,9 +25,16 @@ namespace fi {
 struct EngineOptions {
   std::string model_path;
   int threads = 0;       // 0: one per available core
-  int64_t context = 0;   // 0: min(4096, trained context)
-  std::optional<uint64_t> host_budget;  // --host-mem; none: load every weight
-  std::optional<uint64_t> gpu_budget;   // --gpu-mem
+  // 0: min(4096, trained context), shortened (with a notice) until the KV cache fits the host
+  // budget; a context given is never changed.
+  int64_t context = 0;
+  std::optional<uint64_t> host_budget;  // --host-mem; none: load every weight (or auto_host_budget)
+  std::optional<uint64_t> gpu_budget;   // --gpu-mem; none: the CPU (or auto_gpu_budget)
+  // Budgets the user did not give, chosen from the machine: on the CPU, every weight in RAM when the
+  // model fits the memory available (80% of MemAvailable, or the memory cgroup's room when less),
+  // else streaming within that; on the GPU, its free memory when a device is usable.
+  bool auto_host_budget = false;
+  bool auto_gpu_budget = false;
   int gpu_device = 0;
   // The machine a three-tier placement is planned for (--profile); none: probe's cached profile,
   // else nominal figures.
@@ -68,6 +75,9 @@ class Engine {
   const std::optional<Profile>& tier_profile() const { return tier_profile_; }
   // The spans collected so far (with EngineOptions::trace), else null.
   const Trace* trace() const { return trace_.get(); }
+  // Where the weights live and why, one line each (the first says what was chosen and why when a
+  // budget was chosen automatically or the context shortened).
+  const std::vector<std::string>& placement() const { return placement_; }
 
   // Evaluates the prompt, then samples up to max_tokens tokens, calling on_token for each; stops
   // early at an end-of-generation token (not passed to on_token) or, checked after every token,
@@ -79,6 +89,10 @@ class Engine {
                            bool ignore_end_of_generation = false);
 
  private:
+  void open_on_cpu(std::unique_ptr<Model> model);
+  void open_on_gpu(std::unique_ptr<Model> model);
+  void describe_gpu_placement();
+
   std::unique_ptr<Trace> trace_;  // first: destroyed last, after the threads that add to it
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Model> model_;            // the GPU path's model
@@ -94,6 +108,7 @@ class Engine {
   GpuMemoryPlan gpu_memory_;
   std::optional<Profile> tier_profile_;
   std::optional<TierPlan> tiers_;
+  std::vector<std::string> placement_;
 };
 
 }  // namespace fi

@@ -1,25 +1,29 @@
 #include "host/engine/host_model.h"
 
-#include <cstdio>
-
 #include "host/cpu/cpu_backend.h"
 #include "host/engine/placement.h"
 #include "host/memory/kv_cache.h"
+#include "io/log.h"
 
 namespace fi {
 
 std::unique_ptr<HostModel> HostModel::load(const std::string& path, ThreadPool& pool, const HostModelOptions& options) {
+  return load(Model::open(path, options.model), pool, options.host_budget, options.io);
+}
+
+std::unique_ptr<HostModel> HostModel::load(std::unique_ptr<Model> opened, ThreadPool& pool,
+                                           std::optional<uint64_t> host_budget, const ReaderOptions& io) {
   std::unique_ptr<HostModel> placed(new HostModel());
-  placed->model_ = Model::open(path, options.model);
+  placed->model_ = std::move(opened);
   const Model& model = *placed->model_;
-  placed->plan_ = make_plan(host_plan_input(model, options.host_budget, pool.size()));
+  placed->plan_ = make_plan(host_plan_input(model, host_budget, pool.size()));
   // The arena holds everything planned except the runtime's own memory.
   std::optional<uint64_t> capacity;
-  if (options.host_budget) capacity = placed->plan_.host_bytes() - runtime_bytes(model.file(), model.config());
-  placed->arena_ = std::make_unique<HostArena>(capacity, options.host_budget.has_value());
+  if (host_budget) capacity = placed->plan_.host_bytes() - runtime_bytes(model.file(), model.config());
+  placed->arena_ = std::make_unique<HostArena>(capacity, host_budget.has_value());
   if (!placed->arena_->lock_refusal().empty())
-    std::fprintf(stderr, "flexinfer: warning: %s\n", placed->arena_->lock_refusal().c_str());
-  placed->store_ = std::make_unique<WeightStore>(model.file(), model.tensors(), placed->plan_, *placed->arena_, pool, options.io);
+    log_warning("%s", placed->arena_->lock_refusal().c_str());
+  placed->store_ = std::make_unique<WeightStore>(model.file(), model.tensors(), placed->plan_, *placed->arena_, pool, io);
   return placed;
 }
 

@@ -25,6 +25,9 @@ struct HostModelOptions {
 class HostModel {
  public:
   static std::unique_ptr<HostModel> load(const std::string& path, ThreadPool& pool, const HostModelOptions& options = {});
+  // An opened model placed within `host_budget` (none: every weight loaded, no limit).
+  static std::unique_ptr<HostModel> load(std::unique_ptr<Model> model, ThreadPool& pool,
+                                         std::optional<uint64_t> host_budget, const ReaderOptions& io);
 
   const Model& model() const { return *model_; }
   const ModelConfig& config() const { return model_->config(); }

@@ -67,6 +67,11 @@ uint64_t runtime_bytes(const GgufFile& file, const ModelConfig& config) {
   return (24ull << 20) + 4 * file.data_offset() + 16 * static_cast<uint64_t>(config.vocab) * sizeof(float);
 }
 
+void Model::set_context(int64_t context) {
+  if (context < 1) fail("internal: context of %lld tokens", static_cast<long long>(context));
+  context_ = context;
+}
+
 std::unique_ptr<Model> Model::open(const std::string& path, const ModelOptions& options) {
   std::unique_ptr<Model> model(new Model(GgufFile::open(path)));
   const GgufFile& file = model->file_;

@@ -27,6 +27,9 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelTensors& tensors() const { return tensors_; }
   int64_t context() const { return context_; }
+  // A different context length for the run, before anything is placed by it (a default context
+  // shortened to fit a budget).
+  void set_context(int64_t context);
   int64_t max_batch() const { return max_batch_; }
   bool tied_output() const { return tensors_.tied_output(); }
   // RoPE inverse frequency of each rotated pair (io's scaling and the file's frequency factors

@@ -2,20 +2,24 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unordered_set>
+#include <unordered_map>
 
 namespace fi {
 
 Sampler::Sampler(const SamplerParams& params) : params_(params), rng_(params.seed) {}
 
 int32_t Sampler::sample(float* logits, int32_t n_vocab, const std::vector<int32_t>& history) {
-  if (params_.repeat_penalty != 1.0f && params_.repeat_last_n > 0) {
+  const bool penalties =
+      params_.repeat_penalty != 1.0f || params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f;
+  if (penalties && params_.repeat_last_n > 0) {
     const size_t window = std::min(history.size(), static_cast<size_t>(params_.repeat_last_n));
-    std::unordered_set<int32_t> seen(history.end() - static_cast<std::ptrdiff_t>(window), history.end());
-    for (int32_t token : seen) {
+    std::unordered_map<int32_t, int> seen;
+    for (auto it = history.end() - static_cast<std::ptrdiff_t>(window); it != history.end(); ++it) ++seen[*it];
+    for (const auto& [token, count] : seen) {
       if (token < 0 || token >= n_vocab) continue;
       float& logit = logits[token];
       logit = logit > 0 ? logit / params_.repeat_penalty : logit * params_.repeat_penalty;
+      logit -= params_.presence_penalty + params_.frequency_penalty * static_cast<float>(count);
     }
   }
   if (params_.temperature <= 0.0f)
