@@ -1,5 +1,6 @@
 #include "host/memory/weight_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -7,6 +8,8 @@
 #include "host/kernels/quant.h"
 #include "host/kernels/repack.h"
 #include "io/error.h"
+#include "io/log.h"
+#include "planner/budget.h"
 
 namespace fi {
 
@@ -75,11 +78,14 @@ void WeightStore::load_resident(const Plan& plan, const ModelTensors& tensors, H
   const auto start = std::chrono::steady_clock::now();
   // Each resident piece lands in the aligned span around it; `place` gets the first byte's address.
   std::vector<std::pair<uint8_t*, std::function<void(uint8_t*)>>> pieces;
+  const uint64_t before = reader_->bytes_read();
+  uint64_t requested = 0;
   auto read_piece = [&](uint64_t offset, uint64_t bytes, const char* what, std::function<void(uint8_t*)> place) {
     const uint64_t begin = align_down(offset, kDirectAlignment);
     const uint64_t length = align_up(offset + bytes, kDirectAlignment) - begin;
     uint8_t* span = arena.allocate(length, kDirectAlignment, what);
     reader_->submit({span, begin, length, pieces.size()});
+    requested += length;
     pieces.emplace_back(span + (offset - begin), std::move(place));
   };
 
@@ -104,7 +110,18 @@ void WeightStore::load_resident(const Plan& plan, const ModelTensors& tensors, H
                    }
                  });
     }
-  while (reader_->outstanding() > 0) reader_->wait();
+  // A progress line on a terminal: big models take a while to read.
+  auto last_shown = std::chrono::steady_clock::now();
+  while (reader_->outstanding() > 0) {
+    reader_->wait();
+    if (std::chrono::steady_clock::now() - last_shown > std::chrono::milliseconds(200)) {
+      last_shown = std::chrono::steady_clock::now();
+      const uint64_t done = reader_->bytes_read() - before;
+      log_progress(strprintf("loading weights %d%% (%s of %s)", static_cast<int>(100 * done / std::max<uint64_t>(requested, 1)),
+                             format_bytes(done).c_str(), format_bytes(requested).c_str()));
+    }
+  }
+  end_progress();
   load_read_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (auto& [address, place] : pieces) place(address);
 

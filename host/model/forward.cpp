@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "io/error.h"
+#include "io/log.h"
 
 namespace fi {
 
@@ -65,7 +66,11 @@ void Forward::eval(std::span<const int32_t> tokens, float* logits, bool all_logi
     const bool last_batch = begin + count == tokens.size();
     float* batch_logits = all_logits ? logits + begin * config_.vocab : (last_batch ? logits : nullptr);
     eval_batch(tokens.subspan(begin, count), batch_logits, all_logits);
+    // A long prompt takes a while: a progress line on a terminal.
+    if (tokens.size() > static_cast<size_t>(max_batch_))
+      log_progress(strprintf("prompt %zu of %zu tokens", begin + count, tokens.size()));
   }
+  if (tokens.size() > static_cast<size_t>(max_batch_)) end_progress();
 }
 
 void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, bool all_logits) {
