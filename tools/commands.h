@@ -10,4 +10,6 @@ int command_devices(int argc, char** argv);
 int command_bench(int argc, char** argv);
 int command_probe(int argc, char** argv);
 int command_plan(int argc, char** argv);
+int command_chat(int argc, char** argv);
+int command_template(int argc, char** argv);
 }  // namespace fi

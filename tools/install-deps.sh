@@ -3,7 +3,7 @@
 # installed here: when nvcc is in /usr/local/cuda the build picks it up.
 set -euo pipefail
 packages=(cmake ninja-build g++ clang libgtest-dev nlohmann-json3-dev liburing-dev libpcre2-dev libcli11-dev libspdlog-dev
-          libfmt-dev)
+          libfmt-dev libedit-dev libbsd-dev libmd-dev libncurses-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,6 +16,8 @@ namespace {
 const char* const kUsage =
     "usage: flexinfer COMMAND [options]   (flexinfer COMMAND --help for its options)\n"
     "  generate    generate text from a prompt\n"
+    "  chat        chat with a model in the terminal\n"
+    "  template    print the prompt a chat template makes of a conversation\n"
     "  tokenize    show the token ids of a text\n"
     "  logits      write the logits of every prompt position to a file\n"
     "  inspect     show a GGUF file's metadata, tensors and bytes per layer\n"
@@ -31,7 +33,8 @@ struct Command {
   int (*run)(int argc, char** argv);
 };
 constexpr Command kCommands[] = {
-    {"generate", fi::command_generate}, {"tokenize", fi::command_tokenize}, {"logits", fi::command_logits},
+    {"generate", fi::command_generate}, {"chat", fi::command_chat},         {"template", fi::command_template},
+    {"tokenize", fi::command_tokenize}, {"logits", fi::command_logits},
     {"inspect", fi::command_inspect},   {"make-model", fi::command_make_model}, {"devices", fi::command_devices},
     {"bench", fi::command_bench},       {"probe", fi::command_probe},       {"plan", fi::command_plan},
 };

@@ -3,6 +3,7 @@
 // (host/model/backend.h): batched prefill and single-token decode over a KV cache. It owns the
 // order of work (embedding, layers, head) and hands each layer to the device a placement names;
 // the residual stream crosses devices only where consecutive layers' devices differ.
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -37,6 +38,9 @@ class Forward {
   int64_t context() const { return context_; }
   int64_t position() const { return position_; }
   void reset() { position_ = 0; }
+  // Forgets the tokens after `position` (their cache entries are overwritten by the next ones):
+  // a conversation keeps the prefix it shares with what comes next.
+  void rewind(int64_t position) { position_ = std::clamp<int64_t>(position, 0, position_); }
   void set_trace(Trace* trace) {
     for (auto& device : devices_) device->set_trace(trace);
   }
