@@ -197,7 +197,8 @@ __global__ void __launch_bounds__(kNormThreads)
 // Index space: per token, the query heads' pairs, then the key heads' pairs, then the value heads'
 // pairs (copied, not rotated).
 __global__ void rope_and_store_kernel(float* __restrict__ q, float* __restrict__ k, const float* __restrict__ v,
-                                      int64_t tokens, int64_t position, const double* __restrict__ inverse_frequencies,
+                                      int64_t tokens, const TokenPlace* __restrict__ places,
+                                      const double* __restrict__ inverse_frequencies,
                                       AttentionShape shape, __half* __restrict__ key_cache,
                                       __half* __restrict__ value_cache) {
   const int64_t pairs = shape.head_dim / 2, rotated_pairs = shape.rope_dim / 2;
@@ -206,7 +207,8 @@ __global__ void rope_and_store_kernel(float* __restrict__ q, float* __restrict__
   for (int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; index < tokens * heads * pairs;
        index += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = index / (heads * pairs), head = index / pairs % heads, i = index % pairs;
-    const int64_t cache_row = (position + t) * kv_dim;
+    const TokenPlace place = places[t];
+    const int64_t cache_row = (static_cast<int64_t>(place.first_row) + place.position) * kv_dim;
     if (head >= shape.n_heads + shape.n_kv_heads) {
       const int64_t offset = (head - shape.n_heads - shape.n_kv_heads) * shape.head_dim + 2 * i;
       value_cache[cache_row + offset] = __float2half_rn(v[t * kv_dim + offset]);
@@ -220,7 +222,7 @@ __global__ void rope_and_store_kernel(float* __restrict__ q, float* __restrict__
     const int64_t first = neox ? i : 2 * i, second = neox ? i + rotated_pairs : 2 * i + 1;
     if (i < rotated_pairs) {
       double sine, cosine;
-      sincos(static_cast<double>(position + t) * inverse_frequencies[i], &sine, &cosine);
+      sincos(static_cast<double>(place.position) * inverse_frequencies[i], &sine, &cosine);
       const float c = static_cast<float>(cosine), s = static_cast<float>(sine);
       const float a = head_values[first], b = head_values[second];
       head_values[first] = a * c - b * s;
@@ -238,8 +240,8 @@ __global__ void rope_and_store_kernel(float* __restrict__ q, float* __restrict__
 // softmax; each lane accumulates its slice of head dimensions over the chunk's positions.
 __global__ void __launch_bounds__(kAttentionWarps* kWarp)
     attention_kernel(const float* __restrict__ q, const __half* __restrict__ key_cache,
-                     const __half* __restrict__ value_cache, int64_t tokens, int64_t position, AttentionShape shape,
-                     float* __restrict__ out) {
+                     const __half* __restrict__ value_cache, int64_t tokens, const TokenPlace* __restrict__ places,
+                     AttentionShape shape, float* __restrict__ out) {
   __shared__ float query[kAttentionWarps][kMaxHeadDim];
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int64_t task = static_cast<int64_t>(blockIdx.x) * kAttentionWarps + warp;
@@ -247,7 +249,10 @@ __global__ void __launch_bounds__(kAttentionWarps* kWarp)
   const int64_t t = task / shape.n_heads, h = task % shape.n_heads;
   const int64_t head_dim = shape.head_dim, dim = shape.n_heads * head_dim, kv_dim = shape.n_kv_heads * head_dim;
   const int64_t kv_offset = h / (shape.n_heads / shape.n_kv_heads) * head_dim;
-  const int64_t visible = position + t + 1;
+  const TokenPlace place = places[t];
+  const int64_t visible = static_cast<int64_t>(place.position) + 1;
+  key_cache += static_cast<int64_t>(place.first_row) * kv_dim;
+  value_cache += static_cast<int64_t>(place.first_row) * kv_dim;
   const float scale = shape.scale;
   for (int64_t i = lane; i < head_dim; i += kWarp) query[warp][i] = q[t * dim + h * head_dim + i];
   __syncwarp();
@@ -336,24 +341,24 @@ void rms_norm(const float* x, const float* weight, float* out, int64_t tokens, i
   FI_CUDA_CHECK_LAUNCH("rms_norm_kernel");
 }
 
-void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, int64_t position,
+void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, const TokenPlace* places,
                        const double* inverse_frequencies, const AttentionShape& shape, uint16_t* key_cache,
                        uint16_t* value_cache, const Stream& stream) {
   const int64_t work = tokens * (shape.n_heads + 2 * shape.n_kv_heads) * (shape.head_dim / 2);
   FI_LAUNCH(blocks_for(work, kElementwiseThreads), kElementwiseThreads, native(stream.handle()), rope_and_store_kernel)(
-      q, k, v, tokens, position, inverse_frequencies, shape, reinterpret_cast<__half*>(key_cache),
+      q, k, v, tokens, places, inverse_frequencies, shape, reinterpret_cast<__half*>(key_cache),
       reinterpret_cast<__half*>(value_cache));
   FI_CUDA_CHECK_LAUNCH("rope_and_store_kernel");
 }
 
 void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_cache, int64_t tokens,
-               int64_t position, const AttentionShape& shape, float* out, const Stream& stream) {
+               const TokenPlace* places, const AttentionShape& shape, float* out, const Stream& stream) {
   if (shape.head_dim > kMaxHeadDim || shape.head_dim % 2 != 0)
     fail("the GPU attention kernel takes even head dimensions up to %lld, not %lld", static_cast<long long>(kMaxHeadDim),
          static_cast<long long>(shape.head_dim));
   const int blocks = blocks_for(tokens * shape.n_heads, kAttentionWarps);
   FI_LAUNCH(blocks, kAttentionWarps * kWarp, native(stream.handle()), attention_kernel)(
-      q, reinterpret_cast<const __half*>(key_cache), reinterpret_cast<const __half*>(value_cache), tokens, position,
+      q, reinterpret_cast<const __half*>(key_cache), reinterpret_cast<const __half*>(value_cache), tokens, places,
       shape, out);
   FI_CUDA_CHECK_LAUNCH("attention_kernel");
 }

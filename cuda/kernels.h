@@ -56,19 +56,28 @@ struct AttentionShape {
 };
 constexpr int64_t kMaxHeadDim = 256;
 
+// Where a batch token goes: its position in its sequence, and the cache row holding that
+// sequence's position 0. Its key and value are stored at row first_row + position; it attends to
+// rows first_row .. first_row + position.
+struct TokenPlace {
+  int32_t position = 0;
+  int32_t first_row = 0;
+};
+static_assert(sizeof(TokenPlace) == 8, "two 32-bit integers per token");
+
 // RoPE on the pairs of each head (shape.neox_rope says which) of q [tokens][n_heads * head_dim] and
-// k [tokens][kv_dim] at positions position..position+tokens-1 (angles in double from the per-pair
-// inverse frequencies, device memory); elements past rope_dim are not rotated. Then k and v are
-// stored as halves at those positions of the layer's caches.
-void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, int64_t position,
+// k [tokens][kv_dim] at each token's position (places: device memory; angles in double from the
+// per-pair inverse frequencies, device memory); elements past rope_dim are not rotated. Then k and
+// v are stored as halves at each token's row of the layer's caches.
+void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, const TokenPlace* places,
                        const double* inverse_frequencies, const AttentionShape& shape, uint16_t* key_cache,
                        uint16_t* value_cache, const Stream& stream);
 
-// Causal attention of each token's query heads over positions 0..position+t of the caches
-// (grouped-query: query head h reads KV head h / (n_heads / n_kv_heads)), scores scaled by
+// Causal attention of each token's query heads over its sequence's rows up to its own (places as
+// above; grouped-query: query head h reads KV head h / (n_heads / n_kv_heads)), scores scaled by
 // shape.scale; out like q.
 void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_cache, int64_t tokens,
-               int64_t position, const AttentionShape& shape, float* out, const Stream& stream);
+               const TokenPlace* places, const AttentionShape& shape, float* out, const Stream& stream);
 
 void swiglu(float* gate, const float* up, int64_t count, const Stream& stream);  // gate = silu(gate) * up
 

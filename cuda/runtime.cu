@@ -95,6 +95,10 @@ void copy_to_host_async(void* host, const void* device, uint64_t bytes, const St
   FI_CUDA_CHECK(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, native(stream.handle())));
 }
 
+void copy_on_device_async(void* destination, const void* source, uint64_t bytes, const Stream& stream) {
+  FI_CUDA_CHECK(cudaMemcpyAsync(destination, source, bytes, cudaMemcpyDeviceToDevice, native(stream.handle())));
+}
+
 void fill_zero_async(void* device, uint64_t bytes, const Stream& stream) {
   FI_CUDA_CHECK(cudaMemsetAsync(device, 0, bytes, native(stream.handle())));
 }

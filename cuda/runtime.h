@@ -81,6 +81,7 @@ class PinnedBuffer {
 
 void copy_to_device_async(void* device, const void* host, uint64_t bytes, const Stream& stream);
 void copy_to_host_async(void* host, const void* device, uint64_t bytes, const Stream& stream);
+void copy_on_device_async(void* destination, const void* source, uint64_t bytes, const Stream& stream);
 void fill_zero_async(void* device, uint64_t bytes, const Stream& stream);
 
 // An NVTX range for Nsight Systems, open for the object's lifetime.

@@ -289,16 +289,17 @@ void rms_norm(const float* x, const float* weight, float* out, int64_t tokens, i
   });
 }
 
-void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, int64_t position,
+void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, const TokenPlace* places,
                        const double* inverse_frequencies, const AttentionShape& shape, uint16_t* key_cache,
                        uint16_t* value_cache, const Stream& stream) {
   launch(stream.handle(), [=] {
     const int64_t dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
     for (int64_t t = 0; t < tokens; ++t) {
       const int64_t pairs = shape.rope_dim / 2;
+      const int64_t row = static_cast<int64_t>(places[t].first_row) + places[t].position;
       auto rotate = [&](float* head) {
         for (int64_t i = 0; i < pairs; ++i) {
-          const double angle = static_cast<double>(position + t) * inverse_frequencies[i];
+          const double angle = static_cast<double>(places[t].position) * inverse_frequencies[i];
           const auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
           float& a = shape.neox_rope ? head[i] : head[2 * i];
           float& b = shape.neox_rope ? head[i + pairs] : head[2 * i + 1];
@@ -310,35 +311,37 @@ void rope_and_store_kv(float* q, float* k, const float* v, int64_t tokens, int64
       for (int64_t h = 0; h < shape.n_heads; ++h) rotate(q + t * dim + h * shape.head_dim);
       for (int64_t h = 0; h < shape.n_kv_heads; ++h) rotate(k + t * kv_dim + h * shape.head_dim);
       for (int64_t i = 0; i < kv_dim; ++i) {
-        key_cache[(position + t) * kv_dim + i] = fp32_to_fp16(k[t * kv_dim + i]);
-        value_cache[(position + t) * kv_dim + i] = fp32_to_fp16(v[t * kv_dim + i]);
+        key_cache[row * kv_dim + i] = fp32_to_fp16(k[t * kv_dim + i]);
+        value_cache[row * kv_dim + i] = fp32_to_fp16(v[t * kv_dim + i]);
       }
     }
   });
 }
 
 void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_cache, int64_t tokens,
-               int64_t position, const AttentionShape& shape, float* out, const Stream& stream) {
+               const TokenPlace* places, const AttentionShape& shape, float* out, const Stream& stream) {
   launch(stream.handle(), [=] {
     const int64_t dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
     const auto scale = static_cast<double>(shape.scale);
     for (int64_t t = 0; t < tokens; ++t)
       for (int64_t h = 0; h < shape.n_heads; ++h) {
         const int64_t kv_offset = h / (shape.n_heads / shape.n_kv_heads) * shape.head_dim;
-        const int64_t visible = position + t + 1;
+        const int64_t visible = static_cast<int64_t>(places[t].position) + 1;
+        const uint16_t* keys = key_cache + static_cast<int64_t>(places[t].first_row) * kv_dim;
+        const uint16_t* values = value_cache + static_cast<int64_t>(places[t].first_row) * kv_dim;
         std::vector<double> scores(static_cast<size_t>(visible));
         double max_score = -INFINITY, total = 0.0;
         for (int64_t p = 0; p < visible; ++p) {
           double dot = 0.0;
           for (int64_t i = 0; i < shape.head_dim; ++i)
-            dot += q[t * dim + h * shape.head_dim + i] * fp16_to_fp32(key_cache[p * kv_dim + kv_offset + i]);
+            dot += q[t * dim + h * shape.head_dim + i] * fp16_to_fp32(keys[p * kv_dim + kv_offset + i]);
           scores[p] = dot * scale;
           max_score = std::max(max_score, scores[p]);
         }
         for (double& s : scores) total += (s = std::exp(s - max_score));
         for (int64_t i = 0; i < shape.head_dim; ++i) {
           double sum = 0.0;
-          for (int64_t p = 0; p < visible; ++p) sum += scores[p] * fp16_to_fp32(value_cache[p * kv_dim + kv_offset + i]);
+          for (int64_t p = 0; p < visible; ++p) sum += scores[p] * fp16_to_fp32(values[p * kv_dim + kv_offset + i]);
           out[t * dim + h * shape.head_dim + i] = static_cast<float>(sum / total);
         }
       }

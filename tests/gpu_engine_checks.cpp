@@ -291,4 +291,66 @@ void check_gpu_trace() {
   EXPECT_NE(text.find("\"upload blk.0\""), std::string::npos);
 }
 
+void check_gpu_sequences_share_passes() {
+  const std::string path = cpu_layers_model(WeightScheme::Q8_0);
+  EngineOptions resident{path, 2, 64};
+  resident.gpu_budget = 1ull << 30;
+  const EngineOptions mixed = cpu_decoded_layers_options(path, 64);
+  struct Step {
+    int64_t sequence;
+    int32_t first, count;
+    bool logits;
+  };
+  // At most kMaxMatvecTokens per pass: every product goes through the matrix-vector kernels, whose
+  // sums per token do not depend on the batch (cuBLAS's may).
+  const std::vector<std::vector<Step>> passes = {
+      {{0, 0, 5, true}, {1, 5, 3, false}},
+      {{2, 8, 4, true}, {0, 12, 1, true}, {1, 13, 2, true}},
+      {{1, 15, 1, true}, {0, 16, 1, true}, {2, 17, 1, true}},
+      {{1, 18, 5, true}, {2, 23, 1, false}},
+      {{2, 24, 1, true}, {1, 25, 1, true}},
+  };
+  constexpr size_t kRewoundPass = 3;  // sequence 1 starts again before it
+  for (const auto& [options, exact] : {std::pair{resident, true}, std::pair{mixed, false}}) {
+    SCOPED_TRACE(exact ? "resident" : "last layers decoded on the CPU");
+    EngineOptions shared_options = options;
+    shared_options.sequences = 3;
+    Engine together(shared_options);
+    Engine alone(options);
+    const auto vocab = static_cast<size_t>(together.config().vocab);
+    auto token = [&](int32_t i) { return static_cast<int32_t>((static_cast<size_t>(i) * 53 + 7) % vocab); };
+    // Per sequence, the pieces it was given so far (alone replays them).
+    std::vector<std::vector<std::vector<int32_t>>> pieces(3);
+    std::vector<float> logits(3 * vocab), expected(vocab);
+    for (size_t p = 0; p < passes.size(); ++p) {
+      if (p == kRewoundPass) {
+        together.forward().rewind(0, 1);
+        pieces[1].clear();
+      }
+      std::vector<std::vector<int32_t>> chunk_tokens;
+      for (const Step& step : passes[p]) {
+        chunk_tokens.emplace_back();
+        for (int32_t i = step.first; i < step.first + step.count; ++i) chunk_tokens.back().push_back(token(i));
+      }
+      std::vector<SequenceChunk> chunks;
+      for (size_t c = 0; c < passes[p].size(); ++c) chunks.push_back({passes[p][c].sequence, chunk_tokens[c], passes[p][c].logits});
+      together.forward().eval_together(chunks, logits.data());
+      size_t row = 0;
+      for (size_t c = 0; c < passes[p].size(); ++c) {
+        const Step& step = passes[p][c];
+        auto& given = pieces[static_cast<size_t>(step.sequence)];
+        given.push_back(chunk_tokens[c]);
+        if (!step.logits) continue;
+        alone.forward().reset();
+        for (const auto& piece : given) alone.forward().eval(piece, expected.data());
+        const std::vector<float> got(logits.begin() + static_cast<std::ptrdiff_t>(row * vocab),
+                                     logits.begin() + static_cast<std::ptrdiff_t>((row + 1) * vocab));
+        if (exact) EXPECT_EQ(got, expected) << "pass " << p << " sequence " << step.sequence;
+        else EXPECT_LT(relative_rms(got, expected), 2e-2) << "pass " << p << " sequence " << step.sequence;
+        ++row;
+      }
+    }
+  }
+}
+
 }  // namespace fi::test

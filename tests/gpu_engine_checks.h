@@ -68,6 +68,11 @@ void check_gpu_newer_families_tiers();
 // Each newer family's operations (biases, NeoX RoPE, Q/K norm, head_dim other than dim / heads, RoPE
 // scaling) on the device against the float64 reference.
 void check_gpu_newer_families_reference();
+// Three sequences sharing passes (prompts beside prompts and beside decode tokens, a slot rewound
+// and reused), fully resident and with the last layers decoded on the CPU (their other sequences'
+// positions visiting the device for prefill), against each sequence alone under the same placement
+// with the same pieces: bit for bit when one device computes every layer, else within tolerance.
+void check_gpu_sequences_share_passes();
 // With a trace, a split run records disk reads, uploads and GPU compute per layer.
 void check_gpu_trace();
 

@@ -200,23 +200,26 @@ void check_norm_and_swiglu() {
 }
 
 // RoPE with partial rotation (adjacent pairs, or NeoX's halves), the half-precision cache and
-// grouped-query causal attention over two batches (the second attends to the first's cache, across
-// more than one 32-position chunk), against a float64 reference that rounds K and V to half like
-// the cache. Tolerance 1e-4 absolute on outputs of order 1 (float softmax and accumulation).
-// scale 0: the usual 1/sqrt(head_dim).
+// grouped-query causal attention for two sequences sharing the batches and the cache (each from its
+// own first row, attending to its own rows only) over two batches (the second attends to the
+// first's cache, across more than one 32-position chunk), against a float64 reference that rounds K
+// and V to half like the cache. Tolerance 1e-4 absolute on outputs of order 1 (float softmax and
+// accumulation). scale 0: the usual 1/sqrt(head_dim).
 template <typename Memory>
 void check_rope_and_attention(bool neox, float scale = 0.0f) {
   const float score_scale = scale > 0.0f ? scale : static_cast<float>(1.0 / std::sqrt(64.0));
   const cuda::AttentionShape shape{4, 2, 64, 48, neox, score_scale};
   const int64_t context = 48, dim = shape.n_heads * shape.head_dim, kv_dim = shape.n_kv_heads * shape.head_dim;
+  constexpr int kSequences = 2;
   std::vector<double> frequencies;
   for (int64_t i = 0; i < shape.rope_dim / 2; ++i)
     frequencies.push_back(std::pow(10000.0, -2.0 * static_cast<double>(i) / static_cast<double>(shape.rope_dim)));
   Memory memory;
   const double* device_frequencies = memory.upload(frequencies);
-  auto* key_cache = memory.template zeros<uint16_t>(static_cast<size_t>(context * kv_dim));
-  auto* value_cache = memory.template zeros<uint16_t>(static_cast<size_t>(context * kv_dim));
-  std::vector<std::vector<double>> keys, values;  // per position, rotated and half-rounded
+  auto* key_cache = memory.template zeros<uint16_t>(static_cast<size_t>(kSequences * context * kv_dim));
+  auto* value_cache = memory.template zeros<uint16_t>(static_cast<size_t>(kSequences * context * kv_dim));
+  // Per sequence, per position: rotated and half-rounded.
+  std::vector<std::vector<double>> keys[kSequences], values[kSequences];
 
   const int64_t pairs = shape.rope_dim / 2;
   auto rotate = [&](std::vector<float>& head, int64_t position) {
@@ -230,17 +233,30 @@ void check_rope_and_attention(bool neox, float scale = 0.0f) {
       b = a0 * s + b0 * c;
     }
   };
-  int64_t position = 0;
-  for (const int64_t tokens : {5, 37}) {
-    const auto seed = static_cast<uint32_t>(tokens);
+  // Tokens of each sequence per batch: the second sequence's rows come first in the second batch.
+  const int64_t batches[2][kSequences] = {{5, 3}, {37, 1}};
+  int64_t positions[kSequences] = {0, 0};
+  for (int batch = 0; batch < 2; ++batch) {
+    std::vector<cuda::TokenPlace> places;
+    std::vector<int> sequence_of;
+    for (int order = 0; order < kSequences; ++order) {
+      const int sequence = batch == 0 ? order : kSequences - 1 - order;
+      for (int64_t i = 0; i < batches[batch][sequence]; ++i) {
+        places.push_back({static_cast<int32_t>(positions[sequence] + i), static_cast<int32_t>(sequence * context)});
+        sequence_of.push_back(sequence);
+      }
+    }
+    const auto tokens = static_cast<int64_t>(places.size());
+    const auto seed = static_cast<uint32_t>(tokens + batch);
     const std::vector<float> q = random_floats(static_cast<size_t>(tokens * dim), 37 + seed);
     const std::vector<float> k = random_floats(static_cast<size_t>(tokens * kv_dim), 41 + seed);
     const std::vector<float> v = random_floats(static_cast<size_t>(tokens * kv_dim), 43 + seed);
     float* q_device = memory.upload(q);
     float* out = memory.template zeros<float>(q.size());
-    cuda::rope_and_store_kv(q_device, memory.upload(k), memory.upload(v), tokens, position, device_frequencies, shape,
-                            key_cache, value_cache, memory.stream());
-    cuda::attention(q_device, key_cache, value_cache, tokens, position, shape, out, memory.stream());
+    const cuda::TokenPlace* device_places = memory.upload(places);
+    cuda::rope_and_store_kv(q_device, memory.upload(k), memory.upload(v), tokens, device_places, device_frequencies,
+                            shape, key_cache, value_cache, memory.stream());
+    cuda::attention(q_device, key_cache, value_cache, tokens, device_places, shape, out, memory.stream());
     const std::vector<float> got = memory.download(out, q.size());
 
     for (int64_t t = 0; t < tokens; ++t) {
@@ -248,26 +264,27 @@ void check_rope_and_attention(bool neox, float scale = 0.0f) {
       for (int64_t h = 0; h < shape.n_kv_heads; ++h) {
         std::vector<float> head(k.begin() + t * kv_dim + h * shape.head_dim,
                                 k.begin() + t * kv_dim + (h + 1) * shape.head_dim);
-        rotate(head, position + t);
+        rotate(head, places[t].position);
         for (int64_t i = 0; i < shape.head_dim; ++i) {
           key_row[h * shape.head_dim + i] = fp16_to_fp32(fp32_to_fp16(head[i]));
           value_row[h * shape.head_dim + i] = fp16_to_fp32(fp32_to_fp16(v[t * kv_dim + h * shape.head_dim + i]));
         }
       }
-      keys.push_back(key_row);
-      values.push_back(value_row);
+      keys[sequence_of[t]].push_back(key_row);
+      values[sequence_of[t]].push_back(value_row);
     }
     for (int64_t t = 0; t < tokens; ++t)
       for (int64_t h = 0; h < shape.n_heads; ++h) {
+        const int sequence = sequence_of[t];
         std::vector<float> query(q.begin() + t * dim + h * shape.head_dim, q.begin() + t * dim + (h + 1) * shape.head_dim);
-        rotate(query, position + t);
+        rotate(query, places[t].position);
         const int64_t kv_offset = h / (shape.n_heads / shape.n_kv_heads) * shape.head_dim;
-        const int64_t visible = position + t + 1;
+        const int64_t visible = places[t].position + 1;
         std::vector<double> scores(static_cast<size_t>(visible));
         double max_score = -INFINITY;
         for (int64_t p = 0; p < visible; ++p) {
           double dot = 0.0;
-          for (int64_t i = 0; i < shape.head_dim; ++i) dot += query[i] * keys[p][kv_offset + i];
+          for (int64_t i = 0; i < shape.head_dim; ++i) dot += query[i] * keys[sequence][p][kv_offset + i];
           scores[p] = dot * static_cast<double>(score_scale);
           max_score = std::max(max_score, scores[p]);
         }
@@ -275,12 +292,13 @@ void check_rope_and_attention(bool neox, float scale = 0.0f) {
         for (double& s : scores) total += (s = std::exp(s - max_score));
         for (int64_t i = 0; i < shape.head_dim; ++i) {
           double expected = 0.0;
-          for (int64_t p = 0; p < visible; ++p) expected += scores[p] / total * values[p][kv_offset + i];
+          for (int64_t p = 0; p < visible; ++p) expected += scores[p] / total * values[sequence][p][kv_offset + i];
           ASSERT_NEAR(got[t * dim + h * shape.head_dim + i], expected, 1e-4)
-              << "batch at " << position << " token " << t << " head " << h << " dim " << i;
+              << "batch " << batch << " token " << t << " (sequence " << sequence << ", position "
+              << places[t].position << ") head " << h << " dim " << i;
         }
       }
-    position += tokens;
+    for (int sequence = 0; sequence < kSequences; ++sequence) positions[sequence] += batches[batch][sequence];
   }
 }
 

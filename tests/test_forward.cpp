@@ -49,10 +49,12 @@ const Case kCases[] = {
 
 class ForwardTest : public ::testing::TestWithParam<Case> {};
 
-std::unique_ptr<HostModel> load(const std::string& path, ThreadPool& pool, int64_t context, int64_t max_batch = 256) {
+std::unique_ptr<HostModel> load(const std::string& path, ThreadPool& pool, int64_t context, int64_t max_batch = 256,
+                                int64_t sequences = 1) {
   HostModelOptions options;
   options.model.context = context;
   options.model.max_batch = max_batch;
+  options.model.sequences = sequences;
   return HostModel::load(path, pool, options);
 }
 
@@ -90,6 +92,58 @@ TEST_P(ForwardTest, BatchedPrefillEqualsTokenByTokenBitForBit) {
   for (size_t t = 0; t < tokens.size(); ++t) {
     single.eval(std::span<const int32_t>(&tokens[t], 1), one.data());
     ASSERT_EQ(0, std::memcmp(one.data(), &all[t * vocab], vocab * sizeof(float))) << "position " << t;
+  }
+}
+
+// Sequences sharing passes (prompts beside prompts, a prompt beside decode tokens, decode tokens of
+// every sequence, a slot rewound and reused) give each sequence the logits it gets alone.
+TEST_P(ForwardTest, SequencesSharingPassesEqualEachAloneBitForBit) {
+  const Case& c = GetParam();
+  const std::string path = test::generated_model(c.name, c.shape, c.scheme);
+  ThreadPool pool(2);
+  const auto shared = load(path, pool, 16, 256, 3);
+  const auto alone = load(path, pool, 16);
+  const auto vocab = static_cast<size_t>(shared->config().vocab);
+  const auto tokens = some_tokens(shared->config().vocab, 40);
+  auto piece = [&](size_t first, size_t count) { return std::span<const int32_t>(tokens).subspan(first, count); };
+
+  // Per pass: (sequence, first token, count, logits wanted); sequence 1 is rewound before pass 4.
+  struct Step {
+    int64_t sequence;
+    size_t first, count;
+    bool logits;
+  };
+  const std::vector<std::vector<Step>> passes = {
+      {{0, 0, 5, true}, {1, 5, 3, false}},
+      {{2, 8, 7, true}, {0, 15, 1, true}, {1, 16, 2, true}},
+      {{1, 18, 1, true}, {0, 19, 1, true}, {2, 20, 1, true}},
+      {{1, 21, 6, true}, {2, 27, 1, false}},
+      {{2, 28, 1, true}, {1, 29, 1, true}},
+  };
+  Forward together(shared->model(), make_cpu_backend(*shared, pool));
+  std::vector<std::vector<int32_t>> history(3);
+  std::vector<float> logits(3 * vocab), expected(vocab);
+  for (size_t p = 0; p < passes.size(); ++p) {
+    if (p == 3) {
+      together.rewind(0, 1);
+      history[1].clear();
+    }
+    std::vector<SequenceChunk> chunks;
+    for (const Step& step : passes[p]) chunks.push_back({step.sequence, piece(step.first, step.count), step.logits});
+    together.eval_together(chunks, logits.data());
+    size_t row = 0;
+    for (const Step& step : passes[p]) {
+      auto& seen = history[static_cast<size_t>(step.sequence)];
+      seen.insert(seen.end(), tokens.begin() + static_cast<std::ptrdiff_t>(step.first),
+                  tokens.begin() + static_cast<std::ptrdiff_t>(step.first + step.count));
+      ASSERT_EQ(together.position(step.sequence), static_cast<int64_t>(seen.size()));
+      if (!step.logits) continue;
+      Forward single(alone->model(), make_cpu_backend(*alone, pool));
+      single.eval(seen, expected.data());
+      ASSERT_EQ(0, std::memcmp(expected.data(), &logits[row * vocab], vocab * sizeof(float)))
+          << "pass " << p << " sequence " << step.sequence;
+      ++row;
+    }
   }
 }
 
@@ -136,6 +190,14 @@ TEST(Forward, RejectsContextOverflowAndBadTokens) {
   EXPECT_THROW(forward.eval(five, logits.data()), Error);
   const std::vector<int32_t> bad = {static_cast<int32_t>(model->config().vocab)};
   EXPECT_THROW(forward.eval(bad, logits.data()), Error);
+  // A sequence that does not exist, or one twice in a pass.
+  const std::vector<int32_t> one = {1};
+  const SequenceChunk elsewhere[] = {{1, one, true}};
+  EXPECT_THROW(forward.eval_together(elsewhere, logits.data()), Error);
+  const auto two = load(path, pool, 4, 256, 2);
+  Forward pair(two->model(), make_cpu_backend(*two, pool));
+  const SequenceChunk twice[] = {{0, one, false}, {0, one, true}};
+  EXPECT_THROW(pair.eval_together(twice, logits.data()), Error);
 }
 
 }  // namespace

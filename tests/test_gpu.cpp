@@ -143,6 +143,11 @@ TEST(GpuEngine, NewerFamiliesMatchTheFloat64Reference) {
   test::check_gpu_newer_families_reference();
 }
 
+TEST(GpuEngine, SequencesSharingPassesEqualEachAlone) {
+  FI_REQUIRE_GPU();
+  test::check_gpu_sequences_share_passes();
+}
+
 TEST(GpuEngine, TraceRecordsReadsUploadsAndComputePerLayer) {
   FI_REQUIRE_GPU();
   test::check_gpu_trace();

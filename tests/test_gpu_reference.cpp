@@ -27,6 +27,8 @@ TEST(ReferenceGpuEngine, NewerFamiliesSplitOverTheTiersGiveTheResidentLogits) { 
 
 TEST(ReferenceGpuEngine, NewerFamiliesMatchTheFloat64Reference) { test::check_gpu_newer_families_reference(); }
 
+TEST(ReferenceGpuEngine, SequencesSharingPassesEqualEachAlone) { test::check_gpu_sequences_share_passes(); }
+
 TEST(ReferenceGpuEngine, TraceRecordsReadsUploadsAndComputePerLayer) {
   test::check_gpu_trace();
 }

@@ -57,22 +57,28 @@ CpuBackend::CpuBackend(const Model& model, HostWeights& weights, ThreadPool& poo
   rope_cos_ = floats(config_.rope_dim / 2);
   rope_sin_ = floats(config_.rope_dim / 2);
   quantized_.bytes.reserve(quantized_bytes(config_, model.max_batch()));
+  positions_.reserve(batch);
+  cache_begins_.reserve(batch);
 }
 
-float* CpuBackend::buffer(Activation activation) const {
-  float* base = buffers_[static_cast<size_t>(activation)];
-  return activation == Activation::Residual ? base + first_row_ * config_.dim : base;
-}
+float* CpuBackend::buffer(Activation activation) const { return buffers_[static_cast<size_t>(activation)]; }
 
-void CpuBackend::begin_batch(std::span<const int32_t> tokens, int64_t position) {
+void CpuBackend::begin_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs) {
   tokens_ = static_cast<int64_t>(tokens.size());
-  position_ = position;
-  first_row_ = 0;
+  positions_.clear();
+  cache_begins_.clear();
+  for (const BatchRun& run : runs)
+    for (int64_t i = 0; i < run.count; ++i) {
+      positions_.push_back(run.position + i);
+      cache_begins_.push_back(run.cache_begin);
+    }
+  if (static_cast<int64_t>(positions_.size()) != tokens_)
+    fail("internal: %zu run tokens for a batch of %lld", positions_.size(), static_cast<long long>(tokens_));
   // Rotation angles depend on the position only: once per batch, not once per layer.
   const int64_t pairs = config_.rope_dim / 2;
   for (int64_t t = 0; t < tokens_; ++t)
     for (int64_t i = 0; i < pairs; ++i) {
-      const double angle = static_cast<double>(position_ + t) * inverse_frequencies_[static_cast<size_t>(i)];
+      const double angle = static_cast<double>(positions_[static_cast<size_t>(t)]) * inverse_frequencies_[static_cast<size_t>(i)];
       rope_cos_[t * pairs + i] = static_cast<float>(std::cos(angle));
       rope_sin_[t * pairs + i] = static_cast<float>(std::sin(angle));
     }
@@ -179,8 +185,9 @@ void CpuBackend::rope_and_store_kv(int64_t layer) {
     };
     for (int64_t h = 0; h < c.n_heads; ++h) rotate(&q[t * q_dim + h * c.head_dim]);
     for (int64_t h = 0; h < c.n_kv_heads; ++h) rotate(&k[t * kv_dim + h * c.head_dim]);
-    uint16_t* key = kv_.keys(layer, position_ + t);
-    uint16_t* value = kv_.values(layer, position_ + t);
+    const int64_t row = cache_begins_[static_cast<size_t>(t)] + positions_[static_cast<size_t>(t)];
+    uint16_t* key = kv_.keys(layer, row);
+    uint16_t* value = kv_.values(layer, row);
     for (int64_t i = 0; i < kv_dim; ++i) {
       key[i] = fp32_to_fp16(k[t * kv_dim + i]);
       value[i] = fp32_to_fp16(v[t * kv_dim + i]);
@@ -200,12 +207,13 @@ void CpuBackend::attention(int64_t layer) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task / c.n_heads, h = task % c.n_heads;
       const int64_t kv_offset = (h / group) * c.head_dim;
-      const int64_t visible = position_ + t + 1;  // causal: this token and everything before it
+      const int64_t visible = positions_[static_cast<size_t>(t)] + 1;  // causal: this token and everything before it
+      const int64_t first_row = cache_begins_[static_cast<size_t>(t)];
       const float* query = &q[t * q_dim + h * c.head_dim];
       if (scores.size() < static_cast<size_t>(visible)) scores.resize(visible);
       float max_score = -INFINITY;
       for (int64_t p = 0; p < visible; ++p) {
-        scores[p] = vec_dot(TensorType::F16, c.head_dim, kv_.keys(layer, p) + kv_offset, query) * scale;
+        scores[p] = vec_dot(TensorType::F16, c.head_dim, kv_.keys(layer, first_row + p) + kv_offset, query) * scale;
         max_score = std::max(max_score, scores[p]);
       }
       float total = 0.0f;
@@ -217,7 +225,7 @@ void CpuBackend::attention(int64_t layer) {
       std::fill(out, out + c.head_dim, 0.0f);
       const float inverse_total = 1.0f / total;
       for (int64_t p = 0; p < visible; ++p)
-        add_scaled_f16(c.head_dim, scores[p] * inverse_total, kv_.values(layer, p) + kv_offset, out);
+        add_scaled_f16(c.head_dim, scores[p] * inverse_total, kv_.values(layer, first_row + p) + kv_offset, out);
     }
   });
 }
@@ -231,9 +239,13 @@ void CpuBackend::swiglu(Activation gate, Activation up) {
   }
 }
 
-void CpuBackend::keep_rows(int64_t first, int64_t rows) {
-  first_row_ += first;
-  tokens_ = rows;
+void CpuBackend::keep_rows(std::span<const int64_t> rows) {
+  // Ascending rows move down in place: row r to row i <= r.
+  float* x = buffer(Activation::Residual);
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (rows[i] != static_cast<int64_t>(i))
+      std::copy(x + rows[i] * config_.dim, x + (rows[i] + 1) * config_.dim, x + static_cast<int64_t>(i) * config_.dim);
+  tokens_ = static_cast<int64_t>(rows.size());
 }
 
 void CpuBackend::output_logits(Activation in, float* logits) {

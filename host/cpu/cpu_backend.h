@@ -31,7 +31,7 @@ class CpuBackend final : public Backend {
   static uint64_t scratch_bytes(const ModelConfig& config, int64_t context, int64_t max_batch, int threads);
 
   const char* device_name() const override { return "cpu"; }
-  void begin_batch(std::span<const int32_t> tokens, int64_t position) override;
+  void begin_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs) override;
   void embed(std::span<const int32_t> tokens) override;
   void load_residual(const float* host) override;
   void store_residual(float* host) override;
@@ -44,7 +44,7 @@ class CpuBackend final : public Backend {
   void rope_and_store_kv(int64_t layer) override;
   void attention(int64_t layer) override;
   void swiglu(Activation gate, Activation up) override;
-  void keep_rows(int64_t first, int64_t rows) override;
+  void keep_rows(std::span<const int64_t> rows) override;
   void output_logits(Activation in, float* logits) override;
   void set_trace(Trace* trace) override;
 
@@ -63,8 +63,8 @@ class CpuBackend final : public Backend {
   const std::vector<double>& inverse_frequencies_;  // per rotated pair
   std::vector<std::string> unit_names_;             // "layer N", "output head": for NVTX and the trace
   int64_t tokens_ = 0;                              // in the current batch
-  int64_t position_ = 0;                            // of its first token
-  int64_t first_row_ = 0;                           // of the residual stream still in the batch (keep_rows)
+  std::vector<int64_t> positions_;                  // per token of the batch: its position in its sequence
+  std::vector<int64_t> cache_begins_;               // per token: its sequence's first cache row
   int64_t unit_ = 0;                                // the unit between begin_unit and end_unit
   std::optional<cuda::NvtxRange> unit_range_;
   Trace::Clock::time_point unit_start_;

@@ -60,6 +60,7 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   pool_ = std::make_unique<ThreadPool>(options.threads > 0 ? options.threads : default_thread_count());
   ModelOptions model_options;
   model_options.context = options.context;
+  model_options.sequences = options.sequences;
   std::unique_ptr<Model> opened = Model::open(options.model_path, model_options);
   tokenizer_ = Tokenizer::from_gguf(opened->file());
   if (tokenizer_->size() != opened->config().vocab)
@@ -113,6 +114,7 @@ void Engine::open_on_cpu(std::unique_ptr<Model> model) {
       model->set_context(std::max(kMinimumAutoContext, model->context() / 2));
     if (model->context() != wanted)
       placement_.push_back("context shortened to " + tokens(model->context()) + ": a KV cache of " + tokens(wanted) +
+                           (model->sequences() > 1 ? " for each of " + std::to_string(model->sequences()) + " sequences" : "") +
                            " does not fit --host-mem " + format_bytes(*budget) + " (--ctx sets it)");
   }
   if (!chosen.empty()) placement_.insert(placement_.begin(), chosen);

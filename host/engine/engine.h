@@ -28,6 +28,8 @@ struct EngineOptions {
   // 0: min(4096, trained context), shortened (with a notice) until the KV cache fits the host
   // budget; a context given is never changed.
   int64_t context = 0;
+  // Sequences decoded together, each with its own KV cache of `context` tokens (a server's slots).
+  int64_t sequences = 1;
   std::optional<uint64_t> host_budget;  // --host-mem; none: load every weight (or auto_host_budget)
   std::optional<uint64_t> gpu_budget;   // --gpu-mem; none: the CPU (or auto_gpu_budget)
   // Budgets the user did not give, chosen from the machine: on the CPU, every weight in RAM when the

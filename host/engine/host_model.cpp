@@ -30,8 +30,8 @@ std::unique_ptr<HostModel> HostModel::load(std::unique_ptr<Model> opened, Thread
 std::unique_ptr<Backend> make_cpu_backend(HostModel& placed, ThreadPool& pool) {
   const Model& model = placed.model();
   const ModelConfig& config = model.config();
-  auto* kv = placed.arena().allocate_array<uint16_t>(kv_cache_bytes(config, model.context()) / sizeof(uint16_t), "KV cache");
-  return std::make_unique<CpuBackend>(model, placed.store(), pool, HostKvCache{kv, 0, model.context(), config.kv_dim()},
+  auto* kv = placed.arena().allocate_array<uint16_t>(kv_cache_bytes(config, model.kv_rows()) / sizeof(uint16_t), "KV cache");
+  return std::make_unique<CpuBackend>(model, placed.store(), pool, HostKvCache{kv, 0, model.kv_rows(), config.kv_dim()},
                                       placed.arena());
 }
 

@@ -8,6 +8,14 @@
 
 namespace fi {
 
+namespace {
+std::string kv_cache_label(const Model& model) {
+  if (model.sequences() == 1) return strprintf("KV cache (%lld tokens)", static_cast<long long>(model.context()));
+  return strprintf("KV cache (%lld sequences of %lld tokens)", static_cast<long long>(model.sequences()),
+                   static_cast<long long>(model.context()));
+}
+}  // namespace
+
 PlanInput host_plan_input(const Model& model, std::optional<uint64_t> host_budget, int threads) {
   const ModelConfig& config = model.config();
   const ModelTensors& tensors = model.tensors();
@@ -30,8 +38,7 @@ PlanInput host_plan_input(const Model& model, std::optional<uint64_t> host_budge
   // Without a budget the embedding is loaded; with one, the few rows a batch needs are read.
   if (!tensors.tied_output()) input.resident_without_budget.push_back(tensors.global(Role::TokenEmbedding));
 
-  input.fixed.push_back({strprintf("KV cache (%lld tokens)", static_cast<long long>(model.context())),
-                         kv_cache_bytes(config, model.context())});
+  input.fixed.push_back({kv_cache_label(model), kv_cache_bytes(config, model.kv_rows())});
   input.fixed.push_back({"scratch", CpuBackend::scratch_bytes(config, model.context(), model.max_batch(), threads) +
                                         2 * kDirectAlignment +
                                         row_bytes(tensors.global(Role::TokenEmbedding)->type, static_cast<uint64_t>(config.dim))});
@@ -48,7 +55,7 @@ TierInput tier_input(const Model& model, std::optional<uint64_t> host_budget, in
   // A tied output head multiplies with the token embedding, which the GPU holds whole to embed:
   // nothing of it is placed (or uploaded) again.
   if (model.tied_output()) input.units.back().matrices.clear();
-  input.kv_bytes_per_layer = kv_cache_layer_bytes(config, model.context());
+  input.kv_bytes_per_layer = kv_cache_layer_bytes(config, model.kv_rows());
   input.gpu_budget = gpu_budget;
   input.host_budget = host_budget;
   const GpuMemoryPlan device = gpu_memory_plan(model);

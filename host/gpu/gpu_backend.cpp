@@ -42,7 +42,7 @@ class GpuBackend final : public Backend {
   GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore* tiers);
 
   const char* device_name() const override { return "gpu"; }
-  void begin_batch(std::span<const int32_t> tokens, int64_t position) override;
+  void begin_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs) override;
   void embed(std::span<const int32_t> tokens) override;
   void load_residual(const float* host) override;
   void store_residual(float* host) override;
@@ -55,7 +55,7 @@ class GpuBackend final : public Backend {
   void rope_and_store_kv(int64_t layer) override;
   void attention(int64_t layer) override;
   void swiglu(Activation gate, Activation up) override;
-  void keep_rows(int64_t first, int64_t rows) override;
+  void keep_rows(std::span<const int64_t> rows) override;
   void output_logits(Activation in, float* logits) override;
   void set_trace(Trace* trace) override;
 
@@ -102,15 +102,15 @@ class GpuBackend final : public Backend {
   // A layer's keys, then its values: in the device cache for GPU-decoded layers, in the visiting
   // buffer for the others.
   uint16_t* key_cache(int64_t layer) const {
-    return layer < first_cpu_layer_ ? kv_cache_ + layer * 2 * context_ * config_.kv_dim() : visiting_kv_;
+    return layer < first_cpu_layer_ ? kv_cache_ + layer * 2 * kv_rows_ * config_.kv_dim() : visiting_kv_;
   }
-  uint16_t* value_cache(int64_t layer) const { return key_cache(layer) + context_ * config_.kv_dim(); }
-  // Moves positions [first, first + count) of a CPU-decoded layer's keys and values between its
-  // host cache and the visiting buffer.
+  uint16_t* value_cache(int64_t layer) const { return key_cache(layer) + kv_rows_ * config_.kv_dim(); }
+  // Moves rows [first, first + count) of a CPU-decoded layer's keys and values between its host
+  // cache and the visiting buffer.
   void visit_kv(int64_t layer, int64_t first, int64_t count, bool to_device);
 
   const ModelConfig& config_;
-  int64_t context_;
+  int64_t kv_rows_;
   int64_t max_batch_;
   cuda::AttentionShape shape_;
   cuda::Stream compute_;
@@ -126,14 +126,15 @@ class GpuBackend final : public Backend {
   uint16_t* visiting_kv_ = nullptr;
   HostKvCache host_kv_;
   int32_t* tokens_device_ = nullptr;
+  cuda::TokenPlace* places_device_ = nullptr;
+  std::vector<cuda::TokenPlace> places_;
+  std::vector<BatchRun> runs_;
   std::array<float*, kActivationCount> buffers_{};
   float* logits_ = nullptr;
   uint16_t* half_inputs_ = nullptr;
   uint16_t* dequantized_ = nullptr;
   uint64_t dequantized_elements_ = 0;
   int64_t tokens_ = 0;
-  int64_t position_ = 0;
-  int64_t first_row_ = 0;  // of the residual stream still in the batch (keep_rows)
   int64_t unit_ = 0;
   bool logits_pending_ = false;  // copied to the host on the compute stream, not yet waited for
   std::optional<cuda::NvtxRange> unit_range_;
@@ -156,7 +157,7 @@ class GpuBackend final : public Backend {
 };
 
 GpuBackend::GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore* tiers)
-    : config_(model.config()), context_(model.context()), max_batch_(model.max_batch()), tiers_(tiers) {
+    : config_(model.config()), kv_rows_(model.kv_rows()), max_batch_(model.max_batch()), tiers_(tiers) {
   const ModelConfig& c = config_;
   shape_ = {c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim, c.arch->rope_style == RopeStyle::Neox,
             c.attention_scale > 0.0 ? static_cast<float>(c.attention_scale)
@@ -169,7 +170,7 @@ GpuBackend::GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore*
   place_weights(model);
 
   first_cpu_layer_ = tiers_ ? tiers_->first_cpu_layer() : c.n_layers;
-  const uint64_t layer_kv_bytes = kv_cache_layer_bytes(c, context_);
+  const uint64_t layer_kv_bytes = kv_cache_layer_bytes(c, kv_rows_);
   kv_cache_ = static_cast<uint16_t*>(arena.allocate(layer_kv_bytes * static_cast<uint64_t>(first_cpu_layer_), "KV cache"));
   if (first_cpu_layer_ < c.n_layers) {
     visiting_kv_ = static_cast<uint16_t*>(arena.allocate(layer_kv_bytes, "KV cache visiting from the host"));
@@ -181,6 +182,9 @@ GpuBackend::GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore*
         batch * static_cast<uint64_t>(activation_width(static_cast<Activation>(a), c)), "activations");
   logits_ = arena.allocate_array<float>(batch * static_cast<uint64_t>(c.vocab), "logits");
   tokens_device_ = arena.allocate_array<int32_t>(batch, "tokens");
+  static_assert(sizeof(cuda::TokenPlace) == kGpuTokenPlaceBytes);
+  places_device_ = arena.allocate_array<cuda::TokenPlace>(batch, "token places");
+  places_.reserve(batch);
   half_inputs_ = arena.allocate_array<uint16_t>(batch * static_cast<uint64_t>(gpu_widest_input(c)), "half inputs");
   dequantized_elements_ = gpu_dequantize_elements(gpu_tensors(model));
   dequantized_ = arena.allocate_array<uint16_t>(dequantized_elements_, "dequantized rows");
@@ -365,15 +369,18 @@ void GpuBackend::done_with(size_t unit) {
   unit_slot_[unit] = -1;
 }
 
-float* GpuBackend::buffer(Activation activation) const {
-  float* base = buffers_[static_cast<size_t>(activation)];
-  return activation == Activation::Residual ? base + first_row_ * config_.dim : base;
-}
+float* GpuBackend::buffer(Activation activation) const { return buffers_[static_cast<size_t>(activation)]; }
 
-void GpuBackend::begin_batch(std::span<const int32_t> tokens, int64_t position) {
+void GpuBackend::begin_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs) {
   tokens_ = static_cast<int64_t>(tokens.size());
-  position_ = position;
-  first_row_ = 0;
+  runs_.assign(runs.begin(), runs.end());
+  places_.clear();
+  for (const BatchRun& run : runs)
+    for (int64_t i = 0; i < run.count; ++i)
+      places_.push_back({static_cast<int32_t>(run.position + i), static_cast<int32_t>(run.cache_begin)});
+  if (static_cast<int64_t>(places_.size()) != tokens_)
+    fail("internal: %zu run tokens for a batch of %lld", places_.size(), static_cast<long long>(tokens_));
+  cuda::copy_to_device_async(places_device_, places_.data(), places_.size() * sizeof(cuda::TokenPlace), compute_);
 }
 
 void GpuBackend::embed(std::span<const int32_t> tokens) {
@@ -401,13 +408,16 @@ void GpuBackend::begin_unit(int64_t unit) {
   wait_for_upload(index);
   unit_range_.emplace(unit_names_[index]);
   begin_span(Trace::Track::Gpu, unit_names_[index], compute_);
-  // A CPU-decoded layer prefilling here: the earlier positions come up from its host cache.
-  if (unit < config_.n_layers && unit >= first_cpu_layer_) visit_kv(unit, 0, position_, true);
+  // A CPU-decoded layer prefilling here: each sequence's earlier positions come up from its host
+  // cache.
+  if (unit < config_.n_layers && unit >= first_cpu_layer_)
+    for (const BatchRun& run : runs_) visit_kv(unit, run.cache_begin, run.position, true);
 }
 
 void GpuBackend::end_unit(int64_t unit) {
   // The new positions go back (the CPU reads them after a synchronisation).
-  if (unit < config_.n_layers && unit >= first_cpu_layer_) visit_kv(unit, position_, tokens_, false);
+  if (unit < config_.n_layers && unit >= first_cpu_layer_)
+    for (const BatchRun& run : runs_) visit_kv(unit, run.cache_begin + run.position, run.count, false);
   end_span(compute_);
   done_with(static_cast<size_t>(unit));
   unit_range_.reset();
@@ -466,12 +476,12 @@ void GpuBackend::add_bias(Activation x, Role bias) {
 }
 
 void GpuBackend::rope_and_store_kv(int64_t layer) {
-  cuda::rope_and_store_kv(buffer(Activation::Query), buffer(Activation::Key), buffer(Activation::Value), tokens_, position_,
+  cuda::rope_and_store_kv(buffer(Activation::Query), buffer(Activation::Key), buffer(Activation::Value), tokens_, places_device_,
                           inverse_frequencies_, shape_, key_cache(layer), value_cache(layer), compute_);
 }
 
 void GpuBackend::attention(int64_t layer) {
-  cuda::attention(buffer(Activation::Query), key_cache(layer), value_cache(layer), tokens_, position_, shape_,
+  cuda::attention(buffer(Activation::Query), key_cache(layer), value_cache(layer), tokens_, places_device_, shape_,
                   buffer(Activation::Attended), compute_);
 }
 
@@ -479,9 +489,14 @@ void GpuBackend::swiglu(Activation gate, Activation up) {
   cuda::swiglu(buffer(gate), buffer(up), tokens_ * activation_width(gate, config_), compute_);
 }
 
-void GpuBackend::keep_rows(int64_t first, int64_t rows) {
-  first_row_ += first;
-  tokens_ = rows;
+void GpuBackend::keep_rows(std::span<const int64_t> rows) {
+  // Ascending rows move down in place, one copy after another on the stream: row r to row i <= r.
+  float* x = buffer(Activation::Residual);
+  const uint64_t row_bytes = static_cast<uint64_t>(config_.dim) * sizeof(float);
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (rows[i] != static_cast<int64_t>(i))
+      cuda::copy_on_device_async(x + static_cast<int64_t>(i) * config_.dim, x + rows[i] * config_.dim, row_bytes, compute_);
+  tokens_ = static_cast<int64_t>(rows.size());
 }
 
 void GpuBackend::output_logits(Activation in, float* logits) {

@@ -25,6 +25,8 @@ struct GpuOptions {
 // Pinned host memory the GPU side uses while loading weights (two buffers, reading and uploading
 // in turn).
 constexpr uint64_t kGpuLoadBufferBytes = 32ull << 20;
+// Device bytes per batch token saying where it goes (cuda::TokenPlace).
+constexpr uint64_t kGpuTokenPlaceBytes = 8;
 
 // What the GPU side needs on the device for a model, by kind. Computed without a device, by the
 // same definitions the backend allocates with.
@@ -35,6 +37,7 @@ struct GpuMemoryPlan {
   uint64_t dequantized = 0;     // rows of a matrix in half precision for cuBLAS (prefill)
   uint64_t blas_workspace = 0;
   int64_t context = 0;
+  int64_t sequences = 1;
   uint64_t total() const { return weights + kv_cache + activations + dequantized + blas_workspace; }
   // "weights 3.6 GiB, KV cache 1.0 GiB (2048 tokens), ..."
   std::string describe() const;

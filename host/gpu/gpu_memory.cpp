@@ -53,9 +53,10 @@ GpuMemoryPlan gpu_memory_plan(const Model& model) {
   plan.context = model.context();
   const std::vector<const TensorInfo*> tensors = gpu_tensors(model);
   for (const TensorInfo* tensor : tensors) plan.weights += aligned(tensor->bytes);
-  plan.kv_cache = aligned(kv_cache_bytes(c, model.context()));
+  plan.kv_cache = aligned(kv_cache_bytes(c, model.kv_rows()));
+  plan.sequences = model.sequences();
   const auto batch = static_cast<uint64_t>(model.max_batch());
-  plan.activations = batch * gpu_activation_floats(c) * sizeof(float) + batch * sizeof(int32_t) +
+  plan.activations = batch * gpu_activation_floats(c) * sizeof(float) + batch * (sizeof(int32_t) + kGpuTokenPlaceBytes) +
                      batch * static_cast<uint64_t>(gpu_widest_input(c)) * sizeof(uint16_t) +
                      batch * static_cast<uint64_t>(c.vocab) * sizeof(float) +
                      static_cast<uint64_t>(c.rope_dim / 2) * sizeof(double) + 16 * kDeviceAlignment;
@@ -65,8 +66,10 @@ GpuMemoryPlan gpu_memory_plan(const Model& model) {
 }
 
 std::string GpuMemoryPlan::describe() const {
-  return "weights " + format_bytes(weights) + ", KV cache " + format_bytes(kv_cache) + " (" + std::to_string(context) +
-         " tokens), activations " + format_bytes(activations) + ", dequantized rows " + format_bytes(dequantized) +
+  const std::string tokens = sequences > 1 ? std::to_string(sequences) + " sequences of " + std::to_string(context) + " tokens"
+                                           : std::to_string(context) + " tokens";
+  return "weights " + format_bytes(weights) + ", KV cache " + format_bytes(kv_cache) + " (" + tokens +
+         "), activations " + format_bytes(activations) + ", dequantized rows " + format_bytes(dequantized) +
          ", cuBLAS workspace " + format_bytes(blas_workspace);
 }
 

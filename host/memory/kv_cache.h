@@ -5,19 +5,17 @@
 
 namespace fi {
 
-// The KV cache of layers [first_layer, n_layers): per layer, `context` keys then `context` values
-// of kv_dim halves each.
+// The KV cache of layers [first_layer, n_layers): per layer, `rows` keys then `rows` values of
+// kv_dim halves each. A row is one position of one sequence (Model::kv_rows).
 struct HostKvCache {
   uint16_t* data = nullptr;
   int64_t first_layer = 0;
-  int64_t context = 0;
+  int64_t rows = 0;
   int64_t kv_dim = 0;
 
-  uint16_t* keys(int64_t layer, int64_t position) const {
-    return data + (((layer - first_layer) * 2) * context + position) * kv_dim;
-  }
-  uint16_t* values(int64_t layer, int64_t position) const {
-    return data + (((layer - first_layer) * 2 + 1) * context + position) * kv_dim;
+  uint16_t* keys(int64_t layer, int64_t row) const { return data + (((layer - first_layer) * 2) * rows + row) * kv_dim; }
+  uint16_t* values(int64_t layer, int64_t row) const {
+    return data + (((layer - first_layer) * 2 + 1) * rows + row) * kv_dim;
   }
 };
 

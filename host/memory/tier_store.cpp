@@ -14,7 +14,7 @@ std::unique_ptr<cuda::PinnedBuffer> pinned(uint64_t bytes) {
 }  // namespace
 
 TierStore::TierStore(const Model& model, TierPlan plan, int device, const ReaderOptions& io)
-    : plan_(std::move(plan)), context_(model.context()), kv_dim_(model.config().kv_dim()) {
+    : plan_(std::move(plan)), kv_rows_(model.kv_rows()), kv_dim_(model.config().kv_dim()) {
   const ModelConfig& config = model.config();
   if (plan_.units.size() != static_cast<size_t>(config.n_layers) + 1)
     fail("internal: the tier plan has %zu units for %lld layers", plan_.units.size(), static_cast<long long>(config.n_layers));
@@ -24,7 +24,7 @@ TierStore::TierStore(const Model& model, TierPlan plan, int device, const Reader
       fail("internal: the CPU-decoded layers are not one block at the end of the stack");
   cuda::use_device(device);
   host_weights_ = pinned(plan_.host_weight_bytes);
-  kv_cache_ = pinned(kv_cache_layer_bytes(config, context_) * static_cast<uint64_t>(config.n_layers - first_cpu_layer_));
+  kv_cache_ = pinned(kv_cache_layer_bytes(config, kv_rows_) * static_cast<uint64_t>(config.n_layers - first_cpu_layer_));
 
   // The CPU's views of the layers it decodes: host rows in place, disk rows in the staging slot,
   // the small tensors (norms, biases) read once.
@@ -77,7 +77,7 @@ uint8_t* TierStore::host_rows(const TierMatrix& m) const {
 }
 
 HostKvCache TierStore::kv_cache() const {
-  return {kv_cache_ ? reinterpret_cast<uint16_t*>(kv_cache_->data()) : nullptr, first_cpu_layer_, context_, kv_dim_};
+  return {kv_cache_ ? reinterpret_cast<uint16_t*>(kv_cache_->data()) : nullptr, first_cpu_layer_, kv_rows_, kv_dim_};
 }
 
 void TierStore::acquire(int64_t unit) {

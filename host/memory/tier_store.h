@@ -58,7 +58,7 @@ class TierStore final : public HostWeights {
 
   TierPlan plan_;
   int64_t first_cpu_layer_ = 0;
-  int64_t context_ = 0;
+  int64_t kv_rows_ = 0;
   int64_t kv_dim_ = 0;
   std::unique_ptr<cuda::PinnedBuffer> host_weights_, kv_cache_, staging_;
   std::unique_ptr<AsyncReader> reader_;

@@ -19,6 +19,15 @@ constexpr size_t kActivationCount = static_cast<size_t>(Activation::Up) + 1;
 // Floats per token of each buffer: the one definition every device allocates by.
 int64_t activation_width(Activation activation, const ModelConfig& config);
 
+// Where a batch's tokens go: `count` consecutive tokens of one sequence at positions `position`
+// on. A sequence's keys and values occupy the cache rows from `cache_begin` (its slot) on, one row
+// per position; a token attends to its own sequence's rows only.
+struct BatchRun {
+  int64_t cache_begin = 0;
+  int64_t position = 0;
+  int64_t count = 0;
+};
+
 // out = weight · in (out += with accumulate: the residual add without a pass of its own).
 struct Product {
   Role weight;
@@ -31,8 +40,8 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* device_name() const = 0;  // "cpu" or "gpu"
 
-  // Starts a batch of tokens at `position` (per-batch state such as RoPE angles).
-  virtual void begin_batch(std::span<const int32_t> tokens, int64_t position) = 0;
+  // Starts a batch: the tokens of `runs`, in order (per-batch state such as RoPE angles).
+  virtual void begin_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs) = 0;
   // The residual stream becomes the tokens' embedding rows.
   virtual void embed(std::span<const int32_t> tokens) = 0;
   virtual void load_residual(const float* host) = 0;  // tokens x dim floats from host memory
@@ -57,8 +66,8 @@ class Backend {
   virtual void attention(int64_t layer) = 0;
   // gate = silu(gate) * up
   virtual void swiglu(Activation gate, Activation up) = 0;
-  // From here on the batch is the `rows` tokens from `first` (the ones whose logits are wanted).
-  virtual void keep_rows(int64_t first, int64_t rows) = 0;
+  // From here on the batch is these tokens (ascending batch rows: the ones whose logits are wanted).
+  virtual void keep_rows(std::span<const int64_t> rows) = 0;
   // logits (host memory, rows x vocab floats) = Output · in.
   virtual void output_logits(Activation in, float* logits) = 0;
 

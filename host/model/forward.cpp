@@ -34,7 +34,7 @@ Forward::Forward(const Model& model, std::unique_ptr<Backend> device)
 
 Forward::Forward(const Model& model, std::vector<std::unique_ptr<Backend>> devices, DevicePlacement placement)
     : model_(model), config_(model.config()), context_(model.context()), max_batch_(model.max_batch()),
-      devices_(std::move(devices)) {
+      positions_(static_cast<size_t>(model.sequences()), 0), devices_(std::move(devices)) {
   const auto layers = static_cast<size_t>(config_.n_layers);
   auto device = [&](size_t index) {
     if (index >= devices_.size()) fail("internal: device %zu of %zu", index, devices_.size());
@@ -54,18 +54,31 @@ Forward::~Forward() {
   while (!devices_.empty()) devices_.pop_back();
 }
 
-void Forward::eval(std::span<const int32_t> tokens, float* logits, bool all_logits) {
-  if (position_ + static_cast<int64_t>(tokens.size()) > context_)
+void Forward::check_tokens(std::span<const int32_t> tokens, int64_t sequence) const {
+  if (sequence < 0 || sequence >= sequences())
+    fail("internal: sequence %lld of %lld", static_cast<long long>(sequence), static_cast<long long>(sequences()));
+  const int64_t position = positions_[static_cast<size_t>(sequence)];
+  if (position + static_cast<int64_t>(tokens.size()) > context_)
     fail("context is full: %lld tokens do not fit after position %lld (context %lld; raise --ctx)",
-         static_cast<long long>(tokens.size()), static_cast<long long>(position_), static_cast<long long>(context_));
+         static_cast<long long>(tokens.size()), static_cast<long long>(position), static_cast<long long>(context_));
   for (int32_t token : tokens)
     if (token < 0 || token >= config_.vocab)
       fail("token id %d is outside the vocabulary (0..%lld)", token, static_cast<long long>(config_.vocab - 1));
+}
+
+void Forward::eval(std::span<const int32_t> tokens, float* logits, bool all_logits) {
+  check_tokens(tokens, 0);
   for (size_t begin = 0; begin < tokens.size(); begin += static_cast<size_t>(max_batch_)) {
     const size_t count = std::min(tokens.size() - begin, static_cast<size_t>(max_batch_));
     const bool last_batch = begin + count == tokens.size();
+    wanted_rows_.clear();
+    if (all_logits)
+      for (size_t row = 0; row < count; ++row) wanted_rows_.push_back(static_cast<int64_t>(row));
+    else if (last_batch && logits)
+      wanted_rows_.push_back(static_cast<int64_t>(count) - 1);
     float* batch_logits = all_logits ? logits + begin * config_.vocab : (last_batch ? logits : nullptr);
-    eval_batch(tokens.subspan(begin, count), batch_logits, all_logits);
+    const BatchRun run{0, positions_[0], static_cast<int64_t>(count)};
+    eval_batch(tokens.subspan(begin, count), std::span<const BatchRun>(&run, 1), wanted_rows_, batch_logits);
     // A long prompt takes a while: a progress line on a terminal.
     if (tokens.size() > static_cast<size_t>(max_batch_))
       log_progress(strprintf("prompt %zu of %zu tokens", begin + count, tokens.size()));
@@ -73,9 +86,36 @@ void Forward::eval(std::span<const int32_t> tokens, float* logits, bool all_logi
   if (tokens.size() > static_cast<size_t>(max_batch_)) end_progress();
 }
 
-void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, bool all_logits) {
+void Forward::eval_together(std::span<const SequenceChunk> chunks, float* logits) {
+  batch_tokens_.clear();
+  batch_runs_.clear();
+  wanted_rows_.clear();
+  std::vector<bool> seen(positions_.size(), false);
+  for (const SequenceChunk& chunk : chunks) {
+    check_tokens(chunk.tokens, chunk.sequence);
+    if (seen[static_cast<size_t>(chunk.sequence)])
+      fail("internal: sequence %lld twice in one pass", static_cast<long long>(chunk.sequence));
+    seen[static_cast<size_t>(chunk.sequence)] = true;
+    if (chunk.tokens.empty()) {
+      if (chunk.logits) fail("internal: logits wanted of an empty chunk");
+      continue;
+    }
+    batch_runs_.push_back({chunk.sequence * context_, positions_[static_cast<size_t>(chunk.sequence)],
+                           static_cast<int64_t>(chunk.tokens.size())});
+    batch_tokens_.insert(batch_tokens_.end(), chunk.tokens.begin(), chunk.tokens.end());
+    if (chunk.logits) wanted_rows_.push_back(static_cast<int64_t>(batch_tokens_.size()) - 1);
+  }
+  if (static_cast<int64_t>(batch_tokens_.size()) > max_batch_)
+    fail("internal: a pass of %zu tokens, more than the batch of %lld", batch_tokens_.size(),
+         static_cast<long long>(max_batch_));
+  if (batch_tokens_.empty()) return;
+  eval_batch(batch_tokens_, batch_runs_, wanted_rows_, logits);
+}
+
+void Forward::eval_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs, std::span<const int64_t> wanted,
+                         float* logits) {
   const auto n = static_cast<int64_t>(tokens.size());
-  for (const auto& device : devices_) device->begin_batch(tokens, position_);
+  for (const auto& device : devices_) device->begin_batch(tokens, runs);
   Backend* current = embed_device_;
   auto move_to = [&](Backend* next) {
     if (next == current) return;
@@ -85,15 +125,17 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, bool al
     current = next;
   };
   current->embed(tokens);
-  const std::vector<Backend*>& layer_device = n == 1 ? decode_device_ : prefill_device_;
+  // One token per sequence is decode however many sequences share the pass: the weights are read
+  // once for all of them, as they would be for one.
+  const bool decoding = std::all_of(runs.begin(), runs.end(), [](const BatchRun& run) { return run.count == 1; });
+  const std::vector<Backend*>& layer_device = decoding ? decode_device_ : prefill_device_;
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     move_to(layer_device[static_cast<size_t>(l)]);
     layer(*current, l);
   }
   move_to(head_device_);
-  const int64_t first = all_logits ? 0 : n - 1;
-  head(*current, first, logits ? n - first : 0, logits);
-  position_ += n;
+  head(*current, wanted, n, logits);
+  for (const BatchRun& run : runs) positions_[static_cast<size_t>(run.cache_begin / context_)] += run.count;
 }
 
 // One transformer block, pre-norm: attention, then the feed-forward network, each added to the
@@ -130,10 +172,10 @@ void Forward::layer(Backend& b, int64_t l) {
 
 // The final norm and the output head for the tokens whose logits are wanted. The unit passes even
 // when none are (rows 0): streamed weights arrive on a fixed schedule.
-void Forward::head(Backend& b, int64_t first, int64_t rows, float* logits) {
+void Forward::head(Backend& b, std::span<const int64_t> wanted, int64_t tokens, float* logits) {
   b.begin_unit(config_.n_layers);
-  if (rows > 0) {
-    b.keep_rows(first, rows);
+  if (!wanted.empty() && logits) {
+    if (static_cast<int64_t>(wanted.size()) != tokens) b.keep_rows(wanted);
     b.rms_norm(Activation::Residual, Role::OutputNorm, Activation::Normed);
     b.output_logits(Activation::Normed, logits);
   }

@@ -1,8 +1,9 @@
 #pragma once
 // The forward pass, written once for every architecture over the backend operations
-// (host/model/backend.h): batched prefill and single-token decode over a KV cache. It owns the
-// order of work (embedding, layers, head) and hands each layer to the device a placement names;
-// the residual stream crosses devices only where consecutive layers' devices differ.
+// (host/model/backend.h): batched prefill and decode over a KV cache, for one sequence or several
+// advancing in the same pass (each weight read once for all of them). It owns the order of work
+// (embedding, layers, head) and hands each layer to the device a placement names; the residual
+// stream crosses devices only where consecutive layers' devices differ.
 #include <algorithm>
 #include <cstdint>
 #include <memory>
@@ -14,8 +15,8 @@
 
 namespace fi {
 
-// Which device computes what: per layer, the device for batches of one token (decode) and for
-// longer ones (prefill); and the devices of the embedding and the head. Indices into the devices.
+// Which device computes what: per layer, the device for batches of one token per sequence (decode)
+// and for longer ones (prefill); and the devices of the embedding and the head. Indices into the devices.
 struct DevicePlacement {
   std::vector<size_t> decode, prefill;
   size_t embed = 0;
@@ -24,6 +25,13 @@ struct DevicePlacement {
   static DevicePlacement single(int64_t layers) {
     return {std::vector<size_t>(static_cast<size_t>(layers), 0), std::vector<size_t>(static_cast<size_t>(layers), 0), 0, 0};
   }
+};
+
+// Tokens appended to one sequence in a shared pass.
+struct SequenceChunk {
+  int64_t sequence = 0;
+  std::span<const int32_t> tokens;
+  bool logits = false;  // the logits of its last token are wanted
 };
 
 class Forward {
@@ -35,12 +43,17 @@ class Forward {
   ~Forward();
 
   const Model& model() const { return model_; }
-  int64_t context() const { return context_; }
-  int64_t position() const { return position_; }
-  void reset() { position_ = 0; }
-  // Forgets the tokens after `position` (their cache entries are overwritten by the next ones):
-  // a conversation keeps the prefix it shares with what comes next.
-  void rewind(int64_t position) { position_ = std::clamp<int64_t>(position, 0, position_); }
+  int64_t context() const { return context_; }  // of each sequence
+  int64_t sequences() const { return static_cast<int64_t>(positions_.size()); }
+  int64_t max_batch() const { return max_batch_; }
+  int64_t position(int64_t sequence = 0) const { return positions_.at(static_cast<size_t>(sequence)); }
+  void reset() { std::fill(positions_.begin(), positions_.end(), 0); }
+  // Forgets a sequence's tokens after `position` (their cache entries are overwritten by the next
+  // ones): a conversation keeps the prefix it shares with what comes next.
+  void rewind(int64_t position, int64_t sequence = 0) {
+    int64_t& current = positions_.at(static_cast<size_t>(sequence));
+    current = std::clamp<int64_t>(position, 0, current);
+  }
   void set_trace(Trace* trace) {
     for (auto& device : devices_) device->set_trace(trace);
   }
@@ -48,23 +61,33 @@ class Forward {
   // Appends tokens at the current position; passes of up to max_batch tokens (longer inputs are
   // split). logits receives vocab floats for the last token, or for every token (tokens.size()
   // rows) when all_logits is set.
+  // Sequence 0.
   void eval(std::span<const int32_t> tokens, float* logits, bool all_logits = false);
+  // One pass over chunks of distinct sequences (at most max_batch tokens in all): logits receives
+  // vocab floats for each chunk that wants them, in order.
+  void eval_together(std::span<const SequenceChunk> chunks, float* logits);
 
  private:
-  void eval_batch(std::span<const int32_t> tokens, float* logits, bool all_logits);
+  void check_tokens(std::span<const int32_t> tokens, int64_t sequence) const;
+  // One pass; logits for the batch rows in `wanted` (ascending).
+  void eval_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs, std::span<const int64_t> wanted,
+                  float* logits);
   void layer(Backend& device, int64_t index);
-  void head(Backend& device, int64_t first, int64_t rows, float* logits);
+  void head(Backend& device, std::span<const int64_t> wanted, int64_t tokens, float* logits);
 
   const Model& model_;
   const ModelConfig& config_;
   int64_t context_;
   int64_t max_batch_;
-  int64_t position_ = 0;
+  std::vector<int64_t> positions_;  // per sequence: tokens in its cache
   std::vector<std::unique_ptr<Backend>> devices_;
   std::vector<Backend*> decode_device_, prefill_device_;  // per layer
   Backend* embed_device_ = nullptr;
   Backend* head_device_ = nullptr;
   std::vector<float> residual_hop_;  // the residual stream between devices
+  std::vector<int32_t> batch_tokens_;
+  std::vector<BatchRun> batch_runs_;
+  std::vector<int64_t> wanted_rows_;
 };
 
 }  // namespace fi

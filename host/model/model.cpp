@@ -44,12 +44,12 @@ std::vector<double> rope_inverse_frequencies(const ModelConfig& config, const st
   return frequencies;
 }
 
-uint64_t kv_cache_layer_bytes(const ModelConfig& config, int64_t context) {
-  return 2 * static_cast<uint64_t>(context) * static_cast<uint64_t>(config.kv_dim()) * sizeof(uint16_t);
+uint64_t kv_cache_layer_bytes(const ModelConfig& config, int64_t rows) {
+  return 2 * static_cast<uint64_t>(rows) * static_cast<uint64_t>(config.kv_dim()) * sizeof(uint16_t);
 }
 
-uint64_t kv_cache_bytes(const ModelConfig& config, int64_t context) {
-  return static_cast<uint64_t>(config.n_layers) * kv_cache_layer_bytes(config, context);
+uint64_t kv_cache_bytes(const ModelConfig& config, int64_t rows) {
+  return static_cast<uint64_t>(config.n_layers) * kv_cache_layer_bytes(config, rows);
 }
 
 std::vector<float> read_f32_tensor(const GgufFile& file, const TensorInfo& info) {
@@ -68,7 +68,7 @@ uint64_t runtime_bytes(const GgufFile& file, const ModelConfig& config) {
 }
 
 void Model::set_context(int64_t context) {
-  if (context < 1) fail("internal: context of %lld tokens", static_cast<long long>(context));
+  if (context < 1 || context > kMaxContext) fail("internal: context of %lld tokens", static_cast<long long>(context));
   context_ = context;
 }
 
@@ -83,14 +83,27 @@ std::unique_ptr<Model> Model::open(const std::string& path, const ModelOptions& 
     fail("%s: %s", path.c_str(), error.what());
   }
   if (options.context < 0 || options.max_batch < 1) fail("context length and batch size must be positive");
+  if (options.sequences < 1 || options.sequences > kMaxSequences)
+    fail("%lld parallel sequences: between 1 and %lld", static_cast<long long>(options.sequences),
+         static_cast<long long>(kMaxSequences));
+  if (options.context > kMaxContext)
+    fail("a context of %lld tokens is more than %lld", static_cast<long long>(options.context),
+         static_cast<long long>(kMaxContext));
   model->context_ = options.context > 0 ? options.context : std::min<int64_t>(4096, config.trained_context);
+  model->sequences_ = options.sequences;
   model->max_batch_ = options.max_batch;
+  // Devices address cache rows with 32-bit integers.
+  if (model->kv_rows() > INT32_MAX)
+    fail("%lld sequences of %lld tokens are more cache rows than %d (lower --ctx or --parallel)",
+         static_cast<long long>(model->sequences_), static_cast<long long>(model->context_), INT32_MAX);
   // KV caches are reserved lazily; still refuse one the machine could never hold.
-  const double kv_bytes = static_cast<double>(kv_cache_bytes(config, model->context_));
+  const double kv_bytes = static_cast<double>(kv_cache_bytes(config, model->kv_rows()));
   const double ram_bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
   if (kv_bytes > ram_bytes)
-    fail("a context of %lld tokens needs a %.1f GiB KV cache, more than this machine's %.1f GiB of RAM (lower --ctx)",
-         static_cast<long long>(model->context_), kv_bytes / (1 << 30), ram_bytes / (1 << 30));
+    fail("a context of %lld tokens%s needs a %.1f GiB KV cache, more than this machine's %.1f GiB of RAM (lower --ctx)",
+         static_cast<long long>(model->context_),
+         model->sequences_ > 1 ? strprintf(" for each of %lld sequences", static_cast<long long>(model->sequences_)).c_str() : "",
+         kv_bytes / (1 << 30), ram_bytes / (1 << 30));
 
   std::vector<float> factors;
   if (const TensorInfo* tensor = model->tensors_.global(Role::RopeFrequencies)) factors = read_f32_tensor(file, *tensor);
