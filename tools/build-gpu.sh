@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 architecture=${1:-90}
 # libstdc++ statically: the GPU machine's may be older than this one's.
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$architecture" \
-  -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" >/dev/null
+  -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" -DFLEXINFER_SERVER=OFF >/dev/null
 cmake --build build-gpu --parallel "$(nproc)" --target flexinfer test_gpu test_block_decode
 ls -l build-gpu/tools/flexinfer build-gpu/tests/test_gpu build-gpu/tests/test_block_decode

@@ -98,6 +98,11 @@ bool parse_command_line(CLI::App& app, int argc, char** argv, int first) {
       throw UsageError(command_of(app) + ": '" + argument +
                        "' is llama.cpp's layer count; flexinfer places a model by memory: give --gpu-mem SIZE (e.g. "
                        "--gpu-mem 6G) or leave it at auto (the GPU's free memory)");
+    // llama.cpp's two-letter short option (CLI11 takes single letters after one dash).
+    if (argument == "-np" || argument.rfind("-np=", 0) == 0) {
+      arguments.push_back("--parallel" + argument.substr(3));
+      continue;
+    }
     // -n=3 as --n-predict=3 would be read.
     if (argument.size() > 3 && argument[0] == '-' && std::isalpha(static_cast<unsigned char>(argument[1])) &&
         argument[2] == '=') {

@@ -12,4 +12,5 @@ int command_probe(int argc, char** argv);
 int command_plan(int argc, char** argv);
 int command_chat(int argc, char** argv);
 int command_template(int argc, char** argv);
+int command_serve(int argc, char** argv);
 }  // namespace fi

@@ -17,6 +17,7 @@ const char* const kUsage =
     "usage: flexinfer COMMAND [options]   (flexinfer COMMAND --help for its options)\n"
     "  generate    generate text from a prompt\n"
     "  chat        chat with a model in the terminal\n"
+    "  serve       an OpenAI-compatible HTTP server (concurrent requests decoded together)\n"
     "  template    print the prompt a chat template makes of a conversation\n"
     "  tokenize    show the token ids of a text\n"
     "  logits      write the logits of every prompt position to a file\n"
@@ -37,6 +38,7 @@ constexpr Command kCommands[] = {
     {"tokenize", fi::command_tokenize}, {"logits", fi::command_logits},
     {"inspect", fi::command_inspect},   {"make-model", fi::command_make_model}, {"devices", fi::command_devices},
     {"bench", fi::command_bench},       {"probe", fi::command_probe},       {"plan", fi::command_plan},
+    {"serve", fi::command_serve},
 };
 
 }  // namespace
