@@ -135,6 +135,7 @@ int command_chat(int argc, char** argv) {
   SamplingArgs sampling_args;
   std::string system, chat_format;
   int64_t max_reply = -1;
+  bool ignore_eos = false;
   add_engine_options(*app, engine_args);
   add_sampling_options(*app, sampling_args);
   app->add_option("--system", system, "a system message to begin the conversation with")->type_name("TEXT");
@@ -145,6 +146,7 @@ int command_chat(int argc, char** argv) {
       ->type_name("NAME");
   integer_option(*app, "-n,--n-predict", max_reply, -1, 1 << 24,
                  "most tokens per reply; -1 = until an end-of-generation token or the context is full (default)");
+  app->add_flag("--ignore-eos", ignore_eos, "do not end a reply at end-of-generation tokens");
   if (!parse_command_line(*app, argc, argv, 2)) return 0;
   const EngineOptions options = engine_options(*app, engine_args);
   Sampler sampler(sampler_params(sampling_args));
@@ -243,7 +245,7 @@ int command_chat(int argc, char** argv) {
           std::fwrite(ready.data(), 1, ready.size(), stdout);
           std::fflush(stdout);
         },
-        &stop_reply);
+        &stop_reply, ignore_eos);
     sigaction(SIGINT, &default_action, nullptr);
     std::fputs("\n", stdout);
     std::fflush(stdout);
