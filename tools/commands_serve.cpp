@@ -167,6 +167,7 @@ void Server::generate(Endpoint endpoint, const httplib::Request& req, httplib::R
   const int64_t room = context - prompt_size;
   batch.max_tokens = request.max_tokens ? *request.max_tokens : endpoint == Endpoint::Completions ? std::min<int64_t>(16, room) : room;
   batch.sampling = request.sampling;
+  batch.ignore_end_of_generation = request.ignore_eos;
   if (!request.seed_given && !fixed_seed_) batch.sampling.seed = std::random_device{}();
 
   auto exchange = std::make_shared<Exchange>(Exchange{

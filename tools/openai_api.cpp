@@ -231,6 +231,7 @@ ApiRequest parse_api_request(Endpoint endpoint, std::string_view body, const Sam
   read_sampling(json, request);
   read_stop(json, request);
   request.stream = boolean(json, "stream").value_or(false);
+  request.ignore_eos = boolean(json, "ignore_eos").value_or(false);
   if (const Json* options = field(json, "stream_options")) {
     if (!options->is_object()) throw bad("stream_options", "'stream_options' must be an object");
     if (!request.stream) throw bad("stream_options", "'stream_options' is only allowed with 'stream': true");

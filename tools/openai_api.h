@@ -46,6 +46,7 @@ struct ApiRequest {
   std::vector<std::string> stop;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  bool ignore_eos = false;     // llama.cpp's extension: end-of-generation tokens do not end it
 };
 
 // Throws ApiError (400) naming the field at fault. `defaults`: the sampling of fields not given.

@@ -4,7 +4,7 @@
 # checks, tokenizer and planner), fuzz_tokenizer (encode/decode with the stories260K, GPT-2, Llama 3
 # and Qwen3 vocabularies from ../shared/data; skipped with a message when that is absent) and
 # fuzz_jinja (chat templates parsed and rendered; seeds: the real templates in
-# ../shared/data/templates).
+# ../shared/data/templates) and fuzz_openai_request (the server's request bodies and reply text).
 # A crash, leak or sanitizer report fails the script and leaves the input in build-fuzz/findings/.
 #
 # usage: tools/run-fuzz.sh [SECONDS_PER_TARGET]   (default 60)
@@ -15,10 +15,11 @@ command -v clang++ >/dev/null || { echo "run-fuzz: clang++ is missing (tools/ins
 tools/build.sh >/dev/null  # the regular build makes the seed models
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DFLEXINFER_FUZZ=ON -DFLEXINFER_TESTS=OFF -DFLEXINFER_CUDA=OFF >/dev/null
-cmake --build build-fuzz --parallel "$(nproc)" --target fuzz_gguf fuzz_tokenizer fuzz_jinja >/dev/null
+cmake --build build-fuzz --parallel "$(nproc)" --target fuzz_gguf fuzz_tokenizer fuzz_jinja fuzz_openai_request \
+  >/dev/null
 
 seeds=build-fuzz/seeds findings=build-fuzz/findings
-rm -rf "$seeds" && mkdir -p "$seeds/gguf" "$seeds/tokenizer" "$seeds/jinja" "$findings"
+rm -rf "$seeds" && mkdir -p "$seeds/gguf" "$seeds/tokenizer" "$seeds/jinja" "$seeds/openai" "$findings"
 for type in f32 f16 q8_0; do
   build/tools/flexinfer make-model --preset micro --type "$type" --byte-vocab -o "$seeds/gguf/micro-$type.gguf" >/dev/null
 done
@@ -67,4 +68,8 @@ if compgen -G "../shared/data/templates/*.jinja" >/dev/null; then
 else
   echo "fuzz: fuzz_jinja skipped: ../shared/data/templates (the seed templates) is not present" >&2
 fi
+printf '%s' '{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi \u00e9"}]}],"max_tokens":16,"temperature":0.7,"top_p":0.9,"seed":3,"stop":["\n\n","</s>"],"stream":true,"stream_options":{"include_usage":true}}' >"$seeds/openai/chat"
+printf '%s' '{"prompt":"Once upon a time","max_tokens":8,"top_k":40,"min_p":0.05,"presence_penalty":0.5,"frequency_penalty":-0.5,"stop":"x","n":1,"logprobs":null,"echo":false,"ignore_eos":true}' >"$seeds/openai/completion"
+printf '%s' '{"prompt":[[1,2,3]],"logit_bias":{},"tools":[],"response_format":{"type":"text"},"max_completion_tokens":4}' >"$seeds/openai/tokens"
+run fuzz_openai_request "$seeds/openai"
 exit $status
