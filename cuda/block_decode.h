@@ -264,17 +264,14 @@ struct Format<TensorType::Q6_K> {  // 210 bytes: 128 low-nibble bytes, 64 high-b
   }
 };
 
-// Runtime dispatch for host callers (tests); kernels instantiate Format<T> directly.
+// Runtime dispatch for host callers (tests); kernels instantiate Format<T> directly. Generated from
+// io/tensor_type.h's list: a type without a Format<> specialisation does not compile.
 inline void decode_group(TensorType type, const uint8_t* row, int64_t group, int valid, float* out) {
   switch (type) {
-    case TensorType::F32: Format<TensorType::F32>::decode(row, group, valid, out); return;
-    case TensorType::F16: Format<TensorType::F16>::decode(row, group, valid, out); return;
-    case TensorType::BF16: Format<TensorType::BF16>::decode(row, group, valid, out); return;
-    case TensorType::Q8_0: Format<TensorType::Q8_0>::decode(row, group, valid, out); return;
-    case TensorType::Q4_0: Format<TensorType::Q4_0>::decode(row, group, valid, out); return;
-    case TensorType::Q4_K: Format<TensorType::Q4_K>::decode(row, group, valid, out); return;
-    case TensorType::Q5_K: Format<TensorType::Q5_K>::decode(row, group, valid, out); return;
-    case TensorType::Q6_K: Format<TensorType::Q6_K>::decode(row, group, valid, out); return;
+#define FI_DECODE_TYPE(name, id, elements, bytes) \
+  case TensorType::name: Format<TensorType::name>::decode(row, group, valid, out); return;
+    FI_TENSOR_TYPES(FI_DECODE_TYPE)
+#undef FI_DECODE_TYPE
   }
 }
 

@@ -43,12 +43,7 @@ inline RandomMatrix random_matrix(TensorType type, int64_t rows, int64_t cols, u
   return m;
 }
 
-inline bool is_float_type(TensorType type) {
-  return type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16;
-}
-
-inline const auto kAllKernelTypes = ::testing::Values(TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0,
-                                                      TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K);
+inline const auto kAllKernelTypes = ::testing::ValuesIn(kTensorTypes);
 inline std::string type_test_name(const ::testing::TestParamInfo<TensorType>& info) { return type_name(info.param); }
 
 // Row r of w times token t of x in float64, and the sum of the products' magnitudes (the scale of

@@ -17,7 +17,7 @@ class BlockDecode : public ::testing::TestWithParam<TensorType> {};
 
 TEST_P(BlockDecode, EveryGroupEqualsDequantizeRow) {
   const TensorType type = GetParam();
-  const bool float_type = type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16;
+  const bool float_type = is_float_type(type);
   // Float rows also get a partial last group (300 = 9 x 32 + 12).
   for (const int64_t cols : float_type ? std::vector<int64_t>{512, 300} : std::vector<int64_t>{512, 1024}) {
     std::mt19937 rng(static_cast<uint32_t>(cols) + static_cast<uint32_t>(type));
@@ -43,9 +43,7 @@ TEST_P(BlockDecode, EveryGroupEqualsDequantizeRow) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTypes, BlockDecode,
-                         ::testing::Values(TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0,
-                                           TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K),
+INSTANTIATE_TEST_SUITE_P(AllTypes, BlockDecode, ::testing::ValuesIn(kTensorTypes),
                          [](const auto& info) { return std::string(type_name(info.param)); });
 
 TEST(BlockDecodeFloat, UnalignedRowsTakeTheNarrowPath) {
