@@ -9,6 +9,7 @@
 
 #include "cuda/block_decode.h"
 #include "host/kernels/quant.h"
+#include "random_blocks.h"
 
 namespace fi {
 namespace {
@@ -40,6 +41,25 @@ TEST_P(BlockDecode, EveryGroupEqualsDequantizeRow) {
         ASSERT_EQ(decoded[i], want) << type_name(type) << " cols " << cols << " group " << group << " element " << i;
       }
     }
+  }
+}
+
+TEST_P(BlockDecode, ArbitraryBlockBytesDecodeAsDequantizeRow) {
+  const TensorType type = GetParam();
+  if (is_float_type(type)) GTEST_SKIP() << "float rows have no block bytes";
+  const int64_t cols = 1024;
+  const std::vector<uint8_t> bytes = test::random_block_bytes(type, cols, 1, 17);
+  std::vector<uint64_t> storage(bytes.size() / 8 + 2);  // 16-byte aligned, as device memory
+  auto* row = reinterpret_cast<uint8_t*>(storage.data());
+  std::memcpy(row, bytes.data(), bytes.size());
+  std::vector<float> expected(static_cast<size_t>(cols));
+  dequantize_row(type, row, expected.data(), cols);
+  for (int64_t group = 0; group * cuda::kGroup < cols; ++group) {
+    float decoded[cuda::kGroup];
+    cuda::decode_group(type, row, group, cuda::kGroup, decoded);
+    for (int i = 0; i < cuda::kGroup; ++i)
+      ASSERT_EQ(decoded[i], expected[static_cast<size_t>(group * cuda::kGroup + i)])
+          << type_name(type) << " group " << group << " element " << i;
   }
 }
 
