@@ -103,14 +103,10 @@ struct MatvecLaunch {
 template <typename Launcher>
 void with_type(TensorType type, const Launcher& launcher) {
   switch (type) {
-    case TensorType::F32: launcher.template run<TensorType::F32>(); return;
-    case TensorType::F16: launcher.template run<TensorType::F16>(); return;
-    case TensorType::BF16: launcher.template run<TensorType::BF16>(); return;
-    case TensorType::Q8_0: launcher.template run<TensorType::Q8_0>(); return;
-    case TensorType::Q4_0: launcher.template run<TensorType::Q4_0>(); return;
-    case TensorType::Q4_K: launcher.template run<TensorType::Q4_K>(); return;
-    case TensorType::Q5_K: launcher.template run<TensorType::Q5_K>(); return;
-    case TensorType::Q6_K: launcher.template run<TensorType::Q6_K>(); return;
+#define FI_LAUNCH_TYPE(name, id, elements, bytes) \
+  case TensorType::name: launcher.template run<TensorType::name>(); return;
+    FI_TENSOR_TYPES(FI_LAUNCH_TYPE)
+#undef FI_LAUNCH_TYPE
   }
   fail("internal: no GPU kernel for tensor type %u", static_cast<unsigned>(type));
 }

@@ -1,18 +1,19 @@
 #include "io/tensor_type.h"
 
-#include <algorithm>
+#include <string_view>
 
 #include "io/error.h"
 
 namespace fi {
 
 namespace {
-constexpr TypeTraits kSupported[] = {
-    {TensorType::F32, "F32", 1, 4},       {TensorType::F16, "F16", 1, 2},
-    {TensorType::BF16, "BF16", 1, 2},     {TensorType::Q8_0, "Q8_0", 32, 34},
-    {TensorType::Q4_0, "Q4_0", 32, 18},   {TensorType::Q4_K, "Q4_K", 256, 144},
-    {TensorType::Q5_K, "Q5_K", 256, 176}, {TensorType::Q6_K, "Q6_K", 256, 210},
-};
+
+constexpr bool ids_ascending() {
+  for (size_t i = 1; i < kTensorTypeCount; ++i)
+    if (static_cast<uint32_t>(kTensorTypes[i - 1]) >= static_cast<uint32_t>(kTensorTypes[i])) return false;
+  return true;
+}
+static_assert(ids_ascending(), "FI_TENSOR_TYPES lists the types in id order");
 
 // Names of the other ggml ids, so an unsupported file is named precisely.
 constexpr const char* kAllNames[] = {
@@ -21,26 +22,29 @@ constexpr const char* kAllNames[] = {
     "IQ4_NL", "IQ3_S", "IQ2_S",   "IQ4_XS", "I8",   "I16",  "I32",   "I64",    "F64",     "IQ1_M",
     "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0",
 };
+
+constexpr bool names_agree() {
+  for (const TypeTraits& traits : kTypeTraits)
+    if (std::string_view(kAllNames[static_cast<uint32_t>(traits.type)]) != traits.name) return false;
+  return true;
+}
+static_assert(names_agree(), "a supported type's id names another ggml type");
+
 }  // namespace
 
 const std::vector<TensorType>& supported_types() {
-  static const std::vector<TensorType> types = [] {
-    std::vector<TensorType> list;
-    for (const TypeTraits& traits : kSupported) list.push_back(traits.type);
-    std::sort(list.begin(), list.end());
-    return list;
-  }();
+  static const std::vector<TensorType> types(std::begin(kTensorTypes), std::end(kTensorTypes));
   return types;
 }
 
 std::optional<TypeTraits> find_type_traits(uint32_t raw_type) {
-  for (const TypeTraits& traits : kSupported)
+  for (const TypeTraits& traits : kTypeTraits)
     if (static_cast<uint32_t>(traits.type) == raw_type) return traits;
   return std::nullopt;
 }
 
 const TypeTraits& type_traits(TensorType type) {
-  for (const TypeTraits& traits : kSupported)
+  for (const TypeTraits& traits : kTypeTraits)
     if (traits.type == type) return traits;
   fail("internal: tensor type %u has no traits", static_cast<unsigned>(type));
 }

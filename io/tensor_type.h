@@ -1,21 +1,38 @@
 #pragma once
 // ggml tensor types as stored in GGUF files: id, name and block geometry.
 #include <cstdint>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace fi {
 
+// Every type the kernels compute with, in id order: X(name, ggml id, elements per block, bytes per
+// block). The enum, the traits and every switch over types (CPU dispatch, CUDA launchers, the
+// GPU's block decoders, the tests' type lists) are generated from this one list, so a type added
+// here without a kernel somewhere fails to compile.
+#define FI_TENSOR_TYPES(X) \
+  X(F32, 0, 1, 4)          \
+  X(F16, 1, 1, 2)          \
+  X(Q4_0, 2, 32, 18)       \
+  X(Q4_1, 3, 32, 20)       \
+  X(Q5_0, 6, 32, 22)       \
+  X(Q5_1, 7, 32, 24)       \
+  X(Q8_0, 8, 32, 34)       \
+  X(Q2_K, 10, 256, 84)     \
+  X(Q3_K, 11, 256, 110)    \
+  X(Q4_K, 12, 256, 144)    \
+  X(Q5_K, 13, 256, 176)    \
+  X(Q6_K, 14, 256, 210)    \
+  X(IQ4_NL, 20, 32, 18)    \
+  X(IQ4_XS, 23, 256, 136)  \
+  X(BF16, 30, 1, 2)
+
 enum class TensorType : uint32_t {
-  F32 = 0,
-  F16 = 1,
-  Q4_0 = 2,
-  Q8_0 = 8,
-  Q4_K = 12,
-  Q5_K = 13,
-  Q6_K = 14,
-  BF16 = 30,
+#define FI_TYPE_ENUMERATOR(name, id, elements, bytes) name = id,
+  FI_TENSOR_TYPES(FI_TYPE_ENUMERATOR)
+#undef FI_TYPE_ENUMERATOR
 };
 
 struct TypeTraits {
@@ -24,6 +41,29 @@ struct TypeTraits {
   uint32_t block_elements;  // elements per block (1 for float types)
   uint32_t block_bytes;     // bytes per block
 };
+
+inline constexpr TypeTraits kTypeTraits[] = {
+#define FI_TYPE_TRAITS(name, id, elements, bytes) {TensorType::name, #name, elements, bytes},
+    FI_TENSOR_TYPES(FI_TYPE_TRAITS)
+#undef FI_TYPE_TRAITS
+};
+inline constexpr TensorType kTensorTypes[] = {
+#define FI_TYPE_VALUE(name, id, elements, bytes) TensorType::name,
+    FI_TENSOR_TYPES(FI_TYPE_VALUE)
+#undef FI_TYPE_VALUE
+};
+inline constexpr size_t kTensorTypeCount = std::size(kTensorTypes);
+
+// Traits of a listed type at compile time (nullptr for a value the list does not have).
+constexpr const TypeTraits* find_traits(TensorType type) {
+  for (const TypeTraits& traits : kTypeTraits)
+    if (traits.type == type) return &traits;
+  return nullptr;
+}
+
+constexpr bool is_float_type(TensorType type) {
+  return type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16;
+}
 
 // Every type the kernels compute with, in id order.
 const std::vector<TensorType>& supported_types();

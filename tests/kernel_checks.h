@@ -13,6 +13,7 @@
 #include "cuda/kernels.h"
 #include "host/kernels/fp16.h"
 #include "host/kernels/quant.h"
+#include "random_blocks.h"
 
 namespace fi::test {
 
@@ -43,12 +44,18 @@ inline RandomMatrix random_matrix(TensorType type, int64_t rows, int64_t cols, u
   return m;
 }
 
-inline bool is_float_type(TensorType type) {
-  return type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16;
+// The same from arbitrary block bytes (every scale, min and code pattern; sane fp16 scales).
+inline RandomMatrix random_block_matrix(TensorType type, int64_t rows, int64_t cols, uint32_t seed) {
+  RandomMatrix m;
+  m.row_bytes = row_bytes(type, static_cast<uint64_t>(cols));
+  m.bytes = random_block_bytes(type, cols, rows, seed);
+  m.dequantized.resize(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    dequantize_row(type, &m.bytes[r * m.row_bytes], &m.dequantized[static_cast<size_t>(r * cols)], cols);
+  return m;
 }
 
-inline const auto kAllKernelTypes = ::testing::Values(TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0,
-                                                      TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K);
+inline const auto kAllKernelTypes = ::testing::ValuesIn(kTensorTypes);
 inline std::string type_test_name(const ::testing::TestParamInfo<TensorType>& info) { return type_name(info.param); }
 
 // Row r of w times token t of x in float64, and the sum of the products' magnitudes (the scale of
@@ -106,6 +113,33 @@ void check_matvec(TensorType type) {
       for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(split[i], got[i]) << "output " << i << " of a split matrix";
     }
   }
+}
+
+// Arbitrary block bytes through matvec (1 and 8 tokens) and dequantize_to_half: within matvec's
+// tolerance of the float64 product of dequantize_row's values, and exactly their half rounding.
+template <typename Memory>
+void check_arbitrary_blocks(TensorType type) {
+  const int64_t rows = 19, cols = 512;
+  const RandomMatrix w = random_block_matrix(type, rows, cols, 23);
+  Memory memory;
+  const cuda::DeviceMatrix matrix{type, rows, cols, w.row_bytes, memory.upload(w.bytes)};
+  for (const int64_t tokens : {1, 8}) {
+    const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), 29);
+    float* y = memory.template zeros<float>(static_cast<size_t>(tokens * rows));
+    cuda::matvec(matrix, memory.upload(x), tokens, y, memory.stream());
+    const std::vector<float> got = memory.download(y, static_cast<size_t>(tokens * rows));
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t r = 0; r < rows; ++r) {
+        const Product expected = reference_product(w, x, cols, r, t);
+        ASSERT_NEAR(got[t * rows + r], expected.value, 1e-5 * expected.magnitude + 1e-6)
+            << type_name(type) << " tokens " << tokens << " row " << r;
+      }
+  }
+  auto* half_rows = memory.template zeros<uint16_t>(static_cast<size_t>(rows * cols));
+  cuda::dequantize_to_half(matrix, 0, rows, half_rows, memory.stream());
+  const std::vector<uint16_t> halves = memory.download(half_rows, static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows * cols; ++i)
+    ASSERT_EQ(halves[i], fp32_to_fp16(w.dequantized[i])) << type_name(type) << " element " << i;
 }
 
 // Rows of a matrix as halves (the prefill path's input to cuBLAS), from an offset row: exactly the

@@ -9,6 +9,7 @@
 
 #include "cuda/block_decode.h"
 #include "host/kernels/quant.h"
+#include "random_blocks.h"
 
 namespace fi {
 namespace {
@@ -17,7 +18,7 @@ class BlockDecode : public ::testing::TestWithParam<TensorType> {};
 
 TEST_P(BlockDecode, EveryGroupEqualsDequantizeRow) {
   const TensorType type = GetParam();
-  const bool float_type = type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16;
+  const bool float_type = is_float_type(type);
   // Float rows also get a partial last group (300 = 9 x 32 + 12).
   for (const int64_t cols : float_type ? std::vector<int64_t>{512, 300} : std::vector<int64_t>{512, 1024}) {
     std::mt19937 rng(static_cast<uint32_t>(cols) + static_cast<uint32_t>(type));
@@ -43,9 +44,26 @@ TEST_P(BlockDecode, EveryGroupEqualsDequantizeRow) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTypes, BlockDecode,
-                         ::testing::Values(TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0,
-                                           TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K),
+TEST_P(BlockDecode, ArbitraryBlockBytesDecodeAsDequantizeRow) {
+  const TensorType type = GetParam();
+  if (is_float_type(type)) GTEST_SKIP() << "float rows have no block bytes";
+  const int64_t cols = 1024;
+  const std::vector<uint8_t> bytes = test::random_block_bytes(type, cols, 1, 17);
+  std::vector<uint64_t> storage(bytes.size() / 8 + 2);  // 16-byte aligned, as device memory
+  auto* row = reinterpret_cast<uint8_t*>(storage.data());
+  std::memcpy(row, bytes.data(), bytes.size());
+  std::vector<float> expected(static_cast<size_t>(cols));
+  dequantize_row(type, row, expected.data(), cols);
+  for (int64_t group = 0; group * cuda::kGroup < cols; ++group) {
+    float decoded[cuda::kGroup];
+    cuda::decode_group(type, row, group, cuda::kGroup, decoded);
+    for (int i = 0; i < cuda::kGroup; ++i)
+      ASSERT_EQ(decoded[i], expected[static_cast<size_t>(group * cuda::kGroup + i)])
+          << type_name(type) << " group " << group << " element " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, BlockDecode, ::testing::ValuesIn(kTensorTypes),
                          [](const auto& info) { return std::string(type_name(info.param)); });
 
 TEST(BlockDecodeFloat, UnalignedRowsTakeTheNarrowPath) {

@@ -165,7 +165,7 @@ TEST(Gguf, RejectsCountsAndLengthsBeyondTheFile) {
 TEST(Gguf, RejectsBadTensorInfos) {
   expect_error(build({{"a", {32, 2}, 0, 0}}, 100), "extends past the end");
   expect_error(build({{"a", {32, 2}, 0, 0}, {"b", {32}, 0, 224}}, 1024), "overlap");
-  expect_error(build({{"a", {32}, 3, 0}}, 1024), "unsupported tensor type Q4_1");
+  expect_error(build({{"a", {32}, 16, 0}}, 1024), "unsupported tensor type IQ2_XXS");
   expect_error(build({{"a", {32}, 200, 0}}, 1024), "unsupported tensor type type#200");
   expect_error(build({{"a", {2, 2, 2, 2, 2}, 0, 0}}, 1024), "5 dimensions");
   expect_error(build({{"a", {1ull << 40, 1ull << 40}, 0, 0}}, 1024), "overflowing dimension");

@@ -73,7 +73,7 @@ TEST(Hardening, HostileFilesAreRefusedByEveryCommand) {
   variant("absurd metadata count", [](auto& b) { patch_u64(b, 16, UINT64_MAX); });
   variant("absurd key length", [](auto& b) { patch_u64(b, 24, 1ull << 62); });
   variant("absurd dimension", [&](auto& b) { patch_u64(b, dim0, 1ull << 40); });
-  variant("unknown tensor type", [&](auto& b) { b[type] = 3; });
+  variant("unknown tensor type", [&](auto& b) { b[type] = 16; });
   variant("offset past the end", [&](auto& b) { patch_u64(b, offset, 1ull << 50); });
   variant("overlapping tensors", [&](auto& b) {
     // Point the second tensor at the first one's data.

@@ -1,5 +1,9 @@
-// Every CPU kernel against the scalar reference on random data.
+// Every CPU kernel against the scalar reference on random data (values our quantizer encodes, and
+// arbitrary block bytes), every instruction-set variant against the others bit for bit, and the
+// interleaved layouts and kernels of the types repack.h interleaves. The type lists come from
+// io/tensor_type.h's FI_TENSOR_TYPES.
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -8,13 +12,27 @@
 #include "host/kernels/quant.h"
 #include "host/kernels/quant_x86.h"
 #include "host/kernels/repack.h"
+#include "random_blocks.h"
 #include "test_support.h"
 
 namespace fi {
 namespace {
 
-constexpr TensorType kAllTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,
-                                    TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
+using test::random_block_bytes;
+
+std::vector<TensorType> quantized_types() {
+  std::vector<TensorType> types;
+  for (TensorType type : kTensorTypes)
+    if (!is_float_type(type)) types.push_back(type);
+  return types;
+}
+
+std::vector<TensorType> interleaved_types() {
+  std::vector<TensorType> types;
+  for (TensorType type : kTensorTypes)
+    if (interleavable_type(type)) types.push_back(type);
+  return types;
+}
 
 std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
@@ -30,6 +48,30 @@ std::vector<uint8_t> quantized(TensorType type, const std::vector<float>& values
   return bytes;
 }
 
+std::vector<uint8_t> activations_for(TensorType type, const std::vector<float>& x) {
+  const auto n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> a(activation_row_bytes(type, n));
+  reference::quantize_activations(type, x.data(), a.data(), n);
+  return a;
+}
+
+// Sum of |w_i x_i| over the row: the scale of the float rounding a kernel's result may show (its
+// partial sums can be far larger than the result when terms cancel).
+double magnitude(TensorType type, const uint8_t* w, const std::vector<float>& x) {
+  std::vector<float> dequantized(x.size());
+  dequantize_row(type, w, dequantized.data(), static_cast<int64_t>(x.size()));
+  double sum = 0.0;
+  for (size_t i = 0; i < x.size(); ++i) sum += std::fabs(static_cast<double>(dequantized[i]) * x[i]);
+  return sum;
+}
+
+// Kernels sum in float in another order than the reference: within a millionth of the magnitude.
+double kernel_tolerance(double reference_result, double row_magnitude) {
+  return 1e-5 * (1.0 + std::fabs(reference_result)) + 1e-6 * row_magnitude;
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
 class KernelTest : public ::testing::TestWithParam<TensorType> {};
 
 TEST_P(KernelTest, DispatchedDotMatchesReference) {
@@ -38,14 +80,12 @@ TEST_P(KernelTest, DispatchedDotMatchesReference) {
     for (uint32_t seed = 1; seed <= 4; ++seed) {
       const auto w = quantized(type, random_values(n, seed));
       const auto x = random_values(n, seed + 100);
-      std::vector<uint8_t> activations(activation_row_bytes(type, n)), reference_activations(activations.size());
+      std::vector<uint8_t> activations(activation_row_bytes(type, n));
       quantize_activations(type, x.data(), activations.data(), n);
-      reference::quantize_activations(type, x.data(), reference_activations.data(), n);
-      ASSERT_EQ(activations, reference_activations) << "activation quantization must be bit-exact, n=" << n;
+      ASSERT_EQ(activations, activations_for(type, x)) << "activation quantization must be bit-exact, n=" << n;
       const float fast = vec_dot(type, n, w.data(), activations.data());
       const float slow = reference::vec_dot(type, n, w.data(), activations.data());
-      // Only the float summation order differs.
-      EXPECT_NEAR(fast, slow, 1e-5 * std::sqrt(static_cast<double>(n)) * (1.0 + std::fabs(slow)))
+      EXPECT_NEAR(fast, slow, kernel_tolerance(slow, magnitude(type, w.data(), x)))
           << type_name(type) << " n=" << n << " seed=" << seed;
     }
   }
@@ -59,16 +99,14 @@ TEST_P(KernelTest, ReferenceDotMatchesDequantizedProduct) {
     const auto x = random_values(n, seed + 7);
     std::vector<float> dequantized(n);
     dequantize_row(type, w.data(), dequantized.data(), n);
-    double exact = 0, magnitude = 0;
+    double exact = 0, row_magnitude = 0;
     for (int64_t i = 0; i < n; ++i) {
       exact += static_cast<double>(dequantized[i]) * x[i];
-      magnitude += std::fabs(static_cast<double>(dequantized[i]) * x[i]);
+      row_magnitude += std::fabs(static_cast<double>(dequantized[i]) * x[i]);
     }
-    std::vector<uint8_t> activations(activation_row_bytes(type, n));
-    reference::quantize_activations(type, x.data(), activations.data(), n);
-    const float dot = reference::vec_dot(type, n, w.data(), activations.data());
+    const float dot = reference::vec_dot(type, n, w.data(), activations_for(type, x).data());
     // 8-bit activations: error ~ 2^-8 of the summed magnitude, far less for float types.
-    const double tolerance = activation_format(type) == ActivationFormat::F32 ? 1e-5 * magnitude : 4e-3 * magnitude;
+    const double tolerance = activation_format(type) == ActivationFormat::F32 ? 1e-5 * row_magnitude : 4e-3 * row_magnitude;
     EXPECT_NEAR(dot, exact, tolerance) << type_name(type) << " seed=" << seed;
   }
 }
@@ -87,7 +125,7 @@ TEST_P(KernelTest, MultiTokenDotEqualsSingleTokenBitForBit) {
     reference::vec_dot_tokens(type, n, w.data(), activations.data(), stride, tokens, reference_together);
     for (int t = 0; t < tokens; ++t) {
       const float alone = vec_dot(type, n, w.data(), activations.data() + t * stride);
-      EXPECT_EQ(std::memcmp(&together[t], &alone, sizeof alone), 0) << type_name(type) << " token " << t << " of " << tokens;
+      EXPECT_TRUE(same_bits(together[t], alone)) << type_name(type) << " token " << t << " of " << tokens;
       EXPECT_NEAR(together[t], reference_together[t], 1e-4 * (1.0 + std::fabs(reference_together[t])));
     }
   }
@@ -104,115 +142,257 @@ TEST_P(KernelTest, QuantizeDequantizeRoundTrip) {
     error += (back[i] - x[i]) * (back[i] - x[i]);
     energy += x[i] * x[i];
   }
-  const double tolerance = type == TensorType::F32   ? 1e-9
-                           : type == TensorType::F16 ? 1e-3
-                           : type == TensorType::BF16 ? 5e-3
-                           : type == TensorType::Q8_0 ? 1e-2
-                           : type == TensorType::Q6_K ? 4e-2
-                           : type == TensorType::Q5_K ? 6e-2
-                                                      : 0.15;
+  // Relative RMS error of round-to-nearest encoding of normal values at each type's bits.
+  const double tolerance = [type] {
+    switch (type) {
+      case TensorType::F32: return 1e-9;
+      case TensorType::F16: return 1e-3;
+      case TensorType::BF16: return 5e-3;
+      case TensorType::Q8_0: return 1e-2;
+      case TensorType::Q6_K: return 4e-2;
+      case TensorType::Q5_0: case TensorType::Q5_1: case TensorType::Q5_K: return 6e-2;
+      case TensorType::Q3_K: return 0.25;
+      case TensorType::Q2_K: return 0.5;
+      default: return 0.15;
+    }
+  }();
   EXPECT_LT(std::sqrt(error / energy), tolerance) << type_name(type);
 }
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, KernelTest, ::testing::ValuesIn(kTensorTypes),
+                         [](const auto& info) { return std::string(type_name(info.param)); });
 
 class QuantizedKernelTest : public ::testing::TestWithParam<TensorType> {};
 
 TEST_P(QuantizedKernelTest, RandomBlockBytesAgreeWithReference) {
-  // Arbitrary block contents (not produced by our quantizer) with sane scales.
   const TensorType type = GetParam();
-  const int64_t n = 1024;
-  std::mt19937 rng(11);
-  std::vector<uint8_t> w(row_bytes(type, n));
-  for (uint8_t& byte : w) byte = static_cast<uint8_t>(rng());
-  const TypeTraits& traits = type_traits(type);
-  for (size_t block = 0; block < w.size() / traits.block_bytes; ++block) {
-    uint8_t* p = w.data() + block * traits.block_bytes;
-    const uint16_t scale = fp32_to_fp16(0.01f * static_cast<float>(1 + rng() % 100));
-    if (type == TensorType::Q6_K) std::memcpy(p + 208, &scale, 2);
-    else std::memcpy(p, &scale, 2);
-    if (type == TensorType::Q4_K || type == TensorType::Q5_K) std::memcpy(p + 2, &scale, 2);
+  for (const int64_t n : {1024, 4096 + 256}) {
+    const auto w = random_block_bytes(type, n, 1, 11);
+    const auto x = random_values(n, 12);
+    std::vector<uint8_t> activations(activation_row_bytes(type, n));
+    quantize_activations(type, x.data(), activations.data(), n);
+    const float slow = reference::vec_dot(type, n, w.data(), activations.data());
+    float fast[kMaxTokensPerDot];
+    vec_dot_tokens(type, n, w.data(), activations.data(), 0, kMaxTokensPerDot, fast);
+    for (int t = 0; t < kMaxTokensPerDot; ++t)
+      EXPECT_NEAR(fast[t], slow, kernel_tolerance(slow, magnitude(type, w.data(), x))) << type_name(type) << " n=" << n;
   }
-  const auto x = random_values(n, 12);
-  std::vector<uint8_t> activations(activation_row_bytes(type, n));
-  quantize_activations(type, x.data(), activations.data(), n);
-  const float fast = vec_dot(type, n, w.data(), activations.data());
-  const float slow = reference::vec_dot(type, n, w.data(), activations.data());
-  EXPECT_NEAR(fast, slow, 1e-4 * (1.0 + std::fabs(slow))) << type_name(type);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTypes, KernelTest, ::testing::ValuesIn(kAllTypes),
+TEST_P(QuantizedKernelTest, DequantizedRandomBlocksGiveTheReferenceDot) {
+  // The reference dot product and dequantize_row agree on arbitrary bytes too (one definition of
+  // each format, two ways), up to the activations' 8-bit rounding.
+  const TensorType type = GetParam();
+  const int64_t n = 2048;
+  const auto w = random_block_bytes(type, n, 1, 13);
+  const auto x = random_values(n, 14);
+  std::vector<float> dequantized(n);
+  dequantize_row(type, w.data(), dequantized.data(), n);
+  const std::vector<uint8_t> activations = activations_for(type, x);
+  double exact = 0.0, row_magnitude = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    exact += static_cast<double>(dequantized[i]) * x[i];
+    row_magnitude += std::fabs(static_cast<double>(dequantized[i]) * x[i]);
+  }
+  EXPECT_NEAR(reference::vec_dot(type, n, w.data(), activations.data()), exact, 4e-3 * row_magnitude) << type_name(type);
+}
+
+INSTANTIATE_TEST_SUITE_P(QuantizedTypes, QuantizedKernelTest, ::testing::ValuesIn(quantized_types()),
                          [](const auto& info) { return std::string(type_name(info.param)); });
-INSTANTIATE_TEST_SUITE_P(QuantizedTypes, QuantizedKernelTest,
-                         ::testing::Values(TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K,
-                                           TensorType::Q6_K),
+
+// ---- instruction-set variants -----------------------------------------------------------------
+
+struct VariantCase {
+  TensorType type;
+  size_t variant;  // index into x86_kernel_variants()
+};
+
+std::vector<VariantCase> variant_cases(const std::vector<TensorType>& types) {
+  std::vector<VariantCase> cases;
+  for (TensorType type : types)
+    for (size_t v = 1; v < x86_kernel_variants().size(); ++v) cases.push_back({type, v});
+  return cases;
+}
+
+std::string variant_case_name(const ::testing::TestParamInfo<VariantCase>& info) {
+  std::string name = std::string(type_name(info.param.type)) + "_" + x86_kernel_variants()[info.param.variant].name;
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return name;
+}
+
+class VariantTest : public ::testing::TestWithParam<VariantCase> {
+ protected:
+  void SetUp() override {
+    const KernelVariant& baseline = x86_kernel_variants()[0];
+    const KernelVariant& variant = x86_kernel_variants()[GetParam().variant];
+    if (!baseline.usable) GTEST_SKIP() << "CPU lacks " << baseline.missing << ": no SIMD kernels run here";
+    if (!variant.usable)
+      GTEST_SKIP() << "CPU lacks " << variant.missing << ": the " << variant.name << " kernels cannot run here";
+  }
+  const KernelVariant& baseline() const { return x86_kernel_variants()[0]; }
+  const KernelVariant& variant() const { return x86_kernel_variants()[GetParam().variant]; }
+};
+
+// Rows from our quantizer and rows of arbitrary bytes, 1 to 4 tokens: every output bit for bit as
+// the AVX2 kernels give it.
+TEST_P(VariantTest, RowKernelsAreBitIdenticalToAvx2) {
+  const TensorType type = GetParam().type;
+  const int64_t n = 4096 + 256;
+  const size_t stride = activation_row_bytes(type, n);
+  std::vector<uint8_t> activations(stride * kMaxTokensPerDot), baseline_activations(activations.size());
+  for (int t = 0; t < kMaxTokensPerDot; ++t) {
+    const auto x = random_values(n, 42 + t);
+    variant().quantize_activations(type, x.data(), activations.data() + t * stride, n);
+    baseline().quantize_activations(type, x.data(), baseline_activations.data() + t * stride, n);
+  }
+  ASSERT_EQ(activations, baseline_activations) << "activations";
+  std::vector<std::vector<uint8_t>> rows = {quantized(type, random_values(n, 41))};
+  if (!is_float_type(type)) rows.push_back(random_block_bytes(type, n, 1, 43));
+  for (const auto& w : rows)
+    for (int tokens = 1; tokens <= kMaxTokensPerDot; ++tokens) {
+      float got[kMaxTokensPerDot], want[kMaxTokensPerDot];
+      variant().vec_dot_tokens(type, n, w.data(), activations.data(), stride, tokens, got);
+      baseline().vec_dot_tokens(type, n, w.data(), activations.data(), stride, tokens, want);
+      for (int t = 0; t < tokens; ++t) EXPECT_TRUE(same_bits(got[t], want[t])) << "token " << t << " of " << tokens;
+      EXPECT_TRUE(same_bits(variant().vec_dot(type, n, w.data(), activations.data()), want[0]));
+    }
+  if (type == TensorType::F16) {
+    const auto values = random_values(131, 5);
+    std::vector<uint16_t> half(values.size());
+    for (size_t i = 0; i < values.size(); ++i) half[i] = fp32_to_fp16(values[i]);
+    std::vector<float> got(values.size(), 0.5f), want(values.size(), 0.5f);
+    variant().add_scaled_f16(131, 0.3f, half.data(), got.data());
+    baseline().add_scaled_f16(131, 0.3f, half.data(), want.data());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << "add_scaled_f16";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, VariantTest, ::testing::ValuesIn(variant_cases({std::begin(kTensorTypes), std::end(kTensorTypes)})),
+                         variant_case_name);
+
+class InterleavedVariantTest : public VariantTest {};
+
+// 5 groups (two pairs and a single one for the AVX-512 kernels), 1 to 4 tokens.
+TEST_P(InterleavedVariantTest, KernelsAreBitIdenticalToAvx2) {
+  const TensorType type = GetParam().type;
+  const int64_t n = 1024, rows = 5 * kInterleavedRows;
+  std::vector<uint8_t> w = random_block_bytes(type, n, rows, 47);
+  ThreadPool pool(1);
+  interleave_rows(pool, type, n, rows, w.data());
+  const size_t stride = activation_row_bytes(type, n);
+  std::vector<uint8_t> activations(stride * kMaxTokensPerDot);
+  for (int t = 0; t < kMaxTokensPerDot; ++t)
+    baseline().quantize_activations(type, random_values(n, 48 + t).data(), activations.data() + t * stride, n);
+  for (int tokens = 1; tokens <= kMaxTokensPerDot; ++tokens) {
+    std::vector<float> got(rows * tokens), want(rows * tokens);
+    variant().vec_dot_interleaved(type, n, w.data(), rows / kInterleavedRows, activations.data(), stride, tokens,
+                                  got.data(), rows);
+    baseline().vec_dot_interleaved(type, n, w.data(), rows / kInterleavedRows, activations.data(), stride, tokens,
+                                   want.data(), rows);
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << tokens << " tokens";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, InterleavedVariantTest, ::testing::ValuesIn(variant_cases(interleaved_types())),
+                         variant_case_name);
+
+// ---- interleaved rows -------------------------------------------------------------------------
+
+class InterleavedTest : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(InterleavedTest, LayoutIsLosslessOnArbitraryBytes) {
+  const TensorType type = GetParam();
+  const int64_t n = 512, rows = 16;
+  const std::vector<uint8_t> plain = random_block_bytes(type, n, rows, 51);
+  std::vector<uint8_t> packed = plain;
+  WeightMatrix w{type, n, rows, row_bytes(type, n), packed.data()};
+  if (!can_interleave(w)) GTEST_SKIP() << "interleaved rows are only used with the SIMD kernels";
+  interleave_rows(w, packed.data());
+  ASSERT_TRUE(w.interleaved);
+  EXPECT_NE(packed, plain);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<uint8_t> back(w.row_bytes);
+    extract_row(w, r, back.data());
+    ASSERT_EQ(std::memcmp(back.data(), plain.data() + r * w.row_bytes, w.row_bytes), 0) << "row " << r;
+  }
+  // In place over a pool, as streamed rows are: the same bytes.
+  std::vector<uint8_t> pooled = plain;
+  ThreadPool pool(2);
+  interleave_rows(pool, type, n, rows, pooled.data());
+  EXPECT_EQ(pooled, packed);
+}
+
+// Each row of 1 to 5 groups against the reference on its plain row, for quantizer-made and
+// arbitrary blocks; a row's result is the same however many groups and tokens are evaluated
+// together.
+TEST_P(InterleavedTest, KernelMatchesTheReferenceAndIgnoresBatching) {
+  if (!simd_kernels_active()) GTEST_SKIP() << "interleaved rows are only used with the SIMD kernels";
+  const TensorType type = GetParam();
+  const int64_t n = 4096 + 256, rows = 5 * kInterleavedRows;
+  const uint64_t bytes_per_row = row_bytes(type, n);
+  std::vector<uint8_t> made(bytes_per_row * rows);
+  for (int64_t r = 0; r < rows; ++r)
+    quantize_row(type, random_values(n, 60 + r).data(), made.data() + r * bytes_per_row, n);
+  const size_t stride = activation_row_bytes(type, n);
+  std::vector<std::vector<float>> xs;
+  std::vector<uint8_t> activations(stride * kMaxTokensPerDot);
+  for (int t = 0; t < kMaxTokensPerDot; ++t) {
+    xs.push_back(random_values(n, 70 + t));
+    quantize_activations(type, xs.back().data(), activations.data() + t * stride, n);
+  }
+  for (const std::vector<uint8_t>& plain : {made, random_block_bytes(type, n, rows, 80)}) {
+    std::vector<uint8_t> packed = plain;
+    WeightMatrix w{type, n, rows, bytes_per_row, packed.data()};
+    interleave_rows(w, packed.data());
+    std::vector<float> all(rows * kMaxTokensPerDot);
+    vec_dot_interleaved(type, n, packed.data(), rows / kInterleavedRows, activations.data(), stride, kMaxTokensPerDot,
+                        all.data(), rows);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int t = 0; t < kMaxTokensPerDot; ++t) {
+        const uint8_t* row = plain.data() + r * bytes_per_row;
+        const float expected = reference::vec_dot(type, n, row, activations.data() + t * stride);
+        ASSERT_NEAR(all[t * rows + r], expected, kernel_tolerance(expected, magnitude(type, row, xs[t])))
+            << type_name(type) << " row " << r << " token " << t;
+      }
+    for (int64_t group = 0; group < rows / kInterleavedRows; ++group)
+      for (int t = 0; t < kMaxTokensPerDot; ++t) {
+        float alone[kInterleavedRows];
+        vec_dot_interleaved(type, n, packed.data() + group * kInterleavedRows * bytes_per_row, 1,
+                            activations.data() + t * stride, stride, 1, alone, kInterleavedRows);
+        for (int r = 0; r < kInterleavedRows; ++r)
+          ASSERT_TRUE(same_bits(alone[r], all[t * rows + group * kInterleavedRows + r]))
+              << "batching changed row " << group * kInterleavedRows + r << " token " << t;
+      }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(InterleavedTypes, InterleavedTest, ::testing::ValuesIn(interleaved_types()),
                          [](const auto& info) { return std::string(type_name(info.param)); });
+
+// ---- the rest -----------------------------------------------------------------------------------
 
 TEST(Kernels, SimdIsActiveOnThisMachine) {
   if (std::getenv("FLEXINFER_NO_SIMD")) GTEST_SKIP() << "FLEXINFER_NO_SIMD is set: scalar kernels by request";
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
-    GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C: the scalar kernels are the ones in use";
+  if (!x86_kernel_variants()[0].usable) GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C: the scalar kernels are the ones in use";
   EXPECT_TRUE(simd_kernels_active());
+  EXPECT_STRNE(kernel_isa_name(), "scalar");
 }
 
-TEST_P(KernelTest, AvxVnniAndAvx2AreBitIdentical) {
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c") ||
-      !__builtin_cpu_supports("avxvnni"))
-    GTEST_SKIP() << "CPU lacks AVX-VNNI: only the AVX2 kernels can run here";
-  const TensorType type = GetParam();
-  const int64_t n = 4096 + 256;
-  const auto w = quantized(type, random_values(n, 41));
-  const auto x = random_values(n, 42);
-  std::vector<uint8_t> a(activation_row_bytes(type, n)), b(a.size());
-  if (activation_format(type) == ActivationFormat::Q8) {
-    avx2::quantize_q8_row(x.data(), Q8Row::at(a.data(), n), n);
-    avxvnni::quantize_q8_row(x.data(), Q8Row::at(b.data(), n), n);
-  } else {
-    quantize_activations(type, x.data(), a.data(), n);
-    quantize_activations(type, x.data(), b.data(), n);
-  }
-  ASSERT_EQ(a, b);
-  const float plain = avx2::vec_dot(type, n, w.data(), a.data());
-  const float vnni = avxvnni::vec_dot(type, n, w.data(), a.data());
-  EXPECT_EQ(std::memcmp(&plain, &vnni, sizeof plain), 0) << type_name(type);
-}
-
-TEST(Kernels, InterleavedQ4_0MatchesPlainRows) {
+TEST(Kernels, EveryInterleavableTypeHasALayoutAndAKernel) {
+  // interleave_rows and vec_dot_interleaved fail for a type without one.
   if (!simd_kernels_active()) GTEST_SKIP() << "interleaved rows are only used with the SIMD kernels";
-  const int64_t n = 4096 + 64, rows = 16;
-  const uint64_t row_bytes = fi::row_bytes(TensorType::Q4_0, n);
-  std::vector<uint8_t> plain(row_bytes * rows);
-  for (int64_t r = 0; r < rows; ++r)
-    quantize_row(TensorType::Q4_0, random_values(n, 50 + r).data(), plain.data() + r * row_bytes, n);
-  std::vector<uint8_t> packed = plain;
-  WeightMatrix w{TensorType::Q4_0, n, rows, row_bytes, packed.data()};
-  interleave_rows(w, packed.data());
-  ASSERT_TRUE(w.interleaved);
-  for (int64_t r = 0; r < rows; ++r) {  // the layout change is lossless
-    std::vector<BlockQ4_0> back(n / kQK);
-    extract_row(w, r, back.data());
-    ASSERT_EQ(std::memcmp(back.data(), plain.data() + r * row_bytes, row_bytes), 0) << "row " << r;
-  }
-  const size_t stride = activation_row_bytes(TensorType::Q4_0, n);
-  std::vector<uint8_t> activations(stride * kMaxTokensPerDot);
-  for (int t = 0; t < kMaxTokensPerDot; ++t)
-    quantize_activations(TensorType::Q4_0, random_values(n, 60 + t).data(), activations.data() + t * stride, n);
-  for (int tokens = 1; tokens <= kMaxTokensPerDot; ++tokens) {
-    for (int64_t group = 0; group < rows / kInterleavedRows; ++group) {
-      float out[kMaxTokensPerDot * kInterleavedRows];
-      vec_dot_q4_0x8(n, packed.data() + group * kInterleavedRows * row_bytes, activations.data(), stride, tokens, out);
-      for (int t = 0; t < tokens; ++t) {
-        float alone[kInterleavedRows];
-        vec_dot_q4_0x8(n, packed.data() + group * kInterleavedRows * row_bytes, activations.data() + t * stride, stride,
-                       1, alone);
-        for (int r = 0; r < kInterleavedRows; ++r) {
-          const int64_t row = group * kInterleavedRows + r;
-          const float expected = reference::vec_dot(TensorType::Q4_0, n, plain.data() + row * row_bytes,
-                                                    activations.data() + t * stride);
-          EXPECT_NEAR(out[t * kInterleavedRows + r], expected, 1e-4 * (1.0 + std::fabs(expected))) << "row " << row;
-          EXPECT_EQ(std::memcmp(&out[t * kInterleavedRows + r], &alone[r], sizeof(float)), 0)
-              << "batching must not change a token's result";
-        }
-      }
-    }
+  for (TensorType type : kTensorTypes) {
+    if (!interleavable_type(type)) continue;
+    const int64_t n = type_traits(type).block_elements * 2;
+    std::vector<uint8_t> w = quantized(type, random_values(static_cast<size_t>(n * kInterleavedRows), 90));
+    WeightMatrix matrix{type, n, kInterleavedRows, row_bytes(type, n), w.data()};
+    EXPECT_NO_THROW(interleave_rows(matrix, w.data())) << type_name(type);
+    std::vector<uint8_t> activations(activation_row_bytes(type, n));
+    quantize_activations(type, random_values(n, 91).data(), activations.data(), n);
+    float out[kInterleavedRows];
+    EXPECT_NO_THROW(vec_dot_interleaved(type, n, w.data(), 1, activations.data(), 0, 1, out, kInterleavedRows))
+        << type_name(type);
   }
 }
 

@@ -58,6 +58,10 @@ class EmulatedKernel : public ::testing::TestWithParam<TensorType> {};
 TEST_P(EmulatedKernel, MatvecMatchesTheScalarReference) { test::check_matvec<HostMemory>(GetParam()); }
 TEST_P(EmulatedKernel, DequantizeToHalfIsExact) { test::check_dequantize_to_half<HostMemory>(GetParam()); }
 TEST_P(EmulatedKernel, EmbeddingRowsEqualDequantizeRow) { test::check_embed<HostMemory>(GetParam()); }
+TEST_P(EmulatedKernel, ArbitraryBlockBytesMatchTheScalarReference) {
+  if (is_float_type(GetParam())) GTEST_SKIP() << "float rows have no block bytes";
+  test::check_arbitrary_blocks<HostMemory>(GetParam());
+}
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, EmulatedKernel, test::kAllKernelTypes, test::type_test_name);
 

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "host/memory/buffer.h"
@@ -21,29 +22,68 @@ using fi::TensorType;
 // on the development machine), so the numbers are DRAM numbers like a real model's.
 void matvec(benchmark::State& state, TensorType type) {
   const int64_t cols = 4096;
-  const int64_t rows = (int64_t{2} << 30) / static_cast<int64_t>(fi::row_bytes(type, cols)) / 8 * 8;
+  const int64_t rows = (int64_t{2} << 30) / static_cast<int64_t>(fi::row_bytes(type, cols)) / 64 * 64;
   const int threads = static_cast<int>(state.range(0));
   const uint64_t row_bytes = fi::row_bytes(type, cols);
   fi::PageBuffer weights(row_bytes * rows);
+  // 64 distinct random rows repeated: the numbers depend on the bytes streamed, not on their values,
+  // and quantizing 2 GiB of rows would take minutes.
+  const int64_t distinct = 64;
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
   std::vector<float> row(cols);
-  for (int64_t r = 0; r < rows; ++r) {
+  std::vector<uint8_t> pattern(row_bytes * distinct);
+  for (int64_t r = 0; r < distinct; ++r) {
     for (float& v : row) v = normal(rng);
-    fi::quantize_row(type, row.data(), weights.as<uint8_t>() + r * row_bytes, cols);
+    fi::quantize_row(type, row.data(), pattern.data() + r * row_bytes, cols);
   }
+  fi::ThreadPool pool(threads);
+  pool.parallel_for(rows / distinct, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t chunk = begin; chunk < end; ++chunk)
+      std::memcpy(weights.as<uint8_t>() + chunk * distinct * row_bytes, pattern.data(), pattern.size());
+  });
   std::vector<float> x(cols), y(rows);
   for (float& v : x) v = normal(rng);
-  fi::ThreadPool pool(threads);
   fi::QuantizedBatch batch;
   fi::WeightMatrix w{type, cols, rows, row_bytes, weights.as<uint8_t>()};
-  if (fi::can_interleave(w)) fi::interleave_rows(w, weights.as<uint8_t>());  // as the engine does
+  if (fi::can_interleave(w)) {  // as the engine does
+    fi::interleave_rows(pool, type, cols, rows, weights.as<uint8_t>());
+    w.interleaved = true;
+  }
   for (auto _ : state) {
     fi::quantize_batch(pool, type, x.data(), cols, 1, batch);
     fi::matmul(pool, w, batch, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(row_bytes * rows));
+}
+
+// A 4096 x 4096 matrix (in cache, as in prefill where each row is reused for every token) against
+// a 128-token batch: the compute rate of the batched products. Items are multiply-adds.
+void prefill(benchmark::State& state, TensorType type) {
+  const int64_t cols = 4096, rows = 4096, tokens = 128;
+  const int threads = static_cast<int>(state.range(0));
+  const uint64_t row_bytes = fi::row_bytes(type, cols);
+  std::vector<uint8_t> weights(row_bytes * rows);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal;
+  std::vector<float> values(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (float& v : values) v = normal(rng);
+    fi::quantize_row(type, values.data(), weights.data() + r * row_bytes, cols);
+  }
+  std::vector<float> x(cols * tokens), y(rows * tokens);
+  for (float& v : x) v = normal(rng);
+  fi::ThreadPool pool(threads);
+  fi::WeightMatrix w{type, cols, rows, row_bytes, weights.data()};
+  if (fi::can_interleave(w)) fi::interleave_rows(w, weights.data());
+  fi::QuantizedBatch batch;
+  for (auto _ : state) {
+    fi::quantize_batch(pool, type, x.data(), cols, tokens, batch);
+    fi::matmul(pool, w, batch, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * rows * cols * tokens);
 }
 
 // Plain streaming read of 2 GiB with AVX2 loads on each thread: the memory bandwidth the decode
@@ -79,11 +119,23 @@ void memory_read(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(memory_read)->Arg(1)->Arg(2)->UseRealTime();
-BENCHMARK_CAPTURE(matvec, F16, TensorType::F16)->Arg(1)->Arg(2)->UseRealTime();
-BENCHMARK_CAPTURE(matvec, Q8_0, TensorType::Q8_0)->Arg(1)->Arg(2)->UseRealTime();
-BENCHMARK_CAPTURE(matvec, Q4_0, TensorType::Q4_0)->Arg(1)->Arg(2)->UseRealTime();
-BENCHMARK_CAPTURE(matvec, Q4_K, TensorType::Q4_K)->Arg(1)->Arg(2)->UseRealTime();
-BENCHMARK_CAPTURE(matvec, Q5_K, TensorType::Q5_K)->Arg(1)->Arg(2)->UseRealTime();
-BENCHMARK_CAPTURE(matvec, Q6_K, TensorType::Q6_K)->Arg(1)->Arg(2)->UseRealTime();
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::RegisterBenchmark("memory_read", memory_read)->Arg(1)->Arg(2)->UseRealTime();
+  for (const TensorType type : fi::kTensorTypes)
+    if (type != TensorType::F32)
+      benchmark::RegisterBenchmark((std::string("matvec/") + fi::type_name(type)).c_str(), matvec, type)
+          ->Arg(1)
+          ->Arg(2)
+          ->UseRealTime();
+  for (const TensorType type : fi::kTensorTypes)
+    if (type != TensorType::F32)
+      benchmark::RegisterBenchmark((std::string("prefill/") + fi::type_name(type)).c_str(), prefill, type)
+          ->Arg(1)
+          ->Arg(2)
+          ->UseRealTime();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

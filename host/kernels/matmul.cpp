@@ -29,19 +29,26 @@ struct RowRange {
   int64_t rows;
 };
 
+// Groups of 8 interleaved rows, two per kernel call (the AVX-512 kernels compute two side by side;
+// a group's results are the same either way).
+constexpr int64_t kGroupsPerCall = 2;
+
 void matmul_interleaved(ThreadPool& pool, const WeightMatrix& w, RowRange part, const QuantizedBatch& x, float* y) {
   const int64_t groups = part.rows / kInterleavedRows;
   const uint64_t group_bytes = w.row_bytes * kInterleavedRows;
-  const int64_t grain = std::max<int64_t>(1, std::min<int64_t>(8, groups / (pool.size() * 8)));
+  const int64_t grain =
+      std::max<int64_t>(1, std::min<int64_t>(4, groups / (pool.size() * 8 * kGroupsPerCall))) * kGroupsPerCall;
   pool.parallel_for(groups, grain, [&](int64_t begin, int64_t end) {
-    float out[kMaxTokensPerDot * kInterleavedRows];
-    for (int64_t g = begin; g < end; ++g) {
+    float out[kMaxTokensPerDot * kGroupsPerCall * kInterleavedRows];
+    for (int64_t g = begin; g < end; g += kGroupsPerCall) {
+      const int64_t count = std::min(kGroupsPerCall, end - g);
       const int64_t first = part.first_row + g * kInterleavedRows;
+      const auto rows = static_cast<size_t>(count * kInterleavedRows);
       for (int64_t t = 0; t < x.tokens; t += kMaxTokensPerDot) {
-        const int count = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
-        vec_dot_q4_0x8(w.cols, part.data + g * group_bytes, x.row(t), x.row_bytes, count, out);
-        for (int k = 0; k < count; ++k)
-          for (int r = 0; r < kInterleavedRows; ++r) y[(t + k) * w.rows + first + r] = out[k * kInterleavedRows + r];
+        const int tokens = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
+        vec_dot_interleaved(w.type, w.cols, part.data + g * group_bytes, count, x.row(t), x.row_bytes, tokens, out, rows);
+        for (int k = 0; k < tokens; ++k)
+          for (size_t r = 0; r < rows; ++r) y[(t + k) * w.rows + first + static_cast<int64_t>(r)] = out[k * rows + r];
       }
     }
   });

@@ -73,7 +73,7 @@ double measure_matvec_GBps(ThreadPool& pool, TensorType type, uint64_t bytes, in
   });
   WeightMatrix w{type, cols, rows, row_bytes, weights.as<uint8_t>()};
   if (can_interleave(w)) {
-    interleave_rows(pool, cols, rows, weights.as<uint8_t>());
+    interleave_rows(pool, type, cols, rows, weights.as<uint8_t>());
     w.interleaved = true;
   }
   std::vector<float> y(static_cast<size_t>(rows));

@@ -11,12 +11,12 @@ namespace fi {
 
 namespace {
 
-enum class Isa { Scalar, Avx2, AvxVnni };
-
 // CPUID directly: compilers disagree on the feature names __builtin_cpu_supports knows.
 struct CpuFeatures {
   bool avx2_fma_f16c = false;
   bool avx_vnni = false;
+  bool avx512 = false;  // F, BW and VL, with the OS saving the ZMM registers
+  bool avx512_vnni = false;
 };
 
 CpuFeatures cpu_features() {
@@ -30,83 +30,94 @@ CpuFeatures cpu_features() {
   if ((xcr0_low & 6u) != 6u) return features;  // the OS saves the YMM registers
   __cpuid_count(7, 0, a, b, c, d);
   features.avx2_fma_f16c = (b & (1u << 5)) && fma && f16c;
+  const bool zmm_saved = (xcr0_low & 0xE0u) == 0xE0u;  // opmask and all 32 ZMM registers
+  features.avx512 = features.avx2_fma_f16c && zmm_saved && (b & (1u << 16)) && (b & (1u << 30)) && (b & (1u << 31));
+  features.avx512_vnni = features.avx512 && (c & (1u << 11));
   __cpuid_count(7, 1, a, b, c, d);
   features.avx_vnni = features.avx2_fma_f16c && (a & (1u << 4));
   return features;
 }
 
-// FLEXINFER_NO_SIMD=1 forces the scalar kernels, FLEXINFER_NO_VNNI=1 plain AVX2 (for comparisons).
-Isa detect_isa() {
-  const CpuFeatures features = cpu_features();
-  if (std::getenv("FLEXINFER_NO_SIMD") || !features.avx2_fma_f16c) return Isa::Scalar;
-  if (std::getenv("FLEXINFER_NO_VNNI") || !features.avx_vnni) return Isa::Avx2;
-  return Isa::AvxVnni;
+const CpuFeatures& features() {
+  static const CpuFeatures detected = cpu_features();
+  return detected;
 }
 
-Isa isa() {
-  static const Isa detected = detect_isa();
-  return detected;
+#define FI_KERNEL_VARIANT(space, label, usable, missing)                                                   \
+  KernelVariant {                                                                                          \
+    label, usable, missing, space::quantize_activations, space::vec_dot, space::vec_dot_tokens,          \
+        space::vec_dot_interleaved, space::add_scaled_f16                                                  \
+  }
+
+const std::vector<KernelVariant>& variants() {
+  static const std::vector<KernelVariant> list = [] {
+    const CpuFeatures& f = features();
+    return std::vector<KernelVariant>{
+        FI_KERNEL_VARIANT(avx2, "AVX2", f.avx2_fma_f16c, "AVX2/FMA/F16C"),
+        FI_KERNEL_VARIANT(avxvnni, "AVX2+AVX-VNNI", f.avx_vnni, "AVX-VNNI"),
+        FI_KERNEL_VARIANT(avx512, "AVX-512", f.avx512, "AVX-512 F/BW/VL"),
+        FI_KERNEL_VARIANT(avx512vnni, "AVX-512+VNNI", f.avx512_vnni, "AVX-512 F/BW/VL/VNNI"),
+    };
+  }();
+  return list;
+}
+
+#undef FI_KERNEL_VARIANT
+
+// The best variant the CPU runs, or nullptr for the scalar kernels. FLEXINFER_NO_SIMD=1 forces the
+// scalar kernels, FLEXINFER_NO_AVX512=1 the AVX2 ones, FLEXINFER_NO_VNNI=1 those without VNNI (for
+// comparisons).
+const KernelVariant* detect() {
+  const CpuFeatures& f = features();
+  if (std::getenv("FLEXINFER_NO_SIMD") || !f.avx2_fma_f16c) return nullptr;
+  const bool vnni_allowed = !std::getenv("FLEXINFER_NO_VNNI");
+  const bool avx512_allowed = !std::getenv("FLEXINFER_NO_AVX512");
+  const std::vector<KernelVariant>& all = variants();
+  if (avx512_allowed && vnni_allowed && f.avx512_vnni) return &all[3];
+  if (avx512_allowed && f.avx512) return &all[2];
+  if (vnni_allowed && f.avx_vnni) return &all[1];
+  return &all[0];
+}
+
+const KernelVariant* active() {
+  static const KernelVariant* chosen = detect();
+  return chosen;
 }
 
 }  // namespace
 
-bool simd_kernels_active() { return isa() != Isa::Scalar; }
+std::span<const KernelVariant> x86_kernel_variants() { return variants(); }
 
-const char* kernel_isa_name() {
-  switch (isa()) {
-    case Isa::AvxVnni: return "AVX2+AVX-VNNI";
-    case Isa::Avx2: return "AVX2";
-    default: return "scalar";
-  }
-}
+bool simd_kernels_active() { return active() != nullptr; }
+
+const char* kernel_isa_name() { return active() ? active()->name : "scalar"; }
 
 void quantize_activations(TensorType weight_type, const float* x, void* destination, int64_t n) {
-  const ActivationFormat format = activation_format(weight_type);
-  if (format == ActivationFormat::F32) {
-    std::memcpy(destination, x, static_cast<size_t>(n) * sizeof(float));
-    return;
-  }
-  switch (isa()) {
-    case Isa::Scalar: return reference::quantize_activations(weight_type, x, destination, n);
-    case Isa::Avx2:
-      if (format == ActivationFormat::Q8) return avx2::quantize_q8_row(x, Q8Row::at(destination, n), n);
-      return avx2::quantize_q8_k(x, static_cast<BlockQ8_K*>(destination), n);
-    case Isa::AvxVnni:
-      if (format == ActivationFormat::Q8) return avxvnni::quantize_q8_row(x, Q8Row::at(destination, n), n);
-      return avxvnni::quantize_q8_k(x, static_cast<BlockQ8_K*>(destination), n);
-  }
+  if (active()) return active()->quantize_activations(weight_type, x, destination, n);
+  reference::quantize_activations(weight_type, x, destination, n);
 }
 
 float vec_dot(TensorType weight_type, int64_t n, const void* weight_row, const void* activations) {
-  switch (isa()) {
-    case Isa::AvxVnni: return avxvnni::vec_dot(weight_type, n, weight_row, activations);
-    case Isa::Avx2: return avx2::vec_dot(weight_type, n, weight_row, activations);
-    default: return reference::vec_dot(weight_type, n, weight_row, activations);
-  }
+  if (active()) return active()->vec_dot(weight_type, n, weight_row, activations);
+  return reference::vec_dot(weight_type, n, weight_row, activations);
 }
 
 void vec_dot_tokens(TensorType weight_type, int64_t n, const void* weight_row, const void* activations,
                     size_t activation_stride, int tokens, float* out) {
-  switch (isa()) {
-    case Isa::AvxVnni:
-      return avxvnni::vec_dot_tokens(weight_type, n, weight_row, activations, activation_stride, tokens, out);
-    case Isa::Avx2: return avx2::vec_dot_tokens(weight_type, n, weight_row, activations, activation_stride, tokens, out);
-    default: return reference::vec_dot_tokens(weight_type, n, weight_row, activations, activation_stride, tokens, out);
-  }
+  if (active()) return active()->vec_dot_tokens(weight_type, n, weight_row, activations, activation_stride, tokens, out);
+  reference::vec_dot_tokens(weight_type, n, weight_row, activations, activation_stride, tokens, out);
 }
 
-void vec_dot_q4_0x8(int64_t n, const void* group, const void* activations, size_t activation_stride, int tokens,
-                    float* out) {
-  switch (isa()) {
-    case Isa::AvxVnni: return avxvnni::vec_dot_q4_0x8(n, group, activations, activation_stride, tokens, out);
-    case Isa::Avx2: return avx2::vec_dot_q4_0x8(n, group, activations, activation_stride, tokens, out);
-    default: fail("internal: interleaved Q4_0 rows without SIMD kernels");
-  }
+void vec_dot_interleaved(TensorType weight_type, int64_t n, const void* groups, int64_t group_count,
+                         const void* activations, size_t activation_stride, int tokens, float* out, size_t out_stride) {
+  if (!active()) fail("internal: interleaved rows without SIMD kernels");
+  active()->vec_dot_interleaved(weight_type, n, groups, group_count, activations, activation_stride, tokens, out,
+                                out_stride);
 }
 
 void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out) {
-  if (isa() == Isa::Scalar) return reference::add_scaled_f16(n, weight, row, out);
-  avx2::add_scaled_f16(n, weight, row, out);
+  if (active()) return active()->add_scaled_f16(n, weight, row, out);
+  reference::add_scaled_f16(n, weight, row, out);
 }
 
 }  // namespace fi

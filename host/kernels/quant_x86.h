@@ -1,18 +1,20 @@
 #pragma once
-// Entry points of the x86 SIMD kernels (quant_x86.inc): fi::avx2 needs AVX2, FMA and F16C;
-// fi::avxvnni additionally AVX-VNNI. Call only after checking the CPU.
+// Entry points of the x86 SIMD kernels (quant_x86.inc), compiled once per instruction set:
+// fi::avx2 needs AVX2, FMA and F16C; fi::avxvnni additionally AVX-VNNI; fi::avx512 AVX-512
+// F/BW/VL on top of AVX2; fi::avx512vnni additionally AVX512-VNNI. All give bit-identical results.
+// Call only after checking the CPU (x86_kernel_variants says which this CPU runs).
 #include <cstdint>
+#include <span>
 
 #include "host/kernels/quant.h"
 
 #define FLEXINFER_X86_KERNEL_DECLARATIONS                                                                   \
-  void quantize_q8_row(const float* x, Q8Row out, int64_t n);                                              \
-  void quantize_q8_k(const float* x, BlockQ8_K* out, int64_t n);                                           \
+  void quantize_activations(TensorType weight_type, const float* x, void* destination, int64_t n);         \
   float vec_dot(TensorType type, int64_t n, const void* weight_row, const void* activations);              \
   void vec_dot_tokens(TensorType type, int64_t n, const void* weight_row, const void* activations,         \
                       size_t stride, int tokens, float* out);                                              \
-  void vec_dot_q4_0x8(int64_t n, const void* group, const void* activations, size_t stride, int tokens,      \
-                      float* out);                                                                         \
+  void vec_dot_interleaved(TensorType type, int64_t n, const void* groups, int64_t group_count,             \
+                           const void* activations, size_t stride, int tokens, float* out, size_t out_stride); \
   void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out);
 
 namespace fi::avx2 {
@@ -21,5 +23,29 @@ FLEXINFER_X86_KERNEL_DECLARATIONS
 namespace fi::avxvnni {
 FLEXINFER_X86_KERNEL_DECLARATIONS
 }  // namespace fi::avxvnni
+namespace fi::avx512 {
+FLEXINFER_X86_KERNEL_DECLARATIONS
+}  // namespace fi::avx512
+namespace fi::avx512vnni {
+FLEXINFER_X86_KERNEL_DECLARATIONS
+}  // namespace fi::avx512vnni
 
 #undef FLEXINFER_X86_KERNEL_DECLARATIONS
+
+namespace fi {
+
+// One compiled instruction-set variant of the kernels, for tests that compare them bit for bit.
+struct KernelVariant {
+  const char* name;
+  bool usable;  // this CPU (and OS) runs it
+  const char* missing;  // when not usable: what the CPU lacks
+  decltype(&avx2::quantize_activations) quantize_activations;
+  decltype(&avx2::vec_dot) vec_dot;
+  decltype(&avx2::vec_dot_tokens) vec_dot_tokens;
+  decltype(&avx2::vec_dot_interleaved) vec_dot_interleaved;
+  decltype(&avx2::add_scaled_f16) add_scaled_f16;
+};
+// AVX2, AVX2+AVX-VNNI, AVX-512, AVX-512+VNNI, whatever this CPU has.
+std::span<const KernelVariant> x86_kernel_variants();
+
+}  // namespace fi

@@ -35,8 +35,8 @@ WeightStore::WeightStore(const GgufFile& file, const ModelTensors& tensors, cons
       WeightMatrix* matrix = output_unit ? &weights_.globals[Role::Output] : &weights_.at(named.role, named.layer);
       *matrix = matrix_shape(*pm.tensor);
       // The embedding (a tied output) is also read by row in the file's layout.
-      const bool interleave = simd_kernels_active() && pm.tensor->type == TensorType::Q4_0 &&
-                              matrix->rows % kInterleavedRows == 0 && pm.tensor != embedding_info_;
+      const bool interleave =
+          interleaves(pm.tensor->type) && matrix->rows % kInterleavedRows == 0 && pm.tensor != embedding_info_;
       targets_[u].push_back({matrix, &pm, interleave});
     }
   }
@@ -105,7 +105,8 @@ void WeightStore::load_resident(const Plan& plan, const ModelTensors& tensors, H
                    target.matrix->data = p;
                    if (target.plan->resident_rows < target.plan->rows) target.matrix->split_row = static_cast<int64_t>(target.plan->resident_rows);
                    if (target.interleave) {
-                     interleave_rows(pool_, target.matrix->cols, static_cast<int64_t>(target.plan->resident_rows), p);
+                     interleave_rows(pool_, target.matrix->type, target.matrix->cols,
+                                     static_cast<int64_t>(target.plan->resident_rows), p);
                      target.matrix->interleaved = true;
                    }
                  });
@@ -148,7 +149,8 @@ void WeightStore::acquire(int64_t unit) {
     if (pm.streamed_bytes() == 0) continue;
     uint8_t* streamed = slot + pm.slot_offset;
     if (target.interleave)
-      interleave_rows(pool_, target.matrix->cols, static_cast<int64_t>(pm.rows - pm.resident_rows), streamed);
+      interleave_rows(pool_, target.matrix->type, target.matrix->cols, static_cast<int64_t>(pm.rows - pm.resident_rows),
+                      streamed);
     if (pm.resident_rows == 0) target.matrix->data = streamed;
     else target.matrix->tail = streamed;
     target.matrix->interleaved = target.interleave;
