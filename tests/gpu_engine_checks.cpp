@@ -247,6 +247,13 @@ void check_gpu_newer_families_tiers() {
   check_gpu_tiers_bit_identical("llama3-q4_k_m", kTierShapeLlama3, WeightScheme::Q4_K_M);
   check_gpu_tiers_bit_identical("qwen2-q4_0", kTierShapeQwen2, WeightScheme::Q4_0);
   check_gpu_tiers_bit_identical("qwen3-q4_k", kTierShapeQwen3, WeightScheme::Q4_K);
+  check_gpu_tiers_bit_identical("q2_k", kTierShape, WeightScheme::Q2_K);
+  check_gpu_tiers_bit_identical("q3_k_m", kTierShape, WeightScheme::Q3_K_M);
+  check_gpu_tiers_bit_identical("qwen2-iq4_xs", kTierShapeQwen2, WeightScheme::IQ4_XS);
+  check_gpu_tiers_bit_identical("q4_1", kTierShape, WeightScheme::Q4_1);
+  check_gpu_tiers_bit_identical("q5_0", kTierShape, WeightScheme::Q5_0);
+  check_gpu_tiers_bit_identical("q5_1", kTierShape, WeightScheme::Q5_1);
+  check_gpu_tiers_bit_identical("iq4_nl", kTierShape, WeightScheme::IQ4_NL);
 }
 
 void check_gpu_newer_families_reference() {

@@ -21,9 +21,13 @@ struct EngineCase {
   bool tied;
 };
 inline constexpr EngineCase kEngineCases[] = {
-    {"f32", WeightScheme::F32, 5e-3, false},   {"f16", WeightScheme::F16, 5e-3, false},
-    {"q8_0", WeightScheme::Q8_0, 5e-2, false}, {"q4_0", WeightScheme::Q4_0, 5e-2, true},
-    {"q4_k_m", WeightScheme::Q4_K_M, 5e-2, false}, {"q6_k", WeightScheme::Q6_K, 5e-2, false}};
+    {"f32", WeightScheme::F32, 5e-3, false},       {"f16", WeightScheme::F16, 5e-3, false},
+    {"q8_0", WeightScheme::Q8_0, 5e-2, false},     {"q4_0", WeightScheme::Q4_0, 5e-2, true},
+    {"q4_k_m", WeightScheme::Q4_K_M, 5e-2, false}, {"q6_k", WeightScheme::Q6_K, 5e-2, false},
+    {"q4_1", WeightScheme::Q4_1, 5e-2, false},     {"q5_0", WeightScheme::Q5_0, 5e-2, false},
+    {"q5_1", WeightScheme::Q5_1, 5e-2, false},     {"q2_k", WeightScheme::Q2_K, 5e-2, false},
+    {"q3_k_m", WeightScheme::Q3_K_M, 5e-2, false}, {"q5_k_m", WeightScheme::Q5_K_M, 5e-2, false},
+    {"iq4_nl", WeightScheme::IQ4_NL, 5e-2, false}, {"iq4_xs", WeightScheme::IQ4_XS, 5e-2, true}};
 
 // Machines the three-tier tests plan for, so that no cached probe profile changes their plans: on
 // the first PCIe is fast and the CPU slow (every layer decodes on the GPU); on the second PCIe is
@@ -63,7 +67,8 @@ void check_gpu_matches_float64_reference(const std::string& name, const ModelSha
 // tolerance of both the resident GPU run and the CPU engine; both budgets are kept.
 void check_gpu_cpu_decoded_layers(const EngineCase& engine_case);
 // check_gpu_tiers_bit_identical for each newer family (Llama 3.1's RoPE factors, Qwen2's biases,
-// Qwen3's Q/K norm and wide heads).
+// Qwen3's Q/K norm and wide heads), and for the files of each weight type added with them (Q2_K,
+// Q3_K_M, IQ4_XS, Q4_1, Q5_0, Q5_1, IQ4_NL).
 void check_gpu_newer_families_tiers();
 // Each newer family's operations (biases, NeoX RoPE, Q/K norm, head_dim other than dim / heads, RoPE
 // scaling) on the device against the float64 reference.

@@ -206,7 +206,7 @@ TEST(Cli, BadInputIsOneClearLine) {
   expect_clean_failure({"generate", "-m", wide, "--ctx", "16777216"}, "KV cache");
   expect_clean_failure({"frobnicate"}, "unknown command");
   expect_clean_failure({"make-model", "--preset", "3b", "--type", "f16", "--byte-vocab", "-o", "x"}, "unknown preset");
-  expect_clean_failure({"make-model", "--preset", "tiny", "--type", "q2_k", "--byte-vocab", "-o", "x"}, "unknown type");
+  expect_clean_failure({"make-model", "--preset", "tiny", "--type", "iq2_xxs", "--byte-vocab", "-o", "x"}, "unknown type");
   expect_clean_failure({"inspect"}, "expected one GGUF file");
 
   std::vector<uint8_t> bytes = test::read_bytes(model);

@@ -30,6 +30,16 @@ const Case kCases[] = {
      WeightScheme::Q4_K_M},
     {"offload_qwen2_q8_0_tied", {256, 3, 8, 2, 512, 512, 0, 1000000.0, true, "qwen2"}, WeightScheme::Q8_0},
     {"offload_qwen3_q4_0", {256, 3, 4, 2, 512, 512, 0, 1000000.0, false, "qwen3", 128}, WeightScheme::Q4_0},
+    // The weight types added with llama.cpp's mixes: Q2_K with Q3_K, Q3_K with Q4_K and Q5_K,
+    // IQ4_XS (tied: the embedding in Q6_K), Q5_K with Q6_K, and the 32-element block types.
+    {"offload_q2_k", {256, 4, 8, 4, 768, 512, 0, 10000.0, false}, WeightScheme::Q2_K},
+    {"offload_q3_k_m", {256, 4, 8, 2, 768, 512, 0, 10000.0, false}, WeightScheme::Q3_K_M},
+    {"offload_iq4_xs_tied", {256, 3, 8, 2, 512, 512, 0, 10000.0, true}, WeightScheme::IQ4_XS},
+    {"offload_q5_k_m", {256, 3, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q5_K_M},
+    {"offload_q4_1", {256, 3, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q4_1},
+    {"offload_q5_0", {256, 3, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q5_0},
+    {"offload_q5_1", {256, 3, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q5_1},
+    {"offload_iq4_nl", {256, 3, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::IQ4_NL},
 };
 
 constexpr int64_t kContext = 32;

@@ -40,31 +40,44 @@ void fill_row(uint64_t seed, float amplitude, float offset, float* out, int64_t 
   }
 }
 
-uint32_t file_type_id(WeightScheme scheme) {
-  // llama.cpp's general.file_type values.
-  switch (scheme) {
-    case WeightScheme::F32: return 0;
-    case WeightScheme::F16: return 1;
-    case WeightScheme::Q4_0: return 2;
-    case WeightScheme::Q8_0: return 7;
-    case WeightScheme::Q4_K: return 14;  // Q4_K_S: every matrix Q4_K
-    case WeightScheme::Q4_K_M: return 15;
-    case WeightScheme::Q6_K: return 18;
-  }
-  return 0;
+// Each scheme's name, the type of most of its matrices and llama.cpp's general.file_type.
+struct SchemeInfo {
+  const char* name;
+  WeightScheme scheme;
+  TensorType base;
+  uint32_t file_type;
+};
+constexpr SchemeInfo kSchemes[] = {
+    {"f32", WeightScheme::F32, TensorType::F32, 0},          {"f16", WeightScheme::F16, TensorType::F16, 1},
+    {"q8_0", WeightScheme::Q8_0, TensorType::Q8_0, 7},       {"q4_0", WeightScheme::Q4_0, TensorType::Q4_0, 2},
+    {"q4_1", WeightScheme::Q4_1, TensorType::Q4_1, 3},       {"q5_0", WeightScheme::Q5_0, TensorType::Q5_0, 8},
+    {"q5_1", WeightScheme::Q5_1, TensorType::Q5_1, 9},       {"q2_k", WeightScheme::Q2_K, TensorType::Q2_K, 10},
+    {"q3_k_s", WeightScheme::Q3_K_S, TensorType::Q3_K, 11},  {"q3_k_m", WeightScheme::Q3_K_M, TensorType::Q3_K, 12},
+    {"q3_k_l", WeightScheme::Q3_K_L, TensorType::Q3_K, 13},  {"q4_k", WeightScheme::Q4_K, TensorType::Q4_K, 14},
+    {"q4_k_m", WeightScheme::Q4_K_M, TensorType::Q4_K, 15},  {"q5_k_m", WeightScheme::Q5_K_M, TensorType::Q5_K, 17},
+    {"q6_k", WeightScheme::Q6_K, TensorType::Q6_K, 18},      {"iq4_nl", WeightScheme::IQ4_NL, TensorType::IQ4_NL, 25},
+    {"iq4_xs", WeightScheme::IQ4_XS, TensorType::IQ4_XS, 30},
+};
+
+const SchemeInfo& scheme_info(WeightScheme scheme) {
+  for (const SchemeInfo& info : kSchemes)
+    if (info.scheme == scheme) return info;
+  fail("internal: weight scheme %d has no entry", static_cast<int>(scheme));
 }
 
-TensorType matrix_type(WeightScheme scheme) {
-  switch (scheme) {
-    case WeightScheme::F32: return TensorType::F32;
-    case WeightScheme::F16: return TensorType::F16;
-    case WeightScheme::Q8_0: return TensorType::Q8_0;
-    case WeightScheme::Q4_0: return TensorType::Q4_0;
-    case WeightScheme::Q4_K: return TensorType::Q4_K;
-    case WeightScheme::Q4_K_M: return TensorType::Q4_K;
-    case WeightScheme::Q6_K: return TensorType::Q6_K;
+// llama.cpp's substitutes for a type whose block size does not divide the rows (then F16).
+TensorType fallback_type(TensorType type, int64_t cols) {
+  if (cols % type_traits(type).block_elements == 0) return type;
+  TensorType substitute = TensorType::F16;
+  switch (type) {
+    case TensorType::Q2_K: case TensorType::Q3_K: substitute = TensorType::Q4_0; break;
+    case TensorType::Q4_K: substitute = TensorType::Q5_0; break;
+    case TensorType::Q5_K: substitute = TensorType::Q5_1; break;
+    case TensorType::Q6_K: substitute = TensorType::Q8_0; break;
+    case TensorType::IQ4_XS: substitute = TensorType::IQ4_NL; break;
+    default: break;
   }
-  return TensorType::F32;
+  return cols % type_traits(substitute).block_elements == 0 ? substitute : TensorType::F16;
 }
 
 void write_byte_vocabulary(GgufWriter& writer) {
@@ -155,22 +168,73 @@ ModelShape with_architecture(ModelShape shape, const std::string& arch) {
   return shape;
 }
 
-namespace {
-constexpr std::pair<const char*, WeightScheme> kSchemeNames[] = {
-    {"f32", WeightScheme::F32},   {"f16", WeightScheme::F16},       {"q8_0", WeightScheme::Q8_0}, {"q4_0", WeightScheme::Q4_0},
-    {"q4_k", WeightScheme::Q4_K}, {"q4_k_m", WeightScheme::Q4_K_M}, {"q6_k", WeightScheme::Q6_K}};
-}  // namespace
-
 std::optional<WeightScheme> parse_weight_scheme(const std::string& name) {
-  for (const auto& [text, scheme] : kSchemeNames)
-    if (name == text) return scheme;
+  for (const SchemeInfo& info : kSchemes)
+    if (name == info.name) return info.scheme;
   return std::nullopt;
 }
 
-const char* weight_scheme_name(WeightScheme scheme) {
-  for (const auto& [text, known] : kSchemeNames)
-    if (known == scheme) return text;
-  return "?";
+const char* weight_scheme_name(WeightScheme scheme) { return scheme_info(scheme).name; }
+
+const std::vector<std::string>& weight_scheme_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> list;
+    for (const SchemeInfo& info : kSchemes) list.push_back(info.name);
+    return list;
+  }();
+  return names;
+}
+
+TensorType scheme_tensor_type(WeightScheme scheme, Role role, int64_t layer, const ModelShape& shape) {
+  const RoleSpec& spec = role_spec(role);
+  if (!spec.matrix) return TensorType::F32;
+  const TensorType base = scheme_info(scheme).base;
+  if (is_float_type(base)) return base;
+  using S = WeightScheme;
+  // The schemes that predate the mixes keep what they always wrote: a tied embedding in the matrix
+  // type, no 70B rule.
+  const bool original = scheme == S::Q8_0 || scheme == S::Q4_0 || scheme == S::Q4_K || scheme == S::Q4_K_M || scheme == S::Q6_K;
+  const int64_t n = shape.n_layers, gqa = shape.n_heads / shape.n_kv_heads;
+  auto more_bits = [n](int64_t i) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; };
+  const TensorType head = base == TensorType::Q8_0 ? TensorType::Q8_0 : TensorType::Q6_K;
+  TensorType type = base;
+  switch (role) {
+    case Role::Output: type = head; break;
+    case Role::TokenEmbedding:
+      if (shape.tied_embeddings && !original) type = head;
+      break;
+    case Role::AttnV:
+      if (scheme == S::Q2_K) type = gqa >= 4 ? TensorType::Q4_K : TensorType::Q3_K;
+      else if (scheme == S::Q3_K_M) type = layer < 2 ? TensorType::Q5_K : TensorType::Q4_K;
+      else if (scheme == S::Q3_K_L) type = TensorType::Q5_K;
+      else if ((scheme == S::IQ4_NL || scheme == S::IQ4_XS) && gqa >= 4) type = TensorType::Q5_K;
+      else if ((scheme == S::Q4_K_M || scheme == S::Q5_K_M) && more_bits(layer)) type = TensorType::Q6_K;
+      // Llama-2-70B's 8 query heads share each V head: its V matrices are small, worth more bits.
+      if (!original && shape.arch == "llama" && n == 80 && gqa > 1 && (type == TensorType::Q3_K || type == TensorType::Q4_K))
+        type = TensorType::Q5_K;
+      break;
+    case Role::FfnDown:
+      if (scheme == S::Q2_K) type = TensorType::Q3_K;
+      else if (scheme == S::Q3_K_M) type = layer < n / 16 ? TensorType::Q5_K : TensorType::Q4_K;
+      else if (scheme == S::Q3_K_L) type = TensorType::Q5_K;
+      else if ((scheme == S::Q4_K_M || scheme == S::Q5_K_M) && more_bits(layer)) type = TensorType::Q6_K;
+      else if ((scheme == S::IQ4_NL || scheme == S::IQ4_XS) && layer < n / 8) type = TensorType::Q5_K;
+      break;
+    case Role::AttnOutput:
+      if (scheme == S::Q2_K) type = TensorType::Q3_K;
+      else if (scheme == S::Q3_K_M) type = TensorType::Q4_K;
+      else if (scheme == S::Q3_K_L) type = TensorType::Q5_K;
+      break;
+    default: break;
+  }
+  ModelConfig config;
+  config.dim = shape.dim;
+  config.n_heads = shape.n_heads;
+  config.n_kv_heads = shape.n_kv_heads;
+  config.head_dim = shape.head_dim > 0 ? shape.head_dim : shape.dim / shape.n_heads;
+  config.ffn_dim = shape.ffn_dim;
+  config.vocab = 1;
+  return original ? type : fallback_type(type, static_cast<int64_t>(config.extent(spec.cols)));
 }
 
 namespace {
@@ -205,7 +269,7 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   GgufWriter writer(options.output_path);
   writer.add_string("general.architecture", arch->name);
   writer.add_string("general.name", std::string("flexinfer-random-") + arch->name);
-  writer.add_uint32("general.file_type", file_type_id(options.scheme));
+  writer.add_uint32("general.file_type", scheme_info(options.scheme).file_type);
   if (options.scheme != WeightScheme::F32 && options.scheme != WeightScheme::F16)
     writer.add_uint32("general.quantization_version", 2);
   writer.add_uint32(p + "context_length", static_cast<uint32_t>(s.context));
@@ -250,16 +314,6 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   config.rope_dim = s.rope_dim > 0 ? s.rope_dim : head_dim;
   config.rope_base = s.rope_base;
 
-  const TensorType matrices = matrix_type(options.scheme);
-  // llama.cpp keeps the output matrix at higher precision in its 4-bit files; do the same.
-  const bool four_bit = options.scheme == WeightScheme::Q4_0 || options.scheme == WeightScheme::Q4_K ||
-                        options.scheme == WeightScheme::Q4_K_M;
-  // Q4_K_M as llama.cpp mixes it: attn_v and ffn_down in Q6_K for the first and last eighth of the
-  // layers and every third one between, so layers differ in size.
-  auto more_bits = [&](int64_t l) {
-    const int64_t n = s.n_layers;
-    return options.scheme == WeightScheme::Q4_K_M && (l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2);
-  };
   auto wanted = [&](Role role) {
     switch (arch->presence(role)) {
       case Presence::Required: return true;
@@ -276,12 +330,7 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
     if (!wanted(role)) return;
     const RoleSpec& spec = role_spec(role);
     const uint64_t cols = config.extent(spec.cols), rows = config.extent(spec.rows);
-    TensorType type = TensorType::F32;
-    if (spec.matrix) {
-      type = matrices;
-      if (role == Role::Output) type = four_bit ? TensorType::Q6_K : matrices;
-      if ((role == Role::AttnV || role == Role::FfnDown) && more_bits(layer)) type = TensorType::Q6_K;
-    }
+    const TensorType type = scheme_tensor_type(options.scheme, role, layer, s);
     float amplitude = 0, offset = 0;
     amplitude_of(spec, cols, &amplitude, &offset);
     plan.push_back({tensor_name(role, layer), type, static_cast<int64_t>(cols), static_cast<int64_t>(rows), amplitude, offset});

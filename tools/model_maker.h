@@ -40,9 +40,19 @@ const std::vector<std::string>& preset_names();
 // twice dim / heads unless one is set (Qwen3's small models have head_dim 128 > dim / heads).
 ModelShape with_architecture(ModelShape shape, const std::string& arch);
 
-enum class WeightScheme { F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K };
+// What --type writes: one type for every matrix (f32 ... q6_k, iq4_nl, iq4_xs; the quantized ones
+// with output.weight in Q6_K, or Q8_0 for q8_0, as llama.cpp does), or llama.cpp's mixes: q4_k
+// (its Q4_K_S without the first layers' Q5_K), q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_m, q5_k_m.
+enum class WeightScheme { F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K, Q4_K_M, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS };
 std::optional<WeightScheme> parse_weight_scheme(const std::string& name);
 const char* weight_scheme_name(WeightScheme scheme);  // as parse_weight_scheme reads it
+// Every name parse_weight_scheme accepts (make-model --type), in the order above.
+const std::vector<std::string>& weight_scheme_names();
+// The type a tensor of `role` (in `layer`, -1 for global ones) gets in a file of `scheme`, as
+// llama.cpp's quantizer chooses it for that file type without an importance matrix (its mixes, the
+// output head's higher precision, a tied embedding quantized as the head, and its fallback types
+// for rows its block size does not divide); F32 for vectors.
+TensorType scheme_tensor_type(WeightScheme scheme, Role role, int64_t layer, const ModelShape& shape);
 
 struct MakeModelOptions {
   ModelShape shape;
