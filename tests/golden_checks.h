@@ -41,7 +41,11 @@ struct FamilyCase {
 inline constexpr FamilyCase kFamilyCases[] = {
     {"tiny-llama3", "f16", 5e-3}, {"tiny-llama3", "q8_0", 5e-2}, {"tiny-llama3", "q4_k_m", 5e-2},
     {"tiny-qwen2", "f16", 5e-3},  {"tiny-qwen2", "q8_0", 5e-2},  {"tiny-qwen2", "q4_k_m", 5e-2},
-    {"tiny-qwen3", "f16", 5e-3},  {"tiny-qwen3", "q8_0", 5e-2},  {"tiny-qwen3", "q4_k_m", 5e-2}};
+    {"tiny-qwen3", "f16", 5e-3},  {"tiny-qwen3", "q8_0", 5e-2},  {"tiny-qwen3", "q4_k_m", 5e-2},
+    // The weight types of big models squeezed small, in files of tiny-llama's shape.
+    {"tiny", "q4_1", 5e-2},       {"tiny", "q5_0", 5e-2},       {"tiny", "q5_1", 5e-2},
+    {"tiny", "q2_k", 5e-2},       {"tiny", "q3_k_m", 5e-2},     {"tiny", "q5_k_m", 5e-2},
+    {"tiny", "iq4_nl", 5e-2},     {"tiny", "iq4_xs", 5e-2}};
 void check_family_golden(const FamilyCase& family, const char* prompt, GoldenPlacement placement);
 inline std::string family_case_name(const ::testing::TestParamInfo<std::tuple<FamilyCase, const char*>>& info) {
   std::string name = std::string(std::get<0>(info.param).preset) + "_" + std::get<0>(info.param).type + "_prompt_" +

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs what building and testing flexinfer needs on Debian/Ubuntu. CUDA is optional and not
+# Installs what building, testing and benchmarking flexinfer needs on Debian/Ubuntu. CUDA is optional and not
 # installed here: when nvcc is in /usr/local/cuda the build picks it up.
 set -euo pipefail
 packages=(cmake ninja-build g++ clang pkg-config libgtest-dev nlohmann-json3-dev liburing-dev libpcre2-dev libcli11-dev
           libspdlog-dev libfmt-dev libedit-dev libbsd-dev libmd-dev libncurses-dev libcpp-httplib-dev libssl-dev zlib1g-dev
-          libbrotli-dev curl)
+          libbrotli-dev curl libbenchmark-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
