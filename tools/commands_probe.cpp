@@ -82,8 +82,8 @@ int command_probe(int argc, char** argv) {
   std::printf("CPU Q4_0 matrix-vector: %.2f GB/s of weights (%s kernels)\n", profile.cpu_matvec_GBps, kernel_isa_name());
   // The other types models come in: the planner weighs CPU-decoded layers by their own type's rate.
   profile.cpu_matvec_GBps_by_type[type_name(TensorType::Q4_0)] = profile.cpu_matvec_GBps;
-  for (TensorType type : {TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
-                          TensorType::Q6_K}) {
+  for (TensorType type : kTensorTypes) {
+    if (type == TensorType::Q4_0) continue;
     const double rate = measure_matvec_GBps(pool, type, quick ? 128ull << 20 : 512ull << 20, quick ? 2 : 3);
     profile.cpu_matvec_GBps_by_type[type_name(type)] = rate;
     std::printf("CPU %s matrix-vector: %.2f GB/s of weights\n", type_name(type), rate);
