@@ -54,11 +54,12 @@ inline constexpr TensorType kTensorTypes[] = {
 };
 inline constexpr size_t kTensorTypeCount = std::size(kTensorTypes);
 
-// Traits of a listed type at compile time (nullptr for a value the list does not have).
-constexpr const TypeTraits* find_traits(TensorType type) {
-  for (const TypeTraits& traits : kTypeTraits)
-    if (traits.type == type) return &traits;
-  return nullptr;
+// Traits of a listed type at compile time (nullopt for a value the list does not have). By value and
+// by index: GCC does not treat address comparisons as constant under AddressSanitizer.
+constexpr std::optional<TypeTraits> find_traits(TensorType type) {
+  for (size_t i = 0; i < std::size(kTypeTraits); ++i)
+    if (kTypeTraits[i].type == type) return kTypeTraits[i];
+  return std::nullopt;
 }
 
 constexpr bool is_float_type(TensorType type) {

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The test suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/, every test;
 # LeakSanitizer comes with ASan), and the concurrent parts — the asynchronous reader, the
-# prefetcher, the thread pool and streaming runs — under ThreadSanitizer (build-tsan/). The ASan
-# build includes the CUDA side (for one architecture, when nvcc is present), so the GPU engine's
-# host code on the reference device and the kernels under CPU emulation are checked too. Any
-# report fails the script.
+# prefetcher, the thread pool, streaming runs and the server's batcher — under ThreadSanitizer
+# (build-tsan/). The ASan build includes the CUDA side (for one architecture, when nvcc is
+# present), so the GPU engine's host code on the reference device and the kernels under CPU
+# emulation are checked too. Any report fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -16,8 +16,8 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXINFER_
 cmake --build build-asan --parallel "$jobs"
 ctest --test-dir build-asan --output-on-failure --parallel "$jobs" --timeout 1200
 
-echo "sanitizers: ThreadSanitizer, reader, prefetcher, thread pool and streaming" >&2
+echo "sanitizers: ThreadSanitizer, reader, prefetcher, thread pool, streaming and the batcher" >&2
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXINFER_SANITIZE=thread -DFLEXINFER_CUDA=OFF >/dev/null
-cmake --build build-tsan --parallel "$jobs" --target test_reader test_thread_pool test_offload
+cmake --build build-tsan --parallel "$jobs" --target test_reader test_thread_pool test_offload test_batcher
 ctest --test-dir build-tsan --output-on-failure --parallel "$jobs" --timeout 1200 \
-  -R '^(Backends/ReaderTest|Reader|ThreadPool|Models/OffloadTest|Offload)\.'
+  -R '^(Backends/ReaderTest|Reader|ThreadPool|Models/OffloadTest|Offload|Batcher)\.'

@@ -145,7 +145,7 @@ using ConstQ8Row = Q8RowOf<const int8_t, const float>;
 
 enum class ActivationFormat { F32, Q8, Q8_K };
 constexpr ActivationFormat activation_format(TensorType weight_type) {
-  const TypeTraits* traits = find_traits(weight_type);
+  const std::optional<TypeTraits> traits = find_traits(weight_type);
   const uint32_t elements = traits ? traits->block_elements : 1;
   return elements == 1 ? ActivationFormat::F32 : elements == kQK ? ActivationFormat::Q8 : ActivationFormat::Q8_K;
 }
