@@ -30,12 +30,17 @@ constexpr RoleSpec kRoles[] = {
     {Role::AttnOutput, "attn_output", "weight", true, true, Dim::QueryWidth, Dim::Model, RoleGroup::Attention, 3},
     {Role::AttnOutputBias, "attn_output", "bias", true, false, Dim::Model, Dim::One, RoleGroup::Attention, -1},
     {Role::FfnNorm, "ffn_norm", "weight", true, false, Dim::Model, Dim::One, RoleGroup::Norm, -1},
-    {Role::FfnGate, "ffn_gate", "weight", true, true, Dim::Model, Dim::Ffn, RoleGroup::Ffn, 4},
-    {Role::FfnUp, "ffn_up", "weight", true, true, Dim::Model, Dim::Ffn, RoleGroup::Ffn, 5},
-    {Role::FfnDown, "ffn_down", "weight", true, true, Dim::Ffn, Dim::Model, RoleGroup::Ffn, 6},
+    {Role::FfnGate, "ffn_gate", "weight", true, true, Dim::Model, Dim::Ffn, RoleGroup::Ffn, 5},
+    {Role::FfnUp, "ffn_up", "weight", true, true, Dim::Model, Dim::Ffn, RoleGroup::Ffn, 6},
+    {Role::FfnDown, "ffn_down", "weight", true, true, Dim::Ffn, Dim::Model, RoleGroup::Ffn, 7},
     {Role::FfnGateBias, "ffn_gate", "bias", true, false, Dim::Ffn, Dim::One, RoleGroup::Ffn, -1},
     {Role::FfnUpBias, "ffn_up", "bias", true, false, Dim::Ffn, Dim::One, RoleGroup::Ffn, -1},
     {Role::FfnDownBias, "ffn_down", "bias", true, false, Dim::Model, Dim::One, RoleGroup::Ffn, -1},
+    // The router is small and needed by every token: resident right after attention.
+    {Role::FfnGateInp, "ffn_gate_inp", "weight", true, true, Dim::Model, Dim::Experts, RoleGroup::Ffn, 4},
+    {Role::FfnGateExps, "ffn_gate_exps", "weight", true, true, Dim::Model, Dim::ExpertFfn, RoleGroup::Ffn, 8, Dim::Experts},
+    {Role::FfnUpExps, "ffn_up_exps", "weight", true, true, Dim::Model, Dim::ExpertFfn, RoleGroup::Ffn, 9, Dim::Experts},
+    {Role::FfnDownExps, "ffn_down_exps", "weight", true, true, Dim::ExpertFfn, Dim::Model, RoleGroup::Ffn, 10, Dim::Experts},
 };
 static_assert(std::size(kRoles) == kRoleCount, "one row per role");
 constexpr bool rows_in_role_order() {
@@ -45,43 +50,44 @@ constexpr bool rows_in_role_order() {
 }
 static_assert(rows_in_role_order(), "the table is indexed by role");
 
-struct PresenceList {
-  std::initializer_list<Role> required, optional;
-};
-
-Architecture describe(const char* name, RopeStyle rope_style, PresenceList roles) {
-  Architecture arch{name, rope_style, FfnActivation::SwiGlu, {}};
+Architecture describe(const char* name, RopeStyle rope_style, std::initializer_list<std::initializer_list<Role>> required,
+                      std::initializer_list<Role> optional, const char* expert_ffn_key = nullptr) {
+  Architecture arch{name, rope_style, FfnActivation::SwiGlu, {}, expert_ffn_key};
   arch.roles.fill(Presence::Absent);
-  for (Role role : roles.required) arch.roles[index_of(role)] = Presence::Required;
-  for (Role role : roles.optional) arch.roles[index_of(role)] = Presence::Optional;
+  for (const auto& group : required)
+    for (Role role : group) arch.roles[index_of(role)] = Presence::Required;
+  for (Role role : optional) arch.roles[index_of(role)] = Presence::Optional;
   return arch;
 }
 
 // What every architecture here shares: token embedding, final norm, an output head that may be
-// the embedding (tied), pre-norm attention and a SwiGLU FFN.
-constexpr std::initializer_list<Role> kDenseCore = {TokenEmbedding, OutputNorm, AttnNorm, AttnQ, AttnK, AttnV,
-                                                   AttnOutput, FfnNorm, FfnGate, FfnUp, FfnDown};
+// the embedding (tied), pre-norm attention and a SwiGLU FFN, dense or of experts.
+constexpr std::initializer_list<Role> kCore = {TokenEmbedding, OutputNorm, AttnNorm, AttnQ, AttnK, AttnV, AttnOutput, FfnNorm};
+constexpr std::initializer_list<Role> kDenseFfn = {FfnGate, FfnUp, FfnDown};
+constexpr std::initializer_list<Role> kExperts = {FfnGateInp, FfnGateExps, FfnUpExps, FfnDownExps};
 
 const std::vector<const Architecture*>& all_architectures() {
   // Llama 2/3.x, Mistral, CodeLlama, TinyLlama: adjacent-pair RoPE, optional frequency factors
   // (Llama 3.1) and the biases llama.cpp accepts for this architecture.
   static const Architecture llama =
-      describe("llama", RopeStyle::Adjacent,
-               {kDenseCore, {Role::Output, RopeFrequencies, AttnQBias, AttnKBias, AttnVBias, AttnOutputBias,
-                             FfnGateBias, FfnUpBias, FfnDownBias}});
+      describe("llama", RopeStyle::Adjacent, {kCore, kDenseFfn},
+               {Role::Output, RopeFrequencies, AttnQBias, AttnKBias, AttnVBias, AttnOutputBias, FfnGateBias, FfnUpBias,
+                FfnDownBias});
+  // Mixtral: llama with experts instead of the dense FFN; its feed_forward_length is an expert's.
+  static const Architecture mixtral =
+      describe("llama", RopeStyle::Adjacent, {kCore, kExperts},
+               {Role::Output, RopeFrequencies, AttnQBias, AttnKBias, AttnVBias, AttnOutputBias}, "feed_forward_length");
   // Qwen2 / Qwen2.5: Q/K/V biases, NeoX RoPE, tied embeddings in the small models.
-  static const Architecture qwen2 = [] {
-    Architecture arch = describe("qwen2", RopeStyle::Neox, {kDenseCore, {Role::Output}});
-    for (Role bias : {AttnQBias, AttnKBias, AttnVBias}) arch.roles[index_of(bias)] = Presence::Required;
-    return arch;
-  }();
+  static const Architecture qwen2 =
+      describe("qwen2", RopeStyle::Neox, {kCore, kDenseFfn, {AttnQBias, AttnKBias, AttnVBias}}, {Role::Output});
   // Qwen3 dense: per-head RMSNorm of Q and K before RoPE, head_dim from key_length, NeoX RoPE.
-  static const Architecture qwen3 = [] {
-    Architecture arch = describe("qwen3", RopeStyle::Neox, {kDenseCore, {Role::Output, AttnQBias, AttnKBias, AttnVBias}});
-    for (Role norm : {AttnQNorm, AttnKNorm}) arch.roles[index_of(norm)] = Presence::Required;
-    return arch;
-  }();
-  static const std::vector<const Architecture*> list = {&llama, &qwen2, &qwen3};
+  static const Architecture qwen3 = describe("qwen3", RopeStyle::Neox, {kCore, kDenseFfn, {AttnQNorm, AttnKNorm}},
+                                             {Role::Output, AttnQBias, AttnKBias, AttnVBias});
+  // Qwen3 MoE (Qwen3-30B-A3B, 235B-A22B): qwen3's attention, experts of their own FFN width.
+  static const Architecture qwen3moe =
+      describe("qwen3moe", RopeStyle::Neox, {kCore, kExperts, {AttnQNorm, AttnKNorm}},
+               {Role::Output, AttnQBias, AttnKBias, AttnVBias}, "expert_feed_forward_length");
+  static const std::vector<const Architecture*> list = {&llama, &mixtral, &qwen2, &qwen3, &qwen3moe};
   return list;
 }
 
@@ -111,8 +117,12 @@ void refuse_unimplemented(const GgufFile& file, const std::string& p) {
                                 static_cast<unsigned long long>(*window)));
   if (file.find(p + "attention.sliding_window_pattern"))
     unsupported(file, "sliding-window attention (" + p + "attention.sliding_window_pattern)");
-  if (const auto experts = file.get_uint(p + "expert_count"); experts && *experts > 0)
-    unsupported(file, strprintf("Mixture-of-Experts (%llu experts)", static_cast<unsigned long long>(*experts)));
+  if (file.find(p + "expert_shared_count") || file.find(p + "expert_shared_feed_forward_length"))
+    unsupported(file, "shared experts (" + p + "expert_shared_count)");
+  if (const auto scale = number("expert_weights_scale"); scale && *scale != 1.0 && *scale != 0.0)
+    unsupported(file, strprintf("%sexpert_weights_scale = %g", p.c_str(), *scale));
+  if (const auto gating = file.get_uint(p + "expert_gating_func"); gating && *gating != 1)
+    unsupported(file, strprintf("expert gating function %llu (only softmax, 1)", static_cast<unsigned long long>(*gating)));
   for (const char* key : {"logit_scale", "embedding_scale", "residual_scale"})
     if (const auto value = number(key); value && *value != 1.0 && *value != 0.0)
       unsupported(file, strprintf("%s%s = %g", p.c_str(), key, *value));
@@ -208,15 +218,20 @@ const std::vector<Role>& preserved_layer_matrices() {
 
 const std::vector<const Architecture*>& architectures() { return all_architectures(); }
 
-const Architecture* find_architecture(std::string_view name) {
+const Architecture* find_architecture(std::string_view name, bool experts) {
   for (const Architecture* arch : all_architectures())
-    if (name == arch->name) return arch;
+    if (name == arch->name && experts == arch->has_experts()) return arch;
   return nullptr;
 }
 
 std::string architecture_names() {
+  std::vector<std::string_view> seen;  // a name with a dense and an expert variant once
   std::string names;
-  for (const Architecture* arch : all_architectures()) names += std::string(names.empty() ? "" : ", ") + arch->name;
+  for (const Architecture* arch : all_architectures()) {
+    if (std::find(seen.begin(), seen.end(), arch->name) != seen.end()) continue;
+    seen.push_back(arch->name);
+    names += std::string(names.empty() ? "" : ", ") + arch->name;
+  }
   return names;
 }
 
@@ -230,22 +245,45 @@ uint64_t ModelConfig::extent(Dim d) const {
     case Dim::Ffn: return static_cast<uint64_t>(ffn_dim);
     case Dim::Vocab: return static_cast<uint64_t>(vocab);
     case Dim::RopePairs: return static_cast<uint64_t>(rope_dim / 2);
+    case Dim::Experts: return static_cast<uint64_t>(n_experts);
+    case Dim::ExpertFfn: return static_cast<uint64_t>(expert_ffn_dim);
   }
   return 0;
 }
 
+std::string ModelConfig::experts_description() const {
+  if (!has_experts()) return "";
+  return strprintf("%lld experts per layer, %lld used per token, expert FFN %lld", static_cast<long long>(n_experts),
+                   static_cast<long long>(n_experts_used), static_cast<long long>(expert_ffn_dim));
+}
+
 ModelConfig ModelConfig::from_gguf(const GgufFile& file) {
   const std::string name = file.get_string("general.architecture").value_or("");
-  ModelConfig config;
-  config.arch = find_architecture(name);
-  if (!config.arch)
+  if (!find_architecture(name) && !find_architecture(name, true))
     fail("%s: unsupported architecture '%s' (supported: %s)", file.path().c_str(), name.c_str(),
          architecture_names().c_str());
   const std::string p = name + ".";
   refuse_unimplemented(file, p);
+  ModelConfig config;
+  // Both counts are checked before anything is sized by them.
+  config.n_experts = optional_count(file, p + "expert_count", 0, 0, kMaxExperts);
+  config.arch = find_architecture(name, config.n_experts > 0);
+  if (!config.arch && config.n_experts > 0)
+    unsupported(file, strprintf("a %s model with experts (%sexpert_count = %lld)", name.c_str(), p.c_str(),
+                                static_cast<long long>(config.n_experts)));
+  if (!config.arch)
+    fail("%s: a %s model needs metadata '%sexpert_count' (1..%lld)", file.path().c_str(), name.c_str(), p.c_str(),
+         static_cast<long long>(kMaxExperts));
   config.dim = require_count(file, p + "embedding_length", 1, 1 << 16);
   config.n_layers = require_count(file, p + "block_count", 1, 4096);
-  config.ffn_dim = require_count(file, p + "feed_forward_length", 1, 1 << 20);
+  if (config.arch->has_experts()) {
+    config.n_experts_used = require_count(file, p + "expert_used_count", 1, config.n_experts);
+    config.expert_ffn_dim = require_count(file, p + config.arch->expert_ffn_key, 1, 1 << 20);
+    // The dense width some files also state is not used by an expert layer.
+    config.ffn_dim = optional_count(file, p + "feed_forward_length", config.expert_ffn_dim, 1, 1 << 20);
+  } else {
+    config.ffn_dim = require_count(file, p + "feed_forward_length", 1, 1 << 20);
+  }
   config.n_heads = require_count(file, p + "attention.head_count", 1, 1024);
   config.n_kv_heads = optional_count(file, p + "attention.head_count_kv", config.n_heads, 1, config.n_heads);
   if (config.n_heads % config.n_kv_heads != 0)
@@ -299,7 +337,9 @@ ModelTensors ModelTensors::bind(const TensorTable& table, const ModelConfig& con
     if (presence == Presence::Optional && !table.find(name)) return nullptr;
     const uint64_t cols = config.extent(spec.cols);
     const TensorInfo* info = nullptr;
-    if (spec.matrix)
+    if (spec.matrix && spec.slices != Dim::One)
+      info = &table.require(name, {cols, config.extent(spec.rows), config.extent(spec.slices)}, supported_types());
+    else if (spec.matrix)
       info = &table.require(name, {cols, config.extent(spec.rows)}, supported_types());
     else
       info = &table.require(name, {cols}, {TensorType::F32});

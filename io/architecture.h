@@ -43,12 +43,18 @@ enum class Role : uint8_t {
   FfnGateBias,
   FfnUpBias,
   FfnDownBias,
+  // Mixture of experts: the router, and every expert's FFN stacked in one 3-D tensor per matrix
+  // (expert e is the e-th slice of rows).
+  FfnGateInp,
+  FfnGateExps,
+  FfnUpExps,
+  FfnDownExps,
 };
-constexpr size_t kRoleCount = static_cast<size_t>(Role::FfnDownBias) + 1;
+constexpr size_t kRoleCount = static_cast<size_t>(Role::FfnDownExps) + 1;
 constexpr size_t index_of(Role role) { return static_cast<size_t>(role); }
 
 // A tensor extent in terms of the hyperparameters.
-enum class Dim : uint8_t { One, Model, QueryWidth, KvWidth, HeadDim, Ffn, Vocab, RopePairs };
+enum class Dim : uint8_t { One, Model, QueryWidth, KvWidth, HeadDim, Ffn, Vocab, RopePairs, Experts, ExpertFfn };
 
 // What a tensor counts as when bytes are summed by kind (inspect, footprint).
 enum class RoleGroup : uint8_t { Embedding, Output, Attention, Ffn, Norm, Rope };
@@ -60,12 +66,13 @@ struct RoleSpec {
   bool per_layer;
   bool matrix;         // a weight matrix of any matrix type; otherwise an F32 vector
   Dim cols;            // the row length (ggml's first dimension)
-  Dim rows;            // One for vectors
+  Dim rows;            // One for vectors; of one slice for stacked tensors
   RoleGroup group;
   // Order in which a layer's matrices stay resident when memory is short (lower first; the paper's
   // flexible preservation: attention first, K and V smallest under GQA); -1 for what is not a
   // planned layer matrix.
   int preservation_rank;
+  Dim slices = Dim::One;  // ggml's third dimension: the experts of a stacked tensor
 };
 const RoleSpec& role_spec(Role role);
 bool is_layer_role(Role role);
@@ -80,6 +87,10 @@ std::optional<NamedRole> parse_tensor_name(std::string_view name);
 // The layer roles that are planned matrices, in preservation order.
 const std::vector<Role>& preserved_layer_matrices();
 
+// The most experts per layer a file may declare (DeepSeek-V3 has 256): a corrupt count is refused
+// before anything is sized by it.
+constexpr int64_t kMaxExperts = 256;
+
 enum class Presence : uint8_t { Absent, Optional, Required };
 // How RoPE pairs the elements of a head: llama's adjacent pairs (2i, 2i+1), or GPT-NeoX's halves
 // (i, i + rope_dim/2) as Qwen uses.
@@ -91,16 +102,22 @@ struct Architecture {
   RopeStyle rope_style;
   FfnActivation activation;
   std::array<Presence, kRoleCount> roles;
+  // Mixture of experts: the metadata key (after "<name>.") of an expert's FFN width; null for a
+  // dense architecture. Routing is llama.cpp's for these: softmax over the router's logits, the
+  // top expert_used_count, their weights renormalised to sum to one.
+  const char* expert_ffn_key = nullptr;
 
   Presence presence(Role role) const { return roles[index_of(role)]; }
   // Flags that follow from the table.
   bool has_qk_norm() const { return presence(Role::AttnQNorm) == Presence::Required; }
   bool may_tie_output() const { return presence(Role::Output) == Presence::Optional; }
+  bool has_experts() const { return expert_ffn_key != nullptr; }
 };
-// nullptr for an architecture flexinfer does not run.
-const Architecture* find_architecture(std::string_view name);
+// nullptr for an architecture flexinfer does not run. A name may have a dense and a
+// mixture-of-experts variant (llama: Llama and Mixtral).
+const Architecture* find_architecture(std::string_view name, bool experts = false);
 const std::vector<const Architecture*>& architectures();
-std::string architecture_names();  // "llama, qwen2, qwen3"
+std::string architecture_names();  // "llama, qwen2, qwen3, qwen3moe"
 
 struct RopeScaling {
   enum class Type : uint8_t { None, Linear, Llama3 };
@@ -127,9 +144,16 @@ struct ModelConfig {
   double rms_eps = 1e-5;
   double attention_scale = 0.0;  // 0: 1/sqrt(head_dim)
   RopeScaling rope_scaling;
+  // Mixture of experts (0 when dense): experts per layer, chosen per token, an expert's FFN width.
+  int64_t n_experts = 0;
+  int64_t n_experts_used = 0;
+  int64_t expert_ffn_dim = 0;
 
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  bool has_experts() const { return n_experts > 0; }
+  // "8 experts per layer, 2 used per token, expert FFN 256"; empty when dense.
+  std::string experts_description() const;
   uint64_t extent(Dim dim) const;
   // Reads the metadata of a file of a supported architecture; refuses, in one line naming it, any
   // architecture or metadata the engine does not implement (sliding windows, other RoPE scaling,

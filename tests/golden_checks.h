@@ -31,6 +31,26 @@ void check_stories260k_sentence_nll(GoldenPlacement placement);
 // prompt (prefill); otherwise prompt and continuation go in one pass.
 void check_tiny_llama(const TinyCase& tiny, const char* prompt, GoldenPlacement placement);
 
+// The mixture-of-experts models of ../shared/data (llama.cpp's goldens, same format and tolerances).
+struct MoeCase {
+  const char* model;  // models/<model>-<type>.gguf
+  const char* type;
+  double tolerance;
+};
+inline constexpr MoeCase kMoeCases[] = {{"tiny-qwen3moe", "f16", 5e-3},
+                                        {"tiny-qwen3moe", "q8_0", 5e-2},
+                                        {"tiny-qwen3moe", "q4_k_m", 5e-2},
+                                        {"tiny-mixtral", "f16", 5e-3},
+                                        {"tiny-mixtral", "q4_0", 5e-2}};
+void check_moe_golden(const MoeCase& moe, const char* prompt, GoldenPlacement placement);
+inline std::string moe_case_name(const ::testing::TestParamInfo<std::tuple<MoeCase, const char*>>& info) {
+  std::string name = std::string(std::get<0>(info.param).model) + "_" + std::get<0>(info.param).type + "_prompt_" +
+                     std::get<1>(info.param);
+  for (char& c : name)
+    if (c == '-') c = '_';
+  return name;
+}
+
 // Goldens computed by llama.cpp for models make-model writes (tests/data/golden/README.md): one per
 // family preset and weight type, the model regenerated here bit for bit.
 struct FamilyCase {

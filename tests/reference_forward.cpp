@@ -1,6 +1,8 @@
 #include "reference_forward.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <numbers>
 
 #include "host/kernels/quant.h"
@@ -27,11 +29,13 @@ Matrix read_rows(const Model& model, const TensorInfo* info) {
   return rows;
 }
 
-Vector multiply(const Matrix& w, const Vector& x) {
-  Vector y(w.size());
-  for (size_t r = 0; r < w.size(); ++r) {
+// Rows [first, first + count) of w times x (all rows by default; one expert's of a stacked matrix).
+Vector multiply(const Matrix& w, const Vector& x, size_t first = 0, size_t count = SIZE_MAX) {
+  count = std::min(count, w.size() - first);
+  Vector y(count);
+  for (size_t r = 0; r < count; ++r) {
     double sum = 0;
-    for (size_t i = 0; i < x.size(); ++i) sum += w[r][i] * x[i];
+    for (size_t i = 0; i < x.size(); ++i) sum += w[first + r][i] * x[i];
     y[r] = sum;
   }
   return y;
@@ -100,12 +104,60 @@ void rope(double* head, const ModelConfig& c, const Vector& frequencies, int64_t
 
 }  // namespace
 
-std::vector<float> reference_logits(const Model& model, const std::vector<int32_t>& tokens) {
+// SwiGLU FFN: down · (silu(gate · x) * up · x) with optional biases; of expert e of stacked
+// matrices (gate/up rows of `width` and down rows of x's size from e on) when e >= 0.
+Vector swiglu_ffn(const Matrix& gate, const Matrix& up, const Matrix& down, const Vector& x, int64_t e = -1,
+                  size_t width = 0, const Matrix& gate_bias = {}, const Matrix& up_bias = {},
+                  const Matrix& down_bias = {}) {
+  const size_t first = e < 0 ? 0 : static_cast<size_t>(e) * width, count = e < 0 ? SIZE_MAX : width;
+  Vector g = multiply(gate, x, first, count), u = multiply(up, x, first, count);
+  add(g, gate_bias);
+  add(u, up_bias);
+  for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+  Vector out = e < 0 ? multiply(down, g) : multiply(down, g, static_cast<size_t>(e) * x.size(), x.size());
+  add(out, down_bias);
+  return out;
+}
+
+// Mixture of experts: softmax over the router's logits, the k most probable experts (the lower
+// index on a tie), their probabilities renormalised, the weighted sum of their FFNs. `margin`
+// becomes the gap between the last chosen expert's logit and the best of the rest.
+Vector experts_ffn(const Matrix& router, const Matrix& gate, const Matrix& up, const Matrix& down, const Vector& x,
+                   const ModelConfig& c, double* margin) {
+  const Vector logits = multiply(router, x);
+  std::vector<bool> chosen(logits.size(), false);
+  std::vector<size_t> picks;
+  for (int64_t j = 0; j < c.n_experts_used; ++j) {
+    size_t best = logits.size();
+    for (size_t e = 0; e < logits.size(); ++e)
+      if (!chosen[e] && (best == logits.size() || logits[e] > logits[best])) best = e;
+    chosen[best] = true;
+    picks.push_back(best);
+  }
+  double best_rest = -INFINITY;
+  for (size_t e = 0; e < logits.size(); ++e)
+    if (!chosen[e]) best_rest = std::max(best_rest, logits[e]);
+  *margin = logits[picks.back()] - best_rest;
+  // Softmax probabilities share one denominator, which renormalising cancels.
+  double total = 0;
+  for (size_t e : picks) total += std::exp(logits[e] - logits[picks[0]]);
+  Vector out(x.size(), 0.0);
+  for (size_t e : picks) {
+    const Vector y = swiglu_ffn(gate, up, down, x, static_cast<int64_t>(e), static_cast<size_t>(c.expert_ffn_dim));
+    const double weight = std::exp(logits[e] - logits[picks[0]]) / total;
+    for (size_t i = 0; i < out.size(); ++i) out[i] += weight * y[i];
+  }
+  return out;
+}
+
+std::vector<float> reference_logits(const Model& model, const std::vector<int32_t>& tokens,
+                                    std::vector<double>* routing_margins) {
   const ModelConfig& c = model.config();
   const ModelTensors& tensors = model.tensors();
   struct Layer {
     Matrix attn_norm, q, k, v, q_bias, k_bias, v_bias, q_norm, k_norm, o, o_bias;
     Matrix ffn_norm, gate, up, down, gate_bias, up_bias, down_bias;
+    Matrix router, gate_exps, up_exps, down_exps;
   };
   std::vector<Layer> layers;
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -114,7 +166,8 @@ std::vector<float> reference_logits(const Model& model, const std::vector<int32_
                       rows(Role::AttnKBias), rows(Role::AttnVBias), rows(Role::AttnQNorm), rows(Role::AttnKNorm),
                       rows(Role::AttnOutput), rows(Role::AttnOutputBias), rows(Role::FfnNorm), rows(Role::FfnGate),
                       rows(Role::FfnUp), rows(Role::FfnDown), rows(Role::FfnGateBias), rows(Role::FfnUpBias),
-                      rows(Role::FfnDownBias)});
+                      rows(Role::FfnDownBias), rows(Role::FfnGateInp), rows(Role::FfnGateExps), rows(Role::FfnUpExps),
+                      rows(Role::FfnDownExps)});
   }
   const Matrix embedding = read_rows(model, tensors.global(Role::TokenEmbedding));
   const Matrix output = read_rows(model, &tensors.output());
@@ -125,6 +178,7 @@ std::vector<float> reference_logits(const Model& model, const std::vector<int32_
 
   std::vector<std::vector<Vector>> keys(c.n_layers), values(c.n_layers);
   std::vector<float> logits;
+  if (routing_margins) routing_margins->assign(tokens.size(), INFINITY);
   for (size_t position = 0; position < tokens.size(); ++position) {
     Vector x = embedding[static_cast<size_t>(tokens[position])];
     for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -166,13 +220,12 @@ std::vector<float> reference_logits(const Model& model, const std::vector<int32_
       for (int64_t i = 0; i < c.dim; ++i) x[i] += projected[i];
 
       const Vector xf = normed(x, w.ffn_norm[0], c.rms_eps);
-      Vector gate = multiply(w.gate, xf), up = multiply(w.up, xf);
-      add(gate, w.gate_bias);
-      add(up, w.up_bias);
-      for (size_t i = 0; i < gate.size(); ++i) gate[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
-      Vector down = multiply(w.down, gate);
-      add(down, w.down_bias);
-      for (int64_t i = 0; i < c.dim; ++i) x[i] += down[i];
+      double margin = INFINITY;
+      const Vector ffn = w.router.empty()
+                             ? swiglu_ffn(w.gate, w.up, w.down, xf, -1, 0, w.gate_bias, w.up_bias, w.down_bias)
+                             : experts_ffn(w.router, w.gate_exps, w.up_exps, w.down_exps, xf, c, &margin);
+      if (routing_margins) (*routing_margins)[position] = std::min((*routing_margins)[position], margin);
+      for (int64_t i = 0; i < c.dim; ++i) x[i] += ffn[i];
     }
     const Vector out = multiply(output, normed(x, output_norm, c.rms_eps));
     logits.insert(logits.end(), out.begin(), out.end());

@@ -10,6 +10,10 @@
 namespace fi::test {
 
 // Logits (vocab floats per position) for every position of `tokens`, evaluated from position 0.
-std::vector<float> reference_logits(const Model& model, const std::vector<int32_t>& tokens);
+// For a mixture-of-experts model, routing_margins (when given) receives per position the smallest
+// gap, over the layers, between the router logits of the last expert chosen and the first one not
+// chosen: how close the routing came to choosing otherwise.
+std::vector<float> reference_logits(const Model& model, const std::vector<int32_t>& tokens,
+                                    std::vector<double>* routing_margins = nullptr);
 
 }  // namespace fi::test

@@ -6,6 +6,7 @@
 #include "host/model/model.h"
 #include "io/architecture.h"
 #include "io/error.h"
+#include "host/engine/placement.h"
 #include "planner/footprint.h"
 #include "test_support.h"
 
@@ -40,13 +41,28 @@ TEST(Architecture, EveryRoleHasOneNameThatParsesBack) {
 }
 
 TEST(Architecture, PreservationOrderIsAttentionFirstKAndVSmallest) {
-  const std::vector<Role> expected = {Role::AttnK, Role::AttnV,   Role::AttnQ,  Role::AttnOutput,
-                                      Role::FfnGate, Role::FfnUp, Role::FfnDown};
+  const std::vector<Role> expected = {Role::AttnK,       Role::AttnV,     Role::AttnQ,      Role::AttnOutput,
+                                      Role::FfnGateInp,  Role::FfnGate,   Role::FfnUp,      Role::FfnDown,
+                                      Role::FfnGateExps, Role::FfnUpExps, Role::FfnDownExps};
   EXPECT_EQ(preserved_layer_matrices(), expected);
 }
 
 TEST(Architecture, FamiliesAreTableEntries) {
-  EXPECT_EQ(architecture_names(), "llama, qwen2, qwen3");
+  EXPECT_EQ(architecture_names(), "llama, qwen2, qwen3, qwen3moe");
+  // Llama's expert variant (Mixtral) and Qwen3-MoE: the router and stacked experts instead of the dense FFN.
+  for (const Architecture* moe : {find_architecture("llama", true), find_architecture("qwen3moe", true)}) {
+    ASSERT_NE(moe, nullptr);
+    EXPECT_TRUE(moe->has_experts());
+    EXPECT_EQ(moe->presence(Role::FfnGate), Presence::Absent) << moe->name;
+    for (Role role : {Role::FfnGateInp, Role::FfnGateExps, Role::FfnUpExps, Role::FfnDownExps})
+      EXPECT_EQ(moe->presence(role), Presence::Required) << moe->name;
+  }
+  EXPECT_TRUE(find_architecture("qwen3moe", true)->has_qk_norm());
+  EXPECT_EQ(find_architecture("qwen3moe"), nullptr) << "no dense qwen3moe";
+  EXPECT_EQ(find_architecture("qwen3", true), nullptr) << "no qwen3 with experts";
+  EXPECT_FALSE(find_architecture("llama")->has_experts());
+  EXPECT_EQ(role_spec(Role::FfnDownExps).slices, Dim::Experts);
+  EXPECT_EQ(role_spec(Role::FfnDown).slices, Dim::One);
   EXPECT_EQ(find_architecture("llama")->rope_style, RopeStyle::Adjacent);
   EXPECT_EQ(find_architecture("qwen2")->rope_style, RopeStyle::Neox);
   EXPECT_EQ(find_architecture("qwen2")->presence(Role::AttnQBias), Presence::Required);
@@ -66,6 +82,18 @@ TEST(Architecture, HyperparametersOfEachFamily) {
   EXPECT_DOUBLE_EQ(qwen2->config().rope_scaling.factor, 2.0);
   EXPECT_TRUE(qwen2->tied_output());
   EXPECT_NE(qwen2->tensors().layer(3, Role::AttnVBias), nullptr);
+  const auto qwen3moe = Model::open(tiny("tiny-qwen3moe"));
+  EXPECT_EQ(qwen3moe->config().n_experts, 8);
+  EXPECT_EQ(qwen3moe->config().n_experts_used, 2);
+  EXPECT_EQ(qwen3moe->config().expert_ffn_dim, 256);
+  EXPECT_EQ(qwen3moe->config().ffn_dim, 512) << "the dense width the file states, unused";
+  EXPECT_EQ(qwen3moe->tensors().layer(3, Role::FfnDownExps)->shape, (std::array<uint64_t, 4>{256, 256, 8, 1}));
+  EXPECT_EQ(qwen3moe->tensors().layer(3, Role::FfnGateInp)->type, TensorType::F32);
+  const auto mixtral = Model::open(tiny("tiny-mixtral"));
+  EXPECT_EQ(mixtral->config().arch, find_architecture("llama", true));
+  EXPECT_EQ(mixtral->config().expert_ffn_dim, 512) << "Mixtral's feed_forward_length is an expert's";
+  EXPECT_EQ(mixtral->tensors().layer(1, Role::FfnGateExps)->shape, (std::array<uint64_t, 4>{256, 512, 4, 1}));
+  EXPECT_EQ(mixtral->tensors().layer(1, Role::FfnGate), nullptr);
   const auto qwen3 = Model::open(tiny("tiny-qwen3"));
   EXPECT_EQ(qwen3->config().head_dim, 128);
   EXPECT_NE(qwen3->tensors().layer(0, Role::AttnKNorm), nullptr);
@@ -114,6 +142,30 @@ TEST(Architecture, FootprintSumsBytesByRole) {
   EXPECT_EQ(footprint.total(), t.total_bytes());
 }
 
+// The stacked expert tensors count whole: footprint, the planner's units (an expert tensor's rows
+// are every expert's) and the weight bytes the plan places.
+TEST(Architecture, StackedExpertsCountInFootprintAndPlan) {
+  const auto model = Model::open(test::preset_model("tiny-qwen3moe", "q4_k"));
+  const ModelConfig& c = model->config();
+  const uint64_t expert_matrix = static_cast<uint64_t>(c.n_experts * c.expert_ffn_dim) * row_bytes(TensorType::Q4_K, 256);
+  const ModelFootprint footprint = ModelFootprint::of(model->file().tensors());
+  EXPECT_EQ(footprint.by_group.at("ffn_gate_exps"), static_cast<uint64_t>(c.n_layers) * expert_matrix);
+  EXPECT_EQ(footprint.by_group.at("ffn_gate_inp"), static_cast<uint64_t>(c.n_layers * c.n_experts * c.dim) * 4);
+  EXPECT_EQ(footprint.total(), model->file().tensors().total_bytes());
+  const Plan plan = make_plan(host_plan_input(*model, std::nullopt, 2));
+  ASSERT_EQ(plan.units.size(), static_cast<size_t>(c.n_layers) + 1);
+  const PlanUnit& layer = plan.units[1];
+  ASSERT_EQ(layer.matrices.size(), 8u) << "attention, the router, three stacked expert tensors";
+  EXPECT_EQ(layer.matrices[4].tensor, model->tensors().layer(1, Role::FfnGateInp));
+  EXPECT_EQ(layer.matrices[5].rows, static_cast<uint64_t>(c.n_experts * c.expert_ffn_dim));
+  EXPECT_EQ(layer.matrices[5].bytes(), expert_matrix);
+  uint64_t matrices = 0;
+  for (const TensorInfo* tensor : model->tensors().all())
+    if (role_spec(model->tensors().locate(tensor).role).matrix && tensor != model->tensors().global(Role::TokenEmbedding))
+      matrices += tensor->bytes;
+  EXPECT_EQ(plan.weight_bytes(), matrices);
+}
+
 struct Refusal {
   const char* name;
   const char* preset;
@@ -146,11 +198,29 @@ auto set_float(std::string key, float value) {
 
 const Refusal kRefusals[] = {
     {"gemma2", "tiny-llama3", {{"general.architecture"}, set_string("general.architecture", "gemma2")},
-     "unsupported architecture 'gemma2' (supported: llama, qwen2, qwen3)"},
+     "unsupported architecture 'gemma2' (supported: llama, qwen2, qwen3, qwen3moe)"},
     {"yarn", "tiny-qwen2", {{"qwen2.rope.scaling.type"}, set_string("qwen2.rope.scaling.type", "yarn")},
      "RoPE scaling type 'yarn'"},
     {"sliding_window", "tiny-qwen3", {{}, set_uint("qwen3.attention.sliding_window", 4096)}, "sliding-window attention"},
-    {"experts", "tiny-llama3", {{}, set_uint("llama.expert_count", 8)}, "Mixture-of-Experts (8 experts)"},
+    // Expert counts are checked before anything is sized by them.
+    {"experts_without_used_count", "tiny-llama3", {{}, set_uint("llama.expert_count", 8)},
+     "missing metadata 'llama.expert_used_count'"},
+    {"expert_count_huge", "tiny-qwen3moe", {{"qwen3moe.expert_count"}, set_uint("qwen3moe.expert_count", 100000)},
+     "'qwen3moe.expert_count' = 100000 is outside 0..256"},
+    {"expert_used_past_count", "tiny-qwen3moe",
+     {{"qwen3moe.expert_used_count"}, set_uint("qwen3moe.expert_used_count", 9)},
+     "'qwen3moe.expert_used_count' = 9 is outside 1..8"},
+    {"expert_used_zero", "tiny-mixtral", {{"llama.expert_used_count"}, set_uint("llama.expert_used_count", 0)},
+     "'llama.expert_used_count' = 0 is outside 1..4"},
+    {"no_expert_count", "tiny-qwen3moe", {{"qwen3moe.expert_count"}, {}},
+     "a qwen3moe model needs metadata 'qwen3moe.expert_count'"},
+    {"qwen3_with_experts", "tiny-qwen3", {{}, set_uint("qwen3.expert_count", 8)}, "a qwen3 model with experts"},
+    {"shared_experts", "tiny-qwen3moe", {{}, set_uint("qwen3moe.expert_shared_count", 1)}, "shared experts"},
+    {"expert_count_mismatch", "tiny-qwen3moe", {{"qwen3moe.expert_count"}, set_uint("qwen3moe.expert_count", 4)},
+     "'blk.0.ffn_gate_inp.weight': expected shape [256, 4], got [256, 8]"},
+    {"stacked_wrong_shape", "tiny-qwen3moe",
+     {{}, {}, {"blk.1.ffn_up_exps.weight"}, {{"blk.1.ffn_up_exps.weight", TensorType::F32, {256, 128, 8}}}},
+     "'blk.1.ffn_up_exps.weight': expected shape [256, 256, 8], got [256, 128, 8]"},
     {"logit_scale", "tiny-llama3", {{}, set_float("llama.logit_scale", 0.5f)}, "llama.logit_scale"},
     {"softcap", "tiny-qwen2", {{}, set_float("qwen2.final_logit_softcapping", 30.0f)}, "final_logit_softcapping"},
     {"value_length", "tiny-qwen3", {{"qwen3.attention.value_length"}, set_uint("qwen3.attention.value_length", 64)},

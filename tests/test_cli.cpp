@@ -413,6 +413,27 @@ TEST(Cli, GpuBudgetsAreOneClearLine) {
                        "no CUDA device");
 }
 
+// Mixture-of-experts models: make-model writes them, inspect and bench name the experts, and the
+// GPU path (no expert kernels yet) refuses in one line whether or not a device is present.
+TEST(Cli, ExpertModelsRunOnTheCpuAndAreRefusedOnTheGpu) {
+  const std::string model = test::scratch_path("cli-qwen3moe.gguf");
+  const test::CommandResult made = test::run_flexinfer(
+      {"make-model", "--preset", "tiny-qwen3moe", "--type", "q4_0", "--byte-vocab", "--router-skew", "2", "-o", model});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const test::CommandResult inspect = test::run_flexinfer({"inspect", model});
+  EXPECT_NE(inspect.out.find("mixture of experts: 8 experts per layer, 2 used per token, expert FFN 256"), std::string::npos)
+      << inspect.out;
+  const test::CommandResult bench = test::run_flexinfer({"bench", "-m", model, "-p", "8", "-n", "4", "-t", "2"});
+  ASSERT_EQ(bench.exit_code, 0) << bench.err;
+  EXPECT_NE(bench.out.find("experts          8 experts per layer, 2 used per token"), std::string::npos) << bench.out;
+  expect_clean_failure({"generate", "-m", model, "--gpu-mem", "2G", "-p", "hi"},
+                       "mixture-of-experts models run on the CPU for now; use --gpu-mem none");
+  expect_clean_failure({"plan", "-m", model, "--gpu-mem", "2G"}, "mixture-of-experts models run on the CPU for now");
+  expect_clean_failure({"make-model", "--preset", "tiny-qwen3", "--type", "f16", "--byte-vocab", "--router-skew", "1",
+                        "-o", test::scratch_path("cli-skew.gguf")},
+                       "--router-skew is for models with experts");
+}
+
 TEST(Cli, VocabOnlyFilesTokenizeButDoNotGenerate) {
   FI_REQUIRE_SHARED_DATA();
   const std::string vocab = test::shared_data() + "/vocab/ggml-vocab-gpt-2.gguf";

@@ -45,6 +45,15 @@ const Case kCases[] = {
     {"qwen3_f16", {64, 2, 4, 2, 96, 512, 0, 1000000.0, false, "qwen3", 32}, WeightScheme::F16, 3e-3},
     {"qwen3_q4_k", {256, 2, 4, 2, 512, 512, 0, 1000000.0, true, "qwen3", 128}, WeightScheme::Q4_K, 5e-2},
     {"qwen2_q8_0", {256, 2, 8, 2, 512, 512, 0, 1000000.0, false, "qwen2"}, WeightScheme::Q8_0, 2e-2},
+    // Mixture of experts: routing, the chosen experts' slices, their weighted sum (Qwen3-MoE's Q/K
+    // norm; Mixtral's llama layout with its feed_forward_length the experts' width).
+    {"qwen3moe_f32", {64, 2, 4, 2, 96, 512, 0, 1000000.0, false, "qwen3moe", 32, {}, false, 6, 2, 40, 1.0},
+     WeightScheme::F32, 3e-3},
+    {"qwen3moe_f16_eight_chosen", {64, 2, 4, 2, 96, 512, 0, 1000000.0, true, "qwen3moe", 16, {}, false, 16, 8, 24, 2.0},
+     WeightScheme::F16, 3e-3},
+    {"mixtral_f32", {64, 2, 4, 2, 96, 512, 0, 10000.0, false, "llama", 0, {}, false, 4, 2, 96, 1.0}, WeightScheme::F32, 3e-3},
+    {"qwen3moe_q8_0", {256, 2, 4, 2, 512, 512, 0, 1000000.0, false, "qwen3moe", 64, {}, false, 8, 2, 256, 2.0},
+     WeightScheme::Q8_0, 2e-2},
 };
 
 class ForwardTest : public ::testing::TestWithParam<Case> {};

@@ -27,6 +27,26 @@ INSTANTIATE_TEST_SUITE_P(
     AllFiles, TinyLlamaGolden, ::testing::Combine(::testing::ValuesIn(test::kTinyCases), ::testing::Values("a", "b")),
     [](const auto& info) { return std::string(std::get<0>(info.param).type) + "_prompt_" + std::get<1>(info.param); });
 
+// Mixture of experts (Qwen3-MoE, Mixtral) against llama.cpp, on the CPU with everything resident
+// and with --host-mem at the minimum (the stacked expert tensors streamed).
+class MoeGolden : public ::testing::TestWithParam<std::tuple<test::MoeCase, const char*>> {};
+
+TEST_P(MoeGolden, LogitsAndGreedyTokens) {
+  FI_REQUIRE_SHARED_DATA();
+  const auto& [moe, prompt] = GetParam();
+  test::check_moe_golden(moe, prompt, {});
+}
+
+TEST_P(MoeGolden, LogitsAndGreedyTokensAtTheMinimumHostBudget) {
+  FI_REQUIRE_SHARED_DATA();
+  const auto& [moe, prompt] = GetParam();
+  test::check_moe_golden(moe, prompt, {std::nullopt, false, true});
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedFiles, MoeGolden,
+                         ::testing::Combine(::testing::ValuesIn(test::kMoeCases), ::testing::Values("a", "b")),
+                         test::moe_case_name);
+
 // The newer families against llama.cpp (tests/data/golden), on the CPU with everything resident and
 // with --host-mem at the minimum.
 class FamilyGolden : public ::testing::TestWithParam<std::tuple<test::FamilyCase, const char*>> {};

@@ -40,6 +40,16 @@ const Case kCases[] = {
     {"offload_q5_0", {256, 3, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q5_0},
     {"offload_q5_1", {256, 3, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::Q5_1},
     {"offload_iq4_nl", {256, 3, 8, 4, 512, 512, 0, 10000.0, false}, WeightScheme::IQ4_NL},
+    // Mixture of experts: the stacked expert tensors split by rows like any matrix (an expert's
+    // slice resident, streamed or across the split), interleaved (Q4_K) or not, Qwen3-MoE and Mixtral.
+    {"offload_qwen3moe_q4_k_m",
+     {256, 3, 4, 2, 512, 512, 0, 1000000.0, false, "qwen3moe", 64, {}, false, 8, 2, 256, 1.0}, WeightScheme::Q4_K_M},
+    {"offload_qwen3moe_q8_0_tied",
+     {256, 2, 4, 2, 512, 512, 0, 1000000.0, true, "qwen3moe", 64, {}, false, 8, 3, 96, 0.0}, WeightScheme::Q8_0},
+    {"offload_mixtral_q4_0", {256, 2, 8, 4, 256, 512, 0, 10000.0, false, "llama", 0, {}, false, 4, 2, 256, 2.0},
+     WeightScheme::Q4_0},
+    {"offload_odd_experts_f32", {72, 2, 6, 3, 100, 512, 0, 10000.0, false, "qwen3moe", 12, {}, false, 3, 2, 20, 0.5},
+     WeightScheme::F32},
 };
 
 constexpr int64_t kContext = 32;

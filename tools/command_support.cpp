@@ -32,8 +32,15 @@ std::optional<Profile> chosen_profile(const std::string& path) {
 }
 
 uint64_t compute_bytes_per_token(const Plan& plan, const Model& model) {
-  return plan.weight_bytes() +
-         row_bytes(model.tensors().global(Role::TokenEmbedding)->type, static_cast<uint64_t>(model.config().dim));
+  const ModelConfig& c = model.config();
+  uint64_t bytes = row_bytes(model.tensors().global(Role::TokenEmbedding)->type, static_cast<uint64_t>(c.dim));
+  for (const PlanUnit& unit : plan.units)
+    for (const PlanMatrix& m : unit.matrices) {
+      // A token multiplies only the slices of the experts it chose.
+      const bool stacked = role_spec(model.tensors().locate(m.tensor).role).slices != Dim::One;
+      bytes += stacked ? m.bytes() / static_cast<uint64_t>(c.n_experts) * static_cast<uint64_t>(c.n_experts_used) : m.bytes();
+    }
+  return bytes;
 }
 
 std::string build_features() {

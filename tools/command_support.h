@@ -24,8 +24,8 @@ void write_json(const std::string& path, const nlohmann::json& json, const char*
 // The profile to predict with: --profile FILE (when not empty), else the one probe cached, else
 // none.
 std::optional<Profile> chosen_profile(const std::string& path);
-// Weight bytes the CPU reads per decoded token under a host plan: every planned matrix plus one
-// embedding row.
+// Weight bytes the CPU reads per decoded token under a host plan: every planned matrix (of stacked
+// expert tensors, the chosen experts' share) plus one embedding row.
 uint64_t compute_bytes_per_token(const Plan& plan, const Model& model);
 double seconds_since(std::chrono::steady_clock::time_point start);
 // What this build can use: "CUDA 13.0 runtime, CPU kernels: AVX-VNNI" and the like.

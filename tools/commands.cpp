@@ -186,6 +186,12 @@ int command_inspect(int argc, char** argv) {
   for (const auto& [key, value] : file.metadata())
     std::printf("  %-44s %-6s %s\n", key.c_str(), gguf_type_name(value.type), value.summary().c_str());
 
+  try {
+    if (const ModelConfig config = ModelConfig::from_gguf(file); config.has_experts())
+      std::printf("\nmixture of experts: %s\n", config.experts_description().c_str());
+  } catch (const Error&) {
+    // A file flexinfer cannot run is still shown in full; its metadata above says what it holds.
+  }
   const TensorTable& table = file.tensors();
   std::printf("\ntensors (%zu, %s):\n", table.all().size(), format_bytes(table.total_bytes()).c_str());
   std::printf("  %-32s %-5s %-20s %14s %12s\n", "name", "type", "shape", "offset", "bytes");
@@ -216,11 +222,16 @@ int command_make_model(int argc, char** argv) {
   std::string preset, arch, type, vocab, output;
   bool byte_vocab = false;
   int64_t seed = 1, threads = default_thread_count();
+  double router_skew = 0.0;
   std::string presets;
   for (const std::string& name : preset_names()) presets += (presets.empty() ? "" : ", ") + name;
   app->add_option("--preset", preset, "a shape: " + presets)->type_name("NAME");
-  app->add_option("--arch", arch, "llama, qwen2 or qwen3 (default: the preset's)")->type_name("ARCH");
-  app->add_option("--type", type, "f32, f16, q8_0, q4_0, q4_k, q4_k_m or q6_k")->type_name("TYPE");
+  app->add_option("--arch", arch, architecture_names() + " (default: the preset's)")->type_name("ARCH");
+  std::string types;
+  for (const std::string& name : weight_scheme_names()) types += (types.empty() ? "" : ", ") + name;
+  app->add_option("--type", type, types)->type_name("TYPE");
+  real_option(*app, "--router-skew", router_skew, 0.0, 16.0,
+              "experts: 0 = uniform routing, larger = some experts chosen more often (default: the preset's)");
   app->add_option("--vocab", vocab, "copy the tokenizer of this GGUF file")->type_name("FILE");
   app->add_flag("--byte-vocab", byte_vocab, "use a self-contained byte-level vocabulary");
   integer_option(*app, "-s,--seed", seed, 0, INT64_MAX, "random seed (default 1)");
@@ -235,8 +246,12 @@ int command_make_model(int argc, char** argv) {
   if (!shape) throw UsageError("make-model: unknown preset '" + preset + "' (" + presets + ")");
   options.shape = *shape;
   if (app->count("--arch") > 0) options.shape = with_architecture(*shape, arch);
+  if (app->count("--router-skew") > 0) {
+    if (options.shape.n_experts == 0) throw UsageError("make-model: --router-skew is for models with experts");
+    options.shape.router_skew = router_skew;
+  }
   const auto scheme = parse_weight_scheme(type);
-  if (!scheme) throw UsageError("make-model: unknown type '" + type + "' (f32, f16, q8_0, q4_0, q4_k, q4_k_m, q6_k)");
+  if (!scheme) throw UsageError("make-model: unknown type '" + type + "' (" + types + ")");
   options.scheme = *scheme;
   if ((app->count("--vocab") > 0) == byte_vocab) throw UsageError("make-model: give exactly one of --vocab FILE or --byte-vocab");
   options.vocab_path = vocab;

@@ -281,6 +281,7 @@ int command_bench(int argc, char** argv) {
   const uint64_t arena_bytes = placed.arena().used();
   const bool locked = placed.arena().locked();
   const int threads = engine->pool().size();
+  const ModelConfig config = engine->config();
   write_trace(args.engine.trace, *engine);
   engine.reset();
 
@@ -301,6 +302,7 @@ int command_bench(int argc, char** argv) {
   const uint64_t rss = peak_rss_bytes();
 
   std::printf("model            %s\n", options.model_path.c_str());
+  if (config.has_experts()) std::printf("experts          %s\n", config.experts_description().c_str());
   std::printf("threads          %d (%s kernels)\n", threads, kernel_isa_name());
   std::printf("host budget      %s; arena %s%s\n", options.host_budget ? format_bytes(*options.host_budget).c_str() : "none",
               format_bytes(arena_bytes).c_str(), locked ? ", locked" : "");
@@ -324,6 +326,8 @@ int command_bench(int argc, char** argv) {
   if (!args.json.empty()) {
     const nlohmann::json result = {
         {"model", options.model_path},
+        {"experts", config.n_experts},
+        {"experts_used", config.n_experts_used},
         {"threads", threads},
         {"kernels", kernel_isa_name()},
         {"host_budget_bytes", options.host_budget ? nlohmann::json(*options.host_budget) : nlohmann::json(nullptr)},

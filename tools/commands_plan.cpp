@@ -129,11 +129,13 @@ int command_plan(int argc, char** argv) {
   const GgufFile& file = model->file();
   const ModelConfig& config = model->config();
   const int threads = args.engine.threads > 0 ? static_cast<int>(args.engine.threads) : default_thread_count();
+  if (args.engine.gpu_mem.bytes && config.has_experts()) fail("%s", kExpertsNeedTheCpu);
   if (args.engine.gpu_mem.bytes) return plan_three_tiers(args, *model, threads);
   const Plan plan = make_plan(host_plan_input(*model, host_budget_of(args.engine), threads));
 
   std::printf("model     %s (%lld layers, %s of weights)\n", file.path().c_str(), static_cast<long long>(config.n_layers),
               format_bytes(plan.weight_bytes()).c_str());
+  if (config.has_experts()) std::printf("experts   %s\n", config.experts_description().c_str());
   std::printf("budget    %s (minimum %s)\n", plan.host_budget ? format_bytes(*plan.host_budget).c_str() : "none",
               format_bytes(plan.minimum_host_bytes).c_str());
   std::printf("\nhost memory:\n");

@@ -19,8 +19,10 @@ struct TensorPlan {
   std::string name;
   TensorType type;
   int64_t cols, rows;
+  int64_t slices;   // experts of a stacked tensor, else 1
   float amplitude;  // weights are uniform in [-amplitude, amplitude] (+ offset for norms)
   float offset;
+  std::vector<float> row_scales;  // per row (the router's skew); empty: 1
 };
 
 uint64_t mix(uint64_t x) {  // splitmix64 finaliser
@@ -114,6 +116,14 @@ ModelShape shaped(ModelShape shape, const char* arch, int64_t head_dim, RopeScal
   return shape;
 }
 
+ModelShape with_experts(ModelShape shape, int64_t experts, int64_t used, int64_t expert_ffn, double skew = 0.0) {
+  shape.n_experts = experts;
+  shape.n_experts_used = used;
+  shape.expert_ffn_dim = expert_ffn;
+  shape.router_skew = skew;
+  return shape;
+}
+
 // Llama 3.1's published RoPE scaling (Llama 3.2 uses a factor of 32).
 RopeScaling llama3_scaling(double factor) { return {RopeScaling::Type::Llama3, factor, 8192, 1, 4}; }
 
@@ -139,6 +149,11 @@ const std::vector<Preset>& presets() {
       {"tiny-qwen2", shaped({256, 4, 8, 2, 512, 4096, 0, 1000000.0, true}, "qwen2", 0,
                             {RopeScaling::Type::Linear, 2.0, 8192, 1, 4})},
       {"tiny-qwen3", shaped({256, 4, 4, 2, 512, 4096, 0, 1000000.0, false}, "qwen3", 128)},
+      // Mixture of experts: Qwen3-30B-A3B (151,936-token vocabulary with --vocab), and the shapes of
+      // the MoE fixtures in ../shared/data.
+      {"qwen3-30b-a3b", with_experts(shaped({2048, 48, 32, 4, 6144, 40960, 0, 1000000.0, false}, "qwen3moe", 128), 128, 8, 768)},
+      {"tiny-qwen3moe", with_experts(shaped({256, 4, 4, 2, 512, 4096, 0, 1000000.0, false}, "qwen3moe", 64), 8, 2, 256, 1.0)},
+      {"tiny-mixtral", with_experts(shaped({256, 2, 8, 4, 512, 4096, 0, 10000.0, false}, "llama", 0), 4, 2, 512, 1.0)},
   };
   return list;
 }
@@ -161,10 +176,12 @@ const std::vector<std::string>& preset_names() {
 }
 
 ModelShape with_architecture(ModelShape shape, const std::string& arch) {
-  if (!find_architecture(arch))
+  if (!find_architecture(arch) && !find_architecture(arch, true))
     fail("make-model: unknown architecture '%s' (supported: %s)", arch.c_str(), architecture_names().c_str());
   shape.arch = arch;
-  if (arch == "qwen3" && shape.head_dim == 0 && shape.n_heads > 0) shape.head_dim = 2 * shape.dim / shape.n_heads;
+  if ((arch == "qwen3" || arch == "qwen3moe") && shape.head_dim == 0 && shape.n_heads > 0)
+    shape.head_dim = 2 * shape.dim / shape.n_heads;
+  if (!find_architecture(arch) && shape.n_experts == 0) shape = with_experts(shape, 8, 2, shape.ffn_dim, shape.router_skew);
   return shape;
 }
 
@@ -187,7 +204,8 @@ const std::vector<std::string>& weight_scheme_names() {
 
 TensorType scheme_tensor_type(WeightScheme scheme, Role role, int64_t layer, const ModelShape& shape) {
   const RoleSpec& spec = role_spec(role);
-  if (!spec.matrix) return TensorType::F32;
+  // llama.cpp never quantizes the router.
+  if (!spec.matrix || role == Role::FfnGateInp) return TensorType::F32;
   const TensorType base = scheme_info(scheme).base;
   if (is_float_type(base)) return base;
   using S = WeightScheme;
@@ -214,6 +232,7 @@ TensorType scheme_tensor_type(WeightScheme scheme, Role role, int64_t layer, con
         type = TensorType::Q5_K;
       break;
     case Role::FfnDown:
+    case Role::FfnDownExps:  // llama.cpp's rules for ffn_down cover the experts' too
       if (scheme == S::Q2_K) type = TensorType::Q3_K;
       else if (scheme == S::Q3_K_M) type = layer < n / 16 ? TensorType::Q5_K : TensorType::Q4_K;
       else if (scheme == S::Q3_K_L) type = TensorType::Q5_K;
@@ -233,6 +252,7 @@ TensorType scheme_tensor_type(WeightScheme scheme, Role role, int64_t layer, con
   config.n_kv_heads = shape.n_kv_heads;
   config.head_dim = shape.head_dim > 0 ? shape.head_dim : shape.dim / shape.n_heads;
   config.ffn_dim = shape.ffn_dim;
+  config.expert_ffn_dim = shape.expert_ffn_dim;
   config.vocab = 1;
   return original ? type : fallback_type(type, static_cast<int64_t>(config.extent(spec.cols)));
 }
@@ -254,12 +274,19 @@ void amplitude_of(const RoleSpec& spec, uint64_t cols, float* amplitude, float* 
 
 uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   const ModelShape& s = options.shape;
-  const Architecture* arch = find_architecture(s.arch);
+  const Architecture* arch = find_architecture(s.arch, s.n_experts > 0);
+  if (!arch && find_architecture(s.arch)) fail("make-model: a %s model has no experts", s.arch.c_str());
   if (!arch) fail("make-model: unknown architecture '%s' (supported: %s)", s.arch.c_str(), architecture_names().c_str());
   if (s.dim <= 0 || s.n_heads <= 0 || s.n_kv_heads <= 0 || s.n_heads % s.n_kv_heads != 0 || s.n_layers <= 0 ||
       s.ffn_dim <= 0 || (s.head_dim == 0 && s.dim % s.n_heads != 0))
     fail("make-model: inconsistent shape (dim %lld, heads %lld, kv heads %lld)", static_cast<long long>(s.dim),
          static_cast<long long>(s.n_heads), static_cast<long long>(s.n_kv_heads));
+  if (s.n_experts < 0 || s.n_experts > kMaxExperts || (s.n_experts > 0 && (s.n_experts_used < 1 || s.n_experts_used > s.n_experts ||
+                                                                             s.expert_ffn_dim <= 0)))
+    fail("make-model: inconsistent experts (%lld, %lld chosen, width %lld)", static_cast<long long>(s.n_experts),
+         static_cast<long long>(s.n_experts_used), static_cast<long long>(s.expert_ffn_dim));
+  if (!(s.router_skew >= 0.0 && s.router_skew <= 16.0))
+    fail("make-model: a router skew of %g is outside 0..16", s.router_skew);
   if (s.biases && arch->presence(Role::AttnQBias) == Presence::Absent)
     fail("make-model: a %s model has no Q/K/V biases", arch->name);
   const int64_t head_dim = s.head_dim > 0 ? s.head_dim : s.dim / s.n_heads;
@@ -275,7 +302,14 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   writer.add_uint32(p + "context_length", static_cast<uint32_t>(s.context));
   writer.add_uint32(p + "embedding_length", static_cast<uint32_t>(s.dim));
   writer.add_uint32(p + "block_count", static_cast<uint32_t>(s.n_layers));
-  writer.add_uint32(p + "feed_forward_length", static_cast<uint32_t>(s.ffn_dim));
+  // Mixtral's feed_forward_length is its experts' width; Qwen3-MoE states the experts' apart.
+  const bool ffn_is_experts = arch->has_experts() && std::string(arch->expert_ffn_key) == "feed_forward_length";
+  writer.add_uint32(p + "feed_forward_length", static_cast<uint32_t>(ffn_is_experts ? s.expert_ffn_dim : s.ffn_dim));
+  if (arch->has_experts()) {
+    writer.add_uint32(p + "expert_count", static_cast<uint32_t>(s.n_experts));
+    writer.add_uint32(p + "expert_used_count", static_cast<uint32_t>(s.n_experts_used));
+    if (!ffn_is_experts) writer.add_uint32(p + arch->expert_ffn_key, static_cast<uint32_t>(s.expert_ffn_dim));
+  }
   writer.add_uint32(p + "rope.dimension_count", static_cast<uint32_t>(s.rope_dim > 0 ? s.rope_dim : head_dim));
   writer.add_uint32(p + "attention.head_count", static_cast<uint32_t>(s.n_heads));
   writer.add_uint32(p + "attention.head_count_kv", static_cast<uint32_t>(s.n_kv_heads));
@@ -310,6 +344,9 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   config.n_kv_heads = s.n_kv_heads;
   config.head_dim = head_dim;
   config.ffn_dim = s.ffn_dim;
+  config.n_experts = s.n_experts;
+  config.n_experts_used = s.n_experts_used;
+  config.expert_ffn_dim = s.expert_ffn_dim;
   config.vocab = vocab;
   config.rope_dim = s.rope_dim > 0 ? s.rope_dim : head_dim;
   config.rope_base = s.rope_base;
@@ -329,11 +366,18 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   auto add = [&](Role role, int64_t layer) {
     if (!wanted(role)) return;
     const RoleSpec& spec = role_spec(role);
-    const uint64_t cols = config.extent(spec.cols), rows = config.extent(spec.rows);
+    const uint64_t cols = config.extent(spec.cols), rows = config.extent(spec.rows), slices = config.extent(spec.slices);
     const TensorType type = scheme_tensor_type(options.scheme, role, layer, s);
     float amplitude = 0, offset = 0;
     amplitude_of(spec, cols, &amplitude, &offset);
-    plan.push_back({tensor_name(role, layer), type, static_cast<int64_t>(cols), static_cast<int64_t>(rows), amplitude, offset});
+    std::vector<float> row_scales;
+    if (role == Role::FfnGateInp && s.router_skew > 0.0)
+      for (uint64_t expert = 0; expert < rows; ++expert) {
+        const float unit = static_cast<float>(mix(options.seed ^ mix(expert)) >> 40) * (1.0f / 16777216.0f);
+        row_scales.push_back(std::exp(static_cast<float>(s.router_skew) * unit));
+      }
+    plan.push_back({tensor_name(role, layer), type, static_cast<int64_t>(cols), static_cast<int64_t>(rows),
+                    static_cast<int64_t>(slices), amplitude, offset, std::move(row_scales)});
   };
   // llama.cpp's writers' order: the embedding, the layers, the head.
   add(Role::TokenEmbedding, -1);
@@ -348,28 +392,32 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
     if (t.cols % type_traits(t.type).block_elements != 0)
       fail("make-model: %s rows of %lld elements do not fit %s blocks of %u", t.name.c_str(),
            static_cast<long long>(t.cols), type_name(t.type), type_traits(t.type).block_elements);
-    if (t.rows == 1) writer.add_tensor(t.name, t.type, {static_cast<uint64_t>(t.cols)});
-    else writer.add_tensor(t.name, t.type, {static_cast<uint64_t>(t.cols), static_cast<uint64_t>(t.rows)});
+    const auto cols = static_cast<uint64_t>(t.cols), rows = static_cast<uint64_t>(t.rows);
+    if (t.slices > 1) writer.add_tensor(t.name, t.type, {cols, rows, static_cast<uint64_t>(t.slices)});
+    else if (t.rows == 1) writer.add_tensor(t.name, t.type, {cols});
+    else writer.add_tensor(t.name, t.type, {cols, rows});
   }
   writer.begin_data();
 
   for (size_t index = 0; index < plan.size(); ++index) {
     const TensorPlan& t = plan[index];
     const uint64_t bytes_per_row = row_bytes(t.type, static_cast<uint64_t>(t.cols));
+    const int64_t rows = t.rows * t.slices;  // a stacked tensor is written as one matrix, expert after expert
     const int64_t rows_per_chunk = std::max<int64_t>(1, (8 << 20) / (t.cols * 4));
-    std::vector<uint8_t> chunk(static_cast<size_t>(bytes_per_row * std::min(rows_per_chunk, t.rows)));
+    std::vector<uint8_t> chunk(static_cast<size_t>(bytes_per_row * std::min(rows_per_chunk, rows)));
     const uint64_t tensor_seed = mix(options.seed * 0x100000001B3ull + index);
     if (t.name == tensor_name(Role::RopeFrequencies)) {
       const std::vector<float> factors = llama3_frequency_factors(config.rope_dim, s.rope_base, s.rope_scaling);
       writer.write_data(factors.data(), factors.size() * sizeof(float));
       continue;
     }
-    for (int64_t first = 0; first < t.rows; first += rows_per_chunk) {
-      const int64_t count = std::min(rows_per_chunk, t.rows - first);
+    for (int64_t first = 0; first < rows; first += rows_per_chunk) {
+      const int64_t count = std::min(rows_per_chunk, rows - first);
       pool.parallel_for(count, 4, [&](int64_t begin, int64_t end) {
         std::vector<float> values(static_cast<size_t>(t.cols));
         for (int64_t r = begin; r < end; ++r) {
-          fill_row(tensor_seed ^ mix(static_cast<uint64_t>(first + r)), t.amplitude, t.offset, values.data(), t.cols);
+          const float scale = t.row_scales.empty() ? 1.0f : t.row_scales[static_cast<size_t>(first + r)];
+          fill_row(tensor_seed ^ mix(static_cast<uint64_t>(first + r)), t.amplitude * scale, t.offset, values.data(), t.cols);
           quantize_row(t.type, values.data(), chunk.data() + static_cast<uint64_t>(r) * bytes_per_row, t.cols);
         }
       });

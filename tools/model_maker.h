@@ -28,16 +28,25 @@ struct ModelShape {
   // rope_freqs tensor, as Llama 3.1 files carry it.
   RopeScaling rope_scaling;
   bool biases = false;  // a llama model's optional Q/K/V biases (qwen2 always has them)
+  // Mixture of experts (0: dense): experts per layer, chosen per token, an expert's FFN width.
+  int64_t n_experts = 0;
+  int64_t n_experts_used = 0;
+  int64_t expert_ffn_dim = 0;
+  // How unevenly the router favours experts: 0 uniform; larger scales some experts' router rows
+  // up (exp(skew * u), u uniform in [0, 1) per expert), so they win more often, as in trained models.
+  double router_skew = 0.0;
 };
 
 // micro (a few KiB, for fuzzing seeds), tiny, 1b (Llama-3.2-1B-like, tied), 7b, 13b, 70b (llama 2
 // shapes), and real shapes of the newer families: llama3.2-1b, llama3.1-8b, mistral-nemo-12b,
 // qwen2.5-1.5b, qwen2.5-7b, qwen3-1.7b, qwen3-8b, and small ones of each family's features for
-// tests (tiny-llama3, tiny-qwen2, tiny-qwen3); nullopt for other names.
+// tests (tiny-llama3, tiny-qwen2, tiny-qwen3); mixture-of-experts shapes qwen3-30b-a3b, tiny-qwen3moe
+// and tiny-mixtral (the shapes of ../shared/data's MoE fixtures); nullopt for other names.
 std::optional<ModelShape> find_preset(const std::string& name);
 const std::vector<std::string>& preset_names();
 // The shape as architecture `arch` (throws for an unknown one): qwen3 gets a head dimension of
-// twice dim / heads unless one is set (Qwen3's small models have head_dim 128 > dim / heads).
+// twice dim / heads unless one is set (Qwen3's small models have head_dim 128 > dim / heads); an
+// architecture of experts only (qwen3moe) gets 8 experts, 2 chosen, unless the shape has some.
 ModelShape with_architecture(ModelShape shape, const std::string& arch);
 
 // What --type writes: one type for every matrix (f32 ... q6_k, iq4_nl, iq4_xs; the quantized ones

@@ -5,6 +5,7 @@
 
 #include "host/kernels/fp16.h"
 #include "host/kernels/quant.h"
+#include "host/kernels/routing.h"
 #include "io/error.h"
 
 namespace fi {
@@ -21,8 +22,20 @@ void rms_norm_row(const float* x, const float* weight, float* out, int64_t n, do
 // Bytes of quantized activation rows for a batch (the largest format is under 1.2 bytes per
 // element), of the widest input a product takes.
 uint64_t quantized_bytes(const ModelConfig& c, int64_t max_batch) {
-  const int64_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim});
+  const int64_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim, c.expert_ffn_dim});
   return static_cast<uint64_t>(max_batch) * (static_cast<uint64_t>(widest) * 5 / 4 + 64);
+}
+
+// An expert's input and output rows, and every choice's weighted output (none when dense).
+uint64_t expert_floats_per_token(const ModelConfig& c) {
+  if (!c.has_experts()) return 0;
+  return 2 * static_cast<uint64_t>(std::max(c.dim, c.expert_ffn_dim)) + static_cast<uint64_t>(c.n_experts_used * c.dim);
+}
+
+// The routing's bookkeeping per token: expert and weight of each choice, the choices by expert.
+uint64_t routing_bytes(const ModelConfig& c, int64_t max_batch) {
+  return static_cast<uint64_t>(max_batch * c.n_experts_used) * (2 * sizeof(int32_t) + sizeof(float)) +
+         static_cast<uint64_t>(c.n_experts + 1) * sizeof(int64_t);
 }
 
 // Floats of run state per token: every activation, the product before the residual add, RoPE's
@@ -30,10 +43,10 @@ uint64_t quantized_bytes(const ModelConfig& c, int64_t max_batch) {
 uint64_t floats_per_token(const ModelConfig& c) {
   uint64_t floats = static_cast<uint64_t>(c.dim + c.rope_dim);
   for (size_t a = 0; a < kActivationCount; ++a) floats += static_cast<uint64_t>(activation_width(static_cast<Activation>(a), c));
-  return floats;
+  return floats + expert_floats_per_token(c);
 }
 
-constexpr uint64_t kScratchArrays = kActivationCount + 3;  // each 64-byte aligned
+constexpr uint64_t kScratchArrays = kActivationCount + 6;  // each 64-byte aligned
 
 }  // namespace
 
@@ -42,7 +55,7 @@ uint64_t CpuBackend::scratch_bytes(const ModelConfig& config, int64_t context, i
       static_cast<uint64_t>(max_batch) * floats_per_token(config) * sizeof(float) + kScratchArrays * 64;
   // One attention score row per thread.
   const uint64_t scores = static_cast<uint64_t>(threads) * static_cast<uint64_t>(context) * sizeof(float);
-  return activations + quantized_bytes(config, max_batch) + scores;
+  return activations + quantized_bytes(config, max_batch) + scores + routing_bytes(config, max_batch);
 }
 
 CpuBackend::CpuBackend(const Model& model, HostWeights& weights, ThreadPool& pool, HostKvCache kv, HostArena& scratch)
@@ -56,6 +69,17 @@ CpuBackend::CpuBackend(const Model& model, HostWeights& weights, ThreadPool& poo
   projected_ = floats(config_.dim);
   rope_cos_ = floats(config_.rope_dim / 2);
   rope_sin_ = floats(config_.rope_dim / 2);
+  if (config_.has_experts()) {
+    const int64_t widest = std::max(config_.dim, config_.expert_ffn_dim);
+    expert_input_ = floats(widest);
+    expert_output_ = floats(widest);
+    weighted_ = floats(config_.n_experts_used * config_.dim);
+    const auto choices = batch * static_cast<uint64_t>(config_.n_experts_used);
+    routed_expert_.reserve(choices);
+    routed_weight_.reserve(choices);
+    choices_by_expert_.reserve(choices);
+    choices_begin_.reserve(static_cast<size_t>(config_.n_experts + 1));
+  }
   quantized_.bytes.reserve(quantized_bytes(config_, model.max_batch()));
   positions_.reserve(batch);
   cache_begins_.reserve(batch);
@@ -237,6 +261,79 @@ void CpuBackend::swiglu(Activation gate, Activation up) {
     const float value = g[i];
     g[i] = value / (1.0f + std::exp(-value)) * u[i];
   }
+}
+
+void CpuBackend::route(Activation logits) {
+  const int64_t experts = config_.n_experts, k = config_.n_experts_used;
+  const float* x = buffer(logits);
+  routed_expert_.resize(static_cast<size_t>(tokens_ * k));
+  routed_weight_.resize(static_cast<size_t>(tokens_ * k));
+  for (int64_t t = 0; t < tokens_; ++t) route_top_k(&x[t * experts], experts, k, &routed_expert_[t * k], &routed_weight_[t * k]);
+  // The choices grouped by expert, in token order within each (experts x choices comparisons, little
+  // beside the products).
+  choices_by_expert_.clear();
+  choices_begin_.clear();
+  for (int32_t e = 0; e < experts; ++e) {
+    choices_begin_.push_back(static_cast<int64_t>(choices_by_expert_.size()));
+    for (size_t choice = 0; choice < routed_expert_.size(); ++choice)
+      if (routed_expert_[choice] == e) choices_by_expert_.push_back(static_cast<int32_t>(choice));
+  }
+  choices_begin_.push_back(static_cast<int64_t>(choices_by_expert_.size()));
+}
+
+void CpuBackend::multiply_experts(Activation in, std::initializer_list<Product> products) {
+  const ModelConfig& c = config_;
+  const int64_t k = c.n_experts_used;
+  // Gate and Up hold a row per choice; other inputs a row per token.
+  const bool row_per_choice = in == Activation::Gate || in == Activation::Up;
+  const int64_t in_width = activation_width(in, c);
+  const float* x = buffer(in);
+  const bool weighted_sum = products.size() == 1 && products.begin()->accumulate;
+  for (const Product& p : products)
+    if (p.accumulate && (!weighted_sum || p.out != Activation::Residual))
+      fail("internal: expert products accumulate into the residual stream only, one at a time");
+  for (int64_t e = 0; e < c.n_experts; ++e) {
+    const int64_t first = choices_begin_[static_cast<size_t>(e)];
+    const int64_t count = choices_begin_[static_cast<size_t>(e) + 1] - first;
+    if (count == 0) continue;
+    const int32_t* choices = &choices_by_expert_[static_cast<size_t>(first)];
+    bool fresh = true;  // the expert's rows are gathered and quantized once for its products
+    for (const Product& p : products) {
+      const WeightMatrix& stacked = weight(p.weight);
+      const int64_t slice_rows = stacked.rows / c.n_experts;
+      const WeightMatrix w = row_slice(stacked, e * slice_rows, slice_rows);
+      if (fresh) {
+        for (int64_t i = 0; i < count; ++i) {
+          const int64_t choice = choices[i];
+          const float* row = row_per_choice ? &x[choice * w.cols] : &x[choice / k * in_width];
+          std::copy(row, row + w.cols, &expert_input_[i * w.cols]);
+        }
+      }
+      if (fresh || !quantized_.matches(w, count)) quantize_batch(pool_, w.type, expert_input_, w.cols, count, quantized_);
+      fresh = false;
+      matmul(pool_, w, quantized_, expert_output_);
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t choice = choices[i];
+        const float* product = &expert_output_[i * slice_rows];
+        if (weighted_sum) {
+          const float scale = routed_weight_[static_cast<size_t>(choice)];
+          float* out = &weighted_[choice * slice_rows];
+          for (int64_t r = 0; r < slice_rows; ++r) out[r] = product[r] * scale;
+        } else {
+          std::copy(product, product + slice_rows, &buffer(p.out)[choice * slice_rows]);
+        }
+      }
+    }
+  }
+  if (!weighted_sum) return;
+  // As llama.cpp sums: the choices in order, then the sum onto the residual stream.
+  float* residual = buffer(Activation::Residual);
+  for (int64_t t = 0; t < tokens_; ++t)
+    for (int64_t i = 0; i < c.dim; ++i) {
+      float sum = weighted_[(t * k) * c.dim + i];
+      for (int64_t j = 1; j < k; ++j) sum += weighted_[(t * k + j) * c.dim + i];
+      residual[t * c.dim + i] += sum;
+    }
 }
 
 void CpuBackend::keep_rows(std::span<const int64_t> rows) {

@@ -44,6 +44,8 @@ class CpuBackend final : public Backend {
   void rope_and_store_kv(int64_t layer) override;
   void attention(int64_t layer) override;
   void swiglu(Activation gate, Activation up) override;
+  void route(Activation logits) override;
+  void multiply_experts(Activation in, std::initializer_list<Product> products) override;
   void keep_rows(std::span<const int64_t> rows) override;
   void output_logits(Activation in, float* logits) override;
   void set_trace(Trace* trace) override;
@@ -74,6 +76,16 @@ class CpuBackend final : public Backend {
   float* projected_ = nullptr;  // a product before it is added to the residual stream
   float *rope_cos_, *rope_sin_;  // [token][pair] for the current batch
   QuantizedBatch quantized_;
+
+  // The batch's routing: per token and choice, the expert and its weight; the choices grouped by
+  // expert (choice indices token * n_experts_used + j, expert e's from choices_begin_[e] on).
+  std::vector<int32_t> routed_expert_;
+  std::vector<float> routed_weight_;
+  std::vector<int32_t> choices_by_expert_;
+  std::vector<int64_t> choices_begin_;
+  float* expert_input_ = nullptr;   // the rows of the tokens that chose one expert
+  float* expert_output_ = nullptr;  // their product with its slice
+  float* weighted_ = nullptr;       // [token][choice][dim]: weighted expert outputs before their sum
 };
 
 }  // namespace fi

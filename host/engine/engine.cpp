@@ -67,7 +67,8 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
     fail("%s: the tokenizer has %d tokens but the model's vocabulary is %lld", options.model_path.c_str(),
          tokenizer_->size(), static_cast<long long>(opened->config().vocab));
 
-  if (!options_.gpu_budget && options.auto_gpu_budget) {
+  // Mixture-of-experts models have no GPU kernels yet: an automatic choice stays on the CPU.
+  if (!options_.gpu_budget && options.auto_gpu_budget && !opened->config().has_experts()) {
     std::string why;
     const std::vector<cuda::DeviceInfo> devices = cuda::list_devices(&why);
     if (!devices.empty() && options.gpu_device >= 0 && options.gpu_device < static_cast<int>(devices.size())) {
@@ -128,6 +129,7 @@ void Engine::open_on_cpu(std::unique_ptr<Model> model) {
 }
 
 void Engine::open_on_gpu(std::unique_ptr<Model> model) {
+  if (model->config().has_experts()) fail("%s", kExpertsNeedTheCpu);
   const Model& opened = *model;
   model_ = std::move(model);
   const uint64_t gpu_budget = *options_.gpu_budget;

@@ -28,6 +28,9 @@ constexpr uint64_t kGpuLoadBufferBytes = 32ull << 20;
 // Device bytes per batch token saying where it goes (cuda::TokenPlace).
 constexpr uint64_t kGpuTokenPlaceBytes = 8;
 
+// The GPU side has no expert kernels yet: a mixture-of-experts model is refused in these words.
+inline constexpr const char* kExpertsNeedTheCpu = "mixture-of-experts models run on the CPU for now; use --gpu-mem none";
+
 // What the GPU side needs on the device for a model, by kind. Computed without a device, by the
 // same definitions the backend allocates with.
 struct GpuMemoryPlan {

@@ -4,6 +4,7 @@
 
 #include "host/kernels/quant.h"
 #include "host/kernels/repack.h"
+#include "io/error.h"
 
 namespace fi {
 
@@ -73,6 +74,31 @@ void matmul_rows(ThreadPool& pool, const WeightMatrix& w, RowRange part, const Q
 }
 
 }  // namespace
+
+WeightMatrix row_slice(const WeightMatrix& w, int64_t first, int64_t count) {
+  if (first < 0 || count < 0 || first + count > w.rows)
+    fail("internal: rows %lld..%lld of a matrix of %lld", static_cast<long long>(first),
+         static_cast<long long>(first + count), static_cast<long long>(w.rows));
+  if (w.interleaved && (first % kInterleavedRows != 0 || count % kInterleavedRows != 0))
+    fail("internal: an interleaved matrix sliced at row %lld", static_cast<long long>(first));
+  WeightMatrix slice = w;
+  slice.rows = count;
+  const int64_t head_rows = w.tail ? w.split_row : w.rows;
+  if (first >= head_rows) {  // wholly in the streamed part
+    slice.data = w.tail + static_cast<uint64_t>(first - head_rows) * w.row_bytes;
+    slice.tail = nullptr;
+    slice.split_row = 0;
+    return slice;
+  }
+  slice.data = w.data + static_cast<uint64_t>(first) * w.row_bytes;
+  if (w.tail && first + count > head_rows) {
+    slice.split_row = head_rows - first;
+  } else {
+    slice.tail = nullptr;
+    slice.split_row = 0;
+  }
+  return slice;
+}
 
 void matmul(ThreadPool& pool, const WeightMatrix& w, const QuantizedBatch& x, float* y) {
   // Every row is computed the same way whichever part holds it, so splitting never changes a result.

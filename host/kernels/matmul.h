@@ -27,6 +27,11 @@ struct QuantizedBatch {
 void quantize_batch(ThreadPool& pool, TensorType weight_type, const float* x, int64_t cols, int64_t tokens,
                     QuantizedBatch& out);
 
+// Rows [first, first + count) of `w` as a matrix of their own (one expert's slice of a stacked
+// tensor), on either side of a resident/streamed split or across it. Interleaved matrices are
+// sliced at whole 8-row groups only.
+WeightMatrix row_slice(const WeightMatrix& w, int64_t first, int64_t count);
+
 // y[t * w.rows + r] = dot(w.row(r), x_t) for t < tokens.
 void matmul(ThreadPool& pool, const WeightMatrix& w, const QuantizedBatch& x, float* y);
 

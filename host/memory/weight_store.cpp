@@ -34,9 +34,10 @@ WeightStore::WeightStore(const GgufFile& file, const ModelTensors& tensors, cons
       const NamedRole named = tensors.locate(pm.tensor);
       WeightMatrix* matrix = output_unit ? &weights_.globals[Role::Output] : &weights_.at(named.role, named.layer);
       *matrix = matrix_shape(*pm.tensor);
-      // The embedding (a tied output) is also read by row in the file's layout.
-      const bool interleave =
-          interleaves(pm.tensor->type) && matrix->rows % kInterleavedRows == 0 && pm.tensor != embedding_info_;
+      // The embedding (a tied output) is also read by row in the file's layout. A stacked tensor's
+      // experts are sliced at whole groups: each slice's rows (shape[1]) must fill them.
+      const bool interleave = interleaves(pm.tensor->type) && pm.tensor->shape[1] % kInterleavedRows == 0 &&
+                              pm.tensor != embedding_info_;
       targets_[u].push_back({matrix, &pm, interleave});
     }
   }

@@ -13,9 +13,10 @@ namespace fi {
 
 class Trace;
 
-// The run state of a batch: row-major [token][width] floats.
-enum class Activation : uint8_t { Residual, Normed, Query, Key, Value, Attended, Gate, Up };
-constexpr size_t kActivationCount = static_cast<size_t>(Activation::Up) + 1;
+// The run state of a batch: row-major [token][width] floats. In a mixture-of-experts layer Gate
+// and Up hold one row of expert_ffn_dim per chosen expert: [token][choice][expert_ffn_dim].
+enum class Activation : uint8_t { Residual, Normed, Query, Key, Value, Attended, Gate, Up, RouterLogits };
+constexpr size_t kActivationCount = static_cast<size_t>(Activation::RouterLogits) + 1;
 // Floats per token of each buffer: the one definition every device allocates by.
 int64_t activation_width(Activation activation, const ModelConfig& config);
 
@@ -66,6 +67,16 @@ class Backend {
   virtual void attention(int64_t layer) = 0;
   // gate = silu(gate) * up
   virtual void swiglu(Activation gate, Activation up) = 0;
+  // Mixture of experts, as llama.cpp routes: softmax over each token's router logits, its
+  // n_experts_used most probable experts (ties: the lower index), their probabilities renormalised
+  // to sum to one. The batch's routing until the next call.
+  virtual void route(Activation logits) = 0;
+  // Products with the experts the routing chose, each expert's slice of the stacked `weight` read
+  // once for all the batch's tokens that chose it: out[token][choice] = slice · in[token] when `in`
+  // is one row per token (Normed), · in[token][choice] when it is one row per choice (Gate). With
+  // accumulate, the residual stream gets the sum over the token's choices of routing weight ·
+  // product instead.
+  virtual void multiply_experts(Activation in, std::initializer_list<Product> products) = 0;
   // From here on the batch is these tokens (ascending batch rows: the ones whose logits are wanted).
   virtual void keep_rows(std::span<const int64_t> rows) = 0;
   // logits (host memory, rows x vocab floats) = Output · in.

@@ -16,7 +16,8 @@ int64_t activation_width(Activation activation, const ModelConfig& c) {
     case Activation::Key:
     case Activation::Value: return c.kv_dim();
     case Activation::Gate:
-    case Activation::Up: return c.ffn_dim;
+    case Activation::Up: return c.has_experts() ? c.n_experts_used * c.expert_ffn_dim : c.ffn_dim;
+    case Activation::RouterLogits: return c.n_experts;
   }
   return 0;
 }
@@ -161,12 +162,21 @@ void Forward::layer(Backend& b, int64_t l) {
   bias(Residual, Role::AttnOutputBias);
 
   b.rms_norm(Residual, Role::FfnNorm, Normed);
-  b.multiply(Normed, {{Role::FfnGate, Gate}, {Role::FfnUp, Up}});
-  bias(Gate, Role::FfnGateBias);
-  bias(Up, Role::FfnUpBias);
-  b.swiglu(Gate, Up);
-  b.multiply(Gate, {{Role::FfnDown, Residual, true}});
-  bias(Residual, Role::FfnDownBias);
+  if (has(Role::FfnGateInp)) {
+    // Mixture of experts: the router chooses, only the chosen experts compute.
+    b.multiply(Normed, {{Role::FfnGateInp, RouterLogits}});
+    b.route(RouterLogits);
+    b.multiply_experts(Normed, {{Role::FfnGateExps, Gate}, {Role::FfnUpExps, Up}});
+    b.swiglu(Gate, Up);
+    b.multiply_experts(Gate, {{Role::FfnDownExps, Residual, true}});
+  } else {
+    b.multiply(Normed, {{Role::FfnGate, Gate}, {Role::FfnUp, Up}});
+    bias(Gate, Role::FfnGateBias);
+    bias(Up, Role::FfnUpBias);
+    b.swiglu(Gate, Up);
+    b.multiply(Gate, {{Role::FfnDown, Residual, true}});
+    bias(Residual, Role::FfnDownBias);
+  }
   b.end_unit(l);
 }
 
