@@ -11,6 +11,7 @@
 #include <csignal>
 #include <regex>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -56,9 +57,10 @@ class Terminal {
     std::swap(seen, pending_);
     return seen;
   }
-  int wait_exit() {
+  // The exit status, or -1 if the program is still running after `seconds`.
+  int wait_exit(int seconds = 30) {
     int status = 0;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
     while (::waitpid(pid_, &status, WNOHANG) == 0) {
       if (std::chrono::steady_clock::now() > deadline) return -1;
       read_until(std::regex("$^"));  // keep the terminal drained
@@ -89,6 +91,7 @@ TurnCounts counts_in(const std::string& text) {
 }
 
 const std::regex kTurnEnd(R"(\[prompt \d+ tokens:[^\]]*\])");
+const std::regex kTurnEndThenPrompt(R"(\[prompt \d+ tokens:[^\]]*\][^]*> )");
 
 // tiny-qwen3 with Qwen3's own vocabulary and chat template, so the reply is text a template can
 // carry over into the next turn.
@@ -122,8 +125,11 @@ TEST(Chat, TwoTurnsThroughATerminalTheSecondEvaluatesOnlyTheNewTokens) {
   chat.type("/reset\r");
   chat.read_until(std::regex(R"(\[conversation reset\])"));
   chat.type("Hi\r");
-  EXPECT_EQ(counts_in(chat.read_until(kTurnEnd)).reused, 0) << "a reset conversation starts from scratch";
-  chat.type("\x04");  // Ctrl-D
+  EXPECT_EQ(counts_in(chat.read_until(kTurnEndThenPrompt)).reused, 0) << "a reset conversation starts from scratch";
+  // Ctrl-D once line editing has settled at the prompt: one that comes while it is still setting
+  // the terminal up can be taken as a literal character.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  chat.type("\x04");
   EXPECT_EQ(chat.wait_exit(), 0);
 }
 
