@@ -575,8 +575,11 @@ TEST(Server, LoadOfAThousandMixedRequestsKeepsMemoryFlat) {
   for (const std::string& m : mistakes) ADD_FAILURE() << m;
   EXPECT_EQ(answered.load() + refused.load(), static_cast<int>(kRequests));
   EXPECT_GT(refused.load(), 300);
-  // Flat: what 800 more requests added is noise, not a leak (a few MiB of allocator slack).
+  // Flat: what 800 more requests added is noise, not a leak (a few MiB of allocator slack). Under
+  // AddressSanitizer freed memory waits in its quarantine, and LeakSanitizer checks leaks instead.
+#ifndef FLEXINFER_SANITIZED
   EXPECT_LT(resident_late, resident_early + (16ull << 20)) << "resident " << resident_early << " -> " << resident_late;
+#endif
   std::printf("[ load ] %zu requests (%d answered, %d refused with a 4xx) from %zu threads; server resident %.1f MiB after "
               "200, %.1f MiB after all\n",
               kRequests, answered.load(), refused.load(), kThreads, static_cast<double>(resident_early) / (1 << 20),

@@ -89,9 +89,16 @@ void pack_nibbles(const int* codes, uint8_t* qs) {  // element j low, j + 16 hig
 
 template <TensorType T>
 float float_element(const void* row, int64_t i) {
-  if constexpr (T == TensorType::F32) return static_cast<const float*>(row)[i];
-  else if constexpr (T == TensorType::F16) return fp16_to_fp32(static_cast<const uint16_t*>(row)[i]);
-  else return bf16_to_fp32(static_cast<const uint16_t*>(row)[i]);
+  const auto* bytes = static_cast<const uint8_t*>(row);
+  if constexpr (T == TensorType::F32) {
+    float value;
+    std::memcpy(&value, bytes + i * 4, 4);
+    return value;
+  } else {
+    uint16_t half;
+    std::memcpy(&half, bytes + i * 2, 2);
+    return T == TensorType::F16 ? fp16_to_fp32(half) : bf16_to_fp32(half);
+  }
 }
 
 template <TensorType T>
@@ -101,9 +108,13 @@ struct FloatFormat {
   }
   static void quantize(const float* x, void* destination, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
-      if constexpr (T == TensorType::F32) static_cast<float*>(destination)[i] = x[i];
-      else if constexpr (T == TensorType::F16) static_cast<uint16_t*>(destination)[i] = fp32_to_fp16(x[i]);
-      else static_cast<uint16_t*>(destination)[i] = fp32_to_bf16(x[i]);
+      // Byte copies: a destination inside a packed row need not be aligned for its element type.
+      auto* element = static_cast<uint8_t*>(destination) + i * static_cast<int64_t>(T == TensorType::F32 ? 4 : 2);
+      if constexpr (T == TensorType::F32) std::memcpy(element, &x[i], 4);
+      else {
+        const uint16_t half = T == TensorType::F16 ? fp32_to_fp16(x[i]) : fp32_to_bf16(x[i]);
+        std::memcpy(element, &half, 2);
+      }
     }
   }
   static float dot(int64_t n, const void* w, const void* activations) {
