@@ -179,13 +179,16 @@ void Batcher::admit() {
 }
 
 void Batcher::release(Slot& slot, FinishReason reason, const std::string& failure) {
+  // The count drops before the stream ends: whoever sees the end sees the slot free.
+  {
+    std::lock_guard lock(mutex_);
+    --active_;
+  }
   slot.stream->finish(reason, failure);
   slot.stream.reset();
   slot.sampler.reset();
   slot.history.clear();
   slot.next = -1;
-  std::lock_guard lock(mutex_);
-  --active_;
 }
 
 void Batcher::step() {
