@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -37,6 +38,12 @@ std::string scratch_dir() {
   static const std::string dir = [] {
     std::string pattern = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") + "/flexinfer-test-XXXXXX";
     if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    // Removed when the test process ends (not when a forked child does): runs would fill /tmp.
+    static const pid_t owner = ::getpid();
+    static const std::string made = pattern;
+    std::atexit([] {
+      if (::getpid() == owner) std::filesystem::remove_all(made);
+    });
     return pattern;
   }();
   return dir;
