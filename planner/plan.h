@@ -64,6 +64,21 @@ struct PlanUnit {
   uint64_t read_bytes() const;  // streamed bytes plus the alignment around them
 };
 
+// Mixture of experts: the stacked expert tensors of each layer (gate, up, down; none in a dense
+// layer), each (layer, expert) slice of them a unit of its own.
+struct PlanExperts {
+  int64_t count = 0;  // experts per layer
+  int64_t used = 0;   // chosen per token
+  std::vector<std::vector<const TensorInfo*>> layers;
+
+  bool empty() const { return count == 0; }
+  // The file ranges of one expert's slices, in the layer's tensor order.
+  std::vector<FileRange> ranges(int64_t layer, int64_t expert) const;
+  // Slot memory that holds any one expert with the alignment direct reads need.
+  uint64_t slot_bytes() const;
+  uint64_t total_bytes() const;  // every expert of every layer
+};
+
 struct PlanInput {
   struct Unit {
     std::string name;
@@ -79,7 +94,28 @@ struct PlanInput {
   std::string minimum_hint;                      // appended to the below-minimum error
   int max_depth = 3;                             // staging slots when streaming
   uint64_t row_group = 8;                        // split points are multiples of this many rows
+  // When set and the whole model does not fit, the units' matrices leave out the expert tensors
+  // and the experts are cached instead (dense parts placed first, experts fill what remains).
+  PlanExperts experts;
 };
+
+// Experts read on demand into a cache of `slots` slots of `slot_bytes`, kept by what the router
+// chooses; none when every expert is resident in its layer's unit.
+struct ExpertCachePlan {
+  PlanExperts experts;
+  int64_t slots = 0;
+  uint64_t slot_bytes = 0;
+  uint64_t bytes() const { return static_cast<uint64_t>(slots) * slot_bytes; }
+  // Expert bytes a token multiplies (its chosen experts in every layer).
+  uint64_t used_bytes_per_token() const;
+  // Expert bytes a token reads from disk when every expert is equally likely (a skewed router
+  // reads less): the chosen experts times the fraction the cache cannot hold.
+  uint64_t uniform_read_bytes_per_token() const;
+};
+
+// The fewest expert slots a cache may have: a token's chosen experts twice over, so reads of the
+// next ones proceed while some compute.
+inline int64_t minimum_expert_slots(const PlanExperts& experts) { return 2 * experts.used; }
 
 struct Plan {
   std::optional<uint64_t> host_budget;
@@ -89,6 +125,9 @@ struct Plan {
   int depth = 0;                // staging slots; 0 when nothing streams
   uint64_t slot_bytes = 0;
   uint64_t minimum_host_bytes = 0;  // the smallest budget that runs this model with these fixed costs
+  ExpertCachePlan expert_cache;
+
+  bool caches_experts() const { return expert_cache.slots > 0; }
 
   bool streams() const { return depth > 0; }
   uint64_t fixed_bytes() const;
@@ -98,7 +137,7 @@ struct Plan {
   uint64_t staging_bytes() const { return static_cast<uint64_t>(depth) * slot_bytes; }
   uint64_t streamed_bytes_per_token() const;
   uint64_t read_bytes_per_token() const;
-  uint64_t host_bytes() const { return fixed_bytes() + resident_span_bytes() + staging_bytes(); }
+  uint64_t host_bytes() const { return fixed_bytes() + resident_span_bytes() + staging_bytes() + expert_cache.bytes(); }
 };
 
 // Throws Error when the budget is below the minimum working set, stating the minimum.

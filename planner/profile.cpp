@@ -123,7 +123,8 @@ std::optional<Profile> cached_profile() {
 Prediction predict_decode(const Plan& plan, const Profile& profile, uint64_t compute_bytes) {
   Prediction prediction;
   if (profile.disk_read_GBps > 0)
-    prediction.disk_seconds = static_cast<double>(plan.read_bytes_per_token()) / (profile.disk_read_GBps * 1e9);
+    prediction.disk_seconds = static_cast<double>(plan.read_bytes_per_token() + plan.expert_cache.uniform_read_bytes_per_token()) /
+                              (profile.disk_read_GBps * 1e9);
   const double compute_GBps = profile.cpu_matvec_GBps > 0 ? profile.cpu_matvec_GBps : profile.host_read_GBps;
   if (compute_GBps > 0) prediction.compute_seconds = static_cast<double>(compute_bytes) / (compute_GBps * 1e9);
   const double seconds = std::max(prediction.disk_seconds, prediction.compute_seconds);

@@ -154,6 +154,104 @@ TEST(Plan, SevenBillionAtTwoGigabytesStreamsAboutHalf) {
   EXPECT_LT(plan.read_bytes_per_token(), plan.weight_bytes() * 6 / 10);
 }
 
+// Qwen3-30B-A3B in Q4_K (48 layers of 128 experts, 8 chosen): stacked experts [2048, 768, 128].
+Model moe_model() {
+  std::vector<TensorInfo> tensors;
+  uint64_t offset = 4096 + 704;
+  auto add = [&](const std::string& name, TensorType type, std::vector<uint64_t> shape) {
+    TensorInfo t;
+    t.name = name;
+    t.type = type;
+    t.n_dims = static_cast<uint32_t>(shape.size());
+    uint64_t elements = 1;
+    for (size_t i = 0; i < shape.size(); ++i) {
+      t.shape[i] = shape[i];
+      elements *= shape[i];
+    }
+    for (size_t i = shape.size(); i < 4; ++i) t.shape[i] = 1;
+    t.file_offset = offset;
+    t.bytes = row_bytes(type, elements);
+    offset = align_up(offset + t.bytes, 32);
+    tensors.push_back(t);
+  };
+  constexpr uint64_t dim = 2048, layers = 48, experts = 128, width = 768, vocab = 151936;
+  add("token_embd.weight", TensorType::Q4_K, {dim, vocab});
+  for (uint64_t l = 0; l < layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    add(p + "attn_norm.weight", TensorType::F32, {dim});
+    add(p + "attn_q.weight", TensorType::Q4_K, {dim, 4096});
+    add(p + "attn_k.weight", TensorType::Q4_K, {dim, 512});
+    add(p + "attn_v.weight", TensorType::Q6_K, {dim, 512});
+    add(p + "attn_output.weight", TensorType::Q4_K, {4096, dim});
+    add(p + "ffn_norm.weight", TensorType::F32, {dim});
+    add(p + "ffn_gate_inp.weight", TensorType::F32, {dim, experts});
+    add(p + "ffn_gate_exps.weight", TensorType::Q4_K, {dim, width, experts});
+    add(p + "ffn_up_exps.weight", TensorType::Q4_K, {dim, width, experts});
+    add(p + "ffn_down_exps.weight", TensorType::Q6_K, {width, dim, experts});
+  }
+  add("output_norm.weight", TensorType::F32, {dim});
+  add("output.weight", TensorType::Q6_K, {dim, vocab});
+  Model model{TensorTable(std::move(tensors)), {}};
+  const TensorTable& table = model.table;
+  model.input.experts.count = experts;
+  model.input.experts.used = 8;
+  for (uint64_t l = 0; l < layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    PlanInput::Unit unit{"blk." + std::to_string(l), {}};
+    for (const char* name : {"attn_k", "attn_v", "attn_q", "attn_output", "ffn_gate_inp", "ffn_gate_exps", "ffn_up_exps",
+                             "ffn_down_exps"})
+      unit.matrices.push_back(table.find(p + name + ".weight"));
+    model.input.units.push_back(unit);
+    model.input.experts.layers.push_back(
+        {table.find(p + "ffn_gate_exps.weight"), table.find(p + "ffn_up_exps.weight"), table.find(p + "ffn_down_exps.weight")});
+    model.input.always_resident.push_back(table.find(p + "attn_norm.weight"));
+    model.input.always_resident.push_back(table.find(p + "ffn_norm.weight"));
+  }
+  model.input.units.push_back({"output", {table.find("output.weight")}});
+  model.input.always_resident.push_back(table.find("output_norm.weight"));
+  model.input.fixed = {{"KV cache", 400 * kMiB}, {"scratch", 60 * kMiB}, {"runtime", 30 * kMiB}};
+  return model;
+}
+
+TEST(Plan, ExpertsFillWhatTheDensePartsLeaveAndEveryBudgetIsKept) {
+  Model model = moe_model();
+  const Plan unlimited = make_plan(model.input);
+  EXPECT_FALSE(unlimited.caches_experts());
+  for (uint64_t budget : {2 * kGiB, 4 * kGiB, 8 * kGiB, 16 * kGiB}) {
+    SCOPED_TRACE(format_bytes(budget));
+    model.input.host_budget = budget;
+    const Plan plan = make_plan(model.input);
+    ASSERT_TRUE(plan.caches_experts());
+    EXPECT_LE(plan.host_bytes(), budget);
+    // What is left is less than one more slot.
+    EXPECT_LT(budget - plan.host_bytes(), plan.expert_cache.slot_bytes + 64 * kMiB);
+    EXPECT_GE(plan.expert_cache.slots, minimum_expert_slots(plan.expert_cache.experts));
+    EXPECT_EQ(plan.weight_bytes(), unlimited.weight_bytes());
+    // Dense parts first: resident whole from 4 GB on; no unit holds an expert tensor.
+    if (budget >= 4 * kGiB) {
+      EXPECT_FALSE(plan.streams());
+    }
+    for (const PlanUnit& unit : plan.units)
+      for (const PlanMatrix& m : unit.matrices) EXPECT_EQ(m.tensor->name.find("_exps"), std::string::npos);
+  }
+  // A token's experts: 8 of 128 in each of 48 layers.
+  model.input.host_budget = 8 * kGiB;
+  const Plan plan = make_plan(model.input);
+  EXPECT_EQ(plan.expert_cache.used_bytes_per_token(), plan.expert_cache.experts.total_bytes() / 16);
+  EXPECT_GT(plan.expert_cache.uniform_read_bytes_per_token(), plan.expert_cache.used_bytes_per_token() / 2);
+}
+
+TEST(Plan, AnMoeBudgetBelowTheMinimumNamesTheExpertSlots) {
+  Model model = moe_model();
+  model.input.host_budget = 256 * kMiB;
+  try {
+    make_plan(model.input);
+    FAIL() << "a budget below the minimum was accepted";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("16 expert slots"), std::string::npos) << error.what();
+  }
+}
+
 TEST(Budget, ParsesUnits) {
   EXPECT_EQ(parse_byte_size("512M"), 512 * kMiB);
   EXPECT_EQ(parse_byte_size("6G"), 6 * kGiB);

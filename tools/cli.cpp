@@ -297,6 +297,10 @@ void add_engine_options(CLI::App& app, EngineArgs& engine) {
   app.add_option("--trace", engine.trace,
                  "write a Chrome/Perfetto trace (JSON) of reads, uploads and compute per layer to this file")
       ->type_name("FILE");
+  app.add_option("--expert-policy", engine.expert_policy,
+                 "mixture of experts read on demand: which cached expert makes room, frequency (chosen least often "
+                 "lately; the default) or recency (used longest ago)")
+      ->type_name("POLICY");
 }
 
 ReaderOptions reader_options(const std::string& io_name) {
@@ -331,6 +335,9 @@ EngineOptions engine_options(const CLI::App& app, const EngineArgs& engine) {
   options.auto_gpu_budget = engine.gpu_mem.word == "auto";
   options.io = reader_options(engine.io);
   options.trace = !engine.trace.empty();
+  const auto policy = parse_expert_policy(engine.expert_policy);
+  if (!policy) throw UsageError("--expert-policy: unknown policy '" + engine.expert_policy + "' (frequency, recency)");
+  options.expert_policy = *policy;
   if (!engine.profile.empty()) options.profile = Profile::load(engine.profile);
   return options;
 }

@@ -67,6 +67,7 @@ struct EngineArgs {
   std::string profile;
   std::string io = "auto";
   std::string trace;
+  std::string expert_policy = "frequency";
 };
 void add_engine_options(CLI::App& app, EngineArgs& engine);
 // The engine's options; warns once when -t asks for more threads than the machine has cores.

@@ -40,7 +40,7 @@ uint64_t compute_bytes_per_token(const Plan& plan, const Model& model) {
       const bool stacked = role_spec(model.tensors().locate(m.tensor).role).slices != Dim::One;
       bytes += stacked ? m.bytes() / static_cast<uint64_t>(c.n_experts) * static_cast<uint64_t>(c.n_experts_used) : m.bytes();
     }
-  return bytes;
+  return bytes + plan.expert_cache.used_bytes_per_token();
 }
 
 std::string build_features() {

@@ -120,6 +120,12 @@ int command_generate(int argc, char** argv) {
                sampling.seed, stats.stopped_at_end_of_generation ? " | stopped at end of generation"
                               : stats.interrupted                ? " | interrupted"
                                                                  : "");
+  if (const ExpertCache* experts = engine.host_model() ? engine.host_model()->store().expert_cache() : nullptr) {
+    const ExpertCacheStats cache = experts->stats();
+    std::fprintf(stderr, "flexinfer: experts %.1f%% found in RAM (%" PRIu64 " of %" PRIu64 " uses), %s read from disk\n",
+                 cache.uses ? 100.0 * static_cast<double>(cache.hits) / static_cast<double>(cache.uses) : 0.0, cache.hits,
+                 cache.uses, format_bytes(cache.bytes_read).c_str());
+  }
   write_trace(engine_args.trace, engine);
   return stats.interrupted ? 130 : 0;
 }

@@ -258,6 +258,8 @@ int command_bench(int argc, char** argv) {
   // Decode from a fresh cache so the attention span matches a short generation.
   engine->forward().reset();
   int32_t token = prompt[0];
+  const ExpertCache* experts = store.expert_cache();
+  const ExpertCacheStats experts_before = experts ? experts->stats() : ExpertCacheStats{};
   const uint64_t disk_read_before = store.streamed_bytes_read();
   const double stall_before = store.stall_seconds();
   start = std::chrono::steady_clock::now();
@@ -266,14 +268,23 @@ int command_bench(int argc, char** argv) {
     token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   const double decode_seconds = seconds_since(start);
-  const double stall_seconds = store.stall_seconds() - stall_before;
-  const uint64_t disk_read = store.streamed_bytes_read() - disk_read_before;
+  const ExpertCacheStats experts_after = experts ? experts->stats() : ExpertCacheStats{};
+  const uint64_t expert_uses = experts_after.uses - experts_before.uses;
+  const uint64_t expert_hits = experts_after.hits - experts_before.hits;
+  const uint64_t expert_read = experts_after.bytes_read - experts_before.bytes_read;
+  const double expert_wait = experts_after.wait_seconds - experts_before.wait_seconds;
+  const std::string expert_policy = experts ? expert_policy_name(experts->policy()) : "";
+  const int64_t expert_slots = experts ? experts->slots() : 0;
+  const double stall_seconds = store.stall_seconds() - stall_before + expert_wait;
+  const uint64_t disk_read = store.streamed_bytes_read() - disk_read_before + expert_read;
   const double disk_after = measure_disk ? store.stream_only_GBps(kDiskSample) : 0.0;
   if (measure_disk) disk_GBps = (disk_before + disk_after) / 2;
 
   const Plan& plan = placed.plan();
   const uint64_t host_bytes = compute_bytes_per_token(plan, placed.model());
-  const uint64_t disk_bytes = plan.read_bytes_per_token();
+  // The experts that missed count as they were read: only the bytes a token really needed.
+  const uint64_t expert_disk_bytes = decode_tokens > 0 ? expert_read / static_cast<uint64_t>(decode_tokens) : 0;
+  const uint64_t disk_bytes = plan.read_bytes_per_token() + expert_disk_bytes;
   const bool streams = plan.streams();
   const int depth = plan.depth;
   const uint64_t slot_bytes = plan.slot_bytes;
@@ -309,6 +320,14 @@ int command_bench(int argc, char** argv) {
   if (streams)
     std::printf("streaming        %s per token over %s; %d staging slots of %s\n", format_bytes(disk_bytes).c_str(),
                 io.c_str(), depth, format_bytes(slot_bytes).c_str());
+  if (expert_slots > 0) {
+    const double hit_rate = expert_uses ? static_cast<double>(expert_hits) / static_cast<double>(expert_uses) : 0.0;
+    std::printf("experts          cache of %" PRId64 " (%s policy); decode: %.1f%% of %.1f expert uses per token found in RAM, "
+                "%s per token read from disk\n",
+                expert_slots, expert_policy.c_str(), 100.0 * hit_rate,
+                static_cast<double>(expert_uses) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)),
+                format_bytes(expert_disk_bytes).c_str());
+  }
   std::printf("prefill          %zu tokens in %.3f s: %.2f tok/s\n", prompt.size(), prefill_seconds, prefill_tok_s);
   std::printf("decode           %" PRId64 " tokens in %.3f s: %.3f tok/s (compute waited %.3f s for reads)\n",
               decode_tokens, decode_seconds, decode_tok_s, stall_seconds);
@@ -348,6 +367,16 @@ int command_bench(int argc, char** argv) {
         {"bound", limit_known ? (disk_bound ? "disk" : "host") : ""},
         {"achieved_over_limit", limit_tok_s > 0 ? decode_tok_s / limit_tok_s : 0.0},
         {"peak_rss_bytes", rss},
+        {"expert_cache",
+         expert_slots > 0 ? nlohmann::json{{"slots", expert_slots},
+                                           {"policy", expert_policy},
+                                           {"decode_uses", expert_uses},
+                                           {"decode_hits_ram", expert_hits},
+                                           {"decode_misses_disk", expert_uses - expert_hits},
+                                           {"hit_rate_ram", expert_uses ? static_cast<double>(expert_hits) / static_cast<double>(expert_uses) : 0.0},
+                                           {"disk_bytes_per_token", expert_disk_bytes},
+                                           {"wait_seconds", expert_wait}}
+                          : nlohmann::json(nullptr)},
     };
     write_json(args.json, result, "bench");
   }

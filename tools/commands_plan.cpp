@@ -144,6 +144,13 @@ int command_plan(int argc, char** argv) {
     std::printf("  %-34s %12s\n", strprintf("staging (%d slots x %s)", plan.depth, format_bytes(plan.slot_bytes).c_str()).c_str(),
                 format_bytes(plan.staging_bytes()).c_str());
   std::printf("  %-34s %12s\n", "resident weights", format_bytes(plan.resident_span_bytes()).c_str());
+  const ExpertCachePlan& experts = plan.expert_cache;
+  const int64_t all_experts = static_cast<int64_t>(experts.experts.layers.size()) * experts.experts.count;
+  if (plan.caches_experts())
+    std::printf("  %-34s %12s\n",
+                strprintf("expert cache (%lld of %lld experts)", static_cast<long long>(experts.slots),
+                          static_cast<long long>(all_experts)).c_str(),
+                format_bytes(experts.bytes()).c_str());
   std::printf("  %-34s %12s\n", "total", format_bytes(plan.host_bytes()).c_str());
 
   std::printf("\n  %-8s %12s %12s %12s\n", "unit", "resident", "streamed", "read/token");
@@ -153,6 +160,10 @@ int command_plan(int argc, char** argv) {
   const uint64_t compute_bytes = compute_bytes_per_token(plan, *model);
   std::printf("\nper token: %s read from disk, %s read by the CPU from host memory\n",
               format_bytes(plan.read_bytes_per_token()).c_str(), format_bytes(compute_bytes).c_str());
+  if (plan.caches_experts())
+    std::printf("experts:  read on demand after the router; with uniform routing %s more per token from disk, less when "
+                "the router favours some\n",
+                format_bytes(experts.uniform_read_bytes_per_token()).c_str());
 
   const auto profile = chosen_profile(args.engine.profile);
   Prediction prediction;
@@ -184,7 +195,11 @@ int command_plan(int argc, char** argv) {
                   {"fixed", fixed},
                   {"staging_slots", plan.depth},
                   {"slot_bytes", plan.slot_bytes},
-                  {"resident_weight_bytes", plan.resident_bytes()}}},
+                  {"resident_weight_bytes", plan.resident_bytes()},
+                  {"expert_cache", {{"slots", experts.slots},
+                                    {"experts", all_experts},
+                                    {"bytes", experts.bytes()},
+                                    {"uniform_read_bytes_per_token", experts.uniform_read_bytes_per_token()}}}}},
         {"gpu", {{"budget_bytes", 0}, {"used_bytes", 0}}},
         {"layers", units},
         {"bytes_per_token", {{"disk", plan.read_bytes_per_token()}, {"host", compute_bytes}, {"gpu", 0}}},

@@ -281,51 +281,56 @@ void CpuBackend::route(Activation logits) {
   choices_begin_.push_back(static_cast<int64_t>(choices_by_expert_.size()));
 }
 
-void CpuBackend::multiply_experts(Activation in, std::initializer_list<Product> products) {
+void CpuBackend::experts_ffn(Activation in) {
   const ModelConfig& c = config_;
-  const int64_t k = c.n_experts_used;
-  // Gate and Up hold a row per choice; other inputs a row per token.
-  const bool row_per_choice = in == Activation::Gate || in == Activation::Up;
-  const int64_t in_width = activation_width(in, c);
+  const int64_t k = c.n_experts_used, width = c.expert_ffn_dim;
   const float* x = buffer(in);
-  const bool weighted_sum = products.size() == 1 && products.begin()->accumulate;
-  for (const Product& p : products)
-    if (p.accumulate && (!weighted_sum || p.out != Activation::Residual))
-      fail("internal: expert products accumulate into the residual stream only, one at a time");
-  for (int64_t e = 0; e < c.n_experts; ++e) {
-    const int64_t first = choices_begin_[static_cast<size_t>(e)];
-    const int64_t count = choices_begin_[static_cast<size_t>(e) + 1] - first;
-    if (count == 0) continue;
-    const int32_t* choices = &choices_by_expert_[static_cast<size_t>(first)];
-    bool fresh = true;  // the expert's rows are gathered and quantized once for its products
-    for (const Product& p : products) {
-      const WeightMatrix& stacked = weight(p.weight);
-      const int64_t slice_rows = stacked.rows / c.n_experts;
-      const WeightMatrix w = row_slice(stacked, e * slice_rows, slice_rows);
-      if (fresh) {
-        for (int64_t i = 0; i < count; ++i) {
-          const int64_t choice = choices[i];
-          const float* row = row_per_choice ? &x[choice * w.cols] : &x[choice / k * in_width];
-          std::copy(row, row + w.cols, &expert_input_[i * w.cols]);
-        }
-      }
-      if (fresh || !quantized_.matches(w, count)) quantize_batch(pool_, w.type, expert_input_, w.cols, count, quantized_);
-      fresh = false;
-      matmul(pool_, w, quantized_, expert_output_);
-      for (int64_t i = 0; i < count; ++i) {
-        const int64_t choice = choices[i];
-        const float* product = &expert_output_[i * slice_rows];
-        if (weighted_sum) {
-          const float scale = routed_weight_[static_cast<size_t>(choice)];
-          float* out = &weighted_[choice * slice_rows];
-          for (int64_t r = 0; r < slice_rows; ++r) out[r] = product[r] * scale;
-        } else {
-          std::copy(product, product + slice_rows, &buffer(p.out)[choice * slice_rows]);
-        }
+  float* gate = buffer(Activation::Gate);
+  float* up = buffer(Activation::Up);
+  chosen_experts_.clear();
+  for (int32_t e = 0; e < c.n_experts; ++e)
+    if (choices_begin_[static_cast<size_t>(e) + 1] > choices_begin_[static_cast<size_t>(e)]) chosen_experts_.push_back(e);
+
+  // One expert: its tokens' rows gathered, each product quantized and multiplied once for all.
+  auto product = [&](const WeightMatrix& w, std::span<const int32_t> choices, auto&& input_row, bool fresh) {
+    if (fresh) {
+      for (size_t i = 0; i < choices.size(); ++i) {
+        const float* row = input_row(choices[i]);
+        std::copy(row, row + w.cols, &expert_input_[static_cast<int64_t>(i) * w.cols]);
       }
     }
-  }
-  if (!weighted_sum) return;
+    const auto count = static_cast<int64_t>(choices.size());
+    if (fresh || !quantized_.matches(w, count)) quantize_batch(pool_, w.type, expert_input_, w.cols, count, quantized_);
+    matmul(pool_, w, quantized_, expert_output_);
+  };
+  store_.use_experts(unit_, chosen_experts_, [&](int32_t e, const ExpertWeights& w) {
+    const int64_t first = choices_begin_[static_cast<size_t>(e)];
+    const std::span<const int32_t> choices(&choices_by_expert_[static_cast<size_t>(first)],
+                                           static_cast<size_t>(choices_begin_[static_cast<size_t>(e) + 1] - first));
+    auto token_row = [&](int32_t choice) { return &x[choice / k * w.gate.cols]; };
+    product(w.gate, choices, token_row, true);
+    for (size_t i = 0; i < choices.size(); ++i)
+      std::copy(&expert_output_[static_cast<int64_t>(i) * width], &expert_output_[static_cast<int64_t>(i + 1) * width],
+                &gate[choices[i] * width]);
+    product(w.up, choices, token_row, false);
+    for (size_t i = 0; i < choices.size(); ++i) {
+      float* g = &gate[choices[i] * width];
+      float* u = &up[choices[i] * width];
+      std::copy(&expert_output_[static_cast<int64_t>(i) * width], &expert_output_[static_cast<int64_t>(i + 1) * width], u);
+      for (int64_t j = 0; j < width; ++j) {
+        const float value = g[j];
+        g[j] = value / (1.0f + std::exp(-value)) * u[j];
+      }
+    }
+    product(w.down, choices, [&](int32_t choice) { return &gate[choice * width]; }, true);
+    for (size_t i = 0; i < choices.size(); ++i) {
+      const int32_t choice = choices[i];
+      const float scale = routed_weight_[static_cast<size_t>(choice)];
+      const float* result = &expert_output_[static_cast<int64_t>(i) * c.dim];
+      float* out = &weighted_[choice * c.dim];
+      for (int64_t r = 0; r < c.dim; ++r) out[r] = result[r] * scale;
+    }
+  });
   // As llama.cpp sums: the choices in order, then the sum onto the residual stream.
   float* residual = buffer(Activation::Residual);
   for (int64_t t = 0; t < tokens_; ++t)

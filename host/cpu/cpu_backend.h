@@ -45,7 +45,7 @@ class CpuBackend final : public Backend {
   void attention(int64_t layer) override;
   void swiglu(Activation gate, Activation up) override;
   void route(Activation logits) override;
-  void multiply_experts(Activation in, std::initializer_list<Product> products) override;
+  void experts_ffn(Activation in) override;
   void keep_rows(std::span<const int64_t> rows) override;
   void output_logits(Activation in, float* logits) override;
   void set_trace(Trace* trace) override;
@@ -83,8 +83,9 @@ class CpuBackend final : public Backend {
   std::vector<float> routed_weight_;
   std::vector<int32_t> choices_by_expert_;
   std::vector<int64_t> choices_begin_;
-  float* expert_input_ = nullptr;   // the rows of the tokens that chose one expert
-  float* expert_output_ = nullptr;  // their product with its slice
+  std::vector<int32_t> chosen_experts_;  // distinct, ascending
+  float* expert_input_ = nullptr;        // the rows of the tokens that chose one expert
+  float* expert_output_ = nullptr;       // their product with one of its slices
   float* weighted_ = nullptr;       // [token][choice][dim]: weighted expert outputs before their sum
 };
 

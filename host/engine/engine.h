@@ -43,6 +43,8 @@ struct EngineOptions {
   std::optional<Profile> profile;
   bool trace = false;                   // collect spans of reads, uploads and compute (--trace)
   ReaderOptions io;
+  // Which cached expert makes room when experts are read on demand (--expert-policy).
+  ExpertPolicy expert_policy = ExpertPolicy::Frequency;
 };
 
 struct GenerationStats {

@@ -8,11 +8,12 @@
 namespace fi {
 
 std::unique_ptr<HostModel> HostModel::load(const std::string& path, ThreadPool& pool, const HostModelOptions& options) {
-  return load(Model::open(path, options.model), pool, options.host_budget, options.io);
+  return load(Model::open(path, options.model), pool, options.host_budget, options.io, options.expert_policy);
 }
 
 std::unique_ptr<HostModel> HostModel::load(std::unique_ptr<Model> opened, ThreadPool& pool,
-                                           std::optional<uint64_t> host_budget, const ReaderOptions& io) {
+                                           std::optional<uint64_t> host_budget, const ReaderOptions& io,
+                                           ExpertPolicy expert_policy) {
   std::unique_ptr<HostModel> placed(new HostModel());
   placed->model_ = std::move(opened);
   const Model& model = *placed->model_;
@@ -23,7 +24,8 @@ std::unique_ptr<HostModel> HostModel::load(std::unique_ptr<Model> opened, Thread
   placed->arena_ = std::make_unique<HostArena>(capacity, host_budget.has_value());
   if (!placed->arena_->lock_refusal().empty())
     log_warning("%s", placed->arena_->lock_refusal().c_str());
-  placed->store_ = std::make_unique<WeightStore>(model.file(), model.tensors(), placed->plan_, *placed->arena_, pool, io);
+  placed->store_ = std::make_unique<WeightStore>(model.file(), model.tensors(), placed->plan_, *placed->arena_, pool, io,
+                                                 expert_policy);
   return placed;
 }
 

@@ -20,6 +20,7 @@ struct HostModelOptions {
   ModelOptions model;
   std::optional<uint64_t> host_budget;  // none: load every weight, no limit
   ReaderOptions io;
+  ExpertPolicy expert_policy = ExpertPolicy::Frequency;  // which cached expert makes room
 };
 
 class HostModel {
@@ -27,7 +28,8 @@ class HostModel {
   static std::unique_ptr<HostModel> load(const std::string& path, ThreadPool& pool, const HostModelOptions& options = {});
   // An opened model placed within `host_budget` (none: every weight loaded, no limit).
   static std::unique_ptr<HostModel> load(std::unique_ptr<Model> model, ThreadPool& pool,
-                                         std::optional<uint64_t> host_budget, const ReaderOptions& io);
+                                         std::optional<uint64_t> host_budget, const ReaderOptions& io,
+                                         ExpertPolicy expert_policy = ExpertPolicy::Frequency);
 
   const Model& model() const { return *model_; }
   const ModelConfig& config() const { return model_->config(); }

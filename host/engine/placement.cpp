@@ -35,6 +35,15 @@ PlanInput host_plan_input(const Model& model, std::optional<uint64_t> host_budge
   }
   input.units.push_back({"output", {&tensors.output()}});
   input.always_resident.push_back(tensors.global(Role::OutputNorm));
+  if (config.has_experts()) {
+    input.experts.count = config.n_experts;
+    input.experts.used = config.n_experts_used;
+    for (int64_t l = 0; l < config.n_layers; ++l) {
+      auto& layer = input.experts.layers.emplace_back();
+      for (Role role : {Role::FfnGateExps, Role::FfnUpExps, Role::FfnDownExps})
+        if (const TensorInfo* tensor = tensors.layer(l, role)) layer.push_back(tensor);
+    }
+  }
   // Without a budget the embedding is loaded; with one, the few rows a batch needs are read.
   if (!tensors.tied_output()) input.resident_without_budget.push_back(tensors.global(Role::TokenEmbedding));
 

@@ -56,7 +56,7 @@ class GpuBackend final : public Backend {
   void attention(int64_t layer) override;
   void swiglu(Activation gate, Activation up) override;
   void route(Activation) override { fail("%s", kExpertsNeedTheCpu); }
-  void multiply_experts(Activation, std::initializer_list<Product>) override { fail("%s", kExpertsNeedTheCpu); }
+  void experts_ffn(Activation) override { fail("%s", kExpertsNeedTheCpu); }
   void keep_rows(std::span<const int64_t> rows) override;
   void output_logits(Activation in, float* logits) override;
   void set_trace(Trace* trace) override;

@@ -3,12 +3,20 @@
 // views are complete and valid between acquire(unit) and release(unit). Units are acquired in
 // compute order, every unit once per forward pass (streamed rows arrive on a fixed schedule).
 #include <cstdint>
+#include <functional>
+#include <span>
 
 #include "host/memory/weights.h"
 
 namespace fi {
 
 class Trace;
+
+// One expert's slices of a layer's stacked expert tensors.
+struct ExpertWeights {
+  WeightMatrix gate, up, down;
+};
+using ExpertUse = std::function<void(int32_t expert, const ExpertWeights& weights)>;
 
 class HostWeights {
  public:
@@ -21,6 +29,13 @@ class HostWeights {
   virtual void embed(int32_t token, float* out) = 0;
   // Reads of streamed rows become spans on the trace's disk track.
   virtual void set_trace(Trace* trace) = 0;
+  // Mixture of experts, within the acquired unit of `layer`: calls `use` once for each of
+  // `experts` (distinct) with its weights, valid during the call, in the order they become
+  // available. By default every expert is resident in the stacked views.
+  virtual void use_experts(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use);
 };
+
+// Expert `expert`'s rows of a stacked view.
+ExpertWeights expert_slices(const TensorViews& layer, int64_t n_experts, int32_t expert);
 
 }  // namespace fi

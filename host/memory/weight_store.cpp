@@ -14,7 +14,7 @@
 namespace fi {
 
 WeightStore::WeightStore(const GgufFile& file, const ModelTensors& tensors, const Plan& plan, HostArena& arena,
-                         ThreadPool& pool, const ReaderOptions& io)
+                         ThreadPool& pool, const ReaderOptions& io, ExpertPolicy expert_policy)
     : pool_(pool) {
   const int64_t layers = tensors.layer_count();
   if (plan.units.size() != static_cast<size_t>(layers) + 1)
@@ -53,6 +53,9 @@ WeightStore::WeightStore(const GgufFile& file, const ModelTensors& tensors, cons
     embedding_file_ = std::make_unique<DirectFile>(file.path(), reader_->direct());
     embedding_buffer_ = arena.allocate(embedding_buffer_bytes_, kDirectAlignment, "embedding row buffer");
   }
+
+  if (plan.caches_experts())
+    expert_cache_ = std::make_unique<ExpertCache>(file.path(), plan.expert_cache, arena, pool, io, expert_policy);
 
   std::vector<std::vector<ReadSpan>> schedule;
   schedule_index_.assign(plan.units.size(), -1);
@@ -139,6 +142,12 @@ void WeightStore::load_resident(const Plan& plan, const ModelTensors& tensors, H
 
 void WeightStore::set_trace(Trace* trace) {
   if (prefetcher_) prefetcher_->set_trace(trace);
+  if (expert_cache_) expert_cache_->set_trace(trace);
+}
+
+void WeightStore::use_experts(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use) {
+  if (expert_cache_) return expert_cache_->use(layer, experts, use);
+  HostWeights::use_experts(layer, experts, use);
 }
 
 void WeightStore::acquire(int64_t unit) {

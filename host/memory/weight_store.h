@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "host/memory/arena.h"
+#include "host/memory/expert_cache.h"
 #include "host/memory/host_weights.h"
 #include "host/memory/prefetcher.h"
 #include "host/kernels/thread_pool.h"
@@ -23,7 +24,7 @@ class WeightStore final : public HostWeights {
  public:
   // plan.units: the layers in order, then the output head. The plan must outlive the store.
   WeightStore(const GgufFile& file, const ModelTensors& tensors, const Plan& plan, HostArena& arena, ThreadPool& pool,
-              const ReaderOptions& io);
+              const ReaderOptions& io, ExpertPolicy expert_policy = ExpertPolicy::Frequency);
   ~WeightStore();
   WeightStore(const WeightStore&) = delete;
   WeightStore& operator=(const WeightStore&) = delete;
@@ -42,6 +43,9 @@ class WeightStore final : public HostWeights {
 
   const AsyncReader& reader() const { return *reader_; }
   void set_trace(Trace* trace) override;
+  void use_experts(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use) override;
+  // The cache experts are read into on demand, when the plan has one.
+  const ExpertCache* expert_cache() const { return expert_cache_.get(); }
   double stall_seconds() const { return prefetcher_ ? prefetcher_->stall_seconds() : 0.0; }
   uint64_t streamed_bytes_read() const;  // by the prefetcher, since load
   double load_read_seconds() const { return load_read_seconds_; }
@@ -61,6 +65,7 @@ class WeightStore final : public HostWeights {
   uint64_t token_read_bytes_ = 0;  // what the schedule reads per token
   std::unique_ptr<AsyncReader> reader_;
   std::unique_ptr<Prefetcher> prefetcher_;
+  std::unique_ptr<ExpertCache> expert_cache_;
   uint64_t bytes_after_load_ = 0;
   double load_read_seconds_ = 0.0;
   // Embedding rows not in memory are read on demand through their own file handle.

@@ -71,12 +71,11 @@ class Backend {
   // n_experts_used most probable experts (ties: the lower index), their probabilities renormalised
   // to sum to one. The batch's routing until the next call.
   virtual void route(Activation logits) = 0;
-  // Products with the experts the routing chose, each expert's slice of the stacked `weight` read
-  // once for all the batch's tokens that chose it: out[token][choice] = slice · in[token] when `in`
-  // is one row per token (Normed), · in[token][choice] when it is one row per choice (Gate). With
-  // accumulate, the residual stream gets the sum over the token's choices of routing weight ·
-  // product instead.
-  virtual void multiply_experts(Activation in, std::initializer_list<Product> products) = 0;
+  // The experts' feed-forward network for the routing's choices, onto the residual stream: for
+  // each token, the sum over its choices of routing weight · down(silu(gate · in) * up · in) with
+  // the chosen expert's slices. Each chosen expert's weights are used once for all the batch's
+  // tokens that chose it; Gate and Up hold the choices' rows [token][choice] meanwhile.
+  virtual void experts_ffn(Activation in) = 0;
   // From here on the batch is these tokens (ascending batch rows: the ones whose logits are wanted).
   virtual void keep_rows(std::span<const int64_t> rows) = 0;
   // logits (host memory, rows x vocab floats) = Output · in.

@@ -166,9 +166,7 @@ void Forward::layer(Backend& b, int64_t l) {
     // Mixture of experts: the router chooses, only the chosen experts compute.
     b.multiply(Normed, {{Role::FfnGateInp, RouterLogits}});
     b.route(RouterLogits);
-    b.multiply_experts(Normed, {{Role::FfnGateExps, Gate}, {Role::FfnUpExps, Up}});
-    b.swiglu(Gate, Up);
-    b.multiply_experts(Gate, {{Role::FfnDownExps, Residual, true}});
+    b.experts_ffn(Normed);
   } else {
     b.multiply(Normed, {{Role::FfnGate, Gate}, {Role::FfnUp, Up}});
     bias(Gate, Role::FfnGateBias);

@@ -1,0 +1,179 @@
+#include "host/memory/expert_cache.h"
+
+#include <algorithm>
+#include <deque>
+#include <numeric>
+
+#include "host/kernels/repack.h"
+#include "host/memory/weights.h"
+#include "io/error.h"
+
+namespace fi {
+
+std::optional<ExpertPolicy> parse_expert_policy(const std::string& name) {
+  if (name == "recency") return ExpertPolicy::Recency;
+  if (name == "frequency") return ExpertPolicy::Frequency;
+  return std::nullopt;
+}
+
+const char* expert_policy_name(ExpertPolicy policy) { return policy == ExpertPolicy::Recency ? "recency" : "frequency"; }
+
+ExpertCache::ExpertCache(const std::string& path, const ExpertCachePlan& plan, HostArena& arena, ThreadPool& pool,
+                         const ReaderOptions& io, ExpertPolicy policy)
+    : plan_(plan), pool_(pool), policy_(policy) {
+  if (plan.slots <= 0 || plan.experts.empty()) fail("internal: an expert cache without slots");
+  reader_ = AsyncReader::open(path, io);
+  uint8_t* memory = arena.allocate(plan.bytes(), kDirectAlignment, "expert cache");
+  reader_->register_memory({memory, static_cast<size_t>(plan.bytes())});
+  slots_.resize(static_cast<size_t>(plan.slots));
+  for (size_t s = 0; s < slots_.size(); ++s) slots_[s].memory = memory + s * plan.slot_bytes;
+  const size_t keys = plan.experts.layers.size() * static_cast<size_t>(plan.experts.count);
+  slot_of_.assign(keys, -1);
+  frequency_.assign(keys, 0);
+}
+
+int64_t ExpertCache::victim() const {
+  int64_t best = -1;
+  for (size_t s = 0; s < slots_.size(); ++s) {
+    const Slot& slot = slots_[s];
+    if (slot.pinned) continue;
+    if (slot.key < 0) return static_cast<int64_t>(s);
+    if (best < 0) {
+      best = static_cast<int64_t>(s);
+      continue;
+    }
+    const Slot& current = slots_[static_cast<size_t>(best)];
+    const bool older = slot.last_use < current.last_use;
+    if (policy_ == ExpertPolicy::Recency) {
+      if (older) best = static_cast<int64_t>(s);
+      continue;
+    }
+    const uint32_t f = frequency_[static_cast<size_t>(slot.key)], g = frequency_[static_cast<size_t>(current.key)];
+    if (f < g || (f == g && older)) best = static_cast<int64_t>(s);
+  }
+  return best;
+}
+
+bool ExpertCache::start_read(int64_t layer, int32_t expert) {
+  const int64_t s = victim();
+  if (s < 0) return false;
+  Slot& slot = slots_[static_cast<size_t>(s)];
+  if (slot.key >= 0) slot_of_[static_cast<size_t>(slot.key)] = -1;
+  slot.key = key(layer, expert);
+  slot_of_[static_cast<size_t>(slot.key)] = s;
+  slot.pinned = true;
+
+  // Slices in file order for the aligned reads; their places in the slot in tensor order.
+  const std::vector<FileRange> ranges = plan_.experts.ranges(layer, expert);
+  std::vector<size_t> order(ranges.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ranges[a].begin < ranges[b].begin; });
+  std::vector<FileRange> in_file_order;
+  for (size_t i : order) in_file_order.push_back(ranges[i]);
+  std::vector<uint64_t> offsets;
+  const std::vector<ReadSpan> reads = aligned_reads(in_file_order, &offsets);
+  const auto& tensors = plan_.experts.layers[static_cast<size_t>(layer)];
+  WeightMatrix* views[3] = {&slot.weights.gate, &slot.weights.up, &slot.weights.down};
+  if (tensors.size() != 3) fail("internal: a layer of experts without gate, up and down tensors");
+  for (size_t i = 0; i < order.size(); ++i) {
+    const size_t t = order[i];
+    WeightMatrix view = matrix_shape(*tensors[t]);
+    view.rows /= plan_.experts.count;
+    view.data = slot.memory + offsets[i];
+    *views[t] = view;
+  }
+  uint64_t bytes = 0;
+  for (const ReadSpan& read : reads) {
+    if (read.slot_offset + read.bytes > plan_.slot_bytes) fail("internal: an expert's reads overflow its slot");
+    reader_->submit({slot.memory + read.slot_offset, read.file_offset, read.bytes, static_cast<uint64_t>(s)});
+    bytes += read.bytes;
+  }
+  slot.reads_left = static_cast<int>(reads.size());
+  slot.submitted = Trace::Clock::now();
+  stats_.bytes_read += bytes;
+  return true;
+}
+
+void ExpertCache::arrived(Slot& slot, int64_t layer, int32_t expert) {
+  // Laid out as the resident stacked tensors are, so results do not depend on where an expert lives.
+  for (WeightMatrix* view : {&slot.weights.gate, &slot.weights.up, &slot.weights.down})
+    if (interleaves(view->type) && view->rows % kInterleavedRows == 0) {
+      interleave_rows(pool_, view->type, view->cols, view->rows, const_cast<uint8_t*>(view->data));
+      view->interleaved = true;
+    }
+  if (trace_)
+    trace_->add(Trace::Track::Disk, strprintf("read expert %lld.%d", static_cast<long long>(layer), expert), slot.submitted,
+                Trace::Clock::now());
+}
+
+void ExpertCache::note_use(Slot& slot) {
+  slot.last_use = clock_;
+  slot.pinned = false;
+}
+
+void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use) {
+  ++clock_;
+  std::vector<int32_t> cached;
+  std::deque<int32_t> to_read;
+  for (int32_t expert : experts) {
+    const auto k = static_cast<size_t>(key(layer, expert));
+    ++stats_.uses;
+    ++frequency_[k];
+    // Counts halve every few passes over all experts: the choices of long ago weigh less.
+    if (++uses_since_aging_ >= 4 * frequency_.size()) {
+      for (uint32_t& f : frequency_) f /= 2;
+      uses_since_aging_ = 0;
+    }
+    const int64_t s = slot_of_[k];
+    if (s >= 0) {
+      ++stats_.hits;
+      slots_[static_cast<size_t>(s)].pinned = true;
+      cached.push_back(expert);
+    } else {
+      to_read.push_back(expert);
+    }
+  }
+  auto issue = [&] {
+    while (!to_read.empty() && start_read(layer, to_read.front())) to_read.pop_front();
+  };
+  try {
+    issue();
+    // The disk works on the misses while the cached experts compute.
+    for (int32_t expert : cached) {
+      Slot& slot = slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, expert))])];
+      use(expert, slot.weights);
+      note_use(slot);
+      issue();
+    }
+    while (!to_read.empty() || reader_->outstanding() > 0) {
+      if (reader_->outstanding() == 0) fail("internal: no expert slot free to read into");
+      const auto start = Trace::Clock::now();
+      const uint64_t tag = reader_->wait();
+      stats_.wait_seconds += std::chrono::duration<double>(Trace::Clock::now() - start).count();
+      Slot& slot = slots_[static_cast<size_t>(tag)];
+      if (--slot.reads_left > 0) continue;
+      const auto expert = static_cast<int32_t>(slot.key % plan_.experts.count);
+      arrived(slot, layer, expert);
+      use(expert, slot.weights);
+      note_use(slot);
+      issue();
+    }
+  } catch (...) {
+    // A failed read or product: slots whose reads did not complete are emptied, none stays pinned.
+    while (reader_->outstanding() > 0) try {
+        reader_->wait();
+      } catch (...) {
+      }
+    for (Slot& slot : slots_) {
+      if (slot.reads_left > 0 && slot.key >= 0) {
+        slot_of_[static_cast<size_t>(slot.key)] = -1;
+        slot.key = -1;
+      }
+      slot.reads_left = 0;
+      slot.pinned = false;
+    }
+    throw;
+  }
+}
+
+}  // namespace fi

@@ -1,0 +1,85 @@
+#pragma once
+// Experts read on demand: a cache of fixed-size slots in host memory, each holding one (layer,
+// expert) slice set of the stacked expert tensors, filled as the router chooses. A layer's chosen
+// experts that are cached compute at once; the reads of the others are issued together as soon as
+// the choice is known (deep queue, direct I/O, into the slots they will be computed from) and each
+// computes as it arrives. An expert is never read while it is cached, and a batch reads each of
+// its chosen experts once. Which cached expert makes room is the policy's choice.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "host/kernels/thread_pool.h"
+#include "host/memory/arena.h"
+#include "host/memory/host_weights.h"
+#include "host/trace/trace.h"
+#include "io/async_reader.h"
+#include "planner/plan.h"
+
+namespace fi {
+
+// Recency evicts the expert used longest ago; frequency the one chosen least often (counts halved
+// every so often, so yesterday's favourites fade), recency breaking ties.
+enum class ExpertPolicy { Recency, Frequency };
+std::optional<ExpertPolicy> parse_expert_policy(const std::string& name);
+const char* expert_policy_name(ExpertPolicy policy);
+
+struct ExpertCacheStats {
+  uint64_t uses = 0;        // (layer, expert) uses, one per batch that chose it
+  uint64_t hits = 0;        // of them, found in the cache
+  uint64_t bytes_read = 0;  // for the misses, alignment included
+  double wait_seconds = 0;  // compute time spent waiting for expert reads
+};
+
+class ExpertCache {
+ public:
+  // plan.slots slots of plan.slot_bytes from `arena`; reads through a reader of their own.
+  ExpertCache(const std::string& path, const ExpertCachePlan& plan, HostArena& arena, ThreadPool& pool,
+              const ReaderOptions& io, ExpertPolicy policy);
+  ExpertCache(const ExpertCache&) = delete;
+  ExpertCache& operator=(const ExpertCache&) = delete;
+
+  // `experts`: distinct experts of `layer` the batch chose.
+  void use(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use);
+
+  ExpertCacheStats stats() const { return stats_; }
+  ExpertPolicy policy() const { return policy_; }
+  int64_t slots() const { return static_cast<int64_t>(slots_.size()); }
+  void set_trace(Trace* trace) { trace_ = trace; }
+
+ private:
+  struct Slot {
+    uint8_t* memory = nullptr;
+    int64_t key = -1;  // layer * experts + expert, or -1 when empty
+    uint64_t last_use = 0;
+    int reads_left = 0;
+    bool pinned = false;  // being read or computed with: not to be evicted
+    Trace::Clock::time_point submitted;
+    ExpertWeights weights;
+  };
+  int64_t key(int64_t layer, int32_t expert) const { return layer * plan_.experts.count + expert; }
+  // An unpinned slot to fill (empty first, else the policy's victim), or -1.
+  int64_t victim() const;
+  // Starts reading `expert` into a free or evicted slot; false when every slot is pinned.
+  bool start_read(int64_t layer, int32_t expert);
+  void arrived(Slot& slot, int64_t layer, int32_t expert);
+  void note_use(Slot& slot);
+
+  ExpertCachePlan plan_;
+  ThreadPool& pool_;
+  ExpertPolicy policy_;
+  std::unique_ptr<AsyncReader> reader_;
+  std::vector<Slot> slots_;
+  std::vector<int64_t> slot_of_;     // per key: its slot, or -1
+  std::vector<uint32_t> frequency_;  // per key: times chosen (halved every kAgingUses uses)
+  uint64_t clock_ = 0;
+  uint64_t uses_since_aging_ = 0;
+  ExpertCacheStats stats_;
+  Trace* trace_ = nullptr;
+  std::vector<std::string> names_;  // per key, "read expert L.E", built on first use
+};
+
+}  // namespace fi

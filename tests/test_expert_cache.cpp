@@ -1,0 +1,157 @@
+// Experts read on demand: the cache brings each chosen expert's exact bytes from the file, never
+// reads an expert it holds, reads each expert a batch chose once, and its policies keep what they
+// promise (frequency keeps a favourite through a scan, recency does not).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <fstream>
+#include <set>
+
+#include "host/engine/host_model.h"
+#include "host/kernels/repack.h"
+#include "io/gguf.h"
+#include "test_support.h"
+
+namespace fi {
+namespace {
+
+// F32 weights (never interleaved): a slot's bytes are the file's bytes.
+const ModelShape kShape{64, 3, 4, 2, 96, 256, 0, 10000.0, false, "qwen3moe", 16, {}, false, 8, 2, 32, 0.0};
+
+std::string model_path() { return test::generated_model("expert_cache_f32", kShape, WeightScheme::F32); }
+
+std::vector<uint8_t> file_bytes(const std::string& path, uint64_t offset, uint64_t bytes) {
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(offset));
+  std::vector<uint8_t> data(bytes);
+  in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(bytes));
+  return data;
+}
+
+// The expert's three slices in the file, in tensor order (gate, up, down).
+std::vector<std::vector<uint8_t>> expert_in_file(const std::string& path, const PlanExperts& experts, int64_t layer,
+                                                 int32_t expert) {
+  std::vector<std::vector<uint8_t>> slices;
+  for (const FileRange& range : experts.ranges(layer, expert)) slices.push_back(file_bytes(path, range.begin, range.end - range.begin));
+  return slices;
+}
+
+// A plan whose cache holds `slots` experts (the smallest budget, then the slot count set).
+struct Cached {
+  std::unique_ptr<HostModel> model;
+  ExpertCachePlan plan;
+};
+
+Cached cached_plan(ThreadPool& pool) {
+  HostModelOptions options;
+  options.model.context = 32;
+  const uint64_t minimum = HostModel::load(model_path(), pool, options)->plan().minimum_host_bytes;
+  options.host_budget = minimum;
+  Cached c{HostModel::load(model_path(), pool, options), {}};
+  c.plan = c.model->plan().expert_cache;
+  return c;
+}
+
+TEST(ExpertCache, TheSmallestBudgetReadsExpertsOnDemand) {
+  ThreadPool pool(2);
+  const Cached c = cached_plan(pool);
+  ASSERT_TRUE(c.model->plan().caches_experts());
+  EXPECT_EQ(c.plan.slots, minimum_expert_slots(c.plan.experts));
+  EXPECT_LE(c.model->arena().used(), *c.model->plan().host_budget);
+}
+
+TEST(ExpertCache, SlotsHoldTheFilesBytesAndCachedExpertsAreNotReadAgain) {
+  ThreadPool pool(2);
+  const Cached c = cached_plan(pool);
+  ExpertCachePlan plan = c.plan;
+  plan.slots = 6;
+  HostArena arena(std::nullopt, false);
+  ExpertCache cache(model_path(), plan, arena, pool, {}, ExpertPolicy::Recency);
+  const std::vector<int32_t> first = {1, 4, 6, 7};
+  std::vector<int32_t> seen;
+  auto check = [&](int64_t layer) {
+    return [&, layer](int32_t expert, const ExpertWeights& w) {
+      seen.push_back(expert);
+      const auto slices = expert_in_file(model_path(), plan.experts, layer, expert);
+      const WeightMatrix* views[3] = {&w.gate, &w.up, &w.down};
+      for (size_t i = 0; i < 3; ++i) {
+        ASSERT_FALSE(views[i]->interleaved);
+        ASSERT_EQ(static_cast<uint64_t>(views[i]->rows) * views[i]->row_bytes, slices[i].size());
+        EXPECT_EQ(0, std::memcmp(views[i]->data, slices[i].data(), slices[i].size())) << "expert " << expert << " slice " << i;
+      }
+    };
+  };
+  cache.use(1, first, check(1));
+  EXPECT_EQ(std::multiset<int32_t>(seen.begin(), seen.end()), std::multiset<int32_t>(first.begin(), first.end()));
+  const uint64_t read_once = cache.stats().bytes_read;
+  EXPECT_EQ(cache.stats().hits, 0u);
+  // The same experts again: all hits, nothing read.
+  seen.clear();
+  cache.use(1, first, check(1));
+  EXPECT_EQ(seen.size(), first.size());
+  EXPECT_EQ(cache.stats().hits, first.size());
+  EXPECT_EQ(cache.stats().bytes_read, read_once);
+  // Another layer's experts of the same numbers are other experts.
+  cache.use(2, std::vector<int32_t>{1, 4}, check(2));
+  EXPECT_EQ(cache.stats().hits, first.size());
+  EXPECT_GT(cache.stats().bytes_read, read_once);
+  // More experts in one call than slots: each still used once, with the right bytes.
+  seen.clear();
+  const std::vector<int32_t> all = {0, 1, 2, 3, 4, 5, 6, 7};
+  cache.use(0, all, check(0));
+  EXPECT_EQ(std::set<int32_t>(seen.begin(), seen.end()).size(), all.size());
+  EXPECT_EQ(seen.size(), all.size());
+}
+
+// Hits over a scan of other experts after one favourite was chosen often.
+uint64_t favourite_hits(ExpertPolicy policy) {
+  ThreadPool pool(1);
+  const Cached c = cached_plan(pool);
+  ExpertCachePlan plan = c.plan;
+  plan.slots = 4;
+  HostArena arena(std::nullopt, false);
+  ExpertCache cache(model_path(), plan, arena, pool, {}, policy);
+  auto nothing = [](int32_t, const ExpertWeights&) {};
+  for (int i = 0; i < 5; ++i) cache.use(0, std::vector<int32_t>{0}, nothing);
+  // A scan of six others (more than the slots), then the favourite again.
+  for (int32_t e = 1; e <= 6; ++e) cache.use(0, std::vector<int32_t>{e}, nothing);
+  const uint64_t before = cache.stats().hits;
+  cache.use(0, std::vector<int32_t>{0}, nothing);
+  return cache.stats().hits - before;
+}
+
+TEST(ExpertCache, FrequencyKeepsAFavouriteThroughAScanAndRecencyDoesNot) {
+  EXPECT_EQ(favourite_hits(ExpertPolicy::Frequency), 1u);
+  EXPECT_EQ(favourite_hits(ExpertPolicy::Recency), 0u);
+}
+
+TEST(ExpertCache, APromptReadsEachChosenExpertOncePerLayer) {
+  ThreadPool pool(2);
+  HostModelOptions options;
+  options.model.context = 64;
+  options.host_budget = HostModel::load(model_path(), pool, options)->plan().minimum_host_bytes;
+  const auto model = HostModel::load(model_path(), pool, options);
+  ASSERT_TRUE(model->plan().caches_experts());
+  Forward forward(model->model(), make_cpu_backend(*model, pool));
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back((i * 53 + 11) % 256);
+  std::vector<float> logits(static_cast<size_t>(model->config().vocab));
+  forward.eval(prompt, logits.data());
+  const ExpertCacheStats stats = model->store().expert_cache()->stats();
+  // 40 tokens choose 2 of 8 experts each: every layer uses (at most) all 8, each once.
+  EXPECT_LE(stats.uses, static_cast<uint64_t>(kShape.n_layers * kShape.n_experts));
+  EXPECT_GE(stats.uses, static_cast<uint64_t>(kShape.n_layers * 4));
+  EXPECT_EQ(stats.hits, 0u);
+  const uint64_t slot = model->plan().expert_cache.slot_bytes;
+  EXPECT_LE(stats.bytes_read, stats.uses * slot);
+}
+
+TEST(ExpertCache, PolicyNamesParse) {
+  EXPECT_EQ(parse_expert_policy("recency"), ExpertPolicy::Recency);
+  EXPECT_EQ(parse_expert_policy("frequency"), ExpertPolicy::Frequency);
+  EXPECT_FALSE(parse_expert_policy("lru"));
+  EXPECT_STREQ(expert_policy_name(ExpertPolicy::Frequency), "frequency");
+}
+
+}  // namespace
+}  // namespace fi
