@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# A mixture-of-experts model larger than its memory budget on the CPU path, beside llama.cpp under
+# the same budget: the qwen3-30b-a3b shape in Q4_K_M (about 18 GB), made with make-model with a
+# skewed router (some experts chosen more often, as trained routers do) and a uniform one. For each
+# router and budget, flexinfer (--host-mem, cold: experts read on demand into its expert cache) and
+# llama.cpp (its default mmap mode, cold) each run inside a memory cgroup of that size.
+#
+# usage: tools/bench-moe.sh [--llama-bench PATH] [--budgets "8G 4G"] [--skews "3 0"] [--threads N]
+#                           [--tokens N] [--llama-tokens N] [--policies "frequency recency"]
+#                           [--timeout S] [--out DIR] [--keep] [--docs]
+#   --llama-bench  llama.cpp's llama-bench, built by you outside this repository (omit: flexinfer only)
+#   --skews        make-model --router-skew values (0 = uniform routing)
+#   --policies     expert cache policies to measure (the first is the headline)
+#   --keep         keep each model file after its runs (two files need about 36 GB)
+#   --docs         also write docs/bench-moe.{json,md}
+# Needs root for the memory cgroups (cgroup v1 memory controller or cgroup v2); without it the runs
+# happen unconfined and the table says so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+llama_bench="" budgets="8G 4G" skews="3 0" threads=2 tokens=32 llama_tokens=8 policies="frequency recency"
+timeout=900 out=build/bench-moe keep=0 docs=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --llama-bench) llama_bench="$2"; shift 2 ;;
+    --budgets) budgets="$2"; shift 2 ;;
+    --skews) skews="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --tokens) tokens="$2"; shift 2 ;;
+    --llama-tokens) llama_tokens="$2"; shift 2 ;;
+    --policies) policies="$2"; shift 2 ;;
+    --timeout) timeout="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    --docs) docs=1; shift ;;
+    *) echo "bench-moe: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$out"
+tools/build.sh >/dev/null
+flexinfer=$PWD/build/tools/flexinfer
+
+cgroup_dir=""
+if [ "$(id -u)" -eq 0 ] && [ -d /sys/fs/cgroup/memory ]; then
+  cgroup_dir=/sys/fs/cgroup/memory/flexinfer-bench
+  limit_file=memory.limit_in_bytes peak_file=memory.max_usage_in_bytes
+elif [ "$(id -u)" -eq 0 ] && [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  cgroup_dir=/sys/fs/cgroup/flexinfer-bench
+  limit_file=memory.max peak_file=memory.peak
+fi
+bytes_of() { python3 -c "import sys; u={'K':1<<10,'M':1<<20,'G':1<<30}; s=sys.argv[1]; print(int(float(s[:-1])*u[s[-1]]))" "$1"; }
+evict() { python3 -c "import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)" "$1"; }
+# confined BUDGET PEAK_FILE COMMAND...: runs COMMAND in a fresh cgroup of BUDGET bytes, writes its peak usage.
+confined() {
+  local budget=$1 peak=$2; shift 2
+  if [ -z "$cgroup_dir" ]; then echo 0 >"$peak"; "$@"; return; fi
+  [ -d "$cgroup_dir" ] && rmdir "$cgroup_dir"
+  mkdir "$cgroup_dir"
+  echo "$budget" >"$cgroup_dir/$limit_file"
+  local status=0
+  (echo $BASHPID >"$cgroup_dir/cgroup.procs"; exec "$@") || status=$?
+  cat "$cgroup_dir/$peak_file" >"$peak"
+  rmdir "$cgroup_dir"
+  return $status
+}
+
+# Qwen3's vocabulary gives the real embedding and output head (151,936 rows).
+vocab_args=(--byte-vocab)
+[ -f ../shared/data/vocab/ggml-vocab-qwen3.gguf ] && vocab_args=(--vocab ../shared/data/vocab/ggml-vocab-qwen3.gguf)
+for skew in $skews; do
+  model="$out/30b-a3b-q4_k_m-skew$skew.gguf"
+  [ -f "$model" ] || "$flexinfer" make-model --preset qwen3-30b-a3b --type q4_k_m "${vocab_args[@]}" --router-skew "$skew" -o "$model" >&2
+  # The disk and memory as the runs will see them (the probe reads the model file).
+  "$flexinfer" probe -m "$model" -t "$threads" >"$out/probe-skew$skew.txt"
+  read -r mem_bw disk_bw < <(python3 -c "import json,os; p=json.load(open(os.path.expanduser(os.environ.get('XDG_CACHE_HOME','~/.cache')+'/flexinfer/profile.json'))); print(p['host_read_GBps'], p['disk_read_GBps'])")
+  for budget in $budgets; do
+    bytes=$(bytes_of "$budget")
+    for policy in $policies; do
+      tag="skew$skew-$budget-$policy"
+      echo "flexinfer skew $skew --host-mem $budget --expert-policy $policy" >&2
+      evict "$model"
+      confined "$bytes" "$out/flexinfer-$tag.cgroup-peak" \
+        "$flexinfer" bench -m "$model" --gpu-mem none --host-mem "$budget" --expert-policy "$policy" --cold -p 8 \
+        -n "$tokens" -t "$threads" --ctx $((8 + tokens)) --mem-bw "$mem_bw" --disk-bw "$disk_bw" \
+        --json "$out/flexinfer-$tag.json" >"$out/flexinfer-$tag.txt" 2>&1 ||
+        echo "flexinfer failed: see $out/flexinfer-$tag.txt" >&2
+    done
+    if [ -n "$llama_bench" ]; then
+      tag="skew$skew-$budget"
+      echo "llama.cpp skew $skew in $budget" >&2
+      evict "$model"
+      start=$(date +%s.%N)
+      status=0
+      confined "$bytes" "$out/llama-$tag.cgroup-peak" timeout "$timeout" \
+        "$llama_bench" -m "$model" -p 0 -n "$llama_tokens" -t "$threads" -r 1 --no-warmup -o json \
+        >"$out/llama-$tag.json" 2>"$out/llama-$tag.err" || status=$?
+      echo "{\"status\": $status, \"seconds\": $(python3 -c "import time,sys; print(time.time()-float(sys.argv[1]))" "$start")}" \
+        >"$out/llama-$tag.status"
+    fi
+  done
+  [ "$keep" = 1 ] || rm -f "$model"
+done
+
+python3 - "$out" "$threads" "$tokens" "$llama_tokens" "$docs" "$skews" "$budgets" "$policies" <<'PY'
+import json, os, sys
+out, threads, tokens, llama_tokens, docs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+skews, budgets, policies = sys.argv[6].split(), sys.argv[7].split(), sys.argv[8].split()
+rows = []
+for skew in skews:
+    for budget in budgets:
+        for policy in policies:
+            path = f"{out}/flexinfer-skew{skew}-{budget}-{policy}.json"
+            if not os.path.exists(path):
+                continue
+            r = json.load(open(path))
+            cache = r.get("expert_cache") or {}
+            peak_path = f"{out}/flexinfer-skew{skew}-{budget}-{policy}.cgroup-peak"
+            row = {"router": "uniform" if float(skew) == 0 else f"skewed ({skew})", "skew": float(skew), "budget": budget,
+                   "policy": policy, "decode_tok_s": r["decode_tok_s"], "prefill_tok_s": r["prefill_tok_s"],
+                   "hit_rate_ram": cache.get("hit_rate_ram"), "expert_slots": cache.get("slots"),
+                   "disk_bytes_per_token": r["bytes_per_token"]["disk"], "host_bytes_per_token": r["bytes_per_token"]["host"],
+                   "limit_tok_s": r["limit_tok_s"], "achieved_over_limit": r["achieved_over_limit"],
+                   "disk_read_GBps": r["disk_read_GBps"], "peak_rss_bytes": r["peak_rss_bytes"],
+                   "cgroup_peak_bytes": int(open(peak_path).read() or 0) if os.path.exists(peak_path) else 0}
+            llama = f"{out}/llama-skew{skew}-{budget}"
+            if os.path.exists(llama + ".status"):
+                status = json.load(open(llama + ".status"))
+                try:
+                    tok_s = json.load(open(llama + ".json"))[0]["avg_ts"]
+                except (ValueError, IndexError, KeyError):
+                    tok_s = 0.0
+                row["llama"] = {"decode_tok_s": tok_s, "status": status["status"], "seconds": status["seconds"]}
+            rows.append(row)
+cgroup = bool(rows) and all(row["cgroup_peak_bytes"] > 0 for row in rows)
+lines = [f"qwen3-30b-a3b shape, Q4_K_M (make-model), {threads} threads, cold page cache; flexinfer decodes {tokens} tokens "
+         f"after an 8-token prompt, llama.cpp (llama-bench, mmap) {llama_tokens}. "
+         f"{'Each engine ran inside a memory cgroup of the budget.' if cgroup else 'No cgroup (not root).'} "
+         "The limit counts the bytes a token really needed: the chosen experts that missed the cache, read at the "
+         "probe's disk bandwidth, and the weights computed from RAM at its memory bandwidth.", "",
+         "| router | budget | policy | flexinfer tok/s | experts found in RAM | disk MB/token | limit tok/s | achieved/limit "
+         "| llama.cpp tok/s | flexinfer/llama.cpp |",
+         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+for row in rows:
+    llama = row.get("llama")
+    if llama is None:
+        llama_text = "not run | |"
+    elif llama["decode_tok_s"] == 0:
+        llama_text = ("killed (out of memory)" if llama["status"] == 137 else
+                      "no result in time" if llama["status"] == 124 else "failed") + " | |"
+    else:
+        llama_text = f"{llama['decode_tok_s']:.3f} | {row['decode_tok_s'] / llama['decode_tok_s']:.1f}x |"
+    hit = f"{100 * row['hit_rate_ram']:.1f}%" if row["hit_rate_ram"] is not None else "all resident"
+    lines.append(f"| {row['router']} | {row['budget']} | {row['policy']} | {row['decode_tok_s']:.3f} | {hit} | "
+                 f"{row['disk_bytes_per_token'] / 1e6:.0f} | {row['limit_tok_s']:.3f} | "
+                 f"{100 * row['achieved_over_limit']:.0f}% | {llama_text}")
+table = "\n".join(lines)
+print(table)
+summary = {"threads": threads, "decode_tokens": tokens, "llama_decode_tokens": llama_tokens, "cgroup": cgroup, "rows": rows}
+json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
+open(f"{out}/table.md", "w").write(table + "\n")
+if docs:
+    json.dump(summary, open("docs/bench-moe.json", "w"), indent=2)
+    open("docs/bench-moe.md", "w").write(table + "\n")
+PY
