@@ -108,9 +108,9 @@ std::vector<std::string> greedy(const std::string& model, uint64_t budget, const
           "--host-mem", std::to_string(budget), "--io", io};
 }
 
-// Short reads and interrupted reads are retried: the same text. EIO is one clear line.
-TEST(Hardening, InjectedReadFaults) {
-  const std::string model = streaming_model();
+// Short reads and interrupted reads are retried: the same text. EIO is one clear line. Dense
+// weights streamed by the prefetcher, and experts read on demand into the expert cache.
+void expect_read_faults_handled(const std::string& model) {
   const uint64_t budget = minimum_budget(model, 64);
   const uint64_t size = std::filesystem::file_size(model);
   const test::CommandResult clean = test::run_flexinfer(greedy(model, budget, "auto"));
@@ -132,6 +132,19 @@ TEST(Hardening, InjectedReadFaults) {
   test::RunOptions nonsense;
   nonsense.environment = {"FLEXINFER_INJECT_IO_FAULT=flood@1"};
   expect_one_line_failure(test::run_flexinfer(greedy(model, budget, "auto"), nonsense), "bad fault spec");
+}
+
+TEST(Hardening, InjectedReadFaults) { expect_read_faults_handled(streaming_model()); }
+
+TEST(Hardening, InjectedReadFaultsInExpertsReadOnDemand) {
+  const ModelShape experts{256, 2, 4, 2, 256, 256, 0, 10000.0, false, "qwen3moe", 64, {}, false, 16, 2, 128, 1.0};
+  const std::string model = test::generated_model("hardening_experts", experts, WeightScheme::Q4_0);
+  ThreadPool pool(2);
+  HostModelOptions options;
+  options.model.context = 64;
+  options.host_budget = minimum_budget(model, 64);
+  ASSERT_TRUE(HostModel::load(model, pool, options)->plan().caches_experts());
+  expect_read_faults_handled(model);
 }
 
 // A model file cut short while a streaming run uses it: an error, never wrong logits.
