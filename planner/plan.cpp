@@ -263,9 +263,25 @@ Plan make_plan(const PlanInput& input) {
   const uint64_t minimum_weights = experts ? std::min(whole.minimum_memory(), dense->minimum_memory() + static_cast<uint64_t>(minimum_slots) * expert_slot)
                                            : whole.minimum_memory();
   plan.minimum_host_bytes = budgeted_fixed + minimum_weights;
+  // The smallest budget whose allowance for the kernel leaves that much.
+  if (input.kernel_allowance) plan.minimum_host_bytes += kernel_allowance(plan.minimum_host_bytes);
+  // The kernel's share of what the plan holds, listed with the fixed costs.
+  auto add_kernel = [&](uint64_t held) {
+    if (!input.host_budget || !input.kernel_allowance) return;
+    plan.kernel_bytes = kernel_allowance(held);
+    plan.fixed.push_back({"kernel (page tables, I/O registrations)", plan.kernel_bytes});
+  };
+  // Memory for the plan itself when `budget` also holds the kernel's share of it.
+  auto without_kernel = [&](uint64_t budget) {
+    if (!input.kernel_allowance) return budget;
+    uint64_t held = budget - budget / 256;
+    while (held + kernel_allowance(held) > budget) --held;
+    return held;
+  };
 
-  if (!input.host_budget || fixed + whole.everything_memory() <= *input.host_budget) {
+  if (!input.host_budget || fixed + whole.everything_memory() <= without_kernel(*input.host_budget)) {
     plan.units = whole.fit(UINT64_MAX, input.max_depth)->units;
+    add_kernel(fixed + whole.everything_memory());
     return plan;
   }
   const uint64_t budget = *input.host_budget;
@@ -277,7 +293,7 @@ Plan make_plan(const PlanInput& input) {
     fail("a host memory budget of %s is below this model's minimum of %s (%s%s)%s", format_bytes(budget).c_str(),
          format_bytes(plan.minimum_host_bytes).c_str(), working_set.c_str(), costs.c_str(), input.minimum_hint.c_str());
   }
-  const uint64_t available = budget - fixed;
+  const uint64_t available = without_kernel(budget) - fixed;
   const uint64_t least_slots = static_cast<uint64_t>(minimum_slots) * expert_slot;
   if (experts && dense->minimum_memory() + least_slots <= available) {
     // Dense parts first (resident if they fit beside the fewest slots); experts fill what remains.
@@ -289,6 +305,7 @@ Plan make_plan(const PlanInput& input) {
     plan.units = std::move(fit->units);
     plan.depth = fit->depth;
     plan.slot_bytes = fit->slot;
+    add_kernel(fixed + fit->memory + plan.expert_cache.bytes());
     return plan;
   }
   std::optional<UnitFit> fit = whole.fit(available, input.max_depth);
@@ -296,6 +313,7 @@ Plan make_plan(const PlanInput& input) {
   plan.units = std::move(fit->units);
   plan.depth = fit->depth;
   plan.slot_bytes = fit->slot;
+  add_kernel(fixed + fit->memory);
   return plan;
 }
 

@@ -94,6 +94,8 @@ struct PlanInput {
   std::string minimum_hint;                      // appended to the below-minimum error
   int max_depth = 3;                             // staging slots when streaming
   uint64_t row_group = 8;                        // split points are multiples of this many rows
+  // Keep kernel_allowance(budget) of a budget for the kernel's own memory (a cgroup counts it).
+  bool kernel_allowance = false;
   // When set and the whole model does not fit, the units' matrices leave out the expert tensors
   // and the experts are cached instead (dense parts placed first, experts fill what remains).
   PlanExperts experts;
@@ -126,6 +128,7 @@ struct Plan {
   uint64_t slot_bytes = 0;
   uint64_t minimum_host_bytes = 0;  // the smallest budget that runs this model with these fixed costs
   ExpertCachePlan expert_cache;
+  uint64_t kernel_bytes = 0;  // the kernel's allowance (one of the fixed costs), with a budget
 
   bool caches_experts() const { return expert_cache.slots > 0; }
 
@@ -139,6 +142,10 @@ struct Plan {
   uint64_t read_bytes_per_token() const;
   uint64_t host_bytes() const { return fixed_bytes() + resident_span_bytes() + staging_bytes() + expert_cache.bytes(); }
 };
+
+// The kernel's memory for a process using `bytes`: page tables (8 bytes per 4 KiB page) and
+// io_uring's records of registered buffers, about 0.2% each.
+inline uint64_t kernel_allowance(uint64_t bytes) { return bytes / 255 + 1; }
 
 // Throws Error when the budget is below the minimum working set, stating the minimum.
 Plan make_plan(const PlanInput& input);

@@ -5,23 +5,26 @@
 # router and budget, flexinfer (--host-mem, cold: experts read on demand into its expert cache) and
 # llama.cpp (its default mmap mode, cold) each run inside a memory cgroup of that size.
 #
-# usage: tools/bench-moe.sh [--llama-bench PATH] [--budgets "8G 4G"] [--skews "3 0"] [--threads N]
+# usage: tools/bench-moe.sh [--llama-bench [LABEL=]PATH]... [--budgets "8G 4G"] [--skews "3 0"] [--threads N]
 #                           [--tokens N] [--llama-tokens N] [--policies "frequency recency"]
 #                           [--timeout S] [--out DIR] [--keep] [--docs]
-#   --llama-bench  llama.cpp's llama-bench, built by you outside this repository (omit: flexinfer only)
+#   --llama-bench  llama.cpp's llama-bench, built by you outside this repository (omit: flexinfer only);
+#                  repeat with labels to compare builds, e.g. llama.cpp=... llama.cpp-no-repack=...
 #   --skews        make-model --router-skew values (0 = uniform routing)
 #   --policies     expert cache policies to measure (the first is the headline)
 #   --keep         keep each model file after its runs (two files need about 36 GB)
 #   --docs         also write docs/bench-moe.{json,md}
+# Runs whose results are already in DIR are not repeated (delete DIR to start over): a second call
+# with another --llama-bench adds that build's runs to the same table.
 # Needs root for the memory cgroups (cgroup v1 memory controller or cgroup v2); without it the runs
 # happen unconfined and the table says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-llama_bench="" budgets="8G 4G" skews="3 0" threads=2 tokens=32 llama_tokens=8 policies="frequency recency"
+llama_benches=() budgets="8G 4G" skews="3 0" threads=2 tokens=32 llama_tokens=8 policies="frequency recency"
 timeout=900 out=build/bench-moe keep=0 docs=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --llama-bench) llama_bench="$2"; shift 2 ;;
+    --llama-bench) llama_benches+=("$2"); shift 2 ;;
     --budgets) budgets="$2"; shift 2 ;;
     --skews) skews="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
@@ -70,12 +73,13 @@ for skew in $skews; do
   model="$out/30b-a3b-q4_k_m-skew$skew.gguf"
   [ -f "$model" ] || "$flexinfer" make-model --preset qwen3-30b-a3b --type q4_k_m "${vocab_args[@]}" --router-skew "$skew" -o "$model" >&2
   # The disk and memory as the runs will see them (the probe reads the model file).
-  "$flexinfer" probe -m "$model" -t "$threads" >"$out/probe-skew$skew.txt"
+  [ -s "$out/probe-skew$skew.txt" ] || "$flexinfer" probe -m "$model" -t "$threads" >"$out/probe-skew$skew.txt"
   read -r mem_bw disk_bw < <(python3 -c "import json,os; p=json.load(open(os.path.expanduser(os.environ.get('XDG_CACHE_HOME','~/.cache')+'/flexinfer/profile.json'))); print(p['host_read_GBps'], p['disk_read_GBps'])")
   for budget in $budgets; do
     bytes=$(bytes_of "$budget")
     for policy in $policies; do
       tag="skew$skew-$budget-$policy"
+      [ -s "$out/flexinfer-$tag.json" ] && continue
       echo "flexinfer skew $skew --host-mem $budget --expert-policy $policy" >&2
       evict "$model"
       confined "$bytes" "$out/flexinfer-$tag.cgroup-peak" \
@@ -84,26 +88,31 @@ for skew in $skews; do
         --json "$out/flexinfer-$tag.json" >"$out/flexinfer-$tag.txt" 2>&1 ||
         echo "flexinfer failed: see $out/flexinfer-$tag.txt" >&2
     done
-    if [ -n "$llama_bench" ]; then
-      tag="skew$skew-$budget"
-      echo "llama.cpp skew $skew in $budget" >&2
+    for entry in "${llama_benches[@]}"; do
+      label=llama.cpp path=$entry
+      case "$entry" in *=*) label=${entry%%=*} path=${entry#*=} ;; esac
+      tag="$label-skew$skew-$budget"
+      [ -s "$out/$tag.status" ] && continue
+      echo "$label skew $skew in $budget" >&2
       evict "$model"
       start=$(date +%s.%N)
       status=0
-      confined "$bytes" "$out/llama-$tag.cgroup-peak" timeout "$timeout" \
-        "$llama_bench" -m "$model" -p 0 -n "$llama_tokens" -t "$threads" -r 1 --no-warmup -o json \
-        >"$out/llama-$tag.json" 2>"$out/llama-$tag.err" || status=$?
+      confined "$bytes" "$out/$tag.cgroup-peak" timeout "$timeout" \
+        "$path" -m "$model" -p 0 -n "$llama_tokens" -t "$threads" -r 1 --no-warmup -o json \
+        >"$out/$tag.json" 2>"$out/$tag.err" || status=$?
       echo "{\"status\": $status, \"seconds\": $(python3 -c "import time,sys; print(time.time()-float(sys.argv[1]))" "$start")}" \
-        >"$out/llama-$tag.status"
-    fi
+        >"$out/$tag.status"
+    done
   done
   [ "$keep" = 1 ] || rm -f "$model"
 done
 
-python3 - "$out" "$threads" "$tokens" "$llama_tokens" "$docs" "$skews" "$budgets" "$policies" <<'PY'
+labels=""
+for entry in "${llama_benches[@]}"; do case "$entry" in *=*) labels+="${entry%%=*} " ;; *) labels+="llama.cpp " ;; esac; done
+python3 - "$out" "$threads" "$tokens" "$llama_tokens" "$docs" "$skews" "$budgets" "$policies" "$labels" <<'PY'
 import json, os, sys
 out, threads, tokens, llama_tokens, docs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
-skews, budgets, policies = sys.argv[6].split(), sys.argv[7].split(), sys.argv[8].split()
+skews, budgets, policies, labels = sys.argv[6].split(), sys.argv[7].split(), sys.argv[8].split(), sys.argv[9].split()
 rows = []
 for skew in skews:
     for budget in budgets:
@@ -121,14 +130,18 @@ for skew in skews:
                    "limit_tok_s": r["limit_tok_s"], "achieved_over_limit": r["achieved_over_limit"],
                    "disk_read_GBps": r["disk_read_GBps"], "peak_rss_bytes": r["peak_rss_bytes"],
                    "cgroup_peak_bytes": int(open(peak_path).read() or 0) if os.path.exists(peak_path) else 0}
-            llama = f"{out}/llama-skew{skew}-{budget}"
-            if os.path.exists(llama + ".status"):
+            for label in labels:
+                llama = f"{out}/{label}-skew{skew}-{budget}"
+                if not os.path.exists(llama + ".status"):
+                    continue
                 status = json.load(open(llama + ".status"))
                 try:
                     tok_s = json.load(open(llama + ".json"))[0]["avg_ts"]
                 except (ValueError, IndexError, KeyError):
-                    tok_s = 0.0
-                row["llama"] = {"decode_tok_s": tok_s, "status": status["status"], "seconds": status["seconds"]}
+                    tok_s = 0.0  # killed, timed out or out of memory: no token measured
+                peak = f"{llama}.cgroup-peak"
+                row.setdefault("llama", {})[label] = {"decode_tok_s": tok_s, "status": status["status"], "seconds": status["seconds"],
+                                                      "cgroup_peak_bytes": int(open(peak).read() or 0) if os.path.exists(peak) else 0}
             rows.append(row)
 cgroup = bool(rows) and all(row["cgroup_peak_bytes"] > 0 for row in rows)
 lines = [f"qwen3-30b-a3b shape, Q4_K_M (make-model), {threads} threads, cold page cache; flexinfer decodes {tokens} tokens "
@@ -136,22 +149,24 @@ lines = [f"qwen3-30b-a3b shape, Q4_K_M (make-model), {threads} threads, cold pag
          f"{'Each engine ran inside a memory cgroup of the budget.' if cgroup else 'No cgroup (not root).'} "
          "The limit counts the bytes a token really needed: the chosen experts that missed the cache, read at the "
          "probe's disk bandwidth, and the weights computed from RAM at its memory bandwidth.", "",
-         "| router | budget | policy | flexinfer tok/s | experts found in RAM | disk MB/token | limit tok/s | achieved/limit "
-         "| llama.cpp tok/s | flexinfer/llama.cpp |",
-         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+         "| router | budget | policy | flexinfer tok/s | experts found in RAM | disk MB/token | limit tok/s | achieved/limit |"
+         + "".join(f" {label} tok/s | flexinfer/{label} |" for label in labels),
+         "|---|---|---|---:|---:|---:|---:|---:|" + "---:|---:|" * len(labels)]
 for row in rows:
-    llama = row.get("llama")
-    if llama is None:
-        llama_text = "not run | |"
-    elif llama["decode_tok_s"] == 0:
-        llama_text = ("killed (out of memory)" if llama["status"] == 137 else
-                      "no result in time" if llama["status"] == 124 else "failed") + " | |"
-    else:
-        llama_text = f"{llama['decode_tok_s']:.3f} | {row['decode_tok_s'] / llama['decode_tok_s']:.1f}x |"
+    llama_text = ""
+    for label in labels:
+        llama = row.get("llama", {}).get(label)
+        if llama is None:
+            llama_text += " not run | |"
+        elif llama["decode_tok_s"] == 0:
+            llama_text += " " + ("killed (out of memory)" if llama["status"] == 137 else
+                                 "no result in time" if llama["status"] == 124 else "failed") + " | |"
+        else:
+            llama_text += f" {llama['decode_tok_s']:.3f} | {row['decode_tok_s'] / llama['decode_tok_s']:.1f}x |"
     hit = f"{100 * row['hit_rate_ram']:.1f}%" if row["hit_rate_ram"] is not None else "all resident"
     lines.append(f"| {row['router']} | {row['budget']} | {row['policy']} | {row['decode_tok_s']:.3f} | {hit} | "
                  f"{row['disk_bytes_per_token'] / 1e6:.0f} | {row['limit_tok_s']:.3f} | "
-                 f"{100 * row['achieved_over_limit']:.0f}% | {llama_text}")
+                 f"{100 * row['achieved_over_limit']:.0f}% |{llama_text}")
 table = "\n".join(lines)
 print(table)
 summary = {"threads": threads, "decode_tokens": tokens, "llama_decode_tokens": llama_tokens, "cgroup": cgroup, "rows": rows}

@@ -20,7 +20,8 @@ std::unique_ptr<HostModel> HostModel::load(std::unique_ptr<Model> opened, Thread
   placed->plan_ = make_plan(host_plan_input(model, host_budget, pool.size()));
   // The arena holds everything planned except the runtime's own memory.
   std::optional<uint64_t> capacity;
-  if (host_budget) capacity = placed->plan_.host_bytes() - runtime_bytes(model.file(), model.config());
+  if (host_budget)
+    capacity = placed->plan_.host_bytes() - runtime_bytes(model.file(), model.config()) - placed->plan_.kernel_bytes;
   placed->arena_ = std::make_unique<HostArena>(capacity, host_budget.has_value());
   if (!placed->arena_->lock_refusal().empty())
     log_warning("%s", placed->arena_->lock_refusal().c_str());
