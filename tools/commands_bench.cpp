@@ -58,6 +58,14 @@ std::vector<int32_t> bench_prompt(const Engine& engine, int64_t tokens) {
   return prompt;
 }
 
+// The tokens decode is fed, one per pass: random ones as llama-bench's, not the model's own choice
+// (a random-weight model's greedy choice repeats itself and would route every token to the same
+// experts, flattering any cache).
+std::vector<int32_t> bench_decode_inputs(const Engine& engine, int64_t prompt_tokens, int64_t decode_tokens) {
+  const std::vector<int32_t> stream = bench_prompt(engine, prompt_tokens + decode_tokens + 1);
+  return {stream.end() - decode_tokens, stream.end()};
+}
+
 struct BenchArgs {
   EngineArgs engine;
   int64_t prompt_tokens = 128, decode_tokens = 32;
@@ -100,11 +108,10 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
   engine->forward().eval(prompt, logits.data());
   const double prefill_seconds = seconds_since(start);
   engine->forward().reset();
-  int32_t token = prompt[0];
+  const std::vector<int32_t> inputs = bench_decode_inputs(*engine, static_cast<int64_t>(prompt.size()), decode_tokens);
   start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < decode_tokens; ++i) {
-    engine->forward().eval(std::span<const int32_t>(&token, 1), logits.data());
-    token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    engine->forward().eval(std::span<const int32_t>(&inputs[static_cast<size_t>(i)], 1), logits.data());
   }
   const double decode_seconds = seconds_since(start);
   write_trace(args.engine.trace, *engine);
@@ -257,15 +264,14 @@ int command_bench(int argc, char** argv) {
 
   // Decode from a fresh cache so the attention span matches a short generation.
   engine->forward().reset();
-  int32_t token = prompt[0];
+  const std::vector<int32_t> inputs = bench_decode_inputs(*engine, static_cast<int64_t>(prompt.size()), decode_tokens);
   const ExpertCache* experts = store.expert_cache();
   const ExpertCacheStats experts_before = experts ? experts->stats() : ExpertCacheStats{};
   const uint64_t disk_read_before = store.streamed_bytes_read();
   const double stall_before = store.stall_seconds();
   start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < decode_tokens; ++i) {
-    engine->forward().eval(std::span<const int32_t>(&token, 1), logits.data());
-    token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    engine->forward().eval(std::span<const int32_t>(&inputs[static_cast<size_t>(i)], 1), logits.data());
   }
   const double decode_seconds = seconds_since(start);
   const ExpertCacheStats experts_after = experts ? experts->stats() : ExpertCacheStats{};
