@@ -123,7 +123,7 @@ for skew in skews:
             r = json.load(open(path))
             cache = r.get("expert_cache") or {}
             peak_path = f"{out}/flexinfer-skew{skew}-{budget}-{policy}.cgroup-peak"
-            row = {"router": "uniform" if float(skew) == 0 else f"skewed ({skew})", "skew": float(skew), "budget": budget,
+            row = {"router": "unskewed (0)" if float(skew) == 0 else f"skewed ({skew})", "skew": float(skew), "budget": budget,
                    "policy": policy, "decode_tok_s": r["decode_tok_s"], "prefill_tok_s": r["prefill_tok_s"],
                    "hit_rate_ram": cache.get("hit_rate_ram"), "expert_slots": cache.get("slots"),
                    "disk_bytes_per_token": r["bytes_per_token"]["disk"], "host_bytes_per_token": r["bytes_per_token"]["host"],
