@@ -117,7 +117,8 @@ TEST_P(OffloadTest, EveryBudgetGivesBitIdenticalLogits) {
     HostModelOptions options;
     options.model.context = kContext;
     options.host_budget = budget;
-    const Plan& plan = HostModel::load(path, pool, options)->plan();
+    const auto placed = HostModel::load(path, pool, options);
+    const Plan& plan = placed->plan();
     if (plan.streams() || plan.caches_experts()) ++streamed_plans;
     if (plan.caches_experts()) ++cached_plans;
   }
