@@ -19,6 +19,14 @@ void rms_norm_row(const float* x, const float* weight, float* out, int64_t n, do
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
 }
 
+// gate = silu(gate) * up, elementwise: the one formula of the dense and the expert FFN.
+void swiglu_rows(float* gate, const float* up, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float value = gate[i];
+    gate[i] = value / (1.0f + std::exp(-value)) * up[i];
+  }
+}
+
 // Bytes of quantized activation rows for a batch (the largest format is under 1.2 bytes per
 // element), of the widest input a product takes.
 uint64_t quantized_bytes(const ModelConfig& c, int64_t max_batch) {
@@ -255,12 +263,7 @@ void CpuBackend::attention(int64_t layer) {
 }
 
 void CpuBackend::swiglu(Activation gate, Activation up) {
-  float* g = buffer(gate);
-  const float* u = buffer(up);
-  for (int64_t i = 0; i < tokens_ * activation_width(gate, config_); ++i) {
-    const float value = g[i];
-    g[i] = value / (1.0f + std::exp(-value)) * u[i];
-  }
+  swiglu_rows(buffer(gate), buffer(up), tokens_ * activation_width(gate, config_));
 }
 
 void CpuBackend::route(Activation logits) {
@@ -317,10 +320,7 @@ void CpuBackend::experts_ffn(Activation in) {
       float* g = &gate[choices[i] * width];
       float* u = &up[choices[i] * width];
       std::copy(&expert_output_[static_cast<int64_t>(i) * width], &expert_output_[static_cast<int64_t>(i + 1) * width], u);
-      for (int64_t j = 0; j < width; ++j) {
-        const float value = g[j];
-        g[j] = value / (1.0f + std::exp(-value)) * u[j];
-      }
+      swiglu_rows(g, u, width);
     }
     product(w.down, choices, [&](int32_t choice) { return &gate[choice * width]; }, true);
     for (size_t i = 0; i < choices.size(); ++i) {

@@ -79,7 +79,6 @@ class ExpertCache {
   uint64_t uses_since_aging_ = 0;
   ExpertCacheStats stats_;
   Trace* trace_ = nullptr;
-  std::vector<std::string> names_;  // per key, "read expert L.E", built on first use
 };
 
 }  // namespace fi
