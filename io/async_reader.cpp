@@ -165,6 +165,8 @@ class UringReader final : public AsyncReader {
     check_request(*file_, request);
     const uint32_t parent = table_.add(request.tag, chunk_count(request, options_.request_bytes));
     for (const Chunk& chunk : split(*file_, request, options_.request_bytes, parent)) backlog_.push_back(chunk);
+    // Into the kernel now, not at the next wait(): the disk works while the caller computes.
+    pump();
   }
 
   uint64_t outstanding() const override { return table_.outstanding() + finished_.size(); }

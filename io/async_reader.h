@@ -36,7 +36,8 @@ struct ReadRequest {
 class AsyncReader {
  public:
   virtual ~AsyncReader() = default;
-  // Queues a read (split internally into requests of at most request_bytes); never blocks.
+  // Queues a read (split internally into requests of at most request_bytes) and starts it at once,
+  // as far as the queue depth allows; never waits for it.
   virtual void submit(const ReadRequest& request) = 0;
   // Blocks until one submitted read has fully arrived and returns its tag. Throws Error on an I/O
   // error or a file that shrank.
