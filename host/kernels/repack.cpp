@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "host/kernels/quant.h"
@@ -11,89 +12,85 @@ namespace fi {
 
 namespace {
 
-// One piece of an x8 block: `bytes` bytes at `x8_offset` come from row `row`'s block at
-// `block_offset`. A type's pieces cover its x8 block exactly once (the permutation of repack.h).
-struct Piece {
-  uint16_t x8_offset;
-  uint8_t row;
-  uint8_t bytes;
-  uint16_t block_offset;
+// A type's x8 block is made of runs of one shape each; together they cover it exactly once (the
+// permutation of repack.h).
+enum class Shape : uint8_t {
+  SideBySide,  // `count` bytes (2 or 4) of each row from `field`, laid side by side at `at`
+  Quads,       // `count` runs of 4 bytes per row from `field`: x8 byte at + 32q + 4r + i = field[4q + i]
+  BytesByRow,  // bytes field + g of each row at x8 byte at + 8g + r, g < count
 };
 
-// `count` per-row values of `bytes` bytes each at `field` in the block, laid side by side at `at`.
-void side_by_side(std::vector<Piece>& pieces, int at, int field, int bytes) {
-  for (int r = 0; r < kInterleavedRows; ++r)
-    pieces.push_back({static_cast<uint16_t>(at + bytes * r), static_cast<uint8_t>(r), static_cast<uint8_t>(bytes),
-                      static_cast<uint16_t>(field)});
+struct Run {
+  Shape shape;
+  uint16_t at;
+  uint16_t field;
+  uint16_t count;
+};
+
+// Calls move(x8_offset, row, block_offset, bytes) for every piece of `run`, bytes a compile-time
+// constant so that each piece is one plain load and store.
+template <typename Move>
+inline void for_each_piece(const Run& run, Move&& move) {
+  using Two = std::integral_constant<size_t, 2>;
+  using Four = std::integral_constant<size_t, 4>;
+  using One = std::integral_constant<size_t, 1>;
+  switch (run.shape) {
+    case Shape::SideBySide:
+      for (int r = 0; r < kInterleavedRows; ++r) {
+        if (run.count == 2) move(run.at + 2 * r, r, run.field, Two{});
+        else move(run.at + 4 * r, r, run.field, Four{});
+      }
+      break;
+    case Shape::Quads:
+      for (int q = 0; q < run.count; ++q)
+        for (int r = 0; r < kInterleavedRows; ++r) move(run.at + 32 * q + 4 * r, r, run.field + 4 * q, Four{});
+      break;
+    case Shape::BytesByRow:
+      for (int g = 0; g < run.count; ++g)
+        for (int r = 0; r < kInterleavedRows; ++r) move(run.at + 8 * g + r, r, run.field + g, One{});
+      break;
+  }
 }
 
-// `quads` runs of 4 bytes per row from `field`: x8 byte at + 32q + 4r + i = field[4q + i].
-void quads(std::vector<Piece>& pieces, int at, int field, int count) {
-  for (int q = 0; q < count; ++q)
-    for (int r = 0; r < kInterleavedRows; ++r)
-      pieces.push_back({static_cast<uint16_t>(at + 32 * q + 4 * r), static_cast<uint8_t>(r), 4,
-                        static_cast<uint16_t>(field + 4 * q)});
+constexpr Run side_by_side(int at, size_t field, int bytes) {
+  return {Shape::SideBySide, static_cast<uint16_t>(at), static_cast<uint16_t>(field), static_cast<uint16_t>(bytes)};
+}
+constexpr Run quads(int at, size_t field, int count) {
+  return {Shape::Quads, static_cast<uint16_t>(at), static_cast<uint16_t>(field), static_cast<uint16_t>(count)};
+}
+constexpr Run bytes_by_row(int at, size_t field, int count) {
+  return {Shape::BytesByRow, static_cast<uint16_t>(at), static_cast<uint16_t>(field), static_cast<uint16_t>(count)};
 }
 
-// Bytes `field` + g of each row at x8 byte at + 8g + r.
-void bytes_by_row(std::vector<Piece>& pieces, int at, int field, int count) {
-  for (int g = 0; g < count; ++g)
-    for (int r = 0; r < kInterleavedRows; ++r)
-      pieces.push_back({static_cast<uint16_t>(at + 8 * g + r), static_cast<uint8_t>(r), 1, static_cast<uint16_t>(field + g)});
-}
-
-std::vector<Piece> layout_of(TensorType type) {
-  std::vector<Piece> p;
+std::vector<Run> layout_of(TensorType type) {
   switch (type) {
-    case TensorType::Q4_0:
-      side_by_side(p, 0, offsetof(BlockQ4_0, d), 2);
-      quads(p, 16, offsetof(BlockQ4_0, qs), 4);
-      break;
+    case TensorType::Q4_0: return {side_by_side(0, offsetof(BlockQ4_0, d), 2), quads(16, offsetof(BlockQ4_0, qs), 4)};
     case TensorType::Q4_K:
-      side_by_side(p, 0, offsetof(BlockQ4_K, d), 2);
-      side_by_side(p, 16, offsetof(BlockQ4_K, dmin), 2);
-      quads(p, 32, offsetof(BlockQ4_K, scales), 3);
-      quads(p, 128, offsetof(BlockQ4_K, qs), 32);
-      break;
+      return {side_by_side(0, offsetof(BlockQ4_K, d), 2), side_by_side(16, offsetof(BlockQ4_K, dmin), 2),
+              quads(32, offsetof(BlockQ4_K, scales), 3), quads(128, offsetof(BlockQ4_K, qs), 32)};
     case TensorType::Q5_K:
-      side_by_side(p, 0, offsetof(BlockQ5_K, d), 2);
-      side_by_side(p, 16, offsetof(BlockQ5_K, dmin), 2);
-      quads(p, 32, offsetof(BlockQ5_K, scales), 3);
-      quads(p, 128, offsetof(BlockQ5_K, qh), 8);
-      quads(p, 384, offsetof(BlockQ5_K, qs), 32);
-      break;
+      return {side_by_side(0, offsetof(BlockQ5_K, d), 2), side_by_side(16, offsetof(BlockQ5_K, dmin), 2),
+              quads(32, offsetof(BlockQ5_K, scales), 3), quads(128, offsetof(BlockQ5_K, qh), 8),
+              quads(384, offsetof(BlockQ5_K, qs), 32)};
     case TensorType::Q6_K:
-      side_by_side(p, 0, offsetof(BlockQ6_K, d), 2);
-      bytes_by_row(p, 16, offsetof(BlockQ6_K, scales), 16);
-      quads(p, 144, offsetof(BlockQ6_K, ql), 32);
-      quads(p, 1168, offsetof(BlockQ6_K, qh), 16);
-      break;
+      return {side_by_side(0, offsetof(BlockQ6_K, d), 2), bytes_by_row(16, offsetof(BlockQ6_K, scales), 16),
+              quads(144, offsetof(BlockQ6_K, ql), 32), quads(1168, offsetof(BlockQ6_K, qh), 16)};
     case TensorType::Q2_K:
-      side_by_side(p, 0, offsetof(BlockQ2_K, d), 2);
-      side_by_side(p, 16, offsetof(BlockQ2_K, dmin), 2);
-      bytes_by_row(p, 32, offsetof(BlockQ2_K, scales), 16);
-      quads(p, 160, offsetof(BlockQ2_K, qs), 16);
-      break;
+      return {side_by_side(0, offsetof(BlockQ2_K, d), 2), side_by_side(16, offsetof(BlockQ2_K, dmin), 2),
+              bytes_by_row(32, offsetof(BlockQ2_K, scales), 16), quads(160, offsetof(BlockQ2_K, qs), 16)};
     case TensorType::Q3_K:
-      side_by_side(p, 0, offsetof(BlockQ3_K, d), 2);
-      quads(p, 16, offsetof(BlockQ3_K, scales), 3);
-      quads(p, 112, offsetof(BlockQ3_K, hmask), 8);
-      quads(p, 368, offsetof(BlockQ3_K, qs), 16);
-      break;
+      return {side_by_side(0, offsetof(BlockQ3_K, d), 2), quads(16, offsetof(BlockQ3_K, scales), 3),
+              quads(112, offsetof(BlockQ3_K, hmask), 8), quads(368, offsetof(BlockQ3_K, qs), 16)};
     case TensorType::IQ4_XS:
-      side_by_side(p, 0, offsetof(BlockIQ4_XS, d), 2);
-      side_by_side(p, 16, offsetof(BlockIQ4_XS, scales_h), 2);
-      side_by_side(p, 32, offsetof(BlockIQ4_XS, scales_l), 4);
-      quads(p, 64, offsetof(BlockIQ4_XS, qs), 32);
-      break;
+      return {side_by_side(0, offsetof(BlockIQ4_XS, d), 2), side_by_side(16, offsetof(BlockIQ4_XS, scales_h), 2),
+              side_by_side(32, offsetof(BlockIQ4_XS, scales_l), 4), quads(64, offsetof(BlockIQ4_XS, qs), 32)};
     default: fail("internal: %s rows are not interleaved", type_name(type));
   }
-  return p;
 }
 
-const std::vector<Piece>& layout(TensorType type) {
-  static const std::vector<std::vector<Piece>> layouts = [] {
-    std::vector<std::vector<Piece>> all(kTensorTypeCount);
+const std::vector<Run>& layout(TensorType type) {
+  static const std::vector<std::vector<Run>> layouts = [] {
+    std::vector<std::vector<Run>> all(kTensorTypeCount);
     for (size_t i = 0; i < kTensorTypeCount; ++i)
       if (interleavable_type(kTensorTypes[i])) all[i] = layout_of(kTensorTypes[i]);
     return all;
@@ -107,14 +104,16 @@ void interleave_group(TensorType type, int64_t cols, uint8_t* base) {
   const TypeTraits& traits = type_traits(type);
   const uint64_t row_bytes = fi::row_bytes(type, static_cast<uint64_t>(cols));
   const int64_t blocks = cols / traits.block_elements;
-  const std::vector<Piece>& pieces = layout(type);
+  const std::vector<Run>& runs = layout(type);
   thread_local std::vector<uint8_t> original;
   original.assign(base, base + row_bytes * kInterleavedRows);
   for (int64_t b = 0; b < blocks; ++b) {
     uint8_t* x8 = base + b * traits.block_bytes * kInterleavedRows;
     const uint8_t* first = original.data() + b * traits.block_bytes;
-    for (const Piece& piece : pieces)
-      std::memcpy(x8 + piece.x8_offset, first + piece.row * row_bytes + piece.block_offset, piece.bytes);
+    for (const Run& run : runs)
+      for_each_piece(run, [&](int to, int row, int from, auto bytes) {
+        std::memcpy(x8 + to, first + row * row_bytes + from, bytes);
+      });
   }
 }
 
@@ -147,10 +146,11 @@ void extract_row(const WeightMatrix& w, int64_t r, void* out) {
   const int lane = static_cast<int>(r % kInterleavedRows);
   auto* blocks = static_cast<uint8_t*>(out);
   for (int64_t b = 0; b < w.cols / traits.block_elements; ++b)
-    for (const Piece& piece : layout(w.type))
-      if (piece.row == lane)
-        std::memcpy(blocks + b * traits.block_bytes + piece.block_offset,
-                    group + b * traits.block_bytes * kInterleavedRows + piece.x8_offset, piece.bytes);
+    for (const Run& run : layout(w.type))
+      for_each_piece(run, [&](int from, int row, int to, auto bytes) {
+        if (row == lane)
+          std::memcpy(blocks + b * traits.block_bytes + to, group + b * traits.block_bytes * kInterleavedRows + from, bytes);
+      });
 }
 
 }  // namespace fi
