@@ -1,6 +1,7 @@
 // Experts read on demand: the cache brings each chosen expert's exact bytes from the file, never
 // reads an expert it holds, reads each expert a batch chose once, and its policies keep what they
-// promise (frequency keeps a favourite through a scan, recency does not).
+// promise (frequency keeps a favourite through a scan, recency does not). Experts predicted for a
+// later layer are read ahead, never twice, without changing any result.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -66,7 +67,7 @@ TEST(ExpertCache, SlotsHoldTheFilesBytesAndCachedExpertsAreNotReadAgain) {
   ExpertCachePlan plan = c.plan;
   plan.slots = 6;
   HostArena arena(std::nullopt, false);
-  ExpertCache cache(model_path(), plan, arena, pool, {}, ExpertPolicy::Recency);
+  ExpertCache cache(model_path(), plan, arena, pool, {}, {ExpertPolicy::Recency});
   const std::vector<int32_t> first = {1, 4, 6, 7};
   std::vector<int32_t> seen;
   auto check = [&](int64_t layer) {
@@ -110,7 +111,7 @@ uint64_t favourite_hits(ExpertPolicy policy) {
   ExpertCachePlan plan = c.plan;
   plan.slots = 4;
   HostArena arena(std::nullopt, false);
-  ExpertCache cache(model_path(), plan, arena, pool, {}, policy);
+  ExpertCache cache(model_path(), plan, arena, pool, {}, {policy});
   auto nothing = [](int32_t, const ExpertWeights&) {};
   for (int i = 0; i < 5; ++i) cache.use(0, std::vector<int32_t>{0}, nothing);
   // A scan of six others (more than the slots), then the favourite again.
@@ -144,6 +145,96 @@ TEST(ExpertCache, APromptReadsEachChosenExpertOncePerLayer) {
   EXPECT_EQ(stats.hits, 0u);
   const uint64_t slot = model->plan().expert_cache.slot_bytes;
   EXPECT_LE(stats.bytes_read, stats.uses * slot);
+}
+
+TEST(ExpertCache, ExpectedExpertsAreReadAheadAndNeverTwice) {
+  ThreadPool pool(2);
+  const Cached c = cached_plan(pool);
+  ExpertCachePlan plan = c.plan;
+  plan.slots = 6;
+  HostArena arena(std::nullopt, false);
+  ExpertCache cache(model_path(), plan, arena, pool, {}, {ExpertPolicy::Recency});
+  std::vector<int32_t> seen;
+  auto check = [&](int64_t layer) {
+    return [&, layer](int32_t expert, const ExpertWeights& w) {
+      seen.push_back(expert);
+      const auto slices = expert_in_file(model_path(), plan.experts, layer, expert);
+      EXPECT_EQ(0, std::memcmp(w.gate.data, slices[0].data(), slices[0].size())) << "expert " << expert;
+      EXPECT_EQ(0, std::memcmp(w.down.data, slices[2].data(), slices[2].size())) << "expert " << expert;
+    };
+  };
+  // Layer 2 will likely choose 3 and 5: read while layer 1 computes, after its own expert.
+  cache.expect(2, std::vector<int32_t>{3, 5});
+  cache.use(1, std::vector<int32_t>{1}, check(1));
+  EXPECT_EQ(cache.stats().experts_read, 3u);
+  EXPECT_EQ(cache.stats().speculative_reads, 2u);
+  // It chooses 3 (read ahead: not read again) and 6.
+  seen.clear();
+  cache.use(2, std::vector<int32_t>{3, 6}, check(2));
+  EXPECT_EQ(std::set<int32_t>(seen.begin(), seen.end()), (std::set<int32_t>{3, 6}));
+  EXPECT_EQ(cache.stats().experts_read, 4u);
+  EXPECT_EQ(cache.stats().speculative_used, 1u);
+  // 5 was read ahead in vain but is cached now.
+  cache.use(2, std::vector<int32_t>{5}, check(2));
+  EXPECT_EQ(cache.stats().experts_read, 4u);
+  EXPECT_EQ(cache.stats().speculative_used, 2u);
+  // A prediction for experts already cached reads nothing; one left in flight at destruction is
+  // waited for (the sanitizers watch the slot memory).
+  cache.expect(2, std::vector<int32_t>{3, 5, 6});
+  cache.use(0, std::vector<int32_t>{0}, check(0));
+  EXPECT_EQ(cache.stats().experts_read, 5u);
+  cache.expect(0, std::vector<int32_t>{7});
+  cache.use(1, std::vector<int32_t>{1}, check(1));
+  EXPECT_EQ(cache.stats().speculative_reads, 3u);
+}
+
+TEST(ExpertCache, WithoutSpeculationPredictionsAreIgnored) {
+  ThreadPool pool(1);
+  const Cached c = cached_plan(pool);
+  ExpertCachePlan plan = c.plan;
+  plan.slots = 6;
+  HostArena arena(std::nullopt, false);
+  ExpertCache cache(model_path(), plan, arena, pool, {}, {ExpertPolicy::Frequency, false});
+  cache.expect(2, std::vector<int32_t>{3, 5});
+  cache.use(1, std::vector<int32_t>{1}, [](int32_t, const ExpertWeights&) {});
+  EXPECT_EQ(cache.stats().experts_read, 1u);
+  EXPECT_EQ(cache.stats().speculative_reads, 0u);
+}
+
+// Decode with and without reading ahead, at a budget that keeps the dense weights (the routers
+// the predictions need) and caches a few experts: the same logits, bit for bit, and predictions
+// were made and some were right.
+TEST(ExpertCache, SpeculationChangesNoResult) {
+  ThreadPool pool(2);
+  std::vector<std::vector<float>> runs;
+  for (bool speculate : {false, true}) {
+    HostModelOptions options;
+    options.model.context = 32;
+    const auto everything = HostModel::load(model_path(), pool, options);
+    const uint64_t whole = everything->plan().host_bytes(), minimum = everything->plan().minimum_host_bytes;
+    options.host_budget = minimum + (whole - minimum) / 3;
+    options.experts.speculate = speculate;
+    const auto model = HostModel::load(model_path(), pool, options);
+    ASSERT_TRUE(model->plan().caches_experts());
+    ASSERT_TRUE(model->store().lasting(1, Role::FfnGateInp));
+    Forward forward(model->model(), make_cpu_backend(*model, pool));
+    std::vector<float> logits(static_cast<size_t>(model->config().vocab));
+    std::vector<float> all;
+    for (int32_t token : {5, 77, 201, 9, 140, 33, 18, 250, 61, 99}) {
+      forward.eval(std::span<const int32_t>(&token, 1), logits.data());
+      all.insert(all.end(), logits.begin(), logits.end());
+    }
+    const ExpertCacheStats stats = model->store().expert_cache()->stats();
+    if (speculate) {
+      EXPECT_GT(stats.speculative_reads, 0u);
+      EXPECT_GT(stats.speculative_used, 0u);
+    } else {
+      EXPECT_EQ(stats.speculative_reads, 0u);
+    }
+    runs.push_back(std::move(all));
+  }
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  EXPECT_EQ(0, std::memcmp(runs[0].data(), runs[1].data(), runs[0].size() * sizeof(float)));
 }
 
 TEST(ExpertCache, PolicyNamesParse) {

@@ -301,6 +301,11 @@ void add_engine_options(CLI::App& app, EngineArgs& engine) {
                  "mixture of experts read on demand: which cached expert makes room, frequency (chosen least often "
                  "lately; the default) or recency (used longest ago)")
       ->type_name("POLICY");
+  app.add_option("--expert-speculation", engine.expert_speculation,
+                 "mixture of experts read on demand: on (the default) reads the experts the next layer's router "
+                 "predicts while this layer computes; off reads only what was chosen")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->type_name("on|off");
 }
 
 ReaderOptions reader_options(const std::string& io_name) {
@@ -337,7 +342,8 @@ EngineOptions engine_options(const CLI::App& app, const EngineArgs& engine) {
   options.trace = !engine.trace.empty();
   const auto policy = parse_expert_policy(engine.expert_policy);
   if (!policy) throw UsageError("--expert-policy: unknown policy '" + engine.expert_policy + "' (frequency, recency)");
-  options.expert_policy = *policy;
+  options.experts.policy = *policy;
+  options.experts.speculate = engine.expert_speculation == "on";
   if (!engine.profile.empty()) options.profile = Profile::load(engine.profile);
   return options;
 }

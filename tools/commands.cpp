@@ -125,6 +125,10 @@ int command_generate(int argc, char** argv) {
     std::fprintf(stderr, "flexinfer: experts %.1f%% found in RAM (%" PRIu64 " of %" PRIu64 " uses), %s read from disk\n",
                  cache.uses ? 100.0 * static_cast<double>(cache.hits) / static_cast<double>(cache.uses) : 0.0, cache.hits,
                  cache.uses, format_bytes(cache.bytes_read).c_str());
+    if (cache.speculative_reads > 0)
+      std::fprintf(stderr, "flexinfer: %" PRIu64 " experts read ahead on a prediction, %.1f%% of them then chosen\n",
+                   cache.speculative_reads,
+                   100.0 * static_cast<double>(cache.speculative_used) / static_cast<double>(cache.speculative_reads));
   }
   write_trace(engine_args.trace, engine);
   return stats.interrupted ? 130 : 0;

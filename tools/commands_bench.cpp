@@ -279,6 +279,10 @@ int command_bench(int argc, char** argv) {
   const uint64_t expert_hits = experts_after.hits - experts_before.hits;
   const uint64_t expert_read = experts_after.bytes_read - experts_before.bytes_read;
   const double expert_wait = experts_after.wait_seconds - experts_before.wait_seconds;
+  const uint64_t speculative_reads = experts_after.speculative_reads - experts_before.speculative_reads;
+  const uint64_t speculative_used = experts_after.speculative_used - experts_before.speculative_used;
+  const double speculation_hit_rate =
+      speculative_reads ? static_cast<double>(speculative_used) / static_cast<double>(speculative_reads) : 0.0;
   const std::string expert_policy = experts ? expert_policy_name(experts->policy()) : "";
   const int64_t expert_slots = experts ? experts->slots() : 0;
   const double stall_seconds = store.stall_seconds() - stall_before + expert_wait;
@@ -333,6 +337,11 @@ int command_bench(int argc, char** argv) {
                 expert_slots, expert_policy.c_str(), 100.0 * hit_rate,
                 static_cast<double>(expert_uses) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)),
                 format_bytes(expert_disk_bytes).c_str());
+    if (experts->speculates())
+      std::printf("speculation      %.1f experts per token read ahead on the next layer's predicted choice, %.1f%% of "
+                  "them then chosen\n",
+                  static_cast<double>(speculative_reads) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)),
+                  100.0 * speculation_hit_rate);
   }
   std::printf("prefill          %zu tokens in %.3f s: %.2f tok/s\n", prompt.size(), prefill_seconds, prefill_tok_s);
   std::printf("decode           %" PRId64 " tokens in %.3f s: %.3f tok/s (compute waited %.3f s for reads)\n",
@@ -381,7 +390,11 @@ int command_bench(int argc, char** argv) {
                                            {"decode_misses_disk", expert_uses - expert_hits},
                                            {"hit_rate_ram", expert_uses ? static_cast<double>(expert_hits) / static_cast<double>(expert_uses) : 0.0},
                                            {"disk_bytes_per_token", expert_disk_bytes},
-                                           {"wait_seconds", expert_wait}}
+                                           {"wait_seconds", expert_wait},
+                                           {"speculation", experts->speculates()},
+                                           {"speculative_reads", speculative_reads},
+                                           {"speculative_used", speculative_used},
+                                           {"speculation_hit_rate", speculation_hit_rate}}
                           : nlohmann::json(nullptr)},
     };
     write_json(args.json, result, "bench");

@@ -54,7 +54,17 @@ uint64_t floats_per_token(const ModelConfig& c) {
   return floats + expert_floats_per_token(c);
 }
 
-constexpr uint64_t kScratchArrays = kActivationCount + 6;  // each 64-byte aligned
+constexpr uint64_t kScratchArrays = kActivationCount + 8;  // each 64-byte aligned
+
+// Speculation pays for decode and small batches; a large batch chooses most experts anyway and
+// reads each once, as soon as its router has run.
+constexpr int64_t kForeseenTokens = 4;
+
+uint64_t foresight_bytes(const ModelConfig& c) {
+  if (!c.has_experts()) return 0;
+  return static_cast<uint64_t>(kForeseenTokens * (c.dim + c.n_experts)) * sizeof(float) +
+         static_cast<uint64_t>((kForeseenTokens + 1) * c.n_experts_used) * (sizeof(int32_t) + sizeof(float));
+}
 
 }  // namespace
 
@@ -63,7 +73,8 @@ uint64_t CpuBackend::scratch_bytes(const ModelConfig& config, int64_t context, i
       static_cast<uint64_t>(max_batch) * floats_per_token(config) * sizeof(float) + kScratchArrays * 64;
   // One attention score row per thread.
   const uint64_t scores = static_cast<uint64_t>(threads) * static_cast<uint64_t>(context) * sizeof(float);
-  return activations + quantized_bytes(config, max_batch) + scores + routing_bytes(config, max_batch);
+  return activations + quantized_bytes(config, max_batch) + scores + routing_bytes(config, max_batch) +
+         foresight_bytes(config);
 }
 
 CpuBackend::CpuBackend(const Model& model, HostWeights& weights, ThreadPool& pool, HostKvCache kv, HostArena& scratch)
@@ -87,6 +98,11 @@ CpuBackend::CpuBackend(const Model& model, HostWeights& weights, ThreadPool& poo
     routed_weight_.reserve(choices);
     choices_by_expert_.reserve(choices);
     choices_begin_.reserve(static_cast<size_t>(config_.n_experts + 1));
+    foreseen_normed_ = scratch.allocate_array<float>(static_cast<uint64_t>(kForeseenTokens * config_.dim), "scratch");
+    foreseen_logits_ = scratch.allocate_array<float>(static_cast<uint64_t>(kForeseenTokens * config_.n_experts), "scratch");
+    foreseen_.reserve(static_cast<size_t>(kForeseenTokens * config_.n_experts_used));
+    foreseen_choice_.resize(static_cast<size_t>(config_.n_experts_used));
+    foreseen_weight_.resize(static_cast<size_t>(config_.n_experts_used));
   }
   quantized_.bytes.reserve(quantized_bytes(config_, model.max_batch()));
   positions_.reserve(batch);
@@ -339,6 +355,29 @@ void CpuBackend::experts_ffn(Activation in) {
       for (int64_t j = 1; j < k; ++j) sum += weighted_[(t * k + j) * c.dim + i];
       residual[t * c.dim + i] += sum;
     }
+}
+
+void CpuBackend::foresee_experts(int64_t layer) {
+  const ModelConfig& c = config_;
+  if (!store_.reads_experts_on_demand() || tokens_ > kForeseenTokens) return;
+  const WeightMatrix* norm = store_.lasting(layer, Role::FfnNorm);
+  const WeightMatrix* router = store_.lasting(layer, Role::FfnGateInp);
+  if (!norm || !router) return;
+  const float* x = buffer(Activation::Residual);
+  for (int64_t t = 0; t < tokens_; ++t)
+    rms_norm_row(&x[t * c.dim], reinterpret_cast<const float*>(norm->data), &foreseen_normed_[t * c.dim], c.dim,
+                 c.rms_eps);
+  // quantized_ is free here: the experts' first product quantizes its own input.
+  quantize_batch(pool_, router->type, foreseen_normed_, c.dim, tokens_, quantized_);
+  matmul(pool_, *router, quantized_, foreseen_logits_);
+  foreseen_.clear();
+  for (int64_t t = 0; t < tokens_; ++t) {
+    route_top_k(&foreseen_logits_[t * c.n_experts], c.n_experts, c.n_experts_used, foreseen_choice_.data(),
+                foreseen_weight_.data());
+    for (int32_t expert : foreseen_choice_)
+      if (std::find(foreseen_.begin(), foreseen_.end(), expert) == foreseen_.end()) foreseen_.push_back(expert);
+  }
+  store_.expect_experts(layer, foreseen_);
 }
 
 void CpuBackend::keep_rows(std::span<const int64_t> rows) {

@@ -46,6 +46,7 @@ class CpuBackend final : public Backend {
   void swiglu(Activation gate, Activation up) override;
   void route(Activation logits) override;
   void experts_ffn(Activation in) override;
+  void foresee_experts(int64_t layer) override;
   void keep_rows(std::span<const int64_t> rows) override;
   void output_logits(Activation in, float* logits) override;
   void set_trace(Trace* trace) override;
@@ -87,6 +88,13 @@ class CpuBackend final : public Backend {
   float* expert_input_ = nullptr;        // the rows of the tokens that chose one expert
   float* expert_output_ = nullptr;       // their product with one of its slices
   float* weighted_ = nullptr;       // [token][choice][dim]: weighted expert outputs before their sum
+  // Speculation (batches of up to kForeseenTokens): the residual stream normed for a later layer,
+  // its router's logits, the experts they predict.
+  float* foreseen_normed_ = nullptr;
+  float* foreseen_logits_ = nullptr;
+  std::vector<int32_t> foreseen_;
+  std::vector<int32_t> foreseen_choice_;  // one token's
+  std::vector<float> foreseen_weight_;
 };
 
 }  // namespace fi

@@ -119,7 +119,7 @@ void Engine::open_on_cpu(std::unique_ptr<Model> model) {
                            " does not fit --host-mem " + format_bytes(*budget) + " (--ctx sets it)");
   }
   if (!chosen.empty()) placement_.insert(placement_.begin(), chosen);
-  host_model_ = HostModel::load(std::move(model), *pool_, budget, options_.io, options_.expert_policy);
+  host_model_ = HostModel::load(std::move(model), *pool_, budget, options_.io, options_.experts);
   forward_ = std::make_unique<Forward>(host_model_->model(), make_cpu_backend(*host_model_, *pool_));
   const Plan& plan = host_model_->plan();
   if (plan.streams())
@@ -132,7 +132,7 @@ void Engine::open_on_cpu(std::unique_ptr<Model> model) {
     placement_.push_back(strprintf("experts read on demand: a cache of %lld of the %lld experts (%s, %s policy) fed by "
                                    "what the router chooses; the rest of the budget holds the dense weights",
                                    static_cast<long long>(cache.slots), static_cast<long long>(all),
-                                   format_bytes(cache.bytes()).c_str(), expert_policy_name(options_.expert_policy)));
+                                   format_bytes(cache.bytes()).c_str(), expert_policy_name(options_.experts.policy)));
   }
 }
 

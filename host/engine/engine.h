@@ -43,8 +43,9 @@ struct EngineOptions {
   std::optional<Profile> profile;
   bool trace = false;                   // collect spans of reads, uploads and compute (--trace)
   ReaderOptions io;
-  // Which cached expert makes room when experts are read on demand (--expert-policy).
-  ExpertPolicy expert_policy = ExpertPolicy::Frequency;
+  // Experts read on demand: which cached one makes room (--expert-policy), whether the next
+  // layer's are read ahead (--expert-speculation).
+  ExpertCacheOptions experts;
 };
 
 struct GenerationStats {

@@ -8,12 +8,12 @@
 namespace fi {
 
 std::unique_ptr<HostModel> HostModel::load(const std::string& path, ThreadPool& pool, const HostModelOptions& options) {
-  return load(Model::open(path, options.model), pool, options.host_budget, options.io, options.expert_policy);
+  return load(Model::open(path, options.model), pool, options.host_budget, options.io, options.experts);
 }
 
 std::unique_ptr<HostModel> HostModel::load(std::unique_ptr<Model> opened, ThreadPool& pool,
                                            std::optional<uint64_t> host_budget, const ReaderOptions& io,
-                                           ExpertPolicy expert_policy) {
+                                           const ExpertCacheOptions& experts) {
   std::unique_ptr<HostModel> placed(new HostModel());
   placed->model_ = std::move(opened);
   const Model& model = *placed->model_;
@@ -26,7 +26,7 @@ std::unique_ptr<HostModel> HostModel::load(std::unique_ptr<Model> opened, Thread
   if (!placed->arena_->lock_refusal().empty())
     log_warning("%s", placed->arena_->lock_refusal().c_str());
   placed->store_ = std::make_unique<WeightStore>(model.file(), model.tensors(), placed->plan_, *placed->arena_, pool, io,
-                                                 expert_policy);
+                                                 experts);
   return placed;
 }
 

@@ -20,7 +20,7 @@ struct HostModelOptions {
   ModelOptions model;
   std::optional<uint64_t> host_budget;  // none: load every weight, no limit
   ReaderOptions io;
-  ExpertPolicy expert_policy = ExpertPolicy::Frequency;  // which cached expert makes room
+  ExpertCacheOptions experts;  // experts read on demand: which cached one makes room, speculation
 };
 
 class HostModel {
@@ -29,7 +29,7 @@ class HostModel {
   // An opened model placed within `host_budget` (none: every weight loaded, no limit).
   static std::unique_ptr<HostModel> load(std::unique_ptr<Model> model, ThreadPool& pool,
                                          std::optional<uint64_t> host_budget, const ReaderOptions& io,
-                                         ExpertPolicy expert_policy = ExpertPolicy::Frequency);
+                                         const ExpertCacheOptions& experts = {});
 
   const Model& model() const { return *model_; }
   const ModelConfig& config() const { return model_->config(); }

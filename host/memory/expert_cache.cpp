@@ -19,8 +19,8 @@ std::optional<ExpertPolicy> parse_expert_policy(const std::string& name) {
 const char* expert_policy_name(ExpertPolicy policy) { return policy == ExpertPolicy::Recency ? "recency" : "frequency"; }
 
 ExpertCache::ExpertCache(const std::string& path, const ExpertCachePlan& plan, HostArena& arena, ThreadPool& pool,
-                         const ReaderOptions& io, ExpertPolicy policy)
-    : plan_(plan), pool_(pool), policy_(policy) {
+                         const ReaderOptions& io, const ExpertCacheOptions& options)
+    : plan_(plan), pool_(pool), options_(options) {
   if (plan.slots <= 0 || plan.experts.empty()) fail("internal: an expert cache without slots");
   reader_ = AsyncReader::open(path, io);
   uint8_t* memory = arena.allocate(plan.bytes(), kDirectAlignment, "expert cache");
@@ -44,7 +44,7 @@ int64_t ExpertCache::victim() const {
     }
     const Slot& current = slots_[static_cast<size_t>(best)];
     const bool older = slot.last_use < current.last_use;
-    if (policy_ == ExpertPolicy::Recency) {
+    if (options_.policy == ExpertPolicy::Recency) {
       if (older) best = static_cast<int64_t>(s);
       continue;
     }
@@ -62,6 +62,8 @@ bool ExpertCache::start_read(int64_t layer, int32_t expert) {
   slot.key = key(layer, expert);
   slot_of_[static_cast<size_t>(slot.key)] = s;
   slot.pinned = true;
+  slot.speculative = false;
+  slot.read_ahead = false;
 
   // Slices in file order for the aligned reads; their places in the slot in tensor order.
   const std::vector<FileRange> ranges = plan_.experts.ranges(layer, expert);
@@ -91,10 +93,11 @@ bool ExpertCache::start_read(int64_t layer, int32_t expert) {
   slot.reads_left = static_cast<int>(reads.size());
   slot.submitted = Trace::Clock::now();
   stats_.bytes_read += bytes;
+  ++stats_.experts_read;
   return true;
 }
 
-void ExpertCache::arrived(Slot& slot, int64_t layer, int32_t expert) {
+void ExpertCache::arrived(Slot& slot) {
   // Laid out as the resident stacked tensors are, so results do not depend on where an expert lives.
   for (WeightMatrix* view : {&slot.weights.gate, &slot.weights.up, &slot.weights.down})
     if (interleaves(view->type) && view->rows % kInterleavedRows == 0) {
@@ -102,13 +105,39 @@ void ExpertCache::arrived(Slot& slot, int64_t layer, int32_t expert) {
       view->interleaved = true;
     }
   if (trace_)
-    trace_->add(Trace::Track::Disk, strprintf("read expert %lld.%d", static_cast<long long>(layer), expert), slot.submitted,
-                Trace::Clock::now());
+    trace_->add(Trace::Track::Disk,
+                strprintf("read expert %lld.%lld%s", static_cast<long long>(slot.key / plan_.experts.count),
+                          static_cast<long long>(slot.key % plan_.experts.count), slot.read_ahead ? " (speculative)" : ""),
+                slot.submitted, Trace::Clock::now());
 }
 
 void ExpertCache::note_use(Slot& slot) {
   slot.last_use = clock_;
   slot.pinned = false;
+}
+
+ExpertCache::Slot* ExpertCache::wait_for_read() {
+  const auto start = Trace::Clock::now();
+  const uint64_t tag = reader_->wait();
+  stats_.wait_seconds += std::chrono::duration<double>(Trace::Clock::now() - start).count();
+  Slot& slot = slots_[static_cast<size_t>(tag)];
+  if (--slot.reads_left > 0) return nullptr;
+  arrived(slot);
+  return &slot;
+}
+
+ExpertCache::~ExpertCache() {
+  // Speculative reads may still be in flight: their buffers must outlive them.
+  while (reader_ && reader_->outstanding() > 0) try {
+      reader_->wait();
+    } catch (...) {
+    }
+}
+
+void ExpertCache::expect(int64_t layer, std::span<const int32_t> experts) {
+  if (!options_.speculate) return;
+  expected_layer_ = layer;
+  expected_.assign(experts.begin(), experts.end());
 }
 
 void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use) {
@@ -125,37 +154,61 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const Exp
       uses_since_aging_ = 0;
     }
     const int64_t s = slot_of_[k];
-    if (s >= 0) {
-      ++stats_.hits;
-      slots_[static_cast<size_t>(s)].pinned = true;
-      cached.push_back(expert);
-    } else {
+    if (s < 0) {
       to_read.push_back(expert);
+      continue;
+    }
+    Slot& slot = slots_[static_cast<size_t>(s)];
+    if (slot.speculative) {
+      ++stats_.speculative_used;
+      slot.speculative = false;
+    }
+    slot.pinned = true;
+    // One whose speculative read is still in flight is computed when it arrives, below.
+    if (slot.reads_left == 0) {
+      ++stats_.hits;
+      cached.push_back(expert);
     }
   }
   auto issue = [&] {
     while (!to_read.empty() && start_read(layer, to_read.front())) to_read.pop_front();
   };
+  // The prediction's reads queue behind this layer's own, and only while slots are free to take.
+  auto speculate = [&] {
+    if (expected_layer_ >= 0 && to_read.empty())
+      for (int32_t expert : expected_) {
+        if (slot_of_[static_cast<size_t>(key(expected_layer_, expert))] >= 0) continue;
+        if (!start_read(expected_layer_, expert)) break;
+        Slot& slot = slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(expected_layer_, expert))])];
+        slot.speculative = slot.read_ahead = true;
+        ++stats_.speculative_reads;
+      }
+    expected_layer_ = -1;
+    expected_.clear();
+  };
+  size_t remaining = experts.size();
   try {
     issue();
+    speculate();
     // The disk works on the misses while the cached experts compute.
     for (int32_t expert : cached) {
       Slot& slot = slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, expert))])];
       use(expert, slot.weights);
       note_use(slot);
+      --remaining;
       issue();
     }
-    while (!to_read.empty() || reader_->outstanding() > 0) {
+    while (remaining > 0) {
       if (reader_->outstanding() == 0) fail("internal: no expert slot free to read into");
-      const auto start = Trace::Clock::now();
-      const uint64_t tag = reader_->wait();
-      stats_.wait_seconds += std::chrono::duration<double>(Trace::Clock::now() - start).count();
-      Slot& slot = slots_[static_cast<size_t>(tag)];
-      if (--slot.reads_left > 0) continue;
-      const auto expert = static_cast<int32_t>(slot.key % plan_.experts.count);
-      arrived(slot, layer, expert);
-      use(expert, slot.weights);
-      note_use(slot);
+      Slot* slot = wait_for_read();
+      if (!slot) continue;
+      const auto expert = static_cast<int32_t>(slot->key % plan_.experts.count);
+      if (slot->key / plan_.experts.count == layer && std::find(experts.begin(), experts.end(), expert) != experts.end()) {
+        use(expert, slot->weights);
+        --remaining;
+      }
+      // Otherwise a speculative read for a later layer, cached from now on.
+      note_use(*slot);
       issue();
     }
   } catch (...) {
@@ -171,7 +224,10 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const Exp
       }
       slot.reads_left = 0;
       slot.pinned = false;
+      slot.speculative = false;
     }
+    expected_layer_ = -1;
+    expected_.clear();
     throw;
   }
 }

@@ -5,6 +5,10 @@
 // the choice is known (deep queue, direct I/O, into the slots they will be computed from) and each
 // computes as it arrives. An expert is never read while it is cached, and a batch reads each of
 // its chosen experts once. Which cached expert makes room is the policy's choice.
+// Speculation: the forward pass may say which experts the next layer will likely choose (its
+// router applied early); their reads start right after the current layer's own, so the disk works
+// while this layer computes. A read still in flight when its expert is chosen is waited for, never
+// repeated.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -27,26 +31,39 @@ enum class ExpertPolicy { Recency, Frequency };
 std::optional<ExpertPolicy> parse_expert_policy(const std::string& name);
 const char* expert_policy_name(ExpertPolicy policy);
 
+struct ExpertCacheOptions {
+  ExpertPolicy policy = ExpertPolicy::Frequency;
+  bool speculate = true;  // read the experts the forward pass expects (expect()) ahead of their use
+};
+
 struct ExpertCacheStats {
   uint64_t uses = 0;        // (layer, expert) uses, one per batch that chose it
   uint64_t hits = 0;        // of them, found in the cache
-  uint64_t bytes_read = 0;  // for the misses, alignment included
+  uint64_t experts_read = 0;  // reads started, speculative ones included
+  uint64_t bytes_read = 0;    // by them, alignment included
   double wait_seconds = 0;  // compute time spent waiting for expert reads
+  uint64_t speculative_reads = 0;  // experts read on a prediction, before any layer chose them
+  uint64_t speculative_used = 0;   // of them, chosen before being evicted (the speculation's hits)
 };
 
 class ExpertCache {
  public:
   // plan.slots slots of plan.slot_bytes from `arena`; reads through a reader of their own.
   ExpertCache(const std::string& path, const ExpertCachePlan& plan, HostArena& arena, ThreadPool& pool,
-              const ReaderOptions& io, ExpertPolicy policy);
+              const ReaderOptions& io, const ExpertCacheOptions& options);
+  ~ExpertCache();
   ExpertCache(const ExpertCache&) = delete;
   ExpertCache& operator=(const ExpertCache&) = delete;
 
   // `experts`: distinct experts of `layer` the batch chose.
   void use(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use);
+  // `experts` of `layer` will likely be chosen: those not cached are read after the next use()'s
+  // own misses have been issued (while slots are free to take).
+  void expect(int64_t layer, std::span<const int32_t> experts);
 
   ExpertCacheStats stats() const { return stats_; }
-  ExpertPolicy policy() const { return policy_; }
+  ExpertPolicy policy() const { return options_.policy; }
+  bool speculates() const { return options_.speculate; }
   int64_t slots() const { return static_cast<int64_t>(slots_.size()); }
   void set_trace(Trace* trace) { trace_ = trace; }
 
@@ -57,6 +74,8 @@ class ExpertCache {
     uint64_t last_use = 0;
     int reads_left = 0;
     bool pinned = false;  // being read or computed with: not to be evicted
+    bool speculative = false;  // read on a prediction and not chosen yet
+    bool read_ahead = false;   // its last read was speculative (for the trace)
     Trace::Clock::time_point submitted;
     ExpertWeights weights;
   };
@@ -65,18 +84,22 @@ class ExpertCache {
   int64_t victim() const;
   // Starts reading `expert` into a free or evicted slot; false when every slot is pinned.
   bool start_read(int64_t layer, int32_t expert);
-  void arrived(Slot& slot, int64_t layer, int32_t expert);
+  void arrived(Slot& slot);
   void note_use(Slot& slot);
+  // Waits for one read to complete; the slot whose reads are all in, or null.
+  Slot* wait_for_read();
 
   ExpertCachePlan plan_;
   ThreadPool& pool_;
-  ExpertPolicy policy_;
+  ExpertCacheOptions options_;
   std::unique_ptr<AsyncReader> reader_;
   std::vector<Slot> slots_;
   std::vector<int64_t> slot_of_;     // per key: its slot, or -1
   std::vector<uint32_t> frequency_;  // per key: times chosen (halved every kAgingUses uses)
   uint64_t clock_ = 0;
   uint64_t uses_since_aging_ = 0;
+  int64_t expected_layer_ = -1;
+  std::vector<int32_t> expected_;
   ExpertCacheStats stats_;
   Trace* trace_ = nullptr;
 };

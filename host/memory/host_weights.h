@@ -33,6 +33,13 @@ class HostWeights {
   // `experts` (distinct) with its weights, valid during the call, in the order they become
   // available. By default every expert is resident in the stacked views.
   virtual void use_experts(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use);
+  // Whether experts are read on demand, so that knowing a layer's choice early pays.
+  virtual bool reads_experts_on_demand() const { return false; }
+  // A prediction: `experts` (distinct) of `layer`, a layer still to come, will likely be chosen.
+  virtual void expect_experts(int64_t /*layer*/, std::span<const int32_t> /*experts*/) {}
+  // `role`'s view in `layer` when it stays valid outside the layer's unit (it does not stream),
+  // else null: for looking ahead at a later layer's small tensors.
+  virtual const WeightMatrix* lasting(int64_t layer, Role role) const;
 };
 
 // Expert `expert`'s rows of a stacked view.

@@ -14,7 +14,7 @@
 namespace fi {
 
 WeightStore::WeightStore(const GgufFile& file, const ModelTensors& tensors, const Plan& plan, HostArena& arena,
-                         ThreadPool& pool, const ReaderOptions& io, ExpertPolicy expert_policy)
+                         ThreadPool& pool, const ReaderOptions& io, const ExpertCacheOptions& experts)
     : pool_(pool) {
   const int64_t layers = tensors.layer_count();
   if (plan.units.size() != static_cast<size_t>(layers) + 1)
@@ -55,7 +55,7 @@ WeightStore::WeightStore(const GgufFile& file, const ModelTensors& tensors, cons
   }
 
   if (plan.caches_experts())
-    expert_cache_ = std::make_unique<ExpertCache>(file.path(), plan.expert_cache, arena, pool, io, expert_policy);
+    expert_cache_ = std::make_unique<ExpertCache>(file.path(), plan.expert_cache, arena, pool, io, experts);
 
   std::vector<std::vector<ReadSpan>> schedule;
   schedule_index_.assign(plan.units.size(), -1);
@@ -148,6 +148,17 @@ void WeightStore::set_trace(Trace* trace) {
 void WeightStore::use_experts(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use) {
   if (expert_cache_) return expert_cache_->use(layer, experts, use);
   HostWeights::use_experts(layer, experts, use);
+}
+
+void WeightStore::expect_experts(int64_t layer, std::span<const int32_t> experts) {
+  if (expert_cache_) expert_cache_->expect(layer, experts);
+}
+
+const WeightMatrix* WeightStore::lasting(int64_t layer, Role role) const {
+  const WeightMatrix& w = weights_.at(role, layer);
+  for (const Target& target : targets_.at(static_cast<size_t>(layer)))
+    if (target.matrix == &w && target.plan->streamed_bytes() > 0) return nullptr;
+  return w.data ? &w : nullptr;
 }
 
 void WeightStore::acquire(int64_t unit) {

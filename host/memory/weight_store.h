@@ -24,7 +24,7 @@ class WeightStore final : public HostWeights {
  public:
   // plan.units: the layers in order, then the output head. The plan must outlive the store.
   WeightStore(const GgufFile& file, const ModelTensors& tensors, const Plan& plan, HostArena& arena, ThreadPool& pool,
-              const ReaderOptions& io, ExpertPolicy expert_policy = ExpertPolicy::Frequency);
+              const ReaderOptions& io, const ExpertCacheOptions& experts = {});
   ~WeightStore();
   WeightStore(const WeightStore&) = delete;
   WeightStore& operator=(const WeightStore&) = delete;
@@ -44,6 +44,9 @@ class WeightStore final : public HostWeights {
   const AsyncReader& reader() const { return *reader_; }
   void set_trace(Trace* trace) override;
   void use_experts(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use) override;
+  bool reads_experts_on_demand() const override { return expert_cache_ && expert_cache_->speculates(); }
+  void expect_experts(int64_t layer, std::span<const int32_t> experts) override;
+  const WeightMatrix* lasting(int64_t layer, Role role) const override;
   // The cache experts are read into on demand, when the plan has one.
   const ExpertCache* expert_cache() const { return expert_cache_.get(); }
   double stall_seconds() const { return prefetcher_ ? prefetcher_->stall_seconds() : 0.0; }

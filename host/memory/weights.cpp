@@ -29,4 +29,9 @@ void HostWeights::use_experts(int64_t layer, std::span<const int32_t> experts, c
   for (int32_t expert : experts) use(expert, expert_slices(views, n_experts, expert));
 }
 
+const WeightMatrix* HostWeights::lasting(int64_t layer, Role role) const {
+  const WeightMatrix& w = weights().at(role, layer);
+  return w.data ? &w : nullptr;
+}
+
 }  // namespace fi

@@ -76,6 +76,10 @@ class Backend {
   // the chosen expert's slices. Each chosen expert's weights are used once for all the batch's
   // tokens that chose it; Gate and Up hold the choices' rows [token][choice] meanwhile.
   virtual void experts_ffn(Activation in) = 0;
+  // Speculation, where experts are read on demand: the router of `layer` (one still to come)
+  // applied to the residual stream as it is now predicts that layer's choice, so the reads of
+  // those experts can start while this layer computes. Changes no result.
+  virtual void foresee_experts(int64_t /*layer*/) {}
   // From here on the batch is these tokens (ascending batch rows: the ones whose logits are wanted).
   virtual void keep_rows(std::span<const int64_t> rows) = 0;
   // logits (host memory, rows x vocab floats) = Output · in.

@@ -166,6 +166,7 @@ void Forward::layer(Backend& b, int64_t l) {
     // Mixture of experts: the router chooses, only the chosen experts compute.
     b.multiply(Normed, {{Role::FfnGateInp, RouterLogits}});
     b.route(RouterLogits);
+    if (l + 1 < config_.n_layers && tensors.layer(l + 1, Role::FfnGateInp)) b.foresee_experts(l + 1);
     b.experts_ffn(Normed);
   } else {
     b.multiply(Normed, {{Role::FfnGate, Gate}, {Role::FfnUp, Up}});
