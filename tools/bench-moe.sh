@@ -7,11 +7,12 @@
 #
 # usage: tools/bench-moe.sh [--llama-bench [LABEL=]PATH]... [--budgets "8G 4G"] [--skews "3 0"] [--threads N]
 #                           [--tokens N] [--llama-tokens N] [--policies "frequency recency"]
-#                           [--timeout S] [--out DIR] [--keep] [--docs]
+#                           [--speculation "on off"] [--timeout S] [--out DIR] [--keep] [--docs]
 #   --llama-bench  llama.cpp's llama-bench, built by you outside this repository (omit: flexinfer only);
 #                  repeat with labels to compare builds, e.g. llama.cpp=... llama.cpp-no-repack=...
 #   --skews        make-model --router-skew values (0 = uniform routing)
 #   --policies     expert cache policies to measure (the first is the headline)
+#   --speculation  --expert-speculation settings to measure; "off" only with the headline policy
 #   --keep         keep each model file after its runs (two files need about 36 GB)
 #   --docs         also write docs/bench-moe.{json,md}
 # Runs whose results are already in DIR are not repeated (delete DIR to start over): a second call
@@ -20,7 +21,8 @@
 # happen unconfined and the table says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-llama_benches=() budgets="8G 4G" skews="3 0" threads=2 tokens=32 llama_tokens=8 policies="frequency recency"
+llama_benches=() budgets="8G 4G" skews="3 0" threads=2 tokens=64 llama_tokens=8 policies="frequency recency"
+speculations="on off"
 timeout=900 out=build/bench-moe keep=0 docs=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
     --tokens) tokens="$2"; shift 2 ;;
     --llama-tokens) llama_tokens="$2"; shift 2 ;;
     --policies) policies="$2"; shift 2 ;;
+    --speculation) speculations="$2"; shift 2 ;;
     --timeout) timeout="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -56,15 +59,18 @@ for skew in $skews; do
   for budget in $budgets; do
     bytes=$(bytes_of "$budget")
     for policy in $policies; do
-      tag="skew$skew-$budget-$policy"
-      [ -s "$out/flexinfer-$tag.json" ] && continue
-      echo "flexinfer skew $skew --host-mem $budget --expert-policy $policy" >&2
-      evict "$model"
-      confined "$bytes" "$out/flexinfer-$tag.cgroup-peak" \
-        "$flexinfer" bench -m "$model" --gpu-mem none --host-mem "$budget" --expert-policy "$policy" --cold -p 8 \
-        -n "$tokens" -t "$threads" --ctx $((8 + tokens)) --mem-bw "$mem_bw" --disk-bw "$disk_bw" \
-        --json "$out/flexinfer-$tag.json" >"$out/flexinfer-$tag.txt" 2>&1 ||
-        echo "flexinfer failed: see $out/flexinfer-$tag.txt" >&2
+      for speculation in $speculations; do
+        [ "$speculation" = off ] && [ "$policy" != "${policies%% *}" ] && continue
+        tag="skew$skew-$budget-$policy-speculation-$speculation"
+        [ -s "$out/flexinfer-$tag.json" ] && continue
+        echo "flexinfer skew $skew --host-mem $budget --expert-policy $policy --expert-speculation $speculation" >&2
+        evict "$model"
+        confined "$bytes" "$out/flexinfer-$tag.cgroup-peak" \
+          "$flexinfer" bench -m "$model" --gpu-mem none --host-mem "$budget" --expert-policy "$policy" \
+          --expert-speculation "$speculation" --cold -p 8 -n "$tokens" -t "$threads" --ctx $((8 + tokens)) \
+          --mem-bw "$mem_bw" --disk-bw "$disk_bw" --json "$out/flexinfer-$tag.json" >"$out/flexinfer-$tag.txt" 2>&1 ||
+          echo "flexinfer failed: see $out/flexinfer-$tag.txt" >&2
+      done
     done
     for entry in "${llama_benches[@]}"; do
       label=llama.cpp path=$entry
@@ -87,22 +93,27 @@ done
 
 labels=""
 for entry in "${llama_benches[@]}"; do case "$entry" in *=*) labels+="${entry%%=*} " ;; *) labels+="llama.cpp " ;; esac; done
-python3 - "$out" "$threads" "$tokens" "$llama_tokens" "$docs" "$skews" "$budgets" "$policies" "$labels" <<'PY'
+python3 - "$out" "$threads" "$tokens" "$llama_tokens" "$docs" "$skews" "$budgets" "$policies" "$labels" "$speculations" <<'PY'
 import json, os, sys
 out, threads, tokens, llama_tokens, docs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 skews, budgets, policies, labels = sys.argv[6].split(), sys.argv[7].split(), sys.argv[8].split(), sys.argv[9].split()
+speculations = sys.argv[10].split()
 rows = []
 for skew in skews:
     for budget in budgets:
-        for policy in policies:
-            path = f"{out}/flexinfer-skew{skew}-{budget}-{policy}.json"
+      for policy in policies:
+        for speculation in speculations:
+            tag = f"skew{skew}-{budget}-{policy}-speculation-{speculation}"
+            path = f"{out}/flexinfer-{tag}.json"
             if not os.path.exists(path):
                 continue
             r = json.load(open(path))
             cache = r.get("expert_cache") or {}
-            peak_path = f"{out}/flexinfer-skew{skew}-{budget}-{policy}.cgroup-peak"
+            peak_path = f"{out}/flexinfer-{tag}.cgroup-peak"
             row = {"router": "unskewed (0)" if float(skew) == 0 else f"skewed ({skew})", "skew": float(skew), "budget": budget,
-                   "policy": policy, "decode_tok_s": r["decode_tok_s"], "prefill_tok_s": r["prefill_tok_s"],
+                   "policy": policy, "speculation": speculation, "decode_tok_s": r["decode_tok_s"],
+                   "prefill_tok_s": r["prefill_tok_s"], "decode_wait_seconds": r["decode_stall_seconds"],
+                   "speculation_hit_rate": cache.get("speculation_hit_rate") if speculation == "on" else None,
                    "hit_rate_ram": cache.get("hit_rate_ram"), "expert_slots": cache.get("slots"),
                    "disk_bytes_per_token": r["bytes_per_token"]["disk"], "host_bytes_per_token": r["bytes_per_token"]["host"],
                    "limit_tok_s": r["limit_tok_s"], "achieved_over_limit": r["achieved_over_limit"],
@@ -127,9 +138,12 @@ lines = [f"qwen3-30b-a3b shape, Q4_K_M (make-model), {threads} threads, cold pag
          f"{'Each engine ran inside a memory cgroup of the budget.' if cgroup else 'No cgroup (not root).'} "
          "The limit counts the bytes a token really needed: the chosen experts that missed the cache, read at the "
          "probe's disk bandwidth, and the weights computed from RAM at its memory bandwidth.", "",
-         "| router | budget | policy | flexinfer tok/s | experts found in RAM | disk MB/token | limit tok/s | achieved/limit |"
+         "Read ahead: the next layer's router applied to the current state predicts its experts, whose reads start "
+         "while this layer computes (--expert-speculation); the hit rate is the share of those reads then chosen.", "",
+         "| router | budget | policy | read ahead (hit rate) | flexinfer tok/s | waited for reads s | experts found in RAM "
+         "| disk MB/token | limit tok/s | achieved/limit |"
          + "".join(f" {label} tok/s | flexinfer/{label} |" for label in labels),
-         "|---|---|---|---:|---:|---:|---:|---:|" + "---:|---:|" * len(labels)]
+         "|---|---|---|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(labels)]
 for row in rows:
     llama_text = ""
     for label in labels:
@@ -142,7 +156,9 @@ for row in rows:
         else:
             llama_text += f" {llama['decode_tok_s']:.3f} | {row['decode_tok_s'] / llama['decode_tok_s']:.1f}x |"
     hit = f"{100 * row['hit_rate_ram']:.1f}%" if row["hit_rate_ram"] is not None else "all resident"
-    lines.append(f"| {row['router']} | {row['budget']} | {row['policy']} | {row['decode_tok_s']:.3f} | {hit} | "
+    ahead = f"on ({100 * row['speculation_hit_rate']:.0f}%)" if row["speculation"] == "on" else "off"
+    lines.append(f"| {row['router']} | {row['budget']} | {row['policy']} | {ahead} | {row['decode_tok_s']:.3f} | "
+                 f"{row['decode_wait_seconds']:.2f} | {hit} | "
                  f"{row['disk_bytes_per_token'] / 1e6:.0f} | {row['limit_tok_s']:.3f} | "
                  f"{100 * row['achieved_over_limit']:.0f}% |{llama_text}")
 table = "\n".join(lines)
