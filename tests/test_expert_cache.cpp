@@ -174,10 +174,10 @@ TEST(ExpertCache, ExpectedExpertsAreReadAheadAndNeverTwice) {
   EXPECT_EQ(std::set<int32_t>(seen.begin(), seen.end()), (std::set<int32_t>{3, 6}));
   EXPECT_EQ(cache.stats().experts_read, 4u);
   EXPECT_EQ(cache.stats().speculative_used, 1u);
-  // 5 was read ahead in vain but is cached now.
+  // 5 was read ahead in vain (a wrong prediction, whatever comes later) but is cached now.
   cache.use(2, std::vector<int32_t>{5}, check(2));
   EXPECT_EQ(cache.stats().experts_read, 4u);
-  EXPECT_EQ(cache.stats().speculative_used, 2u);
+  EXPECT_EQ(cache.stats().speculative_used, 1u);
   // A prediction for experts already cached reads nothing; one left in flight at destruction is
   // waited for (the sanitizers watch the slot memory).
   cache.expect(2, std::vector<int32_t>{3, 5, 6});
@@ -186,6 +186,31 @@ TEST(ExpertCache, ExpectedExpertsAreReadAheadAndNeverTwice) {
   cache.expect(0, std::vector<int32_t>{7});
   cache.use(1, std::vector<int32_t>{1}, check(1));
   EXPECT_EQ(cache.stats().speculative_reads, 3u);
+}
+
+TEST(ExpertCache, ReadingAheadPausesWhilePredictionsAreWrongAndResumes) {
+  ThreadPool pool(1);
+  const Cached c = cached_plan(pool);
+  ExpertCachePlan plan = c.plan;
+  plan.slots = 3;
+  HostArena arena(std::nullopt, false);
+  ExpertCache cache(model_path(), plan, arena, pool, {}, {ExpertPolicy::Recency});
+  auto nothing = [](int32_t, const ExpertWeights&) {};
+  auto step = [&](int32_t predicted, int32_t chosen) {
+    cache.expect(1, std::vector<int32_t>{predicted});
+    cache.use(0, std::vector<int32_t>{0}, nothing);
+    cache.use(1, std::vector<int32_t>{chosen}, nothing);
+  };
+  for (int i = 0; i < 40; ++i) step(2 + i % 6, 1);
+  const uint64_t read_while_wrong = cache.stats().speculative_reads;
+  EXPECT_GT(read_while_wrong, 0u);
+  EXPECT_LT(read_while_wrong, 30u);
+  EXPECT_EQ(cache.stats().speculative_used, 0u);
+  EXPECT_GT(cache.stats().speculation_paused, 0u);
+  // Wrong predictions scored while paused lower the average further: it takes a while to recover.
+  for (int i = 0; i < 80; ++i) step(2 + i % 6, 2 + i % 6);
+  EXPECT_GT(cache.stats().speculative_reads, read_while_wrong) << "right predictions resume reading ahead";
+  EXPECT_GT(cache.stats().speculative_used, 0u);
 }
 
 TEST(ExpertCache, WithoutSpeculationPredictionsAreIgnored) {

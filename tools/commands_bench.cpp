@@ -281,6 +281,7 @@ int command_bench(int argc, char** argv) {
   const double expert_wait = experts_after.wait_seconds - experts_before.wait_seconds;
   const uint64_t speculative_reads = experts_after.speculative_reads - experts_before.speculative_reads;
   const uint64_t speculative_used = experts_after.speculative_used - experts_before.speculative_used;
+  const uint64_t speculation_paused = experts_after.speculation_paused - experts_before.speculation_paused;
   const double speculation_hit_rate =
       speculative_reads ? static_cast<double>(speculative_used) / static_cast<double>(speculative_reads) : 0.0;
   const std::string expert_policy = experts ? expert_policy_name(experts->policy()) : "";
@@ -339,9 +340,10 @@ int command_bench(int argc, char** argv) {
                 format_bytes(expert_disk_bytes).c_str());
     if (experts->speculates())
       std::printf("speculation      %.1f experts per token read ahead on the next layer's predicted choice, %.1f%% of "
-                  "them then chosen\n",
+                  "them then chosen; %.1f per token not read (paused while recent predictions were often wrong)\n",
                   static_cast<double>(speculative_reads) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)),
-                  100.0 * speculation_hit_rate);
+                  100.0 * speculation_hit_rate,
+                  static_cast<double>(speculation_paused) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)));
   }
   std::printf("prefill          %zu tokens in %.3f s: %.2f tok/s\n", prompt.size(), prefill_seconds, prefill_tok_s);
   std::printf("decode           %" PRId64 " tokens in %.3f s: %.3f tok/s (compute waited %.3f s for reads)\n",
@@ -394,6 +396,7 @@ int command_bench(int argc, char** argv) {
                                            {"speculation", experts->speculates()},
                                            {"speculative_reads", speculative_reads},
                                            {"speculative_used", speculative_used},
+                                           {"speculation_paused", speculation_paused},
                                            {"speculation_hit_rate", speculation_hit_rate}}
                           : nlohmann::json(nullptr)},
     };

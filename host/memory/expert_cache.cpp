@@ -64,6 +64,7 @@ bool ExpertCache::start_read(int64_t layer, int32_t expert) {
   slot.pinned = true;
   slot.speculative = false;
   slot.read_ahead = false;
+  slot.last_use = 0;
 
   // Slices in file order for the aligned reads; their places in the slot in tensor order.
   const std::vector<FileRange> ranges = plan_.experts.ranges(layer, expert);
@@ -161,6 +162,7 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const Exp
     Slot& slot = slots_[static_cast<size_t>(s)];
     if (slot.speculative) {
       ++stats_.speculative_used;
+      score(true);
       slot.speculative = false;
     }
     slot.pinned = true;
@@ -170,17 +172,39 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const Exp
       cached.push_back(expert);
     }
   }
+  // This layer's predictions that it did not choose were wrong: no longer protected from eviction.
+  std::erase_if(ahead_, [&](int64_t s) {
+    Slot& slot = slots_[static_cast<size_t>(s)];
+    if (!slot.speculative) return true;  // chosen above
+    if (slot.key / plan_.experts.count != layer) return false;
+    score(false);
+    slot.speculative = false;
+    if (slot.reads_left == 0) slot.pinned = false;
+    return true;
+  });
+  if (unread_layer_ == layer)
+    for (int32_t expert : unread_) score(std::find(experts.begin(), experts.end(), expert) != experts.end());
+  unread_layer_ = -1;
+  unread_.clear();
   auto issue = [&] {
     while (!to_read.empty() && start_read(layer, to_read.front())) to_read.pop_front();
   };
   // The prediction's reads queue behind this layer's own, and only while slots are free to take.
   auto speculate = [&] {
+    const bool paused = precision_ < kMinimumPrecision;
     if (expected_layer_ >= 0 && to_read.empty())
       for (int32_t expert : expected_) {
         if (slot_of_[static_cast<size_t>(key(expected_layer_, expert))] >= 0) continue;
+        if (paused) {
+          ++stats_.speculation_paused;
+          unread_layer_ = expected_layer_;
+          unread_.push_back(expert);
+          continue;
+        }
         if (!start_read(expected_layer_, expert)) break;
         Slot& slot = slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(expected_layer_, expert))])];
         slot.speculative = slot.read_ahead = true;
+        ahead_.push_back(slot_of_[static_cast<size_t>(key(expected_layer_, expert))]);
         ++stats_.speculative_reads;
       }
     expected_layer_ = -1;
@@ -205,10 +229,12 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const Exp
       const auto expert = static_cast<int32_t>(slot->key % plan_.experts.count);
       if (slot->key / plan_.experts.count == layer && std::find(experts.begin(), experts.end(), expert) != experts.end()) {
         use(expert, slot->weights);
+        note_use(*slot);
         --remaining;
+      } else if (!slot->speculative) {
+        slot->pinned = false;  // a wrong prediction's read: cached, first to go
       }
-      // Otherwise a speculative read for a later layer, cached from now on.
-      note_use(*slot);
+      // A prediction for a later layer stays pinned until that layer has chosen.
       issue();
     }
   } catch (...) {
@@ -228,6 +254,9 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const Exp
     }
     expected_layer_ = -1;
     expected_.clear();
+    ahead_.clear();
+    unread_layer_ = -1;
+    unread_.clear();
     throw;
   }
 }

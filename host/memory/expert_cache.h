@@ -8,7 +8,11 @@
 // Speculation: the forward pass may say which experts the next layer will likely choose (its
 // router applied early); their reads start right after the current layer's own, so the disk works
 // while this layer computes. A read still in flight when its expert is chosen is waited for, never
-// repeated.
+// repeated. A predicted expert is not evicted before its layer has chosen; a wrong prediction then
+// goes first (recency) or by its count of real uses (frequency). Reading ahead pays only while the
+// predictions are mostly right (measured: 89% right gained 3%, 66% right lost 10% when the disk was
+// busy): below kMinimumPrecision of recent predictions it pauses, still scoring what it would have
+// read, and resumes when they improve.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -43,7 +47,8 @@ struct ExpertCacheStats {
   uint64_t bytes_read = 0;    // by them, alignment included
   double wait_seconds = 0;  // compute time spent waiting for expert reads
   uint64_t speculative_reads = 0;  // experts read on a prediction, before any layer chose them
-  uint64_t speculative_used = 0;   // of them, chosen before being evicted (the speculation's hits)
+  uint64_t speculative_used = 0;   // of them, chosen by the layer they were predicted for
+  uint64_t speculation_paused = 0;  // predictions not read because recent ones were often wrong
 };
 
 class ExpertCache {
@@ -100,6 +105,14 @@ class ExpertCache {
   uint64_t uses_since_aging_ = 0;
   int64_t expected_layer_ = -1;
   std::vector<int32_t> expected_;
+  std::vector<int64_t> ahead_;  // slots read on a prediction whose layer has not chosen yet
+  // Recent predictions' share of right ones (a moving average over about 64), and while paused the
+  // predictions that would have been read.
+  static constexpr double kMinimumPrecision = 0.75;
+  double precision_ = 1.0;
+  int64_t unread_layer_ = -1;
+  std::vector<int32_t> unread_;
+  void score(bool right) { precision_ += (static_cast<double>(right) - precision_) / 64.0; }
   ExpertCacheStats stats_;
   Trace* trace_ = nullptr;
 };
