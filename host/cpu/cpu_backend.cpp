@@ -359,7 +359,7 @@ void CpuBackend::experts_ffn(Activation in) {
 
 void CpuBackend::foresee_experts(int64_t layer) {
   const ModelConfig& c = config_;
-  if (!store_.reads_experts_on_demand() || tokens_ > kForeseenTokens) return;
+  if (!store_.wants_expert_predictions() || tokens_ > kForeseenTokens) return;
   const WeightMatrix* norm = store_.lasting(layer, Role::FfnNorm);
   const WeightMatrix* router = store_.lasting(layer, Role::FfnGateInp);
   if (!norm || !router) return;

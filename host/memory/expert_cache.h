@@ -69,6 +69,12 @@ class ExpertCache {
   ExpertCacheStats stats() const { return stats_; }
   ExpertPolicy policy() const { return options_.policy; }
   bool speculates() const { return options_.speculate; }
+  // Predictions are read while they are mostly right; while paused, one pass in kPausedSampling
+  // still predicts, to score them, so that the router's extra product is mostly saved.
+  bool wants_predictions() const {
+    return options_.speculate &&
+           (precision_ >= kMinimumPrecision || clock_ / plan_.experts.layers.size() % kPausedSampling == 0);
+  }
   int64_t slots() const { return static_cast<int64_t>(slots_.size()); }
   void set_trace(Trace* trace) { trace_ = trace; }
 
@@ -109,6 +115,7 @@ class ExpertCache {
   // Recent predictions' share of right ones (a moving average over about 64), and while paused the
   // predictions that would have been read.
   static constexpr double kMinimumPrecision = 0.75;
+  static constexpr uint64_t kPausedSampling = 4;
   double precision_ = 1.0;
   int64_t unread_layer_ = -1;
   std::vector<int32_t> unread_;

@@ -33,8 +33,9 @@ class HostWeights {
   // `experts` (distinct) with its weights, valid during the call, in the order they become
   // available. By default every expert is resident in the stacked views.
   virtual void use_experts(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use);
-  // Whether experts are read on demand, so that knowing a layer's choice early pays.
-  virtual bool reads_experts_on_demand() const { return false; }
+  // Whether a prediction of the coming layers' experts is wanted now (experts are read on demand
+  // and reading ahead is on), so that computing one pays.
+  virtual bool wants_expert_predictions() const { return false; }
   // A prediction: `experts` (distinct) of `layer`, a layer still to come, will likely be chosen.
   virtual void expect_experts(int64_t /*layer*/, std::span<const int32_t> /*experts*/) {}
   // `role`'s view in `layer` when it stays valid outside the layer's unit (it does not stream),
