@@ -10,9 +10,9 @@
 // while this layer computes. A read still in flight when its expert is chosen is waited for, never
 // repeated. A predicted expert is not evicted before its layer has chosen; a wrong prediction then
 // goes first (recency) or by its count of real uses (frequency). Reading ahead pays only while the
-// predictions are mostly right (measured: 89% right gained 3%, 66% right lost 10% when the disk was
-// busy): below kMinimumPrecision of recent predictions it pauses, still scoring what it would have
-// read, and resumes when they improve.
+// predictions are mostly right (a wrong one costs a read and evicts a cached expert): below
+// kMinimumPrecision of recent predictions it pauses, still scoring what it would have read, and
+// resumes when they improve.
 #include <cstdint>
 #include <memory>
 #include <optional>
