@@ -133,16 +133,17 @@ class UringReader final : public AsyncReader {
 
   ~UringReader() override {
     // Reads still in flight write into memory their owner is about to free: let them land first.
-    while (in_flight_ > 0) {
-      io_uring_cqe* cqe = nullptr;
-      if (io_uring_wait_cqe(&ring_, &cqe) == 0) {
-        io_uring_cqe_seen(&ring_, cqe);
-        --in_flight_;
-      } else if (errno != EINTR) {
-        break;
-      }
-    }
+    land_in_flight();
     io_uring_queue_exit(&ring_);
+  }
+
+  void abandon() override {
+    land_in_flight();
+    backlog_.clear();
+    finished_.clear();
+    active_.clear();
+    free_active_.clear();
+    table_ = RequestTable();
   }
 
   void register_memory(std::span<uint8_t> memory) override {
@@ -163,6 +164,7 @@ class UringReader final : public AsyncReader {
 
   void submit(const ReadRequest& request) override {
     check_request(*file_, request);
+    if (broken_) fail("%s: %s", file_->path().c_str(), broken_reason_.c_str());
     const uint32_t parent = table_.add(request.tag, chunk_count(request, options_.request_bytes));
     for (const Chunk& chunk : split(*file_, request, options_.request_bytes, parent)) backlog_.push_back(chunk);
     // Into the kernel now, not at the next wait(): the disk works while the caller computes.
@@ -172,6 +174,7 @@ class UringReader final : public AsyncReader {
   uint64_t outstanding() const override { return table_.outstanding() + finished_.size(); }
 
   uint64_t wait() override {
+    if (broken_) fail("%s: %s", file_->path().c_str(), broken_reason_.c_str());
     while (finished_.empty()) {
       pump();
       if (!finished_.empty()) break;  // requests entirely past the end of the file finish at once
@@ -261,12 +264,34 @@ class UringReader final : public AsyncReader {
       ++in_flight_;
       ++prepared;
     }
-    if (prepared == 0) return;
+    unsubmitted_ += prepared;
+    if (unsubmitted_ == 0) return;
     int result;
     do {
       result = io_uring_submit(&ring_);
     } while (result == -EINTR || result == -EAGAIN);
-    if (result < 0) fail("%s: io_uring submit failed: %s", file_->path().c_str(), std::strerror(-result));
+    if (result < 0) {
+      // The prepared entries stay in the ring pointing at their destinations: this reader must not
+      // submit again.
+      broken_ = true;
+      broken_reason_ = std::string("io_uring submit failed: ") + std::strerror(-result);
+      fail("%s: %s", file_->path().c_str(), broken_reason_.c_str());
+    }
+    unsubmitted_ -= static_cast<unsigned>(result);
+  }
+
+  // Waits for every read the kernel holds; their results no longer matter.
+  void land_in_flight() {
+    int in_kernel = in_flight_ - static_cast<int>(unsubmitted_);
+    while (in_kernel > 0) {
+      io_uring_cqe* cqe = nullptr;
+      const int result = io_uring_wait_cqe(&ring_, &cqe);
+      if (result == -EINTR) continue;
+      if (result < 0) break;
+      io_uring_cqe_seen(&ring_, cqe);
+      --in_kernel;
+      --in_flight_;
+    }
   }
 
   int region_of(const uint8_t* destination, uint64_t length) const {
@@ -284,7 +309,10 @@ class UringReader final : public AsyncReader {
   std::vector<Chunk> active_;  // in flight, indexed by the id in the submission
   std::vector<uint32_t> free_active_;
   std::deque<uint64_t> finished_;
-  int in_flight_ = 0;
+  int in_flight_ = 0;          // prepared, submitted or not, and not completed
+  unsigned unsubmitted_ = 0;   // prepared but not yet taken by the kernel
+  bool broken_ = false;
+  std::string broken_reason_;
 };
 
 // pread (or, for Mmap, memcpy out of a mapping) on a pool of threads: blocking reads in parallel
@@ -326,6 +354,15 @@ class ThreadReader final : public AsyncReader {
     return table_.outstanding() + finished_.size();
   }
 
+  void abandon() override {
+    std::unique_lock lock(mutex_);
+    work_.clear();
+    done_.wait(lock, [&] { return reading_ == 0; });
+    finished_.clear();
+    table_ = RequestTable();
+    error_ = nullptr;
+  }
+
   uint64_t wait() override {
     std::unique_lock lock(mutex_);
     if (table_.outstanding() == 0 && finished_.empty()) fail("internal: waiting for a read when none was submitted");
@@ -344,6 +381,7 @@ class ThreadReader final : public AsyncReader {
       if (stopping_) return;
       const Chunk chunk = work_.front();
       work_.pop_front();
+      ++reading_;
       lock.unlock();
       std::exception_ptr failure;
       try {
@@ -352,13 +390,14 @@ class ThreadReader final : public AsyncReader {
         failure = std::current_exception();
       }
       lock.lock();
+      --reading_;
       if (failure) {
         if (!error_) error_ = failure;
       } else {
         bytes_read_ += chunk.wanted;
         if (table_.chunk_done(chunk.parent)) finished_.push_back(table_.finish(chunk.parent));
       }
-      done_.notify_one();
+      done_.notify_all();
     }
   }
 
@@ -379,6 +418,7 @@ class ThreadReader final : public AsyncReader {
   std::deque<uint64_t> finished_;
   RequestTable table_;
   std::exception_ptr error_;
+  int reading_ = 0;  // chunks a worker is reading now
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };

@@ -174,6 +174,7 @@ TEST(ExpertCache, ExpectedExpertsAreReadAheadAndNeverTwice) {
   EXPECT_EQ(std::set<int32_t>(seen.begin(), seen.end()), (std::set<int32_t>{3, 6}));
   EXPECT_EQ(cache.stats().experts_read, 4u);
   EXPECT_EQ(cache.stats().speculative_used, 1u);
+  EXPECT_GT(cache.stats().speculative_bytes_wasted, 0u);  // 5, which layer 2 did not choose
   // 5 was read ahead in vain (a wrong prediction, whatever comes later) but is cached now.
   cache.use(2, std::vector<int32_t>{5}, check(2));
   EXPECT_EQ(cache.stats().experts_read, 4u);
@@ -186,6 +187,29 @@ TEST(ExpertCache, ExpectedExpertsAreReadAheadAndNeverTwice) {
   cache.expect(0, std::vector<int32_t>{7});
   cache.use(1, std::vector<int32_t>{1}, check(1));
   EXPECT_EQ(cache.stats().speculative_reads, 3u);
+}
+
+// Reading a prediction's uncached experts must not evict its cached ones (under recency those
+// are the least recently used: they were used one pass ago).
+TEST(ExpertCache, APredictionsReadsDoNotEvictItsCachedExperts) {
+  ThreadPool pool(1);
+  const Cached c = cached_plan(pool);
+  ExpertCachePlan plan = c.plan;
+  plan.slots = 3;
+  HostArena arena(std::nullopt, false);
+  ExpertCache cache(model_path(), plan, arena, pool, {}, {ExpertPolicy::Recency});
+  auto nothing = [](int32_t, const ExpertWeights&) {};
+  cache.use(0, std::vector<int32_t>{0}, nothing);
+  cache.use(1, std::vector<int32_t>{1}, nothing);
+  cache.use(1, std::vector<int32_t>{2}, nothing);
+  EXPECT_EQ(cache.stats().experts_read, 3u);
+  cache.expect(1, std::vector<int32_t>{1, 3});
+  cache.use(0, std::vector<int32_t>{0}, nothing);
+  EXPECT_EQ(cache.stats().experts_read, 4u);  // 3 read ahead, into 2's slot
+  cache.use(1, std::vector<int32_t>{1, 3}, nothing);
+  EXPECT_EQ(cache.stats().experts_read, 4u) << "1 was evicted by its own prediction's read";
+  EXPECT_EQ(cache.stats().speculative_used, 1u);
+  EXPECT_EQ(cache.stats().speculative_bytes_wasted, 0u);
 }
 
 TEST(ExpertCache, ReadingAheadPausesWhilePredictionsAreWrongAndResumes) {

@@ -128,6 +128,36 @@ TEST(Reader, AFileThatShrankIsAnErrorNotGarbage) {
   }
 }
 
+// After a failed read the owner abandons what is in flight and goes on reading with the same reader.
+TEST(Reader, AbandonAfterAnErrorLeavesAUsableReader) {
+  for (IoBackend backend : kReadingBackends) {
+    const std::string path = pattern_file(test::scratch_path("abandon.bin"), 1 << 20);
+    const auto reader = AsyncReader::open(path, {backend, 4, 64 << 10});
+    ASSERT_EQ(truncate(path.c_str(), 256 << 10), 0);
+    AlignedBuffer failing(512 << 10), more(256 << 10);
+    reader->submit({failing.data.get(), 512 << 10, 512 << 10, 1});
+    reader->submit({more.data.get(), 0, 256 << 10, 2});
+    EXPECT_THROW(
+        {
+          while (reader->outstanding() > 0) reader->wait();
+        },
+        Error)
+        << io_backend_name(backend);
+    reader->abandon();
+    EXPECT_EQ(reader->outstanding(), 0u) << io_backend_name(backend);
+    AlignedBuffer again(64 << 10);
+    reader->submit({again.data.get(), 64 << 10, 64 << 10, 3});
+    EXPECT_EQ(reader->wait(), 3u) << io_backend_name(backend);
+    for (uint64_t i = 0; i < (64 << 10); ++i)
+      ASSERT_EQ(again.data.get()[i], pattern((64 << 10) + i)) << io_backend_name(backend);
+    // Abandoning with nothing submitted, or with reads in flight, returns.
+    reader->abandon();
+    reader->submit({again.data.get(), 0, 64 << 10, 4});
+    reader->abandon();
+    EXPECT_EQ(reader->outstanding(), 0u);
+  }
+}
+
 TEST_P(ReaderTest, RejectsUnalignedRequests) {
   const std::string path = pattern_file(test::scratch_path("aligned.bin"), 1 << 16);
   const auto reader = AsyncReader::open(path, {GetParam(), 4, 16 << 10});

@@ -294,7 +294,11 @@ int command_bench(int argc, char** argv) {
   const Plan& plan = placed.plan();
   const uint64_t host_bytes = compute_bytes_per_token(plan, placed.model());
   // The experts that missed count as they were read: only the bytes a token really needed.
-  const uint64_t expert_disk_bytes = decode_tokens > 0 ? expert_read / static_cast<uint64_t>(decode_tokens) : 0;
+  // Reads for predictions their layer did not choose were not needed: left out of the limit.
+  const uint64_t wasted = experts_after.speculative_bytes_wasted - experts_before.speculative_bytes_wasted;
+  const uint64_t expert_disk_bytes =
+      decode_tokens > 0 ? (expert_read - std::min(wasted, expert_read)) / static_cast<uint64_t>(decode_tokens) : 0;
+  const uint64_t wasted_per_token = decode_tokens > 0 ? wasted / static_cast<uint64_t>(decode_tokens) : 0;
   const uint64_t disk_bytes = plan.read_bytes_per_token() + expert_disk_bytes;
   const bool streams = plan.streams();
   const int depth = plan.depth;
@@ -340,9 +344,10 @@ int command_bench(int argc, char** argv) {
                 format_bytes(expert_disk_bytes).c_str());
     if (experts->speculates())
       std::printf("speculation      %.1f experts per token read ahead on the next layer's predicted choice, %.1f%% of "
-                  "them then chosen; %.1f per token not read (paused while recent predictions were often wrong)\n",
+                  "them then chosen (%s per token read in vain, not counted in the limit); %.1f per token not read "
+                  "(paused while recent predictions were often wrong)\n",
                   static_cast<double>(speculative_reads) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)),
-                  100.0 * speculation_hit_rate,
+                  100.0 * speculation_hit_rate, format_bytes(wasted_per_token).c_str(),
                   static_cast<double>(speculation_paused) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)));
   }
   std::printf("prefill          %zu tokens in %.3f s: %.2f tok/s\n", prompt.size(), prefill_seconds, prefill_tok_s);
@@ -397,6 +402,7 @@ int command_bench(int argc, char** argv) {
                                            {"speculative_reads", speculative_reads},
                                            {"speculative_used", speculative_used},
                                            {"speculation_paused", speculation_paused},
+                                           {"speculation_wasted_bytes_per_token", wasted_per_token},
                                            {"speculation_hit_rate", speculation_hit_rate}}
                           : nlohmann::json(nullptr)},
     };

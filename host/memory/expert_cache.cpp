@@ -59,12 +59,7 @@ bool ExpertCache::start_read(int64_t layer, int32_t expert) {
   if (s < 0) return false;
   Slot& slot = slots_[static_cast<size_t>(s)];
   if (slot.key >= 0) slot_of_[static_cast<size_t>(slot.key)] = -1;
-  slot.key = key(layer, expert);
-  slot_of_[static_cast<size_t>(slot.key)] = s;
-  slot.pinned = true;
-  slot.speculative = false;
-  slot.read_ahead = false;
-  slot.last_use = 0;
+  slot.key = -1;
 
   // Slices in file order for the aligned reads; their places in the slot in tensor order.
   const std::vector<FileRange> ranges = plan_.experts.ranges(layer, expert);
@@ -88,11 +83,22 @@ bool ExpertCache::start_read(int64_t layer, int32_t expert) {
   uint64_t bytes = 0;
   for (const ReadSpan& read : reads) {
     if (read.slot_offset + read.bytes > plan_.slot_bytes) fail("internal: an expert's reads overflow its slot");
-    reader_->submit({slot.memory + read.slot_offset, read.file_offset, read.bytes, static_cast<uint64_t>(s)});
     bytes += read.bytes;
   }
+  // Linked, with its reads counted, before the first is submitted: a submission that fails leaves
+  // a slot the failure path empties, never one that looks cached.
+  slot.key = key(layer, expert);
+  slot_of_[static_cast<size_t>(slot.key)] = s;
+  slot.pinned = true;
+  slot.speculative = false;
+  slot.read_ahead = false;
+  slot.held = false;
+  slot.last_use = 0;
+  slot.read_bytes = bytes;
   slot.reads_left = static_cast<int>(reads.size());
   slot.submitted = Trace::Clock::now();
+  for (const ReadSpan& read : reads)
+    reader_->submit({slot.memory + read.slot_offset, read.file_offset, read.bytes, static_cast<uint64_t>(s)});
   stats_.bytes_read += bytes;
   ++stats_.experts_read;
   return true;
@@ -129,10 +135,7 @@ ExpertCache::Slot* ExpertCache::wait_for_read() {
 
 ExpertCache::~ExpertCache() {
   // Speculative reads may still be in flight: their buffers must outlive them.
-  while (reader_ && reader_->outstanding() > 0) try {
-      reader_->wait();
-    } catch (...) {
-    }
+  if (reader_) reader_->abandon();
 }
 
 void ExpertCache::expect(int64_t layer, std::span<const int32_t> experts) {
@@ -172,12 +175,20 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const Exp
       cached.push_back(expert);
     }
   }
-  // This layer's predictions that it did not choose were wrong: no longer protected from eviction.
+  // This layer's predictions are judged: those it did not choose are no longer protected.
   std::erase_if(ahead_, [&](int64_t s) {
     Slot& slot = slots_[static_cast<size_t>(s)];
-    if (!slot.speculative) return true;  // chosen above
+    if (slot.held) {  // cached when predicted
+      if (slot.key / plan_.experts.count != layer) return false;
+      slot.held = false;
+      const auto expert = static_cast<int32_t>(slot.key % plan_.experts.count);
+      if (std::find(experts.begin(), experts.end(), expert) == experts.end()) slot.pinned = false;
+      return true;
+    }
+    if (!slot.speculative) return true;  // read ahead and chosen above
     if (slot.key / plan_.experts.count != layer) return false;
     score(false);
+    stats_.speculative_bytes_wasted += slot.read_bytes;
     slot.speculative = false;
     if (slot.reads_left == 0) slot.pinned = false;
     return true;
@@ -192,6 +203,16 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const Exp
   // The prediction's reads queue behind this layer's own, and only while slots are free to take.
   auto speculate = [&] {
     const bool paused = precision_ < kMinimumPrecision;
+    if (expected_layer_ >= 0 && to_read.empty() && !paused)
+      // The predicted experts already cached stay so while the others are read into other slots.
+      for (int32_t expert : expected_) {
+        const int64_t s = slot_of_[static_cast<size_t>(key(expected_layer_, expert))];
+        if (s < 0) continue;
+        Slot& slot = slots_[static_cast<size_t>(s)];
+        if (slot.pinned) continue;  // in use, being read, or already protected
+        slot.pinned = slot.held = true;
+        ahead_.push_back(s);
+      }
     if (expected_layer_ >= 0 && to_read.empty())
       for (int32_t expert : expected_) {
         if (slot_of_[static_cast<size_t>(key(expected_layer_, expert))] >= 0) continue;
@@ -239,10 +260,7 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const Exp
     }
   } catch (...) {
     // A failed read or product: slots whose reads did not complete are emptied, none stays pinned.
-    while (reader_->outstanding() > 0) try {
-        reader_->wait();
-      } catch (...) {
-      }
+    reader_->abandon();
     for (Slot& slot : slots_) {
       if (slot.reads_left > 0 && slot.key >= 0) {
         slot_of_[static_cast<size_t>(slot.key)] = -1;
@@ -251,6 +269,7 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const Exp
       slot.reads_left = 0;
       slot.pinned = false;
       slot.speculative = false;
+      slot.held = false;
     }
     expected_layer_ = -1;
     expected_.clear();

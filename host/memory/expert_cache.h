@@ -49,6 +49,7 @@ struct ExpertCacheStats {
   uint64_t speculative_reads = 0;  // experts read on a prediction, before any layer chose them
   uint64_t speculative_used = 0;   // of them, chosen by the layer they were predicted for
   uint64_t speculation_paused = 0;  // predictions not read because recent ones were often wrong
+  uint64_t speculative_bytes_wasted = 0;  // read for predictions their layer did not choose
 };
 
 class ExpertCache {
@@ -87,6 +88,8 @@ class ExpertCache {
     bool pinned = false;  // being read or computed with: not to be evicted
     bool speculative = false;  // read on a prediction and not chosen yet
     bool read_ahead = false;   // its last read was speculative (for the trace)
+    bool held = false;         // cached when predicted: kept until its layer has chosen
+    uint64_t read_bytes = 0;   // of its last read
     Trace::Clock::time_point submitted;
     ExpertWeights weights;
   };
