@@ -138,7 +138,21 @@ class UringReader final : public AsyncReader {
   }
 
   void abandon() override {
-    land_in_flight();
+    // Prepared entries the kernel has not taken yet still point at valid memory: send them now so
+    // that they land here, not after the memory has been reused.
+    if (unsubmitted_ > 0 && !broken_) {
+      int result;
+      do {
+        result = io_uring_submit(&ring_);
+      } while (result == -EINTR || result == -EAGAIN);
+      if (result >= 0) unsubmitted_ -= static_cast<unsigned>(result);
+      if (result < 0 || unsubmitted_ > 0) {
+        broken_ = true;
+        broken_reason_ = "io_uring could not take back reads after a failure";
+      }
+    }
+    // Reads the kernel may still complete keep their records: a broken reader is not used again.
+    if (!land_in_flight()) return;
     backlog_.clear();
     finished_.clear();
     active_.clear();
@@ -280,18 +294,24 @@ class UringReader final : public AsyncReader {
     unsubmitted_ -= static_cast<unsigned>(result);
   }
 
-  // Waits for every read the kernel holds; their results no longer matter.
-  void land_in_flight() {
+  // Waits for every read the kernel holds; their results no longer matter. False (and the reader
+  // broken) when waiting itself fails.
+  bool land_in_flight() {
     int in_kernel = in_flight_ - static_cast<int>(unsubmitted_);
     while (in_kernel > 0) {
       io_uring_cqe* cqe = nullptr;
       const int result = io_uring_wait_cqe(&ring_, &cqe);
       if (result == -EINTR) continue;
-      if (result < 0) break;
+      if (result < 0) {
+        broken_ = true;
+        broken_reason_ = std::string("io_uring wait failed: ") + std::strerror(-result);
+        return false;
+      }
       io_uring_cqe_seen(&ring_, cqe);
       --in_kernel;
       --in_flight_;
     }
+    return true;
   }
 
   int region_of(const uint8_t* destination, uint64_t length) const {

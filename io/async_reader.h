@@ -45,8 +45,10 @@ class AsyncReader {
   // Reads submitted and not yet returned by wait().
   virtual uint64_t outstanding() const = 0;
   // Waits until no read can still write into memory (what the kernel or a reading thread holds
-  // lands or fails), then forgets every submitted read: outstanding() is 0 and errors are cleared.
-  // After a failure, or before the destination memory is reused or freed.
+  // lands or fails), then forgets every submitted read: outstanding() is 0 and read errors are
+  // cleared. After a failure, or before the destination memory is reused or freed. A reader whose
+  // kernel interface itself failed (io_uring submit or wait) stays unusable: every later submit
+  // and wait fails.
   virtual void abandon() = 0;
   // Memory that reads will land in, registered with the kernel once where the backend can use that.
   virtual void register_memory(std::span<uint8_t> memory) { (void)memory; }

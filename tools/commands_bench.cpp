@@ -294,7 +294,8 @@ int command_bench(int argc, char** argv) {
   const Plan& plan = placed.plan();
   const uint64_t host_bytes = compute_bytes_per_token(plan, placed.model());
   // The experts that missed count as they were read: only the bytes a token really needed.
-  // Reads for predictions their layer did not choose were not needed: left out of the limit.
+  // Reads for predictions their layer did not choose were not needed then: left out of the limit
+  // (a later token may still use one, so this is the most the limit could be off by).
   const uint64_t wasted = experts_after.speculative_bytes_wasted - experts_before.speculative_bytes_wasted;
   const uint64_t expert_disk_bytes =
       decode_tokens > 0 ? (expert_read - std::min(wasted, expert_read)) / static_cast<uint64_t>(decode_tokens) : 0;
