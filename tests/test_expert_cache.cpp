@@ -53,6 +53,21 @@ Cached cached_plan(ThreadPool& pool) {
   return c;
 }
 
+// A cache of `slots` slots over the smallest budget's plan; the model stays alive for the plan.
+struct SmallCache {
+  SmallCache(ThreadPool& pool, int64_t slots, const ExpertCacheOptions& options)
+      : source(cached_plan(pool)), plan(with_slots(source.plan, slots)), arena(std::nullopt, false),
+        cache(model_path(), plan, arena, pool, {}, options) {}
+  static ExpertCachePlan with_slots(ExpertCachePlan plan, int64_t slots) {
+    plan.slots = slots;
+    return plan;
+  }
+  Cached source;
+  ExpertCachePlan plan;
+  HostArena arena;
+  ExpertCache cache;
+};
+
 TEST(ExpertCache, TheSmallestBudgetReadsExpertsOnDemand) {
   ThreadPool pool(2);
   const Cached c = cached_plan(pool);
@@ -63,11 +78,9 @@ TEST(ExpertCache, TheSmallestBudgetReadsExpertsOnDemand) {
 
 TEST(ExpertCache, SlotsHoldTheFilesBytesAndCachedExpertsAreNotReadAgain) {
   ThreadPool pool(2);
-  const Cached c = cached_plan(pool);
-  ExpertCachePlan plan = c.plan;
-  plan.slots = 6;
-  HostArena arena(std::nullopt, false);
-  ExpertCache cache(model_path(), plan, arena, pool, {}, {ExpertPolicy::Recency});
+  SmallCache small(pool, 6, {ExpertPolicy::Recency});
+  const ExpertCachePlan& plan = small.plan;
+  ExpertCache& cache = small.cache;
   const std::vector<int32_t> first = {1, 4, 6, 7};
   std::vector<int32_t> seen;
   auto check = [&](int64_t layer) {
@@ -107,11 +120,8 @@ TEST(ExpertCache, SlotsHoldTheFilesBytesAndCachedExpertsAreNotReadAgain) {
 // Hits over a scan of other experts after one favourite was chosen often.
 uint64_t favourite_hits(ExpertPolicy policy) {
   ThreadPool pool(1);
-  const Cached c = cached_plan(pool);
-  ExpertCachePlan plan = c.plan;
-  plan.slots = 4;
-  HostArena arena(std::nullopt, false);
-  ExpertCache cache(model_path(), plan, arena, pool, {}, {policy});
+  SmallCache small(pool, 4, {policy});
+  ExpertCache& cache = small.cache;
   auto nothing = [](int32_t, const ExpertWeights&) {};
   for (int i = 0; i < 5; ++i) cache.use(0, std::vector<int32_t>{0}, nothing);
   // A scan of six others (more than the slots), then the favourite again.
@@ -149,11 +159,9 @@ TEST(ExpertCache, APromptReadsEachChosenExpertOncePerLayer) {
 
 TEST(ExpertCache, ExpectedExpertsAreReadAheadAndNeverTwice) {
   ThreadPool pool(2);
-  const Cached c = cached_plan(pool);
-  ExpertCachePlan plan = c.plan;
-  plan.slots = 6;
-  HostArena arena(std::nullopt, false);
-  ExpertCache cache(model_path(), plan, arena, pool, {}, {ExpertPolicy::Recency});
+  SmallCache small(pool, 6, {ExpertPolicy::Recency});
+  const ExpertCachePlan& plan = small.plan;
+  ExpertCache& cache = small.cache;
   std::vector<int32_t> seen;
   auto check = [&](int64_t layer) {
     return [&, layer](int32_t expert, const ExpertWeights& w) {
@@ -193,11 +201,8 @@ TEST(ExpertCache, ExpectedExpertsAreReadAheadAndNeverTwice) {
 // are the least recently used: they were used one pass ago).
 TEST(ExpertCache, APredictionsReadsDoNotEvictItsCachedExperts) {
   ThreadPool pool(1);
-  const Cached c = cached_plan(pool);
-  ExpertCachePlan plan = c.plan;
-  plan.slots = 3;
-  HostArena arena(std::nullopt, false);
-  ExpertCache cache(model_path(), plan, arena, pool, {}, {ExpertPolicy::Recency});
+  SmallCache small(pool, 3, {ExpertPolicy::Recency});
+  ExpertCache& cache = small.cache;
   auto nothing = [](int32_t, const ExpertWeights&) {};
   cache.use(0, std::vector<int32_t>{0}, nothing);
   cache.use(1, std::vector<int32_t>{1}, nothing);
@@ -214,11 +219,8 @@ TEST(ExpertCache, APredictionsReadsDoNotEvictItsCachedExperts) {
 
 TEST(ExpertCache, ReadingAheadPausesWhilePredictionsAreWrongAndResumes) {
   ThreadPool pool(1);
-  const Cached c = cached_plan(pool);
-  ExpertCachePlan plan = c.plan;
-  plan.slots = 3;
-  HostArena arena(std::nullopt, false);
-  ExpertCache cache(model_path(), plan, arena, pool, {}, {ExpertPolicy::Recency});
+  SmallCache small(pool, 3, {ExpertPolicy::Recency});
+  ExpertCache& cache = small.cache;
   auto nothing = [](int32_t, const ExpertWeights&) {};
   auto step = [&](int32_t predicted, int32_t chosen) {
     cache.expect(1, std::vector<int32_t>{predicted});
@@ -239,11 +241,8 @@ TEST(ExpertCache, ReadingAheadPausesWhilePredictionsAreWrongAndResumes) {
 
 TEST(ExpertCache, WithoutSpeculationPredictionsAreIgnored) {
   ThreadPool pool(1);
-  const Cached c = cached_plan(pool);
-  ExpertCachePlan plan = c.plan;
-  plan.slots = 6;
-  HostArena arena(std::nullopt, false);
-  ExpertCache cache(model_path(), plan, arena, pool, {}, {ExpertPolicy::Frequency, false});
+  SmallCache small(pool, 6, {ExpertPolicy::Frequency, false});
+  ExpertCache& cache = small.cache;
   cache.expect(2, std::vector<int32_t>{3, 5});
   cache.use(1, std::vector<int32_t>{1}, [](int32_t, const ExpertWeights&) {});
   EXPECT_EQ(cache.stats().experts_read, 1u);
