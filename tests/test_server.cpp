@@ -451,6 +451,9 @@ TEST(Server, AClientThatLeavesFreesItsSlotAndAFullQueueIsRefused) {
   // One holds the slot until it leaves; the next waits; a third is refused.
   auto holder = std::make_unique<OpenStream>(server.port(), endless);
   ASSERT_TRUE(holder->answered());
+  // The headers go out when the request is queued, before the batcher gives it the slot.
+  ASSERT_TRUE(wait_for(server, "slots_processing", 1));
+  ASSERT_TRUE(wait_for(server, "queued", 0));
   std::thread waiting([&] {
     httplib::Client client = server.client();
     const auto result = client.Post("/v1/completions", R"({"prompt":"b","max_tokens":2})", "application/json");
