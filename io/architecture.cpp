@@ -216,6 +216,11 @@ const std::vector<Role>& preserved_layer_matrices() {
   return roles;
 }
 
+bool in_expert_half(Role role) {
+  return role == Role::FfnNorm || role == Role::FfnGateInp || role == Role::FfnGateExps || role == Role::FfnUpExps ||
+         role == Role::FfnDownExps;
+}
+
 const std::vector<const Architecture*>& architectures() { return all_architectures(); }
 
 const Architecture* find_architecture(std::string_view name, bool experts) {

@@ -86,6 +86,9 @@ struct NamedRole {
 std::optional<NamedRole> parse_tensor_name(std::string_view name);
 // The layer roles that are planned matrices, in preservation order.
 const std::vector<Role>& preserved_layer_matrices();
+// The half of a mixture-of-experts layer that computes beside the experts: the feed-forward norm,
+// the router and the stacked experts. The other half (attention) may compute on another device.
+bool in_expert_half(Role role);
 
 // The most experts per layer a file may declare (DeepSeek-V3 has 256): a corrupt count is refused
 // before anything is sized by it.

@@ -210,8 +210,48 @@ void check_tiny_llama(const TinyCase& tiny, const char* prompt, GoldenPlacement 
 void check_moe_golden(const MoeCase& moe, const char* prompt, GoldenPlacement placement) {
   const std::string data = shared_data();
   const std::string name = std::string(moe.model) + "-" + moe.type;
-  check_golden(data + "/models/" + name + ".gguf", data + "/golden/" + name + ".prompt-" + prompt, moe.tolerance,
-               std::string(moe.type) == "f16", placement);
+  const bool float_weights = std::string(moe.type) == "f16";
+  if (!placement.gpu_budget || float_weights) {
+    check_golden(data + "/models/" + name + ".gguf", data + "/golden/" + name + ".prompt-" + prompt, moe.tolerance,
+                 float_weights, placement);
+    return;
+  }
+  // Quantized weights beside a GPU: its attention multiplies float activations, not llama.cpp's
+  // 8-bit ones, so routing near-ties tip otherwise than llama.cpp's (on these fixtures half the
+  // positions of a prompt can follow other experts). Compared with the float64 reference instead,
+  // on the golden's teacher-forced sequence, every position, with the same near-tie rule: the
+  // experts' 8-bit activations on the CPU may still tip a near-tie away from the reference.
+  const nlohmann::json golden = load_json(data + "/golden/" + name + ".prompt-" + prompt + ".json");
+  Engine engine(options_for(data + "/models/" + name + ".gguf", placement));
+  std::vector<int32_t> sequence = engine.tokenizer().encode(golden["prompt"].get<std::string>(), true, false);
+  const auto greedy = golden["greedy_tokens"].get<std::vector<int32_t>>();
+  sequence.insert(sequence.end(), greedy.begin(), greedy.end());
+  const auto vocab = static_cast<std::ptrdiff_t>(engine.config().vocab);
+  std::vector<float> logits(sequence.size() * static_cast<size_t>(vocab));
+  engine.forward().eval(sequence, logits.data(), true);
+  std::vector<double> margins;
+  const std::vector<float> reference = reference_logits(engine.model(), sequence, &margins);
+  std::vector<float> ours_decided, reference_decided;
+  size_t routing_ties = 0;
+  for (size_t i = 0; i < sequence.size(); ++i) {
+    const std::vector<float> row(logits.begin() + static_cast<std::ptrdiff_t>(i) * vocab,
+                                 logits.begin() + static_cast<std::ptrdiff_t>(i + 1) * vocab);
+    const std::vector<float> expected(reference.begin() + static_cast<std::ptrdiff_t>(i) * vocab,
+                                      reference.begin() + static_cast<std::ptrdiff_t>(i + 1) * vocab);
+    if (margins[i] < kRoutingTieMargin && relative_rms(row, expected) > moe.tolerance) {
+      ++routing_ties;
+      continue;
+    }
+    ours_decided.insert(ours_decided.end(), row.begin(), row.end());
+    reference_decided.insert(reference_decided.end(), expected.begin(), expected.end());
+  }
+  const double error = relative_rms(ours_decided, reference_decided);
+  EXPECT_LT(error, moe.tolerance);
+  EXPECT_LE(routing_ties * 4, sequence.size()) << "positions let off at routing near-ties: at most a quarter";
+  std::printf("%s prompt %s on %s: relative RMS %.2e against the float64 reference (%.2e with the %zu of %zu positions "
+              "that took other experts at routing near-ties)\n",
+              name.c_str(), prompt, placement_name(placement), error, relative_rms(logits, reference), routing_ties,
+              sequence.size());
 }
 
 void check_family_golden(const FamilyCase& family, const char* prompt, GoldenPlacement placement) {

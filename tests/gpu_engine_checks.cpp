@@ -1,7 +1,10 @@
 #include "gpu_engine_checks.h"
 
+#include <cstring>
+
 #include "cuda/runtime.h"
 #include "host/engine/engine.h"
+#include "host/engine/placement.h"
 #include "io/error.h"
 #include "reference_forward.h"
 #include "test_support.h"
@@ -13,6 +16,8 @@ namespace {
 constexpr size_t kPrefillTokens = 10, kDecodeSteps = 4, kLaterPrefillTokens = 6;
 
 // Logits of every position: a prefill, decode steps, then a second prefill.
+std::vector<float> run_passes(Engine& engine);
+
 std::vector<float> run_engine(const std::string& path, std::optional<uint64_t> gpu_budget,
                               std::optional<uint64_t> host_budget = std::nullopt,
                               std::optional<Profile> profile = gpu_favoured_profile()) {
@@ -21,6 +26,10 @@ std::vector<float> run_engine(const std::string& path, std::optional<uint64_t> g
   options.host_budget = host_budget;
   options.profile = profile;
   Engine engine(options);
+  return run_passes(engine);
+}
+
+std::vector<float> run_passes(Engine& engine) {
   const auto vocab = static_cast<size_t>(engine.config().vocab);
   auto prefill = [&](size_t count, size_t seed, std::vector<float>& logits) {
     std::vector<int32_t> tokens;
@@ -132,6 +141,56 @@ void check_gpu_logits_match_cpu(const EngineCase& engine_case) {
   const std::vector<float> gpu = run_engine(path, 1ull << 30);
   ASSERT_EQ(cpu.size(), gpu.size());
   EXPECT_LT(relative_rms(gpu, cpu), engine_case.tolerance);
+}
+
+void check_gpu_experts_beside_the_gpu() {
+  for (const char* preset : {"tiny-qwen3moe", "tiny-mixtral"}) {
+    SCOPED_TRACE(preset);
+    // Float weights for the comparison with the CPU engine: with quantized ones its 8-bit
+    // activations tip routing near-ties otherwise than the GPU's float ones.
+    const std::string float_path = preset_model(preset, "f16");
+    const std::vector<float> cpu = run_engine(float_path, std::nullopt);
+    const std::vector<float> beside = run_engine(float_path, 1ull << 30);
+    ASSERT_EQ(cpu.size(), beside.size());
+    EXPECT_LT(relative_rms(beside, cpu), 5e-3) << "attention on the GPU, experts on the CPU";
+
+    const std::string path = preset_model(preset, "q4_k_m");
+    const std::vector<float> resident = run_engine(path, 1ull << 30);
+
+    // Every host budget from the fewest expert slots to every expert: the same bits, within it.
+    ModelOptions model_options;
+    model_options.context = 64;
+    const auto model = Model::open(path, model_options);
+    const uint64_t minimum = make_plan(host_plan_input(*model, std::nullopt, 2, HostPart::ExpertHalves)).minimum_host_bytes;
+    const uint64_t everything = make_plan(host_plan_input(*model, std::nullopt, 2, HostPart::ExpertHalves)).host_bytes();
+    ASSERT_LT(minimum, everything);
+    int cached = 0;
+    for (int step = 0; step <= 6; ++step) {
+      const uint64_t budget = minimum + (everything - minimum) * static_cast<uint64_t>(step) / 6;
+      SCOPED_TRACE("--host-mem " + std::to_string(budget));
+      EngineOptions options{path, 2, 64};
+      options.gpu_budget = 1ull << 30;
+      options.host_budget = budget;
+      Engine engine(options);
+      ASSERT_NE(engine.host_model(), nullptr);
+      const std::vector<float> logits = run_passes(engine);
+      ASSERT_EQ(logits.size(), resident.size());
+      EXPECT_EQ(0, std::memcmp(logits.data(), resident.data(), logits.size() * sizeof(float)));
+      EXPECT_LE(engine.host_model()->arena().used(), budget) << "arena high-water mark";
+      EXPECT_LE(engine.host_model()->plan().host_bytes(), budget);
+      if (engine.host_model()->plan().caches_experts()) ++cached;
+    }
+    EXPECT_GE(cached, 3) << "most budgets read experts on demand";
+    // The dense half does not fit: one line with what it needs.
+    EngineOptions small{path, 2, 64};
+    small.gpu_budget = 1ull << 20;
+    try {
+      Engine engine(small);
+      FAIL() << "1 MiB of VRAM was accepted";
+    } catch (const Error& error) {
+      EXPECT_NE(std::string(error.what()).find("is below the"), std::string::npos) << error.what();
+    }
+  }
 }
 
 void check_gpu_budget() {

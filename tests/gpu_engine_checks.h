@@ -48,6 +48,10 @@ void check_gpu_logits_match_cpu(const EngineCase& engine_case);
 // little is refused, naming the minimums; at the whole model's need everything is resident and
 // the device memory taken stays within the budget.
 void check_gpu_budget();
+// A mixture-of-experts model with a GPU (attention there, each layer's experts on the CPU): within
+// tolerance of the CPU engine, and bit-identical over host budgets from the fewest expert slots to
+// every expert, none exceeded; a GPU budget below the dense half is one clear line.
+void check_gpu_experts_beside_the_gpu();
 // Budgets that split the model over VRAM, pinned host memory and disk (every layer still on the
 // GPU) give logits bit-identical to the fully resident run, and keep both budgets.
 void check_gpu_tiers_bit_identical(const std::string& name, const ModelShape& shape, WeightScheme scheme);

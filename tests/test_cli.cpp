@@ -413,9 +413,9 @@ TEST(Cli, GpuBudgetsAreOneClearLine) {
                        "no CUDA device");
 }
 
-// Mixture-of-experts models: make-model writes them, inspect and bench name the experts, and the
-// GPU path (no expert kernels yet) refuses in one line whether or not a device is present.
-TEST(Cli, ExpertModelsRunOnTheCpuAndAreRefusedOnTheGpu) {
+// Mixture-of-experts models: make-model writes them, inspect and bench name the experts, plan
+// shows them beside a GPU (attention there, experts on the CPU) on any machine.
+TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   const std::string model = test::scratch_path("cli-qwen3moe.gguf");
   const test::CommandResult made = test::run_flexinfer(
       {"make-model", "--preset", "tiny-qwen3moe", "--type", "q4_0", "--byte-vocab", "--router-skew", "2", "-o", model});
@@ -426,9 +426,12 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndAreRefusedOnTheGpu) {
   const test::CommandResult bench = test::run_flexinfer({"bench", "-m", model, "-p", "8", "-n", "4", "-t", "2"});
   ASSERT_EQ(bench.exit_code, 0) << bench.err;
   EXPECT_NE(bench.out.find("experts          8 experts per layer, 2 used per token"), std::string::npos) << bench.out;
-  expect_clean_failure({"generate", "-m", model, "--gpu-mem", "2G", "-p", "hi"},
-                       "mixture-of-experts models run on the CPU for now; use --gpu-mem none");
-  expect_clean_failure({"plan", "-m", model, "--gpu-mem", "2G"}, "mixture-of-experts models run on the CPU for now");
+  const test::CommandResult plan = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "2G", "--host-mem", "64M"});
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  EXPECT_NE(plan.out.find("gpu       attention, embedding and head: "), std::string::npos) << plan.out;
+  EXPECT_EQ(plan.out.find("KV cache", plan.out.find("host memory:")), std::string::npos)
+      << "the KV cache lives on the GPU: " << plan.out;
+  expect_clean_failure({"plan", "-m", model, "--gpu-mem", "2G", "--host-mem", "1M"}, "below this model's minimum");
   expect_clean_failure({"make-model", "--preset", "tiny-qwen3", "--type", "f16", "--byte-vocab", "--router-skew", "1",
                         "-o", test::scratch_path("cli-skew.gguf")},
                        "--router-skew is for models with experts");

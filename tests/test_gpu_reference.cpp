@@ -35,6 +35,10 @@ TEST(ReferenceGpuEngine, TraceRecordsReadsUploadsAndComputePerLayer) {
 
 TEST(ReferenceGpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) { test::check_gpu_budget(); }
 
+TEST(ReferenceGpuEngine, ExpertsComputeOnTheCpuBesideTheGpuUnderEveryHostBudget) {
+  test::check_gpu_experts_beside_the_gpu();
+}
+
 TEST(ReferenceGpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
   FI_REQUIRE_SHARED_DATA();
   test::check_stories260k_greedy_text({1ull << 30});
@@ -82,6 +86,19 @@ TEST_P(ReferenceGpuFamilyGolden, LogitsAndGreedyTokensWithCpuDecodedLayers) {
   const auto& [family, prompt] = GetParam();
   test::check_family_golden(family, prompt, {std::nullopt, true});
 }
+
+// Mixture of experts against llama.cpp: attention on the device, the experts on the CPU.
+class ReferenceGpuMoeGolden : public ::testing::TestWithParam<std::tuple<test::MoeCase, const char*>> {};
+
+TEST_P(ReferenceGpuMoeGolden, LogitsAndGreedyTokens) {
+  FI_REQUIRE_SHARED_DATA();
+  const auto& [moe, prompt] = GetParam();
+  test::check_moe_golden(moe, prompt, {2ull << 30});
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedFiles, ReferenceGpuMoeGolden,
+                         ::testing::Combine(::testing::ValuesIn(test::kMoeCases), ::testing::Values("a", "b")),
+                         test::moe_case_name);
 
 INSTANTIATE_TEST_SUITE_P(Families, ReferenceGpuFamilyGolden,
                          ::testing::Combine(::testing::ValuesIn(test::kFamilyCases), ::testing::Values("a", "b")),

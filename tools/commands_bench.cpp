@@ -109,11 +109,17 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
   const double prefill_seconds = seconds_since(start);
   engine->forward().reset();
   const std::vector<int32_t> inputs = bench_decode_inputs(*engine, static_cast<int64_t>(prompt.size()), decode_tokens);
+  // Experts beside the GPU: each layer's expert half computes on the CPU, the experts its cache
+  // missed come from disk.
+  HostModel* experts_host = engine->host_model();
+  const ExpertCache* expert_cache = experts_host ? experts_host->store().expert_cache() : nullptr;
+  const ExpertCacheStats experts_before = expert_cache ? expert_cache->stats() : ExpertCacheStats{};
   start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < decode_tokens; ++i) {
     engine->forward().eval(std::span<const int32_t>(&inputs[static_cast<size_t>(i)], 1), logits.data());
   }
   const double decode_seconds = seconds_since(start);
+  const ExpertCacheStats experts_after = expert_cache ? expert_cache->stats() : ExpertCacheStats{};
   write_trace(args.engine.trace, *engine);
 
   const auto n = static_cast<double>(prompt.size());
@@ -129,16 +135,34 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
   // --disk-bw).
   const auto& tiers = engine->tiers();
   const uint64_t upload_bytes = tiers ? tiers->upload_bytes_per_token() : 0;
-  const uint64_t disk_bytes = tiers ? tiers->disk_bytes_per_token() : 0;
-  const uint64_t cpu_bytes = tiers ? tiers->cpu_bytes_per_token() : 0;
+  uint64_t disk_bytes = tiers ? tiers->disk_bytes_per_token() : 0;
+  uint64_t cpu_bytes = tiers ? tiers->cpu_bytes_per_token() : 0;
   const uint64_t gpu_bytes = matrix_bytes - cpu_bytes;
+  uint64_t expert_uses = 0, expert_hits = 0;
+  if (experts_host) {
+    // The chosen experts and the routers; the reads for predictions no layer chose are left out.
+    cpu_bytes = compute_bytes_per_token(experts_host->plan(), model);
+    for (const TensorInfo* tensor : experts_host->plan().always_resident) cpu_bytes += tensor->bytes;
+    const uint64_t read = experts_after.bytes_read - experts_before.bytes_read;
+    const uint64_t wasted = experts_after.speculative_bytes_wasted - experts_before.speculative_bytes_wasted;
+    disk_bytes = (read - std::min(read, wasted)) / static_cast<uint64_t>(decode_tokens);
+    expert_uses = experts_after.uses - experts_before.uses;
+    expert_hits = experts_after.hits - experts_before.hits;
+  }
   // The CPU-decoded layers' rate: measured here on their commonest weight type, or --cpu-bw.
   double cpu_GBps = 0.0;
   if (cpu_bytes > 0) {
     std::map<TensorType, uint64_t> bytes_by_type;
-    for (const TierUnit& unit : tiers->units)
-      if (unit.decode == ComputeDevice::Cpu)
-        for (const TierMatrix& m : unit.matrices) bytes_by_type[m.tensor->type] += m.bytes();
+    if (experts_host)
+      for (const auto& layer : experts_host->plan().expert_cache.experts.layers)
+        for (const TensorInfo* tensor : layer) bytes_by_type[tensor->type] += tensor->bytes;
+    if (experts_host && bytes_by_type.empty())  // every expert resident: the units hold them
+      for (const PlanUnit& unit : experts_host->plan().units)
+        for (const PlanMatrix& m : unit.matrices) bytes_by_type[m.tensor->type] += m.bytes();
+    if (tiers)
+      for (const TierUnit& unit : tiers->units)
+        if (unit.decode == ComputeDevice::Cpu)
+          for (const TierMatrix& m : unit.matrices) bytes_by_type[m.tensor->type] += m.bytes();
     const TensorType commonest = std::max_element(bytes_by_type.begin(), bytes_by_type.end(), [](const auto& a, const auto& b) {
                                    return a.second < b.second;
                                  })->first;
@@ -179,6 +203,11 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
               vram_GBps, decode_tok_s * static_cast<double>(upload_bytes) / 1e9, measured.h2d_pinned_GBps);
   if (cpu_bytes > 0) std::printf("; CPU %.1f GB/s of %.1f GB/s matrix-vector", achieved_cpu_GBps, cpu_GBps);
   std::printf("\n");
+  if (experts_host)
+    std::printf("experts          on the CPU beside the GPU: %.1f%% of %.1f expert uses per token found in RAM, %s per "
+                "token read from disk\n",
+                expert_uses ? 100.0 * static_cast<double>(expert_hits) / static_cast<double>(expert_uses) : 100.0,
+                static_cast<double>(expert_uses) / static_cast<double>(decode_tokens), format_bytes(disk_bytes).c_str());
   if (tiers)
     std::printf("host memory      %s planned of %s budget; peak RSS %s\n", format_bytes(tiers->host_used()).c_str(),
                 tiers->host_budget ? format_bytes(*tiers->host_budget).c_str() : "no", format_bytes(peak_rss_bytes()).c_str());
@@ -202,6 +231,9 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
         {"achieved_GBps", {{"gpu", achieved_GBps}, {"cpu", achieved_cpu_GBps},
                            {"pcie", decode_tok_s * static_cast<double>(upload_bytes) / 1e9}}},
         {"cpu_layers", tiers ? tiers->cpu_layers() : 0},
+        {"experts_on_cpu", experts_host != nullptr},
+        {"expert_decode_uses", expert_uses},
+        {"expert_decode_hits_ram", expert_hits},
         {"host_used_bytes", tiers ? tiers->host_used() : 0},
         {"peak_rss_bytes", peak_rss_bytes()},
         {"vram_read_GBps", vram_GBps},

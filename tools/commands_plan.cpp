@@ -129,13 +129,23 @@ int command_plan(int argc, char** argv) {
   const GgufFile& file = model->file();
   const ModelConfig& config = model->config();
   const int threads = args.engine.threads > 0 ? static_cast<int>(args.engine.threads) : default_thread_count();
-  if (args.engine.gpu_mem.bytes && config.has_experts()) fail("%s", kExpertsNeedTheCpu);
-  if (args.engine.gpu_mem.bytes) return plan_three_tiers(args, *model, threads);
-  const Plan plan = make_plan(host_plan_input(*model, host_budget_of(args.engine), threads));
+  // With a GPU a mixture-of-experts model keeps attention there and its experts on the CPU: the
+  // host plan covers the expert halves.
+  const bool experts_beside_gpu = args.engine.gpu_mem.bytes && config.has_experts();
+  if (args.engine.gpu_mem.bytes && !experts_beside_gpu) return plan_three_tiers(args, *model, threads);
+  const Plan plan = make_plan(host_plan_input(*model, host_budget_of(args.engine), threads,
+                                              experts_beside_gpu ? HostPart::ExpertHalves : HostPart::Whole));
 
   std::printf("model     %s (%lld layers, %s of weights)\n", file.path().c_str(), static_cast<long long>(config.n_layers),
               format_bytes(plan.weight_bytes()).c_str());
   if (config.has_experts()) std::printf("experts   %s\n", config.experts_description().c_str());
+  if (experts_beside_gpu) {
+    const GpuMemoryPlan gpu = gpu_memory_plan(*model);
+    std::printf("gpu       attention, embedding and head: %s of --gpu-mem %s (%s)%s\n", format_bytes(gpu.total()).c_str(),
+                format_bytes(*args.engine.gpu_mem.bytes).c_str(), gpu.describe().c_str(),
+                gpu.total() > *args.engine.gpu_mem.bytes ? ": does not fit" : "");
+    std::printf("cpu       every layer's experts, router and feed-forward norm (below)\n");
+  }
   std::printf("budget    %s (minimum %s)\n", plan.host_budget ? format_bytes(*plan.host_budget).c_str() : "none",
               format_bytes(plan.minimum_host_bytes).c_str());
   std::printf("\nhost memory:\n");

@@ -44,9 +44,25 @@ constexpr int64_t kMinimumAutoContext = 256;
 struct HostNeeds {
   uint64_t unlimited = 0, minimum = 0;
 };
-HostNeeds host_needs(const Model& model, int threads) {
-  const Plan plan = make_plan(host_plan_input(model, std::nullopt, threads));
+HostNeeds host_needs(const Model& model, int threads, HostPart part = HostPart::Whole) {
+  const Plan plan = make_plan(host_plan_input(model, std::nullopt, threads, part));
   return {plan.host_bytes(), plan.minimum_host_bytes};
+}
+
+// --host-mem when the user left it to the engine: none when every weight fits what is available,
+// else what is available; `chosen` says which and why.
+std::optional<uint64_t> automatic_host_budget(const Model& model, int threads, HostPart part, std::string& chosen) {
+  const AvailableMemory available = available_host_memory(read_memory_limits());
+  const HostNeeds needs = host_needs(model, threads, part);
+  const char* what = part == HostPart::Whole ? "every weight" : "every expert";
+  if (needs.unlimited <= available.bytes) {
+    chosen = std::string(what) + " in RAM: the run needs " + format_bytes(needs.unlimited) + " of the " +
+             format_bytes(available.bytes) + " available (" + available.why + ")";
+    return std::nullopt;
+  }
+  chosen = "streaming within --host-mem " + format_bytes(available.bytes) + " (" + available.why + "): the run needs " +
+           format_bytes(needs.unlimited) + " with " + what + " in RAM";
+  return available.bytes;
 }
 
 std::string tokens(int64_t count) { return std::to_string(count) + " tokens"; }
@@ -67,8 +83,7 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
     fail("%s: the tokenizer has %d tokens but the model's vocabulary is %lld", options.model_path.c_str(),
          tokenizer_->size(), static_cast<long long>(opened->config().vocab));
 
-  // Mixture-of-experts models have no GPU kernels yet: an automatic choice stays on the CPU.
-  if (!options_.gpu_budget && options.auto_gpu_budget && !opened->config().has_experts()) {
+  if (!options_.gpu_budget && options.auto_gpu_budget) {
     std::string why;
     const std::vector<cuda::DeviceInfo> devices = cuda::list_devices(&why);
     if (!devices.empty() && options.gpu_device >= 0 && options.gpu_device < static_cast<int>(devices.size())) {
@@ -96,18 +111,7 @@ void Engine::open_on_cpu(std::unique_ptr<Model> model) {
   const int threads = pool_->size();
   std::optional<uint64_t> budget = options_.host_budget;
   std::string chosen;
-  if (!budget && options_.auto_host_budget) {
-    const AvailableMemory available = available_host_memory(read_memory_limits());
-    const HostNeeds needs = host_needs(*model, threads);
-    if (needs.unlimited <= available.bytes) {
-      chosen = "every weight in RAM: the run needs " + format_bytes(needs.unlimited) + " of the " +
-               format_bytes(available.bytes) + " available (" + available.why + ")";
-    } else {
-      budget = available.bytes;
-      chosen = "streaming within --host-mem " + format_bytes(available.bytes) + " (" + available.why + "): the run needs " +
-               format_bytes(needs.unlimited) + " with every weight in RAM";
-    }
-  }
+  if (!budget && options_.auto_host_budget) budget = automatic_host_budget(*model, threads, HostPart::Whole, chosen);
   // A default context shortens until its KV cache fits the budget; a given one is the user's.
   if (budget && options_.context == 0) {
     const int64_t wanted = model->context();
@@ -126,6 +130,11 @@ void Engine::open_on_cpu(std::unique_ptr<Model> model) {
     placement_.push_back(format_bytes(plan.resident_bytes()) + " of " + format_bytes(plan.weight_bytes()) +
                          " weights resident, " + format_bytes(plan.read_bytes_per_token()) + " streamed per token (" +
                          host_model_->store().reader().describe() + ")");
+  describe_expert_cache();
+}
+
+void Engine::describe_expert_cache() {
+  const Plan& plan = host_model_->plan();
   if (plan.caches_experts()) {
     const ExpertCachePlan& cache = plan.expert_cache;
     const int64_t all = static_cast<int64_t>(cache.experts.layers.size()) * cache.experts.count;
@@ -136,8 +145,41 @@ void Engine::open_on_cpu(std::unique_ptr<Model> model) {
   }
 }
 
+// A mixture-of-experts model with a GPU: the GPU computes the dense half of every layer (attention,
+// the embedding, the head) with the KV cache in VRAM; each layer's expert half (norm, router, the
+// experts) computes on the CPU where the experts live: in host memory, all of them or a cache
+// of them fed from disk by what the router chooses. Decode multiplies a few experts per layer
+// once: reading them where they are beats shipping them over PCIe. The residual stream crosses
+// twice per layer (dim floats per token).
+void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {
+  const int threads = pool_->size();
+  const uint64_t gpu_budget = *options_.gpu_budget;
+  require_gpu(options_.gpu_device);
+  gpu_memory_ = gpu_memory_plan(*model);
+  std::optional<uint64_t> budget = options_.host_budget;
+  std::string chosen;
+  if (!budget && options_.auto_host_budget) budget = automatic_host_budget(*model, threads, HostPart::ExpertHalves, chosen);
+  if (!chosen.empty()) placement_.push_back(chosen);
+  host_model_ = HostModel::load(std::move(model), *pool_, budget, options_.io, options_.experts, HostPart::ExpertHalves);
+  const Plan& plan = host_model_->plan();
+  // Only experts are planned matrices here: they are resident or cached, never on the streamed
+  // schedule, whose head unit the CPU never computes.
+  if (plan.streams()) fail("internal: the expert halves' plan streams");
+  const Model& opened = host_model_->model();
+  std::vector<std::unique_ptr<Backend>> devices;
+  devices.push_back(make_gpu_backend(opened, {gpu_budget, options_.gpu_device, nullptr}));
+  devices.push_back(make_cpu_backend(*host_model_, *pool_));
+  DevicePlacement placement = DevicePlacement::single(opened.config().n_layers);
+  placement.expert_half.assign(static_cast<size_t>(opened.config().n_layers), 1);
+  forward_ = std::make_unique<Forward>(opened, std::move(devices), std::move(placement));
+  placement_.push_back("attention, embedding and head on the GPU (" + format_bytes(gpu_memory_.total()) + " of " +
+                       format_bytes(gpu_budget) + " budget); each layer's experts on the CPU, where they live (" +
+                       format_bytes(plan.host_bytes()) + " of host memory)");
+  describe_expert_cache();
+}
+
 void Engine::open_on_gpu(std::unique_ptr<Model> model) {
-  if (model->config().has_experts()) fail("%s", kExpertsNeedTheCpu);
+  if (model->config().has_experts()) return open_experts_beside_gpu(std::move(model));
   const Model& opened = *model;
   model_ = std::move(model);
   const uint64_t gpu_budget = *options_.gpu_budget;

@@ -96,12 +96,15 @@ class Engine {
  private:
   void open_on_cpu(std::unique_ptr<Model> model);
   void open_on_gpu(std::unique_ptr<Model> model);
+  void open_experts_beside_gpu(std::unique_ptr<Model> model);
   void describe_gpu_placement();
+  void describe_expert_cache();
 
   std::unique_ptr<Trace> trace_;  // first: destroyed last, after the threads that add to it
   std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<Model> model_;            // the GPU path's model
-  std::unique_ptr<HostModel> host_model_;   // the CPU path's: the model placed in host memory
+  std::unique_ptr<Model> model_;            // the GPU path's model (dense models)
+  // The CPU path's: the model placed in host memory (with a GPU: the expert halves of its layers).
+  std::unique_ptr<HostModel> host_model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   // The host side of a three-tier placement and the scratch of its CPU-decoded layers: before
   // the forward pass, whose devices use them.

@@ -13,11 +13,12 @@ std::unique_ptr<HostModel> HostModel::load(const std::string& path, ThreadPool& 
 
 std::unique_ptr<HostModel> HostModel::load(std::unique_ptr<Model> opened, ThreadPool& pool,
                                            std::optional<uint64_t> host_budget, const ReaderOptions& io,
-                                           const ExpertCacheOptions& experts) {
+                                           const ExpertCacheOptions& experts, HostPart part) {
   std::unique_ptr<HostModel> placed(new HostModel());
+  placed->part_ = part;
   placed->model_ = std::move(opened);
   const Model& model = *placed->model_;
-  placed->plan_ = make_plan(host_plan_input(model, host_budget, pool.size()));
+  placed->plan_ = make_plan(host_plan_input(model, host_budget, pool.size(), part));
   // The arena holds everything planned except the runtime's own memory.
   std::optional<uint64_t> capacity;
   if (host_budget)
@@ -33,9 +34,10 @@ std::unique_ptr<HostModel> HostModel::load(std::unique_ptr<Model> opened, Thread
 std::unique_ptr<Backend> make_cpu_backend(HostModel& placed, ThreadPool& pool) {
   const Model& model = placed.model();
   const ModelConfig& config = model.config();
-  auto* kv = placed.arena().allocate_array<uint16_t>(kv_cache_bytes(config, model.kv_rows()) / sizeof(uint16_t), "KV cache");
-  return std::make_unique<CpuBackend>(model, placed.store(), pool, HostKvCache{kv, 0, model.kv_rows(), config.kv_dim()},
-                                      placed.arena());
+  HostKvCache kv{nullptr, 0, model.kv_rows(), config.kv_dim()};
+  if (placed.part() == HostPart::Whole)
+    kv.data = placed.arena().allocate_array<uint16_t>(kv_cache_bytes(config, model.kv_rows()) / sizeof(uint16_t), "KV cache");
+  return std::make_unique<CpuBackend>(model, placed.store(), pool, kv, placed.arena());
 }
 
 }  // namespace fi

@@ -16,25 +16,38 @@ std::string kv_cache_label(const Model& model) {
 }
 }  // namespace
 
-PlanInput host_plan_input(const Model& model, std::optional<uint64_t> host_budget, int threads) {
+PlanInput host_plan_input(const Model& model, std::optional<uint64_t> host_budget, int threads, HostPart part) {
   const ModelConfig& config = model.config();
   const ModelTensors& tensors = model.tensors();
+  const bool whole = part == HostPart::Whole;
+  if (!whole && !config.has_experts()) fail("internal: a host plan of expert halves for a model without experts");
   PlanInput input;
   input.host_budget = host_budget;
   for (int64_t l = 0; l < config.n_layers; ++l) {
+    const bool has_experts = tensors.layer(l, Role::FfnGateInp) != nullptr;
+    auto wanted = [&](Role role) { return whole || (has_experts && in_expert_half(role)); };
     PlanInput::Unit unit{"blk." + std::to_string(l), {}};
     for (Role role : preserved_layer_matrices())
-      if (const TensorInfo* tensor = tensors.layer(l, role)) unit.matrices.push_back(tensor);
+      if (const TensorInfo* tensor = tensors.layer(l, role); tensor && wanted(role)) {
+        // Beside a GPU the router is the one dense matrix the CPU multiplies: small, never streamed
+        // (the head unit, last on a streamed schedule, computes on the GPU).
+        if (!whole && role == Role::FfnGateInp) input.always_resident.push_back(tensor);
+        else unit.matrices.push_back(tensor);
+      }
     input.units.push_back(std::move(unit));
     // Norms and biases: small, read once.
     for (size_t r = 0; r < kRoleCount; ++r) {
       const auto role = static_cast<Role>(r);
-      if (is_layer_role(role) && !role_spec(role).matrix)
+      if (is_layer_role(role) && !role_spec(role).matrix && wanted(role))
         if (const TensorInfo* tensor = tensors.layer(l, role)) input.always_resident.push_back(tensor);
     }
   }
-  input.units.push_back({"output", {&tensors.output()}});
-  input.always_resident.push_back(tensors.global(Role::OutputNorm));
+  // The units stay one per layer and one for the head, so that a unit's index is its layer's.
+  input.units.push_back({"output", {}});
+  if (whole) {
+    input.units.back().matrices.push_back(&tensors.output());
+    input.always_resident.push_back(tensors.global(Role::OutputNorm));
+  }
   if (config.has_experts()) {
     input.experts.count = config.n_experts;
     input.experts.used = config.n_experts_used;
@@ -45,15 +58,15 @@ PlanInput host_plan_input(const Model& model, std::optional<uint64_t> host_budge
     }
   }
   // Without a budget the embedding is loaded; with one, the few rows a batch needs are read.
-  if (!tensors.tied_output()) input.resident_without_budget.push_back(tensors.global(Role::TokenEmbedding));
+  if (whole && !tensors.tied_output()) input.resident_without_budget.push_back(tensors.global(Role::TokenEmbedding));
 
-  input.fixed.push_back({kv_cache_label(model), kv_cache_bytes(config, model.kv_rows())});
+  if (whole) input.fixed.push_back({kv_cache_label(model), kv_cache_bytes(config, model.kv_rows())});
   input.fixed.push_back({"scratch", CpuBackend::scratch_bytes(config, model.context(), model.max_batch(), threads) +
                                         2 * kDirectAlignment +
                                         row_bytes(tensors.global(Role::TokenEmbedding)->type, static_cast<uint64_t>(config.dim))});
   input.fixed.push_back({"runtime", runtime_bytes(model.file(), config)});
   input.kernel_allowance = true;
-  input.minimum_hint = "; a smaller --ctx shrinks the KV cache";
+  if (whole) input.minimum_hint = "; a smaller --ctx shrinks the KV cache";
   return input;
 }
 

@@ -28,8 +28,9 @@ constexpr uint64_t kGpuLoadBufferBytes = 32ull << 20;
 // Device bytes per batch token saying where it goes (cuda::TokenPlace).
 constexpr uint64_t kGpuTokenPlaceBytes = 8;
 
-// The GPU side has no expert kernels yet: a mixture-of-experts model is refused in these words.
-inline constexpr const char* kExpertsNeedTheCpu = "mixture-of-experts models run on the CPU for now; use --gpu-mem none";
+// The GPU side has no expert kernels yet: the expert half of a mixture-of-experts layer computes
+// on the CPU (the engine places it there); the GPU refuses it in these words.
+inline constexpr const char* kExpertsNeedTheCpu = "internal: the GPU side computes no experts; their half of the layer belongs to the CPU";
 
 // What the GPU side needs on the device for a model, by kind. Computed without a device, by the
 // same definitions the backend allocates with.
@@ -46,7 +47,7 @@ struct GpuMemoryPlan {
   std::string describe() const;
 };
 // The tensors the GPU side holds: every tensor of the model but the RoPE factors (the model's
-// inverse frequencies go up instead).
+// inverse frequencies go up instead) and the expert halves of mixture-of-experts layers.
 std::vector<const TensorInfo*> gpu_tensors(const Model& model);
 // Elements of the buffer cuBLAS products read their half-precision rows from.
 uint64_t gpu_dequantize_elements(const std::vector<const TensorInfo*>& tensors);

@@ -17,9 +17,14 @@ uint64_t aligned(uint64_t bytes) { return (bytes + kDeviceAlignment - 1) / kDevi
 }  // namespace
 
 std::vector<const TensorInfo*> gpu_tensors(const Model& model) {
+  const ModelTensors& all = model.tensors();
   std::vector<const TensorInfo*> tensors;
-  for (const TensorInfo* tensor : model.tensors().all())
-    if (tensor != model.tensors().global(Role::RopeFrequencies)) tensors.push_back(tensor);
+  for (const TensorInfo* tensor : all.all()) {
+    if (tensor == all.global(Role::RopeFrequencies)) continue;
+    const NamedRole named = all.locate(tensor);
+    if (named.layer >= 0 && in_expert_half(named.role) && all.layer(named.layer, Role::FfnGateInp)) continue;
+    tensors.push_back(tensor);
+  }
   return tensors;
 }
 

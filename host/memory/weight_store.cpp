@@ -41,7 +41,9 @@ WeightStore::WeightStore(const GgufFile& file, const ModelTensors& tensors, cons
       targets_[u].push_back({matrix, &pm, interleave});
     }
   }
-  if (tensors.tied_output() != (plan.units.back().matrices.at(0).tensor == embedding_info_))
+  // An empty head unit: the head computes on another device.
+  const std::vector<PlanMatrix>& head = plan.units.back().matrices;
+  if (!head.empty() && tensors.tied_output() != (head.front().tensor == embedding_info_))
     fail("internal: the plan's output head does not match the model");
 
   load_resident(plan, tensors, arena);

@@ -43,9 +43,13 @@ Forward::Forward(const Model& model, std::vector<std::unique_ptr<Backend>> devic
   };
   if (placement.decode.size() != layers || placement.prefill.size() != layers)
     fail("internal: a placement of %zu/%zu layers for %zu", placement.decode.size(), placement.prefill.size(), layers);
+  if (!placement.expert_half.empty() && placement.expert_half.size() != layers)
+    fail("internal: expert halves placed for %zu layers of %zu", placement.expert_half.size(), layers);
   for (size_t l = 0; l < layers; ++l) {
     decode_device_.push_back(device(placement.decode[l]));
     prefill_device_.push_back(device(placement.prefill[l]));
+    const bool has_experts = model.tensors().layer(static_cast<int64_t>(l), Role::FfnGateInp) != nullptr;
+    expert_half_device_.push_back(has_experts && !placement.expert_half.empty() ? device(placement.expert_half[l]) : nullptr);
   }
   embed_device_ = device(placement.embed);
   head_device_ = device(placement.head);
@@ -116,13 +120,12 @@ void Forward::eval_together(std::span<const SequenceChunk> chunks, float* logits
 void Forward::eval_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs, std::span<const int64_t> wanted,
                          float* logits) {
   const auto n = static_cast<int64_t>(tokens.size());
+  pass_tokens_ = n;
   for (const auto& device : devices_) device->begin_batch(tokens, runs);
   Backend* current = embed_device_;
   auto move_to = [&](Backend* next) {
     if (next == current) return;
-    residual_hop_.resize(static_cast<size_t>(n * config_.dim));
-    current->store_residual(residual_hop_.data());
-    next->load_residual(residual_hop_.data());
+    move_residual(*current, *next, n);
     current = next;
   };
   current->embed(tokens);
@@ -132,16 +135,25 @@ void Forward::eval_batch(std::span<const int32_t> tokens, std::span<const BatchR
   const std::vector<Backend*>& layer_device = decoding ? decode_device_ : prefill_device_;
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     move_to(layer_device[static_cast<size_t>(l)]);
-    layer(*current, l);
+    Backend* ffn_device = expert_half_device_[static_cast<size_t>(l)];
+    layer(*current, ffn_device ? *ffn_device : *current, l);
+    if (ffn_device) current = ffn_device;
   }
   move_to(head_device_);
   head(*current, wanted, n, logits);
   for (const BatchRun& run : runs) positions_[static_cast<size_t>(run.cache_begin / context_)] += run.count;
 }
 
+void Forward::move_residual(Backend& from, Backend& to, int64_t tokens) {
+  residual_hop_.resize(static_cast<size_t>(tokens * config_.dim));
+  from.store_residual(residual_hop_.data());
+  to.load_residual(residual_hop_.data());
+}
+
 // One transformer block, pre-norm: attention, then the feed-forward network, each added to the
-// residual stream. The architecture's description says which optional pieces a layer has.
-void Forward::layer(Backend& b, int64_t l) {
+// residual stream. The architecture's description says which optional pieces a layer has. A unit
+// spans the work of one device: a layer whose feed-forward half computes elsewhere is two.
+void Forward::layer(Backend& b, Backend& ffn_device, int64_t l) {
   using enum Activation;
   const ModelTensors& tensors = model_.tensors();
   auto has = [&](Role role) { return tensors.layer(l, role) != nullptr; };
@@ -161,21 +173,29 @@ void Forward::layer(Backend& b, int64_t l) {
   b.multiply(Attended, {{Role::AttnOutput, Residual, true}});
   bias(Residual, Role::AttnOutputBias);
 
-  b.rms_norm(Residual, Role::FfnNorm, Normed);
   if (has(Role::FfnGateInp)) {
     // Mixture of experts: the router chooses, only the chosen experts compute.
-    b.multiply(Normed, {{Role::FfnGateInp, RouterLogits}});
-    b.route(RouterLogits);
-    if (l + 1 < config_.n_layers && tensors.layer(l + 1, Role::FfnGateInp)) b.foresee_experts(l + 1);
-    b.experts_ffn(Normed);
-  } else {
-    b.multiply(Normed, {{Role::FfnGate, Gate}, {Role::FfnUp, Up}});
-    bias(Gate, Role::FfnGateBias);
-    bias(Up, Role::FfnUpBias);
-    b.swiglu(Gate, Up);
-    b.multiply(Gate, {{Role::FfnDown, Residual, true}});
-    bias(Residual, Role::FfnDownBias);
+    if (&ffn_device != &b) {
+      b.end_unit(l);
+      move_residual(b, ffn_device, pass_tokens_);
+      ffn_device.begin_unit(l);
+    }
+    Backend& f = ffn_device;
+    f.rms_norm(Residual, Role::FfnNorm, Normed);
+    f.multiply(Normed, {{Role::FfnGateInp, RouterLogits}});
+    f.route(RouterLogits);
+    if (l + 1 < config_.n_layers && tensors.layer(l + 1, Role::FfnGateInp)) f.foresee_experts(l + 1);
+    f.experts_ffn(Normed);
+    f.end_unit(l);
+    return;
   }
+  b.rms_norm(Residual, Role::FfnNorm, Normed);
+  b.multiply(Normed, {{Role::FfnGate, Gate}, {Role::FfnUp, Up}});
+  bias(Gate, Role::FfnGateBias);
+  bias(Up, Role::FfnUpBias);
+  b.swiglu(Gate, Up);
+  b.multiply(Gate, {{Role::FfnDown, Residual, true}});
+  bias(Residual, Role::FfnDownBias);
   b.end_unit(l);
 }
 

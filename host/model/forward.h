@@ -16,14 +16,17 @@
 namespace fi {
 
 // Which device computes what: per layer, the device for batches of one token per sequence (decode)
-// and for longer ones (prefill); and the devices of the embedding and the head. Indices into the devices.
+// and for longer ones (prefill); and the devices of the embedding and the head. Indices into the
+// devices. A mixture-of-experts layer's expert half (in_expert_half) may compute elsewhere than the
+// rest, for decode and prefill alike: where its experts live.
 struct DevicePlacement {
   std::vector<size_t> decode, prefill;
   size_t embed = 0;
   size_t head = 0;
+  std::vector<size_t> expert_half;  // per layer; empty: with the rest of the layer
   // Everything on device 0.
   static DevicePlacement single(int64_t layers) {
-    return {std::vector<size_t>(static_cast<size_t>(layers), 0), std::vector<size_t>(static_cast<size_t>(layers), 0), 0, 0};
+    return {std::vector<size_t>(static_cast<size_t>(layers), 0), std::vector<size_t>(static_cast<size_t>(layers), 0), 0, 0, {}};
   }
 };
 
@@ -72,7 +75,10 @@ class Forward {
   // One pass; logits for the batch rows in `wanted` (ascending).
   void eval_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs, std::span<const int64_t> wanted,
                   float* logits);
-  void layer(Backend& device, int64_t index);
+  // The layer's attention on `device`, its feed-forward half on `ffn_device` (the residual stream
+  // moves between them when they differ).
+  void layer(Backend& device, Backend& ffn_device, int64_t index);
+  void move_residual(Backend& from, Backend& to, int64_t tokens);
   void head(Backend& device, std::span<const int64_t> wanted, int64_t tokens, float* logits);
 
   const Model& model_;
@@ -82,9 +88,11 @@ class Forward {
   std::vector<int64_t> positions_;  // per sequence: tokens in its cache
   std::vector<std::unique_ptr<Backend>> devices_;
   std::vector<Backend*> decode_device_, prefill_device_;  // per layer
+  std::vector<Backend*> expert_half_device_;               // per layer: null where it stays with the layer
   Backend* embed_device_ = nullptr;
   Backend* head_device_ = nullptr;
   std::vector<float> residual_hop_;  // the residual stream between devices
+  int64_t pass_tokens_ = 0;          // of the pass under way
   std::vector<int32_t> batch_tokens_;
   std::vector<BatchRun> batch_runs_;
   std::vector<int64_t> wanted_rows_;
