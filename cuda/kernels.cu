@@ -310,7 +310,55 @@ __global__ void add_bias_kernel(float* __restrict__ x, const float* __restrict__
     x[i] += bias[i % width];
 }
 
+__global__ void gather_rows_kernel(const float* __restrict__ x, const int32_t* __restrict__ rows, int64_t count,
+                                   int64_t width, float* __restrict__ out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count * width;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = x[rows[i / width] * width + i % width];
+}
+
+__global__ void scatter_rows_kernel(const float* __restrict__ x, const int32_t* __restrict__ rows, int64_t count,
+                                    int64_t width, float* __restrict__ out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count * width;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[rows[i / width] * width + i % width] = x[i];
+}
+
+__global__ void add_weighted_rows_kernel(const float* __restrict__ rows, const float* __restrict__ weights, int64_t tokens,
+                                         int64_t k, int64_t width, float* __restrict__ x) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < tokens * width;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i / width, e = i % width;
+    // Rounded after each multiply and each add: no fused multiply-add, as the CPU sums.
+    float sum = multiply_then_add(rows[(t * k) * width + e], weights[t * k], 0.0f);
+    for (int64_t j = 1; j < k; ++j) sum = multiply_then_add(rows[(t * k + j) * width + e], weights[t * k + j], sum);
+    x[i] += sum;
+  }
+}
+
 }  // namespace
+
+void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out, const Stream& stream) {
+  if (count == 0) return;
+  FI_LAUNCH(blocks_for(count * width, kElementwiseThreads), kElementwiseThreads, native(stream.handle()), gather_rows_kernel)(
+      x, rows, count, width, out);
+  FI_CUDA_CHECK_LAUNCH("gather_rows_kernel");
+}
+
+void scatter_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out, const Stream& stream) {
+  if (count == 0) return;
+  FI_LAUNCH(blocks_for(count * width, kElementwiseThreads), kElementwiseThreads, native(stream.handle()),
+            scatter_rows_kernel)(x, rows, count, width, out);
+  FI_CUDA_CHECK_LAUNCH("scatter_rows_kernel");
+}
+
+void add_weighted_rows(const float* rows, const float* weights, int64_t tokens, int64_t k, int64_t width, float* x,
+                       const Stream& stream) {
+  if (tokens == 0) return;
+  FI_LAUNCH(blocks_for(tokens * width, kElementwiseThreads), kElementwiseThreads, native(stream.handle()),
+            add_weighted_rows_kernel)(rows, weights, tokens, k, width, x);
+  FI_CUDA_CHECK_LAUNCH("add_weighted_rows_kernel");
+}
 
 void matvec(const DeviceMatrix& w, const float* x, int64_t tokens, float* y, const Stream& stream, bool accumulate) {
   if (tokens < 1 || tokens > kMaxMatvecTokens) fail("internal: matvec of %lld tokens", static_cast<long long>(tokens));

@@ -84,6 +84,16 @@ void swiglu(float* gate, const float* up, int64_t count, const Stream& stream); 
 // x[t][i] += bias[i] for t < tokens, i < width.
 void add_bias(float* x, const float* bias, int64_t tokens, int64_t width, const Stream& stream);
 
+// Mixture of experts, on rows of `width` floats: out[i] = x[rows[i]] for i < count (rows: device
+// memory), the tokens one expert computes, side by side.
+void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out, const Stream& stream);
+// out[rows[i]] = x[i] for i < count: an expert's results back to its choices' rows.
+void scatter_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out, const Stream& stream);
+// x[t] += sum over j < k, in order, of weights[t * k + j] * rows[t * k + j], each product and each
+// sum rounded on its own, as the CPU adds a token's chosen experts (the same rows give the same bits).
+void add_weighted_rows(const float* rows, const float* weights, int64_t tokens, int64_t k, int64_t width, float* x,
+                       const Stream& stream);
+
 // Weight bytes per second through matvec for one token over a matrix of about `bytes` of `type`
 // on the current device, the median of 5 timed passes (for the probe's profile).
 double measure_matvec_GBps(TensorType type, uint64_t bytes);

@@ -355,6 +355,30 @@ void add_bias(float* x, const float* bias, int64_t tokens, int64_t width, const 
   });
 }
 
+void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out, const Stream& stream) {
+  launch(stream.handle(), [=] {
+    for (int64_t i = 0; i < count; ++i) std::copy(x + rows[i] * width, x + (rows[i] + 1) * width, out + i * width);
+  });
+}
+
+void scatter_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out, const Stream& stream) {
+  launch(stream.handle(), [=] {
+    for (int64_t i = 0; i < count; ++i) std::copy(x + i * width, x + (i + 1) * width, out + rows[i] * width);
+  });
+}
+
+void add_weighted_rows(const float* rows, const float* weights, int64_t tokens, int64_t k, int64_t width, float* x,
+                       const Stream& stream) {
+  launch(stream.handle(), [=] {
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t e = 0; e < width; ++e) {
+        float sum = rows[(t * k) * width + e] * weights[t * k];
+        for (int64_t j = 1; j < k; ++j) sum += rows[(t * k + j) * width + e] * weights[t * k + j];
+        x[t * width + e] += sum;
+      }
+  });
+}
+
 void swiglu(float* gate, const float* up, int64_t count, const Stream& stream) {
   launch(stream.handle(), [=] {
     for (int64_t i = 0; i < count; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];

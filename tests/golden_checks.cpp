@@ -10,6 +10,7 @@
 
 #include "gpu_engine_checks.h"
 #include "host/engine/engine.h"
+#include "host/gpu/gpu_backend.h"
 #include "host/engine/host_model.h"
 #include "reference_forward.h"
 #include "test_support.h"
@@ -34,6 +35,11 @@ EngineOptions options_for(const std::string& model, const GoldenPlacement& place
   if (placement.cpu_decoded_layers) return cpu_decoded_layers_options(model, 512);
   EngineOptions options{model, 2, 512};
   options.gpu_budget = placement.gpu_budget;
+  if (placement.experts_beside_gpu) {
+    ModelOptions opened;
+    opened.context = options.context;
+    options.gpu_budget = gpu_memory_plan(*Model::open(model, opened), GpuExperts::OnCpu).total();
+  }
   if (placement.minimum_host_budget) {
     ThreadPool pool(options.threads);
     HostModelOptions host;
@@ -45,6 +51,7 @@ EngineOptions options_for(const std::string& model, const GoldenPlacement& place
 
 const char* placement_name(const GoldenPlacement& placement) {
   if (placement.cpu_decoded_layers) return "GPU with CPU-decoded layers";
+  if (placement.experts_beside_gpu) return "GPU with the experts on the CPU";
   if (placement.gpu_budget) return "GPU";
   return placement.minimum_host_budget ? "CPU at the minimum --host-mem" : "CPU";
 }
@@ -58,6 +65,11 @@ uint64_t fnv1a64(const std::vector<uint8_t>& bytes) {
 
 // Fails the test unless the engine decodes some layers on the CPU when the placement asks for it.
 void expect_placement(const Engine& engine, const GoldenPlacement& placement) {
+  if (placement.experts_beside_gpu) {
+    EXPECT_NE(engine.host_model(), nullptr) << "the experts stay on the CPU";
+  } else if (placement.gpu_budget && engine.config().has_experts()) {
+    EXPECT_EQ(engine.host_model(), nullptr) << "every expert in VRAM";
+  }
   if (placement.cpu_decoded_layers) {
     ASSERT_TRUE(engine.tiers().has_value());
     EXPECT_GT(engine.tiers()->cpu_layers(), 0);
@@ -211,7 +223,7 @@ void check_moe_golden(const MoeCase& moe, const char* prompt, GoldenPlacement pl
   const std::string data = shared_data();
   const std::string name = std::string(moe.model) + "-" + moe.type;
   const bool float_weights = std::string(moe.type) == "f16";
-  if (!placement.gpu_budget || float_weights) {
+  if (!(placement.gpu_budget || placement.experts_beside_gpu) || float_weights) {
     check_golden(data + "/models/" + name + ".gguf", data + "/golden/" + name + ".prompt-" + prompt, moe.tolerance,
                  float_weights, placement);
     return;
@@ -223,6 +235,7 @@ void check_moe_golden(const MoeCase& moe, const char* prompt, GoldenPlacement pl
   // experts' 8-bit activations on the CPU may still tip a near-tie away from the reference.
   const nlohmann::json golden = load_json(data + "/golden/" + name + ".prompt-" + prompt + ".json");
   Engine engine(options_for(data + "/models/" + name + ".gguf", placement));
+  expect_placement(engine, placement);
   std::vector<int32_t> sequence = engine.tokenizer().encode(golden["prompt"].get<std::string>(), true, false);
   const auto greedy = golden["greedy_tokens"].get<std::vector<int32_t>>();
   sequence.insert(sequence.end(), greedy.begin(), greedy.end());

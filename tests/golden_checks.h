@@ -23,6 +23,7 @@ struct GoldenPlacement {
   std::optional<uint64_t> gpu_budget;
   bool cpu_decoded_layers = false;
   bool minimum_host_budget = false;
+  bool experts_beside_gpu = false;  // the smallest --gpu-mem for the dense half: experts on the CPU
 };
 
 void check_stories260k_greedy_text(GoldenPlacement placement);

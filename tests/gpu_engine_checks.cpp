@@ -143,21 +143,40 @@ void check_gpu_logits_match_cpu(const EngineCase& engine_case) {
   EXPECT_LT(relative_rms(gpu, cpu), engine_case.tolerance);
 }
 
-void check_gpu_experts_beside_the_gpu() {
+uint64_t dense_half_gpu_bytes(const std::string& path, int64_t sequences) {
+  ModelOptions options;
+  options.context = 64;
+  options.sequences = sequences;
+  return gpu_memory_plan(*Model::open(path, options), GpuExperts::OnCpu).total();
+}
+
+void check_gpu_experts() {
   for (const char* preset : {"tiny-qwen3moe", "tiny-mixtral"}) {
     SCOPED_TRACE(preset);
-    // Float weights for the comparison with the CPU engine: with quantized ones its 8-bit
+    // Float weights for the comparisons with the CPU engine: with quantized ones its 8-bit
     // activations tip routing near-ties otherwise than the GPU's float ones.
     const std::string float_path = preset_model(preset, "f16");
     const std::vector<float> cpu = run_engine(float_path, std::nullopt);
-    const std::vector<float> beside = run_engine(float_path, 1ull << 30);
+    EngineOptions whole{float_path, 2, 64};
+    whole.gpu_budget = 1ull << 30;
+    Engine on_gpu_engine(whole);
+    EXPECT_EQ(on_gpu_engine.host_model(), nullptr) << "every expert in VRAM";
+    const std::vector<float> on_gpu = run_passes(on_gpu_engine);
+    // A host budget changes nothing when everything is in VRAM.
+    const std::vector<float> with_host_budget = run_engine(float_path, 1ull << 30, 64ull << 20);
+    ASSERT_EQ(with_host_budget.size(), on_gpu.size());
+    EXPECT_EQ(0, std::memcmp(with_host_budget.data(), on_gpu.data(), on_gpu.size() * sizeof(float)));
+    const std::vector<float> beside = run_engine(float_path, dense_half_gpu_bytes(float_path));
+    ASSERT_EQ(cpu.size(), on_gpu.size());
     ASSERT_EQ(cpu.size(), beside.size());
+    EXPECT_LT(relative_rms(on_gpu, cpu), 5e-3) << "every expert on the GPU";
     EXPECT_LT(relative_rms(beside, cpu), 5e-3) << "attention on the GPU, experts on the CPU";
 
+    // Beside the GPU, every host budget from the fewest expert slots to every expert: the same
+    // bits, within it.
     const std::string path = preset_model(preset, "q4_k_m");
-    const std::vector<float> resident = run_engine(path, 1ull << 30);
-
-    // Every host budget from the fewest expert slots to every expert: the same bits, within it.
+    const uint64_t dense_half = dense_half_gpu_bytes(path);
+    const std::vector<float> resident = run_engine(path, dense_half);
     ModelOptions model_options;
     model_options.context = 64;
     const auto model = Model::open(path, model_options);
@@ -169,10 +188,10 @@ void check_gpu_experts_beside_the_gpu() {
       const uint64_t budget = minimum + (everything - minimum) * static_cast<uint64_t>(step) / 6;
       SCOPED_TRACE("--host-mem " + std::to_string(budget));
       EngineOptions options{path, 2, 64};
-      options.gpu_budget = 1ull << 30;
+      options.gpu_budget = dense_half;
       options.host_budget = budget;
       Engine engine(options);
-      ASSERT_NE(engine.host_model(), nullptr);
+      ASSERT_NE(engine.host_model(), nullptr) << "the experts stay on the CPU";
       const std::vector<float> logits = run_passes(engine);
       ASSERT_EQ(logits.size(), resident.size());
       EXPECT_EQ(0, std::memcmp(logits.data(), resident.data(), logits.size() * sizeof(float)));
@@ -183,10 +202,10 @@ void check_gpu_experts_beside_the_gpu() {
     EXPECT_GE(cached, 3) << "most budgets read experts on demand";
     // The dense half does not fit: one line with what it needs.
     EngineOptions small{path, 2, 64};
-    small.gpu_budget = 1ull << 20;
+    small.gpu_budget = dense_half - 1;
     try {
       Engine engine(small);
-      FAIL() << "1 MiB of VRAM was accepted";
+      FAIL() << "a byte below the dense half was accepted";
     } catch (const Error& error) {
       EXPECT_NE(std::string(error.what()).find("is below the"), std::string::npos) << error.what();
     }
@@ -377,8 +396,22 @@ void check_gpu_sequences_share_passes() {
       {{2, 24, 1, true}, {1, 25, 1, true}},
   };
   constexpr size_t kRewoundPass = 3;  // sequence 1 starts again before it
-  for (const auto& [options, exact] : {std::pair{resident, true}, std::pair{mixed, false}}) {
-    SCOPED_TRACE(exact ? "resident" : "last layers decoded on the CPU");
+  // Mixture of experts: each pass routes all its sequences' tokens together, every expert in VRAM
+  // or the experts on the CPU beside the GPU.
+  const std::string moe = preset_model("tiny-qwen3moe", "q8_0");
+  EngineOptions moe_on_gpu{moe, 2, 64};
+  moe_on_gpu.gpu_budget = 1ull << 30;
+  EngineOptions moe_beside = moe_on_gpu;
+  moe_beside.gpu_budget = dense_half_gpu_bytes(moe, 3);
+  struct Case {
+    EngineOptions options;
+    bool exact;
+    const char* name;
+  };
+  for (const auto& [options, exact, name] :
+       {Case{resident, true, "resident"}, Case{mixed, false, "last layers decoded on the CPU"},
+        Case{moe_on_gpu, true, "experts in VRAM"}, Case{moe_beside, true, "experts on the CPU"}}) {
+    SCOPED_TRACE(name);
     EngineOptions shared_options = options;
     shared_options.sequences = 3;
     Engine together(shared_options);

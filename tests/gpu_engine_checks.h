@@ -48,10 +48,13 @@ void check_gpu_logits_match_cpu(const EngineCase& engine_case);
 // little is refused, naming the minimums; at the whole model's need everything is resident and
 // the device memory taken stays within the budget.
 void check_gpu_budget();
-// A mixture-of-experts model with a GPU (attention there, each layer's experts on the CPU): within
-// tolerance of the CPU engine, and bit-identical over host budgets from the fewest expert slots to
-// every expert, none exceeded; a GPU budget below the dense half is one clear line.
-void check_gpu_experts_beside_the_gpu();
+// A mixture-of-experts model with a GPU, every expert in VRAM or (a budget below that) attention
+// there and each layer's experts on the CPU: within tolerance of the CPU engine; beside the GPU,
+// bit-identical over host budgets from the fewest expert slots to every expert, none exceeded; a
+// GPU budget below the dense half is one clear line.
+// The smallest --gpu-mem for the experts beside the GPU (a 64-token context per sequence).
+uint64_t dense_half_gpu_bytes(const std::string& path, int64_t sequences = 1);
+void check_gpu_experts();
 // Budgets that split the model over VRAM, pinned host memory and disk (every layer still on the
 // GPU) give logits bit-identical to the fully resident run, and keep both budgets.
 void check_gpu_tiers_bit_identical(const std::string& name, const ModelShape& shape, WeightScheme scheme);

@@ -233,6 +233,46 @@ void check_norm_and_swiglu() {
   }
 }
 
+// The expert kernels: rows gathered and scattered by index, and a token's chosen experts' rows
+// added in order with their weights, bit for bit as the CPU backend sums them.
+template <typename Memory>
+void check_expert_rows() {
+  const int64_t tokens = 5, k = 3, width = 300;
+  const std::vector<float> x = random_floats(static_cast<size_t>(tokens * width), 43);
+  const std::vector<int32_t> rows = {4, 0, 4, 2};
+  Memory memory;
+  float* gathered = memory.template zeros<float>(rows.size() * static_cast<size_t>(width));
+  const int32_t* device_rows = memory.upload(rows);
+  cuda::gather_rows(memory.upload(x), device_rows, static_cast<int64_t>(rows.size()), width, gathered, memory.stream());
+  const std::vector<float> got = memory.download(gathered, rows.size() * static_cast<size_t>(width));
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (int64_t e = 0; e < width; ++e) ASSERT_EQ(got[i * width + e], x[rows[i] * width + e]) << "row " << i;
+
+  const std::vector<int32_t> targets = {3, 0, 1};
+  float* scattered = memory.upload(x);
+  cuda::scatter_rows(memory.upload(x), memory.upload(targets), 3, width, scattered, memory.stream());
+  const std::vector<float> placed = memory.download(scattered, x.size());
+  for (int64_t r = 0; r < tokens; ++r) {
+    const auto source = std::find(targets.begin(), targets.end(), r);
+    const int64_t from = source == targets.end() ? r : source - targets.begin();
+    for (int64_t e = 0; e < width; ++e) ASSERT_EQ(placed[r * width + e], x[from * width + e]) << "row " << r;
+  }
+
+  const std::vector<float> choices = random_floats(static_cast<size_t>(tokens * k * width), 47, 2.0f);
+  const std::vector<float> weights = random_floats(static_cast<size_t>(tokens * k), 53);
+  float* residual = memory.upload(x);
+  cuda::add_weighted_rows(memory.upload(choices), memory.upload(weights), tokens, k, width, residual, memory.stream());
+  const std::vector<float> summed = memory.download(residual, x.size());
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t e = 0; e < width; ++e) {
+      std::vector<float> products(static_cast<size_t>(k));
+      for (int64_t j = 0; j < k; ++j) products[j] = choices[(t * k + j) * width + e] * weights[t * k + j];
+      float sum = products[0];
+      for (int64_t j = 1; j < k; ++j) sum += products[j];
+      ASSERT_EQ(summed[t * width + e], x[t * width + e] + sum) << "token " << t << " element " << e;
+    }
+}
+
 // RoPE with partial rotation (adjacent pairs, or NeoX's halves), the half-precision cache and
 // grouped-query causal attention for two sequences sharing the batches and the cache (each from its
 // own first row, attending to its own rows only) over two batches (the second attends to the

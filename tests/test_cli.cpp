@@ -414,7 +414,8 @@ TEST(Cli, GpuBudgetsAreOneClearLine) {
 }
 
 // Mixture-of-experts models: make-model writes them, inspect and bench name the experts, plan
-// shows them beside a GPU (attention there, experts on the CPU) on any machine.
+// shows them with a GPU (every expert in VRAM, or attention there and the experts on the CPU) on
+// any machine.
 TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   const std::string model = test::scratch_path("cli-qwen3moe.gguf");
   const test::CommandResult made = test::run_flexinfer(
@@ -426,12 +427,17 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   const test::CommandResult bench = test::run_flexinfer({"bench", "-m", model, "-p", "8", "-n", "4", "-t", "2"});
   ASSERT_EQ(bench.exit_code, 0) << bench.err;
   EXPECT_NE(bench.out.find("experts          8 experts per layer, 2 used per token"), std::string::npos) << bench.out;
-  const test::CommandResult plan = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "2G", "--host-mem", "64M"});
+  const test::CommandResult whole = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "2G"});
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  EXPECT_NE(whole.out.find("gpu       everything, every expert resident: "), std::string::npos) << whole.out;
+  // 44 MiB: the dense half (about 43.4 MiB with a 4096-token KV cache and cuBLAS's workspace), not the experts.
+  const test::CommandResult plan = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "44M", "--host-mem", "64M"});
   ASSERT_EQ(plan.exit_code, 0) << plan.err;
   EXPECT_NE(plan.out.find("gpu       attention, embedding and head: "), std::string::npos) << plan.out;
+  ASSERT_NE(plan.out.find("host memory:"), std::string::npos) << plan.out;
   EXPECT_EQ(plan.out.find("KV cache", plan.out.find("host memory:")), std::string::npos)
       << "the KV cache lives on the GPU: " << plan.out;
-  expect_clean_failure({"plan", "-m", model, "--gpu-mem", "2G", "--host-mem", "1M"}, "below this model's minimum");
+  expect_clean_failure({"plan", "-m", model, "--gpu-mem", "44M", "--host-mem", "1M"}, "below this model's minimum");
   expect_clean_failure({"make-model", "--preset", "tiny-qwen3", "--type", "f16", "--byte-vocab", "--router-skew", "1",
                         "-o", test::scratch_path("cli-skew.gguf")},
                        "--router-skew is for models with experts");

@@ -102,6 +102,11 @@ TEST(GpuKernels, RmsNormBiasAndSwigluMatchTheCpuFormulas) {
   test::check_norm_and_swiglu<DeviceMemory>();
 }
 
+TEST(GpuKernels, ExpertRowsGatherScatterAndAddAsTheCpuDoes) {
+  FI_REQUIRE_GPU();
+  test::check_expert_rows<DeviceMemory>();
+}
+
 TEST(GpuKernels, RopeCacheAndAttentionMatchTheReference) {
   FI_REQUIRE_GPU();
   test::check_rope_and_attention<DeviceMemory>(false);
@@ -156,6 +161,11 @@ TEST(GpuEngine, TraceRecordsReadsUploadsAndComputePerLayer) {
 TEST(GpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) {
   FI_REQUIRE_GPU();
   test::check_gpu_budget();
+}
+
+TEST(GpuEngine, ExpertsOnTheGpuOrBesideItOnTheCpuUnderEveryHostBudget) {
+  FI_REQUIRE_GPU();
+  test::check_gpu_experts();
 }
 
 TEST(GpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
@@ -213,6 +223,28 @@ TEST_P(GpuFamilyGolden, LogitsAndGreedyTokensWithCpuDecodedLayers) {
 INSTANTIATE_TEST_SUITE_P(Families, GpuFamilyGolden,
                          ::testing::Combine(::testing::ValuesIn(test::kFamilyCases), ::testing::Values("a", "b")),
                          test::family_case_name);
+
+class GpuMoeGolden : public ::testing::TestWithParam<std::tuple<test::MoeCase, const char*>> {};
+
+TEST_P(GpuMoeGolden, LogitsAndGreedyTokens) {
+  FI_REQUIRE_GPU();
+  FI_REQUIRE_SHARED_DATA();
+  const auto& [moe, prompt] = GetParam();
+  test::check_moe_golden(moe, prompt, {2ull << 30});
+}
+
+TEST_P(GpuMoeGolden, LogitsAndGreedyTokensWithTheExpertsOnTheCpu) {
+  FI_REQUIRE_GPU();
+  FI_REQUIRE_SHARED_DATA();
+  const auto& [moe, prompt] = GetParam();
+  test::GoldenPlacement placement;
+  placement.experts_beside_gpu = true;
+  test::check_moe_golden(moe, prompt, placement);
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedFiles, GpuMoeGolden,
+                         ::testing::Combine(::testing::ValuesIn(test::kMoeCases), ::testing::Values("a", "b")),
+                         test::moe_case_name);
 
 }  // namespace
 }  // namespace fi

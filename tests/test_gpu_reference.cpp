@@ -35,9 +35,7 @@ TEST(ReferenceGpuEngine, TraceRecordsReadsUploadsAndComputePerLayer) {
 
 TEST(ReferenceGpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) { test::check_gpu_budget(); }
 
-TEST(ReferenceGpuEngine, ExpertsComputeOnTheCpuBesideTheGpuUnderEveryHostBudget) {
-  test::check_gpu_experts_beside_the_gpu();
-}
+TEST(ReferenceGpuEngine, ExpertsOnTheGpuOrBesideItOnTheCpuUnderEveryHostBudget) { test::check_gpu_experts(); }
 
 TEST(ReferenceGpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
   FI_REQUIRE_SHARED_DATA();
@@ -87,13 +85,22 @@ TEST_P(ReferenceGpuFamilyGolden, LogitsAndGreedyTokensWithCpuDecodedLayers) {
   test::check_family_golden(family, prompt, {std::nullopt, true});
 }
 
-// Mixture of experts against llama.cpp: attention on the device, the experts on the CPU.
+// Mixture of experts against llama.cpp: every expert on the device, or attention there and the
+// experts on the CPU.
 class ReferenceGpuMoeGolden : public ::testing::TestWithParam<std::tuple<test::MoeCase, const char*>> {};
 
 TEST_P(ReferenceGpuMoeGolden, LogitsAndGreedyTokens) {
   FI_REQUIRE_SHARED_DATA();
   const auto& [moe, prompt] = GetParam();
   test::check_moe_golden(moe, prompt, {2ull << 30});
+}
+
+TEST_P(ReferenceGpuMoeGolden, LogitsAndGreedyTokensWithTheExpertsOnTheCpu) {
+  FI_REQUIRE_SHARED_DATA();
+  const auto& [moe, prompt] = GetParam();
+  test::GoldenPlacement placement;
+  placement.experts_beside_gpu = true;
+  test::check_moe_golden(moe, prompt, placement);
 }
 
 INSTANTIATE_TEST_SUITE_P(SharedFiles, ReferenceGpuMoeGolden,

@@ -84,10 +84,16 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
   const Model& model = engine->model();
   const TensorInfo* embedding = model.tensors().global(Role::TokenEmbedding);
   uint64_t matrix_bytes = 0, matrix_elements = 0;
-  for (const TensorInfo* tensor : gpu_tensors(model))
+  for (const TensorInfo* tensor : gpu_tensors(model, engine->host_model() ? GpuExperts::OnCpu : GpuExperts::OnGpu))
     if (tensor->n_dims == 2 && tensor != embedding) {
       matrix_bytes += tensor->bytes;
       matrix_elements += tensor->elements();
+    } else if (tensor->n_dims == 3) {  // stacked experts: a token multiplies the ones it chose
+      const auto share = [&](uint64_t all) {
+        return all / static_cast<uint64_t>(model.config().n_experts) * static_cast<uint64_t>(model.config().n_experts_used);
+      };
+      matrix_bytes += share(tensor->bytes);
+      matrix_elements += share(tensor->elements());
     }
   const TensorInfo* output = &model.tensors().output();
   const uint64_t output_elements = output->elements();
@@ -141,7 +147,8 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
   uint64_t expert_uses = 0, expert_hits = 0;
   if (experts_host) {
     // The chosen experts and the routers; the reads for predictions no layer chose are left out.
-    cpu_bytes = compute_bytes_per_token(experts_host->plan(), model);
+    cpu_bytes = compute_bytes_per_token(experts_host->plan(), model) -
+                row_bytes(embedding->type, static_cast<uint64_t>(model.config().dim));  // embeds on the GPU
     for (const TensorInfo* tensor : experts_host->plan().always_resident) cpu_bytes += tensor->bytes;
     const uint64_t read = experts_after.bytes_read - experts_before.bytes_read;
     const uint64_t wasted = experts_after.speculative_bytes_wasted - experts_before.speculative_bytes_wasted;

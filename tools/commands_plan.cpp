@@ -131,6 +131,16 @@ int command_plan(int argc, char** argv) {
   const int threads = args.engine.threads > 0 ? static_cast<int>(args.engine.threads) : default_thread_count();
   // With a GPU a mixture-of-experts model keeps attention there and its experts on the CPU: the
   // host plan covers the expert halves.
+  if (args.engine.gpu_mem.bytes && config.has_experts()) {
+    const GpuMemoryPlan whole = gpu_memory_plan(*model, GpuExperts::OnGpu);
+    if (whole.total() <= *args.engine.gpu_mem.bytes) {
+      std::printf("model     %s (%lld layers)\nexperts   %s\n", file.path().c_str(), static_cast<long long>(config.n_layers),
+                  config.experts_description().c_str());
+      std::printf("gpu       everything, every expert resident: %s of --gpu-mem %s (%s)\n", format_bytes(whole.total()).c_str(),
+                  format_bytes(*args.engine.gpu_mem.bytes).c_str(), whole.describe().c_str());
+      return 0;
+    }
+  }
   const bool experts_beside_gpu = args.engine.gpu_mem.bytes && config.has_experts();
   if (args.engine.gpu_mem.bytes && !experts_beside_gpu) return plan_three_tiers(args, *model, threads);
   const Plan plan = make_plan(host_plan_input(*model, host_budget_of(args.engine), threads,
@@ -140,7 +150,7 @@ int command_plan(int argc, char** argv) {
               format_bytes(plan.weight_bytes()).c_str());
   if (config.has_experts()) std::printf("experts   %s\n", config.experts_description().c_str());
   if (experts_beside_gpu) {
-    const GpuMemoryPlan gpu = gpu_memory_plan(*model);
+    const GpuMemoryPlan gpu = gpu_memory_plan(*model, GpuExperts::OnCpu);
     std::printf("gpu       attention, embedding and head: %s of --gpu-mem %s (%s)%s\n", format_bytes(gpu.total()).c_str(),
                 format_bytes(*args.engine.gpu_mem.bytes).c_str(), gpu.describe().c_str(),
                 gpu.total() > *args.engine.gpu_mem.bytes ? ": does not fit" : "");

@@ -14,7 +14,10 @@
 # planned with the profile probe measures here: 7b F16 with --gpu-mem 4G (the rest in pinned host
 # memory, the last layers decoded on the CPU where that is faster; with a trace, and an Nsight
 # Systems capture when nsys is installed) and 13b F16 with --gpu-mem 4G --host-mem 8G (the rest
-# from disk, cold; the 13b file is another 26 GB).
+# from disk, cold; the 13b file is another 26 GB). MOE=1 (the default) adds the mixture-of-experts
+# runs of issue 13 on the qwen3-30b-a3b shape in Q4_K_M (18 GB, skewed router; Qwen3's vocabulary
+# from FLEXINFER_SHARED_DATA when given, replacing the 13b file on disk): --gpu-mem 4G --host-mem 16G
+# cold (attention on the GPU, the experts on the CPU) and --gpu-mem GPU_MEM (every expert in VRAM).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu}
@@ -24,6 +27,7 @@ models=${MODELS:-/tmp/flexinfer-models}
 types=${CHECK_TYPES:-f16 q4_0 q4_k}
 gpu_mem=${GPU_MEM:-40G}
 tiers=${TIERS:-1}
+moe=${MOE:-1}
 mkdir -p "$out" "$models"
 start=$(date +%s)
 stamp() { echo "[device-check +$(( $(date +%s) - start ))s] $*"; }
@@ -70,6 +74,22 @@ if [ "$tiers" = 1 ]; then
     --json "$out/bench-13b-f16-gpu4G-host8G.json" | tee "$out/bench-13b-f16-gpu4G-host8G.txt"
 fi
 
+if [ "$moe" = 1 ]; then
+  rm -f "$models/13b-f16.gguf"  # 64 GB of disk: the 7b files and this one
+  moe_model=$models/qwen3-30b-a3b-q4_k_m.gguf
+  vocab_args=(--byte-vocab)
+  qwen3_vocab=${FLEXINFER_SHARED_DATA:-/nonexistent}/vocab/ggml-vocab-qwen3.gguf
+  [ -f "$qwen3_vocab" ] && vocab_args=(--vocab "$qwen3_vocab")
+  [ -s "$moe_model" ] || { stamp "make-model qwen3-30b-a3b q4_k_m"; "$flexinfer" make-model --preset qwen3-30b-a3b --type q4_k_m \
+    "${vocab_args[@]}" --router-skew 3 -o "$moe_model" >/dev/null; }
+  stamp "bench qwen3-30b-a3b q4_k_m, --gpu-mem 4G --host-mem 16G, cold (experts on the CPU)"
+  "$flexinfer" bench -m "$moe_model" --gpu-mem 4G --host-mem 16G --cold -p 64 -n 32 \
+    --json "$out/bench-moe-gpu4G-host16G.json" | tee "$out/bench-moe-gpu4G-host16G.txt"
+  stamp "bench qwen3-30b-a3b q4_k_m, --gpu-mem $gpu_mem (every expert in VRAM)"
+  "$flexinfer" bench -m "$moe_model" --gpu-mem "$gpu_mem" -p 512 -n 64 --json "$out/bench-moe-gpu.json" \
+    | tee "$out/bench-moe-gpu.txt"
+fi
+
 stamp "table"
 {
   echo "GPU: $(head -n 1 "$out/gpu.txt")"
@@ -78,7 +98,7 @@ stamp "table"
   echo
   echo "| run | decode tok/s | VRAM GB/s achieved | measured VRAM read GB/s | CPU layers | achieved/limit (bound) | prefill tok/s | prefill TFLOP/s | host planned / peak RSS GB |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-  for name in $(for type in $types; do echo "7b-$type"; done) 7b-f16-gpu4G 13b-f16-gpu4G-host8G; do
+  for name in $(for type in $types; do echo "7b-$type"; done) 7b-f16-gpu4G 13b-f16-gpu4G-host8G moe-gpu4G-host16G moe-gpu; do
     json=$out/bench-$name.json
     [ -s "$json" ] || continue
     python3 - "$json" "$name" <<'PY'

@@ -94,10 +94,10 @@ CpuBackend::CpuBackend(const Model& model, HostWeights& weights, ThreadPool& poo
     expert_output_ = floats(widest);
     weighted_ = floats(config_.n_experts_used * config_.dim);
     const auto choices = batch * static_cast<uint64_t>(config_.n_experts_used);
-    routed_expert_.reserve(choices);
-    routed_weight_.reserve(choices);
-    choices_by_expert_.reserve(choices);
-    choices_begin_.reserve(static_cast<size_t>(config_.n_experts + 1));
+    routing_.expert.reserve(choices);
+    routing_.weight.reserve(choices);
+    routing_.by_expert.reserve(choices);
+    routing_.begin.reserve(static_cast<size_t>(config_.n_experts + 1));
     foreseen_normed_ = scratch.allocate_array<float>(static_cast<uint64_t>(kForeseenTokens * config_.dim), "scratch");
     foreseen_logits_ = scratch.allocate_array<float>(static_cast<uint64_t>(kForeseenTokens * config_.n_experts), "scratch");
     foreseen_.reserve(static_cast<size_t>(kForeseenTokens * config_.n_experts_used));
@@ -283,21 +283,7 @@ void CpuBackend::swiglu(Activation gate, Activation up) {
 }
 
 void CpuBackend::route(Activation logits) {
-  const int64_t experts = config_.n_experts, k = config_.n_experts_used;
-  const float* x = buffer(logits);
-  routed_expert_.resize(static_cast<size_t>(tokens_ * k));
-  routed_weight_.resize(static_cast<size_t>(tokens_ * k));
-  for (int64_t t = 0; t < tokens_; ++t) route_top_k(&x[t * experts], experts, k, &routed_expert_[t * k], &routed_weight_[t * k]);
-  // The choices grouped by expert, in token order within each (experts x choices comparisons, little
-  // beside the products).
-  choices_by_expert_.clear();
-  choices_begin_.clear();
-  for (int32_t e = 0; e < experts; ++e) {
-    choices_begin_.push_back(static_cast<int64_t>(choices_by_expert_.size()));
-    for (size_t choice = 0; choice < routed_expert_.size(); ++choice)
-      if (routed_expert_[choice] == e) choices_by_expert_.push_back(static_cast<int32_t>(choice));
-  }
-  choices_begin_.push_back(static_cast<int64_t>(choices_by_expert_.size()));
+  routing_.route(buffer(logits), tokens_, config_.n_experts, config_.n_experts_used);
 }
 
 void CpuBackend::experts_ffn(Activation in) {
@@ -308,7 +294,7 @@ void CpuBackend::experts_ffn(Activation in) {
   float* up = buffer(Activation::Up);
   chosen_experts_.clear();
   for (int32_t e = 0; e < c.n_experts; ++e)
-    if (choices_begin_[static_cast<size_t>(e) + 1] > choices_begin_[static_cast<size_t>(e)]) chosen_experts_.push_back(e);
+    if (!routing_.choices_of(e).empty()) chosen_experts_.push_back(e);
 
   // One expert: its tokens' rows gathered, each product quantized and multiplied once for all.
   auto product = [&](const WeightMatrix& w, std::span<const int32_t> choices, auto&& input_row, bool fresh) {
@@ -323,9 +309,7 @@ void CpuBackend::experts_ffn(Activation in) {
     matmul(pool_, w, quantized_, expert_output_);
   };
   store_.use_experts(unit_, chosen_experts_, [&](int32_t e, const ExpertWeights& w) {
-    const int64_t first = choices_begin_[static_cast<size_t>(e)];
-    const std::span<const int32_t> choices(&choices_by_expert_[static_cast<size_t>(first)],
-                                           static_cast<size_t>(choices_begin_[static_cast<size_t>(e) + 1] - first));
+    const std::span<const int32_t> choices = routing_.choices_of(e);
     auto token_row = [&](int32_t choice) { return &x[choice / k * w.gate.cols]; };
     product(w.gate, choices, token_row, true);
     for (size_t i = 0; i < choices.size(); ++i)
@@ -341,7 +325,7 @@ void CpuBackend::experts_ffn(Activation in) {
     product(w.down, choices, [&](int32_t choice) { return &gate[choice * width]; }, true);
     for (size_t i = 0; i < choices.size(); ++i) {
       const int32_t choice = choices[i];
-      const float scale = routed_weight_[static_cast<size_t>(choice)];
+      const float scale = routing_.weight[static_cast<size_t>(choice)];
       const float* result = &expert_output_[static_cast<int64_t>(i) * c.dim];
       float* out = &weighted_[choice * c.dim];
       for (int64_t r = 0; r < c.dim; ++r) out[r] = result[r] * scale;

@@ -11,6 +11,7 @@
 
 #include "cuda/runtime.h"
 #include "host/kernels/matmul.h"
+#include "host/kernels/routing.h"
 #include "host/kernels/thread_pool.h"
 #include "host/memory/arena.h"
 #include "host/memory/host_weights.h"
@@ -78,12 +79,7 @@ class CpuBackend final : public Backend {
   float *rope_cos_, *rope_sin_;  // [token][pair] for the current batch
   QuantizedBatch quantized_;
 
-  // The batch's routing: per token and choice, the expert and its weight; the choices grouped by
-  // expert (choice indices token * n_experts_used + j, expert e's from choices_begin_[e] on).
-  std::vector<int32_t> routed_expert_;
-  std::vector<float> routed_weight_;
-  std::vector<int32_t> choices_by_expert_;
-  std::vector<int64_t> choices_begin_;
+  BatchRouting routing_;
   std::vector<int32_t> chosen_experts_;  // distinct, ascending
   float* expert_input_ = nullptr;        // the rows of the tokens that chose one expert
   float* expert_output_ = nullptr;       // their product with one of its slices

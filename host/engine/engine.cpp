@@ -83,6 +83,7 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
     fail("%s: the tokenizer has %d tokens but the model's vocabulary is %lld", options.model_path.c_str(),
          tokenizer_->size(), static_cast<long long>(opened->config().vocab));
 
+  bool automatic_gpu_budget = false;
   if (!options_.gpu_budget && options.auto_gpu_budget) {
     std::string why;
     const std::vector<cuda::DeviceInfo> devices = cuda::list_devices(&why);
@@ -90,11 +91,19 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
       const cuda::DeviceInfo& device = devices[static_cast<size_t>(options.gpu_device)];
       // Room for allocations outside the arena (cuBLAS handles, the driver's own).
       options_.gpu_budget = device.free_bytes / 10 * 9;
+      automatic_gpu_budget = true;
       placement_.push_back("on " + device.name + ": --gpu-mem " + format_bytes(*options_.gpu_budget) +
                            " (90% of its free memory)");
     }
   }
 
+  // A mixture-of-experts model whose attention, embedding and head do not fit the memory an
+  // automatic choice found stays on the CPU (a given budget says so in one line instead).
+  if (automatic_gpu_budget && opened->config().has_experts() &&
+      gpu_memory_plan(*opened, GpuExperts::OnCpu).total() > *options_.gpu_budget) {
+    placement_.back() += ": too little for this model's attention and KV cache, which stay on the CPU";
+    options_.gpu_budget.reset();
+  }
   if (options_.gpu_budget) {
     open_on_gpu(std::move(opened));
   } else {
@@ -145,7 +154,7 @@ void Engine::describe_expert_cache() {
   }
 }
 
-// A mixture-of-experts model with a GPU: the GPU computes the dense half of every layer (attention,
+// A mixture-of-experts model with a GPU too small for it: the GPU computes the dense half of every layer (attention,
 // the embedding, the head) with the KV cache in VRAM; each layer's expert half (norm, router, the
 // experts) computes on the CPU where the experts live: in host memory, all of them or a cache
 // of them fed from disk by what the router chooses. Decode multiplies a few experts per layer
@@ -155,7 +164,12 @@ void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {
   const int threads = pool_->size();
   const uint64_t gpu_budget = *options_.gpu_budget;
   require_gpu(options_.gpu_device);
-  gpu_memory_ = gpu_memory_plan(*model);
+  gpu_memory_ = gpu_memory_plan(*model, GpuExperts::OnCpu);
+  // Before the experts load: a budget too small for the GPU's half is refused at once.
+  if (gpu_memory_.total() > gpu_budget)
+    fail("--gpu-mem %s is below the %s this model's attention, embedding and head need on the GPU (%s); a smaller "
+         "--ctx shrinks the KV cache",
+         format_bytes(gpu_budget).c_str(), format_bytes(gpu_memory_.total()).c_str(), gpu_memory_.describe().c_str());
   std::optional<uint64_t> budget = options_.host_budget;
   std::string chosen;
   if (!budget && options_.auto_host_budget) budget = automatic_host_budget(*model, threads, HostPart::ExpertHalves, chosen);
@@ -167,7 +181,7 @@ void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {
   if (plan.streams()) fail("internal: the expert halves' plan streams");
   const Model& opened = host_model_->model();
   std::vector<std::unique_ptr<Backend>> devices;
-  devices.push_back(make_gpu_backend(opened, {gpu_budget, options_.gpu_device, nullptr}));
+  devices.push_back(make_gpu_backend(opened, {gpu_budget, options_.gpu_device, nullptr, GpuExperts::OnCpu}));
   devices.push_back(make_cpu_backend(*host_model_, *pool_));
   DevicePlacement placement = DevicePlacement::single(opened.config().n_layers);
   placement.expert_half.assign(static_cast<size_t>(opened.config().n_layers), 1);
@@ -179,7 +193,9 @@ void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {
 }
 
 void Engine::open_on_gpu(std::unique_ptr<Model> model) {
-  if (model->config().has_experts()) return open_experts_beside_gpu(std::move(model));
+  // Every expert in VRAM when the whole model fits, else the experts stay on the CPU.
+  if (model->config().has_experts() && gpu_memory_plan(*model).total() > *options_.gpu_budget)
+    return open_experts_beside_gpu(std::move(model));
   const Model& opened = *model;
   model_ = std::move(model);
   const uint64_t gpu_budget = *options_.gpu_budget;
@@ -188,7 +204,10 @@ void Engine::open_on_gpu(std::unique_ptr<Model> model) {
   // What does not fit the GPU budget (or the host budget, when one is given) is split over VRAM,
   // pinned host memory and disk, and the planner may decode the last layers on the CPU.
   std::optional<uint64_t> host_budget = options_.host_budget;
-  if (host_budget || gpu_memory_.total() > gpu_budget) {
+  // A mixture-of-experts model here fits whole: --host-mem has nothing to hold.
+  if (opened.config().has_experts()) {
+    if (host_budget) placement_.push_back("--host-mem is not needed: every weight, every expert included, is in VRAM");
+  } else if (host_budget || gpu_memory_.total() > gpu_budget) {
     tier_profile_ = options_.profile ? *options_.profile : default_tier_profile();
     tiers_ = make_tier_plan(tier_input(opened, host_budget, pool_->size(), gpu_budget), *tier_profile_);
     // Without --host-mem the host tier holds everything VRAM does not, pinned: when that is more

@@ -65,6 +65,7 @@ class Engine {
   const ModelConfig& config() const { return model().config(); }
   // The host-memory placement of a CPU run (null on the GPU path).
   HostModel* host_model() { return host_model_.get(); }
+  const HostModel* host_model() const { return host_model_.get(); }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   Forward& forward() { return *forward_; }
   ThreadPool& pool() { return *pool_; }

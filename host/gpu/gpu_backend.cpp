@@ -11,6 +11,7 @@
 #include "cuda/device_info.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "host/kernels/routing.h"
 #include "host/memory/kv_cache.h"
 #include "host/memory/tier_store.h"
 #include "host/trace/trace.h"
@@ -39,7 +40,7 @@ class GpuBackend final : public Backend {
   // through pinned staging slots from disk, into a device slot before computing it. Layers that
   // decode on the CPU come here only to prefill: their KV cache lives in host memory and visits
   // a device buffer meanwhile.
-  GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore* tiers);
+  GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore* tiers, GpuExperts experts);
 
   const char* device_name() const override { return "gpu"; }
   void begin_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs) override;
@@ -55,8 +56,8 @@ class GpuBackend final : public Backend {
   void rope_and_store_kv(int64_t layer) override;
   void attention(int64_t layer) override;
   void swiglu(Activation gate, Activation up) override;
-  void route(Activation) override { fail("%s", kExpertsNeedTheCpu); }
-  void experts_ffn(Activation) override { fail("%s", kExpertsNeedTheCpu); }
+  void route(Activation logits) override;
+  void experts_ffn(Activation in) override;
   void keep_rows(std::span<const int64_t> rows) override;
   void output_logits(Activation in, float* logits) override;
   void set_trace(Trace* trace) override;
@@ -96,8 +97,8 @@ class GpuBackend final : public Backend {
   };
   static constexpr size_t kMaxProducts = 4;  // of one input
   // y = w x (y += w x with accumulate) for each product, all of the same input x of `cols` floats
-  // per token.
-  void multiply(const float* x, int64_t cols, std::span<const DeviceProduct> products);
+  // per token, for `tokens` tokens.
+  void multiply(const float* x, int64_t cols, std::span<const DeviceProduct> products, int64_t tokens);
   float* buffer(Activation activation) const;
   const cuda::DeviceMatrix& weight(Role role) const { return is_layer_role(role) ? layers_[static_cast<size_t>(unit_)][role] : globals_[role]; }
   const float* vector(Role role) const { return reinterpret_cast<const float*>(weight(role).data); }
@@ -151,6 +152,20 @@ class GpuBackend final : public Backend {
   bool first_layer_brought_ = false;  // by the previous pass
   std::vector<std::string> upload_names_;  // per unit, for NVTX and the trace
 
+  // Mixture of experts with every expert resident: the batch's routing (made on the host, as the
+  // CPU routes), its choices' indices and weights on the device, and the products' scratch.
+  GpuExperts experts_;
+  std::vector<const TensorInfo*> tensors_;  // what the device holds
+  BatchRouting routing_;
+  std::vector<float> router_logits_;
+  std::vector<int32_t> choice_tokens_;  // per entry of routing_.by_expert: its token's row
+  int32_t* by_expert_device_ = nullptr;
+  int32_t* choice_tokens_device_ = nullptr;
+  float* weights_device_ = nullptr;
+  float* expert_input_ = nullptr;   // [token of the expert][dim]
+  float* expert_output_ = nullptr;  // [token of the expert][dim]
+  float* choice_rows_ = nullptr;    // [token][choice][dim]
+
   std::vector<std::string> unit_names_;  // "layer N", "output head": made once, not per token
   // Tracing.
   std::unique_ptr<cuda::Event> trace_origin_;  // completed at trace_origin_us_ on the trace's clock
@@ -158,8 +173,9 @@ class GpuBackend final : public Backend {
   std::vector<TimedSpan> spans_;
 };
 
-GpuBackend::GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore* tiers)
-    : config_(model.config()), kv_rows_(model.kv_rows()), max_batch_(model.max_batch()), tiers_(tiers) {
+GpuBackend::GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore* tiers, GpuExperts experts)
+    : config_(model.config()), kv_rows_(model.kv_rows()), max_batch_(model.max_batch()), tiers_(tiers),
+      experts_(experts), tensors_(gpu_tensors(model, experts)) {
   const ModelConfig& c = config_;
   shape_ = {c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim, c.arch->rope_style == RopeStyle::Neox,
             c.attention_scale > 0.0 ? static_cast<float>(c.attention_scale)
@@ -188,7 +204,17 @@ GpuBackend::GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore*
   places_device_ = arena.allocate_array<cuda::TokenPlace>(batch, "token places");
   places_.reserve(batch);
   half_inputs_ = arena.allocate_array<uint16_t>(batch * static_cast<uint64_t>(gpu_widest_input(c)), "half inputs");
-  dequantized_elements_ = gpu_dequantize_elements(gpu_tensors(model));
+  dequantized_elements_ = gpu_dequantize_elements(tensors_);
+  if (c.has_experts() && experts_ == GpuExperts::OnGpu) {
+    const uint64_t choices = batch * static_cast<uint64_t>(c.n_experts_used), dim = static_cast<uint64_t>(c.dim);
+    expert_input_ = arena.allocate_array<float>(batch * dim, "expert inputs");
+    expert_output_ = arena.allocate_array<float>(batch * dim, "expert outputs");
+    choice_rows_ = arena.allocate_array<float>(choices * dim, "expert results per choice");
+    by_expert_device_ = arena.allocate_array<int32_t>(choices, "choices by expert");
+    choice_tokens_device_ = arena.allocate_array<int32_t>(choices, "tokens of the choices");
+    weights_device_ = arena.allocate_array<float>(choices, "routing weights");
+    router_logits_.resize(static_cast<size_t>(batch * static_cast<uint64_t>(c.n_experts)));
+  }
   dequantized_ = arena.allocate_array<uint16_t>(dequantized_elements_, "dequantized rows");
 
   const std::vector<double>& frequencies = model.inverse_frequencies();
@@ -244,7 +270,7 @@ void GpuBackend::place_weights(const Model& model) {
   if (tiers_)
     for (const TierUnit& unit : tiers_->plan().units)
       for (const TierMatrix& m : unit.matrices) planned[m.tensor] = &m;
-  for (const TensorInfo* tensor : gpu_tensors(model)) {
+  for (const TensorInfo* tensor : tensors_) {
     const auto found = planned.find(tensor);
     if (found == planned.end() || tensor == embedding) {
       to_device(tensor, tensor->bytes);
@@ -268,7 +294,7 @@ void GpuBackend::place_weights(const Model& model) {
   };
   layers_.resize(static_cast<size_t>(config_.n_layers));
   std::unordered_map<const TensorInfo*, cuda::DeviceMatrix*> matrix_of;
-  for (const TensorInfo* tensor : gpu_tensors(model)) {
+  for (const TensorInfo* tensor : tensors_) {
     const NamedRole named = tensors.locate(tensor);
     cuda::DeviceMatrix& field = named.layer >= 0 ? layers_[static_cast<size_t>(named.layer)][named.role] : globals_[named.role];
     field = view(tensor);
@@ -437,8 +463,8 @@ void GpuBackend::end_unit(int64_t unit) {
 // one input; FP32 accumulation), a fixed number of rows at a time dequantized (or copied, for F16)
 // into one buffer: the products then have the same shapes wherever the rows live, so every
 // placement gives the same bits.
-void GpuBackend::multiply(const float* x, int64_t cols, std::span<const DeviceProduct> products) {
-  const int64_t n = tokens_;
+void GpuBackend::multiply(const float* x, int64_t cols, std::span<const DeviceProduct> products, int64_t tokens) {
+  const int64_t n = tokens;
   if (n <= cuda::kMaxMatvecTokens) {
     for (const DeviceProduct& p : products) cuda::matvec(*p.w, x, n, p.y, compute_, p.accumulate);
     return;
@@ -460,7 +486,7 @@ void GpuBackend::multiply(Activation in, std::initializer_list<Product> products
   std::array<DeviceProduct, kMaxProducts> device_products;
   size_t count = 0;
   for (const Product& p : products) device_products[count++] = {&weight(p.weight), buffer(p.out), p.accumulate};
-  multiply(buffer(in), activation_width(in, config_), std::span<const DeviceProduct>(device_products.data(), count));
+  multiply(buffer(in), activation_width(in, config_), std::span<const DeviceProduct>(device_products.data(), count), tokens_);
 }
 
 void GpuBackend::rms_norm(Activation in, Role weight_role, Activation out) {
@@ -491,6 +517,57 @@ void GpuBackend::swiglu(Activation gate, Activation up) {
   cuda::swiglu(buffer(gate), buffer(up), tokens_ * activation_width(gate, config_), compute_);
 }
 
+// The router's logits come to the host and route there, with the CPU's code: the same choices as
+// the CPU would make from the same logits (llama.cpp's ties included). A few floats per token; the
+// wait is the price of knowing which experts to multiply.
+void GpuBackend::route(Activation logits) {
+  const ModelConfig& c = config_;
+  const auto count = static_cast<uint64_t>(tokens_ * c.n_experts);
+  cuda::copy_to_host_async(router_logits_.data(), buffer(logits), count * sizeof(float), compute_);
+  compute_.synchronize();
+  routing_.route(router_logits_.data(), tokens_, c.n_experts, c.n_experts_used);
+  choice_tokens_.clear();
+  for (int32_t choice : routing_.by_expert) choice_tokens_.push_back(choice / static_cast<int32_t>(c.n_experts_used));
+  const uint64_t choices = routing_.by_expert.size();
+  cuda::copy_to_device_async(by_expert_device_, routing_.by_expert.data(), choices * sizeof(int32_t), compute_);
+  cuda::copy_to_device_async(choice_tokens_device_, choice_tokens_.data(), choices * sizeof(int32_t), compute_);
+  cuda::copy_to_device_async(weights_device_, routing_.weight.data(), choices * sizeof(float), compute_);
+}
+
+// Each chosen expert once for the tokens that chose it: their rows gathered, its three slices of
+// the stacked tensors multiplied, the results scattered to their choices' rows; then each token's
+// choices added in order onto the residual stream.
+void GpuBackend::experts_ffn(Activation in) {
+  const ModelConfig& c = config_;
+  const int64_t width = c.expert_ffn_dim;
+  auto slice = [&](Role role, int32_t e) {
+    cuda::DeviceMatrix w = weight(role);
+    const int64_t rows = role == Role::FfnDownExps ? c.dim : width;
+    w.data += static_cast<uint64_t>(e) * static_cast<uint64_t>(rows) * w.row_bytes;
+    w.rows = rows;
+    return w;
+  };
+  float* gate = buffer(Activation::Gate);
+  float* up = buffer(Activation::Up);
+  for (int32_t e = 0; e < c.n_experts; ++e) {
+    const std::span<const int32_t> choices = routing_.choices_of(e);
+    if (choices.empty()) continue;
+    const auto m = static_cast<int64_t>(choices.size());
+    const int64_t first = routing_.begin[static_cast<size_t>(e)];
+    cuda::gather_rows(buffer(in), choice_tokens_device_ + first, m, c.dim, expert_input_, compute_);
+    const cuda::DeviceMatrix w_gate = slice(Role::FfnGateExps, e), w_up = slice(Role::FfnUpExps, e),
+                             w_down = slice(Role::FfnDownExps, e);
+    const std::array<DeviceProduct, 2> gate_up = {DeviceProduct{&w_gate, gate}, DeviceProduct{&w_up, up}};
+    multiply(expert_input_, c.dim, gate_up, m);
+    cuda::swiglu(gate, up, m * width, compute_);
+    const DeviceProduct down{&w_down, expert_output_};
+    multiply(gate, width, std::span<const DeviceProduct>(&down, 1), m);
+    cuda::scatter_rows(expert_output_, by_expert_device_ + first, m, c.dim, choice_rows_, compute_);
+  }
+  cuda::add_weighted_rows(choice_rows_, weights_device_, tokens_, c.n_experts_used, c.dim, buffer(Activation::Residual),
+                          compute_);
+}
+
 void GpuBackend::keep_rows(std::span<const int64_t> rows) {
   // Ascending rows move down in place, one copy after another on the stream: row r to row i <= r.
   float* x = buffer(Activation::Residual);
@@ -503,7 +580,7 @@ void GpuBackend::keep_rows(std::span<const int64_t> rows) {
 
 void GpuBackend::output_logits(Activation in, float* logits) {
   const DeviceProduct product{&globals_[Role::Output], logits_};
-  multiply(buffer(in), activation_width(in, config_), std::span<const DeviceProduct>(&product, 1));
+  multiply(buffer(in), activation_width(in, config_), std::span<const DeviceProduct>(&product, 1), tokens_);
   cuda::copy_to_host_async(logits, logits_, static_cast<uint64_t>(tokens_ * config_.vocab) * sizeof(float), compute_);
   logits_pending_ = true;
 }
@@ -542,7 +619,9 @@ std::unique_ptr<Backend> make_gpu_backend(const Model& model, const GpuOptions& 
   if (model.config().head_dim > cuda::kMaxHeadDim)
     fail("the GPU path takes head dimensions up to %lld; this model's is %lld", static_cast<long long>(cuda::kMaxHeadDim),
          static_cast<long long>(model.config().head_dim));
-  const GpuMemoryPlan plan = gpu_memory_plan(model);
+  if (options.tiers && model.config().has_experts() && options.experts == GpuExperts::OnGpu)
+    fail("internal: experts on the GPU are resident, never split over the tiers");
+  const GpuMemoryPlan plan = gpu_memory_plan(model, options.experts);
   if (!options.tiers && options.budget < plan.total())
     fail("--gpu-mem %s is below the %s this model needs on the GPU (%s); a smaller --ctx shrinks the KV cache",
          format_bytes(options.budget).c_str(), format_bytes(plan.total()).c_str(), plan.describe().c_str());
@@ -553,7 +632,7 @@ std::unique_ptr<Backend> make_gpu_backend(const Model& model, const GpuOptions& 
   if (needed > free_bytes)
     fail("the model needs %s on the GPU but %s has only %s free", format_bytes(needed).c_str(), device.name.c_str(),
          format_bytes(free_bytes).c_str());
-  return std::make_unique<GpuBackend>(model, plan, options.tiers);
+  return std::make_unique<GpuBackend>(model, plan, options.tiers, options.experts);
 }
 
 }  // namespace fi

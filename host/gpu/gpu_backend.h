@@ -14,12 +14,17 @@ namespace fi {
 
 class TierStore;
 
+// Where a mixture-of-experts model's expert halves (in_expert_half) compute: on the GPU, with every
+// expert resident in VRAM, or on the CPU beside it (the GPU holds none of their tensors).
+enum class GpuExperts : uint8_t { OnGpu, OnCpu };
+
 struct GpuOptions {
   uint64_t budget = 0;  // --gpu-mem
   int device = 0;
   // A placement over GPU, host and disk (its host side); null: the whole model on the device
   // (refused when it does not fit the budget). The store outlives the GPU side.
   TierStore* tiers = nullptr;
+  GpuExperts experts = GpuExperts::OnGpu;  // a mixture-of-experts model's (OnGpu: refused with tiers)
 };
 
 // Pinned host memory the GPU side uses while loading weights (two buffers, reading and uploading
@@ -28,9 +33,6 @@ constexpr uint64_t kGpuLoadBufferBytes = 32ull << 20;
 // Device bytes per batch token saying where it goes (cuda::TokenPlace).
 constexpr uint64_t kGpuTokenPlaceBytes = 8;
 
-// The GPU side has no expert kernels yet: the expert half of a mixture-of-experts layer computes
-// on the CPU (the engine places it there); the GPU refuses it in these words.
-inline constexpr const char* kExpertsNeedTheCpu = "internal: the GPU side computes no experts; their half of the layer belongs to the CPU";
 
 // What the GPU side needs on the device for a model, by kind. Computed without a device, by the
 // same definitions the backend allocates with.
@@ -47,14 +49,17 @@ struct GpuMemoryPlan {
   std::string describe() const;
 };
 // The tensors the GPU side holds: every tensor of the model but the RoPE factors (the model's
-// inverse frequencies go up instead) and the expert halves of mixture-of-experts layers.
-std::vector<const TensorInfo*> gpu_tensors(const Model& model);
+// inverse frequencies go up instead) and, with their experts on the CPU, the expert halves of
+// mixture-of-experts layers.
+std::vector<const TensorInfo*> gpu_tensors(const Model& model, GpuExperts experts = GpuExperts::OnGpu);
 // Elements of the buffer cuBLAS products read their half-precision rows from.
 uint64_t gpu_dequantize_elements(const std::vector<const TensorInfo*>& tensors);
 // Floats per token of the GPU's run state (every activation), and the widest input of a product.
 uint64_t gpu_activation_floats(const ModelConfig& config);
 int64_t gpu_widest_input(const ModelConfig& config);
-GpuMemoryPlan gpu_memory_plan(const Model& model);
+// Floats per batch token of the expert products' scratch (OnGpu).
+uint64_t gpu_expert_scratch_floats(const ModelConfig& config);
+GpuMemoryPlan gpu_memory_plan(const Model& model, GpuExperts experts = GpuExperts::OnGpu);
 
 // Throws an Error naming the reason ("no CUDA device: ...") unless CUDA device `device` is usable.
 void require_gpu(int device);

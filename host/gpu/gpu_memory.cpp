@@ -16,13 +16,15 @@ uint64_t aligned(uint64_t bytes) { return (bytes + kDeviceAlignment - 1) / kDevi
 
 }  // namespace
 
-std::vector<const TensorInfo*> gpu_tensors(const Model& model) {
+std::vector<const TensorInfo*> gpu_tensors(const Model& model, GpuExperts experts) {
   const ModelTensors& all = model.tensors();
   std::vector<const TensorInfo*> tensors;
   for (const TensorInfo* tensor : all.all()) {
     if (tensor == all.global(Role::RopeFrequencies)) continue;
     const NamedRole named = all.locate(tensor);
-    if (named.layer >= 0 && in_expert_half(named.role) && all.layer(named.layer, Role::FfnGateInp)) continue;
+    if (experts == GpuExperts::OnCpu && named.layer >= 0 && in_expert_half(named.role) &&
+        all.layer(named.layer, Role::FfnGateInp))
+      continue;
     tensors.push_back(tensor);
   }
   return tensors;
@@ -33,6 +35,8 @@ uint64_t gpu_dequantize_elements(const std::vector<const TensorInfo*>& tensors) 
   for (const TensorInfo* tensor : tensors)
     if (tensor->n_dims == 2) {
       largest = std::max(largest, tensor->elements());
+      widest = std::max(widest, tensor->shape[0]);
+    } else if (tensor->n_dims == 3) {  // stacked experts: a slice at a time
       widest = std::max(widest, tensor->shape[0]);
     }
   // Whole rows: a chunk of at least one row of the widest matrix.
@@ -52,11 +56,18 @@ int64_t gpu_widest_input(const ModelConfig& config) {
   return widest;
 }
 
-GpuMemoryPlan gpu_memory_plan(const Model& model) {
+uint64_t gpu_expert_scratch_floats(const ModelConfig& config) {
+  if (!config.has_experts()) return 0;
+  // An expert's gathered inputs and its results, every choice's result rows, the choices' indices
+  // (two) and weights.
+  return static_cast<uint64_t>(2 * config.dim + config.n_experts_used * (config.dim + 3));
+}
+
+GpuMemoryPlan gpu_memory_plan(const Model& model, GpuExperts experts) {
   const ModelConfig& c = model.config();
   GpuMemoryPlan plan;
   plan.context = model.context();
-  const std::vector<const TensorInfo*> tensors = gpu_tensors(model);
+  const std::vector<const TensorInfo*> tensors = gpu_tensors(model, experts);
   for (const TensorInfo* tensor : tensors) plan.weights += aligned(tensor->bytes);
   plan.kv_cache = aligned(kv_cache_bytes(c, model.kv_rows()));
   plan.sequences = model.sequences();
@@ -65,6 +76,7 @@ GpuMemoryPlan gpu_memory_plan(const Model& model) {
                      batch * static_cast<uint64_t>(gpu_widest_input(c)) * sizeof(uint16_t) +
                      batch * static_cast<uint64_t>(c.vocab) * sizeof(float) +
                      static_cast<uint64_t>(c.rope_dim / 2) * sizeof(double) + 16 * kDeviceAlignment;
+  if (c.has_experts() && experts == GpuExperts::OnGpu) plan.activations += batch * gpu_expert_scratch_floats(c) * sizeof(float) + 8 * kDeviceAlignment;
   plan.dequantized = aligned(gpu_dequantize_elements(tensors) * sizeof(uint16_t));
   plan.blas_workspace = kBlasWorkspaceBytes;
   return plan;

@@ -40,4 +40,19 @@ void route_top_k(const float* logits, int64_t n, int64_t k, int32_t* experts, fl
   }
 }
 
+void BatchRouting::route(const float* logits, int64_t tokens, int64_t n_experts, int64_t k) {
+  expert.resize(static_cast<size_t>(tokens * k));
+  weight.resize(static_cast<size_t>(tokens * k));
+  for (int64_t t = 0; t < tokens; ++t) route_top_k(&logits[t * n_experts], n_experts, k, &expert[t * k], &weight[t * k]);
+  // Experts x choices comparisons: little beside the products.
+  by_expert.clear();
+  begin.clear();
+  for (int32_t e = 0; e < n_experts; ++e) {
+    begin.push_back(static_cast<int64_t>(by_expert.size()));
+    for (size_t choice = 0; choice < expert.size(); ++choice)
+      if (expert[choice] == e) by_expert.push_back(static_cast<int32_t>(choice));
+  }
+  begin.push_back(static_cast<int64_t>(by_expert.size()));
+}
+
 }  // namespace fi
