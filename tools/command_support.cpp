@@ -31,6 +31,10 @@ std::optional<Profile> chosen_profile(const std::string& path) {
   return cached_profile();
 }
 
+uint64_t chosen_experts_share(const ModelConfig& config, uint64_t stacked) {
+  return stacked / static_cast<uint64_t>(config.n_experts) * static_cast<uint64_t>(config.n_experts_used);
+}
+
 uint64_t compute_bytes_per_token(const Plan& plan, const Model& model) {
   const ModelConfig& c = model.config();
   uint64_t bytes = row_bytes(model.tensors().global(Role::TokenEmbedding)->type, static_cast<uint64_t>(c.dim));
@@ -38,7 +42,7 @@ uint64_t compute_bytes_per_token(const Plan& plan, const Model& model) {
     for (const PlanMatrix& m : unit.matrices) {
       // A token multiplies only the slices of the experts it chose.
       const bool stacked = role_spec(model.tensors().locate(m.tensor).role).slices != Dim::One;
-      bytes += stacked ? m.bytes() / static_cast<uint64_t>(c.n_experts) * static_cast<uint64_t>(c.n_experts_used) : m.bytes();
+      bytes += stacked ? chosen_experts_share(c, m.bytes()) : m.bytes();
     }
   return bytes + plan.expert_cache.used_bytes_per_token();
 }

@@ -27,6 +27,8 @@ std::optional<Profile> chosen_profile(const std::string& path);
 // Weight bytes the CPU reads per decoded token under a host plan: every planned matrix (of stacked
 // expert tensors, the chosen experts' share) plus one embedding row.
 uint64_t compute_bytes_per_token(const Plan& plan, const Model& model);
+// Of a stacked expert tensor's bytes (or elements), the share a token multiplies: its chosen experts'.
+uint64_t chosen_experts_share(const ModelConfig& config, uint64_t stacked);
 double seconds_since(std::chrono::steady_clock::time_point start);
 // What this build can use: "CUDA 13.0 runtime, CPU kernels: AVX-VNNI" and the like.
 std::string build_features();

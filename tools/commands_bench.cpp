@@ -89,11 +89,8 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
       matrix_bytes += tensor->bytes;
       matrix_elements += tensor->elements();
     } else if (tensor->n_dims == 3) {  // stacked experts: a token multiplies the ones it chose
-      const auto share = [&](uint64_t all) {
-        return all / static_cast<uint64_t>(model.config().n_experts) * static_cast<uint64_t>(model.config().n_experts_used);
-      };
-      matrix_bytes += share(tensor->bytes);
-      matrix_elements += share(tensor->elements());
+      matrix_bytes += chosen_experts_share(model.config(), tensor->bytes);
+      matrix_elements += chosen_experts_share(model.config(), tensor->elements());
     }
   const TensorInfo* output = &model.tensors().output();
   const uint64_t output_elements = output->elements();

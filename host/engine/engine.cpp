@@ -154,10 +154,10 @@ void Engine::describe_expert_cache() {
   }
 }
 
-// A mixture-of-experts model with a GPU too small for it: the GPU computes the dense half of every layer (attention,
-// the embedding, the head) with the KV cache in VRAM; each layer's expert half (norm, router, the
-// experts) computes on the CPU where the experts live: in host memory, all of them or a cache
-// of them fed from disk by what the router chooses. Decode multiplies a few experts per layer
+// A mixture-of-experts model with a GPU too small for it: the GPU computes the dense half of every
+// layer (attention, the embedding, the head) with the KV cache in VRAM; each layer's expert half
+// (norm, router, the experts) computes on the CPU where the experts live: in host memory, all of
+// them or a cache of them fed from disk by what the router chooses. Decode multiplies a few experts per layer
 // once: reading them where they are beats shipping them over PCIe. The residual stream crosses
 // twice per layer (dim floats per token).
 void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {

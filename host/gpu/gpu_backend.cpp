@@ -97,8 +97,8 @@ class GpuBackend final : public Backend {
   };
   static constexpr size_t kMaxProducts = 4;  // of one input
   // y = w x (y += w x with accumulate) for each product, all of the same input x of `cols` floats
-  // per token, for `tokens` tokens.
-  void multiply(const float* x, int64_t cols, std::span<const DeviceProduct> products, int64_t tokens);
+  // per token, for n tokens.
+  void multiply(const float* x, int64_t cols, std::span<const DeviceProduct> products, int64_t n);
   float* buffer(Activation activation) const;
   const cuda::DeviceMatrix& weight(Role role) const { return is_layer_role(role) ? layers_[static_cast<size_t>(unit_)][role] : globals_[role]; }
   const float* vector(Role role) const { return reinterpret_cast<const float*>(weight(role).data); }
@@ -463,8 +463,7 @@ void GpuBackend::end_unit(int64_t unit) {
 // one input; FP32 accumulation), a fixed number of rows at a time dequantized (or copied, for F16)
 // into one buffer: the products then have the same shapes wherever the rows live, so every
 // placement gives the same bits.
-void GpuBackend::multiply(const float* x, int64_t cols, std::span<const DeviceProduct> products, int64_t tokens) {
-  const int64_t n = tokens;
+void GpuBackend::multiply(const float* x, int64_t cols, std::span<const DeviceProduct> products, int64_t n) {
   if (n <= cuda::kMaxMatvecTokens) {
     for (const DeviceProduct& p : products) cuda::matvec(*p.w, x, n, p.y, compute_, p.accumulate);
     return;
@@ -542,9 +541,8 @@ void GpuBackend::experts_ffn(Activation in) {
   const int64_t width = c.expert_ffn_dim;
   auto slice = [&](Role role, int32_t e) {
     cuda::DeviceMatrix w = weight(role);
-    const int64_t rows = role == Role::FfnDownExps ? c.dim : width;
-    w.data += static_cast<uint64_t>(e) * static_cast<uint64_t>(rows) * w.row_bytes;
-    w.rows = rows;
+    w.rows /= c.n_experts;
+    w.data += static_cast<uint64_t>(e) * static_cast<uint64_t>(w.rows) * w.row_bytes;
     return w;
   };
   float* gate = buffer(Activation::Gate);
