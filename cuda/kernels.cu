@@ -336,7 +336,33 @@ __global__ void add_weighted_rows_kernel(const float* __restrict__ rows, const f
   }
 }
 
+// One thread per plain byte: group g of 8 rows, row r of it, block b of the row, byte j of the block
+// comes from x8 block b of the group at offsets[r * block_bytes + j].
+__global__ void deinterleave_rows_kernel(const uint8_t* __restrict__ interleaved, const uint16_t* __restrict__ offsets,
+                                         int64_t bytes, int64_t row_bytes, int64_t block_bytes,
+                                         uint8_t* __restrict__ plain) {
+  const int64_t group_bytes = 8 * row_bytes;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < bytes;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t group = i / group_bytes, in_group = i % group_bytes;
+    const int64_t row = in_group / row_bytes, in_row = in_group % row_bytes;
+    const int64_t block = in_row / block_bytes, in_block = in_row % block_bytes;
+    plain[i] = interleaved[group * group_bytes + block * 8 * block_bytes + offsets[row * block_bytes + in_block]];
+  }
+}
+
 }  // namespace
+
+void deinterleave_rows(const uint8_t* interleaved, const uint16_t* offsets, int64_t rows, int64_t row_bytes,
+                       int64_t block_bytes, uint8_t* plain, const Stream& stream) {
+  if (rows % 8 != 0 || block_bytes <= 0 || row_bytes % block_bytes != 0)
+    fail("internal: %lld rows of %lld bytes cannot be deinterleaved in blocks of %lld", static_cast<long long>(rows),
+         static_cast<long long>(row_bytes), static_cast<long long>(block_bytes));
+  if (rows == 0) return;
+  FI_LAUNCH(blocks_for(rows * row_bytes, kElementwiseThreads), kElementwiseThreads, native(stream.handle()),
+            deinterleave_rows_kernel)(interleaved, offsets, rows * row_bytes, row_bytes, block_bytes, plain);
+  FI_CUDA_CHECK_LAUNCH("deinterleave_rows_kernel");
+}
 
 void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out, const Stream& stream) {
   if (count == 0) return;

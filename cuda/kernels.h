@@ -94,6 +94,12 @@ void scatter_rows(const float* x, const int32_t* rows, int64_t count, int64_t wi
 void add_weighted_rows(const float* rows, const float* weights, int64_t tokens, int64_t k, int64_t width, float* x,
                        const Stream& stream);
 
+// Rows the CPU interleaved (host/kernels/repack.h) back in their type's plain blocks, as the other
+// kernels read them: `rows` rows (a multiple of 8) of `row_bytes` in blocks of `block_bytes`;
+// offsets (device memory, 8 * block_bytes entries) is the type's interleaved_offsets.
+void deinterleave_rows(const uint8_t* interleaved, const uint16_t* offsets, int64_t rows, int64_t row_bytes,
+                       int64_t block_bytes, uint8_t* plain, const Stream& stream);
+
 // Weight bytes per second through matvec for one token over a matrix of about `bytes` of `type`
 // on the current device, the median of 5 timed passes (for the probe's profile).
 double measure_matvec_GBps(TensorType type, uint64_t bytes);

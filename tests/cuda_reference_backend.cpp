@@ -355,6 +355,21 @@ void add_bias(float* x, const float* bias, int64_t tokens, int64_t width, const 
   });
 }
 
+void deinterleave_rows(const uint8_t* interleaved, const uint16_t* offsets, int64_t rows, int64_t row_bytes,
+                       int64_t block_bytes, uint8_t* plain, const Stream& stream) {
+  if (rows % 8 != 0 || block_bytes <= 0 || row_bytes % block_bytes != 0)
+    fail("internal: %lld rows of %lld bytes cannot be deinterleaved in blocks of %lld", static_cast<long long>(rows),
+         static_cast<long long>(row_bytes), static_cast<long long>(block_bytes));
+  launch(stream.handle(), [=] {
+    for (int64_t group = 0; group < rows / 8; ++group)
+      for (int64_t row = 0; row < 8; ++row)
+        for (int64_t block = 0; block < row_bytes / block_bytes; ++block)
+          for (int64_t j = 0; j < block_bytes; ++j)
+            plain[(group * 8 + row) * row_bytes + block * block_bytes + j] =
+                interleaved[group * 8 * row_bytes + block * 8 * block_bytes + offsets[row * block_bytes + j]];
+  });
+}
+
 void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out, const Stream& stream) {
   launch(stream.handle(), [=] {
     for (int64_t i = 0; i < count; ++i) std::copy(x + rows[i] * width, x + (rows[i] + 1) * width, out + i * width);

@@ -212,6 +212,63 @@ void check_gpu_experts() {
   }
 }
 
+void check_gpu_expert_cache() {
+  for (const char* preset : {"tiny-qwen3moe", "tiny-mixtral"}) {
+    SCOPED_TRACE(preset);
+    // Interleaved rows on the CPU (Q4_K with the SIMD kernels) reach the GPU in plain blocks.
+    const std::string path = preset_model(preset, "q4_k_m");
+    ModelOptions model_options;
+    model_options.context = 64;
+    const auto model = Model::open(path, model_options);
+    const ModelConfig& c = model->config();
+    const uint64_t dense_half = dense_half_gpu_bytes(path);
+    const GpuExpertCachePlan one = gpu_expert_cache_plan(*model, UINT64_MAX);
+    ASSERT_GT(one.slot_bytes, 0u);
+    EXPECT_EQ(gpu_expert_cache_plan(*model, one.scratch + one.slot_bytes - 1).slots, 0) << "no room for one slot";
+    // Experts on the CPU alone (the GPU holds the dense half), and every expert in VRAM.
+    const std::vector<float> beside = run_engine(path, dense_half);
+    const std::vector<float> on_gpu = run_engine(path, 1ull << 30);
+    const uint64_t all_experts = static_cast<uint64_t>(c.n_layers * c.n_experts);
+    for (uint64_t slots : {uint64_t{1}, static_cast<uint64_t>(c.n_experts_used), all_experts / 2}) {
+      SCOPED_TRACE(std::to_string(slots) + " slots");
+      const uint64_t gpu_budget = dense_half + one.scratch + slots * one.slot_bytes;
+      std::vector<float> first;
+      // The cache decides by the routing alone: every host budget gives the same bits.
+      const uint64_t minimum = make_plan(host_plan_input(*model, std::nullopt, 2, HostPart::ExpertHalves)).minimum_host_bytes;
+      const uint64_t everything = make_plan(host_plan_input(*model, std::nullopt, 2, HostPart::ExpertHalves)).host_bytes();
+      for (uint64_t host_budget : {minimum, (minimum + everything) / 2, everything}) {
+        SCOPED_TRACE("--host-mem " + std::to_string(host_budget));
+        EngineOptions options{path, 2, 64};
+        options.gpu_budget = gpu_budget;
+        options.host_budget = host_budget;
+        options.profile = nominal_profile();
+        Engine engine(options);
+        ASSERT_NE(engine.gpu_expert_cache(), nullptr);
+        EXPECT_EQ(engine.gpu_expert_cache()->slots(), static_cast<int64_t>(slots));
+        EXPECT_LE(engine.gpu_memory().total() + engine.gpu_expert_cache_plan().total(), gpu_budget);
+        const std::vector<float> logits = run_passes(engine);
+        EXPECT_LE(engine.host_model()->arena().used(), host_budget) << "arena high-water mark";
+        const ExpertAssistStats stats = engine.gpu_expert_cache()->stats();
+        EXPECT_GT(stats.uses, 0u);
+        EXPECT_GT(stats.uploads, stats.kept) << "prefill uploads experts to compute them";
+        if (slots >= static_cast<uint64_t>(c.n_experts_used)) {
+          EXPECT_GT(stats.hits, 0u) << "decode finds experts in VRAM";
+        }
+        ASSERT_EQ(logits.size(), beside.size());
+        // The GPU's experts multiply float activations, the CPU's 8-bit ones (which tip the
+        // routing's near-ties): between the two placements, no farther from either than they are
+        // from each other.
+        const double apart = relative_rms(beside, on_gpu);
+        EXPECT_LT(apart, 1e-1);
+        EXPECT_LE(relative_rms(logits, beside), apart * 1.1) << "against the experts on the CPU alone";
+        EXPECT_LE(relative_rms(logits, on_gpu), apart * 1.1) << "against every expert on the GPU";
+        if (first.empty()) first = logits;
+        else EXPECT_EQ(0, std::memcmp(first.data(), logits.data(), logits.size() * sizeof(float)));
+      }
+    }
+  }
+}
+
 void check_gpu_budget() {
   const std::string path = generated_model("gpu-budget", {256, 3, 8, 2, 768, 2048, 0, 10000.0, false}, WeightScheme::Q4_0);
   EngineOptions options{path, 2, 64};

@@ -55,6 +55,10 @@ void check_gpu_budget();
 // The smallest --gpu-mem for the experts beside the GPU (a 64-token context per sequence).
 uint64_t dense_half_gpu_bytes(const std::string& path, int64_t sequences = 1);
 void check_gpu_experts();
+// Experts on the CPU with VRAM to spare beside the dense half: a cache of experts there, prefill's
+// experts uploaded where that pays; results close to the CPU's and every expert on the GPU, and
+// the same bits under every host budget.
+void check_gpu_expert_cache();
 // Budgets that split the model over VRAM, pinned host memory and disk (every layer still on the
 // GPU) give logits bit-identical to the fully resident run, and keep both budgets.
 void check_gpu_tiers_bit_identical(const std::string& name, const ModelShape& shape, WeightScheme scheme);

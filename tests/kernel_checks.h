@@ -13,6 +13,8 @@
 #include "cuda/kernels.h"
 #include "host/kernels/fp16.h"
 #include "host/kernels/quant.h"
+#include "host/kernels/repack.h"
+#include "host/kernels/thread_pool.h"
 #include "random_blocks.h"
 
 namespace fi::test {
@@ -230,6 +232,31 @@ void check_norm_and_swiglu() {
   for (size_t i = 0; i < x.size(); ++i) {
     const double expected = x[i] / (1.0 + std::exp(-static_cast<double>(x[i]))) * up[i];
     ASSERT_NEAR(gated[i], expected, 1e-5 * std::fabs(expected) + 1e-6) << "element " << i;
+  }
+}
+
+// Rows the CPU interleaved, back in plain blocks on the device: every interleaved type, random
+// bytes (the layout is a permutation, so any bytes show it), byte for byte.
+template <typename Memory>
+void check_deinterleave_rows() {
+  ThreadPool pool(1);
+  const int64_t rows = 16;
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::Q2_K,
+                          TensorType::Q3_K, TensorType::IQ4_XS}) {
+    SCOPED_TRACE(type_name(type));
+    const int64_t cols = 2 * type_traits(type).block_elements;
+    const auto bytes_per_row = static_cast<int64_t>(row_bytes(type, static_cast<uint64_t>(cols)));
+    std::vector<uint8_t> plain(static_cast<size_t>(rows * bytes_per_row));
+    std::mt19937 rng(61);
+    for (uint8_t& byte : plain) byte = static_cast<uint8_t>(rng());
+    std::vector<uint8_t> interleaved = plain;
+    interleave_rows(pool, type, cols, rows, interleaved.data());
+    ASSERT_NE(interleaved, plain);
+    Memory memory;
+    uint8_t* restored = memory.template zeros<uint8_t>(plain.size());
+    cuda::deinterleave_rows(memory.upload(interleaved), memory.upload(interleaved_offsets(type)), rows, bytes_per_row,
+                            type_traits(type).block_bytes, restored, memory.stream());
+    EXPECT_EQ(memory.download(restored, plain.size()), plain);
   }
 }
 

@@ -107,6 +107,11 @@ TEST(GpuKernels, ExpertRowsGatherScatterAndAddAsTheCpuDoes) {
   test::check_expert_rows<DeviceMemory>();
 }
 
+TEST(GpuKernels, InterleavedRowsComeBackInPlainBlocks) {
+  FI_REQUIRE_GPU();
+  test::check_deinterleave_rows<DeviceMemory>();
+}
+
 TEST(GpuKernels, RopeCacheAndAttentionMatchTheReference) {
   FI_REQUIRE_GPU();
   test::check_rope_and_attention<DeviceMemory>(false);
@@ -166,6 +171,11 @@ TEST(GpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) {
 TEST(GpuEngine, ExpertsOnTheGpuOrBesideItOnTheCpuUnderEveryHostBudget) {
   FI_REQUIRE_GPU();
   test::check_gpu_experts();
+}
+
+TEST(GpuEngine, AVramExpertCacheBesideTheCpuMatchesUnderEveryHostBudget) {
+  FI_REQUIRE_GPU();
+  test::check_gpu_expert_cache();
 }
 
 TEST(GpuGolden, Stories260KGreedyTextFromEmptyPrompt) {

@@ -36,6 +36,7 @@ TEST(ReferenceGpuEngine, TraceRecordsReadsUploadsAndComputePerLayer) {
 TEST(ReferenceGpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) { test::check_gpu_budget(); }
 
 TEST(ReferenceGpuEngine, ExpertsOnTheGpuOrBesideItOnTheCpuUnderEveryHostBudget) { test::check_gpu_experts(); }
+TEST(ReferenceGpuEngine, AVramExpertCacheBesideTheCpuMatchesUnderEveryHostBudget) { test::check_gpu_expert_cache(); }
 
 TEST(ReferenceGpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
   FI_REQUIRE_SHARED_DATA();

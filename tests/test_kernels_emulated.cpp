@@ -67,6 +67,7 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, EmulatedKernel, test::kAllKernelTypes, test::
 
 TEST(EmulatedKernels, RmsNormBiasAndSwigluMatchTheCpuFormulas) { test::check_norm_and_swiglu<HostMemory>(); }
 TEST(EmulatedKernels, ExpertRowsGatherScatterAndAddAsTheCpuDoes) { test::check_expert_rows<HostMemory>(); }
+TEST(EmulatedKernels, InterleavedRowsComeBackInPlainBlocks) { test::check_deinterleave_rows<HostMemory>(); }
 TEST(EmulatedKernels, RopeCacheAndAttentionMatchTheReference) { test::check_rope_and_attention<HostMemory>(false); }
 TEST(EmulatedKernels, NeoxRopeAndAScoreScaleMatchTheReference) { test::check_rope_and_attention<HostMemory>(true, 0.07f); }
 

@@ -130,6 +130,13 @@ int command_generate(int argc, char** argv) {
                    cache.speculative_reads,
                    100.0 * static_cast<double>(cache.speculative_used) / static_cast<double>(cache.speculative_reads));
   }
+  if (const ExpertAssist* vram = engine.gpu_expert_cache()) {
+    const ExpertAssistStats cache = vram->stats();
+    std::fprintf(stderr,
+                 "flexinfer: %" PRIu64 " expert uses computed on the GPU (%" PRIu64 " found in VRAM), %" PRIu64
+                 " experts uploaded (%s)\n",
+                 cache.uses, cache.hits, cache.uploads, format_bytes(cache.upload_bytes).c_str());
+  }
   write_trace(engine_args.trace, engine);
   return stats.interrupted ? 130 : 0;
 }

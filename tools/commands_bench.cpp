@@ -117,12 +117,17 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
   HostModel* experts_host = engine->host_model();
   const ExpertCache* expert_cache = experts_host ? experts_host->store().expert_cache() : nullptr;
   const ExpertCacheStats experts_before = expert_cache ? expert_cache->stats() : ExpertCacheStats{};
+  const ExpertAssist* vram_experts = engine->gpu_expert_cache();
+  const ExpertAssistStats vram_before = vram_experts ? vram_experts->stats() : ExpertAssistStats{};
   start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < decode_tokens; ++i) {
     engine->forward().eval(std::span<const int32_t>(&inputs[static_cast<size_t>(i)], 1), logits.data());
   }
   const double decode_seconds = seconds_since(start);
   const ExpertCacheStats experts_after = expert_cache ? expert_cache->stats() : ExpertCacheStats{};
+  const ExpertAssistStats vram_after = vram_experts ? vram_experts->stats() : ExpertAssistStats{};
+  const uint64_t vram_uses = vram_after.uses - vram_before.uses, vram_hits = vram_after.hits - vram_before.hits;
+  const uint64_t vram_uploads = vram_after.uploads - vram_before.uploads;
   write_trace(args.engine.trace, *engine);
 
   const auto n = static_cast<double>(prompt.size());
@@ -212,6 +217,12 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
                 "token read from disk\n",
                 expert_uses ? 100.0 * static_cast<double>(expert_hits) / static_cast<double>(expert_uses) : 100.0,
                 static_cast<double>(expert_uses) / static_cast<double>(decode_tokens), format_bytes(disk_bytes).c_str());
+  if (vram_experts)
+    std::printf("experts in VRAM  a cache of %lld: %.1f expert uses per token computed on the GPU (%.1f found there), "
+                "%.1f uploads per token\n",
+                static_cast<long long>(vram_experts->slots()), static_cast<double>(vram_uses) / static_cast<double>(decode_tokens),
+                static_cast<double>(vram_hits) / static_cast<double>(decode_tokens),
+                static_cast<double>(vram_uploads) / static_cast<double>(decode_tokens));
   if (tiers)
     std::printf("host memory      %s planned of %s budget; peak RSS %s\n", format_bytes(tiers->host_used()).c_str(),
                 tiers->host_budget ? format_bytes(*tiers->host_budget).c_str() : "no", format_bytes(peak_rss_bytes()).c_str());
@@ -238,6 +249,10 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
         {"experts_on_cpu", experts_host != nullptr},
         {"expert_decode_uses", expert_uses},
         {"expert_decode_hits_ram", expert_hits},
+        {"vram_expert_slots", vram_experts ? vram_experts->slots() : 0},
+        {"expert_decode_uses_gpu", vram_uses},
+        {"expert_decode_hits_vram", vram_hits},
+        {"expert_decode_uploads", vram_uploads},
         {"host_used_bytes", tiers ? tiers->host_used() : 0},
         {"peak_rss_bytes", peak_rss_bytes()},
         {"vram_read_GBps", vram_GBps},

@@ -308,7 +308,22 @@ void CpuBackend::experts_ffn(Activation in) {
     if (fresh || !quantized_.matches(w, count)) quantize_batch(pool_, w.type, expert_input_, w.cols, count, quantized_);
     matmul(pool_, w, quantized_, expert_output_);
   };
-  store_.use_experts(unit_, chosen_experts_, [&](int32_t e, const ExpertWeights& w) {
+  // Experts the assist holds compute there meanwhile; the host never needs them.
+  host_experts_.clear();
+  if (assist_) {
+    assist_->begin_layer(unit_, x, tokens_, chosen_experts_, routing_);
+    for (int32_t e : chosen_experts_)
+      if (!assist_->holds(e)) host_experts_.push_back(e);
+  } else {
+    host_experts_ = chosen_experts_;
+  }
+  auto weigh = [&](int32_t choice, const float* result) {
+    const float scale = routing_.weight[static_cast<size_t>(choice)];
+    float* out = &weighted_[choice * c.dim];
+    for (int64_t r = 0; r < c.dim; ++r) out[r] = result[r] * scale;
+  };
+  store_.use_experts(unit_, host_experts_, [&](int32_t e, const ExpertWeights& w) {
+    if (assist_ && assist_->receive(e, w)) return;
     const std::span<const int32_t> choices = routing_.choices_of(e);
     auto token_row = [&](int32_t choice) { return &x[choice / k * w.gate.cols]; };
     product(w.gate, choices, token_row, true);
@@ -323,14 +338,9 @@ void CpuBackend::experts_ffn(Activation in) {
       swiglu_rows(g, u, width);
     }
     product(w.down, choices, [&](int32_t choice) { return &gate[choice * width]; }, true);
-    for (size_t i = 0; i < choices.size(); ++i) {
-      const int32_t choice = choices[i];
-      const float scale = routing_.weight[static_cast<size_t>(choice)];
-      const float* result = &expert_output_[static_cast<int64_t>(i) * c.dim];
-      float* out = &weighted_[choice * c.dim];
-      for (int64_t r = 0; r < c.dim; ++r) out[r] = result[r] * scale;
-    }
+    for (size_t i = 0; i < choices.size(); ++i) weigh(choices[i], &expert_output_[static_cast<int64_t>(i) * c.dim]);
   });
+  if (assist_) assist_->finish_layer(weigh);
   // As llama.cpp sums: the choices in order, then the sum onto the residual stream.
   float* residual = buffer(Activation::Residual);
   for (int64_t t = 0; t < tokens_; ++t)

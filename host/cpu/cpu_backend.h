@@ -14,6 +14,7 @@
 #include "host/kernels/routing.h"
 #include "host/kernels/thread_pool.h"
 #include "host/memory/arena.h"
+#include "host/memory/expert_assist.h"
 #include "host/memory/host_weights.h"
 #include "host/memory/kv_cache.h"
 #include "host/model/backend.h"
@@ -51,6 +52,9 @@ class CpuBackend final : public Backend {
   void keep_rows(std::span<const int64_t> rows) override;
   void output_logits(Activation in, float* logits) override;
   void set_trace(Trace* trace) override;
+  // Mixture of experts: a device beside this one that computes the experts it holds and those it
+  // takes over (null: none).
+  void set_expert_assist(ExpertAssist* assist) { assist_ = assist; }
 
  private:
   float* buffer(Activation activation) const;
@@ -81,6 +85,8 @@ class CpuBackend final : public Backend {
 
   BatchRouting routing_;
   std::vector<int32_t> chosen_experts_;  // distinct, ascending
+  std::vector<int32_t> host_experts_;    // of them, those the host computes or hands over
+  ExpertAssist* assist_ = nullptr;
   float* expert_input_ = nullptr;        // the rows of the tokens that chose one expert
   float* expert_output_ = nullptr;       // their product with one of its slices
   float* weighted_ = nullptr;       // [token][choice][dim]: weighted expert outputs before their sum

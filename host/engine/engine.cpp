@@ -180,15 +180,36 @@ void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {
   // schedule, whose head unit the CPU never computes.
   if (plan.streams()) fail("internal: the expert halves' plan streams");
   const Model& opened = host_model_->model();
+  // VRAM beyond the dense half caches experts; the cost model weighs uploads with the machine's rates.
+  gpu_expert_cache_plan_ = fi::gpu_expert_cache_plan(opened, gpu_budget - gpu_memory_.total());
+  const Profile rates = options_.profile ? *options_.profile : default_tier_profile();
+  GpuOptions gpu_options{gpu_budget, options_.gpu_device, nullptr, GpuExperts::OnCpu, gpu_expert_cache_plan_};
+  for (int64_t l = 0; l < opened.config().n_layers; ++l)
+    if (const TensorInfo* experts = opened.tensors().layer(l, Role::FfnGateExps)) {
+      gpu_options.cpu_matvec_GBps = rates.cpu_matvec_GBps_for(experts->type);
+      break;
+    }
+  gpu_options.h2d_GBps = rates.h2d_pinned_GBps;
+  gpu_options.host_copy_GBps = rates.host_read_GBps;
   std::vector<std::unique_ptr<Backend>> devices;
-  devices.push_back(make_gpu_backend(opened, {gpu_budget, options_.gpu_device, nullptr, GpuExperts::OnCpu}));
-  devices.push_back(make_cpu_backend(*host_model_, *pool_));
+  devices.push_back(make_gpu_backend(opened, gpu_options));
+  std::unique_ptr<CpuBackend> cpu = make_cpu_backend(*host_model_, *pool_);
+  gpu_expert_cache_ = devices.front()->expert_assist();
+  cpu->set_expert_assist(gpu_expert_cache_);
+  devices.push_back(std::move(cpu));
   DevicePlacement placement = DevicePlacement::single(opened.config().n_layers);
   placement.expert_half.assign(static_cast<size_t>(opened.config().n_layers), 1);
   forward_ = std::make_unique<Forward>(opened, std::move(devices), std::move(placement));
   placement_.push_back("attention, embedding and head on the GPU (" + format_bytes(gpu_memory_.total()) + " of " +
                        format_bytes(gpu_budget) + " budget); each layer's experts on the CPU, where they live (" +
                        format_bytes(plan.host_bytes()) + " of host memory)");
+  if (gpu_expert_cache_)
+    placement_.push_back(strprintf(
+        "a cache of %lld experts in VRAM (%s) fed by what the router chooses; an expert in host memory uploads when "
+        "that beats computing it on the CPU (prefill, %s/s over the bus vs %s/s on the CPU)",
+        static_cast<long long>(gpu_expert_cache_plan_.slots), format_bytes(gpu_expert_cache_plan_.total()).c_str(),
+        format_bytes(static_cast<uint64_t>(gpu_options.h2d_GBps * 1e9)).c_str(),
+        format_bytes(static_cast<uint64_t>(gpu_options.cpu_matvec_GBps * 1e9)).c_str()));
   describe_expert_cache();
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "host/engine/host_model.h"
+#include "host/memory/expert_assist.h"
 #include "host/gpu/gpu_backend.h"
 #include "host/model/forward.h"
 #include "host/model/model.h"
@@ -73,6 +74,10 @@ class Engine {
   const EngineOptions& options() const { return options_; }
   bool on_gpu() const { return options_.gpu_budget.has_value(); }
   const GpuMemoryPlan& gpu_memory() const { return gpu_memory_; }
+  // Experts on the CPU beside the GPU: the cache of experts in VRAM, when the budget leaves room
+  // for one (else null, and a plan of no slots).
+  const ExpertAssist* gpu_expert_cache() const { return gpu_expert_cache_; }
+  const GpuExpertCachePlan& gpu_expert_cache_plan() const { return gpu_expert_cache_plan_; }
   // The placement over GPU, host memory and disk (and the layers decoded on the CPU), when the
   // model does not fit the GPU budget or a host budget is given too.
   const std::optional<TierPlan>& tiers() const { return tiers_; }
@@ -115,6 +120,8 @@ class Engine {
   double load_seconds_ = 0.0;
   EngineOptions options_;
   GpuMemoryPlan gpu_memory_;
+  GpuExpertCachePlan gpu_expert_cache_plan_;
+  ExpertAssist* gpu_expert_cache_ = nullptr;  // the GPU backend's, in forward_
   std::optional<Profile> tier_profile_;
   std::optional<TierPlan> tiers_;
   std::vector<std::string> placement_;

@@ -31,7 +31,7 @@ std::unique_ptr<HostModel> HostModel::load(std::unique_ptr<Model> opened, Thread
   return placed;
 }
 
-std::unique_ptr<Backend> make_cpu_backend(HostModel& placed, ThreadPool& pool) {
+std::unique_ptr<CpuBackend> make_cpu_backend(HostModel& placed, ThreadPool& pool) {
   const Model& model = placed.model();
   const ModelConfig& config = model.config();
   HostKvCache kv{nullptr, 0, model.kv_rows(), config.kv_dim()};

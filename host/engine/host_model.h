@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "host/cpu/cpu_backend.h"
 #include "host/kernels/thread_pool.h"
 #include "host/memory/arena.h"
 #include "host/engine/placement.h"
@@ -53,6 +54,6 @@ class HostModel {
 
 // The CPU backend for what the placed model covers, its KV cache (for the whole model) and
 // scratch from the model's arena: Forward forward(placed.model(), make_cpu_backend(placed, pool)).
-std::unique_ptr<Backend> make_cpu_backend(HostModel& model, ThreadPool& pool);
+std::unique_ptr<CpuBackend> make_cpu_backend(HostModel& model, ThreadPool& pool);
 
 }  // namespace fi

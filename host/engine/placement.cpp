@@ -65,7 +65,10 @@ PlanInput host_plan_input(const Model& model, std::optional<uint64_t> host_budge
                                         2 * kDirectAlignment +
                                         row_bytes(tensors.global(Role::TokenEmbedding)->type, static_cast<uint64_t>(config.dim))});
   input.fixed.push_back({"runtime", runtime_bytes(model.file(), config)});
-  if (!whole) input.fixed.push_back({"GPU weight loading buffers (pinned)", kGpuLoadBufferBytes});
+  if (!whole) {
+    input.fixed.push_back({"GPU weight loading buffers (pinned)", kGpuLoadBufferBytes});
+    input.fixed.push_back({"GPU expert uploads and results (pinned)", gpu_expert_pinned_bytes(model)});
+  }
   input.kernel_allowance = true;
   if (whole) input.minimum_hint = "; a smaller --ctx shrinks the KV cache";
   return input;

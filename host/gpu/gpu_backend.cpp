@@ -11,7 +11,9 @@
 #include "cuda/device_info.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "host/kernels/repack.h"
 #include "host/kernels/routing.h"
+#include "host/memory/expert_assist.h"
 #include "host/memory/kv_cache.h"
 #include "host/memory/tier_store.h"
 #include "host/trace/trace.h"
@@ -33,14 +35,14 @@ struct DeviceViews {
   const cuda::DeviceMatrix& operator[](Role role) const { return by_role[index_of(role)]; }
 };
 
-class GpuBackend final : public Backend {
+class GpuBackend final : public Backend, public ExpertAssist {
  public:
   // tiers: null keeps every weight on the device. A three-tier placement keeps its GPU rows
   // resident and uploads the rest of each unit the GPU computes, from pinned host memory and
   // through pinned staging slots from disk, into a device slot before computing it. Layers that
   // decode on the CPU come here only to prefill: their KV cache lives in host memory and visits
   // a device buffer meanwhile.
-  GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore* tiers, GpuExperts experts);
+  GpuBackend(const Model& model, const GpuMemoryPlan& plan, const GpuOptions& options);
 
   const char* device_name() const override { return "gpu"; }
   void begin_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs) override;
@@ -61,6 +63,16 @@ class GpuBackend final : public Backend {
   void keep_rows(std::span<const int64_t> rows) override;
   void output_logits(Activation in, float* logits) override;
   void set_trace(Trace* trace) override;
+  ExpertAssist* expert_assist() override { return expert_slots_.empty() ? nullptr : this; }
+
+  // The cache of experts beside experts on the CPU (ExpertAssist).
+  void begin_layer(int64_t layer, const float* x, int64_t tokens, std::span<const int32_t> chosen,
+                   const BatchRouting& routing) override;
+  bool holds(int32_t expert) const override { return expert_role_[static_cast<size_t>(expert)] == ExpertRole::Held; }
+  bool receive(int32_t expert, const ExpertWeights& weights) override;
+  void finish_layer(const std::function<void(int32_t choice, const float* result)>& each) override;
+  ExpertAssistStats stats() const override { return assist_stats_; }
+  int64_t slots() const override { return static_cast<int64_t>(expert_slots_.size()); }
 
  private:
   // A span timed by two CUDA events on one stream; resolved once the compute stream has synchronised.
@@ -166,6 +178,54 @@ class GpuBackend final : public Backend {
   float* expert_output_ = nullptr;  // [token of the expert][dim]
   float* choice_rows_ = nullptr;    // [token][choice][dim]
 
+  // The expert cache (OnCpu with VRAM to spare). A chosen expert is held (computes here), uploaded
+  // to compute here (faster than the CPU for its tokens), copied (the CPU computes it; the copy
+  // serves later uses), or left to the CPU.
+  enum class ExpertRole : uint8_t { Host, Held, Upload, Copy };
+  struct ExpertSlot {
+    uint8_t* memory = nullptr;
+    int64_t key = -1;  // layer * n_experts + expert, or -1
+    uint64_t last_use = 0;
+  };
+  void place_expert_cache(const Model& model, const GpuOptions& options);
+  // A slot to fill, not used by this layer: an empty one, else the least frequently chosen expert's
+  // (the least recently used among equals); -1 when every slot serves this layer.
+  int64_t expert_victim() const;
+  bool upload_pays(int64_t layer, int64_t tokens) const;
+  void upload_expert(const ExpertWeights& weights, int64_t slot);
+  void compute_expert(int32_t expert, int64_t slot);
+  std::vector<ExpertSlot> expert_slots_;
+  std::vector<int64_t> slot_of_key_;     // per key: its slot, or -1
+  std::vector<uint32_t> key_frequency_;  // per key: times chosen, halved every kFrequencyAging uses
+  static constexpr uint64_t kFrequencyAging = 1 << 16;
+  uint64_t uses_since_aging_ = 0;
+  uint64_t expert_clock_ = 0;  // layers begun
+  std::vector<uint64_t> slot_busy_;  // per slot: the clock of the last layer it serves
+  std::vector<ExpertRole> expert_role_;  // per expert of the current layer
+  std::vector<int64_t> expert_slot_;     // per expert of the current layer: its slot, or -1
+  std::vector<std::array<cuda::DeviceMatrix, 3>> expert_views_;  // per layer: gate, up, down of a slot at offset 0
+  std::vector<std::array<uint64_t, 4>> slot_layout_;  // per layer
+  std::vector<uint64_t> expert_bytes_;                // per layer: one expert's bytes
+  std::array<const uint16_t*, kTensorTypeCount> layout_offsets_{};  // interleaved types' permutations, by kTensorTypes index
+  const uint16_t* layout_offsets(TensorType type) const {
+    for (size_t i = 0; i < kTensorTypeCount; ++i)
+      if (kTensorTypes[i] == type && layout_offsets_[i]) return layout_offsets_[i];
+    fail("internal: no interleaved layout of %s on the GPU", type_name(type));
+  }
+  uint8_t* staging_device_ = nullptr;
+  std::array<std::unique_ptr<cuda::PinnedBuffer>, 2> staging_host_;
+  std::array<std::unique_ptr<cuda::Event>, 2> staging_free_;
+  int next_staging_ = 0;
+  std::unique_ptr<cuda::PinnedBuffer> results_host_;  // [result][dim]
+  std::unique_ptr<cuda::PinnedBuffer> result_tokens_host_;
+  float* results_device_ = nullptr;
+  int32_t* result_tokens_device_ = nullptr;
+  std::vector<int32_t> result_choices_;  // per result row: its choice
+  int64_t assist_layer_ = 0;
+  const BatchRouting* assist_routing_ = nullptr;
+  double cpu_matvec_GBps_ = 0.0, h2d_GBps_ = 0.0, host_copy_GBps_ = 0.0;
+  ExpertAssistStats assist_stats_;
+
   std::vector<std::string> unit_names_;  // "layer N", "output head": made once, not per token
   // Tracing.
   std::unique_ptr<cuda::Event> trace_origin_;  // completed at trace_origin_us_ on the trace's clock
@@ -173,14 +233,15 @@ class GpuBackend final : public Backend {
   std::vector<TimedSpan> spans_;
 };
 
-GpuBackend::GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore* tiers, GpuExperts experts)
-    : config_(model.config()), kv_rows_(model.kv_rows()), max_batch_(model.max_batch()), tiers_(tiers),
-      experts_(experts), tensors_(gpu_tensors(model, experts)) {
+GpuBackend::GpuBackend(const Model& model, const GpuMemoryPlan& plan, const GpuOptions& options)
+    : config_(model.config()), kv_rows_(model.kv_rows()), max_batch_(model.max_batch()), tiers_(options.tiers),
+      experts_(options.experts), tensors_(gpu_tensors(model, options.experts)) {
   const ModelConfig& c = config_;
   shape_ = {c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim, c.arch->rope_style == RopeStyle::Neox,
             c.attention_scale > 0.0 ? static_cast<float>(c.attention_scale)
                                     : static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)))};
-  arena_ = std::make_unique<cuda::DeviceArena>(tiers_ ? tiers_->plan().gpu_used() : plan.total());
+  arena_ = std::make_unique<cuda::DeviceArena>(tiers_ ? tiers_->plan().gpu_used()
+                                                      : plan.total() + options.expert_cache.total());
   cuda::DeviceArena& arena = *arena_;
   blas_ = std::make_unique<cuda::Blas>(compute_, arena.allocate(plan.blas_workspace, "cuBLAS workspace"),
                                        plan.blas_workspace);
@@ -215,7 +276,10 @@ GpuBackend::GpuBackend(const Model& model, const GpuMemoryPlan& plan, TierStore*
     weights_device_ = arena.allocate_array<float>(choices, "routing weights");
     router_logits_.resize(static_cast<size_t>(batch * static_cast<uint64_t>(c.n_experts)));
   }
+  if (options.expert_cache.slots > 0)  // the experts' products dequantize their rows too
+    dequantized_elements_ = std::max(dequantized_elements_, gpu_dequantize_elements(gpu_tensors(model, GpuExperts::OnGpu)));
   dequantized_ = arena.allocate_array<uint16_t>(dequantized_elements_, "dequantized rows");
+  if (options.expert_cache.slots > 0) place_expert_cache(model, options);
 
   const std::vector<double>& frequencies = model.inverse_frequencies();
   auto* device_frequencies = arena.allocate_array<double>(frequencies.size(), "RoPE frequencies");
@@ -566,6 +630,214 @@ void GpuBackend::experts_ffn(Activation in) {
                           compute_);
 }
 
+void GpuBackend::place_expert_cache(const Model& model, const GpuOptions& options) {
+  const ModelConfig& c = config_;
+  const GpuExpertCachePlan& plan = options.expert_cache;
+  cuda::DeviceArena& arena = *arena_;
+  const auto batch = static_cast<uint64_t>(max_batch_);
+  const uint64_t choices = batch * static_cast<uint64_t>(c.n_experts_used), dim = static_cast<uint64_t>(c.dim);
+  staging_device_ = static_cast<uint8_t*>(arena.allocate(plan.slot_bytes, "expert upload staging"));
+  results_device_ = arena.allocate_array<float>(choices * dim, "expert results");
+  expert_input_ = arena.allocate_array<float>(batch * dim, "expert inputs");
+  result_tokens_device_ = arena.allocate_array<int32_t>(choices, "expert result tokens");
+  for (size_t i = 0; i < kTensorTypeCount; ++i) {
+    if (!interleavable_type(kTensorTypes[i])) continue;
+    const std::vector<uint16_t> offsets = interleaved_offsets(kTensorTypes[i]);
+    auto* device = arena.allocate_array<uint16_t>(offsets.size(), "interleaved layouts");
+    cuda::copy_to_device_async(device, offsets.data(), offsets.size() * sizeof(uint16_t), compute_);
+    layout_offsets_[i] = device;
+    compute_.synchronize();  // `offsets` goes out of scope
+  }
+  for (int64_t s = 0; s < plan.slots; ++s)
+    expert_slots_.push_back({static_cast<uint8_t*>(arena.allocate(plan.slot_bytes, "expert slots")), -1, 0});
+  slot_busy_.assign(expert_slots_.size(), 0);
+  for (auto& buffer : staging_host_) buffer = std::make_unique<cuda::PinnedBuffer>(plan.slot_bytes);
+  for (auto& event : staging_free_) {
+    event = std::make_unique<cuda::Event>();
+    event->record(compute_);
+  }
+  results_host_ = std::make_unique<cuda::PinnedBuffer>(choices * dim * sizeof(float));
+  result_tokens_host_ = std::make_unique<cuda::PinnedBuffer>(choices * sizeof(int32_t));
+  const auto keys = static_cast<size_t>(c.n_layers * c.n_experts);
+  slot_of_key_.assign(keys, -1);
+  key_frequency_.assign(keys, 0);
+  expert_role_.assign(static_cast<size_t>(c.n_experts), ExpertRole::Host);
+  expert_slot_.assign(static_cast<size_t>(c.n_experts), -1);
+  const std::array<Role, 3> roles = {Role::FfnGateExps, Role::FfnUpExps, Role::FfnDownExps};
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    slot_layout_.push_back(gpu_expert_slot_layout(model, l));
+    std::array<cuda::DeviceMatrix, 3> views{};
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < roles.size(); ++i) {
+      const TensorInfo* info = model.tensors().layer(l, roles[i]);
+      if (!info) continue;
+      const auto rows = static_cast<int64_t>(info->rows()) / c.n_experts;
+      views[i] = {info->type, rows, static_cast<int64_t>(info->shape[0]), row_bytes(info->type, info->shape[0]), nullptr};
+      bytes += static_cast<uint64_t>(rows) * views[i].row_bytes;
+    }
+    expert_views_.push_back(views);
+    expert_bytes_.push_back(bytes);
+  }
+  cpu_matvec_GBps_ = options.cpu_matvec_GBps;
+  h2d_GBps_ = options.h2d_GBps;
+  host_copy_GBps_ = options.host_copy_GBps;
+}
+
+int64_t GpuBackend::expert_victim() const {
+  int64_t victim = -1;
+  for (size_t s = 0; s < expert_slots_.size(); ++s) {
+    if (slot_busy_[s] == expert_clock_) continue;
+    const ExpertSlot& slot = expert_slots_[s];
+    if (slot.key < 0) return static_cast<int64_t>(s);
+    if (victim < 0) {
+      victim = static_cast<int64_t>(s);
+      continue;
+    }
+    const ExpertSlot& best = expert_slots_[static_cast<size_t>(victim)];
+    const uint32_t frequency = key_frequency_[static_cast<size_t>(slot.key)];
+    const uint32_t best_frequency = key_frequency_[static_cast<size_t>(best.key)];
+    if (frequency < best_frequency || (frequency == best_frequency && slot.last_use < best.last_use))
+      victim = static_cast<int64_t>(s);
+  }
+  return victim;
+}
+
+// An upload pays when the CPU would take longer over the expert's bytes for its tokens (one pass
+// over the weights per token at its matrix-vector rate: the cost of few tokens) than copying them
+// to pinned memory, across the bus, plus a fixed cost of launching the copies and products.
+bool GpuBackend::upload_pays(int64_t layer, int64_t tokens) const {
+  constexpr double kUploadOverheadSeconds = 30e-6;
+  const double bytes = static_cast<double>(expert_bytes_[static_cast<size_t>(layer)]);
+  const double on_cpu = static_cast<double>(tokens) * bytes / (cpu_matvec_GBps_ * 1e9);
+  const double upload = bytes / (h2d_GBps_ * 1e9) + bytes / (host_copy_GBps_ * 1e9) + kUploadOverheadSeconds;
+  return upload < on_cpu;
+}
+
+void GpuBackend::begin_layer(int64_t layer, const float* x, int64_t tokens, std::span<const int32_t> chosen,
+                             const BatchRouting& routing) {
+  const ModelConfig& c = config_;
+  ++expert_clock_;
+  assist_layer_ = layer;
+  assist_routing_ = &routing;
+  result_choices_.clear();
+  cuda::copy_to_device_async(buffer(Activation::Normed), x, static_cast<uint64_t>(tokens * c.dim) * sizeof(float), compute_);
+  uses_since_aging_ += chosen.size();
+  if (uses_since_aging_ > kFrequencyAging) {
+    for (uint32_t& frequency : key_frequency_) frequency /= 2;
+    uses_since_aging_ = 0;
+  }
+  auto key_of = [&](int32_t e) { return layer * c.n_experts + e; };
+  // Held experts first, so that no decision below evicts one this layer needs.
+  for (int32_t e : chosen) {
+    const int64_t key = key_of(e);
+    ++key_frequency_[static_cast<size_t>(key)];
+    const int64_t slot = slot_of_key_[static_cast<size_t>(key)];
+    expert_slot_[static_cast<size_t>(e)] = slot;
+    expert_role_[static_cast<size_t>(e)] = slot >= 0 ? ExpertRole::Held : ExpertRole::Host;
+    if (slot >= 0) slot_busy_[static_cast<size_t>(slot)] = expert_clock_;
+  }
+  for (int32_t e : chosen) {
+    if (expert_role_[static_cast<size_t>(e)] == ExpertRole::Held) continue;
+    const int64_t victim = expert_victim();
+    if (victim < 0) break;
+    ExpertSlot& slot = expert_slots_[static_cast<size_t>(victim)];
+    const int64_t key = key_of(e);
+    ExpertRole role = ExpertRole::Host;
+    if (upload_pays(layer, static_cast<int64_t>(routing.choices_of(e).size())))
+      role = ExpertRole::Upload;
+    else if (slot.key < 0 || key_frequency_[static_cast<size_t>(key)] > key_frequency_[static_cast<size_t>(slot.key)])
+      role = ExpertRole::Copy;
+    if (role == ExpertRole::Host) continue;
+    if (slot.key >= 0) slot_of_key_[static_cast<size_t>(slot.key)] = -1;
+    slot.key = key;
+    slot_of_key_[static_cast<size_t>(key)] = victim;
+    slot_busy_[static_cast<size_t>(victim)] = expert_clock_;
+    expert_role_[static_cast<size_t>(e)] = role;
+    expert_slot_[static_cast<size_t>(e)] = victim;
+  }
+  for (int32_t e : chosen) {
+    if (expert_role_[static_cast<size_t>(e)] != ExpertRole::Held) continue;
+    ++assist_stats_.hits;
+    compute_expert(e, expert_slot_[static_cast<size_t>(e)]);
+  }
+}
+
+bool GpuBackend::receive(int32_t expert, const ExpertWeights& weights) {
+  const ExpertRole role = expert_role_[static_cast<size_t>(expert)];
+  if (role == ExpertRole::Host || role == ExpertRole::Held) return false;
+  const int64_t slot = expert_slot_[static_cast<size_t>(expert)];
+  upload_expert(weights, slot);
+  if (role == ExpertRole::Copy) {
+    ++assist_stats_.kept;
+    return false;
+  }
+  compute_expert(expert, slot);
+  return true;
+}
+
+// Through pinned staging (two, in turn, so that one fills while the other's copy runs); rows the
+// CPU interleaved come back to plain blocks on the device.
+void GpuBackend::upload_expert(const ExpertWeights& weights, int64_t slot) {
+  const std::array<const WeightMatrix*, 3> parts = {&weights.gate, &weights.up, &weights.down};
+  const std::array<uint64_t, 4>& layout = slot_layout_[static_cast<size_t>(assist_layer_)];
+  uint8_t* destination = expert_slots_[static_cast<size_t>(slot)].memory;
+  staging_free_[static_cast<size_t>(next_staging_)]->synchronize();
+  uint8_t* staging = staging_host_[static_cast<size_t>(next_staging_)]->data();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const WeightMatrix& w = *parts[i];
+    const uint64_t bytes = static_cast<uint64_t>(w.rows) * w.row_bytes;
+    if (w.tail || bytes > layout[i + 1] - layout[i]) fail("internal: an expert's slice does not fit its slot");
+    std::memcpy(staging + layout[i], w.data, bytes);
+    if (w.interleaved) {
+      cuda::copy_to_device_async(staging_device_ + layout[i], staging + layout[i], bytes, compute_);
+      cuda::deinterleave_rows(staging_device_ + layout[i], layout_offsets(w.type), w.rows,
+                              static_cast<int64_t>(w.row_bytes), type_traits(w.type).block_bytes, destination + layout[i],
+                              compute_);
+    } else {
+      cuda::copy_to_device_async(destination + layout[i], staging + layout[i], bytes, compute_);
+    }
+    assist_stats_.upload_bytes += bytes;
+  }
+  staging_free_[static_cast<size_t>(next_staging_)]->record(compute_);
+  next_staging_ = 1 - next_staging_;
+  ++assist_stats_.uploads;
+}
+
+// As experts_ffn computes one expert, from a slot, with its results in rows of their own.
+void GpuBackend::compute_expert(int32_t expert, int64_t slot) {
+  const ModelConfig& c = config_;
+  const std::span<const int32_t> choices = assist_routing_->choices_of(expert);
+  const auto m = static_cast<int64_t>(choices.size());
+  const auto first = static_cast<int64_t>(result_choices_.size());
+  auto* tokens = reinterpret_cast<int32_t*>(result_tokens_host_->data()) + first;
+  for (int64_t i = 0; i < m; ++i) tokens[i] = choices[static_cast<size_t>(i)] / static_cast<int32_t>(c.n_experts_used);
+  result_choices_.insert(result_choices_.end(), choices.begin(), choices.end());
+  cuda::copy_to_device_async(result_tokens_device_ + first, tokens, static_cast<uint64_t>(m) * sizeof(int32_t), compute_);
+  cuda::gather_rows(buffer(Activation::Normed), result_tokens_device_ + first, m, c.dim, expert_input_, compute_);
+  uint8_t* memory = expert_slots_[static_cast<size_t>(slot)].memory;
+  expert_slots_[static_cast<size_t>(slot)].last_use = expert_clock_;
+  const std::array<uint64_t, 4>& layout = slot_layout_[static_cast<size_t>(assist_layer_)];
+  std::array<cuda::DeviceMatrix, 3> w = expert_views_[static_cast<size_t>(assist_layer_)];
+  for (size_t i = 0; i < w.size(); ++i) w[i].data = memory + layout[i];
+  float* gate = buffer(Activation::Gate);
+  float* up = buffer(Activation::Up);
+  const std::array<DeviceProduct, 2> gate_up = {DeviceProduct{&w[0], gate}, DeviceProduct{&w[1], up}};
+  multiply(expert_input_, c.dim, gate_up, m);
+  cuda::swiglu(gate, up, m * c.expert_ffn_dim, compute_);
+  const DeviceProduct down{&w[2], results_device_ + first * c.dim};
+  multiply(gate, c.expert_ffn_dim, std::span<const DeviceProduct>(&down, 1), m);
+  ++assist_stats_.uses;
+}
+
+void GpuBackend::finish_layer(const std::function<void(int32_t choice, const float* result)>& each) {
+  const auto rows = static_cast<int64_t>(result_choices_.size());
+  if (rows == 0) return;
+  auto* results = reinterpret_cast<float*>(results_host_->data());
+  cuda::copy_to_host_async(results, results_device_, static_cast<uint64_t>(rows * config_.dim) * sizeof(float), compute_);
+  compute_.synchronize();
+  for (int64_t i = 0; i < rows; ++i) each(result_choices_[static_cast<size_t>(i)], results + i * config_.dim);
+}
+
 void GpuBackend::keep_rows(std::span<const int64_t> rows) {
   // Ascending rows move down in place, one copy after another on the stream: row r to row i <= r.
   float* x = buffer(Activation::Residual);
@@ -620,17 +892,19 @@ std::unique_ptr<Backend> make_gpu_backend(const Model& model, const GpuOptions& 
   if (options.tiers && model.config().has_experts() && options.experts == GpuExperts::OnGpu)
     fail("internal: experts on the GPU are resident, never split over the tiers");
   const GpuMemoryPlan plan = gpu_memory_plan(model, options.experts);
-  if (!options.tiers && options.budget < plan.total())
+  if (!options.tiers && options.budget < plan.total() + options.expert_cache.total())
     fail("--gpu-mem %s is below the %s this model needs on the GPU (%s); a smaller --ctx shrinks the KV cache",
          format_bytes(options.budget).c_str(), format_bytes(plan.total()).c_str(), plan.describe().c_str());
   cuda::use_device(options.device);
   uint64_t free_bytes = 0, total_bytes = 0;
   cuda::device_memory(&free_bytes, &total_bytes);
-  const uint64_t needed = options.tiers ? options.tiers->plan().gpu_used() : plan.total();
+  if (options.expert_cache.slots > 0 && options.experts != GpuExperts::OnCpu)
+    fail("internal: an expert cache in VRAM serves experts on the CPU only");
+  const uint64_t needed = options.tiers ? options.tiers->plan().gpu_used() : plan.total() + options.expert_cache.total();
   if (needed > free_bytes)
     fail("the model needs %s on the GPU but %s has only %s free", format_bytes(needed).c_str(), device.name.c_str(),
          format_bytes(free_bytes).c_str());
-  return std::make_unique<GpuBackend>(model, plan, options.tiers, options.experts);
+  return std::make_unique<GpuBackend>(model, plan, options);
 }
 
 }  // namespace fi

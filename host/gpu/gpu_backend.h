@@ -2,6 +2,7 @@
 // The backend operations on a CUDA device: every weight the device holds, the KV cache and the run
 // state in one device arena of at most the --gpu-mem budget; kernels from cuda/ on one compute
 // stream, uploads on another. Builds without CUDA get a stand-in that says there is no device.
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -18,6 +19,15 @@ class TierStore;
 // expert resident in VRAM, or on the CPU beside it (the GPU holds none of their tensors).
 enum class GpuExperts : uint8_t { OnGpu, OnCpu };
 
+// VRAM beside the dense half (GpuExperts::OnCpu) for a cache of experts, one expert's gate, up and
+// down slices per slot, fed by what the router chooses (host/memory/expert_assist.h).
+struct GpuExpertCachePlan {
+  int64_t slots = 0;
+  uint64_t slot_bytes = 0;  // the largest layer's expert
+  uint64_t scratch = 0;     // the uploads' staging, the experts' inputs and results, wider dequantized rows
+  uint64_t total() const { return static_cast<uint64_t>(slots) * slot_bytes + (slots > 0 ? scratch : 0); }
+};
+
 struct GpuOptions {
   uint64_t budget = 0;  // --gpu-mem
   int device = 0;
@@ -25,6 +35,9 @@ struct GpuOptions {
   // (refused when it does not fit the budget). The store outlives the GPU side.
   TierStore* tiers = nullptr;
   GpuExperts experts = GpuExperts::OnGpu;  // a mixture-of-experts model's (OnGpu: refused with tiers)
+  GpuExpertCachePlan expert_cache;         // with OnCpu: VRAM for experts beside the dense half
+  // Rates the expert cache's cost model weighs an upload against computing on the CPU with.
+  double cpu_matvec_GBps = 0.0, h2d_GBps = 0.0, host_copy_GBps = 0.0;
 };
 
 // Pinned host memory the GPU side uses while loading weights (two buffers, reading and uploading
@@ -60,6 +73,13 @@ int64_t gpu_widest_input(const ModelConfig& config);
 // Floats per batch token of the expert products' scratch (OnGpu).
 uint64_t gpu_expert_scratch_floats(const ModelConfig& config);
 GpuMemoryPlan gpu_memory_plan(const Model& model, GpuExperts experts = GpuExperts::OnGpu);
+// The expert slots `vram` bytes beside the dense half hold, at most every expert; none when not
+// even one fits beside the scratch.
+GpuExpertCachePlan gpu_expert_cache_plan(const Model& model, uint64_t vram);
+// Where a layer's expert's gate, up and down slices begin in a slot, and the bytes they take.
+std::array<uint64_t, 4> gpu_expert_slot_layout(const Model& model, int64_t layer);
+// Pinned host memory the expert cache's uploads and results take (the host plan counts it).
+uint64_t gpu_expert_pinned_bytes(const Model& model);
 
 // Throws an Error naming the reason ("no CUDA device: ...") unless CUDA device `device` is usable.
 void require_gpu(int device);

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <array>
 
 #include "host/gpu/gpu_backend.h"
 #include "host/memory/kv_cache.h"
@@ -80,6 +81,44 @@ GpuMemoryPlan gpu_memory_plan(const Model& model, GpuExperts experts) {
   plan.dequantized = aligned(gpu_dequantize_elements(tensors) * sizeof(uint16_t));
   plan.blas_workspace = kBlasWorkspaceBytes;
   return plan;
+}
+
+std::array<uint64_t, 4> gpu_expert_slot_layout(const Model& model, int64_t layer) {
+  std::array<uint64_t, 4> offsets{};
+  const std::array<Role, 3> roles = {Role::FfnGateExps, Role::FfnUpExps, Role::FfnDownExps};
+  for (size_t i = 0; i < roles.size(); ++i) {
+    const TensorInfo* tensor = model.tensors().layer(layer, roles[i]);
+    offsets[i + 1] = offsets[i] + (tensor ? aligned(tensor->bytes / static_cast<uint64_t>(model.config().n_experts)) : 0);
+  }
+  return offsets;
+}
+
+GpuExpertCachePlan gpu_expert_cache_plan(const Model& model, uint64_t vram) {
+  const ModelConfig& c = model.config();
+  GpuExpertCachePlan plan;
+  if (!c.has_experts()) return plan;
+  for (int64_t l = 0; l < c.n_layers; ++l) plan.slot_bytes = std::max(plan.slot_bytes, gpu_expert_slot_layout(model, l)[3]);
+  const auto batch = static_cast<uint64_t>(model.max_batch());
+  const uint64_t choices = batch * static_cast<uint64_t>(c.n_experts_used), dim = static_cast<uint64_t>(c.dim);
+  const uint64_t all_dequantized = gpu_dequantize_elements(gpu_tensors(model, GpuExperts::OnGpu));
+  const uint64_t dense_dequantized = gpu_dequantize_elements(gpu_tensors(model, GpuExperts::OnCpu));
+  constexpr uint64_t kLayoutOffsets = 16 * 1024;  // every interleaved type's permutation (uint16 each)
+  plan.scratch = plan.slot_bytes + aligned(choices * dim * sizeof(float)) + aligned(batch * dim * sizeof(float)) +
+                 aligned(choices * sizeof(int32_t)) + kLayoutOffsets +
+                 aligned((all_dequantized > dense_dequantized ? all_dequantized : 0) * sizeof(uint16_t)) +
+                 16 * kDeviceAlignment;
+  if (vram < plan.scratch + plan.slot_bytes || plan.slot_bytes == 0) return plan;
+  const uint64_t every_expert = static_cast<uint64_t>(c.n_layers * c.n_experts);
+  plan.slots = static_cast<int64_t>(std::min(every_expert, (vram - plan.scratch) / plan.slot_bytes));
+  return plan;
+}
+
+uint64_t gpu_expert_pinned_bytes(const Model& model) {
+  const ModelConfig& c = model.config();
+  if (!c.has_experts()) return 0;
+  const GpuExpertCachePlan plan = gpu_expert_cache_plan(model, 0);
+  const uint64_t choices = static_cast<uint64_t>(model.max_batch()) * static_cast<uint64_t>(c.n_experts_used);
+  return 2 * plan.slot_bytes + choices * (static_cast<uint64_t>(c.dim) * sizeof(float) + sizeof(int32_t));
 }
 
 std::string GpuMemoryPlan::describe() const {

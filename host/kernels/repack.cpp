@@ -140,6 +140,20 @@ void interleave_rows(ThreadPool& pool, TensorType type, int64_t cols, int64_t ro
   });
 }
 
+std::vector<uint16_t> interleaved_offsets(TensorType type) {
+  const auto block_bytes = static_cast<size_t>(type_traits(type).block_bytes);
+  constexpr uint16_t kUnset = UINT16_MAX;
+  std::vector<uint16_t> offsets(block_bytes * kInterleavedRows, kUnset);
+  for (const Run& run : layout(type))
+    for_each_piece(run, [&](int to, int row, int from, auto bytes) {
+      for (size_t i = 0; i < bytes; ++i)
+        offsets[static_cast<size_t>(row) * block_bytes + static_cast<size_t>(from) + i] = static_cast<uint16_t>(to + i);
+    });
+  for (uint16_t offset : offsets)
+    if (offset == kUnset) fail("internal: the %s layout leaves a byte unplaced", type_name(type));
+  return offsets;
+}
+
 void extract_row(const WeightMatrix& w, int64_t r, void* out) {
   const TypeTraits& traits = type_traits(w.type);
   const auto* group = static_cast<const uint8_t*>(w.row(r / kInterleavedRows * kInterleavedRows));

@@ -10,6 +10,7 @@
 // Groups are independent: a matrix split at any multiple of 8 rows (the planner's row groups) is
 // interleaved part by part, and streamed rows are interleaved as they arrive.
 #include <cstdint>
+#include <vector>
 
 #include "host/kernels/matrix.h"
 #include "host/kernels/quant.h"
@@ -47,6 +48,10 @@ void interleave_rows(WeightMatrix& w, uint8_t* bytes);
 // The same on `rows` rows of `cols` elements of `type`, spread over the pool (streamed rows are
 // re-arranged as they arrive).
 void interleave_rows(ThreadPool& pool, TensorType type, int64_t cols, int64_t rows, uint8_t* bytes);
+// Where each byte of a group's plain blocks lies in its x8 block: entry r * block_bytes + j is the
+// offset in the x8 block of byte j of row r's block (the permutation the GPU undoes to compute
+// from rows the CPU interleaved).
+std::vector<uint16_t> interleaved_offsets(TensorType type);
 // Row r of an interleaved matrix back in its type's plain blocks (tests and inspection).
 void extract_row(const WeightMatrix& w, int64_t r, void* out);
 

@@ -12,6 +12,7 @@
 namespace fi {
 
 class Trace;
+class ExpertAssist;
 
 // The run state of a batch: row-major [token][width] floats. In a mixture-of-experts layer Gate
 // and Up hold one row of expert_ffn_dim per chosen expert: [token][choice][expert_ffn_dim].
@@ -84,6 +85,9 @@ class Backend {
   virtual void keep_rows(std::span<const int64_t> rows) = 0;
   // logits (host memory, rows x vocab floats) = Output · in.
   virtual void output_logits(Activation in, float* logits) = 0;
+
+  // A device that can compute some of another device's experts (host/memory/expert_assist.h), or null.
+  virtual ExpertAssist* expert_assist() { return nullptr; }
 
   // Spans of this device's reads, uploads and compute go to `trace` from now on (null: none).
   virtual void set_trace(Trace* trace) { trace_ = trace; }
