@@ -266,6 +266,22 @@ void check_gpu_expert_cache() {
         else EXPECT_EQ(0, std::memcmp(first.data(), logits.data(), logits.size() * sizeof(float)));
       }
     }
+    // Where the CPU is faster than the bus, or the profile has no rates, nothing uploads to compute
+    // at once: the cache still keeps copies of the experts chosen most.
+    Profile no_rates = nominal_profile();
+    no_rates.cpu_matvec_GBps = 0;
+    no_rates.cpu_matvec_GBps_by_type.clear();
+    for (const Profile& profile : {cpu_favoured_profile(), no_rates}) {
+      SCOPED_TRACE(profile.machine);
+      EngineOptions options{path, 2, 64};
+      options.gpu_budget = dense_half + one.scratch + static_cast<uint64_t>(c.n_experts_used) * one.slot_bytes;
+      options.profile = profile;
+      Engine engine(options);
+      run_passes(engine);
+      const ExpertAssistStats stats = engine.gpu_expert_cache()->stats();
+      EXPECT_GT(stats.kept, 0u);
+      EXPECT_EQ(stats.uploads, stats.kept);
+    }
   }
 }
 

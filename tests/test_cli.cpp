@@ -437,6 +437,11 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   ASSERT_NE(plan.out.find("host memory:"), std::string::npos) << plan.out;
   EXPECT_EQ(plan.out.find("KV cache", plan.out.find("host memory:")), std::string::npos)
       << "the KV cache lives on the GPU: " << plan.out;
+  EXPECT_EQ(plan.out.find("a cache of"), std::string::npos) << "no room for experts in VRAM: " << plan.out;
+  // More VRAM: a cache of experts there too.
+  const test::CommandResult cached = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "46M", "--host-mem", "64M"});
+  ASSERT_EQ(cached.exit_code, 0) << cached.err;
+  EXPECT_NE(cached.out.find("gpu       a cache of "), std::string::npos) << cached.out;
   expect_clean_failure({"plan", "-m", model, "--gpu-mem", "44M", "--host-mem", "1M"}, "below this model's minimum");
   expect_clean_failure({"make-model", "--preset", "tiny-qwen3", "--type", "f16", "--byte-vocab", "--router-skew", "1",
                         "-o", test::scratch_path("cli-skew.gguf")},

@@ -142,10 +142,10 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
   // is read from it), each over the bandwidth measured in this run (the disk's from the profile or
   // --disk-bw).
   const auto& tiers = engine->tiers();
-  const uint64_t upload_bytes = tiers ? tiers->upload_bytes_per_token() : 0;
+  uint64_t upload_bytes = tiers ? tiers->upload_bytes_per_token() : 0;
   uint64_t disk_bytes = tiers ? tiers->disk_bytes_per_token() : 0;
   uint64_t cpu_bytes = tiers ? tiers->cpu_bytes_per_token() : 0;
-  const uint64_t gpu_bytes = matrix_bytes - cpu_bytes;
+  uint64_t gpu_bytes = matrix_bytes - cpu_bytes;
   uint64_t expert_uses = 0, expert_hits = 0;
   if (experts_host) {
     // The chosen experts and the routers; the reads for predictions no layer chose are left out.
@@ -157,6 +157,19 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
     disk_bytes = (read - std::min(read, wasted)) / static_cast<uint64_t>(decode_tokens);
     expert_uses = experts_after.uses - experts_before.uses;
     expert_hits = experts_after.hits - experts_before.hits;
+  }
+  if (vram_experts) {
+    // The experts the GPU computed were read from VRAM (uploaded first, if not cached), not by the CPU.
+    const ModelConfig& c = model.config();
+    uint64_t every_expert = 0;
+    for (int64_t l = 0; l < c.n_layers; ++l)
+      for (Role role : {Role::FfnGateExps, Role::FfnUpExps, Role::FfnDownExps})
+        if (const TensorInfo* tensor = model.tensors().layer(l, role)) every_expert += tensor->bytes;
+    const uint64_t moved = vram_uses * (every_expert / static_cast<uint64_t>(c.n_layers * c.n_experts)) /
+                           static_cast<uint64_t>(decode_tokens);
+    cpu_bytes -= std::min(cpu_bytes, moved);
+    gpu_bytes += moved;
+    upload_bytes += (vram_after.upload_bytes - vram_before.upload_bytes) / static_cast<uint64_t>(decode_tokens);
   }
   // The CPU-decoded layers' rate: measured here on their commonest weight type, or --cpu-bw.
   double cpu_GBps = 0.0;

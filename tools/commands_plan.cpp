@@ -154,7 +154,15 @@ int command_plan(int argc, char** argv) {
     std::printf("gpu       attention, embedding and head: %s of --gpu-mem %s (%s)%s\n", format_bytes(gpu.total()).c_str(),
                 format_bytes(*args.engine.gpu_mem.bytes).c_str(), gpu.describe().c_str(),
                 gpu.total() > *args.engine.gpu_mem.bytes ? ": does not fit" : "");
-    std::printf("cpu       every layer's experts, router and feed-forward norm (below)\n");
+    const uint64_t budget = *args.engine.gpu_mem.bytes;
+    const GpuExpertCachePlan vram = gpu_expert_cache_plan(*model, budget > gpu.total() ? budget - gpu.total() : 0);
+    if (vram.slots > 0)
+      std::printf("gpu       a cache of %lld of the %lld experts: %s (%s per expert, %s of upload staging and results)\n",
+                  static_cast<long long>(vram.slots), static_cast<long long>(config.n_layers * config.n_experts),
+                  format_bytes(vram.total()).c_str(), format_bytes(vram.slot_bytes).c_str(),
+                  format_bytes(vram.scratch).c_str());
+    std::printf("cpu       every layer's experts, router and feed-forward norm (below)%s\n",
+                vram.slots > 0 ? ", but those in VRAM and those worth uploading" : "");
   }
   std::printf("budget    %s (minimum %s)\n", plan.host_budget ? format_bytes(*plan.host_budget).c_str() : "none",
               format_bytes(plan.minimum_host_bytes).c_str());

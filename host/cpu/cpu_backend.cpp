@@ -369,7 +369,9 @@ void CpuBackend::foresee_experts(int64_t layer) {
     route_top_k(&foreseen_logits_[t * c.n_experts], c.n_experts, c.n_experts_used, foreseen_choice_.data(),
                 foreseen_weight_.data());
     for (int32_t expert : foreseen_choice_)
-      if (std::find(foreseen_.begin(), foreseen_.end(), expert) == foreseen_.end()) foreseen_.push_back(expert);
+      if (std::find(foreseen_.begin(), foreseen_.end(), expert) == foreseen_.end() &&
+          !(assist_ && assist_->caches(layer, expert)))
+        foreseen_.push_back(expert);
   }
   store_.expect_experts(layer, foreseen_);
 }

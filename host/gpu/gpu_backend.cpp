@@ -69,6 +69,9 @@ class GpuBackend final : public Backend, public ExpertAssist {
   void begin_layer(int64_t layer, const float* x, int64_t tokens, std::span<const int32_t> chosen,
                    const BatchRouting& routing) override;
   bool holds(int32_t expert) const override { return expert_role_[static_cast<size_t>(expert)] == ExpertRole::Held; }
+  bool caches(int64_t layer, int32_t expert) const override {
+    return slot_of_key_[static_cast<size_t>(layer * config_.n_experts + expert)] >= 0;
+  }
   bool receive(int32_t expert, const ExpertWeights& weights) override;
   void finish_layer(const std::function<void(int32_t choice, const float* result)>& each) override;
   ExpertAssistStats stats() const override { return assist_stats_; }
@@ -180,21 +183,27 @@ class GpuBackend final : public Backend, public ExpertAssist {
 
   // The expert cache (OnCpu with VRAM to spare). A chosen expert is held (computes here), uploaded
   // to compute here (faster than the CPU for its tokens), copied (the CPU computes it; the copy
-  // serves later uses), or left to the CPU.
+  // serves later uses), or left to the CPU. Uploads run on the upload stream; a slot's events order
+  // them against the products that read it.
   enum class ExpertRole : uint8_t { Host, Held, Upload, Copy };
   struct ExpertSlot {
     uint8_t* memory = nullptr;
-    int64_t key = -1;  // layer * n_experts + expert, or -1
+    int64_t key = -1;  // layer * n_experts + expert once its weights are up, or -1
     uint64_t last_use = 0;
+    std::unique_ptr<cuda::Event> ready;  // its last upload is in
+    std::unique_ptr<cuda::Event> free;   // its last product has read it
   };
   void place_expert_cache(const Model& model, const GpuOptions& options);
   // A slot to fill, not used by this layer: an empty one, else the least frequently chosen expert's
   // (the least recently used among equals); -1 when every slot serves this layer.
   int64_t expert_victim() const;
   bool upload_pays(int64_t layer, int64_t tokens) const;
-  void upload_expert(const ExpertWeights& weights, int64_t slot);
-  void compute_expert(int32_t expert, int64_t slot);
+  void upload_expert(int32_t expert, const ExpertWeights& weights, ExpertSlot& slot);
+  void compute_expert(int32_t expert, ExpertSlot& slot);
   std::vector<ExpertSlot> expert_slots_;
+  // Where an upload the cache should not keep computes from: when every free slot holds an expert
+  // chosen more often than the one uploaded.
+  ExpertSlot passing_;
   std::vector<int64_t> slot_of_key_;     // per key: its slot, or -1
   std::vector<uint32_t> key_frequency_;  // per key: times chosen, halved every kFrequencyAging uses
   static constexpr uint64_t kFrequencyAging = 1 << 16;
@@ -202,7 +211,7 @@ class GpuBackend final : public Backend, public ExpertAssist {
   uint64_t expert_clock_ = 0;  // layers begun
   std::vector<uint64_t> slot_busy_;  // per slot: the clock of the last layer it serves
   std::vector<ExpertRole> expert_role_;  // per expert of the current layer
-  std::vector<int64_t> expert_slot_;     // per expert of the current layer: its slot, or -1
+  std::vector<ExpertSlot*> expert_target_;  // per expert of the current layer: the slot it computes from, or null
   std::vector<std::array<cuda::DeviceMatrix, 3>> expert_views_;  // per layer: gate, up, down of a slot at offset 0
   std::vector<std::array<uint64_t, 4>> slot_layout_;  // per layer
   std::vector<uint64_t> expert_bytes_;                // per layer: one expert's bytes
@@ -648,8 +657,17 @@ void GpuBackend::place_expert_cache(const Model& model, const GpuOptions& option
     layout_offsets_[i] = device;
     compute_.synchronize();  // `offsets` goes out of scope
   }
-  for (int64_t s = 0; s < plan.slots; ++s)
-    expert_slots_.push_back({static_cast<uint8_t*>(arena.allocate(plan.slot_bytes, "expert slots")), -1, 0});
+  auto make_slot = [&](const char* what) {
+    ExpertSlot slot;
+    slot.memory = static_cast<uint8_t*>(arena.allocate(plan.slot_bytes, what));
+    slot.ready = std::make_unique<cuda::Event>();
+    slot.free = std::make_unique<cuda::Event>();
+    slot.ready->record(upload_);
+    slot.free->record(compute_);
+    return slot;
+  };
+  passing_ = make_slot("expert passing through");
+  for (int64_t s = 0; s < plan.slots; ++s) expert_slots_.push_back(make_slot("expert slots"));
   slot_busy_.assign(expert_slots_.size(), 0);
   for (auto& buffer : staging_host_) buffer = std::make_unique<cuda::PinnedBuffer>(plan.slot_bytes);
   for (auto& event : staging_free_) {
@@ -662,7 +680,7 @@ void GpuBackend::place_expert_cache(const Model& model, const GpuOptions& option
   slot_of_key_.assign(keys, -1);
   key_frequency_.assign(keys, 0);
   expert_role_.assign(static_cast<size_t>(c.n_experts), ExpertRole::Host);
-  expert_slot_.assign(static_cast<size_t>(c.n_experts), -1);
+  expert_target_.assign(static_cast<size_t>(c.n_experts), nullptr);
   const std::array<Role, 3> roles = {Role::FfnGateExps, Role::FfnUpExps, Role::FfnDownExps};
   for (int64_t l = 0; l < c.n_layers; ++l) {
     slot_layout_.push_back(gpu_expert_slot_layout(model, l));
@@ -707,6 +725,7 @@ int64_t GpuBackend::expert_victim() const {
 // to pinned memory, across the bus, plus a fixed cost of launching the copies and products.
 bool GpuBackend::upload_pays(int64_t layer, int64_t tokens) const {
   constexpr double kUploadOverheadSeconds = 30e-6;
+  if (!(cpu_matvec_GBps_ > 0 && h2d_GBps_ > 0 && host_copy_GBps_ > 0)) return false;  // a profile without the rates
   const double bytes = static_cast<double>(expert_bytes_[static_cast<size_t>(layer)]);
   const double on_cpu = static_cast<double>(tokens) * bytes / (cpu_matvec_GBps_ * 1e9);
   const double upload = bytes / (h2d_GBps_ * 1e9) + bytes / (host_copy_GBps_ * 1e9) + kUploadOverheadSeconds;
@@ -732,41 +751,51 @@ void GpuBackend::begin_layer(int64_t layer, const float* x, int64_t tokens, std:
     const int64_t key = key_of(e);
     ++key_frequency_[static_cast<size_t>(key)];
     const int64_t slot = slot_of_key_[static_cast<size_t>(key)];
-    expert_slot_[static_cast<size_t>(e)] = slot;
+    expert_target_[static_cast<size_t>(e)] = slot >= 0 ? &expert_slots_[static_cast<size_t>(slot)] : nullptr;
     expert_role_[static_cast<size_t>(e)] = slot >= 0 ? ExpertRole::Held : ExpertRole::Host;
     if (slot >= 0) slot_busy_[static_cast<size_t>(slot)] = expert_clock_;
   }
   for (int32_t e : chosen) {
     if (expert_role_[static_cast<size_t>(e)] == ExpertRole::Held) continue;
-    const int64_t victim = expert_victim();
-    if (victim < 0) break;
-    ExpertSlot& slot = expert_slots_[static_cast<size_t>(victim)];
     const int64_t key = key_of(e);
-    ExpertRole role = ExpertRole::Host;
-    if (upload_pays(layer, static_cast<int64_t>(routing.choices_of(e).size())))
-      role = ExpertRole::Upload;
-    else if (slot.key < 0 || key_frequency_[static_cast<size_t>(key)] > key_frequency_[static_cast<size_t>(slot.key)])
-      role = ExpertRole::Copy;
-    if (role == ExpertRole::Host) continue;
+    const int64_t victim = expert_victim();
+    // A slot is taken only from an expert chosen less often (or none); an upload that cannot take
+    // one computes from the passing slot and is not kept.
+    const bool takes_slot =
+        victim >= 0 && (expert_slots_[static_cast<size_t>(victim)].key < 0 ||
+                        key_frequency_[static_cast<size_t>(key)] >
+                            key_frequency_[static_cast<size_t>(expert_slots_[static_cast<size_t>(victim)].key)]);
+    const bool upload = upload_pays(layer, static_cast<int64_t>(routing.choices_of(e).size()));
+    if (!upload && !takes_slot) continue;
+    expert_role_[static_cast<size_t>(e)] = upload ? ExpertRole::Upload : ExpertRole::Copy;
+    if (!takes_slot) {
+      expert_target_[static_cast<size_t>(e)] = &passing_;
+      continue;
+    }
+    // The old expert leaves now; the new one is in once its weights are (receive).
+    ExpertSlot& slot = expert_slots_[static_cast<size_t>(victim)];
     if (slot.key >= 0) slot_of_key_[static_cast<size_t>(slot.key)] = -1;
-    slot.key = key;
-    slot_of_key_[static_cast<size_t>(key)] = victim;
+    slot.key = -1;
+    slot.last_use = expert_clock_;
     slot_busy_[static_cast<size_t>(victim)] = expert_clock_;
-    expert_role_[static_cast<size_t>(e)] = role;
-    expert_slot_[static_cast<size_t>(e)] = victim;
+    expert_target_[static_cast<size_t>(e)] = &slot;
   }
   for (int32_t e : chosen) {
     if (expert_role_[static_cast<size_t>(e)] != ExpertRole::Held) continue;
     ++assist_stats_.hits;
-    compute_expert(e, expert_slot_[static_cast<size_t>(e)]);
+    compute_expert(e, *expert_target_[static_cast<size_t>(e)]);
   }
 }
 
 bool GpuBackend::receive(int32_t expert, const ExpertWeights& weights) {
   const ExpertRole role = expert_role_[static_cast<size_t>(expert)];
   if (role == ExpertRole::Host || role == ExpertRole::Held) return false;
-  const int64_t slot = expert_slot_[static_cast<size_t>(expert)];
-  upload_expert(weights, slot);
+  ExpertSlot& slot = *expert_target_[static_cast<size_t>(expert)];
+  upload_expert(expert, weights, slot);
+  if (&slot != &passing_) {
+    slot.key = assist_layer_ * config_.n_experts + expert;
+    slot_of_key_[static_cast<size_t>(slot.key)] = &slot - expert_slots_.data();
+  }
   if (role == ExpertRole::Copy) {
     ++assist_stats_.kept;
     return false;
@@ -777,35 +806,44 @@ bool GpuBackend::receive(int32_t expert, const ExpertWeights& weights) {
 
 // Through pinned staging (two, in turn, so that one fills while the other's copy runs); rows the
 // CPU interleaved come back to plain blocks on the device.
-void GpuBackend::upload_expert(const ExpertWeights& weights, int64_t slot) {
+void GpuBackend::upload_expert(int32_t expert, const ExpertWeights& weights, ExpertSlot& slot) {
+  const cuda::NvtxRange range("upload expert");
   const std::array<const WeightMatrix*, 3> parts = {&weights.gate, &weights.up, &weights.down};
   const std::array<uint64_t, 4>& layout = slot_layout_[static_cast<size_t>(assist_layer_)];
-  uint8_t* destination = expert_slots_[static_cast<size_t>(slot)].memory;
   staging_free_[static_cast<size_t>(next_staging_)]->synchronize();
   uint8_t* staging = staging_host_[static_cast<size_t>(next_staging_)]->data();
+  if (trace_)
+    begin_span(Trace::Track::Upload, strprintf("upload expert %lld.%d", static_cast<long long>(assist_layer_), expert),
+               upload_);
+  slot.free->wait_on(upload_);
   for (size_t i = 0; i < parts.size(); ++i) {
     const WeightMatrix& w = *parts[i];
     const uint64_t bytes = static_cast<uint64_t>(w.rows) * w.row_bytes;
     if (w.tail || bytes > layout[i + 1] - layout[i]) fail("internal: an expert's slice does not fit its slot");
     std::memcpy(staging + layout[i], w.data, bytes);
     if (w.interleaved) {
-      cuda::copy_to_device_async(staging_device_ + layout[i], staging + layout[i], bytes, compute_);
+      cuda::copy_to_device_async(staging_device_ + layout[i], staging + layout[i], bytes, upload_);
       cuda::deinterleave_rows(staging_device_ + layout[i], layout_offsets(w.type), w.rows,
-                              static_cast<int64_t>(w.row_bytes), type_traits(w.type).block_bytes, destination + layout[i],
-                              compute_);
+                              static_cast<int64_t>(w.row_bytes), type_traits(w.type).block_bytes, slot.memory + layout[i],
+                              upload_);
     } else {
-      cuda::copy_to_device_async(destination + layout[i], staging + layout[i], bytes, compute_);
+      cuda::copy_to_device_async(slot.memory + layout[i], staging + layout[i], bytes, upload_);
     }
     assist_stats_.upload_bytes += bytes;
   }
-  staging_free_[static_cast<size_t>(next_staging_)]->record(compute_);
+  end_span(upload_);
+  staging_free_[static_cast<size_t>(next_staging_)]->record(upload_);
+  slot.ready->record(upload_);
   next_staging_ = 1 - next_staging_;
   ++assist_stats_.uploads;
 }
 
 // As experts_ffn computes one expert, from a slot, with its results in rows of their own.
-void GpuBackend::compute_expert(int32_t expert, int64_t slot) {
+void GpuBackend::compute_expert(int32_t expert, ExpertSlot& slot) {
   const ModelConfig& c = config_;
+  const cuda::NvtxRange range("expert on the GPU");
+  if (trace_)
+    begin_span(Trace::Track::Gpu, strprintf("expert %lld.%d", static_cast<long long>(assist_layer_), expert), compute_);
   const std::span<const int32_t> choices = assist_routing_->choices_of(expert);
   const auto m = static_cast<int64_t>(choices.size());
   const auto first = static_cast<int64_t>(result_choices_.size());
@@ -814,8 +852,9 @@ void GpuBackend::compute_expert(int32_t expert, int64_t slot) {
   result_choices_.insert(result_choices_.end(), choices.begin(), choices.end());
   cuda::copy_to_device_async(result_tokens_device_ + first, tokens, static_cast<uint64_t>(m) * sizeof(int32_t), compute_);
   cuda::gather_rows(buffer(Activation::Normed), result_tokens_device_ + first, m, c.dim, expert_input_, compute_);
-  uint8_t* memory = expert_slots_[static_cast<size_t>(slot)].memory;
-  expert_slots_[static_cast<size_t>(slot)].last_use = expert_clock_;
+  slot.ready->wait_on(compute_);
+  uint8_t* memory = slot.memory;
+  slot.last_use = expert_clock_;
   const std::array<uint64_t, 4>& layout = slot_layout_[static_cast<size_t>(assist_layer_)];
   std::array<cuda::DeviceMatrix, 3> w = expert_views_[static_cast<size_t>(assist_layer_)];
   for (size_t i = 0; i < w.size(); ++i) w[i].data = memory + layout[i];
@@ -826,6 +865,8 @@ void GpuBackend::compute_expert(int32_t expert, int64_t slot) {
   cuda::swiglu(gate, up, m * c.expert_ffn_dim, compute_);
   const DeviceProduct down{&w[2], results_device_ + first * c.dim};
   multiply(gate, c.expert_ffn_dim, std::span<const DeviceProduct>(&down, 1), m);
+  slot.free->record(compute_);
+  end_span(compute_);
   ++assist_stats_.uses;
 }
 
@@ -880,6 +921,13 @@ void require_gpu(int device) {
   if (devices.empty()) fail("%s; leave out --gpu-mem to run on the CPU", why.c_str());
   if (device < 0 || device >= static_cast<int>(devices.size()))
     fail("CUDA device %d does not exist (%zu present)", device, devices.size());
+}
+
+uint64_t gpu_free_bytes(int device) {
+  cuda::use_device(device);
+  uint64_t free_bytes = 0, total_bytes = 0;
+  cuda::device_memory(&free_bytes, &total_bytes);
+  return free_bytes;
 }
 
 std::unique_ptr<Backend> make_gpu_backend(const Model& model, const GpuOptions& options) {

@@ -103,12 +103,15 @@ GpuExpertCachePlan gpu_expert_cache_plan(const Model& model, uint64_t vram) {
   const uint64_t all_dequantized = gpu_dequantize_elements(gpu_tensors(model, GpuExperts::OnGpu));
   const uint64_t dense_dequantized = gpu_dequantize_elements(gpu_tensors(model, GpuExperts::OnCpu));
   constexpr uint64_t kLayoutOffsets = 16 * 1024;  // every interleaved type's permutation (uint16 each)
-  plan.scratch = plan.slot_bytes + aligned(choices * dim * sizeof(float)) + aligned(batch * dim * sizeof(float)) +
+  // Upload staging and the slot of uploads the cache does not keep.
+  plan.scratch = 2 * plan.slot_bytes + aligned(choices * dim * sizeof(float)) + aligned(batch * dim * sizeof(float)) +
                  aligned(choices * sizeof(int32_t)) + kLayoutOffsets +
                  aligned((all_dequantized > dense_dequantized ? all_dequantized : 0) * sizeof(uint16_t)) +
                  16 * kDeviceAlignment;
   if (vram < plan.scratch + plan.slot_bytes || plan.slot_bytes == 0) return plan;
-  const uint64_t every_expert = static_cast<uint64_t>(c.n_layers * c.n_experts);
+  uint64_t every_expert = 0;
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    if (model.tensors().layer(l, Role::FfnGateExps)) every_expert += static_cast<uint64_t>(c.n_experts);
   plan.slots = static_cast<int64_t>(std::min(every_expert, (vram - plan.scratch) / plan.slot_bytes));
   return plan;
 }

@@ -32,6 +32,8 @@ class ExpertAssist {
                            const BatchRouting& routing) = 0;
   // Whether `expert` (chosen) computes on the assist from a copy it holds: the host need not have it.
   virtual bool holds(int32_t expert) const = 0;
+  // Whether the assist holds a copy of `expert` of `layer` now (one the host need not read ahead).
+  virtual bool caches(int64_t layer, int32_t expert) const = 0;
   // The host has `expert`'s weights (host memory, valid during the call): true when the assist
   // computes it (it uploads them); false when the host computes it (the assist may keep a copy).
   virtual bool receive(int32_t expert, const ExpertWeights& weights) = 0;
