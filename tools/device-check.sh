@@ -17,7 +17,8 @@
 # from disk, cold; the 13b file is another 26 GB). MOE=1 (the default) adds the mixture-of-experts
 # runs of issue 13 on the qwen3-30b-a3b shape in Q4_K_M (18 GB, skewed router; Qwen3's vocabulary
 # from FLEXINFER_SHARED_DATA when given, replacing the 13b file on disk): --gpu-mem 4G --host-mem 16G
-# cold (attention on the GPU, the experts on the CPU) and --gpu-mem GPU_MEM (every expert in VRAM).
+# cold (attention on the GPU, the experts on the CPU, the rest of the 4G a cache of experts in VRAM)
+# and --gpu-mem GPU_MEM (every expert in VRAM).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu}
@@ -82,7 +83,7 @@ if [ "$moe" = 1 ]; then
   [ -f "$qwen3_vocab" ] && vocab_args=(--vocab "$qwen3_vocab")
   [ -s "$moe_model" ] || { stamp "make-model qwen3-30b-a3b q4_k_m"; "$flexinfer" make-model --preset qwen3-30b-a3b --type q4_k_m \
     "${vocab_args[@]}" --router-skew 3 -o "$moe_model" >/dev/null; }
-  stamp "bench qwen3-30b-a3b q4_k_m, --gpu-mem 4G --host-mem 16G, cold (experts on the CPU)"
+  stamp "bench qwen3-30b-a3b q4_k_m, --gpu-mem 4G --host-mem 16G, cold (experts on the CPU and cached in VRAM)"
   "$flexinfer" bench -m "$moe_model" --gpu-mem 4G --host-mem 16G --cold -p 64 -n 32 \
     --json "$out/bench-moe-gpu4G-host16G.json" | tee "$out/bench-moe-gpu4G-host16G.txt"
   stamp "bench qwen3-30b-a3b q4_k_m, --gpu-mem $gpu_mem (every expert in VRAM)"

@@ -193,6 +193,7 @@ void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {
     }
   gpu_options.h2d_GBps = rates.h2d_pinned_GBps;
   gpu_options.host_copy_GBps = rates.host_read_GBps;
+  gpu_options.pool = pool_.get();
   std::vector<std::unique_ptr<Backend>> devices;
   devices.push_back(make_gpu_backend(opened, gpu_options));
   std::unique_ptr<CpuBackend> cpu = make_cpu_backend(*host_model_, *pool_);

@@ -13,6 +13,7 @@
 #include "cuda/runtime.h"
 #include "host/kernels/repack.h"
 #include "host/kernels/routing.h"
+#include "host/kernels/thread_pool.h"
 #include "host/memory/expert_assist.h"
 #include "host/memory/kv_cache.h"
 #include "host/memory/tier_store.h"
@@ -199,6 +200,7 @@ class GpuBackend final : public Backend, public ExpertAssist {
   int64_t expert_victim() const;
   bool upload_pays(int64_t layer, int64_t tokens) const;
   void upload_expert(int32_t expert, const ExpertWeights& weights, ExpertSlot& slot);
+  void copy_to_staging(uint8_t* to, const uint8_t* from, uint64_t bytes) const;
   void compute_expert(int32_t expert, ExpertSlot& slot);
   std::vector<ExpertSlot> expert_slots_;
   // Where an upload the cache should not keep computes from: when every free slot holds an expert
@@ -232,7 +234,10 @@ class GpuBackend final : public Backend, public ExpertAssist {
   std::vector<int32_t> result_choices_;  // per result row: its choice
   int64_t assist_layer_ = 0;
   const BatchRouting* assist_routing_ = nullptr;
+  const float* assist_input_ = nullptr;  // host memory, not uploaded yet this layer; null once it is
+  int64_t assist_tokens_ = 0;
   double cpu_matvec_GBps_ = 0.0, h2d_GBps_ = 0.0, host_copy_GBps_ = 0.0;
+  ThreadPool* copy_pool_ = nullptr;
   ExpertAssistStats assist_stats_;
 
   std::vector<std::string> unit_names_;  // "layer N", "output head": made once, not per token
@@ -699,6 +704,7 @@ void GpuBackend::place_expert_cache(const Model& model, const GpuOptions& option
   cpu_matvec_GBps_ = options.cpu_matvec_GBps;
   h2d_GBps_ = options.h2d_GBps;
   host_copy_GBps_ = options.host_copy_GBps;
+  copy_pool_ = options.pool;
 }
 
 int64_t GpuBackend::expert_victim() const {
@@ -739,7 +745,9 @@ void GpuBackend::begin_layer(int64_t layer, const float* x, int64_t tokens, std:
   assist_layer_ = layer;
   assist_routing_ = &routing;
   result_choices_.clear();
-  cuda::copy_to_device_async(buffer(Activation::Normed), x, static_cast<uint64_t>(tokens * c.dim) * sizeof(float), compute_);
+  // The input goes up with the layer's first product here (decode's layers mostly have none).
+  assist_input_ = x;
+  assist_tokens_ = tokens;
   uses_since_aging_ += chosen.size();
   if (uses_since_aging_ > kFrequencyAging) {
     for (uint32_t& frequency : key_frequency_) frequency /= 2;
@@ -804,6 +812,19 @@ bool GpuBackend::receive(int32_t expert, const ExpertWeights& weights) {
   return true;
 }
 
+// The host's threads are idle while the expert half hands an expert over: they copy it together.
+void GpuBackend::copy_to_staging(uint8_t* to, const uint8_t* from, uint64_t bytes) const {
+  constexpr uint64_t kPiece = 256 << 10;
+  if (!copy_pool_ || bytes <= kPiece) {
+    std::memcpy(to, from, bytes);
+    return;
+  }
+  copy_pool_->parallel_for(static_cast<int64_t>((bytes + kPiece - 1) / kPiece), 1, [&](int64_t begin, int64_t end) {
+    const uint64_t first = static_cast<uint64_t>(begin) * kPiece;
+    std::memcpy(to + first, from + first, std::min(bytes, static_cast<uint64_t>(end) * kPiece) - first);
+  });
+}
+
 // Through pinned staging (two, in turn, so that one fills while the other's copy runs); rows the
 // CPU interleaved come back to plain blocks on the device.
 void GpuBackend::upload_expert(int32_t expert, const ExpertWeights& weights, ExpertSlot& slot) {
@@ -820,7 +841,7 @@ void GpuBackend::upload_expert(int32_t expert, const ExpertWeights& weights, Exp
     const WeightMatrix& w = *parts[i];
     const uint64_t bytes = static_cast<uint64_t>(w.rows) * w.row_bytes;
     if (w.tail || bytes > layout[i + 1] - layout[i]) fail("internal: an expert's slice does not fit its slot");
-    std::memcpy(staging + layout[i], w.data, bytes);
+    copy_to_staging(staging + layout[i], w.data, bytes);
     if (w.interleaved) {
       cuda::copy_to_device_async(staging_device_ + layout[i], staging + layout[i], bytes, upload_);
       cuda::deinterleave_rows(staging_device_ + layout[i], layout_offsets(w.type), w.rows,
@@ -851,6 +872,11 @@ void GpuBackend::compute_expert(int32_t expert, ExpertSlot& slot) {
   for (int64_t i = 0; i < m; ++i) tokens[i] = choices[static_cast<size_t>(i)] / static_cast<int32_t>(c.n_experts_used);
   result_choices_.insert(result_choices_.end(), choices.begin(), choices.end());
   cuda::copy_to_device_async(result_tokens_device_ + first, tokens, static_cast<uint64_t>(m) * sizeof(int32_t), compute_);
+  if (assist_input_) {
+    cuda::copy_to_device_async(buffer(Activation::Normed), assist_input_,
+                               static_cast<uint64_t>(assist_tokens_ * c.dim) * sizeof(float), compute_);
+    assist_input_ = nullptr;
+  }
   cuda::gather_rows(buffer(Activation::Normed), result_tokens_device_ + first, m, c.dim, expert_input_, compute_);
   slot.ready->wait_on(compute_);
   uint8_t* memory = slot.memory;

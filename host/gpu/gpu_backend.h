@@ -14,6 +14,7 @@
 namespace fi {
 
 class TierStore;
+class ThreadPool;
 
 // Where a mixture-of-experts model's expert halves (in_expert_half) compute: on the GPU, with every
 // expert resident in VRAM, or on the CPU beside it (the GPU holds none of their tensors).
@@ -38,6 +39,7 @@ struct GpuOptions {
   GpuExpertCachePlan expert_cache;         // with OnCpu: VRAM for experts beside the dense half
   // Rates the expert cache's cost model weighs an upload against computing on the CPU with.
   double cpu_matvec_GBps = 0.0, h2d_GBps = 0.0, host_copy_GBps = 0.0;
+  ThreadPool* pool = nullptr;  // copies experts into pinned staging (null: the calling thread)
 };
 
 // Pinned host memory the GPU side uses while loading weights (two buffers, reading and uploading
