@@ -309,20 +309,20 @@ void CpuBackend::experts_ffn(Activation in) {
     matmul(pool_, w, quantized_, expert_output_);
   };
   // Experts the assist holds compute there meanwhile; the host never needs them.
-  host_experts_.clear();
+  std::span<const int32_t> host_experts = chosen_experts_;
   if (assist_) {
     assist_->begin_layer(unit_, x, tokens_, chosen_experts_, routing_);
+    host_experts_.clear();
     for (int32_t e : chosen_experts_)
       if (!assist_->holds(e)) host_experts_.push_back(e);
-  } else {
-    host_experts_ = chosen_experts_;
+    host_experts = host_experts_;
   }
   auto weigh = [&](int32_t choice, const float* result) {
     const float scale = routing_.weight[static_cast<size_t>(choice)];
     float* out = &weighted_[choice * c.dim];
     for (int64_t r = 0; r < c.dim; ++r) out[r] = result[r] * scale;
   };
-  store_.use_experts(unit_, host_experts_, [&](int32_t e, const ExpertWeights& w) {
+  store_.use_experts(unit_, host_experts, [&](int32_t e, const ExpertWeights& w) {
     if (assist_ && assist_->receive(e, w)) return;
     const std::span<const int32_t> choices = routing_.choices_of(e);
     auto token_row = [&](int32_t choice) { return &x[choice / k * w.gate.cols]; };

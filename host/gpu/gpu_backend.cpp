@@ -115,6 +115,10 @@ class GpuBackend final : public Backend, public ExpertAssist {
   // y = w x (y += w x with accumulate) for each product, all of the same input x of `cols` floats
   // per token, for n tokens.
   void multiply(const float* x, int64_t cols, std::span<const DeviceProduct> products, int64_t n);
+  // One expert's feed-forward network for the m rows of x listed in `rows` (device memory): out
+  // (m x dim) = down(silu(gate · x) * up · x), w = its gate, up and down slices.
+  void expert_products(const float* x, const int32_t* rows, int64_t m, const std::array<cuda::DeviceMatrix, 3>& w,
+                       float* out);
   float* buffer(Activation activation) const;
   const cuda::DeviceMatrix& weight(Role role) const { return is_layer_role(role) ? layers_[static_cast<size_t>(unit_)][role] : globals_[role]; }
   const float* vector(Role role) const { return reinterpret_cast<const float*>(weight(role).data); }
@@ -614,30 +618,34 @@ void GpuBackend::route(Activation logits) {
 // Each chosen expert once for the tokens that chose it: their rows gathered, its three slices of
 // the stacked tensors multiplied, the results scattered to their choices' rows; then each token's
 // choices added in order onto the residual stream.
+void GpuBackend::expert_products(const float* x, const int32_t* rows, int64_t m,
+                                 const std::array<cuda::DeviceMatrix, 3>& w, float* out) {
+  const ModelConfig& c = config_;
+  float* gate = buffer(Activation::Gate);
+  float* up = buffer(Activation::Up);
+  cuda::gather_rows(x, rows, m, c.dim, expert_input_, compute_);
+  const std::array<DeviceProduct, 2> gate_up = {DeviceProduct{&w[0], gate}, DeviceProduct{&w[1], up}};
+  multiply(expert_input_, c.dim, gate_up, m);
+  cuda::swiglu(gate, up, m * c.expert_ffn_dim, compute_);
+  const DeviceProduct down{&w[2], out};
+  multiply(gate, c.expert_ffn_dim, std::span<const DeviceProduct>(&down, 1), m);
+}
+
 void GpuBackend::experts_ffn(Activation in) {
   const ModelConfig& c = config_;
-  const int64_t width = c.expert_ffn_dim;
   auto slice = [&](Role role, int32_t e) {
     cuda::DeviceMatrix w = weight(role);
     w.rows /= c.n_experts;
     w.data += static_cast<uint64_t>(e) * static_cast<uint64_t>(w.rows) * w.row_bytes;
     return w;
   };
-  float* gate = buffer(Activation::Gate);
-  float* up = buffer(Activation::Up);
   for (int32_t e = 0; e < c.n_experts; ++e) {
     const std::span<const int32_t> choices = routing_.choices_of(e);
     if (choices.empty()) continue;
     const auto m = static_cast<int64_t>(choices.size());
     const int64_t first = routing_.begin[static_cast<size_t>(e)];
-    cuda::gather_rows(buffer(in), choice_tokens_device_ + first, m, c.dim, expert_input_, compute_);
-    const cuda::DeviceMatrix w_gate = slice(Role::FfnGateExps, e), w_up = slice(Role::FfnUpExps, e),
-                             w_down = slice(Role::FfnDownExps, e);
-    const std::array<DeviceProduct, 2> gate_up = {DeviceProduct{&w_gate, gate}, DeviceProduct{&w_up, up}};
-    multiply(expert_input_, c.dim, gate_up, m);
-    cuda::swiglu(gate, up, m * width, compute_);
-    const DeviceProduct down{&w_down, expert_output_};
-    multiply(gate, width, std::span<const DeviceProduct>(&down, 1), m);
+    expert_products(buffer(in), choice_tokens_device_ + first, m,
+                    {slice(Role::FfnGateExps, e), slice(Role::FfnUpExps, e), slice(Role::FfnDownExps, e)}, expert_output_);
     cuda::scatter_rows(expert_output_, by_expert_device_ + first, m, c.dim, choice_rows_, compute_);
   }
   cuda::add_weighted_rows(choice_rows_, weights_device_, tokens_, c.n_experts_used, c.dim, buffer(Activation::Residual),
@@ -877,20 +885,12 @@ void GpuBackend::compute_expert(int32_t expert, ExpertSlot& slot) {
                                static_cast<uint64_t>(assist_tokens_ * c.dim) * sizeof(float), compute_);
     assist_input_ = nullptr;
   }
-  cuda::gather_rows(buffer(Activation::Normed), result_tokens_device_ + first, m, c.dim, expert_input_, compute_);
   slot.ready->wait_on(compute_);
-  uint8_t* memory = slot.memory;
   slot.last_use = expert_clock_;
   const std::array<uint64_t, 4>& layout = slot_layout_[static_cast<size_t>(assist_layer_)];
   std::array<cuda::DeviceMatrix, 3> w = expert_views_[static_cast<size_t>(assist_layer_)];
-  for (size_t i = 0; i < w.size(); ++i) w[i].data = memory + layout[i];
-  float* gate = buffer(Activation::Gate);
-  float* up = buffer(Activation::Up);
-  const std::array<DeviceProduct, 2> gate_up = {DeviceProduct{&w[0], gate}, DeviceProduct{&w[1], up}};
-  multiply(expert_input_, c.dim, gate_up, m);
-  cuda::swiglu(gate, up, m * c.expert_ffn_dim, compute_);
-  const DeviceProduct down{&w[2], results_device_ + first * c.dim};
-  multiply(gate, c.expert_ffn_dim, std::span<const DeviceProduct>(&down, 1), m);
+  for (size_t i = 0; i < w.size(); ++i) w[i].data = slot.memory + layout[i];
+  expert_products(buffer(Activation::Normed), result_tokens_device_ + first, m, w, results_device_ + first * c.dim);
   slot.free->record(compute_);
   end_span(compute_);
   ++assist_stats_.uses;
