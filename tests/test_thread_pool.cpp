@@ -1,4 +1,7 @@
 #include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
 
 #include "host/kernels/thread_pool.h"
 #include "test_support.h"
@@ -20,6 +23,35 @@ TEST(ThreadPool, ParallelForVisitsEveryIndexOnce) {
       }
     }
   }
+}
+
+TEST(ThreadPool, ContiguousParallelForVisitsEveryIndexOnceInWholeGrains) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    for (int64_t count : {0, 1, 2, 7, 64, 1000}) {
+      for (int64_t grain : {1, 3, 4, 64}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(count));
+        pool.parallel_for_contiguous(count, grain, [&](int64_t begin, int64_t end) {
+          ASSERT_LE(end - begin, grain);
+          ASSERT_EQ(begin % grain, 0);  // callers rely on whole grains (pairs of interleaved groups)
+          for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+        });
+        for (int64_t i = 0; i < count; ++i) ASSERT_EQ(hits[i].load(), 1) << threads << " " << count << " " << grain;
+      }
+    }
+  }
+}
+
+TEST(ThreadPool, ContiguousParallelForCoversAThreadThatFallsBehind) {
+  // Thread 1 stalls on its first chunk; the others finish its range, so each index is still done once.
+  ThreadPool pool(3);
+  std::vector<std::atomic<int>> hits(300);
+  std::atomic<bool> stalled{false};
+  pool.parallel_for_contiguous(300, 10, [&](int64_t begin, int64_t end) {
+    if (begin == 100 && !stalled.exchange(true)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+  });
+  for (auto& hit : hits) ASSERT_EQ(hit.load(), 1);
 }
 
 TEST(ThreadPool, RunCallsEveryThreadIndexOnce) {

@@ -4,6 +4,7 @@
 
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -86,6 +87,63 @@ void prefill(benchmark::State& state, TensorType type) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * rows * cols * tokens);
 }
 
+// One decode token through the experts of a mixture-of-experts layer, as the CPU backend computes
+// them: eight experts of qwen3-30b-a3b's shape (gate and up Q4_K 768 x 2048, down Q6_K 2048 x 768,
+// 3 MiB each) picked at random from 2 GiB of them, each with its own input quantization, gate, up,
+// SwiGLU and down. Bytes are the experts' weights; the gap to matvec is what small matrices cost.
+void experts(benchmark::State& state) {
+  const int64_t dim = 2048, width = 768, chosen = 8;
+  const TensorType up_type = TensorType::Q4_K, down_type = TensorType::Q6_K;
+  const uint64_t up_bytes = fi::row_bytes(up_type, dim) * width, down_bytes = fi::row_bytes(down_type, width) * dim;
+  const uint64_t expert_bytes = 2 * up_bytes + down_bytes;
+  const int64_t count = static_cast<int64_t>((uint64_t{2} << 30) / expert_bytes);
+  const int threads = static_cast<int>(state.range(0));
+  fi::ThreadPool pool(threads);
+  fi::PageBuffer weights(expert_bytes * count);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  // One quantized expert copied everywhere: the numbers depend on the bytes streamed, not their values.
+  std::vector<uint8_t> pattern(expert_bytes);
+  std::vector<float> values(static_cast<size_t>(dim));
+  for (int64_t r = 0; r < 2 * width; ++r) {
+    for (float& v : values) v = normal(rng);
+    fi::quantize_row(up_type, values.data(), pattern.data() + r * fi::row_bytes(up_type, dim), dim);
+  }
+  for (int64_t r = 0; r < dim; ++r) {
+    for (int64_t i = 0; i < width; ++i) values[i] = normal(rng);
+    fi::quantize_row(down_type, values.data(), pattern.data() + 2 * up_bytes + r * fi::row_bytes(down_type, width),
+                     width);
+  }
+  fi::interleave_rows(pool, up_type, dim, 2 * width, pattern.data());
+  fi::interleave_rows(pool, down_type, width, dim, pattern.data() + 2 * up_bytes);
+  pool.parallel_for(count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t e = begin; e < end; ++e)
+      std::memcpy(weights.as<uint8_t>() + e * expert_bytes, pattern.data(), expert_bytes);
+  });
+  auto matrix = [&](int64_t expert, int part) {
+    uint8_t* base = weights.as<uint8_t>() + expert * expert_bytes;
+    if (part < 2) return fi::WeightMatrix{up_type, dim, width, fi::row_bytes(up_type, dim), base + part * up_bytes, true};
+    return fi::WeightMatrix{down_type, width, dim, fi::row_bytes(down_type, width), base + 2 * up_bytes, true};
+  };
+  std::vector<float> x(dim), gate(width), up(width), y(dim);
+  for (float& v : x) v = normal(rng);
+  std::uniform_int_distribution<int64_t> pick(0, count - 1);
+  fi::QuantizedBatch batch;
+  for (auto _ : state) {
+    for (int64_t i = 0; i < chosen; ++i) {
+      const int64_t e = pick(rng);
+      fi::quantize_batch(pool, up_type, x.data(), dim, 1, batch);
+      fi::matmul(pool, matrix(e, 0), batch, gate.data());
+      fi::matmul(pool, matrix(e, 1), batch, up.data());
+      for (int64_t r = 0; r < width; ++r) gate[r] = gate[r] / (1.0f + std::exp(-gate[r])) * up[r];
+      fi::quantize_batch(pool, down_type, gate.data(), width, 1, batch);
+      fi::matmul(pool, matrix(e, 2), batch, y.data());
+      benchmark::DoNotOptimize(y.data());
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(chosen * expert_bytes));
+}
+
 // Plain streaming read of 2 GiB with AVX2 loads on each thread: the memory bandwidth the decode
 // speed is compared with.
 void memory_read(benchmark::State& state) {
@@ -127,6 +185,7 @@ int main(int argc, char** argv) {
           ->Arg(1)
           ->Arg(2)
           ->UseRealTime();
+  benchmark::RegisterBenchmark("experts", experts)->Arg(1)->Arg(2)->UseRealTime();
   for (const TensorType type : fi::kTensorTypes)
     if (type != TensorType::F32)
       benchmark::RegisterBenchmark((std::string("prefill/") + fi::type_name(type)).c_str(), prefill, type)

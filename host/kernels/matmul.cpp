@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <immintrin.h>
+
 #include "host/kernels/quant.h"
 #include "host/kernels/repack.h"
 #include "io/error.h"
@@ -37,14 +39,20 @@ constexpr int64_t kGroupsPerCall = 2;
 void matmul_interleaved(ThreadPool& pool, const WeightMatrix& w, RowRange part, const QuantizedBatch& x, float* y) {
   const int64_t groups = part.rows / kInterleavedRows;
   const uint64_t group_bytes = w.row_bytes * kInterleavedRows;
-  const int64_t grain =
-      std::max<int64_t>(1, std::min<int64_t>(4, groups / (pool.size() * 8 * kGroupsPerCall))) * kGroupsPerCall;
-  pool.parallel_for(groups, grain, [&](int64_t begin, int64_t end) {
+  // Small chunks only matter when a thread falls behind and another takes over the rest of its range.
+  const int64_t grain = 2 * kGroupsPerCall;
+  pool.parallel_for_contiguous(groups, grain, [&](int64_t begin, int64_t end) {
     float out[kMaxTokensPerDot * kGroupsPerCall * kInterleavedRows];
     for (int64_t g = begin; g < end; g += kGroupsPerCall) {
       const int64_t count = std::min(kGroupsPerCall, end - g);
       const int64_t first = part.first_row + g * kInterleavedRows;
       const auto rows = static_cast<size_t>(count * kInterleavedRows);
+      // The next call's groups, requested now: the hardware prefetchers alone keep too few reads
+      // in flight for these kernels (one thread streamed 9 GB/s of Q6_K without, 17 GB/s with).
+      const uint8_t* next = part.data + (g + count) * group_bytes;
+      const uint64_t next_bytes = static_cast<uint64_t>(std::min(kGroupsPerCall, groups - g - count)) * group_bytes;
+      for (uint64_t offset = 0; offset < next_bytes; offset += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(next + offset), _MM_HINT_T0);
       for (int64_t t = 0; t < x.tokens; t += kMaxTokensPerDot) {
         const int tokens = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
         vec_dot_interleaved(w.type, w.cols, part.data + g * group_bytes, count, x.row(t), x.row_bytes, tokens, out, rows);
@@ -56,11 +64,11 @@ void matmul_interleaved(ThreadPool& pool, const WeightMatrix& w, RowRange part, 
 }
 
 void matmul_rows(ThreadPool& pool, const WeightMatrix& w, RowRange part, const QuantizedBatch& x, float* y) {
-  // Rows are handed out in small groups so both cores stay busy to the end; within a group each
-  // weight row is read from memory once and reused from cache for every token of the batch.
+  // Rows are handed out in small groups so a thread that falls behind is covered to the end;
+  // within a group each weight row is read from memory once and reused from cache for every token.
   const int64_t groups_per_thread = 8;
   const int64_t grain = std::max<int64_t>(1, std::min<int64_t>(64, part.rows / (pool.size() * groups_per_thread)));
-  pool.parallel_for(part.rows, grain, [&](int64_t begin, int64_t end) {
+  pool.parallel_for_contiguous(part.rows, grain, [&](int64_t begin, int64_t end) {
     float out[kMaxTokensPerDot];
     for (int64_t r = begin; r < end; ++r) {
       const uint8_t* row = part.data + static_cast<uint64_t>(r) * w.row_bytes;
