@@ -374,8 +374,8 @@ INSTANTIATE_TEST_SUITE_P(InterleavedTypes, InterleavedTest, ::testing::ValuesIn(
 // ---- matmul over a pool -------------------------------------------------------------------------
 
 // matmul hands each thread a contiguous range and lets the others take over its end: however the
-// rows are divided (1 to 5 threads, a matrix split into resident and streamed parts or not), every
-// result is the bits of the row's own product.
+// rows are divided (1 to 5 threads, a matrix split into resident and streamed parts or not, several
+// matrices in one section), every result is the bits of the row's own product.
 TEST(Matmul, SameBitsOnEveryPoolAndSplit) {
   const int64_t n = 512, rows = 13 * kInterleavedRows;  // an odd number of groups: a pair and a single one per end
   for (TensorType type : {TensorType::Q4_K, TensorType::Q6_K, TensorType::Q8_0, TensorType::Q5_0}) {
@@ -420,6 +420,13 @@ TEST(Matmul, SameBitsOnEveryPoolAndSplit) {
         ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
             << type_name(type) << " on " << threads << " threads" << (m.tail ? ", split" : "");
       }
+      // Several products in one parallel section, a split one between whole ones.
+      std::vector<std::vector<float>> outputs(3, std::vector<float>(want.size()));
+      const MatrixProduct products[] = {{&w, outputs[0].data()}, {&split, outputs[1].data()}, {&w, outputs[2].data()}};
+      matmul(pool, products, batch);
+      for (size_t i = 0; i < outputs.size(); ++i)
+        ASSERT_EQ(std::memcmp(outputs[i].data(), want.data(), want.size() * sizeof(float)), 0)
+            << type_name(type) << " product " << i << " of three on " << threads << " threads";
     }
   }
 }

@@ -133,8 +133,9 @@ void experts(benchmark::State& state) {
     for (int64_t i = 0; i < chosen; ++i) {
       const int64_t e = pick(rng);
       fi::quantize_batch(pool, up_type, x.data(), dim, 1, batch);
-      fi::matmul(pool, matrix(e, 0), batch, gate.data());
-      fi::matmul(pool, matrix(e, 1), batch, up.data());
+      const fi::WeightMatrix gate_matrix = matrix(e, 0), up_matrix = matrix(e, 1);
+      const fi::MatrixProduct gate_and_up[] = {{&gate_matrix, gate.data()}, {&up_matrix, up.data()}};
+      fi::matmul(pool, gate_and_up, batch);
       for (int64_t r = 0; r < width; ++r) gate[r] = gate[r] / (1.0f + std::exp(-gate[r])) * up[r];
       fi::quantize_batch(pool, down_type, gate.data(), width, 1, batch);
       fi::matmul(pool, matrix(e, 2), batch, y.data());

@@ -1,6 +1,7 @@
 #include "host/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "host/kernels/fp16.h"
@@ -187,18 +188,27 @@ void CpuBackend::quantize_for(const WeightMatrix& w, Activation in, bool fresh) 
 }
 
 void CpuBackend::multiply(Activation in, std::initializer_list<Product> products) {
-  bool fresh = true;  // the first product quantizes `in`; the others reuse it when their format matches
-  for (const Product& p : products) {
-    const WeightMatrix& w = weight(p.weight);
+  // The first product quantizes `in`; the others reuse it when their format matches, and products
+  // into activations of their own that share one quantization run in one parallel section.
+  bool fresh = true;
+  for (auto p = products.begin(); p != products.end(); ++p) {
+    const WeightMatrix& w = weight(p->weight);
     quantize_for(w, in, fresh);
     fresh = false;
-    if (!p.accumulate) {
-      matmul(pool_, w, quantized_, buffer(p.out));
+    if (!p->accumulate) {
+      std::array<MatrixProduct, 4> together;
+      size_t count = 0;
+      together[count++] = {&w, buffer(p->out)};
+      for (auto next = p + 1; count < together.size() && next != products.end() && !next->accumulate &&
+                              quantized_.matches(weight(next->weight), tokens_);
+           ++next, ++p)
+        together[count++] = {&weight(next->weight), buffer(next->out)};
+      matmul(pool_, std::span<const MatrixProduct>(together.data(), count), quantized_);
       continue;
     }
-    if (p.out != Activation::Residual) fail("internal: products accumulate into the residual stream only");
+    if (p->out != Activation::Residual) fail("internal: products accumulate into the residual stream only");
     matmul(pool_, w, quantized_, projected_);
-    float* x = buffer(p.out);
+    float* x = buffer(p->out);
     for (int64_t i = 0; i < tokens_ * w.rows; ++i) x[i] += projected_[i];
   }
 }
@@ -296,17 +306,13 @@ void CpuBackend::experts_ffn(Activation in) {
   for (int32_t e = 0; e < c.n_experts; ++e)
     if (!routing_.choices_of(e).empty()) chosen_experts_.push_back(e);
 
-  // One expert: its tokens' rows gathered, each product quantized and multiplied once for all.
-  auto product = [&](const WeightMatrix& w, std::span<const int32_t> choices, auto&& input_row, bool fresh) {
-    if (fresh) {
-      for (size_t i = 0; i < choices.size(); ++i) {
-        const float* row = input_row(choices[i]);
-        std::copy(row, row + w.cols, &expert_input_[static_cast<int64_t>(i) * w.cols]);
-      }
+  // One expert's input to a product: its tokens' rows gathered and quantized once for all of them.
+  auto prepare = [&](const WeightMatrix& w, std::span<const int32_t> choices, auto&& input_row) {
+    for (size_t i = 0; i < choices.size(); ++i) {
+      const float* row = input_row(choices[i]);
+      std::copy(row, row + w.cols, &expert_input_[static_cast<int64_t>(i) * w.cols]);
     }
-    const auto count = static_cast<int64_t>(choices.size());
-    if (fresh || !quantized_.matches(w, count)) quantize_batch(pool_, w.type, expert_input_, w.cols, count, quantized_);
-    matmul(pool_, w, quantized_, expert_output_);
+    quantize_batch(pool_, w.type, expert_input_, w.cols, static_cast<int64_t>(choices.size()), quantized_);
   };
   // Experts the assist holds compute there meanwhile; the host never needs them.
   std::span<const int32_t> host_experts = chosen_experts_;
@@ -325,19 +331,33 @@ void CpuBackend::experts_ffn(Activation in) {
   store_.use_experts(unit_, host_experts, [&](int32_t e, const ExpertWeights& w) {
     if (assist_ && assist_->receive(e, w)) return;
     const std::span<const int32_t> choices = routing_.choices_of(e);
-    auto token_row = [&](int32_t choice) { return &x[choice / k * w.gate.cols]; };
-    product(w.gate, choices, token_row, true);
+    const auto count = static_cast<int64_t>(choices.size());
+    prepare(w.gate, choices, [&](int32_t choice) { return &x[choice / k * w.gate.cols]; });
+    // Gate and up in one parallel section when they take the same quantized rows; up's results
+    // then go where the input was (its floats are spent once quantized).
+    const bool together = quantized_.matches(w.up, count);
+    if (together) {
+      const MatrixProduct gate_and_up[] = {{&w.gate, expert_output_}, {&w.up, expert_input_}};
+      matmul(pool_, gate_and_up, quantized_);
+    } else {
+      matmul(pool_, w.gate, quantized_, expert_output_);
+    }
     for (size_t i = 0; i < choices.size(); ++i)
       std::copy(&expert_output_[static_cast<int64_t>(i) * width], &expert_output_[static_cast<int64_t>(i + 1) * width],
                 &gate[choices[i] * width]);
-    product(w.up, choices, token_row, false);
+    if (!together) {
+      quantize_batch(pool_, w.up.type, expert_input_, w.up.cols, count, quantized_);
+      matmul(pool_, w.up, quantized_, expert_output_);
+    }
+    const float* up_results = together ? expert_input_ : expert_output_;
     for (size_t i = 0; i < choices.size(); ++i) {
       float* g = &gate[choices[i] * width];
       float* u = &up[choices[i] * width];
-      std::copy(&expert_output_[static_cast<int64_t>(i) * width], &expert_output_[static_cast<int64_t>(i + 1) * width], u);
+      std::copy(&up_results[static_cast<int64_t>(i) * width], &up_results[static_cast<int64_t>(i + 1) * width], u);
       swiglu_rows(g, u, width);
     }
-    product(w.down, choices, [&](int32_t choice) { return &gate[choice * width]; }, true);
+    prepare(w.down, choices, [&](int32_t choice) { return &gate[choice * width]; });
+    matmul(pool_, w.down, quantized_, expert_output_);
     for (size_t i = 0; i < choices.size(); ++i) weigh(choices[i], &expert_output_[static_cast<int64_t>(i) * c.dim]);
   });
   if (assist_) assist_->finish_layer(weigh);

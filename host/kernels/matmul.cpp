@@ -1,6 +1,7 @@
 #include "host/kernels/matmul.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include <immintrin.h>
 
@@ -25,50 +26,26 @@ void quantize_batch(ThreadPool& pool, TensorType weight_type, const float* x, in
 
 namespace {
 
-// Rows [first_row, first_row + rows) stored contiguously at `data` (one part of a split matrix).
-struct RowRange {
-  const uint8_t* data;
-  int64_t first_row;
-  int64_t rows;
-};
-
 // Groups of 8 interleaved rows, two per kernel call (the AVX-512 kernels compute two side by side;
 // a group's results are the same either way).
 constexpr int64_t kGroupsPerCall = 2;
+constexpr int64_t kRowsPerCall = kGroupsPerCall * kInterleavedRows;
 
-void matmul_interleaved(ThreadPool& pool, const WeightMatrix& w, RowRange part, const QuantizedBatch& x, float* y) {
-  const int64_t groups = part.rows / kInterleavedRows;
-  const uint64_t group_bytes = w.row_bytes * kInterleavedRows;
-  // Small chunks only matter when a thread falls behind and another takes over the rest of its range.
-  const int64_t grain = 2 * kGroupsPerCall;
-  pool.parallel_for_contiguous(groups, grain, [&](int64_t begin, int64_t end) {
-    float out[kMaxTokensPerDot * kGroupsPerCall * kInterleavedRows];
-    for (int64_t g = begin; g < end; g += kGroupsPerCall) {
-      const int64_t count = std::min(kGroupsPerCall, end - g);
-      const int64_t first = part.first_row + g * kInterleavedRows;
-      const auto rows = static_cast<size_t>(count * kInterleavedRows);
-      // The next call's groups, requested now: the hardware prefetchers alone keep too few reads
-      // in flight for these kernels (one thread streamed 9 GB/s of Q6_K without, 17 GB/s with).
-      const uint8_t* next = part.data + (g + count) * group_bytes;
-      const uint64_t next_bytes = static_cast<uint64_t>(std::min(kGroupsPerCall, groups - g - count)) * group_bytes;
-      for (uint64_t offset = 0; offset < next_bytes; offset += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(next + offset), _MM_HINT_T0);
-      for (int64_t t = 0; t < x.tokens; t += kMaxTokensPerDot) {
-        const int tokens = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
-        vec_dot_interleaved(w.type, w.cols, part.data + g * group_bytes, count, x.row(t), x.row_bytes, tokens, out, rows);
-        for (int k = 0; k < tokens; ++k)
-          for (size_t r = 0; r < rows; ++r) y[(t + k) * w.rows + first + static_cast<int64_t>(r)] = out[k * rows + r];
-      }
-    }
-  });
-}
+// Rows [first_row, first_row + rows) of one product's matrix, stored contiguously at `data` (a
+// matrix, or one part of a split one), placed at `offset` in the rows all parts are divided by.
+struct Part {
+  const MatrixProduct* product;
+  const uint8_t* data;
+  int64_t first_row;
+  int64_t rows;
+  int64_t offset;
+};
 
-void matmul_rows(ThreadPool& pool, const WeightMatrix& w, RowRange part, const QuantizedBatch& x, float* y) {
-  // Rows are handed out in small groups so a thread that falls behind is covered to the end;
-  // within a group each weight row is read from memory once and reused from cache for every token.
-  const int64_t groups_per_thread = 8;
-  const int64_t grain = std::max<int64_t>(1, std::min<int64_t>(64, part.rows / (pool.size() * groups_per_thread)));
-  pool.parallel_for_contiguous(part.rows, grain, [&](int64_t begin, int64_t end) {
+// Rows [begin, end) of a part, local to it.
+void multiply_rows(const Part& part, int64_t begin, int64_t end, const QuantizedBatch& x) {
+  const WeightMatrix& w = *part.product->w;
+  float* y = part.product->y;
+  if (!w.interleaved) {
     float out[kMaxTokensPerDot];
     for (int64_t r = begin; r < end; ++r) {
       const uint8_t* row = part.data + static_cast<uint64_t>(r) * w.row_bytes;
@@ -78,7 +55,28 @@ void matmul_rows(ThreadPool& pool, const WeightMatrix& w, RowRange part, const Q
         for (int k = 0; k < count; ++k) y[(t + k) * w.rows + part.first_row + r] = out[k];
       }
     }
-  });
+    return;
+  }
+  const uint64_t group_bytes = w.row_bytes * kInterleavedRows;
+  const int64_t groups = part.rows / kInterleavedRows;
+  float out[kMaxTokensPerDot * kRowsPerCall];
+  for (int64_t g = begin / kInterleavedRows; g < end / kInterleavedRows; g += kGroupsPerCall) {
+    const int64_t count = std::min(kGroupsPerCall, end / kInterleavedRows - g);
+    const int64_t first = part.first_row + g * kInterleavedRows;
+    const auto rows = static_cast<size_t>(count * kInterleavedRows);
+    // The next call's groups, requested now: the hardware prefetchers alone keep too few reads in
+    // flight for these kernels (one thread streamed 9 GB/s of Q6_K without, 17 GB/s with).
+    const uint8_t* next = part.data + (g + count) * group_bytes;
+    const uint64_t next_bytes = static_cast<uint64_t>(std::min(kGroupsPerCall, groups - g - count)) * group_bytes;
+    for (uint64_t offset = 0; offset < next_bytes; offset += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(next + offset), _MM_HINT_T0);
+    for (int64_t t = 0; t < x.tokens; t += kMaxTokensPerDot) {
+      const int tokens = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
+      vec_dot_interleaved(w.type, w.cols, part.data + g * group_bytes, count, x.row(t), x.row_bytes, tokens, out, rows);
+      for (int k = 0; k < tokens; ++k)
+        for (size_t r = 0; r < rows; ++r) y[(t + k) * w.rows + first + static_cast<int64_t>(r)] = out[k * rows + r];
+    }
+  }
 }
 
 }  // namespace
@@ -108,15 +106,41 @@ WeightMatrix row_slice(const WeightMatrix& w, int64_t first, int64_t count) {
   return slice;
 }
 
-void matmul(ThreadPool& pool, const WeightMatrix& w, const QuantizedBatch& x, float* y) {
-  // Every row is computed the same way whichever part holds it, so splitting never changes a result.
-  const int64_t head_rows = w.tail ? w.split_row : w.rows;
-  const RowRange parts[2] = {{w.data, 0, head_rows}, {w.tail, head_rows, w.rows - head_rows}};
-  for (const RowRange& part : parts) {
-    if (part.rows == 0) continue;
-    if (w.interleaved) matmul_interleaved(pool, w, part, x, y);
-    else matmul_rows(pool, w, part, x, y);
+void matmul(ThreadPool& pool, std::span<const MatrixProduct> products, const QuantizedBatch& x) {
+  // Every part starts on a whole number of kernel calls, so a chunk never splits a call; a
+  // matrix's resident and streamed parts are computed alike, so splitting never changes a result.
+  constexpr int kMaxParts = 8;
+  Part parts[kMaxParts];
+  int part_count = 0;
+  int64_t total = 0;
+  for (const MatrixProduct& p : products) {
+    const WeightMatrix& w = *p.w;
+    if (!x.matches(w, x.tokens)) fail("internal: a %s matrix of %lld columns against rows quantized for another", type_name(w.type), static_cast<long long>(w.cols));
+    const int64_t head_rows = w.tail ? w.split_row : w.rows;
+    for (const auto& [data, first, rows] : {std::tuple{w.data, int64_t{0}, head_rows},
+                                            std::tuple{w.tail, head_rows, w.rows - head_rows}}) {
+      if (rows == 0) continue;
+      if (part_count == kMaxParts) fail("internal: more than %d matrix parts in one product", kMaxParts);
+      parts[part_count++] = {&p, data, first, rows, total};
+      total += (rows + kRowsPerCall - 1) / kRowsPerCall * kRowsPerCall;
+    }
   }
+  // Chunks are small only so that a thread done first can take over the end of another's range.
+  const int64_t chunk_rows = std::clamp<int64_t>(total / (pool.size() * 8) / kRowsPerCall * kRowsPerCall,
+                                                 kRowsPerCall, 4 * kRowsPerCall);
+  pool.parallel_for_contiguous(total, chunk_rows, [&](int64_t begin, int64_t end) {
+    for (int i = 0; i < part_count; ++i) {
+      const Part& part = parts[i];
+      const int64_t from = std::max(begin, part.offset) - part.offset;
+      const int64_t to = std::min(end, part.offset + part.rows) - part.offset;
+      if (from < to) multiply_rows(part, from, to, x);
+    }
+  });
+}
+
+void matmul(ThreadPool& pool, const WeightMatrix& w, const QuantizedBatch& x, float* y) {
+  const MatrixProduct product{&w, y};
+  matmul(pool, std::span<const MatrixProduct>(&product, 1), x);
 }
 
 }  // namespace fi

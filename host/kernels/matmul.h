@@ -1,6 +1,7 @@
 #pragma once
 // Matrix products of a weight matrix with a batch of activation rows, split over the pool.
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "host/kernels/matrix.h"
@@ -34,5 +35,16 @@ WeightMatrix row_slice(const WeightMatrix& w, int64_t first, int64_t count);
 
 // y[t * w.rows + r] = dot(w.row(r), x_t) for t < tokens.
 void matmul(ThreadPool& pool, const WeightMatrix& w, const QuantizedBatch& x, float* y);
+
+// One matrix's product: y as above.
+struct MatrixProduct {
+  const WeightMatrix* w;
+  float* y;
+};
+
+// Several matrices' products with the same quantized rows (Q, K and V; an FFN's gate and up) in
+// one parallel section: one hand-off instead of one per matrix, and each thread's range runs on
+// from one matrix into the next. Each result is the bits matmul gives alone. At most four matrices.
+void matmul(ThreadPool& pool, std::span<const MatrixProduct> products, const QuantizedBatch& x);
 
 }  // namespace fi
