@@ -288,9 +288,9 @@ TEST_P(InterleavedVariantTest, KernelsAreBitIdenticalToAvx2) {
   for (int tokens = 1; tokens <= kMaxTokensPerDot; ++tokens) {
     std::vector<float> got(rows * tokens), want(rows * tokens);
     variant().vec_dot_interleaved(type, n, w.data(), rows / kInterleavedRows, activations.data(), stride, tokens,
-                                  got.data(), rows);
+                                  got.data(), rows, 0);
     baseline().vec_dot_interleaved(type, n, w.data(), rows / kInterleavedRows, activations.data(), stride, tokens,
-                                   want.data(), rows);
+                                   want.data(), rows, 0);
     EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << tokens << " tokens";
   }
 }

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <tuple>
 
-#include <immintrin.h>
-
 #include "host/kernels/quant.h"
 #include "host/kernels/repack.h"
 #include "io/error.h"
@@ -59,22 +57,17 @@ void multiply_rows(const Part& part, int64_t begin, int64_t end, const Quantized
   }
   const uint64_t group_bytes = w.row_bytes * kInterleavedRows;
   const int64_t groups = part.rows / kInterleavedRows;
-  float out[kMaxTokensPerDot * kRowsPerCall];
-  for (int64_t g = begin / kInterleavedRows; g < end / kInterleavedRows; g += kGroupsPerCall) {
-    const int64_t count = std::min(kGroupsPerCall, end / kInterleavedRows - g);
-    const int64_t first = part.first_row + g * kInterleavedRows;
-    const auto rows = static_cast<size_t>(count * kInterleavedRows);
-    // The next call's groups, requested now: the hardware prefetchers alone keep too few reads in
-    // flight for these kernels (one thread streamed 9 GB/s of Q6_K without, 17 GB/s with).
-    const uint8_t* next = part.data + (g + count) * group_bytes;
-    const uint64_t next_bytes = static_cast<uint64_t>(std::min(kGroupsPerCall, groups - g - count)) * group_bytes;
-    for (uint64_t offset = 0; offset < next_bytes; offset += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(next + offset), _MM_HINT_T0);
+  // A few tokens: the whole chunk in one call. More: pair by pair, every token block while the pair
+  // is in cache. Either way the kernels request the groups after their own as they go (this
+  // thread's next chunk, usually), once: with the first token block.
+  const int64_t step = x.tokens <= kMaxTokensPerDot ? (end - begin) / kInterleavedRows : kGroupsPerCall;
+  for (int64_t g = begin / kInterleavedRows; g < end / kInterleavedRows; g += step) {
+    const int64_t count = std::min(step, end / kInterleavedRows - g);
     for (int64_t t = 0; t < x.tokens; t += kMaxTokensPerDot) {
       const int tokens = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
-      vec_dot_interleaved(w.type, w.cols, part.data + g * group_bytes, count, x.row(t), x.row_bytes, tokens, out, rows);
-      for (int k = 0; k < tokens; ++k)
-        for (size_t r = 0; r < rows; ++r) y[(t + k) * w.rows + first + static_cast<int64_t>(r)] = out[k * rows + r];
+      vec_dot_interleaved(w.type, w.cols, part.data + g * group_bytes, count, x.row(t), x.row_bytes, tokens,
+                          y + t * w.rows + part.first_row + g * kInterleavedRows, static_cast<size_t>(w.rows),
+                          t == 0 ? groups - g - count : 0);
     }
   }
 }

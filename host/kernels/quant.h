@@ -176,9 +176,11 @@ void vec_dot_tokens(TensorType weight_type, int64_t n, const void* weight_row, c
 // `groups` consecutive groups of 8 interleaved rows (host/kernels/repack.h) against `tokens`
 // activation rows: out[t * out_stride + 8 * g + r]. Each row's result is the same whatever the
 // number of groups or tokens evaluated together. SIMD only: interleaving happens only when SIMD
-// kernels are active.
+// kernels are active. `groups_after`: how many groups follow these in memory and will be computed
+// next; the kernels request the first of them while computing these (nothing is read from them).
 void vec_dot_interleaved(TensorType weight_type, int64_t n, const void* groups, int64_t group_count,
-                         const void* activations, size_t activation_stride, int tokens, float* out, size_t out_stride);
+                         const void* activations, size_t activation_stride, int tokens, float* out, size_t out_stride,
+                         int64_t groups_after = 0);
 // out[i] += weight * row[i] for a half-precision row (attention over the value cache).
 void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out);
 bool simd_kernels_active();

@@ -109,10 +109,11 @@ void vec_dot_tokens(TensorType weight_type, int64_t n, const void* weight_row, c
 }
 
 void vec_dot_interleaved(TensorType weight_type, int64_t n, const void* groups, int64_t group_count,
-                         const void* activations, size_t activation_stride, int tokens, float* out, size_t out_stride) {
+                         const void* activations, size_t activation_stride, int tokens, float* out, size_t out_stride,
+                         int64_t groups_after) {
   if (!active()) fail("internal: interleaved rows without SIMD kernels");
   active()->vec_dot_interleaved(weight_type, n, groups, group_count, activations, activation_stride, tokens, out,
-                                out_stride);
+                                out_stride, groups_after);
 }
 
 void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out) {

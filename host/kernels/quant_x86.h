@@ -14,7 +14,8 @@
   void vec_dot_tokens(TensorType type, int64_t n, const void* weight_row, const void* activations,         \
                       size_t stride, int tokens, float* out);                                              \
   void vec_dot_interleaved(TensorType type, int64_t n, const void* groups, int64_t group_count,             \
-                           const void* activations, size_t stride, int tokens, float* out, size_t out_stride); \
+                           const void* activations, size_t stride, int tokens, float* out, size_t out_stride, \
+                           int64_t groups_after);                                                           \
   void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out);
 
 namespace fi::avx2 {
