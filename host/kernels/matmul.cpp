@@ -108,7 +108,9 @@ void matmul(ThreadPool& pool, std::span<const MatrixProduct> products, const Qua
   int64_t total = 0;
   for (const MatrixProduct& p : products) {
     const WeightMatrix& w = *p.w;
-    if (!x.matches(w, x.tokens)) fail("internal: a %s matrix of %lld columns against rows quantized for another", type_name(w.type), static_cast<long long>(w.cols));
+    if (!x.matches(w, x.tokens))
+      fail("internal: a %s matrix of %lld columns against rows quantized for another", type_name(w.type),
+           static_cast<long long>(w.cols));
     const int64_t head_rows = w.tail ? w.split_row : w.rows;
     for (const auto& [data, first, rows] : {std::tuple{w.data, int64_t{0}, head_rows},
                                             std::tuple{w.tail, head_rows, w.rows - head_rows}}) {
