@@ -373,60 +373,64 @@ INSTANTIATE_TEST_SUITE_P(InterleavedTypes, InterleavedTest, ::testing::ValuesIn(
 
 // ---- matmul over a pool -------------------------------------------------------------------------
 
-// matmul hands each thread a contiguous range and lets the others take over its end: however the
-// rows are divided (1 to 5 threads, a matrix split into resident and streamed parts or not, several
-// matrices in one section), every result is the bits of the row's own product.
+// matmul hands each thread a contiguous range and lets the others help with what remains of it:
+// however the rows are divided (1 to 5 threads, a matrix split into resident and streamed parts or
+// not, several matrices in one section), for a few tokens (one kernel call per chunk) or more (one
+// per pair of groups and 4-token block), every result is the bits of the row's own product.
 TEST(Matmul, SameBitsOnEveryPoolAndSplit) {
-  const int64_t n = 512, rows = 13 * kInterleavedRows;  // an odd number of groups: a pair and a single one per end
+  // An odd number of groups (a single one at each end) and enough of them for chunks of several pairs.
+  const int64_t n = 512, rows = 123 * kInterleavedRows;
   for (TensorType type : {TensorType::Q4_K, TensorType::Q6_K, TensorType::Q8_0, TensorType::Q5_0}) {
     std::vector<uint8_t> plain = random_block_bytes(type, n, rows, 120);
     std::vector<uint8_t> packed = plain;
     WeightMatrix w{type, n, rows, row_bytes(type, n), packed.data()};
     if (can_interleave(w)) interleave_rows(w, packed.data());
-    const int64_t tokens = 3;
-    std::vector<float> x(static_cast<size_t>(n * tokens));
-    for (int64_t t = 0; t < tokens; ++t) {
-      const std::vector<float> row = random_values(n, 121 + static_cast<int>(t));
-      std::copy(row.begin(), row.end(), x.begin() + t * n);
-    }
-    ThreadPool single(1);
-    QuantizedBatch batch;
-    quantize_batch(single, type, x.data(), n, tokens, batch);
-    std::vector<float> want(static_cast<size_t>(rows * tokens));
-    matmul(single, w, batch, want.data());
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t t = 0; t < tokens; ++t) {
-        float alone;
-        if (w.interleaved) {
-          float group[kInterleavedRows];
-          vec_dot_interleaved(type, n, packed.data() + r / kInterleavedRows * kInterleavedRows * w.row_bytes, 1,
-                              batch.row(t), batch.row_bytes, 1, group, kInterleavedRows);
-          alone = group[r % kInterleavedRows];
-        } else {
-          alone = vec_dot(type, n, plain.data() + r * w.row_bytes, batch.row(t));
-        }
-        ASSERT_TRUE(same_bits(alone, want[t * rows + r])) << type_name(type) << " row " << r << " token " << t;
-      }
     // The same rows split into a resident head and a streamed tail at a whole group.
     std::vector<uint8_t> tail(packed.begin() + 5 * kInterleavedRows * w.row_bytes, packed.end());
     WeightMatrix split = w;
     split.tail = tail.data();
     split.split_row = 5 * kInterleavedRows;
-    for (int threads : {1, 2, 3, 5}) {
-      ThreadPool pool(threads);
-      for (const WeightMatrix& m : {w, split}) {
-        std::vector<float> got(want.size());
-        matmul(pool, m, batch, got.data());
-        ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
-            << type_name(type) << " on " << threads << " threads" << (m.tail ? ", split" : "");
+    for (int64_t tokens : {3, 9}) {
+      std::vector<float> x(static_cast<size_t>(n * tokens));
+      for (int64_t t = 0; t < tokens; ++t) {
+        const std::vector<float> row = random_values(n, 121 + static_cast<int>(t));
+        std::copy(row.begin(), row.end(), x.begin() + t * n);
       }
-      // Several products in one parallel section, a split one between whole ones.
-      std::vector<std::vector<float>> outputs(3, std::vector<float>(want.size()));
-      const MatrixProduct products[] = {{&w, outputs[0].data()}, {&split, outputs[1].data()}, {&w, outputs[2].data()}};
-      matmul(pool, products, batch);
-      for (size_t i = 0; i < outputs.size(); ++i)
-        ASSERT_EQ(std::memcmp(outputs[i].data(), want.data(), want.size() * sizeof(float)), 0)
-            << type_name(type) << " product " << i << " of three on " << threads << " threads";
+      ThreadPool single(1);
+      QuantizedBatch batch;
+      quantize_batch(single, type, x.data(), n, tokens, batch);
+      std::vector<float> want(static_cast<size_t>(rows * tokens));
+      matmul(single, w, batch, want.data());
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t t = 0; t < tokens; ++t) {
+          float alone;
+          if (w.interleaved) {
+            float group[kInterleavedRows];
+            vec_dot_interleaved(type, n, packed.data() + r / kInterleavedRows * kInterleavedRows * w.row_bytes, 1,
+                                batch.row(t), batch.row_bytes, 1, group, kInterleavedRows);
+            alone = group[r % kInterleavedRows];
+          } else {
+            alone = vec_dot(type, n, plain.data() + r * w.row_bytes, batch.row(t));
+          }
+          ASSERT_TRUE(same_bits(alone, want[t * rows + r]))
+              << type_name(type) << " row " << r << " token " << t << " of " << tokens;
+        }
+      for (int threads : {1, 2, 3, 5}) {
+        ThreadPool pool(threads);
+        for (const WeightMatrix& m : {w, split}) {
+          std::vector<float> got(want.size());
+          matmul(pool, m, batch, got.data());
+          ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+              << type_name(type) << ", " << tokens << " tokens on " << threads << " threads" << (m.tail ? ", split" : "");
+        }
+        // Several products in one parallel section, a split one between whole ones.
+        std::vector<std::vector<float>> outputs(3, std::vector<float>(want.size()));
+        const MatrixProduct products[] = {{&w, outputs[0].data()}, {&split, outputs[1].data()}, {&w, outputs[2].data()}};
+        matmul(pool, products, batch);
+        for (size_t i = 0; i < outputs.size(); ++i)
+          ASSERT_EQ(std::memcmp(outputs[i].data(), want.data(), want.size() * sizeof(float)), 0)
+              << type_name(type) << " product " << i << " of three, " << tokens << " tokens on " << threads << " threads";
+      }
     }
   }
 }

@@ -43,14 +43,25 @@ TEST(ThreadPool, ContiguousParallelForVisitsEveryIndexOnceInWholeGrains) {
 }
 
 TEST(ThreadPool, ContiguousParallelForCoversAThreadThatFallsBehind) {
-  // Thread 1 stalls on its first chunk; the others finish its range, so each index is still done once.
+  // Whichever thread takes the chunk at 100 (the start of thread 1's range) stalls until the rest of
+  // that range is done: only the other threads helping can finish it.
   ThreadPool pool(3);
   std::vector<std::atomic<int>> hits(300);
-  std::atomic<bool> stalled{false};
+  std::atomic<bool> covered{false};
   pool.parallel_for_contiguous(300, 10, [&](int64_t begin, int64_t end) {
-    if (begin == 100 && !stalled.exchange(true)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (begin == 100) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      auto rest_done = [&] {
+        for (int64_t i = 110; i < 200; ++i)
+          if (hits[i].load() == 0) return false;
+        return true;
+      };
+      while (!rest_done() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+      covered = rest_done();
+    }
     for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
   });
+  EXPECT_TRUE(covered.load()) << "the rest of a stalled thread's range was left to it";
   for (auto& hit : hits) ASSERT_EQ(hit.load(), 1);
 }
 

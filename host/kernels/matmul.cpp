@@ -120,7 +120,7 @@ void matmul(ThreadPool& pool, std::span<const MatrixProduct> products, const Qua
       total += (rows + kRowsPerCall - 1) / kRowsPerCall * kRowsPerCall;
     }
   }
-  // Chunks are small only so that a thread done first can take over the end of another's range.
+  // Chunks are small only so that a thread done first can help with what remains of another's range.
   const int64_t chunk_rows = std::clamp<int64_t>(total / (pool.size() * 8) / kRowsPerCall * kRowsPerCall,
                                                  kRowsPerCall, 4 * kRowsPerCall);
   pool.parallel_for_contiguous(total, chunk_rows, [&](int64_t begin, int64_t end) {

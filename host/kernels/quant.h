@@ -176,8 +176,9 @@ void vec_dot_tokens(TensorType weight_type, int64_t n, const void* weight_row, c
 // `groups` consecutive groups of 8 interleaved rows (host/kernels/repack.h) against `tokens`
 // activation rows: out[t * out_stride + 8 * g + r]. Each row's result is the same whatever the
 // number of groups or tokens evaluated together. SIMD only: interleaving happens only when SIMD
-// kernels are active. `groups_after`: how many groups follow these in memory and will be computed
-// next; the kernels request the first of them while computing these (nothing is read from them).
+// kernels are active. `groups_after`: how many groups of the same matrix follow these in memory
+// (usually computed next, by this thread); the kernels request the first of them while computing
+// these, nothing more.
 void vec_dot_interleaved(TensorType weight_type, int64_t n, const void* groups, int64_t group_count,
                          const void* activations, size_t activation_stride, int tokens, float* out, size_t out_stride,
                          int64_t groups_after = 0);
