@@ -4,6 +4,7 @@
 // later layer are read ahead, never twice, without changing any result.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -155,6 +156,41 @@ TEST(ExpertCache, APromptReadsEachChosenExpertOncePerLayer) {
   EXPECT_EQ(stats.hits, 0u);
   const uint64_t slot = model->plan().expert_cache.slot_bytes;
   EXPECT_LE(stats.bytes_read, stats.uses * slot);
+}
+
+// make-model's routing, as the cache sees it: a prompt's distinct experts per layer (its uses).
+// Random routing of t tokens choosing k of n each leaves an expert unchosen with probability
+// (1 - k/n)^t. An unskewed router must come near that in every layer, deep ones too (tokens' states
+// that converge with depth would choose the same few); a skewed one must concentrate.
+double prompt_uses_over_random(double router_skew) {
+  ModelShape shape = kShape;
+  shape.n_layers = 24;
+  shape.n_experts = 32;
+  shape.n_experts_used = 4;
+  shape.router_skew = router_skew;
+  const std::string path =
+      test::generated_model(router_skew > 0 ? "expert_routing_skewed" : "expert_routing_unskewed", shape, WeightScheme::F32);
+  ThreadPool pool(2);
+  HostModelOptions options;
+  options.model.context = 64;
+  options.host_budget = HostModel::load(path, pool, options)->plan().minimum_host_bytes;
+  const auto model = HostModel::load(path, pool, options);
+  EXPECT_TRUE(model->plan().caches_experts());
+  if (!model->plan().caches_experts()) return 0;
+  Forward forward(model->model(), make_cpu_backend(*model, pool));
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 16; ++i) prompt.push_back((i * 53 + 11) % 256);
+  std::vector<float> logits(static_cast<size_t>(model->config().vocab));
+  forward.eval(prompt, logits.data());
+  const double n = static_cast<double>(shape.n_experts), k = static_cast<double>(shape.n_experts_used);
+  const double random_uses = static_cast<double>(shape.n_layers) * n *
+                             (1.0 - std::pow(1.0 - k / n, static_cast<double>(prompt.size())));
+  return static_cast<double>(model->store().expert_cache()->stats().uses) / random_uses;
+}
+
+TEST(ExpertCache, MakeModelRoutesUnskewedTokensAsRandomlyAsRandomRouting) {
+  EXPECT_GT(prompt_uses_over_random(0.0), 0.85);
+  EXPECT_LT(prompt_uses_over_random(4.0), 0.75);
 }
 
 TEST(ExpertCache, ExpectedExpertsAreReadAheadAndNeverTwice) {

@@ -362,6 +362,12 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
     if (role == Role::AttnQBias || role == Role::AttnKBias || role == Role::AttnVBias) return s.biases;
     return false;
   };
+  // With experts, the projections that end a residual branch start at 1/sqrt(2 x layers) of the
+  // usual amplitude (GPT-2's initialisation). Unscaled, every layer's attention blends the tokens'
+  // states further, until deep routers see nearly one state and choose the same few experts for
+  // every token; scaled, each token keeps a state of its own, so an unskewed router spreads its
+  // choices as random routing would. Dense files keep the weights their goldens were made from.
+  const auto residual_scale = static_cast<float>(1.0 / std::sqrt(2.0 * static_cast<double>(s.n_layers)));
   std::vector<TensorPlan> plan;
   auto add = [&](Role role, int64_t layer) {
     if (!wanted(role)) return;
@@ -370,6 +376,8 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
     const TensorType type = scheme_tensor_type(options.scheme, role, layer, s);
     float amplitude = 0, offset = 0;
     amplitude_of(spec, cols, &amplitude, &offset);
+    if (arch->has_experts() && (role == Role::AttnOutput || role == Role::FfnDown || role == Role::FfnDownExps))
+      amplitude *= residual_scale;
     std::vector<float> row_scales;
     if (role == Role::FfnGateInp && s.router_skew > 0.0)
       for (uint64_t expert = 0; expert < rows; ++expert) {
