@@ -427,6 +427,13 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   const test::CommandResult bench = test::run_flexinfer({"bench", "-m", model, "-p", "8", "-n", "4", "-t", "2"});
   ASSERT_EQ(bench.exit_code, 0) << bench.err;
   EXPECT_NE(bench.out.find("experts          8 experts per layer, 2 used per token"), std::string::npos) << bench.out;
+  // Under the model's size: experts read on demand, reading ahead while the timing allows (the default).
+  const test::CommandResult cached_bench =
+      test::run_flexinfer({"bench", "-m", model, "-p", "8", "-n", "4", "-t", "2", "--host-mem", "31M"});
+  ASSERT_EQ(cached_bench.exit_code, 0) << cached_bench.err;
+  EXPECT_NE(cached_bench.out.find("experts          cache of "), std::string::npos) << cached_bench.out;
+  EXPECT_NE(cached_bench.out.find("read ahead       "), std::string::npos) << cached_bench.out;
+  expect_clean_failure({"bench", "-m", model, "--expert-speculation", "maybe"}, "maybe not in {auto,on,off}");
   const test::CommandResult whole = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "2G"});
   ASSERT_EQ(whole.exit_code, 0) << whole.err;
   EXPECT_NE(whole.out.find("gpu       everything, every expert resident: "), std::string::npos) << whole.out;

@@ -298,6 +298,7 @@ TEST(ExpertCache, SpeculationChangesNoResult) {
     const uint64_t whole = everything->plan().host_bytes(), minimum = everything->plan().minimum_host_bytes;
     options.host_budget = minimum + (whole - minimum) / 3;
     options.experts.speculate = speculate;
+    options.experts.timed = false;  // always: this tiny model's layers compute faster than an expert reads
     const auto model = HostModel::load(model_path(), pool, options);
     ASSERT_TRUE(model->plan().caches_experts());
     ASSERT_TRUE(model->store().lasting(1, Role::FfnGateInp));
@@ -319,6 +320,25 @@ TEST(ExpertCache, SpeculationChangesNoResult) {
   }
   ASSERT_EQ(runs[0].size(), runs[1].size());
   EXPECT_EQ(0, std::memcmp(runs[0].data(), runs[1].data(), runs[0].size() * sizeof(float)));
+}
+
+// Reading ahead goes on until a layer is seen to compute faster than a read it waited for, and
+// resumes when layers take longer again (moving averages, so one sample does not flip it).
+TEST(ExpertCache, ReadAheadTimingStopsWhileLayersComputeFasterThanExpertsRead) {
+  ReadAheadTiming timing;
+  EXPECT_TRUE(timing.hides_reads()) << "nothing measured yet";
+  timing.layer_computed(1.5e-3);
+  EXPECT_TRUE(timing.hides_reads()) << "no read measured yet";
+  timing.read_arrived(2.2e-3);
+  EXPECT_FALSE(timing.hides_reads());
+  timing.layer_computed(3e-3);
+  EXPECT_FALSE(timing.hides_reads()) << "one slow layer does not outweigh the average";
+  for (int i = 0; i < 160; ++i) timing.layer_computed(3e-3);
+  EXPECT_TRUE(timing.hides_reads());
+  EXPECT_NEAR(timing.layer_seconds(), 3e-3, 1e-4);
+  for (int i = 0; i < 160; ++i) timing.read_arrived(4e-3);
+  EXPECT_FALSE(timing.hides_reads());
+  EXPECT_NEAR(timing.read_seconds(), 4e-3, 1e-4);
 }
 
 TEST(ExpertCache, PolicyNamesParse) {

@@ -12,7 +12,8 @@
 #                  repeat with labels to compare builds, e.g. llama.cpp=... llama.cpp-no-repack=...
 #   --skews        make-model --router-skew values (0 = uniform routing)
 #   --policies     expert cache policies to measure (the first is the headline)
-#   --speculation  --expert-speculation settings to measure; "off" only with the headline policy
+#   --speculation  --expert-speculation settings to measure (auto, on, off; default "auto off"); "off" only
+#                  with the headline policy
 #   --keep         keep each model file after its runs (two files need about 36 GB)
 #   --docs         also write docs/bench-moe.{json,md}
 # Runs whose results are already in DIR are not repeated (delete DIR to start over): a second call
@@ -22,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 llama_benches=() budgets="8G 4G" skews="3 0" threads=2 tokens=64 llama_tokens=8 policies="frequency recency"
-speculations="on off"
+speculations="auto off"
 timeout=900 out=build/bench-moe keep=0 docs=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -113,7 +114,8 @@ for skew in skews:
             row = {"router": "unskewed (0)" if float(skew) == 0 else f"skewed ({skew})", "skew": float(skew), "budget": budget,
                    "policy": policy, "speculation": speculation, "decode_tok_s": r["decode_tok_s"],
                    "prefill_tok_s": r["prefill_tok_s"], "decode_wait_seconds": r["decode_stall_seconds"],
-                   "speculation_hit_rate": cache.get("speculation_hit_rate") if speculation == "on" else None,
+                   "speculation_hit_rate": cache.get("speculation_hit_rate") if speculation != "off" else None,
+                   "layers_not_read_ahead_per_token": cache.get("layers_not_read_ahead_per_token"),
                    "hit_rate_ram": cache.get("hit_rate_ram"), "expert_slots": cache.get("slots"),
                    "disk_bytes_per_token": r["bytes_per_token"]["disk"], "host_bytes_per_token": r["bytes_per_token"]["host"],
                    "limit_tok_s": r["limit_tok_s"], "achieved_over_limit": r["achieved_over_limit"],
@@ -139,7 +141,8 @@ lines = [f"qwen3-30b-a3b shape, Q4_K_M (make-model), {threads} threads, cold pag
          "The limit counts the bytes a token really needed: the chosen experts that missed the cache, read at the "
          "probe's disk bandwidth, and the weights computed from RAM at its memory bandwidth.", "",
          "Read ahead: the next layer's router applied to the current state predicts its experts, whose reads start "
-         "while this layer computes (--expert-speculation); the hit rate is the share of those reads then chosen.", "",
+         "while this layer computes (--expert-speculation; auto: only while a layer computes for longer than an expert "
+         "reads, with the layers per token it did not); the hit rate is the share of those reads then chosen.", "",
          "| router | budget | policy | read ahead (hit rate) | flexinfer tok/s | waited for reads s | experts found in RAM "
          "| disk MB/token | limit tok/s | achieved/limit |"
          + "".join(f" {label} tok/s | flexinfer/{label} |" for label in labels),
@@ -156,7 +159,12 @@ for row in rows:
         else:
             llama_text += f" {llama['decode_tok_s']:.3f} | {row['decode_tok_s'] / llama['decode_tok_s']:.1f}x |"
     hit = f"{100 * row['hit_rate_ram']:.1f}%" if row["hit_rate_ram"] is not None else "all resident"
-    ahead = f"on ({100 * row['speculation_hit_rate']:.0f}%)" if row["speculation"] == "on" else "off"
+    ahead = "off"
+    if row["speculation"] != "off":
+        ahead = f"{row['speculation']} ({100 * row['speculation_hit_rate']:.0f}%"
+        if row["layers_not_read_ahead_per_token"] is not None and row["speculation"] == "auto":
+            ahead += f", {row['layers_not_read_ahead_per_token']:.0f} layers/token not"
+        ahead += ")"
     lines.append(f"| {row['router']} | {row['budget']} | {row['policy']} | {ahead} | {row['decode_tok_s']:.3f} | "
                  f"{row['decode_wait_seconds']:.2f} | {hit} | "
                  f"{row['disk_bytes_per_token'] / 1e6:.0f} | {row['limit_tok_s']:.3f} | "

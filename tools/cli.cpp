@@ -302,10 +302,11 @@ void add_engine_options(CLI::App& app, EngineArgs& engine) {
                  "lately; the default) or recency (used longest ago)")
       ->type_name("POLICY");
   app.add_option("--expert-speculation", engine.expert_speculation,
-                 "mixture of experts read on demand: on (the default) reads the experts the next layer's router "
-                 "predicts while this layer computes; off reads only what was chosen")
-      ->check(CLI::IsMember({"on", "off"}))
-      ->type_name("on|off");
+                 "mixture of experts read on demand: on reads the experts the next layer's router predicts while "
+                 "this layer computes; auto (the default) does so while a layer computes for longer than an expert "
+                 "takes to read; off reads only what was chosen")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->type_name("auto|on|off");
 }
 
 ReaderOptions reader_options(const std::string& io_name) {
@@ -343,7 +344,8 @@ EngineOptions engine_options(const CLI::App& app, const EngineArgs& engine) {
   const auto policy = parse_expert_policy(engine.expert_policy);
   if (!policy) throw UsageError("--expert-policy: unknown policy '" + engine.expert_policy + "' (frequency, recency)");
   options.experts.policy = *policy;
-  options.experts.speculate = engine.expert_speculation == "on";
+  options.experts.speculate = engine.expert_speculation != "off";
+  options.experts.timed = engine.expert_speculation == "auto";
   if (!engine.profile.empty()) options.profile = Profile::load(engine.profile);
   return options;
 }

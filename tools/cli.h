@@ -68,7 +68,7 @@ struct EngineArgs {
   std::string io = "auto";
   std::string trace;
   std::string expert_policy = "frequency";
-  std::string expert_speculation = "on";
+  std::string expert_speculation = "auto";
 };
 void add_engine_options(CLI::App& app, EngineArgs& engine);
 // The engine's options; warns once when -t asks for more threads than the machine has cores.

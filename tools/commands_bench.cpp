@@ -346,10 +346,13 @@ int command_bench(int argc, char** argv) {
   const uint64_t speculative_reads = experts_after.speculative_reads - experts_before.speculative_reads;
   const uint64_t speculative_used = experts_after.speculative_used - experts_before.speculative_used;
   const uint64_t speculation_paused = experts_after.speculation_paused - experts_before.speculation_paused;
+  const uint64_t layers_not_read_ahead = experts_after.layers_not_read_ahead - experts_before.layers_not_read_ahead;
   const double speculation_hit_rate =
       speculative_reads ? static_cast<double>(speculative_used) / static_cast<double>(speculative_reads) : 0.0;
   const std::string expert_policy = experts ? expert_policy_name(experts->policy()) : "";
   const int64_t expert_slots = experts ? experts->slots() : 0;
+  const bool expert_speculation = experts && experts->speculates();
+  const bool read_ahead_timed = experts && experts->times_read_ahead();
   const double stall_seconds = store.stall_seconds() - stall_before + expert_wait;
   const uint64_t disk_read = store.streamed_bytes_read() - disk_read_before + expert_read;
   const double disk_after = measure_disk ? store.stream_only_GBps(kDiskSample) : 0.0;
@@ -407,13 +410,18 @@ int command_bench(int argc, char** argv) {
                 expert_slots, expert_policy.c_str(), 100.0 * hit_rate,
                 static_cast<double>(expert_uses) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)),
                 format_bytes(expert_disk_bytes).c_str());
-    if (experts->speculates())
+    if (expert_speculation)
       std::printf("speculation      %.1f experts per token read ahead on the next layer's predicted choice, %.1f%% of "
                   "them then chosen (%s per token read in vain, not counted in the limit); %.1f per token not read "
                   "(paused while recent predictions were often wrong)\n",
                   static_cast<double>(speculative_reads) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)),
                   100.0 * speculation_hit_rate, format_bytes(wasted_per_token).c_str(),
                   static_cast<double>(speculation_paused) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)));
+    if (read_ahead_timed)
+      std::printf("read ahead       %.1f of %" PRId64 " layers per token not read ahead, computing faster than an expert "
+                  "reads (last averages: a layer %.2f ms, a read waited for %.2f ms)\n",
+                  static_cast<double>(layers_not_read_ahead) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)),
+                  config.n_layers, 1e3 * experts_after.layer_seconds, 1e3 * experts_after.read_seconds);
   }
   std::printf("prefill          %zu tokens in %.3f s: %.2f tok/s\n", prompt.size(), prefill_seconds, prefill_tok_s);
   std::printf("decode           %" PRId64 " tokens in %.3f s: %.3f tok/s (compute waited %.3f s for reads)\n",
@@ -463,12 +471,17 @@ int command_bench(int argc, char** argv) {
                                            {"hit_rate_ram", expert_uses ? static_cast<double>(expert_hits) / static_cast<double>(expert_uses) : 0.0},
                                            {"disk_bytes_per_token", expert_disk_bytes},
                                            {"wait_seconds", expert_wait},
-                                           {"speculation", experts->speculates()},
+                                           {"speculation", expert_speculation},
                                            {"speculative_reads", speculative_reads},
                                            {"speculative_used", speculative_used},
                                            {"speculation_paused", speculation_paused},
                                            {"speculation_wasted_bytes_per_token", wasted_per_token},
-                                           {"speculation_hit_rate", speculation_hit_rate}}
+                                           {"speculation_hit_rate", speculation_hit_rate},
+                                           {"layers_not_read_ahead_per_token",
+                                            static_cast<double>(layers_not_read_ahead) /
+                                                static_cast<double>(std::max<int64_t>(decode_tokens, 1))},
+                                           {"layer_seconds", experts_after.layer_seconds},
+                                           {"read_seconds", experts_after.read_seconds}}
                           : nlohmann::json(nullptr)},
     };
     write_json(args.json, result, "bench");

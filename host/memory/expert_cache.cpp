@@ -126,9 +126,13 @@ void ExpertCache::note_use(Slot& slot) {
 ExpertCache::Slot* ExpertCache::wait_for_read() {
   const auto start = Trace::Clock::now();
   const uint64_t tag = reader_->wait();
-  stats_.wait_seconds += std::chrono::duration<double>(Trace::Clock::now() - start).count();
+  const auto end = Trace::Clock::now();
+  const double waited = std::chrono::duration<double>(end - start).count();
+  stats_.wait_seconds += waited;
   Slot& slot = slots_[static_cast<size_t>(tag)];
   if (--slot.reads_left > 0) return nullptr;
+  // A read found complete may have arrived long before: only one the compute blocked on times it.
+  if (waited > kBlockedWaitSeconds) timing_.read_arrived(std::chrono::duration<double>(end - slot.submitted).count());
   arrived(slot);
   return &slot;
 }
@@ -146,6 +150,15 @@ void ExpertCache::expect(int64_t layer, std::span<const int32_t> experts) {
 
 void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use) {
   ++clock_;
+  const auto now = Trace::Clock::now();
+  if (last_layer_ >= 0 && layer == last_layer_ + 1)  // not across the head and the next token's start
+    timing_.layer_computed(std::chrono::duration<double>(now - last_use_).count() - (stats_.wait_seconds - wait_at_last_use_));
+  last_use_ = now;
+  last_layer_ = layer;
+  wait_at_last_use_ = stats_.wait_seconds;
+  stats_.layer_seconds = timing_.layer_seconds();
+  stats_.read_seconds = timing_.read_seconds();
+  if (options_.speculate && options_.timed && !timing_.hides_reads()) ++stats_.layers_not_read_ahead;
   std::vector<int32_t> cached;
   std::deque<int32_t> to_read;
   for (int32_t expert : experts) {
