@@ -96,24 +96,24 @@ TEST(ExpertCache, SlotsHoldTheFilesBytesAndCachedExpertsAreNotReadAgain) {
       }
     };
   };
-  cache.use(1, first, check(1));
+  cache.use(1, first, true, check(1));
   EXPECT_EQ(std::multiset<int32_t>(seen.begin(), seen.end()), std::multiset<int32_t>(first.begin(), first.end()));
   const uint64_t read_once = cache.stats().bytes_read;
   EXPECT_EQ(cache.stats().hits, 0u);
   // The same experts again: all hits, nothing read.
   seen.clear();
-  cache.use(1, first, check(1));
+  cache.use(1, first, true, check(1));
   EXPECT_EQ(seen.size(), first.size());
   EXPECT_EQ(cache.stats().hits, first.size());
   EXPECT_EQ(cache.stats().bytes_read, read_once);
   // Another layer's experts of the same numbers are other experts.
-  cache.use(2, std::vector<int32_t>{1, 4}, check(2));
+  cache.use(2, std::vector<int32_t>{1, 4}, true, check(2));
   EXPECT_EQ(cache.stats().hits, first.size());
   EXPECT_GT(cache.stats().bytes_read, read_once);
   // More experts in one call than slots: each still used once, with the right bytes.
   seen.clear();
   const std::vector<int32_t> all = {0, 1, 2, 3, 4, 5, 6, 7};
-  cache.use(0, all, check(0));
+  cache.use(0, all, true, check(0));
   EXPECT_EQ(std::set<int32_t>(seen.begin(), seen.end()).size(), all.size());
   EXPECT_EQ(seen.size(), all.size());
 }
@@ -124,11 +124,11 @@ uint64_t favourite_hits(ExpertPolicy policy) {
   SmallCache small(pool, 4, {policy});
   ExpertCache& cache = small.cache;
   auto nothing = [](int32_t, const ExpertWeights&) {};
-  for (int i = 0; i < 5; ++i) cache.use(0, std::vector<int32_t>{0}, nothing);
+  for (int i = 0; i < 5; ++i) cache.use(0, std::vector<int32_t>{0}, true, nothing);
   // A scan of six others (more than the slots), then the favourite again.
-  for (int32_t e = 1; e <= 6; ++e) cache.use(0, std::vector<int32_t>{e}, nothing);
+  for (int32_t e = 1; e <= 6; ++e) cache.use(0, std::vector<int32_t>{e}, true, nothing);
   const uint64_t before = cache.stats().hits;
-  cache.use(0, std::vector<int32_t>{0}, nothing);
+  cache.use(0, std::vector<int32_t>{0}, true, nothing);
   return cache.stats().hits - before;
 }
 
@@ -209,27 +209,27 @@ TEST(ExpertCache, ExpectedExpertsAreReadAheadAndNeverTwice) {
   };
   // Layer 2 will likely choose 3 and 5: read while layer 1 computes, after its own expert.
   cache.expect(2, std::vector<int32_t>{3, 5});
-  cache.use(1, std::vector<int32_t>{1}, check(1));
+  cache.use(1, std::vector<int32_t>{1}, true, check(1));
   EXPECT_EQ(cache.stats().experts_read, 3u);
   EXPECT_EQ(cache.stats().speculative_reads, 2u);
   // It chooses 3 (read ahead: not read again) and 6.
   seen.clear();
-  cache.use(2, std::vector<int32_t>{3, 6}, check(2));
+  cache.use(2, std::vector<int32_t>{3, 6}, true, check(2));
   EXPECT_EQ(std::set<int32_t>(seen.begin(), seen.end()), (std::set<int32_t>{3, 6}));
   EXPECT_EQ(cache.stats().experts_read, 4u);
   EXPECT_EQ(cache.stats().speculative_used, 1u);
   EXPECT_GT(cache.stats().speculative_bytes_wasted, 0u);  // 5, which layer 2 did not choose
   // 5 was read ahead in vain (a wrong prediction, whatever comes later) but is cached now.
-  cache.use(2, std::vector<int32_t>{5}, check(2));
+  cache.use(2, std::vector<int32_t>{5}, true, check(2));
   EXPECT_EQ(cache.stats().experts_read, 4u);
   EXPECT_EQ(cache.stats().speculative_used, 1u);
   // A prediction for experts already cached reads nothing; one left in flight at destruction is
   // waited for (the sanitizers watch the slot memory).
   cache.expect(2, std::vector<int32_t>{3, 5, 6});
-  cache.use(0, std::vector<int32_t>{0}, check(0));
+  cache.use(0, std::vector<int32_t>{0}, true, check(0));
   EXPECT_EQ(cache.stats().experts_read, 5u);
   cache.expect(0, std::vector<int32_t>{7});
-  cache.use(1, std::vector<int32_t>{1}, check(1));
+  cache.use(1, std::vector<int32_t>{1}, true, check(1));
   EXPECT_EQ(cache.stats().speculative_reads, 3u);
 }
 
@@ -240,14 +240,14 @@ TEST(ExpertCache, APredictionsReadsDoNotEvictItsCachedExperts) {
   SmallCache small(pool, 3, {ExpertPolicy::Recency});
   ExpertCache& cache = small.cache;
   auto nothing = [](int32_t, const ExpertWeights&) {};
-  cache.use(0, std::vector<int32_t>{0}, nothing);
-  cache.use(1, std::vector<int32_t>{1}, nothing);
-  cache.use(1, std::vector<int32_t>{2}, nothing);
+  cache.use(0, std::vector<int32_t>{0}, true, nothing);
+  cache.use(1, std::vector<int32_t>{1}, true, nothing);
+  cache.use(1, std::vector<int32_t>{2}, true, nothing);
   EXPECT_EQ(cache.stats().experts_read, 3u);
   cache.expect(1, std::vector<int32_t>{1, 3});
-  cache.use(0, std::vector<int32_t>{0}, nothing);
+  cache.use(0, std::vector<int32_t>{0}, true, nothing);
   EXPECT_EQ(cache.stats().experts_read, 4u);  // 3 read ahead, into 2's slot
-  cache.use(1, std::vector<int32_t>{1, 3}, nothing);
+  cache.use(1, std::vector<int32_t>{1, 3}, true, nothing);
   EXPECT_EQ(cache.stats().experts_read, 4u) << "1 was evicted by its own prediction's read";
   EXPECT_EQ(cache.stats().speculative_used, 1u);
   EXPECT_EQ(cache.stats().speculative_bytes_wasted, 0u);
@@ -260,8 +260,8 @@ TEST(ExpertCache, ReadingAheadPausesWhilePredictionsAreWrongAndResumes) {
   auto nothing = [](int32_t, const ExpertWeights&) {};
   auto step = [&](int32_t predicted, int32_t chosen) {
     cache.expect(1, std::vector<int32_t>{predicted});
-    cache.use(0, std::vector<int32_t>{0}, nothing);
-    cache.use(1, std::vector<int32_t>{chosen}, nothing);
+    cache.use(0, std::vector<int32_t>{0}, true, nothing);
+    cache.use(1, std::vector<int32_t>{chosen}, true, nothing);
   };
   for (int i = 0; i < 40; ++i) step(2 + i % 6, 1);
   const uint64_t read_while_wrong = cache.stats().speculative_reads;
@@ -280,7 +280,7 @@ TEST(ExpertCache, WithoutSpeculationPredictionsAreIgnored) {
   SmallCache small(pool, 6, {ExpertPolicy::Frequency, false});
   ExpertCache& cache = small.cache;
   cache.expect(2, std::vector<int32_t>{3, 5});
-  cache.use(1, std::vector<int32_t>{1}, [](int32_t, const ExpertWeights&) {});
+  cache.use(1, std::vector<int32_t>{1}, true, [](int32_t, const ExpertWeights&) {});
   EXPECT_EQ(cache.stats().experts_read, 1u);
   EXPECT_EQ(cache.stats().speculative_reads, 0u);
 }

@@ -7,7 +7,7 @@
 #
 # usage: tools/bench-moe.sh [--llama-bench [LABEL=]PATH]... [--budgets "8G 4G"] [--skews "3 0"] [--threads N]
 #                           [--tokens N] [--llama-tokens N] [--policies "frequency recency"]
-#                           [--speculation "on off"] [--timeout S] [--out DIR] [--keep] [--docs]
+#                           [--speculation "auto off"] [--timeout S] [--out DIR] [--keep] [--docs]
 #   --llama-bench  llama.cpp's llama-bench, built by you outside this repository (omit: flexinfer only);
 #                  repeat with labels to compare builds, e.g. llama.cpp=... llama.cpp-no-repack=...
 #   --skews        make-model --router-skew values (0 = uniform routing)
@@ -116,6 +116,7 @@ for skew in skews:
                    "prefill_tok_s": r["prefill_tok_s"], "decode_wait_seconds": r["decode_stall_seconds"],
                    "speculation_hit_rate": cache.get("speculation_hit_rate") if speculation != "off" else None,
                    "layers_not_read_ahead_per_token": cache.get("layers_not_read_ahead_per_token"),
+                   "speculative_reads": cache.get("speculative_reads"),
                    "hit_rate_ram": cache.get("hit_rate_ram"), "expert_slots": cache.get("slots"),
                    "disk_bytes_per_token": r["bytes_per_token"]["disk"], "host_bytes_per_token": r["bytes_per_token"]["host"],
                    "limit_tok_s": r["limit_tok_s"], "achieved_over_limit": r["achieved_over_limit"],
@@ -159,12 +160,13 @@ for row in rows:
         else:
             llama_text += f" {llama['decode_tok_s']:.3f} | {row['decode_tok_s'] / llama['decode_tok_s']:.1f}x |"
     hit = f"{100 * row['hit_rate_ram']:.1f}%" if row["hit_rate_ram"] is not None else "all resident"
-    ahead = "off"
-    if row["speculation"] != "off":
-        ahead = f"{row['speculation']} ({100 * row['speculation_hit_rate']:.0f}%"
-        if row["layers_not_read_ahead_per_token"] is not None and row["speculation"] == "auto":
-            ahead += f", {row['layers_not_read_ahead_per_token']:.0f} layers/token not"
-        ahead += ")"
+    ahead = row["speculation"]
+    if row["speculation"] != "off" and row["speculation_hit_rate"] is not None:
+        # The hit rate of no reads at all is no rate.
+        rate = f"{100 * row['speculation_hit_rate']:.0f}%" if row["speculative_reads"] else "none read"
+        skipped = row["layers_not_read_ahead_per_token"]
+        ahead += f" ({rate}" + (f"; timing said no on {skipped:.1f} layers/token" if skipped is not None and
+                                 row["speculation"] == "auto" else "") + ")"
     lines.append(f"| {row['router']} | {row['budget']} | {row['policy']} | {ahead} | {row['decode_tok_s']:.3f} | "
                  f"{row['decode_wait_seconds']:.2f} | {hit} | "
                  f"{row['disk_bytes_per_token'] / 1e6:.0f} | {row['limit_tok_s']:.3f} | "

@@ -303,8 +303,8 @@ void add_engine_options(CLI::App& app, EngineArgs& engine) {
       ->type_name("POLICY");
   app.add_option("--expert-speculation", engine.expert_speculation,
                  "mixture of experts read on demand: on reads the experts the next layer's router predicts while "
-                 "this layer computes; auto (the default) does so while a layer computes for longer than an expert "
-                 "takes to read; off reads only what was chosen")
+                 "this layer computes; auto (the default) does so while a layer computes for at least as long as a "
+                 "read it waited for took; off reads only what was chosen")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->type_name("auto|on|off");
 }

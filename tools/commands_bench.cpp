@@ -418,8 +418,8 @@ int command_bench(int argc, char** argv) {
                   100.0 * speculation_hit_rate, format_bytes(wasted_per_token).c_str(),
                   static_cast<double>(speculation_paused) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)));
     if (read_ahead_timed)
-      std::printf("read ahead       %.1f of %" PRId64 " layers per token not read ahead, computing faster than an expert "
-                  "reads (last averages: a layer %.2f ms, a read waited for %.2f ms)\n",
+      std::printf("read ahead       timing said no on %.1f of %" PRId64 " layers per token: a layer computes in %.2f ms, "
+                  "a read waited for takes %.2f ms (averages at the end)\n",
                   static_cast<double>(layers_not_read_ahead) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)),
                   config.n_layers, 1e3 * experts_after.layer_seconds, 1e3 * experts_after.read_seconds);
   }

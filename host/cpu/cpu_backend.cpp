@@ -328,7 +328,7 @@ void CpuBackend::experts_ffn(Activation in) {
     float* out = &weighted_[choice * c.dim];
     for (int64_t r = 0; r < c.dim; ++r) out[r] = result[r] * scale;
   };
-  store_.use_experts(unit_, host_experts, [&](int32_t e, const ExpertWeights& w) {
+  store_.use_experts(unit_, host_experts, tokens_ <= kForeseenTokens, [&](int32_t e, const ExpertWeights& w) {
     if (assist_ && assist_->receive(e, w)) return;
     const std::span<const int32_t> choices = routing_.choices_of(e);
     const auto count = static_cast<int64_t>(choices.size());

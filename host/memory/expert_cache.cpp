@@ -95,6 +95,7 @@ bool ExpertCache::start_read(int64_t layer, int32_t expert) {
   slot.held = false;
   slot.last_use = 0;
   slot.read_bytes = bytes;
+  slot.blocked = false;
   slot.reads_left = static_cast<int>(reads.size());
   slot.submitted = Trace::Clock::now();
   for (const ReadSpan& read : reads)
@@ -130,9 +131,11 @@ ExpertCache::Slot* ExpertCache::wait_for_read() {
   const double waited = std::chrono::duration<double>(end - start).count();
   stats_.wait_seconds += waited;
   Slot& slot = slots_[static_cast<size_t>(tag)];
+  // A read found complete may have arrived long before: only an expert the compute blocked on (for
+  // any of its pieces) times a read, and only in a batch that times reading ahead.
+  if (waited > kBlockedWaitSeconds) slot.blocked = true;
   if (--slot.reads_left > 0) return nullptr;
-  // A read found complete may have arrived long before: only one the compute blocked on times it.
-  if (waited > kBlockedWaitSeconds) timing_.read_arrived(std::chrono::duration<double>(end - slot.submitted).count());
+  if (slot.blocked && timing_batch_) timing_.read_arrived(std::chrono::duration<double>(end - slot.submitted).count());
   arrived(slot);
   return &slot;
 }
@@ -148,17 +151,20 @@ void ExpertCache::expect(int64_t layer, std::span<const int32_t> experts) {
   expected_.assign(experts.begin(), experts.end());
 }
 
-void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use) {
+void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, bool predictable, const ExpertUse& use) {
   ++clock_;
   const auto now = Trace::Clock::now();
-  if (last_layer_ >= 0 && layer == last_layer_ + 1)  // not across the head and the next token's start
+  // Consecutive layers of predictable batches only (not across the head and the next token's
+  // start): a prompt's long layers and queued reads say nothing of decode's.
+  timing_batch_ = predictable;
+  if (predictable && last_layer_ >= 0 && layer == last_layer_ + 1)
     timing_.layer_computed(std::chrono::duration<double>(now - last_use_).count() - (stats_.wait_seconds - wait_at_last_use_));
   last_use_ = now;
-  last_layer_ = layer;
+  last_layer_ = predictable ? layer : -1;
   wait_at_last_use_ = stats_.wait_seconds;
   stats_.layer_seconds = timing_.layer_seconds();
   stats_.read_seconds = timing_.read_seconds();
-  if (options_.speculate && options_.timed && !timing_.hides_reads()) ++stats_.layers_not_read_ahead;
+  if (predictable && options_.speculate && options_.timed && !timing_.hides_reads()) ++stats_.layers_not_read_ahead;
   std::vector<int32_t> cached;
   std::deque<int32_t> to_read;
   for (int32_t expert : experts) {

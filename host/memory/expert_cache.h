@@ -43,12 +43,13 @@ struct ExpertCacheOptions {
 };
 
 // Reading the next layer's predicted experts ahead hides their reads only if that layer chooses
-// after they arrive. Measured side by side: it gained 8% where a layer computed in 2.7 ms and an
-// expert read in 1.8 ms, and cost 2-15% where a layer took 1.5 ms and a read 2.2 ms (the reads
-// rarely arrived in time, while the early router product and the wrong predictions' reads cost).
-// So it goes on while a layer's compute (one layer's choice to the next layer's, less the time spent
-// waiting for reads) lasts at least as long as a read the compute waited for (submission to arrival), both
-// moving averages; until both have been seen, it goes on.
+// after they arrive. Side by side it gained 8% where a layer took about 2.7 ms and an expert read
+// 1.8 ms, and cost 2-15% where a layer took 1.5 ms and a read 2.2 ms (estimates from each run's
+// totals): the reads rarely arrived in time, while the early router product and the wrong
+// predictions' reads cost. So it goes on while a layer's compute (one layer's choice to the next
+// layer's, less the time spent waiting for expert reads) lasts at least as long as a read the
+// compute waited for (submission to arrival), both moving averages over decode; until both have
+// been seen, it goes on.
 class ReadAheadTiming {
  public:
   void layer_computed(double seconds) { average(layer_seconds_, seconds, layers_); }
@@ -89,8 +90,9 @@ class ExpertCache {
   ExpertCache(const ExpertCache&) = delete;
   ExpertCache& operator=(const ExpertCache&) = delete;
 
-  // `experts`: distinct experts of `layer` the batch chose.
-  void use(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use);
+  // `experts`: distinct experts of `layer` the batch chose; `predictable`: a batch the forward pass
+  // predicts for (decode), the only ones whose layers and reads time reading ahead.
+  void use(int64_t layer, std::span<const int32_t> experts, bool predictable, const ExpertUse& use);
   // `experts` of `layer` will likely be chosen: those not cached are read after the next use()'s
   // own misses have been issued (while slots are free to take).
   void expect(int64_t layer, std::span<const int32_t> experts);
@@ -119,6 +121,7 @@ class ExpertCache {
     bool read_ahead = false;   // its last read was speculative (for the trace)
     bool held = false;         // cached when predicted: kept until its layer has chosen
     uint64_t read_bytes = 0;   // of its last read
+    bool blocked = false;      // the compute waited for one of its reads (ReadAheadTiming)
     Trace::Clock::time_point submitted;
     ExpertWeights weights;
   };
@@ -156,6 +159,7 @@ class ExpertCache {
   ReadAheadTiming timing_;
   Trace::Clock::time_point last_use_;
   int64_t last_layer_ = -1;
+  bool timing_batch_ = false;  // the current use() is of a predictable batch
   double wait_at_last_use_ = 0;
   ExpertCacheStats stats_;
   Trace* trace_ = nullptr;

@@ -31,8 +31,9 @@ class HostWeights {
   virtual void set_trace(Trace* trace) = 0;
   // Mixture of experts, within the acquired unit of `layer`: calls `use` once for each of
   // `experts` (distinct) with its weights, valid during the call, in the order they become
-  // available. By default every expert is resident in the stacked views.
-  virtual void use_experts(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use);
+  // available. By default every expert is resident in the stacked views. `predictable`: a batch
+  // small enough for the forward pass to predict the next layer's experts (decode).
+  virtual void use_experts(int64_t layer, std::span<const int32_t> experts, bool predictable, const ExpertUse& use);
   // Whether a prediction of the coming layers' experts is wanted now (experts are read on demand
   // and reading ahead is on), so that computing one pays.
   virtual bool wants_expert_predictions() const { return false; }

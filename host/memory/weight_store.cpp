@@ -147,9 +147,9 @@ void WeightStore::set_trace(Trace* trace) {
   if (expert_cache_) expert_cache_->set_trace(trace);
 }
 
-void WeightStore::use_experts(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use) {
-  if (expert_cache_) return expert_cache_->use(layer, experts, use);
-  HostWeights::use_experts(layer, experts, use);
+void WeightStore::use_experts(int64_t layer, std::span<const int32_t> experts, bool predictable, const ExpertUse& use) {
+  if (expert_cache_) return expert_cache_->use(layer, experts, predictable, use);
+  HostWeights::use_experts(layer, experts, predictable, use);
 }
 
 void WeightStore::expect_experts(int64_t layer, std::span<const int32_t> experts) {

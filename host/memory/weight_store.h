@@ -43,7 +43,7 @@ class WeightStore final : public HostWeights {
 
   const AsyncReader& reader() const { return *reader_; }
   void set_trace(Trace* trace) override;
-  void use_experts(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use) override;
+  void use_experts(int64_t layer, std::span<const int32_t> experts, bool predictable, const ExpertUse& use) override;
   bool wants_expert_predictions() const override { return expert_cache_ && expert_cache_->wants_predictions(); }
   void expect_experts(int64_t layer, std::span<const int32_t> experts) override;
   const WeightMatrix* lasting(int64_t layer, Role role) const override;

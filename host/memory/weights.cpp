@@ -23,7 +23,7 @@ ExpertWeights expert_slices(const TensorViews& layer, int64_t n_experts, int32_t
   return {slice(Role::FfnGateExps), slice(Role::FfnUpExps), slice(Role::FfnDownExps)};
 }
 
-void HostWeights::use_experts(int64_t layer, std::span<const int32_t> experts, const ExpertUse& use) {
+void HostWeights::use_experts(int64_t layer, std::span<const int32_t> experts, bool /*predictable*/, const ExpertUse& use) {
   const TensorViews& views = weights().layers.at(static_cast<size_t>(layer));
   const int64_t n_experts = views[Role::FfnGateInp].rows;
   for (int32_t expert : experts) use(expert, expert_slices(views, n_experts, expert));
