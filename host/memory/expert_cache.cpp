@@ -162,8 +162,6 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, bool pred
   last_use_ = now;
   last_layer_ = predictable ? layer : -1;
   wait_at_last_use_ = stats_.wait_seconds;
-  stats_.layer_seconds = timing_.layer_seconds();
-  stats_.read_seconds = timing_.read_seconds();
   if (predictable && options_.speculate && options_.timed && !timing_.hides_reads()) ++stats_.layers_not_read_ahead;
   std::vector<int32_t> cached;
   std::deque<int32_t> to_read;

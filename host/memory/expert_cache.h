@@ -77,7 +77,7 @@ struct ExpertCacheStats {
   uint64_t speculation_paused = 0;  // predictions not read because recent ones were often wrong
   uint64_t speculative_bytes_wasted = 0;  // read for predictions their layer did not choose
   uint64_t layers_not_read_ahead = 0;  // uses while a layer computed faster than an expert read
-  double layer_seconds = 0;  // ReadAheadTiming's averages, as of the last use
+  double layer_seconds = 0;  // ReadAheadTiming's averages
   double read_seconds = 0;
 };
 
@@ -97,7 +97,12 @@ class ExpertCache {
   // own misses have been issued (while slots are free to take).
   void expect(int64_t layer, std::span<const int32_t> experts);
 
-  ExpertCacheStats stats() const { return stats_; }
+  ExpertCacheStats stats() const {
+    ExpertCacheStats stats = stats_;
+    stats.layer_seconds = timing_.layer_seconds();
+    stats.read_seconds = timing_.read_seconds();
+    return stats;
+  }
   ExpertPolicy policy() const { return options_.policy; }
   bool speculates() const { return options_.speculate; }
   bool times_read_ahead() const { return options_.speculate && options_.timed; }
