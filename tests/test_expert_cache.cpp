@@ -38,6 +38,14 @@ std::vector<std::vector<uint8_t>> expert_in_file(const std::string& path, const 
   return slices;
 }
 
+// Calls f(expert, weights) for every expert of each group the cache hands over.
+template <typename F>
+ExpertUse each(F f) {
+  return [f](std::span<const ReadyExpert> ready) {
+    for (const ReadyExpert& r : ready) f(r.expert, *r.weights);
+  };
+}
+
 // A plan whose cache holds `slots` experts (the smallest budget, then the slot count set).
 struct Cached {
   std::unique_ptr<HostModel> model;
@@ -85,7 +93,7 @@ TEST(ExpertCache, SlotsHoldTheFilesBytesAndCachedExpertsAreNotReadAgain) {
   const std::vector<int32_t> first = {1, 4, 6, 7};
   std::vector<int32_t> seen;
   auto check = [&](int64_t layer) {
-    return [&, layer](int32_t expert, const ExpertWeights& w) {
+    return each([&, layer](int32_t expert, const ExpertWeights& w) {
       seen.push_back(expert);
       const auto slices = expert_in_file(model_path(), plan.experts, layer, expert);
       const WeightMatrix* views[3] = {&w.gate, &w.up, &w.down};
@@ -94,15 +102,21 @@ TEST(ExpertCache, SlotsHoldTheFilesBytesAndCachedExpertsAreNotReadAgain) {
         ASSERT_EQ(static_cast<uint64_t>(views[i]->rows) * views[i]->row_bytes, slices[i].size());
         EXPECT_EQ(0, std::memcmp(views[i]->data, slices[i].data(), slices[i].size())) << "expert " << expert << " slice " << i;
       }
-    };
+    });
   };
   cache.use(1, first, true, check(1));
   EXPECT_EQ(std::multiset<int32_t>(seen.begin(), seen.end()), std::multiset<int32_t>(first.begin(), first.end()));
   const uint64_t read_once = cache.stats().bytes_read;
   EXPECT_EQ(cache.stats().hits, 0u);
-  // The same experts again: all hits, nothing read.
+  // The same experts again: all hits, nothing read, handed over in one group.
   seen.clear();
-  cache.use(1, first, true, check(1));
+  size_t groups = 0;
+  const ExpertUse checked = check(1);
+  cache.use(1, first, true, [&](std::span<const ReadyExpert> ready) {
+    ++groups;
+    checked(ready);
+  });
+  EXPECT_EQ(groups, 1u);
   EXPECT_EQ(seen.size(), first.size());
   EXPECT_EQ(cache.stats().hits, first.size());
   EXPECT_EQ(cache.stats().bytes_read, read_once);
@@ -123,7 +137,7 @@ uint64_t favourite_hits(ExpertPolicy policy) {
   ThreadPool pool(1);
   SmallCache small(pool, 4, {policy});
   ExpertCache& cache = small.cache;
-  auto nothing = [](int32_t, const ExpertWeights&) {};
+  auto nothing = [](std::span<const ReadyExpert>) {};
   for (int i = 0; i < 5; ++i) cache.use(0, std::vector<int32_t>{0}, true, nothing);
   // A scan of six others (more than the slots), then the favourite again.
   for (int32_t e = 1; e <= 6; ++e) cache.use(0, std::vector<int32_t>{e}, true, nothing);
@@ -200,12 +214,12 @@ TEST(ExpertCache, ExpectedExpertsAreReadAheadAndNeverTwice) {
   ExpertCache& cache = small.cache;
   std::vector<int32_t> seen;
   auto check = [&](int64_t layer) {
-    return [&, layer](int32_t expert, const ExpertWeights& w) {
+    return each([&, layer](int32_t expert, const ExpertWeights& w) {
       seen.push_back(expert);
       const auto slices = expert_in_file(model_path(), plan.experts, layer, expert);
       EXPECT_EQ(0, std::memcmp(w.gate.data, slices[0].data(), slices[0].size())) << "expert " << expert;
       EXPECT_EQ(0, std::memcmp(w.down.data, slices[2].data(), slices[2].size())) << "expert " << expert;
-    };
+    });
   };
   // Layer 2 will likely choose 3 and 5: read while layer 1 computes, after its own expert.
   cache.expect(2, std::vector<int32_t>{3, 5});
@@ -239,7 +253,7 @@ TEST(ExpertCache, APredictionsReadsDoNotEvictItsCachedExperts) {
   ThreadPool pool(1);
   SmallCache small(pool, 3, {ExpertPolicy::Recency});
   ExpertCache& cache = small.cache;
-  auto nothing = [](int32_t, const ExpertWeights&) {};
+  auto nothing = [](std::span<const ReadyExpert>) {};
   cache.use(0, std::vector<int32_t>{0}, true, nothing);
   cache.use(1, std::vector<int32_t>{1}, true, nothing);
   cache.use(1, std::vector<int32_t>{2}, true, nothing);
@@ -257,7 +271,7 @@ TEST(ExpertCache, ReadingAheadPausesWhilePredictionsAreWrongAndResumes) {
   ThreadPool pool(1);
   SmallCache small(pool, 3, {ExpertPolicy::Recency});
   ExpertCache& cache = small.cache;
-  auto nothing = [](int32_t, const ExpertWeights&) {};
+  auto nothing = [](std::span<const ReadyExpert>) {};
   auto step = [&](int32_t predicted, int32_t chosen) {
     cache.expect(1, std::vector<int32_t>{predicted});
     cache.use(0, std::vector<int32_t>{0}, true, nothing);
@@ -280,7 +294,7 @@ TEST(ExpertCache, WithoutSpeculationPredictionsAreIgnored) {
   SmallCache small(pool, 6, {ExpertPolicy::Frequency, false});
   ExpertCache& cache = small.cache;
   cache.expect(2, std::vector<int32_t>{3, 5});
-  cache.use(1, std::vector<int32_t>{1}, true, [](int32_t, const ExpertWeights&) {});
+  cache.use(1, std::vector<int32_t>{1}, true, [](std::span<const ReadyExpert>) {});
   EXPECT_EQ(cache.stats().experts_read, 1u);
   EXPECT_EQ(cache.stats().speculative_reads, 0u);
 }

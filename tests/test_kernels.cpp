@@ -430,6 +430,22 @@ TEST(Matmul, SameBitsOnEveryPoolAndSplit) {
         for (size_t i = 0; i < outputs.size(); ++i)
           ASSERT_EQ(std::memcmp(outputs[i].data(), want.data(), want.size() * sizeof(float)), 0)
               << type_name(type) << " product " << i << " of three, " << tokens << " tokens on " << threads << " threads";
+        // Products of ranges of the rows (several experts, each with its tokens), more than fit in
+        // one product's parts: each range's results are the bits of the whole batch's.
+        constexpr int64_t kRanged = 12;
+        std::vector<std::vector<float>> ranged_outputs;
+        std::vector<MatrixProduct> ranged;
+        for (int64_t i = 0; i < kRanged; ++i) {
+          const int64_t first = i % tokens, count = 1 + i % (tokens - first);
+          ranged_outputs.emplace_back(static_cast<size_t>(count * rows));
+          ranged.push_back({i % 2 ? &split : &w, ranged_outputs.back().data(), first, count});
+        }
+        matmul(pool, ranged, batch);
+        for (int64_t i = 0; i < kRanged; ++i)
+          ASSERT_EQ(std::memcmp(ranged_outputs[static_cast<size_t>(i)].data(), want.data() + ranged[static_cast<size_t>(i)].first_token * rows,
+                                ranged_outputs[static_cast<size_t>(i)].size() * sizeof(float)), 0)
+              << type_name(type) << " rows from " << ranged[static_cast<size_t>(i)].first_token << ", " << tokens << " tokens on " << threads
+              << " threads";
       }
     }
   }

@@ -93,6 +93,9 @@ CpuBackend::CpuBackend(const Model& model, HostWeights& weights, ThreadPool& poo
     const int64_t widest = std::max(config_.dim, config_.expert_ffn_dim);
     expert_input_ = floats(widest);
     expert_output_ = floats(widest);
+    expert_rows_ = static_cast<int64_t>(batch);
+    host_group_.reserve(static_cast<size_t>(config_.n_experts));
+    first_rows_.reserve(static_cast<size_t>(config_.n_experts));
     weighted_ = floats(config_.n_experts_used * config_.dim);
     const auto choices = batch * static_cast<uint64_t>(config_.n_experts_used);
     routing_.expert.reserve(choices);
@@ -296,24 +299,84 @@ void CpuBackend::route(Activation logits) {
   routing_.route(buffer(logits), tokens_, config_.n_experts, config_.n_experts_used);
 }
 
-void CpuBackend::experts_ffn(Activation in) {
+void CpuBackend::weigh(int32_t choice, const float* result) {
+  const float scale = routing_.weight[static_cast<size_t>(choice)];
+  float* out = &weighted_[choice * config_.dim];
+  for (int64_t r = 0; r < config_.dim; ++r) out[r] = result[r] * scale;
+}
+
+void CpuBackend::compute_experts(std::span<const ReadyExpert> group, const float* x) {
   const ModelConfig& c = config_;
   const int64_t k = c.n_experts_used, width = c.expert_ffn_dim;
-  const float* x = buffer(in);
+  // Stacked rows, [row][width]: gate and up results, then the down product's input.
   float* gate = buffer(Activation::Gate);
   float* up = buffer(Activation::Up);
+  first_rows_.clear();
+  int64_t rows = 0;
+  for (const ReadyExpert& ready : group) {
+    first_rows_.push_back(rows);
+    rows += static_cast<int64_t>(routing_.choices_of(ready.expert).size());
+  }
+  // One token's row is every expert's input (decode); a batch's choices have theirs gathered.
+  const bool one_token = tokens_ == 1;
+  const WeightMatrix& first_gate = group.front().weights->gate;
+  if (one_token) {
+    quantize_batch(pool_, first_gate.type, x, first_gate.cols, 1, quantized_);
+  } else {
+    for (size_t i = 0; i < group.size(); ++i) {
+      const std::span<const int32_t> choices = routing_.choices_of(group[i].expert);
+      for (size_t j = 0; j < choices.size(); ++j) {
+        const float* row = &x[choices[j] / k * first_gate.cols];
+        std::copy(row, row + first_gate.cols, &expert_input_[(first_rows_[i] + static_cast<int64_t>(j)) * first_gate.cols]);
+      }
+    }
+    quantize_batch(pool_, first_gate.type, expert_input_, first_gate.cols, rows, quantized_);
+  }
+  MatrixProduct products[kMaxProductsPerSection];
+  size_t count = 0;
+  auto product = [&](const WeightMatrix& w, float* out, size_t i) {
+    const auto choices = static_cast<int64_t>(routing_.choices_of(group[i].expert).size());
+    products[count++] = {&w, out + first_rows_[i] * w.rows, one_token ? 0 : first_rows_[i], choices};
+  };
+  auto run = [&] {
+    matmul(pool_, std::span<const MatrixProduct>(products, count), quantized_);
+    count = 0;
+  };
+  // Gate and up in one section when they take the same quantized rows.
+  const bool together = quantized_.matches(group.front().weights->up, quantized_.tokens);
+  for (size_t i = 0; i < group.size(); ++i) {
+    product(group[i].weights->gate, gate, i);
+    if (together) product(group[i].weights->up, up, i);
+  }
+  run();
+  if (!together) {
+    const WeightMatrix& first_up = group.front().weights->up;
+    quantize_batch(pool_, first_up.type, one_token ? x : expert_input_, first_up.cols, one_token ? 1 : rows, quantized_);
+    for (size_t i = 0; i < group.size(); ++i) product(group[i].weights->up, up, i);
+    run();
+  }
+  swiglu_rows(gate, up, rows * width);
+  quantize_batch(pool_, group.front().weights->down.type, gate, width, rows, quantized_);
+  for (size_t i = 0; i < group.size(); ++i) {
+    const auto choices = static_cast<int64_t>(routing_.choices_of(group[i].expert).size());
+    products[count++] = {&group[i].weights->down, expert_output_ + first_rows_[i] * c.dim, first_rows_[i], choices};
+  }
+  run();
+  for (size_t i = 0; i < group.size(); ++i) {
+    const std::span<const int32_t> choices = routing_.choices_of(group[i].expert);
+    for (size_t j = 0; j < choices.size(); ++j)
+      weigh(choices[j], &expert_output_[(first_rows_[i] + static_cast<int64_t>(j)) * c.dim]);
+  }
+}
+
+void CpuBackend::experts_ffn(Activation in) {
+  const ModelConfig& c = config_;
+  const int64_t k = c.n_experts_used;
+  const float* x = buffer(in);
   chosen_experts_.clear();
   for (int32_t e = 0; e < c.n_experts; ++e)
     if (!routing_.choices_of(e).empty()) chosen_experts_.push_back(e);
 
-  // One expert's input to a product: its tokens' rows gathered and quantized once for all of them.
-  auto prepare = [&](const WeightMatrix& w, std::span<const int32_t> choices, auto&& input_row) {
-    for (size_t i = 0; i < choices.size(); ++i) {
-      const float* row = input_row(choices[i]);
-      std::copy(row, row + w.cols, &expert_input_[static_cast<int64_t>(i) * w.cols]);
-    }
-    quantize_batch(pool_, w.type, expert_input_, w.cols, static_cast<int64_t>(choices.size()), quantized_);
-  };
   // Experts the assist holds compute there meanwhile; the host never needs them.
   std::span<const int32_t> host_experts = chosen_experts_;
   if (assist_) {
@@ -323,44 +386,25 @@ void CpuBackend::experts_ffn(Activation in) {
       if (!assist_->holds(e)) host_experts_.push_back(e);
     host_experts = host_experts_;
   }
-  auto weigh = [&](int32_t choice, const float* result) {
-    const float scale = routing_.weight[static_cast<size_t>(choice)];
-    float* out = &weighted_[choice * c.dim];
-    for (int64_t r = 0; r < c.dim; ++r) out[r] = result[r] * scale;
-  };
-  store_.use_experts(unit_, host_experts, tokens_ <= kForeseenTokens, [&](int32_t e, const ExpertWeights& w) {
-    if (assist_ && assist_->receive(e, w)) return;
-    const std::span<const int32_t> choices = routing_.choices_of(e);
-    const auto count = static_cast<int64_t>(choices.size());
-    prepare(w.gate, choices, [&](int32_t choice) { return &x[choice / k * w.gate.cols]; });
-    // Gate and up in one parallel section when they take the same quantized rows; up's results
-    // then go where the input was (its floats are spent once quantized).
-    const bool together = quantized_.matches(w.up, count);
-    if (together) {
-      const MatrixProduct gate_and_up[] = {{&w.gate, expert_output_}, {&w.up, expert_input_}};
-      matmul(pool_, gate_and_up, quantized_);
-    } else {
-      matmul(pool_, w.gate, quantized_, expert_output_);
+  store_.use_experts(unit_, host_experts, tokens_ <= kForeseenTokens, [&](std::span<const ReadyExpert> ready) {
+    host_group_.clear();
+    for (const ReadyExpert& expert : ready)
+      if (!(assist_ && assist_->receive(expert.expert, *expert.weights))) host_group_.push_back(expert);
+    // As many at once as one section's products and the stacked buffers take.
+    for (size_t first = 0; first < host_group_.size();) {
+      size_t end = first;
+      int64_t rows = 0;
+      while (end < host_group_.size() && end - first < kMaxProductsPerSection / 2) {
+        const auto choices = static_cast<int64_t>(routing_.choices_of(host_group_[end].expert).size());
+        if (end > first && rows + choices > expert_rows_) break;
+        rows += choices;
+        ++end;
+      }
+      compute_experts(std::span<const ReadyExpert>(host_group_).subspan(first, end - first), x);
+      first = end;
     }
-    for (size_t i = 0; i < choices.size(); ++i)
-      std::copy(&expert_output_[static_cast<int64_t>(i) * width], &expert_output_[static_cast<int64_t>(i + 1) * width],
-                &gate[choices[i] * width]);
-    if (!together) {
-      quantize_batch(pool_, w.up.type, expert_input_, w.up.cols, count, quantized_);
-      matmul(pool_, w.up, quantized_, expert_output_);
-    }
-    const float* up_results = together ? expert_input_ : expert_output_;
-    for (size_t i = 0; i < choices.size(); ++i) {
-      float* g = &gate[choices[i] * width];
-      float* u = &up[choices[i] * width];
-      std::copy(&up_results[static_cast<int64_t>(i) * width], &up_results[static_cast<int64_t>(i + 1) * width], u);
-      swiglu_rows(g, u, width);
-    }
-    prepare(w.down, choices, [&](int32_t choice) { return &gate[choice * width]; });
-    matmul(pool_, w.down, quantized_, expert_output_);
-    for (size_t i = 0; i < choices.size(); ++i) weigh(choices[i], &expert_output_[static_cast<int64_t>(i) * c.dim]);
   });
-  if (assist_) assist_->finish_layer(weigh);
+  if (assist_) assist_->finish_layer([&](int32_t choice, const float* result) { weigh(choice, result); });
   // As llama.cpp sums: the choices in order, then the sum onto the residual stream.
   float* residual = buffer(Activation::Residual);
   for (int64_t t = 0; t < tokens_; ++t)

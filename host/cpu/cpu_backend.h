@@ -61,6 +61,11 @@ class CpuBackend final : public Backend {
   const WeightMatrix& weight(Role role) const { return weights_.at(role, unit_); }
   // Quantizes `in` for w's activation format unless quantized_ already holds it.
   void quantize_for(const WeightMatrix& w, Activation in, bool fresh);
+  // Experts available together, the FFN of each for the tokens that chose it: their rows stacked
+  // expert after expert, every step one parallel section for all of them.
+  void compute_experts(std::span<const ReadyExpert> group, const float* x);
+  // One choice's expert output, weighted, into weighted_.
+  void weigh(int32_t choice, const float* result);
 
   const ModelConfig& config_;
   RopeStyle rope_style_;
@@ -87,8 +92,11 @@ class CpuBackend final : public Backend {
   std::vector<int32_t> chosen_experts_;  // distinct, ascending
   std::vector<int32_t> host_experts_;    // of them, those the host computes or hands over
   ExpertAssist* assist_ = nullptr;
-  float* expert_input_ = nullptr;        // the rows of the tokens that chose one expert
-  float* expert_output_ = nullptr;       // their product with one of its slices
+  std::vector<ReadyExpert> host_group_;  // of a group of available experts, those the host computes
+  std::vector<int64_t> first_rows_;      // per expert of a group: its first row in the stacked rows
+  int64_t expert_rows_ = 0;              // most stacked rows (choices) the buffers below hold
+  float* expert_input_ = nullptr;        // stacked rows: the choices' input rows (batches of tokens)
+  float* expert_output_ = nullptr;       // stacked rows: the choices' expert outputs
   float* weighted_ = nullptr;       // [token][choice][dim]: weighted expert outputs before their sum
   // Speculation (batches of up to kForeseenTokens): the residual stream normed for a later layer,
   // its router's logits, the experts they predict.

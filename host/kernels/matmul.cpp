@@ -41,15 +41,18 @@ struct Part {
 
 // Rows [begin, end) of a part, local to it.
 void multiply_rows(const Part& part, int64_t begin, int64_t end, const QuantizedBatch& x) {
-  const WeightMatrix& w = *part.product->w;
-  float* y = part.product->y;
+  const MatrixProduct& product = *part.product;
+  const WeightMatrix& w = *product.w;
+  float* y = product.y;
+  const int64_t tokens = product.tokens;
+  auto input = [&](int64_t t) { return x.row(product.first_token + t); };
   if (!w.interleaved) {
     float out[kMaxTokensPerDot];
     for (int64_t r = begin; r < end; ++r) {
       const uint8_t* row = part.data + static_cast<uint64_t>(r) * w.row_bytes;
-      for (int64_t t = 0; t < x.tokens; t += kMaxTokensPerDot) {
-        const int count = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
-        vec_dot_tokens(w.type, w.cols, row, x.row(t), x.row_bytes, count, out);
+      for (int64_t t = 0; t < tokens; t += kMaxTokensPerDot) {
+        const int count = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, tokens - t));
+        vec_dot_tokens(w.type, w.cols, row, input(t), x.row_bytes, count, out);
         for (int k = 0; k < count; ++k) y[(t + k) * w.rows + part.first_row + r] = out[k];
       }
     }
@@ -60,12 +63,12 @@ void multiply_rows(const Part& part, int64_t begin, int64_t end, const Quantized
   // A few tokens: the whole chunk in one call. More: pair by pair, every token block while the pair
   // is in cache. Either way the kernels request the groups after their own as they go (this
   // thread's next chunk, usually), once: with the first token block.
-  const int64_t step = x.tokens <= kMaxTokensPerDot ? (end - begin) / kInterleavedRows : kGroupsPerCall;
+  const int64_t step = tokens <= kMaxTokensPerDot ? (end - begin) / kInterleavedRows : kGroupsPerCall;
   for (int64_t g = begin / kInterleavedRows; g < end / kInterleavedRows; g += step) {
     const int64_t count = std::min(step, end / kInterleavedRows - g);
-    for (int64_t t = 0; t < x.tokens; t += kMaxTokensPerDot) {
-      const int tokens = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, x.tokens - t));
-      vec_dot_interleaved(w.type, w.cols, part.data + g * group_bytes, count, x.row(t), x.row_bytes, tokens,
+    for (int64_t t = 0; t < tokens; t += kMaxTokensPerDot) {
+      const int block = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, tokens - t));
+      vec_dot_interleaved(w.type, w.cols, part.data + g * group_bytes, count, input(t), x.row_bytes, block,
                           y + t * w.rows + part.first_row + g * kInterleavedRows, static_cast<size_t>(w.rows),
                           t == 0 ? groups - g - count : 0);
     }
@@ -102,11 +105,19 @@ WeightMatrix row_slice(const WeightMatrix& w, int64_t first, int64_t count) {
 void matmul(ThreadPool& pool, std::span<const MatrixProduct> products, const QuantizedBatch& x) {
   // Every part starts on a whole number of kernel calls, so a chunk never splits a call; a
   // matrix's resident and streamed parts are computed alike, so splitting never changes a result.
-  constexpr int kMaxParts = 8;
+  constexpr size_t kMaxParts = 2 * kMaxProductsPerSection;
+  if (products.size() > kMaxProductsPerSection)
+    fail("internal: %zu matrix products in one section (at most %zu)", products.size(), kMaxProductsPerSection);
+  MatrixProduct ranged[kMaxProductsPerSection];
   Part parts[kMaxParts];
-  int part_count = 0;
+  size_t part_count = 0;
   int64_t total = 0;
-  for (const MatrixProduct& p : products) {
+  for (size_t i = 0; i < products.size(); ++i) {
+    MatrixProduct& p = ranged[i] = products[i];
+    if (p.tokens < 0) p.tokens = x.tokens - p.first_token;
+    if (p.first_token < 0 || p.tokens == 0 || p.first_token + p.tokens > x.tokens)
+      fail("internal: rows %lld..%lld of a batch of %lld", static_cast<long long>(p.first_token),
+           static_cast<long long>(p.first_token + p.tokens), static_cast<long long>(x.tokens));
     const WeightMatrix& w = *p.w;
     if (!x.matches(w, x.tokens))
       fail("internal: a %s matrix of %lld columns against rows quantized for another", type_name(w.type),
@@ -115,7 +126,7 @@ void matmul(ThreadPool& pool, std::span<const MatrixProduct> products, const Qua
     for (const auto& [data, first, rows] : {std::tuple{w.data, int64_t{0}, head_rows},
                                             std::tuple{w.tail, head_rows, w.rows - head_rows}}) {
       if (rows == 0) continue;
-      if (part_count == kMaxParts) fail("internal: more than %d matrix parts in one product", kMaxParts);
+      if (part_count == kMaxParts) fail("internal: more than %zu matrix parts in one section", kMaxParts);
       parts[part_count++] = {&p, data, first, rows, total};
       total += (rows + kRowsPerCall - 1) / kRowsPerCall * kRowsPerCall;
     }
@@ -124,7 +135,7 @@ void matmul(ThreadPool& pool, std::span<const MatrixProduct> products, const Qua
   const int64_t chunk_rows = std::clamp<int64_t>(total / (pool.size() * 8) / kRowsPerCall * kRowsPerCall,
                                                  kRowsPerCall, 4 * kRowsPerCall);
   pool.parallel_for_contiguous(total, chunk_rows, [&](int64_t begin, int64_t end) {
-    for (int i = 0; i < part_count; ++i) {
+    for (size_t i = 0; i < part_count; ++i) {
       const Part& part = parts[i];
       const int64_t from = std::max(begin, part.offset) - part.offset;
       const int64_t to = std::min(end, part.offset + part.rows) - part.offset;

@@ -36,15 +36,22 @@ WeightMatrix row_slice(const WeightMatrix& w, int64_t first, int64_t count);
 // y[t * w.rows + r] = dot(w.row(r), x_t) for t < tokens.
 void matmul(ThreadPool& pool, const WeightMatrix& w, const QuantizedBatch& x, float* y);
 
-// One matrix's product: y as above.
+// One matrix's product with rows [first_token, first_token + tokens) of the quantized batch (all of
+// them when tokens < 0): y[t * w.rows + r] for t counted from first_token.
 struct MatrixProduct {
   const WeightMatrix* w;
   float* y;
+  int64_t first_token = 0;
+  int64_t tokens = -1;
 };
 
-// Several matrices' products with the same quantized rows (Q, K and V; an FFN's gate and up) in
-// one parallel section: one hand-off instead of one per matrix, and each thread's range runs on
-// from one matrix into the next. Each result is the bits matmul gives alone. At most four matrices.
+// Most products in one parallel section (the gate and up products of a layer's chosen experts).
+constexpr size_t kMaxProductsPerSection = 32;
+
+// Several matrices' products with rows of the same quantized batch (Q, K and V; an FFN's gate and
+// up; several experts, each with its own tokens' rows) in one parallel section: one hand-off instead
+// of one per matrix, and each thread's range runs on from one matrix into the next. Each result is
+// the bits matmul gives alone.
 void matmul(ThreadPool& pool, std::span<const MatrixProduct> products, const QuantizedBatch& x);
 
 }  // namespace fi

@@ -252,12 +252,15 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, bool pred
   try {
     issue();
     speculate();
-    // The disk works on the misses while the cached experts compute.
-    for (int32_t expert : cached) {
-      Slot& slot = slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, expert))])];
-      use(expert, slot.weights);
-      note_use(slot);
-      --remaining;
+    // The disk works on the misses while the cached experts compute, all in one go.
+    if (!cached.empty()) {
+      std::vector<ReadyExpert> ready;
+      ready.reserve(cached.size());
+      for (int32_t expert : cached)
+        ready.push_back({expert, &slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, expert))])].weights});
+      use(ready);
+      for (int32_t expert : cached) note_use(slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, expert))])]);
+      remaining -= cached.size();
       issue();
     }
     while (remaining > 0) {
@@ -266,7 +269,8 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, bool pred
       if (!slot) continue;
       const auto expert = static_cast<int32_t>(slot->key % plan_.experts.count);
       if (slot->key / plan_.experts.count == layer && std::find(experts.begin(), experts.end(), expert) != experts.end()) {
-        use(expert, slot->weights);
+        const ReadyExpert ready{expert, &slot->weights};
+        use(std::span<const ReadyExpert>(&ready, 1));
         note_use(*slot);
         --remaining;
       } else if (!slot->speculative) {

@@ -16,7 +16,12 @@ class Trace;
 struct ExpertWeights {
   WeightMatrix gate, up, down;
 };
-using ExpertUse = std::function<void(int32_t expert, const ExpertWeights& weights)>;
+struct ReadyExpert {
+  int32_t expert;
+  const ExpertWeights* weights;
+};
+// Experts whose weights are available together (computing them in one go saves hand-offs).
+using ExpertUse = std::function<void(std::span<const ReadyExpert> ready)>;
 
 class HostWeights {
  public:
@@ -29,9 +34,10 @@ class HostWeights {
   virtual void embed(int32_t token, float* out) = 0;
   // Reads of streamed rows become spans on the trace's disk track.
   virtual void set_trace(Trace* trace) = 0;
-  // Mixture of experts, within the acquired unit of `layer`: calls `use` once for each of
-  // `experts` (distinct) with its weights, valid during the call, in the order they become
-  // available. By default every expert is resident in the stacked views. `predictable`: a batch
+  // Mixture of experts, within the acquired unit of `layer`: calls `use` with each of `experts`
+  // (distinct) once, with its weights, valid during the call: in groups of those available at once,
+  // in the order they become available. By default every expert is resident in the stacked views,
+  // one group. `predictable`: a batch
   // small enough for the forward pass to predict the next layer's experts (decode).
   virtual void use_experts(int64_t layer, std::span<const int32_t> experts, bool predictable, const ExpertUse& use);
   // Whether a prediction of the coming layers' experts is wanted now (experts are read on demand

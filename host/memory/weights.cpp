@@ -1,5 +1,7 @@
 #include "host/memory/weights.h"
 
+#include <vector>
+
 #include "host/kernels/matmul.h"
 #include "host/memory/host_weights.h"
 
@@ -26,7 +28,15 @@ ExpertWeights expert_slices(const TensorViews& layer, int64_t n_experts, int32_t
 void HostWeights::use_experts(int64_t layer, std::span<const int32_t> experts, bool /*predictable*/, const ExpertUse& use) {
   const TensorViews& views = weights().layers.at(static_cast<size_t>(layer));
   const int64_t n_experts = views[Role::FfnGateInp].rows;
-  for (int32_t expert : experts) use(expert, expert_slices(views, n_experts, expert));
+  std::vector<ExpertWeights> weights;
+  weights.reserve(experts.size());
+  std::vector<ReadyExpert> ready;
+  ready.reserve(experts.size());
+  for (int32_t expert : experts) {
+    weights.push_back(expert_slices(views, n_experts, expert));
+    ready.push_back({expert, &weights.back()});
+  }
+  use(ready);
 }
 
 const WeightMatrix* HostWeights::lasting(int64_t layer, Role role) const {

@@ -15,7 +15,7 @@ class Trace;
 class ExpertAssist;
 
 // The run state of a batch: row-major [token][width] floats. In a mixture-of-experts layer Gate
-// and Up hold one row of expert_ffn_dim per chosen expert: [token][choice][expert_ffn_dim].
+// and Up have room for one row of expert_ffn_dim per choice: [token][choice][expert_ffn_dim].
 enum class Activation : uint8_t { Residual, Normed, Query, Key, Value, Attended, Gate, Up, RouterLogits };
 constexpr size_t kActivationCount = static_cast<size_t>(Activation::RouterLogits) + 1;
 // Floats per token of each buffer: the one definition every device allocates by.
@@ -75,7 +75,7 @@ class Backend {
   // The experts' feed-forward network for the routing's choices, onto the residual stream: for
   // each token, the sum over its choices of routing weight · down(silu(gate · in) * up · in) with
   // the chosen expert's slices. Each chosen expert's weights are used once for all the batch's
-  // tokens that chose it; Gate and Up hold the choices' rows [token][choice] meanwhile.
+  // tokens that chose it; Gate and Up hold the choices' rows meanwhile, in an order of the backend's.
   virtual void experts_ffn(Activation in) = 0;
   // Speculation, where experts are read on demand: the router of `layer` (one still to come)
   // applied to the residual stream as it is now predicts that layer's choice, so the reads of
