@@ -50,6 +50,9 @@ const Case kCases[] = {
      WeightScheme::Q4_0},
     {"offload_odd_experts_f32", {72, 2, 6, 3, 100, 512, 0, 10000.0, false, "qwen3moe", 12, {}, false, 3, 2, 20, 0.5},
      WeightScheme::F32},
+    // More experts chosen by the prompt than one parallel section computes: several sections.
+    {"offload_many_experts_q4_k_m",
+     {256, 2, 4, 2, 256, 512, 0, 10000.0, false, "qwen3moe", 64, {}, false, 40, 4, 256, 0.0}, WeightScheme::Q4_K_M},
 };
 
 constexpr int64_t kContext = 32;

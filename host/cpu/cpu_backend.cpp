@@ -388,8 +388,15 @@ void CpuBackend::experts_ffn(Activation in) {
   }
   store_.use_experts(unit_, host_experts, tokens_ <= kForeseenTokens, [&](std::span<const ReadyExpert> ready) {
     host_group_.clear();
-    for (const ReadyExpert& expert : ready)
-      if (!(assist_ && assist_->receive(expert.expert, *expert.weights))) host_group_.push_back(expert);
+    for (const ReadyExpert& expert : ready) {
+      if (!assist_) {
+        host_group_.push_back(expert);
+        continue;
+      }
+      // Beside an assist, each in turn: an upload waits for the ones before it, and the host's
+      // experts computed between them hide that wait.
+      if (!assist_->receive(expert.expert, *expert.weights)) compute_experts(std::span<const ReadyExpert>(&expert, 1), x);
+    }
     // As many at once as one section's products and the stacked buffers take.
     for (size_t first = 0; first < host_group_.size();) {
       size_t end = first;

@@ -115,7 +115,7 @@ void matmul(ThreadPool& pool, std::span<const MatrixProduct> products, const Qua
   for (size_t i = 0; i < products.size(); ++i) {
     MatrixProduct& p = ranged[i] = products[i];
     if (p.tokens < 0) p.tokens = x.tokens - p.first_token;
-    if (p.first_token < 0 || p.tokens == 0 || p.first_token + p.tokens > x.tokens)
+    if (p.first_token < 0 || p.tokens <= 0 || p.first_token + p.tokens > x.tokens)
       fail("internal: rows %lld..%lld of a batch of %lld", static_cast<long long>(p.first_token),
            static_cast<long long>(p.first_token + p.tokens), static_cast<long long>(x.tokens));
     const WeightMatrix& w = *p.w;

@@ -252,15 +252,19 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, bool pred
   try {
     issue();
     speculate();
-    // The disk works on the misses while the cached experts compute, all in one go.
-    if (!cached.empty()) {
-      std::vector<ReadyExpert> ready;
-      ready.reserve(cached.size());
-      for (int32_t expert : cached)
-        ready.push_back({expert, &slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, expert))])].weights});
+    // The disk works on the misses while the cached experts compute, all in one go; one at a time
+    // while misses wait for slots, so that each computed expert's slot can take the next read.
+    std::vector<ReadyExpert> ready;
+    for (size_t first = 0; first < cached.size();) {
+      const size_t count = to_read.empty() ? cached.size() - first : 1;
+      ready.clear();
+      for (size_t i = first; i < first + count; ++i)
+        ready.push_back({cached[i], &slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, cached[i]))])].weights});
       use(ready);
-      for (int32_t expert : cached) note_use(slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, expert))])]);
-      remaining -= cached.size();
+      for (size_t i = first; i < first + count; ++i)
+        note_use(slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, cached[i]))])]);
+      remaining -= count;
+      first += count;
       issue();
     }
     while (remaining > 0) {
