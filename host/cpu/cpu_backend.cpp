@@ -95,7 +95,7 @@ CpuBackend::CpuBackend(const Model& model, HostWeights& weights, ThreadPool& poo
     expert_output_ = floats(widest);
     expert_rows_ = static_cast<int64_t>(batch);
     host_group_.reserve(static_cast<size_t>(config_.n_experts));
-    first_rows_.reserve(static_cast<size_t>(config_.n_experts));
+    first_rows_.reserve(static_cast<size_t>(config_.n_experts) + 1);
     weighted_ = floats(config_.n_experts_used * config_.dim);
     const auto choices = batch * static_cast<uint64_t>(config_.n_experts_used);
     routing_.expert.reserve(choices);
@@ -311,12 +311,11 @@ void CpuBackend::compute_experts(std::span<const ReadyExpert> group, const float
   // Stacked rows, [row][width]: gate and up results, then the down product's input.
   float* gate = buffer(Activation::Gate);
   float* up = buffer(Activation::Up);
-  first_rows_.clear();
-  int64_t rows = 0;
-  for (const ReadyExpert& ready : group) {
-    first_rows_.push_back(rows);
-    rows += static_cast<int64_t>(routing_.choices_of(ready.expert).size());
-  }
+  // Expert i's choices are stacked rows [first_rows_[i], first_rows_[i + 1]).
+  first_rows_.assign(1, 0);
+  for (const ReadyExpert& ready : group)
+    first_rows_.push_back(first_rows_.back() + static_cast<int64_t>(routing_.choices_of(ready.expert).size()));
+  const int64_t rows = first_rows_.back();
   // One token's row is every expert's input (decode); a batch's choices have theirs gathered.
   const bool one_token = tokens_ == 1;
   const WeightMatrix& first_gate = group.front().weights->gate;
@@ -334,9 +333,10 @@ void CpuBackend::compute_experts(std::span<const ReadyExpert> group, const float
   }
   MatrixProduct products[kMaxProductsPerSection];
   size_t count = 0;
-  auto product = [&](const WeightMatrix& w, float* out, size_t i) {
-    const auto choices = static_cast<int64_t>(routing_.choices_of(group[i].expert).size());
-    products[count++] = {&w, out + first_rows_[i] * w.rows, one_token ? 0 : first_rows_[i], choices};
+  // Expert i's product of `w` into its stacked rows of `out`, from its input rows (or decode's one).
+  auto product = [&](const WeightMatrix& w, float* out, size_t i, bool shared_input) {
+    products[count++] = {&w, out + first_rows_[i] * w.rows, shared_input ? 0 : first_rows_[i],
+                         first_rows_[i + 1] - first_rows_[i]};
   };
   auto run = [&] {
     matmul(pool_, std::span<const MatrixProduct>(products, count), quantized_);
@@ -345,22 +345,19 @@ void CpuBackend::compute_experts(std::span<const ReadyExpert> group, const float
   // Gate and up in one section when they take the same quantized rows.
   const bool together = quantized_.matches(group.front().weights->up, quantized_.tokens);
   for (size_t i = 0; i < group.size(); ++i) {
-    product(group[i].weights->gate, gate, i);
-    if (together) product(group[i].weights->up, up, i);
+    product(group[i].weights->gate, gate, i, one_token);
+    if (together) product(group[i].weights->up, up, i, one_token);
   }
   run();
   if (!together) {
     const WeightMatrix& first_up = group.front().weights->up;
     quantize_batch(pool_, first_up.type, one_token ? x : expert_input_, first_up.cols, one_token ? 1 : rows, quantized_);
-    for (size_t i = 0; i < group.size(); ++i) product(group[i].weights->up, up, i);
+    for (size_t i = 0; i < group.size(); ++i) product(group[i].weights->up, up, i, one_token);
     run();
   }
   swiglu_rows(gate, up, rows * width);
   quantize_batch(pool_, group.front().weights->down.type, gate, width, rows, quantized_);
-  for (size_t i = 0; i < group.size(); ++i) {
-    const auto choices = static_cast<int64_t>(routing_.choices_of(group[i].expert).size());
-    products[count++] = {&group[i].weights->down, expert_output_ + first_rows_[i] * c.dim, first_rows_[i], choices};
-  }
+  for (size_t i = 0; i < group.size(); ++i) product(group[i].weights->down, expert_output_, i, false);
   run();
   for (size_t i = 0; i < group.size(); ++i) {
     const std::span<const int32_t> choices = routing_.choices_of(group[i].expert);

@@ -93,7 +93,7 @@ class CpuBackend final : public Backend {
   std::vector<int32_t> host_experts_;    // of them, those the host computes or hands over
   ExpertAssist* assist_ = nullptr;
   std::vector<ReadyExpert> host_group_;  // of a group of available experts, those the host computes
-  std::vector<int64_t> first_rows_;      // per expert of a group: its first row in the stacked rows
+  std::vector<int64_t> first_rows_;      // per expert of a group and one past: its first stacked row
   int64_t expert_rows_ = 0;              // most stacked rows (choices) the buffers below hold
   float* expert_input_ = nullptr;        // stacked rows: the choices' input rows (batches of tokens)
   float* expert_output_ = nullptr;       // stacked rows: the choices' expert outputs

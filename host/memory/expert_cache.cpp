@@ -255,12 +255,12 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, bool pred
     // The disk works on the misses while the cached experts compute, all in one go; one at a time
     // while misses wait for slots, so that each computed expert's slot can take the next read.
     std::vector<ReadyExpert> ready;
+    ready.reserve(cached.size());
+    for (int32_t expert : cached)
+      ready.push_back({expert, &slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, expert))])].weights});
     for (size_t first = 0; first < cached.size();) {
       const size_t count = to_read.empty() ? cached.size() - first : 1;
-      ready.clear();
-      for (size_t i = first; i < first + count; ++i)
-        ready.push_back({cached[i], &slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, cached[i]))])].weights});
-      use(ready);
+      use(std::span<const ReadyExpert>(ready).subspan(first, count));
       for (size_t i = first; i < first + count; ++i)
         note_use(slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, cached[i]))])]);
       remaining -= count;
