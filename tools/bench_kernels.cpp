@@ -145,6 +145,33 @@ void experts(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(chosen * expert_bytes));
 }
 
+// Experts arriving from the disk re-arranged for the interleaved kernels, as the expert cache does
+// for each read: qwen3-30b-a3b's shape (gate and up Q4_K 768 x 2048, down Q6_K 2048 x 768), cycling
+// over 512 MiB of them so that each arrives from DRAM, not the cache. Bytes are the experts'; compare
+// with "experts", which computes the same bytes.
+void interleave_experts(benchmark::State& state) {
+  const int64_t dim = 2048, width = 768;
+  const TensorType up_type = TensorType::Q4_K, down_type = TensorType::Q6_K;
+  if (!fi::interleaves(up_type) || !fi::interleaves(down_type)) {
+    state.SkipWithError("these kernels do not interleave rows");
+    return;
+  }
+  const uint64_t up_bytes = fi::row_bytes(up_type, dim) * width, down_bytes = fi::row_bytes(down_type, width) * dim;
+  const uint64_t expert_bytes = 2 * up_bytes + down_bytes;
+  const int64_t count = static_cast<int64_t>((uint64_t{512} << 20) / expert_bytes);
+  fi::ThreadPool pool(static_cast<int>(state.range(0)));
+  fi::PageBuffer experts(expert_bytes * count);
+  std::memset(experts.data(), 0x5a, expert_bytes * count);  // the cost does not depend on the values
+  int64_t next = 0;
+  for (auto _ : state) {
+    uint8_t* base = experts.as<uint8_t>() + next * expert_bytes;
+    fi::interleave_rows(pool, up_type, dim, 2 * width, base);
+    fi::interleave_rows(pool, down_type, width, dim, base + 2 * up_bytes);
+    next = (next + 1) % count;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(expert_bytes));
+}
+
 // Plain streaming read of 2 GiB with AVX2 loads on each thread: the memory bandwidth the decode
 // speed is compared with.
 void memory_read(benchmark::State& state) {
@@ -187,6 +214,7 @@ int main(int argc, char** argv) {
           ->Arg(2)
           ->UseRealTime();
   benchmark::RegisterBenchmark("experts", experts)->Arg(1)->Arg(2)->UseRealTime();
+  benchmark::RegisterBenchmark("interleave_experts", interleave_experts)->Arg(1)->Arg(2)->UseRealTime();
   for (const TensorType type : fi::kTensorTypes)
     if (type != TensorType::F32)
       benchmark::RegisterBenchmark((std::string("prefill/") + fi::type_name(type)).c_str(), prefill, type)
