@@ -132,6 +132,34 @@ TEST(ExpertCache, SlotsHoldTheFilesBytesAndCachedExpertsAreNotReadAgain) {
   EXPECT_EQ(seen.size(), all.size());
 }
 
+// The disk measurement for the limit reads through the cache's own reader and slots: the slots it
+// used are empty afterwards (their experts read again when chosen, with the right bytes), the others
+// stay cached, and nothing counts as the cache's reads.
+TEST(ExpertCache, MeasuringExpertReadsEmptiesOnlyTheSlotsItUsed) {
+  ThreadPool pool(2);
+  SmallCache small(pool, 6, {ExpertPolicy::Recency});
+  ExpertCache& cache = small.cache;
+  const std::vector<int32_t> chosen = {1, 4, 6, 7};  // into slots 0 to 3
+  cache.use(1, chosen, true, each([](int32_t, const ExpertWeights&) {}));
+  const ExpertCacheStats before = cache.stats();
+  const double rate = cache.read_only_GBps(256 << 10, 2);
+  EXPECT_GT(rate, 0.0);
+  EXPECT_TRUE(std::isfinite(rate));
+  EXPECT_EQ(cache.stats().bytes_read, before.bytes_read);
+  EXPECT_EQ(cache.stats().experts_read, before.experts_read);
+  std::vector<int32_t> seen;
+  cache.use(1, chosen, true, each([&](int32_t expert, const ExpertWeights& w) {
+    seen.push_back(expert);
+    const auto slices = expert_in_file(model_path(), small.plan.experts, 1, expert);
+    const WeightMatrix* views[3] = {&w.gate, &w.up, &w.down};
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_EQ(0, std::memcmp(views[i]->data, slices[i].data(), slices[i].size())) << "expert " << expert << " slice " << i;
+  }));
+  EXPECT_EQ(std::multiset<int32_t>(seen.begin(), seen.end()), std::multiset<int32_t>(chosen.begin(), chosen.end()));
+  EXPECT_EQ(cache.stats().hits - before.hits, 2u) << "experts 6 and 7 stay cached, 1 and 4 are read again";
+  EXPECT_EQ(cache.stats().experts_read - before.experts_read, 2u);
+}
+
 // Hits over a scan of other experts after one favourite was chosen often.
 uint64_t favourite_hits(ExpertPolicy policy) {
   ThreadPool pool(1);

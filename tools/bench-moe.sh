@@ -69,7 +69,7 @@ for skew in $skews; do
         confined "$bytes" "$out/flexinfer-$tag.cgroup-peak" \
           "$flexinfer" bench -m "$model" --gpu-mem none --host-mem "$budget" --expert-policy "$policy" \
           --expert-speculation "$speculation" --cold -p 8 -n "$tokens" -t "$threads" --ctx $((8 + tokens)) \
-          --mem-bw "$mem_bw" --disk-bw "$disk_bw" --json "$out/flexinfer-$tag.json" >"$out/flexinfer-$tag.txt" 2>&1 ||
+          --mem-bw "$mem_bw" --disk-bw "$disk_bw" --measure-disk --json "$out/flexinfer-$tag.json" >"$out/flexinfer-$tag.txt" 2>&1 ||
           echo "flexinfer failed: see $out/flexinfer-$tag.txt" >&2
       done
     done
@@ -120,7 +120,8 @@ for skew in skews:
                    "hit_rate_ram": cache.get("hit_rate_ram"), "expert_slots": cache.get("slots"),
                    "disk_bytes_per_token": r["bytes_per_token"]["disk"], "host_bytes_per_token": r["bytes_per_token"]["host"],
                    "limit_tok_s": r["limit_tok_s"], "achieved_over_limit": r["achieved_over_limit"],
-                   "disk_read_GBps": r["disk_read_GBps"], "peak_rss_bytes": r["peak_rss_bytes"],
+                   "disk_read_GBps": r["disk_read_GBps"],
+                   "expert_read_GBps_before_after": r.get("expert_read_GBps_before_after"), "peak_rss_bytes": r["peak_rss_bytes"],
                    "cgroup_peak_bytes": int(open(peak_path).read() or 0) if os.path.exists(peak_path) else 0}
             for label in labels:
                 llama = f"{out}/{label}-skew{skew}-{budget}"
@@ -140,14 +141,16 @@ lines = [f"qwen3-30b-a3b shape, Q4_K_M (make-model), {threads} threads, cold pag
          f"after an 8-token prompt, llama.cpp (llama-bench, mmap) {llama_tokens}. "
          f"{'Each engine ran inside a memory cgroup of the budget.' if cgroup else 'No cgroup (not root).'} "
          "The limit counts the bytes a token really needed: the chosen experts that missed the cache, read at the "
-         "probe's disk bandwidth, and the weights computed from RAM at its memory bandwidth.", "",
+         "rate measured for expert reads just before and after each run (random experts through the cache's own "
+         "reader, as many queued as a token chooses per layer; the probe's long sequential reads flatter this disk), "
+         "and the weights computed from RAM at the probe's memory bandwidth.", "",
          "Read ahead: the next layer's router applied to the current state predicts its experts, whose reads start "
          "while this layer computes (--expert-speculation; auto: only while a layer computes for longer than an expert "
          "reads, with the layers per token it did not); the hit rate is the share of those reads then chosen.", "",
          "| router | budget | policy | read ahead (hit rate) | flexinfer tok/s | waited for reads s | experts found in RAM "
-         "| disk MB/token | limit tok/s | achieved/limit |"
+         "| disk MB/token | expert reads GB/s (before, after) | limit tok/s | achieved/limit |"
          + "".join(f" {label} tok/s | flexinfer/{label} |" for label in labels),
-         "|---|---|---|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(labels)]
+         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(labels)]
 for row in rows:
     llama_text = ""
     for label in labels:
@@ -167,9 +170,11 @@ for row in rows:
         skipped = row["layers_not_read_ahead_per_token"]
         ahead += f" ({rate}" + (f"; timing said no on {skipped:.1f} layers/token" if skipped is not None and
                                  row["speculation"] == "auto" else "") + ")"
+    rates = row["expert_read_GBps_before_after"]
+    measured = f"{rates[0]:.2f}, {rates[1]:.2f}" if rates else f"{row['disk_read_GBps']:.2f} (probe)"
     lines.append(f"| {row['router']} | {row['budget']} | {row['policy']} | {ahead} | {row['decode_tok_s']:.3f} | "
                  f"{row['decode_wait_seconds']:.2f} | {hit} | "
-                 f"{row['disk_bytes_per_token'] / 1e6:.0f} | {row['limit_tok_s']:.3f} | "
+                 f"{row['disk_bytes_per_token'] / 1e6:.0f} | {measured} | {row['limit_tok_s']:.3f} | "
                  f"{100 * row['achieved_over_limit']:.0f}% |{llama_text}")
 table = "\n".join(lines)
 print(table)

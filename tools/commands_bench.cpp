@@ -293,8 +293,9 @@ int command_bench(int argc, char** argv) {
   real_option(*app, "--mem-bw", args.mem_bw, 0.0, 1e6, "memory read bandwidth in GB/s for the limit (default: from the probe profile)");
   real_option(*app, "--disk-bw", args.disk_bw, 0.0, 1e6, "disk read bandwidth in GB/s for the limit (default: from the probe profile)");
   app->add_flag("--measure-disk", args.measure_disk,
-                "measure the disk through the streaming pipeline itself (same reads, slots and reader, no compute) just "
-                "before and after the run, and take the limit from their mean (shared disks drift)");
+                "measure the disk through the streaming pipeline itself (same reads, slots and reader, no compute) and "
+                "through the expert cache (random experts, as many queued as a token chooses) just before and after "
+                "the run, and take the limit from their means (shared disks drift)");
   real_option(*app, "--vram-bw", args.vram_bw, 0.0, 1e6, "GPU memory read bandwidth in GB/s for the limit (default: measured)");
   real_option(*app, "--cpu-bw", args.cpu_bw, 0.0, 1e6,
               "CPU matrix-vector rate in GB/s for the layers decoded on the CPU (default: measured in the run)");
@@ -314,11 +315,16 @@ int command_bench(int argc, char** argv) {
   const int64_t vocab = engine->config().vocab;
   HostModel& placed = *engine->host_model();
   WeightStore& store = placed.store();
-  if (measure_disk && !placed.plan().streams())
-    fail("bench: --measure-disk needs a --host-mem budget under which the model streams");
-  // The pipeline's own reads, slots and reader with no compute: the disk's side of the limit.
+  const bool measure_stream = measure_disk && placed.plan().streams();
+  const bool measure_experts = measure_disk && store.expert_cache();
+  if (measure_disk && !measure_stream && !measure_experts)
+    fail("bench: --measure-disk needs a --host-mem budget under which the model streams or reads experts on demand");
+  // The pipeline's own reads, slots and reader with no compute (and the expert cache's, as many
+  // experts queued as a token chooses per layer): the disk's side of the limit.
   constexpr uint64_t kDiskSample = 1536ull << 20;
-  const double disk_before = measure_disk ? store.stream_only_GBps(kDiskSample) : 0.0;
+  const int experts_in_flight = static_cast<int>(engine->config().n_experts_used);
+  const double disk_before = measure_stream ? store.stream_only_GBps(kDiskSample) : 0.0;
+  const double expert_disk_before = measure_experts ? store.expert_reads_GBps(kDiskSample, experts_in_flight) : 0.0;
 
   const std::vector<int32_t> prompt = bench_prompt(*engine, prompt_tokens);
   std::vector<float> logits(static_cast<size_t>(vocab));
@@ -355,8 +361,8 @@ int command_bench(int argc, char** argv) {
   const bool read_ahead_timed = experts && experts->times_read_ahead();
   const double stall_seconds = store.stall_seconds() - stall_before + expert_wait;
   const uint64_t disk_read = store.streamed_bytes_read() - disk_read_before + expert_read;
-  const double disk_after = measure_disk ? store.stream_only_GBps(kDiskSample) : 0.0;
-  if (measure_disk) disk_GBps = (disk_before + disk_after) / 2;
+  const double disk_after = measure_stream ? store.stream_only_GBps(kDiskSample) : 0.0;
+  const double expert_disk_after = measure_experts ? store.expert_reads_GBps(kDiskSample, experts_in_flight) : 0.0;
 
   const Plan& plan = placed.plan();
   const uint64_t host_bytes = compute_bytes_per_token(plan, placed.model());
@@ -368,6 +374,15 @@ int command_bench(int argc, char** argv) {
       decode_tokens > 0 ? (expert_read - std::min(wasted, expert_read)) / static_cast<uint64_t>(decode_tokens) : 0;
   const uint64_t wasted_per_token = decode_tokens > 0 ? wasted / static_cast<uint64_t>(decode_tokens) : 0;
   const uint64_t disk_bytes = plan.read_bytes_per_token() + expert_disk_bytes;
+  // Streamed weights and experts each at their own measured rate where measured, else the probe's.
+  const double stream_GBps = measure_stream ? (disk_before + disk_after) / 2 : disk_GBps;
+  const double expert_GBps = measure_experts ? (expert_disk_before + expert_disk_after) / 2 : disk_GBps;
+  const bool disk_rates_known = (plan.read_bytes_per_token() == 0 || stream_GBps > 0) && (expert_disk_bytes == 0 || expert_GBps > 0);
+  const double disk_seconds_per_token =
+      disk_rates_known ? (plan.read_bytes_per_token() ? static_cast<double>(plan.read_bytes_per_token()) / (stream_GBps * 1e9) : 0.0) +
+                             (expert_disk_bytes ? static_cast<double>(expert_disk_bytes) / (expert_GBps * 1e9) : 0.0)
+                       : 0.0;
+  if (measure_disk && disk_seconds_per_token > 0) disk_GBps = static_cast<double>(disk_bytes) / disk_seconds_per_token / 1e9;
   const bool streams = plan.streams();
   const int depth = plan.depth;
   const uint64_t slot_bytes = plan.slot_bytes;
@@ -385,14 +400,11 @@ int command_bench(int argc, char** argv) {
   const double disk_achieved = static_cast<double>(disk_read) / decode_seconds / 1e9;
   // The limit (DESIGN.md): the slowest tier, with reads and compute fully overlapped.
   double limit_seconds = 0.0;
-  bool limit_known = host_GBps > 0 && (disk_bytes == 0 || disk_GBps > 0);
-  if (limit_known) {
-    limit_seconds = static_cast<double>(host_bytes) / (host_GBps * 1e9);
-    if (disk_bytes > 0) limit_seconds = std::max(limit_seconds, static_cast<double>(disk_bytes) / (disk_GBps * 1e9));
-  }
+  const bool limit_known = host_GBps > 0 && (disk_bytes == 0 || disk_rates_known);
+  if (limit_known) limit_seconds = std::max(static_cast<double>(host_bytes) / (host_GBps * 1e9), disk_seconds_per_token);
   const double limit_tok_s = limit_known ? 1.0 / limit_seconds : 0.0;
-  const bool disk_bound = disk_bytes > 0 && limit_known &&
-                          static_cast<double>(disk_bytes) / (disk_GBps * 1e9) >= static_cast<double>(host_bytes) / (host_GBps * 1e9);
+  const bool disk_bound =
+      disk_bytes > 0 && limit_known && disk_seconds_per_token >= static_cast<double>(host_bytes) / (host_GBps * 1e9);
   const uint64_t rss = peak_rss_bytes();
 
   std::printf("model            %s\n", options.model_path.c_str());
@@ -433,8 +445,11 @@ int command_bench(int argc, char** argv) {
                 limit_tok_s, disk_bound ? "disk" : "memory", host_GBps, disk_GBps, 100.0 * decode_tok_s / limit_tok_s);
   else
     std::printf("limit            unknown: run 'flexinfer probe' once, or pass --mem-bw/--disk-bw\n");
-  if (measure_disk)
-    std::printf("disk measured    %.2f GB/s before, %.2f GB/s after the run\n", disk_before, disk_after);
+  if (measure_stream)
+    std::printf("disk measured    streaming: %.2f GB/s before, %.2f GB/s after the run\n", disk_before, disk_after);
+  if (measure_experts)
+    std::printf("disk measured    experts (random, %d queued): %.2f GB/s before, %.2f GB/s after the run\n",
+                experts_in_flight, expert_disk_before, expert_disk_after);
   std::printf("peak RSS         %s\n", format_bytes(rss).c_str());
 
   if (!args.json.empty()) {
@@ -457,7 +472,9 @@ int command_bench(int argc, char** argv) {
         {"achieved_GBps", {{"host", host_achieved}, {"disk", disk_achieved}}},
         {"host_read_GBps", host_GBps},
         {"disk_read_GBps", disk_GBps},
-        {"disk_read_GBps_before_after", measure_disk ? nlohmann::json({disk_before, disk_after}) : nlohmann::json(nullptr)},
+        {"disk_read_GBps_before_after", measure_stream ? nlohmann::json({disk_before, disk_after}) : nlohmann::json(nullptr)},
+        {"expert_read_GBps_before_after",
+         measure_experts ? nlohmann::json({expert_disk_before, expert_disk_after}) : nlohmann::json(nullptr)},
         {"limit_tok_s", limit_tok_s},
         {"bound", limit_known ? (disk_bound ? "disk" : "host") : ""},
         {"achieved_over_limit", limit_tok_s > 0 ? decode_tok_s / limit_tok_s : 0.0},

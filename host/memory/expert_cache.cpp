@@ -1,8 +1,10 @@
 #include "host/memory/expert_cache.h"
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <numeric>
+#include <random>
 
 #include "host/kernels/repack.h"
 #include "host/memory/weights.h"
@@ -54,6 +56,65 @@ int64_t ExpertCache::victim() const {
   return best;
 }
 
+std::vector<ReadSpan> ExpertCache::expert_reads(int64_t layer, int32_t expert, std::vector<size_t>* order,
+                                                std::vector<uint64_t>* offsets) const {
+  // Slices in file order for the aligned reads; their places in the slot in tensor order.
+  const std::vector<FileRange> ranges = plan_.experts.ranges(layer, expert);
+  order->resize(ranges.size());
+  std::iota(order->begin(), order->end(), size_t{0});
+  std::sort(order->begin(), order->end(), [&](size_t a, size_t b) { return ranges[a].begin < ranges[b].begin; });
+  std::vector<FileRange> in_file_order;
+  for (size_t i : *order) in_file_order.push_back(ranges[i]);
+  return aligned_reads(in_file_order, offsets);
+}
+
+double ExpertCache::read_only_GBps(uint64_t bytes, int in_flight) {
+  // Reads still in flight (a last token's predictions) land first, as they would have.
+  while (reader_->outstanding() > 0) wait_for_read();
+  const size_t slots = std::min(slots_.size(), static_cast<size_t>(std::max(in_flight, 1)));
+  for (size_t s = 0; s < slots; ++s) {
+    Slot& slot = slots_[s];
+    if (slot.key >= 0) slot_of_[static_cast<size_t>(slot.key)] = -1;
+    std::erase(ahead_, static_cast<int64_t>(s));
+    slot = Slot{.memory = slot.memory};
+  }
+  std::mt19937_64 rng(bytes);
+  std::uniform_int_distribution<int64_t> pick(0, static_cast<int64_t>(plan_.experts.layers.size()) * plan_.experts.count - 1);
+  std::vector<int> reads_left(slots, 0);
+  uint64_t submitted = 0;
+  std::vector<size_t> order;
+  std::vector<uint64_t> offsets;
+  auto read_into = [&](size_t s) {
+    const int64_t k = pick(rng);
+    const std::vector<ReadSpan> reads =
+        expert_reads(k / plan_.experts.count, static_cast<int32_t>(k % plan_.experts.count), &order, &offsets);
+    reads_left[s] = static_cast<int>(reads.size());
+    for (const ReadSpan& read : reads) {
+      reader_->submit({slots_[s].memory + read.slot_offset, read.file_offset, read.bytes, static_cast<uint64_t>(s)});
+      submitted += read.bytes;
+    }
+  };
+  auto read = [&](uint64_t sample) {
+    submitted = 0;
+    for (size_t s = 0; s < slots; ++s) read_into(s);
+    while (reader_->outstanding() > 0) {
+      const auto s = static_cast<size_t>(reader_->wait());
+      if (--reads_left[s] == 0 && submitted < sample) read_into(s);
+    }
+  };
+  try {
+    // A quarter as much first, unmeasured: the disk's first reads after a pause came slower here.
+    read(bytes / 4);
+    const auto start = std::chrono::steady_clock::now();
+    read(bytes);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return static_cast<double>(submitted) / seconds / 1e9;
+  } catch (...) {
+    reader_->abandon();
+    throw;
+  }
+}
+
 bool ExpertCache::start_read(int64_t layer, int32_t expert) {
   const int64_t s = victim();
   if (s < 0) return false;
@@ -61,15 +122,9 @@ bool ExpertCache::start_read(int64_t layer, int32_t expert) {
   if (slot.key >= 0) slot_of_[static_cast<size_t>(slot.key)] = -1;
   slot.key = -1;
 
-  // Slices in file order for the aligned reads; their places in the slot in tensor order.
-  const std::vector<FileRange> ranges = plan_.experts.ranges(layer, expert);
-  std::vector<size_t> order(ranges.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ranges[a].begin < ranges[b].begin; });
-  std::vector<FileRange> in_file_order;
-  for (size_t i : order) in_file_order.push_back(ranges[i]);
+  std::vector<size_t> order;
   std::vector<uint64_t> offsets;
-  const std::vector<ReadSpan> reads = aligned_reads(in_file_order, &offsets);
+  const std::vector<ReadSpan> reads = expert_reads(layer, expert, &order, &offsets);
   const auto& tensors = plan_.experts.layers[static_cast<size_t>(layer)];
   WeightMatrix* views[3] = {&slot.weights.gate, &slot.weights.up, &slot.weights.down};
   if (tensors.size() != 3) fail("internal: a layer of experts without gate, up and down tensors");

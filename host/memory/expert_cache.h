@@ -97,6 +97,14 @@ class ExpertCache {
   // own misses have been issued (while slots are free to take).
   void expect(int64_t layer, std::span<const int32_t> experts);
 
+  // Reads uniformly random experts through this cache's reader into `in_flight` of its slots, keeping
+  // that many experts' reads queued, until at least `bytes` have arrived (after a quarter as much
+  // unmeasured); nothing is computed. The disk's rate for on-demand expert reads, in GB/s, to set
+  // the limit by: scattered requests of an expert's size at the depth a layer's misses give, where
+  // a long sequential probe may flatter the disk. Only between forward passes; the slots it used
+  // are left empty.
+  double read_only_GBps(uint64_t bytes, int in_flight);
+
   ExpertCacheStats stats() const {
     ExpertCacheStats stats = stats_;
     stats.layer_seconds = timing_.layer_seconds();
@@ -133,6 +141,10 @@ class ExpertCache {
   int64_t key(int64_t layer, int32_t expert) const { return layer * plan_.experts.count + expert; }
   // An unpinned slot to fill (empty first, else the policy's victim), or -1.
   int64_t victim() const;
+  // The aligned reads of `expert`'s slices in file order, with where each slice lands in a slot
+  // (offsets) and its tensor (order: index into the layer's gate, up, down).
+  std::vector<ReadSpan> expert_reads(int64_t layer, int32_t expert, std::vector<size_t>* order,
+                                     std::vector<uint64_t>* offsets) const;
   // Starts reading `expert` into a free or evicted slot; false when every slot is pinned.
   bool start_read(int64_t layer, int32_t expert);
   void arrived(Slot& slot);

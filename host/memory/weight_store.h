@@ -40,6 +40,10 @@ class WeightStore final : public HostWeights {
   // gets from the disk when nothing else runs, in GB/s. Only between forward passes; 0 when
   // nothing streams.
   double stream_only_GBps(uint64_t bytes);
+  // The expert cache's rate for on-demand expert reads (ExpertCache::read_only_GBps); 0 without one.
+  double expert_reads_GBps(uint64_t bytes, int in_flight) {
+    return expert_cache_ ? expert_cache_->read_only_GBps(bytes, in_flight) : 0.0;
+  }
 
   const AsyncReader& reader() const { return *reader_; }
   void set_trace(Trace* trace) override;
