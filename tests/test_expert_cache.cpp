@@ -340,7 +340,7 @@ TEST(ExpertCache, SpeculationChangesNoResult) {
     const uint64_t whole = everything->plan().host_bytes(), minimum = everything->plan().minimum_host_bytes;
     options.host_budget = minimum + (whole - minimum) / 3;
     options.experts.speculate = speculate;
-    options.experts.timed = false;  // always: this tiny model's layers compute faster than an expert reads
+    options.experts.measured = false;  // always, not only while measured faster
     const auto model = HostModel::load(model_path(), pool, options);
     ASSERT_TRUE(model->plan().caches_experts());
     ASSERT_TRUE(model->store().lasting(1, Role::FfnGateInp));
@@ -364,23 +364,36 @@ TEST(ExpertCache, SpeculationChangesNoResult) {
   EXPECT_EQ(0, std::memcmp(runs[0].data(), runs[1].data(), runs[0].size() * sizeof(float)));
 }
 
-// Reading ahead goes on until a layer is seen to compute faster than a read it waited for, and
-// resumes when layers take longer again (moving averages, so one sample does not flip it).
-TEST(ExpertCache, ReadAheadTimingStopsWhileLayersComputeFasterThanExpertsRead) {
-  ReadAheadTiming timing;
-  EXPECT_TRUE(timing.hides_reads()) << "nothing measured yet";
-  timing.layer_computed(1.5e-3);
-  EXPECT_TRUE(timing.hides_reads()) << "no read measured yet";
-  timing.read_arrived(2.2e-3);
-  EXPECT_FALSE(timing.hides_reads());
-  timing.layer_computed(3e-3);
-  EXPECT_FALSE(timing.hides_reads()) << "one slow layer does not outweigh the average";
-  for (int i = 0; i < 160; ++i) timing.layer_computed(3e-3);
-  EXPECT_TRUE(timing.hides_reads());
-  EXPECT_NEAR(timing.layer_seconds(), 3e-3, 1e-4);
-  for (int i = 0; i < 160; ++i) timing.read_arrived(4e-3);
-  EXPECT_FALSE(timing.hides_reads());
-  EXPECT_NEAR(timing.read_seconds(), 4e-3, 1e-4);
+// Share of `layers` decode layers the trial read ahead, each taking `with` or `without` seconds.
+double share_reading_ahead(ReadAheadTrial& trial, int layers, double with, double without) {
+  int ahead = 0;
+  for (int i = 0; i < layers; ++i) {
+    ahead += trial.reading_ahead();
+    trial.layer_passed(trial.reading_ahead() ? with : without);
+  }
+  return static_cast<double>(ahead) / layers;
+}
+
+// Reading ahead is tried both ways at first, then the faster way runs most of the time while the
+// other is still tried now and then; when the other becomes faster, the trial follows, and one
+// outlying layer does not turn it.
+TEST(ExpertCache, ReadAheadTrialKeepsTheFasterSettingAndFollowsAChange) {
+  ReadAheadTrial trial;
+  EXPECT_TRUE(trial.reading_ahead()) << "nothing measured yet";
+  EXPECT_NEAR(share_reading_ahead(trial, 8 * 48, 2e-3, 3e-3), 0.5, 1e-9) << "the first blocks alternate";
+  const double faster_ahead = share_reading_ahead(trial, 64 * 48, 2e-3, 3e-3);
+  EXPECT_GE(faster_ahead, 0.8);
+  EXPECT_LT(faster_ahead, 0.95) << "the slower setting is still tried";
+  EXPECT_NEAR(trial.seconds_reading_ahead(), 2e-3, 1e-9);
+  EXPECT_NEAR(trial.seconds_not_reading_ahead(), 3e-3, 1e-9);
+  // The disk speeds up: not reading ahead becomes the faster; after the averages have moved, the
+  // trial mostly does not read ahead.
+  share_reading_ahead(trial, 64 * 48, 4e-3, 3e-3);
+  EXPECT_LE(share_reading_ahead(trial, 64 * 48, 4e-3, 3e-3), 0.2);
+  // One layer a thousand times slower (a preempted thread) while not reading ahead: still off.
+  while (trial.reading_ahead()) trial.layer_passed(4e-3);
+  trial.layer_passed(3.0);
+  EXPECT_LE(share_reading_ahead(trial, 32 * 48, 4e-3, 3e-3), 0.2);
 }
 
 TEST(ExpertCache, PolicyNamesParse) {

@@ -145,8 +145,8 @@ lines = [f"qwen3-30b-a3b shape, Q4_K_M (make-model), {threads} threads, cold pag
          "reader, as many queued as a token chooses per layer; the probe's long sequential reads flatter this disk), "
          "and the weights computed from RAM at the probe's memory bandwidth.", "",
          "Read ahead: the next layer's router applied to the current state predicts its experts, whose reads start "
-         "while this layer computes (--expert-speculation; auto: only while a layer computes for longer than an expert "
-         "reads, with the layers per token it did not); the hit rate is the share of those reads then chosen.", "",
+         "while this layer computes (--expert-speculation; auto: decode measured with and without it as it runs, the "
+         "faster kept, with the layers per token it ran without); the hit rate is the share of those reads then chosen.", "",
          "| router | budget | policy | read ahead (hit rate) | flexinfer tok/s | waited for reads s | experts found in RAM "
          "| disk MB/token | expert reads GB/s (before, after) | limit tok/s | achieved/limit |"
          + "".join(f" {label} tok/s | flexinfer/{label} |" for label in labels),
@@ -168,7 +168,7 @@ for row in rows:
         # The hit rate of no reads at all is no rate.
         rate = f"{100 * row['speculation_hit_rate']:.0f}%" if row["speculative_reads"] else "none read"
         skipped = row["layers_not_read_ahead_per_token"]
-        ahead += f" ({rate}" + (f"; timing said no on {skipped:.1f} layers/token" if skipped is not None and
+        ahead += f" ({rate}" + (f"; off on {skipped:.1f} layers/token" if skipped is not None and
                                  row["speculation"] == "auto" else "") + ")"
     rates = row["expert_read_GBps_before_after"]
     measured = f"{rates[0]:.2f}, {rates[1]:.2f}" if rates else f"{row['disk_read_GBps']:.2f} (probe)"

@@ -303,8 +303,8 @@ void add_engine_options(CLI::App& app, EngineArgs& engine) {
       ->type_name("POLICY");
   app.add_option("--expert-speculation", engine.expert_speculation,
                  "mixture of experts read on demand: on reads the experts the next layer's router predicts while "
-                 "this layer computes; auto (the default) does so while a layer computes for at least as long as a "
-                 "read it waited for took; off reads only what was chosen")
+                 "this layer computes; auto (the default) measures decode with and without it as it runs and keeps "
+                 "the faster, trying the other now and then; off reads only what was chosen")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->type_name("auto|on|off");
 }
@@ -345,7 +345,7 @@ EngineOptions engine_options(const CLI::App& app, const EngineArgs& engine) {
   if (!policy) throw UsageError("--expert-policy: unknown policy '" + engine.expert_policy + "' (frequency, recency)");
   options.experts.policy = *policy;
   options.experts.speculate = engine.expert_speculation != "off";
-  options.experts.timed = engine.expert_speculation == "auto";
+  options.experts.measured = engine.expert_speculation == "auto";
   if (!engine.profile.empty()) options.profile = Profile::load(engine.profile);
   return options;
 }

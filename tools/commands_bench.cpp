@@ -358,7 +358,7 @@ int command_bench(int argc, char** argv) {
   const std::string expert_policy = experts ? expert_policy_name(experts->policy()) : "";
   const int64_t expert_slots = experts ? experts->slots() : 0;
   const bool expert_speculation = experts && experts->speculates();
-  const bool read_ahead_timed = experts && experts->times_read_ahead();
+  const bool read_ahead_measured = experts && experts->measures_read_ahead();
   const double stall_seconds = store.stall_seconds() - stall_before + expert_wait;
   const uint64_t disk_read = store.streamed_bytes_read() - disk_read_before + expert_read;
   const double disk_after = measure_stream ? store.stream_only_GBps(kDiskSample) : 0.0;
@@ -429,11 +429,12 @@ int command_bench(int argc, char** argv) {
                   static_cast<double>(speculative_reads) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)),
                   100.0 * speculation_hit_rate, format_bytes(wasted_per_token).c_str(),
                   static_cast<double>(speculation_paused) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)));
-    if (read_ahead_timed)
-      std::printf("read ahead       timing said no on %.1f of %" PRId64 " layers per token: a layer computes in %.2f ms, "
-                  "a read waited for takes %.2f ms (averages at the end)\n",
+    if (read_ahead_measured)
+      std::printf("read ahead       measured as it ran: off on %.1f of %" PRId64 " layers per token; a layer took %.2f ms "
+                  "reading ahead, %.2f ms not (averages at the end)\n",
                   static_cast<double>(layers_not_read_ahead) / static_cast<double>(std::max<int64_t>(decode_tokens, 1)),
-                  config.n_layers, 1e3 * experts_after.layer_seconds, 1e3 * experts_after.read_seconds);
+                  config.n_layers, 1e3 * experts_after.layer_seconds_reading_ahead,
+                  1e3 * experts_after.layer_seconds_not_reading_ahead);
   }
   std::printf("prefill          %zu tokens in %.3f s: %.2f tok/s\n", prompt.size(), prefill_seconds, prefill_tok_s);
   std::printf("decode           %" PRId64 " tokens in %.3f s: %.3f tok/s (compute waited %.3f s for reads)\n",
@@ -497,8 +498,8 @@ int command_bench(int argc, char** argv) {
                                            {"layers_not_read_ahead_per_token",
                                             static_cast<double>(layers_not_read_ahead) /
                                                 static_cast<double>(std::max<int64_t>(decode_tokens, 1))},
-                                           {"layer_seconds", experts_after.layer_seconds},
-                                           {"read_seconds", experts_after.read_seconds}}
+                                           {"layer_seconds_reading_ahead", experts_after.layer_seconds_reading_ahead},
+                                           {"layer_seconds_not_reading_ahead", experts_after.layer_seconds_not_reading_ahead}}
                           : nlohmann::json(nullptr)},
     };
     write_json(args.json, result, "bench");

@@ -150,7 +150,6 @@ bool ExpertCache::start_read(int64_t layer, int32_t expert) {
   slot.held = false;
   slot.last_use = 0;
   slot.read_bytes = bytes;
-  slot.blocked = false;
   slot.reads_left = static_cast<int>(reads.size());
   slot.submitted = Trace::Clock::now();
   for (const ReadSpan& read : reads)
@@ -182,17 +181,28 @@ void ExpertCache::note_use(Slot& slot) {
 ExpertCache::Slot* ExpertCache::wait_for_read() {
   const auto start = Trace::Clock::now();
   const uint64_t tag = reader_->wait();
-  const auto end = Trace::Clock::now();
-  const double waited = std::chrono::duration<double>(end - start).count();
-  stats_.wait_seconds += waited;
+  stats_.wait_seconds += std::chrono::duration<double>(Trace::Clock::now() - start).count();
   Slot& slot = slots_[static_cast<size_t>(tag)];
-  // A read found complete may have arrived long before: only an expert the compute blocked on (for
-  // any of its pieces) times a read, and only in a batch that times reading ahead.
-  if (waited > kBlockedWaitSeconds) slot.blocked = true;
   if (--slot.reads_left > 0) return nullptr;
-  if (slot.blocked && timing_batch_) timing_.read_arrived(std::chrono::duration<double>(end - slot.submitted).count());
   arrived(slot);
   return &slot;
+}
+
+void ReadAheadTrial::layer_passed(double seconds) {
+  const int setting = reading_ahead_ ? 1 : 0;
+  // A layer slowed by something else (a preempted thread) counts as at most a few ordinary ones.
+  if (samples_[setting] >= kBlockLayers) seconds = std::min(seconds, kOutlier * mean_[setting]);
+  ++samples_[setting];
+  mean_[setting] += (seconds - mean_[setting]) / static_cast<double>(std::min(samples_[setting], kWindowLayers));
+  if (++in_block_ < kBlockLayers) return;
+  in_block_ = 0;
+  ++blocks_;
+  if (blocks_ < kTrialBlocks) {
+    reading_ahead_ = !reading_ahead_;
+    return;
+  }
+  const bool faster = mean_[1] <= mean_[0];
+  reading_ahead_ = blocks_ % kExploreEvery == 0 ? !faster : faster;
 }
 
 ExpertCache::~ExpertCache() {
@@ -210,14 +220,12 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, bool pred
   ++clock_;
   const auto now = Trace::Clock::now();
   // Consecutive layers of predictable batches only (not across the head and the next token's
-  // start): a prompt's long layers and queued reads say nothing of decode's.
-  timing_batch_ = predictable;
-  if (predictable && last_layer_ >= 0 && layer == last_layer_ + 1)
-    timing_.layer_computed(std::chrono::duration<double>(now - last_use_).count() - (stats_.wait_seconds - wait_at_last_use_));
+  // start, nor an idle server's pause): a prompt's long layers say nothing of decode's.
+  if (predictable && last_layer_ >= 0 && layer == last_layer_ + 1 && measures_read_ahead())
+    trial_.layer_passed(std::chrono::duration<double>(now - last_use_).count());
   last_use_ = now;
   last_layer_ = predictable ? layer : -1;
-  wait_at_last_use_ = stats_.wait_seconds;
-  if (predictable && options_.speculate && options_.timed && !timing_.hides_reads()) ++stats_.layers_not_read_ahead;
+  if (predictable && measures_read_ahead() && !trial_.reading_ahead()) ++stats_.layers_not_read_ahead;
   std::vector<int32_t> cached;
   std::deque<int32_t> to_read;
   for (int32_t expert : experts) {

@@ -12,8 +12,8 @@
 // goes first (recency) or by its count of real uses (frequency). Reading ahead pays only while the
 // predictions are mostly right (a wrong one costs a read and evicts a cached expert): below
 // kMinimumPrecision of recent predictions it pauses, still scoring what it would have read, and
-// resumes when they improve. It also pays only while a predicted read can arrive before its layer
-// chooses: while a layer passes faster than an expert reads (ReadAheadTiming), it stops.
+// resumes when they improve. Whether it pays at all depends on the disk and the compute of the
+// hour, so by default it is measured as it runs (ReadAheadTrial) and kept only while faster.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -39,31 +39,36 @@ const char* expert_policy_name(ExpertPolicy policy);
 struct ExpertCacheOptions {
   ExpertPolicy policy = ExpertPolicy::Frequency;
   bool speculate = true;  // read the experts the forward pass expects (expect()) ahead of their use
-  bool timed = true;      // ... only while ReadAheadTiming says they arrive in time
+  bool measured = true;   // ... only while ReadAheadTrial finds decode faster with it
 };
 
-// Reading the next layer's predicted experts ahead hides their reads only if that layer chooses
-// after they arrive. Side by side it gained 8% where a layer took about 2.7 ms and an expert read
-// 1.8 ms, and cost 2-15% where a layer took 1.5 ms and a read 2.2 ms (estimates from each run's
-// totals): the reads rarely arrived in time, while the early router product and the wrong
-// predictions' reads cost. So it goes on while a layer's compute (one layer's choice to the next
-// layer's, less the time spent waiting for expert reads) lasts at least as long as a read the
-// compute waited for (submission to arrival), both moving averages over decode; until both have
-// been seen, it goes on.
-class ReadAheadTiming {
+// Reading the next layer's experts ahead hides their reads where the disk has time to spare, and
+// costs an early router product per layer and the wrong predictions' reads. Side by side it gained
+// 8-24% on some days and files and cost 2-15% on others (a fast disk with few misses; a slow disk
+// busy with the misses themselves), and no timing rule made from a layer's compute and a read's
+// latency told them apart. So decode measures it: consecutive layers of decode alternate between
+// reading ahead and not in blocks of kBlockLayers, kTrialBlocks blocks at first; then the faster
+// setting runs, and one block in kExploreEvery tries the other, so that a change of the disk or
+// of the routing shows. A layer's time is from its choice to the next layer's, waits included
+// (a moving average per setting over about kWindowLayers, each layer at most kOutlier times it).
+class ReadAheadTrial {
  public:
-  void layer_computed(double seconds) { average(layer_seconds_, seconds, layers_); }
-  void read_arrived(double seconds) { average(read_seconds_, seconds, reads_); }
-  bool hides_reads() const { return layers_ == 0 || reads_ == 0 || layer_seconds_ >= read_seconds_; }
-  double layer_seconds() const { return layer_seconds_; }
-  double read_seconds() const { return read_seconds_; }
+  bool reading_ahead() const { return reading_ahead_; }
+  void layer_passed(double seconds);
+  double seconds_reading_ahead() const { return mean_[1]; }
+  double seconds_not_reading_ahead() const { return mean_[0]; }
 
  private:
-  static void average(double& mean, double sample, uint64_t& count) {
-    mean = count++ == 0 ? sample : mean + (sample - mean) / 32.0;
-  }
-  double layer_seconds_ = 0, read_seconds_ = 0;
-  uint64_t layers_ = 0, reads_ = 0;
+  static constexpr int kBlockLayers = 48;
+  static constexpr uint64_t kTrialBlocks = 8;
+  static constexpr uint64_t kExploreEvery = 8;
+  static constexpr uint64_t kWindowLayers = 4 * kBlockLayers;
+  static constexpr double kOutlier = 4.0;
+  double mean_[2] = {0, 0};
+  uint64_t samples_[2] = {0, 0};
+  int in_block_ = 0;
+  uint64_t blocks_ = 0;
+  bool reading_ahead_ = true;
 };
 
 struct ExpertCacheStats {
@@ -76,9 +81,9 @@ struct ExpertCacheStats {
   uint64_t speculative_used = 0;   // of them, chosen by the layer they were predicted for
   uint64_t speculation_paused = 0;  // predictions not read because recent ones were often wrong
   uint64_t speculative_bytes_wasted = 0;  // read for predictions their layer did not choose
-  uint64_t layers_not_read_ahead = 0;  // uses while a layer computed faster than an expert read
-  double layer_seconds = 0;  // ReadAheadTiming's averages
-  double read_seconds = 0;
+  uint64_t layers_not_read_ahead = 0;  // decode uses while ReadAheadTrial had reading ahead off
+  double layer_seconds_reading_ahead = 0;  // ReadAheadTrial's averages
+  double layer_seconds_not_reading_ahead = 0;
 };
 
 class ExpertCache {
@@ -107,17 +112,17 @@ class ExpertCache {
 
   ExpertCacheStats stats() const {
     ExpertCacheStats stats = stats_;
-    stats.layer_seconds = timing_.layer_seconds();
-    stats.read_seconds = timing_.read_seconds();
+    stats.layer_seconds_reading_ahead = trial_.seconds_reading_ahead();
+    stats.layer_seconds_not_reading_ahead = trial_.seconds_not_reading_ahead();
     return stats;
   }
   ExpertPolicy policy() const { return options_.policy; }
   bool speculates() const { return options_.speculate; }
-  bool times_read_ahead() const { return options_.speculate && options_.timed; }
+  bool measures_read_ahead() const { return options_.speculate && options_.measured; }
   // Predictions are read while they are mostly right; while paused, one pass in kPausedSampling
   // still predicts, to score them, so that the router's extra product is mostly saved.
   bool wants_predictions() const {
-    return options_.speculate && (!options_.timed || timing_.hides_reads()) &&
+    return options_.speculate && (!options_.measured || trial_.reading_ahead()) &&
            (precision_ >= kMinimumPrecision || clock_ / plan_.experts.layers.size() % kPausedSampling == 0);
   }
   int64_t slots() const { return static_cast<int64_t>(slots_.size()); }
@@ -134,7 +139,6 @@ class ExpertCache {
     bool read_ahead = false;   // its last read was speculative (for the trace)
     bool held = false;         // cached when predicted: kept until its layer has chosen
     uint64_t read_bytes = 0;   // of its last read
-    bool blocked = false;      // the compute waited for one of its reads (ReadAheadTiming)
     Trace::Clock::time_point submitted;
     ExpertWeights weights;
   };
@@ -167,17 +171,14 @@ class ExpertCache {
   // Recent predictions' share of right ones (a moving average over about 64), and while paused the
   // predictions that would have been read.
   static constexpr double kMinimumPrecision = 0.75;
-  static constexpr double kBlockedWaitSeconds = 50e-6;
   static constexpr uint64_t kPausedSampling = 4;
   double precision_ = 1.0;
   int64_t unread_layer_ = -1;
   std::vector<int32_t> unread_;
   void score(bool right) { precision_ += (static_cast<double>(right) - precision_) / 64.0; }
-  ReadAheadTiming timing_;
+  ReadAheadTrial trial_;
   Trace::Clock::time_point last_use_;
   int64_t last_layer_ = -1;
-  bool timing_batch_ = false;  // the current use() is of a predictable batch
-  double wait_at_last_use_ = 0;
   ExpertCacheStats stats_;
   Trace* trace_ = nullptr;
 };
