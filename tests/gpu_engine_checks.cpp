@@ -379,8 +379,8 @@ void check_gpu_cpu_decoded_layers(const EngineCase& engine_case) {
 }
 
 void check_gpu_matches_float64_reference(const std::string& name, const ModelShape& shape, WeightScheme scheme,
-                                         double tolerance) {
-  const std::string path = generated_model(name, shape, scheme);
+                                         double tolerance, const std::vector<TensorTypeOverride>& tensor_types) {
+  const std::string path = generated_model(name, shape, scheme, 7, tensor_types);
   EngineOptions options{path, 2, 64};
   options.gpu_budget = 1ull << 30;
   Engine engine(options);
@@ -427,6 +427,10 @@ void check_gpu_newer_families_reference() {
                                       WeightScheme::F16, float_tolerance);
   check_gpu_matches_float64_reference("ref-qwen3-q4_k", {256, 2, 4, 2, 512, 512, 0, 1000000.0, true, "qwen3", 128},
                                       WeightScheme::Q4_K, quantized);
+  // Experts whose gate and up differ in type (per-tensor types), every expert in VRAM.
+  check_gpu_matches_float64_reference("ref-qwen3moe-gate-up-differ",
+                                      {256, 2, 4, 2, 512, 512, 0, 1000000.0, false, "qwen3moe", 64, {}, false, 8, 2, 256, 2.0},
+                                      WeightScheme::Q4_K, quantized, {{Role::FfnUpExps, TensorType::Q8_0}});
 }
 
 void check_gpu_trace() {

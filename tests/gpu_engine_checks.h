@@ -71,7 +71,7 @@ inline const ModelShape kTierShapeQwen3{512, 4, 8, 4, 1536, 2048, 0, 1000000.0, 
 // Every layer on the GPU (a prefill through cuBLAS, then decode steps) against the float64
 // reference forward pass.
 void check_gpu_matches_float64_reference(const std::string& name, const ModelShape& shape, WeightScheme scheme,
-                                         double tolerance);
+                                         double tolerance, const std::vector<TensorTypeOverride>& tensor_types = {});
 // Budgets under which the last layers decode on the CPU, from host memory and from disk: prefill
 // (every layer on the GPU, the CPU layers' KV cache visiting) gives the resident run's logits bit
 // for bit; decode steps and a later prefill (over keys and values the CPU wrote) stay within the

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "io/gguf.h"
 #include "test_support.h"
 
 namespace fi {
@@ -453,6 +454,29 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   expect_clean_failure({"make-model", "--preset", "tiny-qwen3", "--type", "f16", "--byte-vocab", "--router-skew", "1",
                         "-o", test::scratch_path("cli-skew.gguf")},
                        "--router-skew is for models with experts");
+  // Per-tensor types, as llama-quantize's --tensor-type writes them.
+  const std::string mixed = test::scratch_path("cli-qwen3moe-mixed.gguf");
+  const test::CommandResult made_mixed =
+      test::run_flexinfer({"make-model", "--preset", "tiny-qwen3moe", "--type", "q4_0", "--byte-vocab", "--tensor-type",
+                           "ffn_up_exps=Q8_0", "--tensor-type", "attn_v=f16", "-o", mixed});
+  ASSERT_EQ(made_mixed.exit_code, 0) << made_mixed.err;
+  const GgufFile mixed_file = GgufFile::open(mixed);
+  EXPECT_EQ(mixed_file.tensors().find("blk.1.ffn_up_exps.weight")->type, TensorType::Q8_0);
+  EXPECT_EQ(mixed_file.tensors().find("blk.1.ffn_gate_exps.weight")->type, TensorType::Q4_0);
+  EXPECT_EQ(mixed_file.tensors().find("blk.0.attn_v.weight")->type, TensorType::F16);
+  const test::CommandResult mixed_bench = test::run_flexinfer({"bench", "-m", mixed, "-p", "8", "-n", "4", "-t", "2"});
+  EXPECT_EQ(mixed_bench.exit_code, 0) << mixed_bench.err;
+  const std::vector<std::string> make = {"make-model", "--preset", "tiny-qwen3moe", "--type", "q4_0", "--byte-vocab",
+                                         "-o", test::scratch_path("cli-bad-type.gguf"), "--tensor-type"};
+  auto with = [&](const std::string& choice) {
+    std::vector<std::string> args = make;
+    args.push_back(choice);
+    return args;
+  };
+  expect_clean_failure(with("ffn_up_exps"), "is not NAME=TYPE");
+  expect_clean_failure(with("ffn_upp=q8_0"), "'ffn_upp' is not a weight matrix's name");
+  expect_clean_failure(with("ffn_up_exps=q9_0"), "'q9_0' is not a tensor type");
+  expect_clean_failure(with("ffn_up=q8_0"), "this model has no ffn_up tensors");
 }
 
 TEST(Cli, VocabOnlyFilesTokenizeButDoNotGenerate) {

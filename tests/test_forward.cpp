@@ -1,6 +1,7 @@
 // The engine's forward pass against the float64 reference on generated models of several shapes,
 // and its invariances: batching and thread count never change the result.
 #include <cstring>
+#include <optional>
 
 #include "host/engine/engine.h"
 #include "io/error.h"
@@ -16,7 +17,13 @@ struct Case {
   ModelShape shape;
   WeightScheme scheme;
   double tolerance;  // relative RMS of logits vs the float64 reference
+  std::optional<TensorTypeOverride> tensor_type = std::nullopt;  // one tensor role in a type of its own
 };
+
+std::vector<TensorTypeOverride> tensor_types(const Case& c) {
+  if (c.tensor_type) return {*c.tensor_type};
+  return {};
+}
 
 // F32/F16 models differ from the reference by the half-precision KV cache; quantized ones also by
 // the 8-bit activations of the integer dot products.
@@ -54,6 +61,11 @@ const Case kCases[] = {
     {"mixtral_f32", {64, 2, 4, 2, 96, 512, 0, 10000.0, false, "llama", 0, {}, false, 4, 2, 96, 1.0}, WeightScheme::F32, 3e-3},
     {"qwen3moe_q8_0", {256, 2, 4, 2, 512, 512, 0, 1000000.0, false, "qwen3moe", 64, {}, false, 8, 2, 256, 2.0},
      WeightScheme::Q8_0, 2e-2},
+    // Gate and up of different activation formats (per-tensor types): quantized twice per step.
+    {"qwen3moe_gate_q4_k_up_q8_0", {256, 2, 4, 2, 512, 512, 0, 1000000.0, false, "qwen3moe", 64, {}, false, 8, 2, 256, 2.0},
+     WeightScheme::Q4_K, 5e-2, TensorTypeOverride{Role::FfnUpExps, TensorType::Q8_0}},
+    {"mixtral_gate_f16_up_q4_0", {256, 2, 8, 4, 256, 512, 0, 10000.0, false, "llama", 0, {}, false, 4, 2, 256, 1.0},
+     WeightScheme::Q4_0, 5e-2, TensorTypeOverride{Role::FfnGateExps, TensorType::F16}},
 };
 
 class ForwardTest : public ::testing::TestWithParam<Case> {};
@@ -75,7 +87,7 @@ std::vector<int32_t> some_tokens(int64_t vocab, size_t count) {
 
 TEST_P(ForwardTest, MatchesFloat64Reference) {
   const Case& c = GetParam();
-  const std::string path = test::generated_model(c.name, c.shape, c.scheme);
+  const std::string path = test::generated_model(c.name, c.shape, c.scheme, 7, tensor_types(c));
   Engine engine({path, 2, 64});
   const auto tokens = some_tokens(engine.config().vocab, 12);
   std::vector<float> logits(tokens.size() * engine.config().vocab);
@@ -86,7 +98,7 @@ TEST_P(ForwardTest, MatchesFloat64Reference) {
 
 TEST_P(ForwardTest, BatchedPrefillEqualsTokenByTokenBitForBit) {
   const Case& c = GetParam();
-  const std::string path = test::generated_model(c.name, c.shape, c.scheme);
+  const std::string path = test::generated_model(c.name, c.shape, c.scheme, 7, tensor_types(c));
   ThreadPool pool(2);
   const auto model = load(path, pool, 32);
   const auto tokens = some_tokens(model->config().vocab, 9);
@@ -108,7 +120,7 @@ TEST_P(ForwardTest, BatchedPrefillEqualsTokenByTokenBitForBit) {
 // every sequence, a slot rewound and reused) give each sequence the logits it gets alone.
 TEST_P(ForwardTest, SequencesSharingPassesEqualEachAloneBitForBit) {
   const Case& c = GetParam();
-  const std::string path = test::generated_model(c.name, c.shape, c.scheme);
+  const std::string path = test::generated_model(c.name, c.shape, c.scheme, 7, tensor_types(c));
   ThreadPool pool(2);
   const auto shared = load(path, pool, 16, 256, 3);
   const auto alone = load(path, pool, 16);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <optional>
 
 #include "host/engine/host_model.h"
 #include "io/error.h"
@@ -16,7 +17,13 @@ struct Case {
   const char* name;
   ModelShape shape;
   WeightScheme scheme;
+  std::optional<TensorTypeOverride> tensor_type = std::nullopt;  // one tensor role in a type of its own
 };
+
+std::vector<TensorTypeOverride> tensor_types(const Case& c) {
+  if (c.tensor_type) return {*c.tensor_type};
+  return {};
+}
 
 const Case kCases[] = {
     {"offload_q4_0", {256, 4, 8, 4, 768, 512, 0, 10000.0, false}, WeightScheme::Q4_0},
@@ -53,6 +60,15 @@ const Case kCases[] = {
     // More experts chosen by the prompt than one parallel section computes: several sections.
     {"offload_many_experts_q4_k_m",
      {256, 2, 4, 2, 256, 512, 0, 10000.0, false, "qwen3moe", 64, {}, false, 40, 4, 256, 0.0}, WeightScheme::Q4_K_M},
+    // Experts whose gate and up take activations of different formats (Q8_K for Q4_K, Q8_0 for
+    // Q8_0; float for F16), as files quantized with per-tensor types have: two products per step.
+    {"offload_qwen3moe_gate_up_differ",
+     {256, 3, 4, 2, 512, 512, 0, 1000000.0, false, "qwen3moe", 64, {}, false, 8, 2, 256, 1.0},
+     WeightScheme::Q4_K_M,
+     TensorTypeOverride{Role::FfnUpExps, TensorType::Q8_0}},
+    {"offload_mixtral_gate_up_differ", {256, 2, 8, 4, 256, 512, 0, 10000.0, false, "llama", 0, {}, false, 4, 2, 256, 2.0},
+     WeightScheme::Q4_0,
+     TensorTypeOverride{Role::FfnGateExps, TensorType::F16}},
 };
 
 constexpr int64_t kContext = 32;
@@ -105,7 +121,7 @@ class OffloadTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(OffloadTest, EveryBudgetGivesBitIdenticalLogits) {
   const Case& c = GetParam();
-  const std::string path = test::generated_model(c.name, c.shape, c.scheme);
+  const std::string path = test::generated_model(c.name, c.shape, c.scheme, 7, tensor_types(c));
   const std::vector<float> resident = run(path, std::nullopt);
   const uint64_t minimum = minimum_budget(path), everything = unlimited_bytes(path);
   ASSERT_LT(minimum, everything);
@@ -134,7 +150,7 @@ TEST_P(OffloadTest, EveryBudgetGivesBitIdenticalLogits) {
 
 TEST_P(OffloadTest, EveryBackendStreamsTheSameBytes) {
   const Case& c = GetParam();
-  const std::string path = test::generated_model(c.name, c.shape, c.scheme);
+  const std::string path = test::generated_model(c.name, c.shape, c.scheme, 7, tensor_types(c));
   const std::vector<float> resident = run(path, std::nullopt);
   const uint64_t budget = minimum_budget(path) + 4096;
   for (IoBackend backend : {IoBackend::Uring, IoBackend::Pread, IoBackend::Mmap}) {

@@ -51,7 +51,8 @@ std::string scratch_dir() {
 
 std::string scratch_path(const std::string& name) { return scratch_dir() + "/" + name; }
 
-std::string generated_model(const std::string& name, const ModelShape& shape, WeightScheme scheme, uint64_t seed) {
+std::string generated_model(const std::string& name, const ModelShape& shape, WeightScheme scheme, uint64_t seed,
+                            const std::vector<TensorTypeOverride>& tensor_types) {
   static std::map<std::string, std::string> made;
   auto it = made.find(name);
   if (it != made.end()) return it->second;
@@ -59,6 +60,7 @@ std::string generated_model(const std::string& name, const ModelShape& shape, We
   options.shape = shape;
   options.scheme = scheme;
   options.seed = seed;
+  options.tensor_types = tensor_types;
   options.output_path = scratch_path(name + ".gguf");
   ThreadPool pool(2);
   make_model(options, pool);

@@ -38,7 +38,8 @@ std::string scratch_dir();
 std::string scratch_path(const std::string& name);
 
 // Writes a random-weight model of `shape` and returns its path (cached per name in the process).
-std::string generated_model(const std::string& name, const ModelShape& shape, WeightScheme scheme, uint64_t seed = 7);
+std::string generated_model(const std::string& name, const ModelShape& shape, WeightScheme scheme, uint64_t seed = 7,
+                            const std::vector<TensorTypeOverride>& tensor_types = {});
 // make-model --preset PRESET --type TYPE --byte-vocab --seed 1, cached per name in the process.
 std::string preset_model(const std::string& preset, const std::string& type);
 

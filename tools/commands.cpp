@@ -247,6 +247,10 @@ int command_make_model(int argc, char** argv) {
   std::string types;
   for (const std::string& name : weight_scheme_names()) types += (types.empty() ? "" : ", ") + name;
   app->add_option("--type", type, types)->type_name("TYPE");
+  std::vector<std::string> tensor_types;
+  app->add_option("--tensor-type", tensor_types,
+                  "every tensor NAME in TYPE, whatever --type chooses, e.g. ffn_up_exps=q8_0 (repeatable)")
+      ->type_name("NAME=TYPE");
   real_option(*app, "--router-skew", router_skew, 0.0, 16.0,
               "experts: 0 = uniform routing, larger = some experts chosen more often (default: the preset's)");
   app->add_option("--vocab", vocab, "copy the tokenizer of this GGUF file")->type_name("FILE");
@@ -270,6 +274,12 @@ int command_make_model(int argc, char** argv) {
   const auto scheme = parse_weight_scheme(type);
   if (!scheme) throw UsageError("make-model: unknown type '" + type + "' (" + types + ")");
   options.scheme = *scheme;
+  for (const std::string& text : tensor_types) {
+    std::string problem;
+    const auto chosen = parse_tensor_type_override(text, &problem);
+    if (!chosen) throw UsageError("make-model: --tensor-type " + problem);
+    options.tensor_types.push_back(*chosen);
+  }
   if ((app->count("--vocab") > 0) == byte_vocab) throw UsageError("make-model: give exactly one of --vocab FILE or --byte-vocab");
   options.vocab_path = vocab;
   options.seed = static_cast<uint64_t>(seed);

@@ -1,6 +1,8 @@
 #include "tools/model_maker.h"
 
+#include <algorithm>
 #include <cmath>
+#include <strings.h>
 #include <utility>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -183,6 +185,35 @@ ModelShape with_architecture(ModelShape shape, const std::string& arch) {
     shape.head_dim = 2 * shape.dim / shape.n_heads;
   if (!find_architecture(arch) && shape.n_experts == 0) shape = with_experts(shape, 8, 2, shape.ffn_dim, shape.router_skew);
   return shape;
+}
+
+std::optional<TensorTypeOverride> parse_tensor_type_override(const std::string& text, std::string* problem) {
+  const size_t equals = text.find('=');
+  if (equals == std::string::npos) {
+    *problem = "'" + text + "' is not NAME=TYPE (for example ffn_up_exps=q8_0)";
+    return std::nullopt;
+  }
+  const std::string name = text.substr(0, equals), type = text.substr(equals + 1);
+  std::optional<Role> role;
+  std::string matrices;
+  for (size_t r = 0; r < kRoleCount; ++r) {
+    const RoleSpec& spec = role_spec(static_cast<Role>(r));
+    if (!spec.matrix) continue;
+    matrices += (matrices.empty() ? "" : ", ") + std::string(spec.name);
+    if (name == spec.name) role = spec.role;
+  }
+  if (!role) {
+    *problem = "'" + name + "' is not a weight matrix's name (" + matrices + ")";
+    return std::nullopt;
+  }
+  std::string types;
+  for (TensorType candidate : supported_types()) {
+    const std::string candidate_name = type_name(candidate);
+    types += (types.empty() ? "" : ", ") + candidate_name;
+    if (strcasecmp(candidate_name.c_str(), type.c_str()) == 0) return TensorTypeOverride{*role, candidate};
+  }
+  *problem = "'" + type + "' is not a tensor type (" + types + ")";
+  return std::nullopt;
 }
 
 std::optional<WeightScheme> parse_weight_scheme(const std::string& name) {
@@ -373,7 +404,9 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
     if (!wanted(role)) return;
     const RoleSpec& spec = role_spec(role);
     const uint64_t cols = config.extent(spec.cols), rows = config.extent(spec.rows), slices = config.extent(spec.slices);
-    const TensorType type = scheme_tensor_type(options.scheme, role, layer, s);
+    TensorType type = scheme_tensor_type(options.scheme, role, layer, s);
+    for (const TensorTypeOverride& chosen : options.tensor_types)
+      if (chosen.role == role) type = chosen.type;
     float amplitude = 0, offset = 0;
     amplitude_of(spec, cols, &amplitude, &offset);
     if (arch->has_experts() && (role == Role::AttnOutput || role == Role::FfnDown || role == Role::FfnDownExps))
@@ -396,6 +429,9 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   add(Role::OutputNorm, -1);
   add(Role::Output, -1);
 
+  for (const TensorTypeOverride& chosen : options.tensor_types)
+    if (std::none_of(plan.begin(), plan.end(), [&](const TensorPlan& t) { return parse_tensor_name(t.name)->role == chosen.role; }))
+      fail("make-model: this model has no %s tensors to write in %s", role_spec(chosen.role).name, type_name(chosen.type));
   for (const TensorPlan& t : plan) {
     if (t.cols % type_traits(t.type).block_elements != 0)
       fail("make-model: %s rows of %lld elements do not fit %s blocks of %u", t.name.c_str(),

@@ -63,9 +63,20 @@ const std::vector<std::string>& weight_scheme_names();
 // for rows its block size does not divide); F32 for vectors.
 TensorType scheme_tensor_type(WeightScheme scheme, Role role, int64_t layer, const ModelShape& shape);
 
+// Every tensor of one role in one type whatever the scheme says (llama-quantize's --tensor-type,
+// as in files whose experts' gate and up differ).
+struct TensorTypeOverride {
+  Role role;
+  TensorType type;
+};
+// "ffn_up_exps=q8_0": a matrix role's GGUF base name and a type name (any case); nullopt with
+// `problem` saying what is wrong.
+std::optional<TensorTypeOverride> parse_tensor_type_override(const std::string& text, std::string* problem);
+
 struct MakeModelOptions {
   ModelShape shape;
   WeightScheme scheme = WeightScheme::F16;
+  std::vector<TensorTypeOverride> tensor_types;
   std::string vocab_path;  // a GGUF whose tokenizer.* metadata is copied; empty: byte-level vocabulary
   uint64_t seed = 1;
   std::string output_path;
