@@ -69,6 +69,16 @@ constexpr Run bytes_by_row(int at, size_t field, int count) {
 std::vector<Run> layout_of(TensorType type) {
   switch (type) {
     case TensorType::Q4_0: return {side_by_side(0, offsetof(BlockQ4_0, d), 2), quads(16, offsetof(BlockQ4_0, qs), 4)};
+    case TensorType::IQ4_NL: return {side_by_side(0, offsetof(BlockIQ4_NL, d), 2), quads(16, offsetof(BlockIQ4_NL, qs), 4)};
+    case TensorType::Q4_1:
+      return {side_by_side(0, offsetof(BlockQ4_1, d), 2), side_by_side(16, offsetof(BlockQ4_1, m), 2),
+              quads(32, offsetof(BlockQ4_1, qs), 4)};
+    case TensorType::Q5_0:
+      return {side_by_side(0, offsetof(BlockQ5_0, d), 2), side_by_side(16, offsetof(BlockQ5_0, qh), 4),
+              quads(48, offsetof(BlockQ5_0, qs), 4)};
+    case TensorType::Q5_1:
+      return {side_by_side(0, offsetof(BlockQ5_1, d), 2), side_by_side(16, offsetof(BlockQ5_1, m), 2),
+              side_by_side(32, offsetof(BlockQ5_1, qh), 4), quads(64, offsetof(BlockQ5_1, qs), 4)};
     case TensorType::Q4_K:
       return {side_by_side(0, offsetof(BlockQ4_K, d), 2), side_by_side(16, offsetof(BlockQ4_K, dmin), 2),
               quads(32, offsetof(BlockQ4_K, scales), 3), quads(128, offsetof(BlockQ4_K, qs), 32)};
