@@ -2,6 +2,7 @@
 #include <array>
 
 #include "host/gpu/gpu_backend.h"
+#include "host/kernels/repack.h"
 #include "host/memory/kv_cache.h"
 #include "planner/budget.h"
 
@@ -14,6 +15,14 @@ constexpr uint64_t kBlasWorkspaceBytes = 32ull << 20;  // cuda::Blas::kWorkspace
 constexpr uint64_t kDequantizeChunkElements = 32ull << 20;
 
 uint64_t aligned(uint64_t bytes) { return (bytes + kDeviceAlignment - 1) / kDeviceAlignment * kDeviceAlignment; }
+
+// Every interleaved type's permutation (uint16 each), as the expert cache uploads them.
+uint64_t interleaved_layouts_bytes() {
+  uint64_t bytes = 0;
+  for (TensorType type : kTensorTypes)
+    if (interleavable_type(type)) bytes += aligned(interleaved_offsets(type).size() * sizeof(uint16_t));
+  return bytes;
+}
 
 }  // namespace
 
@@ -102,10 +111,9 @@ GpuExpertCachePlan gpu_expert_cache_plan(const Model& model, uint64_t vram) {
   const uint64_t choices = batch * static_cast<uint64_t>(c.n_experts_used), dim = static_cast<uint64_t>(c.dim);
   const uint64_t all_dequantized = gpu_dequantize_elements(gpu_tensors(model, GpuExperts::OnGpu));
   const uint64_t dense_dequantized = gpu_dequantize_elements(gpu_tensors(model, GpuExperts::OnCpu));
-  constexpr uint64_t kLayoutOffsets = 16 * 1024;  // every interleaved type's permutation (uint16 each)
   // Upload staging and the slot of uploads the cache does not keep.
   plan.scratch = 2 * plan.slot_bytes + aligned(choices * dim * sizeof(float)) + aligned(batch * dim * sizeof(float)) +
-                 aligned(choices * sizeof(int32_t)) + kLayoutOffsets +
+                 aligned(choices * sizeof(int32_t)) + interleaved_layouts_bytes() +
                  aligned((all_dequantized > dense_dequantized ? all_dequantized : 0) * sizeof(uint16_t)) +
                  16 * kDeviceAlignment;
   if (vram < plan.scratch + plan.slot_bytes || plan.slot_bytes == 0) return plan;

@@ -124,24 +124,26 @@ FI_TENSOR_TYPES(FI_CHECK_BLOCK_SIZE)
 static_assert(sizeof(BlockQ8_K) == 292);
 
 // Activations paired with the 32-element block types (an internal format): the n int8 values,
-// then one float scale per block of 32, then per block scale x sum of its values. Contiguous float
-// scales let the kernels scale several blocks with one multiply; the sums let unsigned codes
-// multiply and their offsets (Q4_0's 8, Q5_0's 16, Q4_1's and Q5_1's minimum) come off once per
-// block.
-template <typename Int8, typename Float>
+// then one float scale per block of 32, then per block scale x sum of its values, then per block
+// the sum itself. Contiguous float scales let the kernels scale several blocks with one multiply;
+// the scaled sums let unsigned codes multiply and their offsets (Q4_0's 8, Q5_0's 16, Q4_1's and
+// Q5_1's minimum) come off once per block in float; the integer sums let signed codes multiply as
+// unsigned ones (code + 128) and the offset come off exactly.
+template <typename Int8, typename Float, typename Int16>
 struct Q8RowOf {
   Int8* values;
   Float* scales;
   Float* scaled_sums;
+  Int16* sums;
   template <typename Bytes>
   static Q8RowOf at(Bytes* row, int64_t n) {
     auto* values = reinterpret_cast<Int8*>(row);
     auto* scales = reinterpret_cast<Float*>(values + n);
-    return {values, scales, scales + n / 32};
+    return {values, scales, scales + n / 32, reinterpret_cast<Int16*>(scales + 2 * (n / 32))};
   }
 };
-using Q8Row = Q8RowOf<int8_t, float>;
-using ConstQ8Row = Q8RowOf<const int8_t, const float>;
+using Q8Row = Q8RowOf<int8_t, float, int16_t>;
+using ConstQ8Row = Q8RowOf<const int8_t, const float, const int16_t>;
 
 enum class ActivationFormat { F32, Q8, Q8_K };
 constexpr ActivationFormat activation_format(TensorType weight_type) {

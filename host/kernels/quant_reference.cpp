@@ -12,7 +12,8 @@ namespace fi {
 
 size_t activation_row_bytes(TensorType weight_type, int64_t n) {
   switch (activation_format(weight_type)) {
-    case ActivationFormat::Q8: return static_cast<size_t>(n) + 2 * static_cast<size_t>(n / kQK) * sizeof(float);
+    case ActivationFormat::Q8:
+      return static_cast<size_t>(n) + static_cast<size_t>(n / kQK) * (2 * sizeof(float) + sizeof(int16_t));
     case ActivationFormat::Q8_K: return static_cast<size_t>(n / kQKK) * sizeof(BlockQ8_K);
     default: return static_cast<size_t>(n) * sizeof(float);
   }
@@ -643,6 +644,7 @@ void quantize_q8_row(const float* x, Q8Row out, int64_t n) {
       sum += out.values[b * kQK + j];
     }
     out.scaled_sums[b] = out.scales[b] * static_cast<float>(sum);
+    out.sums[b] = static_cast<int16_t>(sum);
   }
 }
 

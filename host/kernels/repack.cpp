@@ -70,6 +70,7 @@ std::vector<Run> layout_of(TensorType type) {
   switch (type) {
     case TensorType::Q4_0: return {side_by_side(0, offsetof(BlockQ4_0, d), 2), quads(16, offsetof(BlockQ4_0, qs), 4)};
     case TensorType::IQ4_NL: return {side_by_side(0, offsetof(BlockIQ4_NL, d), 2), quads(16, offsetof(BlockIQ4_NL, qs), 4)};
+    case TensorType::Q8_0: return {side_by_side(0, offsetof(BlockQ8_0, d), 2), quads(16, offsetof(BlockQ8_0, qs), 8)};
     case TensorType::Q4_1:
       return {side_by_side(0, offsetof(BlockQ4_1, d), 2), side_by_side(16, offsetof(BlockQ4_1, m), 2),
               quads(32, offsetof(BlockQ4_1, qs), 4)};

@@ -23,6 +23,7 @@ constexpr int kInterleavedRows = 8;
 // Byte offsets inside one x8 block (8 blocks of the type; row r, lane r):
 //   Q4_0   (144):  d[8] @0; qs @16: byte 32j + 4r + i = qs[4j + i]
 //   IQ4_NL (144):  as Q4_0
+//   Q8_0   (272):  d[8] @0; qs @16: byte 32j + 4r + i = qs[4j + i] (j < 8)
 //   Q4_1   (160):  d[8] @0, m[8] @16; qs @32 as Q4_0's
 //   Q5_0   (176):  d[8] @0; qh @16: byte 4r + i = qh[i]; qs @48 as Q4_0's
 //   Q5_1   (192):  d[8] @0, m[8] @16; qh @32 as Q5_0's; qs @64 as Q4_0's
@@ -40,8 +41,8 @@ constexpr int kInterleavedRows = 8;
 // (d etc. as 8 consecutive fp16/uint16, row r's at index r.)
 constexpr bool interleavable_type(TensorType type) {
   return type == TensorType::Q4_0 || type == TensorType::Q4_1 || type == TensorType::Q5_0 || type == TensorType::Q5_1 ||
-         type == TensorType::IQ4_NL || type == TensorType::Q4_K || type == TensorType::Q5_K || type == TensorType::Q6_K ||
-         type == TensorType::Q2_K || type == TensorType::Q3_K || type == TensorType::IQ4_XS;
+         type == TensorType::Q8_0 || type == TensorType::IQ4_NL || type == TensorType::Q4_K || type == TensorType::Q5_K ||
+         type == TensorType::Q6_K || type == TensorType::Q2_K || type == TensorType::Q3_K || type == TensorType::IQ4_XS;
 }
 
 // Whether matrices of `type` are interleaved with the kernels in use (SIMD only).
