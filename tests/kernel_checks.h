@@ -241,8 +241,8 @@ template <typename Memory>
 void check_deinterleave_rows() {
   ThreadPool pool(1);
   const int64_t rows = 16;
-  for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::Q2_K,
-                          TensorType::Q3_K, TensorType::IQ4_XS}) {
+  for (TensorType type : kTensorTypes) {
+    if (!interleavable_type(type)) continue;
     SCOPED_TRACE(type_name(type));
     const int64_t cols = 2 * type_traits(type).block_elements;
     const auto bytes_per_row = static_cast<int64_t>(row_bytes(type, static_cast<uint64_t>(cols)));
