@@ -1,6 +1,10 @@
 #include "gpu_engine_checks.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include "cuda/runtime.h"
 #include "host/engine/engine.h"
@@ -340,6 +344,40 @@ void check_gpu_tiers_bit_identical(const std::string& name, const ModelShape& sh
     }
   }
   EXPECT_GE(all_gpu, 4) << "budget pairs with every layer on the GPU";
+}
+
+void check_gpu_tiers_recover_from_a_failed_pass() {
+  const int32_t tokens[] = {5, 9};
+  const std::pair<std::string, Profile> cases[] = {
+      {generated_model("gpu-tiers-q4_0", kTierShape, WeightScheme::Q4_0), gpu_favoured_profile()},
+      {cpu_layers_model(WeightScheme::Q4_0), cpu_favoured_profile()}};
+  for (const auto& [original, profile] : cases) {
+    const std::string path = scratch_path("gpu-tiers-failing.gguf");
+    auto restore = [&] { std::filesystem::copy_file(original, path, std::filesystem::copy_options::overwrite_existing); };
+    restore();
+    // A host budget short of the weights, so that rows stream from disk.
+    const BudgetPairs pairs = split_budgets(path, profile, {1.0 / 16, 0.25, 0.5});
+    const auto streaming = std::find_if(pairs.begin(), pairs.end(), [](const auto& pair) { return pair.second.has_value(); });
+    ASSERT_NE(streaming, pairs.end());
+    const auto& [gpu, host] = *streaming;
+    SCOPED_TRACE("gpu " + std::to_string(gpu) + " host " + std::to_string(*host));
+    Engine engine(tier_options(path, gpu, host, profile));
+    uint64_t disk = 0;
+    for (const TierUnit& unit : engine.tiers()->units) disk += unit.disk_bytes();
+    ASSERT_GT(disk, 0u);
+    std::vector<float> logits(static_cast<size_t>(engine.config().vocab));
+    engine.forward().eval(std::span<const int32_t>(&tokens[0], 1), logits.data());
+    ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(std::filesystem::file_size(path) / 3)), 0);
+    for (int attempt = 0; attempt < 2; ++attempt)
+      EXPECT_THROW(engine.forward().eval(std::span<const int32_t>(&tokens[1], 1), logits.data()), Error);
+    restore();
+    engine.forward().eval(std::span<const int32_t>(&tokens[1], 1), logits.data());
+
+    Engine fresh(tier_options(path, gpu, host, profile));
+    std::vector<float> expected(logits.size());
+    for (const int32_t& token : tokens) fresh.forward().eval(std::span<const int32_t>(&token, 1), expected.data());
+    EXPECT_EQ(logits, expected);
+  }
 }
 
 void check_gpu_cpu_decoded_layers(const EngineCase& engine_case) {

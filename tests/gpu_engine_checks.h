@@ -62,6 +62,10 @@ void check_gpu_expert_cache();
 // Budgets that split the model over VRAM, pinned host memory and disk (every layer still on the
 // GPU) give logits bit-identical to the fully resident run, and keep both budgets.
 void check_gpu_tiers_bit_identical(const std::string& name, const ModelShape& shape, WeightScheme scheme);
+// A model file cut short while the tiers stream from it (GPU-decoded layers uploading rows read
+// from disk, and CPU-decoded ones computing from them): the passes fail with the reason, and once
+// the file is whole again the same engine gives the logits of a run that never failed.
+void check_gpu_tiers_recover_from_a_failed_pass();
 // Models of 4 layers and dim 512 for those sweeps: llama 2 style, and each newer family's features.
 inline const ModelShape kTierShape{512, 4, 8, 4, 1536, 2048, 0, 10000.0, false};
 inline const ModelShape kTierShapeLlama3{512, 4, 8, 4, 1536, 2048, 0, 500000.0, false, "llama", 0,

@@ -143,6 +143,11 @@ TEST(GpuEngine, WeightsSplitOverVramHostAndDiskGiveTheResidentLogits) {
   test::check_gpu_tiers_bit_identical("q4_k_m", test::kTierShape, WeightScheme::Q4_K_M);
 }
 
+TEST(GpuEngine, TiersRecoverFromAFailedPass) {
+  FI_REQUIRE_GPU();
+  test::check_gpu_tiers_recover_from_a_failed_pass();
+}
+
 TEST(GpuEngine, NewerFamiliesSplitOverTheTiersGiveTheResidentLogits) {
   FI_REQUIRE_GPU();
   test::check_gpu_newer_families_tiers();

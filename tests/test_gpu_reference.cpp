@@ -23,6 +23,8 @@ TEST(ReferenceGpuEngine, WeightsSplitOverVramHostAndDiskGiveTheResidentLogits) {
   test::check_gpu_tiers_bit_identical("q4_k_m", test::kTierShape, WeightScheme::Q4_K_M);
 }
 
+TEST(ReferenceGpuEngine, TiersRecoverFromAFailedPass) { test::check_gpu_tiers_recover_from_a_failed_pass(); }
+
 TEST(ReferenceGpuEngine, NewerFamiliesSplitOverTheTiersGiveTheResidentLogits) { test::check_gpu_newer_families_tiers(); }
 
 TEST(ReferenceGpuEngine, NewerFamiliesMatchTheFloat64Reference) { test::check_gpu_newer_families_reference(); }

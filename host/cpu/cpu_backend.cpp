@@ -168,6 +168,11 @@ void CpuBackend::end_unit(int64_t unit) {
   unit_range_.reset();
 }
 
+void CpuBackend::abandon_batch() {
+  unit_range_.reset();
+  store_.abandon_pass();
+}
+
 void CpuBackend::rms_norm(Activation in, Role weight, Activation out) {
   const float* x = buffer(in);
   float* y = buffer(out);

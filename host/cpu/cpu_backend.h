@@ -39,6 +39,7 @@ class CpuBackend final : public Backend {
   void store_residual(float* host) override;
   void begin_unit(int64_t unit) override;
   void end_unit(int64_t unit) override;
+  void abandon_batch() override;
   void rms_norm(Activation in, Role weight, Activation out) override;
   void rms_norm_heads(Activation x, Role weight) override;
   void multiply(Activation in, std::initializer_list<Product> products) override;

@@ -52,6 +52,7 @@ class GpuBackend final : public Backend, public ExpertAssist {
   void store_residual(float* host) override;
   void begin_unit(int64_t unit) override;
   void end_unit(int64_t unit) override;
+  void abandon_batch() override;
   void rms_norm(Activation in, Role weight, Activation out) override;
   void rms_norm_heads(Activation x, Role weight) override;
   void multiply(Activation in, std::initializer_list<Product> products) override;
@@ -461,6 +462,18 @@ void GpuBackend::bring(size_t unit) {
   if (staged) slot_uploaded_[slot]->synchronize();  // out of the staging slot before it is refilled
   tiers_->release(static_cast<int64_t>(unit));
   unit_slot_[unit] = static_cast<int>(slot);
+}
+
+void GpuBackend::abandon_batch() {
+  // What the streams still hold of the failed pass ends first: uploads read the staging slots
+  // that the store is about to forget.
+  upload_.synchronize();
+  compute_.synchronize();
+  if (tiers_) tiers_->abandon_pass();
+  std::fill(unit_slot_.begin(), unit_slot_.end(), -1);
+  first_layer_brought_ = false;
+  logits_pending_ = false;
+  unit_range_.reset();
 }
 
 void GpuBackend::bring_next_first_layer() {

@@ -30,6 +30,9 @@ class HostWeights {
   // Unit index: 0 .. n_layers-1 for layers, n_layers for the output head.
   virtual void acquire(int64_t unit) = 0;
   virtual void release(int64_t unit) = 0;
+  // A pass ended in an error, perhaps between an acquire and its release: the next pass starts
+  // over from unit 0.
+  virtual void abandon_pass() {}
   // The token's embedding row as floats.
   virtual void embed(int32_t token, float* out) = 0;
   // Reads of streamed rows become spans on the trace's disk track.

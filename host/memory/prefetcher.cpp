@@ -27,16 +27,33 @@ Prefetcher::Prefetcher(AsyncReader& reader, std::vector<std::vector<ReadSpan>> s
 }
 
 Prefetcher::~Prefetcher() {
-  stopping_.store(true);
-  signal_.fetch_add(1);
-  signal_.notify_all();
-  thread_.join();
+  stop_thread();
   // Reads still in flight land in the slots: let them finish before the slots can be freed.
   try {
     while (reader_.outstanding() > 0) reader_.wait();
   } catch (const Error&) {
     // The error was already handed to compute, or nobody is left to care.
   }
+}
+
+void Prefetcher::stop_thread() {
+  if (!thread_.joinable()) return;
+  stopping_.store(true);
+  signal_.fetch_add(1);
+  signal_.notify_all();
+  thread_.join();
+}
+
+void Prefetcher::abandon() {
+  if (!thread_.joinable()) return;
+  stop_thread();
+  reader_.abandon();
+  stopping_.store(false);
+  failed_.store(false);
+  error_ = nullptr;
+  released_.store(0);
+  acquired_ = 0;
+  for (auto& ready : ready_) ready.store(0);
 }
 
 void Prefetcher::run() {
@@ -84,6 +101,7 @@ void Prefetcher::run() {
 uint8_t* Prefetcher::acquire(size_t index) {
   const uint64_t job = acquired_;
   if (index != job % schedule_.size()) fail("internal: streamed units acquired out of order");
+  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });  // the first pass after abandon()
   const size_t slot = job % static_cast<uint64_t>(depth_);
   uint64_t ready = ready_[slot].load();
   if (ready != job + 1) {

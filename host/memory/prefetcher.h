@@ -35,6 +35,11 @@ class Prefetcher {
   uint8_t* acquire(size_t index);
   // Hands the slot of the unit acquired last back for refilling.
   void release();
+  // After a pass that ended in an error (a failed read, or any error between an acquire and its
+  // release): stops reading, lets the reads in flight land and forgets every job. The next
+  // acquire (of the schedule's first unit) starts reading again from there, so the next pass
+  // streams as the first one did, and a file put right in between is read afresh.
+  void abandon();
 
   size_t schedule_size() const { return schedule_.size(); }
   // Each unit's reads become a span on the trace's disk track (before the first acquire).
@@ -43,6 +48,7 @@ class Prefetcher {
 
  private:
   void run();
+  void stop_thread();
 
   AsyncReader& reader_;
   std::vector<std::vector<ReadSpan>> schedule_;

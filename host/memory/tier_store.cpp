@@ -92,6 +92,11 @@ void TierStore::release(int64_t unit) {
   staged_ = nullptr;
 }
 
+void TierStore::abandon_pass() {
+  if (prefetcher_) prefetcher_->abandon();
+  staged_ = nullptr;
+}
+
 void TierStore::embed(int32_t, float*) { fail("internal: the token embedding is on the GPU in a three-tier placement"); }
 
 void TierStore::set_trace(Trace* trace) {

@@ -46,6 +46,7 @@ class TierStore final : public HostWeights {
   const ModelWeights& weights() const override { return weights_; }
   void acquire(int64_t unit) override;
   void release(int64_t unit) override;
+  void abandon_pass() override;
   // The embedding lives on the GPU: calling this is an internal error.
   void embed(int32_t token, float* out) override;
   void set_trace(Trace* trace) override;

@@ -184,6 +184,10 @@ void WeightStore::release(int64_t unit) {
   if (schedule_index_.at(static_cast<size_t>(unit)) >= 0) prefetcher_->release();
 }
 
+void WeightStore::abandon_pass() {
+  if (prefetcher_) prefetcher_->abandon();
+}
+
 void WeightStore::embed(int32_t token, float* out) {
   const WeightMatrix& e = weights_.globals[Role::TokenEmbedding];
   if (token < embedding_resident_rows_) {

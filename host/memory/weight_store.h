@@ -32,6 +32,7 @@ class WeightStore final : public HostWeights {
   const ModelWeights& weights() const override { return weights_; }
   void acquire(int64_t unit) override;
   void release(int64_t unit) override;
+  void abandon_pass() override;
   // Read from the file when the embedding is not resident.
   void embed(int32_t token, float* out) override;
 

@@ -53,6 +53,9 @@ class Backend {
   // begin_unit to end_unit. Every unit passes through in order once per batch.
   virtual void begin_unit(int64_t unit) = 0;
   virtual void end_unit(int64_t unit) = 0;
+  // The batch ended in an error, perhaps inside a unit: what the device holds for the pass goes,
+  // and the next batch starts as the first one did.
+  virtual void abandon_batch() {}
 
   // out = RMSNorm(in) * weight, per token.
   virtual void rms_norm(Activation in, Role weight, Activation out) = 0;

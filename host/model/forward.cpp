@@ -119,6 +119,26 @@ void Forward::eval_together(std::span<const SequenceChunk> chunks, float* logits
 
 void Forward::eval_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs, std::span<const int64_t> wanted,
                          float* logits) {
+  // A failed pass advances no sequence, and the devices start the next one afresh: a long-lived
+  // engine (the server) goes on after a read error.
+  try {
+    run_batch(tokens, runs, wanted, logits);
+  } catch (...) {
+    for (const auto& device : devices_) {
+      try {
+        device->abandon_batch();
+      } catch (...) {
+        // The pass's own error is the one to report; a device that cannot recover fails again
+        // on the next pass with its reason.
+      }
+    }
+    throw;
+  }
+  for (const BatchRun& run : runs) positions_[static_cast<size_t>(run.cache_begin / context_)] += run.count;
+}
+
+void Forward::run_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs, std::span<const int64_t> wanted,
+                        float* logits) {
   const auto n = static_cast<int64_t>(tokens.size());
   pass_tokens_ = n;
   for (const auto& device : devices_) device->begin_batch(tokens, runs);
@@ -141,7 +161,6 @@ void Forward::eval_batch(std::span<const int32_t> tokens, std::span<const BatchR
   }
   move_to(head_device_);
   head(*current, wanted, n, logits);
-  for (const BatchRun& run : runs) positions_[static_cast<size_t>(run.cache_begin / context_)] += run.count;
 }
 
 void Forward::move_residual(Backend& from, Backend& to, int64_t tokens) {

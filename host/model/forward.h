@@ -75,6 +75,8 @@ class Forward {
   // One pass; logits for the batch rows in `wanted` (ascending).
   void eval_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs, std::span<const int64_t> wanted,
                   float* logits);
+  void run_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs, std::span<const int64_t> wanted,
+                 float* logits);
   // The layer's attention on `device`, its feed-forward half on `ffn_device` (the residual stream
   // moves between them when they differ).
   void layer(Backend& device, Backend& ffn_device, int64_t index);
