@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <regex>
@@ -21,6 +22,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "host/engine/host_model.h"
 #include "test_support.h"
 
 namespace fi {
@@ -32,7 +34,7 @@ using namespace std::chrono_literals;
 // `flexinfer serve ... --port 0` in the background; the port is read from its report line.
 class ServerProcess {
  public:
-  explicit ServerProcess(std::vector<std::string> arguments) {
+  explicit ServerProcess(std::vector<std::string> arguments, std::vector<std::string> environment = {}) {
     log_ = test::scratch_path("serve-" + std::to_string(++count_) + ".log");
     arguments.insert(arguments.begin(), "serve");
     for (const char* a : {"--port", "0"}) arguments.push_back(a);
@@ -42,6 +44,7 @@ class ServerProcess {
       argv.push_back(const_cast<char*>(FLEXINFER_BINARY));
       for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
+      for (std::string& variable : environment) ::putenv(variable.data());
       if (!std::freopen("/dev/null", "r", stdin) || !std::freopen(log_.c_str(), "w", stderr) ||
           !std::freopen("/dev/null", "w", stdout))
         _exit(127);
@@ -378,6 +381,38 @@ TEST(Server, BadRequestsGetAnErrorObjectAndA4xx) {
   EXPECT_EQ(post(server, "/v1/completions", {{"prompt", "ok"}, {"max_tokens", 2}, {"seed", 1}, {"ignore_eos", true}})["usage"]
                 ["completion_tokens"],
             2);
+}
+
+// A generation that fails before its first token (here every read of the streamed weights fails
+// with EIO) is answered with a 500 and an error object, streamed or not; the server goes on.
+TEST(Server, AGenerationThatFailsGetsA500) {
+  const std::string streaming = test::generated_model("server_streaming", {256, 4, 8, 4, 768, 2048, 0, 10000.0, false},
+                                                      WeightScheme::Q4_0);
+  ThreadPool pool(1);
+  HostModelOptions options;
+  options.model.context = 128;
+  const auto loaded = HostModel::load(streaming, pool, options);
+  const uint64_t budget = loaded->plan().minimum_host_bytes;
+  // The last layer streams; the first ones are read ahead at load.
+  const int64_t last = loaded->config().n_layers - 1;
+  const uint64_t streamed = loaded->model().tensors().layer(last, Role::FfnDown)->file_offset;
+  ServerProcess server({"-m", streaming, "-c", "128", "--parallel", "1", "--host-mem", std::to_string(budget + (256 << 10))},
+                       {"FLEXINFER_INJECT_IO_FAULT=eio@" + std::to_string(streamed)});
+  httplib::Client client = server.client();
+  for (const bool stream : {false, true}) {
+    SCOPED_TRACE(stream ? "streamed" : "not streamed");
+    const Json request = {{"prompt", "hello"}, {"max_tokens", 4}, {"stream", stream}};
+    const auto result = client.Post("/v1/completions", request.dump(), "application/json");
+    ASSERT_TRUE(result);
+    EXPECT_EQ(result->status, 500) << result->body;
+    const Json body = Json::parse(result->body, nullptr, false);
+    ASSERT_TRUE(body.is_object() && body.contains("error")) << result->body;
+    EXPECT_EQ(body["error"]["type"], "server_error");
+    EXPECT_NE(body["error"]["message"].get<std::string>().find("Input/output error"), std::string::npos) << result->body;
+  }
+  const auto health = client.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
 }
 
 TEST(Server, AnApiKeyIsRequiredWhenSet) {

@@ -141,6 +141,8 @@ struct Server::Exchange {
   ReplyText reply;
   Usage usage;
   std::chrono::steady_clock::time_point start;
+  std::vector<int32_t> first_tokens;  // taken before the response began
+  bool first_done = false;            // the generation had ended by then
 };
 
 void Server::generate(Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {
@@ -185,6 +187,19 @@ void Server::generate(Endpoint endpoint, const httplib::Request& req, httplib::R
   if (!exchange->generation)
     throw ApiError(503, "the server is busy: every slot is taken and the queue is full; retry later", "", "server_busy",
                    "server_error");
+  // The status goes out with the first token (or the end): a generation that fails before it (its
+  // prompt's evaluation) is answered with a 500, not a 200 and an error in the body. A client that
+  // leaves while its request waits for a slot or its prompt is evaluated is noticed at that token.
+  BatchStream& generation = *exchange->generation;
+  while (exchange->first_tokens.empty() && !exchange->first_done) {
+    if (stopping_.load()) {
+      generation.cancel();
+      throw ApiError(503, "the server is stopping", "", "", "server_error");
+    }
+    exchange->first_done = generation.take(exchange->first_tokens, kPoll);
+  }
+  if (exchange->first_done && generation.finish_reason() == FinishReason::Failed)
+    throw ApiError(500, "the generation failed: " + generation.failure(), "", "", "server_error");
   // Written as the generation goes: a client that leaves is noticed (and its slot freed) while
   // it runs, not at the end.
   res.set_chunked_content_provider(request.stream ? "text/event-stream" : "application/json",
@@ -206,11 +221,13 @@ bool Server::relay(Exchange& x, httplib::DataSink& sink) {
   if (x.stream && x.endpoint == Endpoint::ChatCompletions && !send(chunk_json(x.endpoint, x.id, created_, x.model, "", "", true)))
     return false;
   std::string text;
-  std::vector<int32_t> tokens;
-  bool done = false;
-  while (!done) {
-    if (stopping_.load()) return false;
-    done = x.generation->take(tokens, kPoll);
+  std::vector<int32_t> tokens = std::move(x.first_tokens);
+  bool done = x.first_done;
+  for (bool first = true; first || !done; first = false) {
+    if (!first) {
+      if (stopping_.load()) return false;
+      done = x.generation->take(tokens, kPoll);
+    }
     std::string added;
     for (int32_t token : tokens) {
       if (x.reply.stopped()) break;
