@@ -477,6 +477,16 @@ TEST(Kernels, EveryInterleavableTypeHasALayoutAndAKernel) {
   }
 }
 
+// Activation rows lie one after another (the batch's stride is one row's bytes): every row's
+// floats must stay aligned, whatever the number of blocks.
+TEST(Kernels, ActivationRowsKeepTheNextRowAligned) {
+  for (TensorType type : kTensorTypes)
+    for (int64_t n : {32, 96, 256, 352, 2816, 4096}) {
+      if (n % static_cast<int64_t>(type_traits(type).block_elements) != 0) continue;
+      EXPECT_EQ(activation_row_bytes(type, n) % alignof(float), 0u) << type_name(type) << " n " << n;
+    }
+}
+
 TEST(Kernels, AddScaledHalfMatchesReference) {
   for (int64_t n : {1, 7, 8, 64, 131}) {
     const auto values = random_values(n, 5);

@@ -12,8 +12,11 @@ namespace fi {
 
 size_t activation_row_bytes(TensorType weight_type, int64_t n) {
   switch (activation_format(weight_type)) {
-    case ActivationFormat::Q8:
-      return static_cast<size_t>(n) + static_cast<size_t>(n / kQK) * (2 * sizeof(float) + sizeof(int16_t));
+    case ActivationFormat::Q8: {
+      // Rounded up so that the next row's floats are aligned too.
+      const size_t bytes = static_cast<size_t>(n) + static_cast<size_t>(n / kQK) * (2 * sizeof(float) + sizeof(int16_t));
+      return (bytes + sizeof(float) - 1) / sizeof(float) * sizeof(float);
+    }
     case ActivationFormat::Q8_K: return static_cast<size_t>(n / kQKK) * sizeof(BlockQ8_K);
     default: return static_cast<size_t>(n) * sizeof(float);
   }
