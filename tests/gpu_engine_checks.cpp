@@ -278,7 +278,8 @@ void check_gpu_expert_cache() {
     for (const Profile& profile : {cpu_favoured_profile(), no_rates}) {
       SCOPED_TRACE(profile.machine);
       EngineOptions options{path, 2, 64};
-      options.gpu_budget = dense_half + one.scratch + static_cast<uint64_t>(c.n_experts_used) * one.slot_bytes;
+      // Room for half the experts: the failing layer's experts find free slots.
+  options.gpu_budget = dense_half + one.scratch + static_cast<uint64_t>(c.n_layers * c.n_experts / 2) * one.slot_bytes;
       options.profile = profile;
       Engine engine(options);
       run_passes(engine);
@@ -286,6 +287,53 @@ void check_gpu_expert_cache() {
       EXPECT_GT(stats.kept, 0u);
       EXPECT_EQ(stats.uploads, stats.kept);
     }
+  }
+}
+
+void check_gpu_expert_cache_recovers_from_a_failed_pass() {
+  const std::string original = preset_model("tiny-qwen3moe", "q4_k_m");
+  const std::string path = scratch_path("gpu-expert-cache-failing.gguf");
+  auto restore = [&] { std::filesystem::copy_file(original, path, std::filesystem::copy_options::overwrite_existing); };
+  restore();
+  ModelOptions model_options;
+  model_options.context = 64;
+  const auto model = Model::open(path, model_options);
+  const ModelConfig& c = model->config();
+  const uint64_t dense_half = dense_half_gpu_bytes(path);
+  const GpuExpertCachePlan one = gpu_expert_cache_plan(*model, UINT64_MAX);
+  const std::vector<float> beside = run_engine(path, dense_half);
+  const std::vector<float> on_gpu = run_engine(path, 1ull << 30);
+  const double apart = relative_rms(beside, on_gpu);
+  for (bool speculate : {false, true}) {
+    SCOPED_TRACE(speculate ? "reading ahead" : "not reading ahead");
+    restore();
+    EngineOptions options{path, 2, 64};
+    // Room for half the experts: the failing layer's experts find free slots.
+    options.gpu_budget = dense_half + one.scratch + static_cast<uint64_t>(c.n_layers * c.n_experts / 2) * one.slot_bytes;
+    // The smallest host budget: the experts are read from the file as the router chooses them.
+    options.host_budget = make_plan(host_plan_input(*model, std::nullopt, 2, HostPart::ExpertHalves)).minimum_host_bytes;
+    options.profile = nominal_profile();
+    // Without reading ahead the failing read is of the chosen experts, after the cache has given
+    // them slots; with it, often of the next layer's predicted ones.
+    options.experts.speculate = speculate;
+    Engine engine(options);
+    ASSERT_NE(engine.gpu_expert_cache(), nullptr);
+    // The first layers' experts are still in the file: the cache takes slots for them and keeps or
+    // computes some, and the pass fails at a later layer's read.
+    ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(std::filesystem::file_size(path) / 3)), 0);
+    const int32_t tokens[] = {5, 9, 13};
+    std::vector<float> failed(std::size(tokens) * static_cast<size_t>(c.vocab));
+    for (int attempt = 0; attempt < 2; ++attempt)
+      EXPECT_THROW(engine.forward().eval(tokens, failed.data(), true), Error);
+    EXPECT_GT(engine.gpu_expert_cache()->stats().uploads, 0u) << "the failed passes used the cache";
+    restore();
+    const std::vector<float> logits = run_passes(engine);
+    EXPECT_GT(engine.gpu_expert_cache()->stats().hits, 0u);
+    ASSERT_EQ(logits.size(), beside.size());
+    // Within what separates the experts on the CPU from every expert on the GPU, as
+    // check_gpu_expert_cache asks of a run that never failed: no slot computes from stale weights.
+    EXPECT_LE(relative_rms(logits, beside), apart * 1.1) << "against the experts on the CPU alone";
+    EXPECT_LE(relative_rms(logits, on_gpu), apart * 1.1) << "against every expert on the GPU";
   }
 }
 

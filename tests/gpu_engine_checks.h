@@ -59,6 +59,10 @@ void check_gpu_experts();
 // experts uploaded where that pays; results close to the CPU's and every expert on the GPU, and
 // the same bits under every host budget.
 void check_gpu_expert_cache();
+// The VRAM expert cache beside the CPU, experts read on demand from a file cut short mid-pass: the
+// passes fail, and once the file is whole the same engine's logits are those of a run that never
+// failed, within check_gpu_expert_cache's tolerance.
+void check_gpu_expert_cache_recovers_from_a_failed_pass();
 // Budgets that split the model over VRAM, pinned host memory and disk (every layer still on the
 // GPU) give logits bit-identical to the fully resident run, and keep both budgets.
 void check_gpu_tiers_bit_identical(const std::string& name, const ModelShape& shape, WeightScheme scheme);

@@ -183,6 +183,11 @@ TEST(GpuEngine, AVramExpertCacheBesideTheCpuMatchesUnderEveryHostBudget) {
   test::check_gpu_expert_cache();
 }
 
+TEST(GpuEngine, AVramExpertCacheRecoversFromAFailedPass) {
+  FI_REQUIRE_GPU();
+  test::check_gpu_expert_cache_recovers_from_a_failed_pass();
+}
+
 TEST(GpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
   FI_REQUIRE_GPU();
   FI_REQUIRE_SHARED_DATA();

@@ -40,6 +40,10 @@ TEST(ReferenceGpuEngine, BudgetsBelowTheModelSplitItOrStateTheMinimums) { test::
 TEST(ReferenceGpuEngine, ExpertsOnTheGpuOrBesideItOnTheCpuUnderEveryHostBudget) { test::check_gpu_experts(); }
 TEST(ReferenceGpuEngine, AVramExpertCacheBesideTheCpuMatchesUnderEveryHostBudget) { test::check_gpu_expert_cache(); }
 
+TEST(ReferenceGpuEngine, AVramExpertCacheRecoversFromAFailedPass) {
+  test::check_gpu_expert_cache_recovers_from_a_failed_pass();
+}
+
 TEST(ReferenceGpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
   FI_REQUIRE_SHARED_DATA();
   test::check_stories260k_greedy_text({1ull << 30});
