@@ -381,7 +381,7 @@ struct Format<TensorType::Q4_K> {  // 144-byte super-block: d, dmin, 12 scale by
     const Words4 q[2] = {load16(block + 16 + 32 * (sub / 2)), load16(block + 32 + 32 * (sub / 2))};
     const int shift = 4 * (sub % 2);
     FI_UNROLL
-    for (int i = 0; i < kGroup; ++i) out[i] = step * static_cast<float>((byte_of(q, i) >> shift) & 0xf) - offset;
+    for (int i = 0; i < kGroup; ++i) out[i] = multiply_then_add(step, static_cast<float>((byte_of(q, i) >> shift) & 0xf), -offset);
   }
 };
 
@@ -398,7 +398,7 @@ struct Format<TensorType::Q5_K> {  // 176 bytes: d, dmin, 12 scale bytes, 32 byt
     FI_UNROLL
     for (int i = 0; i < kGroup; ++i) {
       const int code = ((byte_of(q, i) >> shift) & 0xf) | (((byte_of(high, i) >> sub) & 1) << 4);
-      out[i] = step * static_cast<float>(code) - offset;
+      out[i] = multiply_then_add(step, static_cast<float>(code), -offset);
     }
   }
 };

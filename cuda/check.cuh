@@ -8,11 +8,15 @@
 #define FI_CUDA_CHECK(call)                                                                        \
   do {                                                                                             \
     const cudaError_t fi_cuda_status = (call);                                                     \
-    if (fi_cuda_status != cudaSuccess)                                                             \
+    if (fi_cuda_status != cudaSuccess) {                                                           \
+      (void)cudaGetLastError(); /* not left for a later launch check to report as its own */       \
       ::fi::fail("CUDA error: %s failed: %s", #call, cudaGetErrorString(fi_cuda_status));          \
+    }                                                                                              \
   } while (0)
 
 // After a <<<...>>> launch: configuration errors show up here, faults at the next synchronisation.
+// cudaGetLastError reports the last error of any runtime call on this thread, so every call whose
+// failure is tolerated or thrown clears it (FI_CUDA_CHECK does).
 #define FI_CUDA_CHECK_LAUNCH(name)                                                                 \
   do {                                                                                             \
     const cudaError_t fi_cuda_status = cudaGetLastError();                                         \

@@ -168,10 +168,10 @@ __global__ void floats_to_half_kernel(const float* __restrict__ x, int64_t count
     out[i] = __float2half_rn(x[i]);
 }
 
-// One block per token; the sum of squares in double like the CPU path.
+// One block per token; the sum of squares in double like the CPU path. x may be out (per-head
+// norms run in place), so neither is __restrict__.
 __global__ void __launch_bounds__(kNormThreads)
-    rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ weight, float* __restrict__ out, int64_t dim,
-                    double eps) {
+    rms_norm_kernel(const float* x, const float* __restrict__ weight, float* out, int64_t dim, double eps) {
   const float* row = x + blockIdx.x * dim;
   double sum = 0.0;
   for (int64_t i = threadIdx.x; i < dim; i += kNormThreads) sum += static_cast<double>(row[i]) * row[i];
@@ -407,6 +407,7 @@ void embed(const DeviceMatrix& table, const int32_t* tokens, int64_t count, floa
 
 void rms_norm(const float* x, const float* weight, float* out, int64_t tokens, int64_t dim, double eps,
               const Stream& stream) {
+  if (tokens == 0) return;  // a grid of no blocks is a launch error
   FI_LAUNCH(static_cast<unsigned>(tokens), kNormThreads, native(stream.handle()), rms_norm_kernel)(x, weight, out, dim, eps);
   FI_CUDA_CHECK_LAUNCH("rms_norm_kernel");
 }

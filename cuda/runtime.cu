@@ -26,7 +26,15 @@ Stream::Stream() {
   handle_ = stream;
 }
 
-Stream::~Stream() { cudaStreamDestroy(native(handle_)); }
+// A failure dropped (destructors cannot throw) or reported in words of our own is cleared, so that
+// no later launch check reports it as its own.
+namespace {
+void drop_error(cudaError_t status) {
+  if (status != cudaSuccess) (void)cudaGetLastError();
+}
+}  // namespace
+
+Stream::~Stream() { drop_error(cudaStreamDestroy(native(handle_))); }
 
 void Stream::synchronize() const { FI_CUDA_CHECK(cudaStreamSynchronize(native(handle_))); }
 
@@ -36,7 +44,7 @@ Event::Event(bool timing) {
   handle_ = event;
 }
 
-Event::~Event() { cudaEventDestroy(static_cast<cudaEvent_t>(handle_)); }
+Event::~Event() { drop_error(cudaEventDestroy(static_cast<cudaEvent_t>(handle_))); }
 
 void Event::record(const Stream& stream) {
   FI_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(handle_), native(stream.handle())));
@@ -58,13 +66,14 @@ float Event::milliseconds_since(const Event& start) const {
 DeviceArena::DeviceArena(uint64_t capacity) : capacity_(capacity) {
   void* base = nullptr;
   const cudaError_t status = cudaMalloc(&base, std::max<uint64_t>(capacity, 256));
+  drop_error(status);
   if (status != cudaSuccess)
     fail("CUDA error: cudaMalloc of the %.2f GiB device arena failed: %s", static_cast<double>(capacity) / (1 << 30),
          cudaGetErrorString(status));
   base_ = static_cast<uint8_t*>(base);
 }
 
-DeviceArena::~DeviceArena() { cudaFree(base_); }
+DeviceArena::~DeviceArena() { drop_error(cudaFree(base_)); }
 
 void* DeviceArena::allocate(uint64_t bytes, const char* what, uint64_t alignment) {
   const uint64_t start = (used_ + alignment - 1) / alignment * alignment;
@@ -79,13 +88,14 @@ void* DeviceArena::allocate(uint64_t bytes, const char* what, uint64_t alignment
 PinnedBuffer::PinnedBuffer(uint64_t bytes) : size_(bytes) {
   void* data = nullptr;
   const cudaError_t status = cudaHostAlloc(&data, std::max<uint64_t>(bytes, 1), cudaHostAllocDefault);
+  drop_error(status);
   if (status != cudaSuccess)
     fail("CUDA error: cudaHostAlloc of %.1f MiB of pinned memory failed: %s", static_cast<double>(bytes) / (1 << 20),
          cudaGetErrorString(status));
   data_ = static_cast<uint8_t*>(data);
 }
 
-PinnedBuffer::~PinnedBuffer() { cudaFreeHost(data_); }
+PinnedBuffer::~PinnedBuffer() { drop_error(cudaFreeHost(data_)); }
 
 void copy_to_device_async(void* device, const void* host, uint64_t bytes, const Stream& stream) {
   FI_CUDA_CHECK(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, native(stream.handle())));
