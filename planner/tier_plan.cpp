@@ -46,6 +46,20 @@ void place_host(TierUnit& unit, uint64_t target, uint64_t row_group) {
 
 uint64_t upload_bytes(const TierUnit& unit) { return unit.host_bytes() + unit.disk_bytes(); }
 
+// Each matrix's uploaded rows start 256-byte aligned in a device slot: the GPU kernels load a
+// block's fields up to 16 bytes at a time, whatever the rows before them came to.
+constexpr uint64_t kSlotAlignment = 256;
+
+uint64_t next_slot_offset(uint64_t end) { return align_up(end, kSlotAlignment); }
+
+// A unit's room in a device slot: its uploaded rows (`whole`: every row, as prefill uploads a
+// CPU-decoded unit), each matrix's aligned.
+uint64_t slot_bytes(const TierUnit& unit, bool whole = false) {
+  uint64_t end = 0;
+  for (const TierMatrix& m : unit.matrices) end = next_slot_offset(end) + (whole ? m.bytes() : m.host_bytes() + m.disk_bytes());
+  return end;
+}
+
 // A unit's disk bytes as read: each streamed piece through its 4 KiB-aligned span.
 uint64_t disk_read_bytes(const TierUnit& unit) {
   uint64_t bytes = 0;
@@ -93,7 +107,7 @@ std::optional<Attempt> place(const TierInput& input, const std::vector<TierUnit>
     unit.decode = on_cpu ? ComputeDevice::Cpu : ComputeDevice::Gpu;
     unit.prefill = ComputeDevice::Gpu;
     all_units.push_back(&unit);
-    if (on_cpu) prefill_slot = std::max(prefill_slot, unit.bytes());
+    if (on_cpu) prefill_slot = std::max(prefill_slot, slot_bytes(unit, true));
     else gpu_units.push_back(&unit);
   }
   const uint64_t gpu_kv = input.kv_bytes_per_layer * (layers - cpu_layers);
@@ -112,7 +126,7 @@ std::optional<Attempt> place(const TierInput& input, const std::vector<TierUnit>
       const uint64_t total = unit->bytes();
       place_gpu(*unit, total > cap ? total - cap : 0, input.row_group);
       resident += unit->gpu_bytes();
-      slot = std::max(slot, upload_bytes(*unit));
+      slot = std::max(slot, slot_bytes(*unit));
     }
     return resident + static_cast<uint64_t>(input.device_slots) * slot;
   };
@@ -122,7 +136,7 @@ std::optional<Attempt> place(const TierInput& input, const std::vector<TierUnit>
   if (!gpu_cap) return std::nullopt;
   gpu_memory(*gpu_cap);
   uint64_t device_slot = prefill_slot;
-  for (TierUnit* unit : gpu_units) device_slot = std::max(device_slot, upload_bytes(*unit));
+  for (TierUnit* unit : gpu_units) device_slot = std::max(device_slot, slot_bytes(*unit));
   if (device_slot > 0)
     attempt.gpu_costs.push_back({"device staging slots", static_cast<uint64_t>(input.device_slots) * device_slot});
 
@@ -165,8 +179,8 @@ void lay_out(TierPlan& plan, const TierInput& input) {
     for (TierMatrix& m : unit.matrices) {
       m.host_offset = plan.host_weight_bytes;
       plan.host_weight_bytes += m.host_bytes();
-      m.device_offset = device;
-      device += m.host_bytes() + m.disk_bytes();
+      m.device_offset = next_slot_offset(device);
+      device = m.device_offset + m.host_bytes() + m.disk_bytes();
       if (m.disk_bytes() > 0) on_disk.push_back(&m);
     }
     plan.device_slot_bytes = std::max(plan.device_slot_bytes, device);  // every unit prefills on the GPU
@@ -280,10 +294,14 @@ TierPlan make_tier_plan(const TierInput& input, const Profile& profile) {
   }
   if (!best) {
     // The least each budget needs: everything streamed through two slots of the largest unit.
-    std::vector<uint64_t> sizes;
-    for (const TierUnit& unit : blank) sizes.push_back(unit.bytes());
+    std::vector<uint64_t> sizes, slot_sizes;
+    for (const TierUnit& unit : blank) {
+      sizes.push_back(unit.bytes());
+      slot_sizes.push_back(slot_bytes(unit, true));
+    }
     const uint64_t largest = nth_largest(sizes, 1);
-    const uint64_t gpu_minimum = sum(input.gpu_fixed, &PlanCost::bytes) + static_cast<uint64_t>(input.device_slots) * largest;
+    const uint64_t gpu_minimum =
+        sum(input.gpu_fixed, &PlanCost::bytes) + static_cast<uint64_t>(input.device_slots) * nth_largest(slot_sizes, 1);
     const uint64_t host_minimum = sum(input.host_fixed, &PlanCost::bytes) + static_cast<uint64_t>(input.host_slots) * largest;
     fail("no placement fits --gpu-mem %s and --host-mem %s: the GPU needs at least %s (fixed costs and %d staging "
          "slots) plus the KV cache of the layers it decodes, host memory at least %s plus the KV cache of the layers "

@@ -19,6 +19,8 @@ const test::Shape k7bF16{"7b_f16", 4096, 11008, 32, 4096, 32000, TensorType::F16
 const test::Shape k13bF16{"13b_f16", 5120, 13824, 40, 5120, 32000, TensorType::F16, TensorType::F16};
 const test::Shape k70bQ4K{"70b_q4_k", 8192, 28672, 80, 1024, 32000, TensorType::Q4_K, TensorType::Q6_K};
 const test::Shape k7bQ40{"7b_q4_0", 4096, 11008, 32, 4096, 32000, TensorType::Q4_0, TensorType::Q6_K};
+// Rows of sizes whose 8-row groups are not multiples of 256 bytes.
+const test::Shape kOddQ40{"odd_q4_0", 4000, 10784, 32, 1000, 32000, TensorType::Q4_0, TensorType::Q8_0};
 
 Profile stored_profile(const char* name) {
   return Profile::load(std::string(FLEXINFER_SOURCE_DIR) + "/tests/profiles/" + name + ".json");
@@ -56,6 +58,9 @@ void expect_consistent(const TierPlan& plan, uint64_t row_group) {
     EXPECT_LE(unit.host_bytes() + unit.disk_bytes(), plan.device_slot_bytes) << unit.name << " cannot prefill through a slot";
     for (const TierMatrix& m : unit.matrices) {
       EXPECT_LE(m.gpu_rows + m.host_rows, m.rows);
+      // The GPU kernels read a block's fields up to 16 bytes at a time from where its rows land.
+      EXPECT_EQ(m.device_offset % 256, 0u) << m.tensor->name;
+      EXPECT_LE(m.device_offset + m.host_bytes() + m.disk_bytes(), plan.device_slot_bytes) << m.tensor->name;
       if (m.gpu_rows < m.rows) {
         EXPECT_EQ(m.gpu_rows % row_group, 0u) << m.tensor->name;
       }
@@ -147,7 +152,7 @@ TEST(TierPlan, AModelThatFitsInVramRunsThereEntirely) {
 
 TEST(TierPlan, EveryBudgetPairIsKeptOnBothMachines) {
   for (const char* machine : {"laptop", "h100-server"})
-    for (const test::Shape& shape : {k7bF16, k70bQ4K})
+    for (const test::Shape& shape : {k7bF16, k70bQ4K, kOddQ40})
       for (const uint64_t gpu : {2 * kGiB, 6 * kGiB, 20 * kGiB})
         for (const uint64_t host : {6 * kGiB, 16 * kGiB, 64 * kGiB}) {
           SCOPED_TRACE(std::string(machine) + " " + shape.name + " gpu " + format_bytes(gpu) + " host " + format_bytes(host));
