@@ -134,6 +134,9 @@ class GpuBackend final : public Backend, public ExpertAssist {
   void visit_kv(int64_t layer, int64_t first, int64_t count, bool to_device);
 
   const ModelConfig& config_;
+  // The current device is per host thread, and passes may come from another thread than the one
+  // that made this backend (serve's batcher): each pass makes it current.
+  int device_;
   int64_t kv_rows_;
   int64_t max_batch_;
   cuda::AttentionShape shape_;
@@ -253,7 +256,7 @@ class GpuBackend final : public Backend, public ExpertAssist {
 };
 
 GpuBackend::GpuBackend(const Model& model, const GpuMemoryPlan& plan, const GpuOptions& options)
-    : config_(model.config()), kv_rows_(model.kv_rows()), max_batch_(model.max_batch()), tiers_(options.tiers),
+    : config_(model.config()), device_(options.device), kv_rows_(model.kv_rows()), max_batch_(model.max_batch()), tiers_(options.tiers),
       experts_(options.experts), tensors_(gpu_tensors(model, options.experts)) {
   const ModelConfig& c = config_;
   shape_ = {c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim, c.arch->rope_style == RopeStyle::Neox,
@@ -495,6 +498,7 @@ void GpuBackend::done_with(size_t unit) {
 float* GpuBackend::buffer(Activation activation) const { return buffers_[static_cast<size_t>(activation)]; }
 
 void GpuBackend::begin_batch(std::span<const int32_t> tokens, std::span<const BatchRun> runs) {
+  cuda::use_device(device_);
   tokens_ = static_cast<int64_t>(tokens.size());
   runs_.assign(runs.begin(), runs.end());
   places_.clear();
