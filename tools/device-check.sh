@@ -1,115 +1,148 @@
 #!/usr/bin/env bash
-# One run on a GPU machine: the GPU test suite, then the GPU benchmarks of issue 4 (7b preset in
-# F16, Q4_0 and Q4_K, fully resident: decode tok/s against the measured VRAM bandwidth, prefill
-# of a 512-token prompt in tok/s and TFLOP/s), ending with one table.
+# One run on a lent GPU machine, sized for the time a session has on it (15 minutes, the machine's
+# start included): the GPU tests first, then benchmarks from the cheapest up. A stage starts only
+# when the time left before DEADLINE (seconds from the start, default 360) covers its estimate, and
+# each command is stopped at the deadline, so the run ends in time and whatever ran comes back.
 #
-#   tools/device-check.sh [BUILD_DIR]       (default build-gpu, made by tools/build-gpu.sh)
+#   OUT=<folder> tools/device-check.sh [BUILD_DIR]    (BUILD_DIR: default build-gpu, from tools/build-gpu.sh)
 #
-# Needs only the two binaries (flexinfer statically links liburing and the CUDA runtime; cuBLAS
-# is opened at run time). Models are generated with make-model into $MODELS (default
-# /tmp/flexinfer-models, ~21 GB). Results: $OUT (or /tmp/device-check) gets the test log, one
-# bench JSON per model and table.md. FLEXINFER_SHARED_DATA may point at a copy of
-# ../shared/data so the golden tests run too. CHECK_TYPES limits the models (default
-# "f16 q4_0 q4_k"); GPU_MEM the budget (default 40G). TIERS=1 (the default) adds the three-tier runs,
-# planned with the profile probe measures here: 7b F16 with --gpu-mem 4G (the rest in pinned host
-# memory, the last layers decoded on the CPU where that is faster; with a trace, and an Nsight
-# Systems capture when nsys is installed) and 13b F16 with --gpu-mem 4G --host-mem 8G (the rest
-# from disk, cold; the 13b file is another 26 GB). MOE=1 (the default) adds the mixture-of-experts
-# runs of issue 13 on the qwen3-30b-a3b shape in Q4_K_M (18 GB, skewed router; Qwen3's vocabulary
-# from FLEXINFER_SHARED_DATA when given, replacing the 13b file on disk): --gpu-mem 4G --host-mem 16G
-# cold (attention on the GPU, the experts on the CPU, the rest of the 4G a cache of experts in VRAM)
-# and --gpu-mem GPU_MEM (every expert in VRAM).
+# Needs three binaries, carried from here: BUILD_DIR/tools/flexinfer, BUILD_DIR/tests/test_gpu and
+# BUILD_DIR/tests/test_block_decode (liburing, libstdc++ and the CUDA runtime linked statically;
+# cuBLAS is opened at run time). It writes three files in $OUT (default /tmp/device-check), the
+# device tool's limit being 8: device-check.log (everything printed), table.md (one row per
+# benchmark, added as each ends) and results.tar.gz (test logs, bench JSON, trace; refreshed after
+# each stage). Models are generated into $MODELS (default /tmp/flexinfer-models).
+#
+# STAGES (default "tests probe 7b moe tiers"), in this order; a second run names the ones the first
+# skipped (the log says which):
+#   tests  test_block_decode and test_gpu (FLEXINFER_SHARED_DATA: a copy of ../shared/data, for
+#          the golden tests; they skip without it)
+#   probe  this machine's disk, memory, PCIe and VRAM rates, for the planner and the limits below
+#   7b     the 7b preset in each of CHECK_TYPES (default "f16 q4_k") in VRAM (--gpu-mem GPU_MEM,
+#          default 40G): decode tok/s against the VRAM read rate, prefill of 512 tokens in tok/s
+#          and TFLOP/s
+#   moe    issue 13: the qwen3-30b-a3b shape in Q4_K_M (an 18 GB file, skewed router), --gpu-mem 4G
+#          --host-mem 16G cold (attention on the GPU, experts on the CPU and cached in VRAM), then
+#          every expert in VRAM
+#   tiers  7b F16 with --gpu-mem 4G (the rest in pinned host memory, the last layers decoded on the
+#          CPU where the planner finds that faster; with a trace), then 13b F16 with --gpu-mem 4G
+#          --host-mem 8G cold (all three tiers; a 26 GB file)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit
 build=${1:-build-gpu}
 flexinfer=$build/tools/flexinfer
 out=${OUT:-/tmp/device-check}
 models=${MODELS:-/tmp/flexinfer-models}
-types=${CHECK_TYPES:-f16 q4_0 q4_k}
+details=$(mktemp -d /tmp/device-check-details.XXXXXX)
+stages=" ${STAGES:-tests probe 7b moe tiers} "
+types=${CHECK_TYPES:-f16 q4_k}
+deadline=${DEADLINE:-360}
 gpu_mem=${GPU_MEM:-40G}
-tiers=${TIERS:-1}
-moe=${MOE:-1}
 mkdir -p "$out" "$models"
+exec > >(tee -a "$out/device-check.log") 2>&1
 start=$(date +%s)
-stamp() { echo "[device-check +$(( $(date +%s) - start ))s] $*"; }
-
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-"$flexinfer" devices | tee -a "$out/gpu.txt"
-
-stamp "GPU tests"
-"$build/tests/test_block_decode" --gtest_brief=1 >"$out/test_block_decode.txt" 2>&1
-decode_status=$?
-"$build/tests/test_gpu" --gtest_brief=1 >"$out/test_gpu.txt" 2>&1
-gpu_status=$?
-tail -n 30 "$out/test_gpu.txt"
-gpu_summary=$(grep -E "^\[  (PASSED|FAILED|SKIPPED)" "$out/test_gpu.txt" | tr '\n' ' ')
-
-for type in $types; do
-  model=$models/7b-$type.gguf
-  if [ ! -s "$model" ]; then
-    stamp "make-model 7b $type"
-    "$flexinfer" make-model --preset 7b --type "$type" --byte-vocab -o "$model" >/dev/null || { echo "make-model $type failed"; continue; }
+left() { echo $((deadline - ($(date +%s) - start))); }
+stamp() { echo "[device-check +$(($(date +%s) - start))s] $*"; }
+# Stopped at the deadline; SIGINT first, so that a bench still writes what it measured.
+bounded() {
+  local seconds
+  seconds=$(left)
+  ((seconds > 0)) || return 124
+  timeout --signal=INT --kill-after=10 "$seconds" "$@"
+}
+# stage NAME ESTIMATE_SECONDS: whether NAME is asked for and fits the time left.
+stage() {
+  [[ $stages == *" $1 "* ]] || return 1
+  if (($(left) < $2)); then
+    stamp "skipped $1: $(left) s left, it needs about $2 s"
+    return 1
   fi
-  stamp "bench 7b $type"
-  "$flexinfer" bench -m "$model" --gpu-mem "$gpu_mem" -p 512 -n 64 --json "$out/bench-7b-$type.json" \
-    | tee "$out/bench-7b-$type.txt"
-done
+  stamp "$1"
+}
+pack() { tar -czf "$out/results.tar.gz" -C "$details" . 2>/dev/null; }
+table_row() {  # name: the row of details/bench-name.json
+  python3 - "$details/bench-$1.json" "$1" >>"$out/table.md" <<'PY'
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except (OSError, ValueError) as error:
+    print(f"| {sys.argv[2]} | no result ({error}) |")
+    sys.exit(0)
+uses = r.get("expert_decode_uses_gpu", 0)
+vram_hits = f"{r.get('expert_decode_hits_vram', 0)} of {uses}" if uses else ""
+print(f"| {sys.argv[2]} | {r['decode_tok_s']:.2f} | {r['achieved_GBps']['gpu']:.0f} | {r['vram_read_GBps']:.0f} | "
+      f"{r['cpu_layers']} | {100 * r['achieved_over_limit']:.1f}% ({r['bound']}) | {r['prefill_tok_s']:.0f} | "
+      f"{r['prefill_tflop_s']:.1f} | {r['host_used_bytes'] / 1e9:.1f} / {r['peak_rss_bytes'] / 1e9:.1f} | {vram_hits} |")
+PY
+}
+bench() {  # name, then bench's arguments
+  local name=$1
+  shift
+  bounded "$flexinfer" bench --json "$details/bench-$name.json" "$@" | tee "$details/bench-$name.txt"
+  table_row "$name"
+  pack
+}
+model() {  # preset type file [make-model arguments]: made unless present
+  [ -s "$3" ] && return 0
+  stamp "make-model $1 $2"
+  bounded "$flexinfer" make-model --preset "$1" --type "$2" -o "$3" "${@:4}" >/dev/null || { rm -f "$3"; return 1; }
+}
 
-if [ "$tiers" = 1 ]; then
-  stamp "probe (the disk's bandwidth for the limit)"
-  "$flexinfer" probe --quick --file "$models/7b-f16.gguf" | tail -n 3
-  if [ -s "$models/7b-f16.gguf" ]; then
-    stamp "bench 7b f16, --gpu-mem 4G"
-    "$flexinfer" bench -m "$models/7b-f16.gguf" --gpu-mem 4G -p 512 -n 32 --json "$out/bench-7b-f16-gpu4G.json" \
-      --trace "$out/trace-7b-f16-gpu4G.json" | tee "$out/bench-7b-f16-gpu4G.txt"
-    if command -v nsys >/dev/null; then
-      stamp "nsys: 7b f16, --gpu-mem 4G, 8 tokens"
-      nsys profile -t cuda,nvtx,osrt -o "$out/nsys-7b-f16-gpu4G" --force-overwrite true \
-        "$flexinfer" generate -m "$models/7b-f16.gguf" --gpu-mem 4G -p "Once" -n 8 >/dev/null 2>&1 ||
-        echo "nsys capture failed"
-    fi
-  fi
-  [ -s "$models/13b-f16.gguf" ] || { stamp "make-model 13b f16"; "$flexinfer" make-model --preset 13b --type f16 --byte-vocab -o "$models/13b-f16.gguf" >/dev/null; }
-  stamp "bench 13b f16, --gpu-mem 4G --host-mem 8G, cold"
-  "$flexinfer" bench -m "$models/13b-f16.gguf" --gpu-mem 4G --host-mem 8G --cold -p 64 -n 8 \
-    --json "$out/bench-13b-f16-gpu4G-host8G.json" | tee "$out/bench-13b-f16-gpu4G-host8G.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$details/gpu.txt"
+"$flexinfer" devices | tee -a "$details/gpu.txt"
+{
+  echo "GPU: $(head -n 1 "$details/gpu.txt")"
+  echo
+  echo "| run | decode tok/s | VRAM GB/s achieved | measured VRAM read GB/s | CPU layers | achieved/limit (bound) | prefill tok/s | prefill TFLOP/s | host planned / peak RSS GB | decode expert uses found in VRAM |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+} >"$out/table.md"
+
+tests_status="not run"
+if stage tests 150; then
+  bounded "$build/tests/test_block_decode" --gtest_brief=1 >"$details/test_block_decode.txt" 2>&1
+  decode_status=$?
+  bounded "$build/tests/test_gpu" --gtest_brief=1 >"$details/test_gpu.txt" 2>&1
+  gpu_status=$?
+  tail -n 40 "$details/test_gpu.txt"
+  tests_status="test_block_decode exit $decode_status; test_gpu exit $gpu_status: $(grep -E "^\[  (PASSED|FAILED|SKIPPED)" "$details/test_gpu.txt" | tr '\n' ' ')"
+  echo "$tests_status"
+  pack
 fi
 
-if [ "$moe" = 1 ]; then
-  rm -f "$models/13b-f16.gguf"  # 64 GB of disk: the 7b files and this one
+if stage probe 40; then
+  bounded "$flexinfer" probe --quick | tee "$details/probe.txt" | tail -n 25
+  pack
+fi
+
+if stage 7b $((60 * $(wc -w <<<"$types"))); then
+  for type in $types; do
+    model 7b "$type" "$models/7b-$type.gguf" --byte-vocab && bench "7b-$type" -m "$models/7b-$type.gguf" --gpu-mem "$gpu_mem" -p 512 -n 64
+  done
+fi
+
+if stage moe 200; then
   moe_model=$models/qwen3-30b-a3b-q4_k_m.gguf
   vocab_args=(--byte-vocab)
   qwen3_vocab=${FLEXINFER_SHARED_DATA:-/nonexistent}/vocab/ggml-vocab-qwen3.gguf
   [ -f "$qwen3_vocab" ] && vocab_args=(--vocab "$qwen3_vocab")
-  [ -s "$moe_model" ] || { stamp "make-model qwen3-30b-a3b q4_k_m"; "$flexinfer" make-model --preset qwen3-30b-a3b --type q4_k_m \
-    "${vocab_args[@]}" --router-skew 3 -o "$moe_model" >/dev/null; }
-  stamp "bench qwen3-30b-a3b q4_k_m, --gpu-mem 4G --host-mem 16G, cold (experts on the CPU and cached in VRAM)"
-  "$flexinfer" bench -m "$moe_model" --gpu-mem 4G --host-mem 16G --cold -p 64 -n 32 \
-    --json "$out/bench-moe-gpu4G-host16G.json" | tee "$out/bench-moe-gpu4G-host16G.txt"
-  stamp "bench qwen3-30b-a3b q4_k_m, --gpu-mem $gpu_mem (every expert in VRAM)"
-  "$flexinfer" bench -m "$moe_model" --gpu-mem "$gpu_mem" -p 512 -n 64 --json "$out/bench-moe-gpu.json" \
-    | tee "$out/bench-moe-gpu.txt"
+  if model qwen3-30b-a3b q4_k_m "$moe_model" "${vocab_args[@]}" --router-skew 3; then
+    bench moe-gpu4G-host16G -m "$moe_model" --gpu-mem 4G --host-mem 16G --cold -p 64 -n 32
+    bench moe-gpu -m "$moe_model" --gpu-mem "$gpu_mem" -p 512 -n 64
+  fi
+  rm -f "$moe_model"  # the disk is 64 GB: room for the 13b file
 fi
 
-stamp "table"
-{
-  echo "GPU: $(head -n 1 "$out/gpu.txt")"
-  echo
-  echo "test_block_decode exit $decode_status; test_gpu exit $gpu_status: $gpu_summary"
-  echo
-  echo "| run | decode tok/s | VRAM GB/s achieved | measured VRAM read GB/s | CPU layers | achieved/limit (bound) | prefill tok/s | prefill TFLOP/s | host planned / peak RSS GB |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-  for name in $(for type in $types; do echo "7b-$type"; done) 7b-f16-gpu4G 13b-f16-gpu4G-host8G moe-gpu4G-host16G moe-gpu; do
-    json=$out/bench-$name.json
-    [ -s "$json" ] || continue
-    python3 - "$json" "$name" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(f"| {sys.argv[2]} | {r['decode_tok_s']:.2f} | {r['achieved_GBps']['gpu']:.0f} | {r['vram_read_GBps']:.0f} | "
-      f"{r['cpu_layers']} | {100 * r['achieved_over_limit']:.1f}% ({r['bound']}) | {r['prefill_tok_s']:.0f} | "
-      f"{r['prefill_tflop_s']:.1f} | {r['host_used_bytes'] / 1e9:.1f} / {r['peak_rss_bytes'] / 1e9:.1f} |")
-PY
-  done
-} | tee "$out/table.md"
+if stage tiers 200; then
+  model 7b f16 "$models/7b-f16.gguf" --byte-vocab &&
+    bench 7b-f16-gpu4G -m "$models/7b-f16.gguf" --gpu-mem 4G -p 512 -n 32 --trace "$details/trace-7b-f16-gpu4G.json"
+  model 13b f16 "$models/13b-f16.gguf" --byte-vocab &&
+    bench 13b-f16-gpu4G-host8G -m "$models/13b-f16.gguf" --gpu-mem 4G --host-mem 8G --cold -p 64 -n 8
+fi
+
+echo
+cat "$out/table.md"
+echo
+echo "$tests_status"
+pack
 stamp "done"
-[ "$decode_status" -eq 0 ] && [ "$gpu_status" -eq 0 ]
+[[ $tests_status == *"test_block_decode exit 0; test_gpu exit 0"* ]]
