@@ -50,13 +50,11 @@ uint64_t upload_bytes(const TierUnit& unit) { return unit.host_bytes() + unit.di
 // block's fields up to 16 bytes at a time, whatever the rows before them came to.
 constexpr uint64_t kSlotAlignment = 256;
 
-uint64_t next_slot_offset(uint64_t end) { return align_up(end, kSlotAlignment); }
-
 // A unit's room in a device slot: its uploaded rows (`whole`: every row, as prefill uploads a
 // CPU-decoded unit), each matrix's aligned.
 uint64_t slot_bytes(const TierUnit& unit, bool whole = false) {
   uint64_t end = 0;
-  for (const TierMatrix& m : unit.matrices) end = next_slot_offset(end) + (whole ? m.bytes() : m.host_bytes() + m.disk_bytes());
+  for (const TierMatrix& m : unit.matrices) end = align_up(end, kSlotAlignment) + (whole ? m.bytes() : m.host_bytes() + m.disk_bytes());
   return end;
 }
 
@@ -179,7 +177,7 @@ void lay_out(TierPlan& plan, const TierInput& input) {
     for (TierMatrix& m : unit.matrices) {
       m.host_offset = plan.host_weight_bytes;
       plan.host_weight_bytes += m.host_bytes();
-      m.device_offset = next_slot_offset(device);
+      m.device_offset = align_up(device, kSlotAlignment);
       device = m.device_offset + m.host_bytes() + m.disk_bytes();
       if (m.disk_bytes() > 0) on_disk.push_back(&m);
     }

@@ -216,30 +216,58 @@ void check_gpu_experts() {
   }
 }
 
+namespace {
+
+// A MoE file as the expert cache checks use it (a 64-token context): the VRAM of its dense half
+// beside the CPU's experts, one cache slot's plan, the host budgets of the experts beside the GPU
+// (the smallest and everything), and the logits of the two placements a cache lies between: the
+// experts on the CPU alone (the GPU holds the dense half) and every expert in VRAM.
+struct ExpertCacheFile {
+  std::unique_ptr<Model> model;
+  uint64_t dense_half = 0;
+  GpuExpertCachePlan one;
+  uint64_t minimum_host = 0, every_host_byte = 0;
+  std::vector<float> beside, on_gpu;
+};
+
+ExpertCacheFile expert_cache_file(const std::string& path) {
+  ExpertCacheFile file;
+  ModelOptions model_options;
+  model_options.context = 64;
+  file.model = Model::open(path, model_options);
+  file.dense_half = dense_half_gpu_bytes(path);
+  file.one = gpu_expert_cache_plan(*file.model, UINT64_MAX);
+  const Plan host = make_plan(host_plan_input(*file.model, std::nullopt, 2, HostPart::ExpertHalves));
+  file.minimum_host = host.minimum_host_bytes;
+  file.every_host_byte = host.host_bytes();
+  file.beside = run_engine(path, file.dense_half);
+  file.on_gpu = run_engine(path, 1ull << 30);
+  return file;
+}
+
+}  // namespace
+
 void check_gpu_expert_cache() {
   for (const char* preset : {"tiny-qwen3moe", "tiny-mixtral"}) {
     SCOPED_TRACE(preset);
     // Interleaved rows on the CPU (Q4_K with the SIMD kernels) reach the GPU in plain blocks.
     const std::string path = preset_model(preset, "q4_k_m");
-    ModelOptions model_options;
-    model_options.context = 64;
-    const auto model = Model::open(path, model_options);
-    const ModelConfig& c = model->config();
-    const uint64_t dense_half = dense_half_gpu_bytes(path);
-    const GpuExpertCachePlan one = gpu_expert_cache_plan(*model, UINT64_MAX);
+    const ExpertCacheFile file = expert_cache_file(path);
+    const Model& model = *file.model;
+    const ModelConfig& c = model.config();
+    const uint64_t dense_half = file.dense_half;
+    const GpuExpertCachePlan& one = file.one;
+    const std::vector<float>& beside = file.beside;
+    const std::vector<float>& on_gpu = file.on_gpu;
     ASSERT_GT(one.slot_bytes, 0u);
-    EXPECT_EQ(gpu_expert_cache_plan(*model, one.scratch + one.slot_bytes - 1).slots, 0) << "no room for one slot";
-    // Experts on the CPU alone (the GPU holds the dense half), and every expert in VRAM.
-    const std::vector<float> beside = run_engine(path, dense_half);
-    const std::vector<float> on_gpu = run_engine(path, 1ull << 30);
+    EXPECT_EQ(gpu_expert_cache_plan(model, one.scratch + one.slot_bytes - 1).slots, 0) << "no room for one slot";
     const uint64_t all_experts = static_cast<uint64_t>(c.n_layers * c.n_experts);
     for (uint64_t slots : {uint64_t{1}, static_cast<uint64_t>(c.n_experts_used), all_experts / 2}) {
       SCOPED_TRACE(std::to_string(slots) + " slots");
       const uint64_t gpu_budget = dense_half + one.scratch + slots * one.slot_bytes;
       std::vector<float> first;
       // The cache decides by the routing alone: every host budget gives the same bits.
-      const uint64_t minimum = make_plan(host_plan_input(*model, std::nullopt, 2, HostPart::ExpertHalves)).minimum_host_bytes;
-      const uint64_t everything = make_plan(host_plan_input(*model, std::nullopt, 2, HostPart::ExpertHalves)).host_bytes();
+      const uint64_t minimum = file.minimum_host, everything = file.every_host_byte;
       for (uint64_t host_budget : {minimum, (minimum + everything) / 2, everything}) {
         SCOPED_TRACE("--host-mem " + std::to_string(host_budget));
         EngineOptions options{path, 2, 64};
@@ -278,8 +306,7 @@ void check_gpu_expert_cache() {
     for (const Profile& profile : {cpu_favoured_profile(), no_rates}) {
       SCOPED_TRACE(profile.machine);
       EngineOptions options{path, 2, 64};
-      // Room for half the experts: the failing layer's experts find free slots.
-  options.gpu_budget = dense_half + one.scratch + static_cast<uint64_t>(c.n_layers * c.n_experts / 2) * one.slot_bytes;
+      options.gpu_budget = dense_half + one.scratch + static_cast<uint64_t>(c.n_experts_used) * one.slot_bytes;
       options.profile = profile;
       Engine engine(options);
       run_passes(engine);
@@ -295,23 +322,18 @@ void check_gpu_expert_cache_recovers_from_a_failed_pass() {
   const std::string path = scratch_path("gpu-expert-cache-failing.gguf");
   auto restore = [&] { std::filesystem::copy_file(original, path, std::filesystem::copy_options::overwrite_existing); };
   restore();
-  ModelOptions model_options;
-  model_options.context = 64;
-  const auto model = Model::open(path, model_options);
-  const ModelConfig& c = model->config();
-  const uint64_t dense_half = dense_half_gpu_bytes(path);
-  const GpuExpertCachePlan one = gpu_expert_cache_plan(*model, UINT64_MAX);
-  const std::vector<float> beside = run_engine(path, dense_half);
-  const std::vector<float> on_gpu = run_engine(path, 1ull << 30);
-  const double apart = relative_rms(beside, on_gpu);
+  const ExpertCacheFile file = expert_cache_file(path);
+  const ModelConfig& c = file.model->config();
+  const double apart = relative_rms(file.beside, file.on_gpu);
   for (bool speculate : {false, true}) {
     SCOPED_TRACE(speculate ? "reading ahead" : "not reading ahead");
     restore();
     EngineOptions options{path, 2, 64};
     // Room for half the experts: the failing layer's experts find free slots.
-    options.gpu_budget = dense_half + one.scratch + static_cast<uint64_t>(c.n_layers * c.n_experts / 2) * one.slot_bytes;
+    options.gpu_budget =
+        file.dense_half + file.one.scratch + static_cast<uint64_t>(c.n_layers * c.n_experts / 2) * file.one.slot_bytes;
     // The smallest host budget: the experts are read from the file as the router chooses them.
-    options.host_budget = make_plan(host_plan_input(*model, std::nullopt, 2, HostPart::ExpertHalves)).minimum_host_bytes;
+    options.host_budget = file.minimum_host;
     options.profile = nominal_profile();
     // Without reading ahead the failing read is of the chosen experts, after the cache has given
     // them slots; with it, often of the next layer's predicted ones.
@@ -329,11 +351,11 @@ void check_gpu_expert_cache_recovers_from_a_failed_pass() {
     restore();
     const std::vector<float> logits = run_passes(engine);
     EXPECT_GT(engine.gpu_expert_cache()->stats().hits, 0u);
-    ASSERT_EQ(logits.size(), beside.size());
+    ASSERT_EQ(logits.size(), file.beside.size());
     // Within what separates the experts on the CPU from every expert on the GPU, as
     // check_gpu_expert_cache asks of a run that never failed: no slot computes from stale weights.
-    EXPECT_LE(relative_rms(logits, beside), apart * 1.1) << "against the experts on the CPU alone";
-    EXPECT_LE(relative_rms(logits, on_gpu), apart * 1.1) << "against every expert on the GPU";
+    EXPECT_LE(relative_rms(logits, file.beside), apart * 1.1) << "against the experts on the CPU alone";
+    EXPECT_LE(relative_rms(logits, file.on_gpu), apart * 1.1) << "against every expert on the GPU";
   }
 }
 
