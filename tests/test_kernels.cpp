@@ -368,6 +368,44 @@ TEST_P(InterleavedTest, KernelMatchesTheReferenceAndIgnoresBatching) {
   }
 }
 
+// Rows computed one at a time give the bits of the same rows interleaved (for the types that
+// promise it), on every kernel variant, for quantizer-made and arbitrary blocks, 1 to 4 tokens.
+TEST_P(InterleavedTest, RowKernelsGiveTheInterleavedBits) {
+  const TensorType type = GetParam();
+  if (!simd_kernels_active()) GTEST_SKIP() << "interleaved rows are only used with the SIMD kernels";
+  if (!row_kernels_match_interleaved(type)) GTEST_SKIP() << type_name(type) << " rows are always computed one way";
+  const int64_t n = 2048 + 256, rows = 3 * kInterleavedRows;
+  const uint64_t bytes_per_row = row_bytes(type, n);
+  std::vector<uint8_t> made(bytes_per_row * rows);
+  for (int64_t r = 0; r < rows; ++r)
+    quantize_row(type, random_values(n, 90 + r, 4.0f).data(), made.data() + r * bytes_per_row, n);
+  const size_t stride = activation_row_bytes(type, n);
+  std::vector<uint8_t> activations(stride * kMaxTokensPerDot);
+  for (const KernelVariant& kernels : x86_kernel_variants()) {
+    if (!kernels.usable) continue;
+    for (int t = 0; t < kMaxTokensPerDot; ++t)
+      kernels.quantize_activations(type, random_values(n, 95 + t, 3.0f).data(), activations.data() + t * stride, n);
+    for (const std::vector<uint8_t>& plain : {made, random_block_bytes(type, n, rows, 99)}) {
+      std::vector<uint8_t> packed = plain;
+      ThreadPool pool(1);
+      interleave_rows(pool, type, n, rows, packed.data());
+      for (int tokens = 1; tokens <= kMaxTokensPerDot; ++tokens) {
+        std::vector<float> interleaved(rows * tokens);
+        kernels.vec_dot_interleaved(type, n, packed.data(), rows / kInterleavedRows, activations.data(), stride, tokens,
+                                    interleaved.data(), rows, 0);
+        for (int64_t r = 0; r < rows; ++r) {
+          float alone[kMaxTokensPerDot];
+          kernels.vec_dot_tokens(type, n, plain.data() + r * bytes_per_row, activations.data(), stride, tokens, alone);
+          for (int t = 0; t < tokens; ++t)
+            ASSERT_TRUE(same_bits(alone[t], interleaved[t * rows + r]))
+                << kernels.name << " " << type_name(type) << " row " << r << " token " << t << " of " << tokens << ": "
+                << alone[t] << " alone, " << interleaved[t * rows + r] << " interleaved";
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(InterleavedTypes, InterleavedTest, ::testing::ValuesIn(interleaved_types()),
                          [](const auto& info) { return std::string(type_name(info.param)); });
 

@@ -4,10 +4,12 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "host/memory/buffer.h"
@@ -19,12 +21,17 @@ namespace {
 
 using fi::TensorType;
 
-// Rows of 4096 (Llama-2-7B) totalling 2 GiB of weights: far beyond the last-level cache (300 MiB
-// on the development machine), so the numbers are DRAM numbers like a real model's.
-void matvec(benchmark::State& state, TensorType type) {
+// Rows of 4096 (Llama-2-7B) totalling `bytes_per_thread` times the threads. matvec's 1 GiB per
+// thread is far beyond the last-level cache (300 MiB on the development machine), so its numbers are
+// DRAM numbers like a real model's; matvec_in_cache's 1 MiB per thread stays in the caches, so
+// its numbers are the kernel's arithmetic rate, the ceiling it would stream at from any memory.
+// matvec_plain leaves the rows as the file has them (as arriving experts are), computed in plain
+// groups where the type's kernels do so, else row by row.
+void matvec(benchmark::State& state, TensorType type, int64_t bytes_per_thread, bool interleave) {
   const int64_t cols = 4096;
-  const int64_t rows = (int64_t{2} << 30) / static_cast<int64_t>(fi::row_bytes(type, cols)) / 64 * 64;
   const int threads = static_cast<int>(state.range(0));
+  const int64_t rows =
+      std::max<int64_t>(64, bytes_per_thread * threads / static_cast<int64_t>(fi::row_bytes(type, cols)) / 64 * 64);
   const uint64_t row_bytes = fi::row_bytes(type, cols);
   fi::PageBuffer weights(row_bytes * rows);
   // 64 distinct random rows repeated: the numbers depend on the bytes streamed, not on their values,
@@ -47,7 +54,7 @@ void matvec(benchmark::State& state, TensorType type) {
   for (float& v : x) v = normal(rng);
   fi::QuantizedBatch batch;
   fi::WeightMatrix w{type, cols, rows, row_bytes, weights.as<uint8_t>()};
-  if (fi::can_interleave(w)) {  // as the engine does
+  if (interleave && fi::can_interleave(w)) {  // as the engine does at load
     fi::interleave_rows(pool, type, cols, rows, weights.as<uint8_t>());
     w.interleaved = true;
   }
@@ -91,7 +98,9 @@ void prefill(benchmark::State& state, TensorType type) {
 // them: eight experts of qwen3-30b-a3b's shape (gate and up Q4_K 768 x 2048, down Q6_K 2048 x 768,
 // 3 MiB each) picked at random from 2 GiB of them, each with its own input quantization, gate, up,
 // SwiGLU and down. Bytes are the experts' weights; the gap to matvec is what small matrices cost.
-void experts(benchmark::State& state) {
+// `experts` computes them interleaved (as resident experts are), `experts_plain` as the file has
+// them (as experts read into the expert cache are).
+void experts(benchmark::State& state, bool interleave) {
   const int64_t dim = 2048, width = 768, chosen = 8;
   const TensorType up_type = TensorType::Q4_K, down_type = TensorType::Q6_K;
   const uint64_t up_bytes = fi::row_bytes(up_type, dim) * width, down_bytes = fi::row_bytes(down_type, width) * dim;
@@ -114,16 +123,19 @@ void experts(benchmark::State& state) {
     fi::quantize_row(down_type, values.data(), pattern.data() + 2 * up_bytes + r * fi::row_bytes(down_type, width),
                      width);
   }
-  fi::interleave_rows(pool, up_type, dim, 2 * width, pattern.data());
-  fi::interleave_rows(pool, down_type, width, dim, pattern.data() + 2 * up_bytes);
+  if (interleave) {
+    fi::interleave_rows(pool, up_type, dim, 2 * width, pattern.data());
+    fi::interleave_rows(pool, down_type, width, dim, pattern.data() + 2 * up_bytes);
+  }
   pool.parallel_for(count, 1, [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e)
       std::memcpy(weights.as<uint8_t>() + e * expert_bytes, pattern.data(), expert_bytes);
   });
   auto matrix = [&](int64_t expert, int part) {
     uint8_t* base = weights.as<uint8_t>() + expert * expert_bytes;
-    if (part < 2) return fi::WeightMatrix{up_type, dim, width, fi::row_bytes(up_type, dim), base + part * up_bytes, true};
-    return fi::WeightMatrix{down_type, width, dim, fi::row_bytes(down_type, width), base + 2 * up_bytes, true};
+    if (part < 2)
+      return fi::WeightMatrix{up_type, dim, width, fi::row_bytes(up_type, dim), base + part * up_bytes, interleave};
+    return fi::WeightMatrix{down_type, width, dim, fi::row_bytes(down_type, width), base + 2 * up_bytes, interleave};
   };
   std::vector<float> x(dim), gate(width), up(width), y(dim);
   for (float& v : x) v = normal(rng);
@@ -145,8 +157,9 @@ void experts(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(chosen * expert_bytes));
 }
 
-// Experts arriving from the disk re-arranged for the interleaved kernels, as the expert cache does
-// for each read: qwen3-30b-a3b's shape (gate and up Q4_K 768 x 2048, down Q6_K 2048 x 768), cycling
+// Experts re-arranged for the interleaved kernels, as the expert cache does when an expert read
+// from the disk is used a second time (or at once, for types whose row kernels give other bits):
+// qwen3-30b-a3b's shape (gate and up Q4_K 768 x 2048, down Q6_K 2048 x 768), cycling
 // over 512 MiB of them so that each arrives from DRAM, not the cache. Bytes are the experts'; compare
 // with "experts", which computes the same bytes.
 void interleave_experts(benchmark::State& state) {
@@ -209,11 +222,16 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("memory_read", memory_read)->Arg(1)->Arg(2)->UseRealTime();
   for (const TensorType type : fi::kTensorTypes)
     if (type != TensorType::F32)
-      benchmark::RegisterBenchmark((std::string("matvec/") + fi::type_name(type)).c_str(), matvec, type)
-          ->Arg(1)
-          ->Arg(2)
-          ->UseRealTime();
-  benchmark::RegisterBenchmark("experts", experts)->Arg(1)->Arg(2)->UseRealTime();
+      for (const auto& [name, bytes_per_thread, interleave] :
+           {std::tuple{"matvec/", int64_t{1} << 30, true}, std::tuple{"matvec_in_cache/", int64_t{1} << 20, true},
+            std::tuple{"matvec_plain/", int64_t{1} << 30, false}})
+        benchmark::RegisterBenchmark((std::string(name) + fi::type_name(type)).c_str(), matvec, type, bytes_per_thread,
+                                     interleave)
+            ->Arg(1)
+            ->Arg(2)
+            ->UseRealTime();
+  benchmark::RegisterBenchmark("experts", experts, true)->Arg(1)->Arg(2)->UseRealTime();
+  benchmark::RegisterBenchmark("experts_plain", experts, false)->Arg(1)->Arg(2)->UseRealTime();
   benchmark::RegisterBenchmark("interleave_experts", interleave_experts)->Arg(1)->Arg(2)->UseRealTime();
   for (const TensorType type : fi::kTensorTypes)
     if (type != TensorType::F32)

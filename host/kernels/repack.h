@@ -45,6 +45,13 @@ constexpr bool interleavable_type(TensorType type) {
          type == TensorType::Q6_K || type == TensorType::Q2_K || type == TensorType::Q3_K || type == TensorType::IQ4_XS;
 }
 
+// Types whose row-at-a-time kernels give the interleaved kernels' bits (quant_x86.inc): their rows
+// read on demand may be computed as they arrive, interleaved or not, without changing a result.
+constexpr bool row_kernels_match_interleaved(TensorType type) {
+  return type == TensorType::Q4_K || type == TensorType::Q5_K || type == TensorType::Q6_K || type == TensorType::Q2_K ||
+         type == TensorType::Q3_K || type == TensorType::IQ4_XS;
+}
+
 // Whether matrices of `type` are interleaved with the kernels in use (SIMD only).
 bool interleaves(TensorType type);
 // Whether interleave_rows applies to this matrix with the kernels in use.
