@@ -138,6 +138,7 @@ class ExpertCache {
     bool speculative = false;  // read on a prediction and not chosen yet
     bool read_ahead = false;   // its last read was speculative (for the trace)
     bool held = false;         // cached when predicted: kept until its layer has chosen
+    bool computed = false;     // used since its last read (its next use interleaves it)
     uint64_t read_bytes = 0;   // of its last read
     Trace::Clock::time_point submitted;
     ExpertWeights weights;
@@ -151,6 +152,9 @@ class ExpertCache {
                                      std::vector<uint64_t>* offsets) const;
   // Starts reading `expert` into a free or evicted slot; false when every slot is pinned.
   bool start_read(int64_t layer, int32_t expert);
+  // Interleaves the slot's matrices that the kernels interleave (all, or only those whose row
+  // kernels would give other bits).
+  void interleave(Slot& slot, bool all);
   void arrived(Slot& slot);
   void note_use(Slot& slot);
   // Waits for one read to complete; the slot whose reads are all in, or null.
@@ -179,6 +183,7 @@ class ExpertCache {
   ReadAheadTrial trial_;
   Trace::Clock::time_point last_use_;
   int64_t last_layer_ = -1;
+  bool interleave_arrivals_ = true;  // the current batch is a prompt's: experts arrive interleaved
   ExpertCacheStats stats_;
   Trace* trace_ = nullptr;
 };
