@@ -25,8 +25,8 @@ using fi::TensorType;
 // thread is far beyond the last-level cache (300 MiB on the development machine), so its numbers are
 // DRAM numbers like a real model's; matvec_in_cache's 1 MiB per thread stays in the caches, so
 // its numbers are the kernel's arithmetic rate, the ceiling it would stream at from any memory.
-// matvec_plain leaves the rows as the file has them (as arriving experts are), computed in plain
-// groups where the type's kernels do so, else row by row.
+// matvec_plain leaves the rows as the file has them (as experts are when they arrive in decode),
+// computed one row at a time.
 void matvec(benchmark::State& state, TensorType type, int64_t bytes_per_thread, bool interleave) {
   const int64_t cols = 4096;
   const int threads = static_cast<int>(state.range(0));
@@ -99,7 +99,7 @@ void prefill(benchmark::State& state, TensorType type) {
 // 3 MiB each) picked at random from 2 GiB of them, each with its own input quantization, gate, up,
 // SwiGLU and down. Bytes are the experts' weights; the gap to matvec is what small matrices cost.
 // `experts` computes them interleaved (as resident experts are), `experts_plain` as the file has
-// them (as experts read into the expert cache are).
+// them (as experts read into the expert cache in decode are on their first use).
 void experts(benchmark::State& state, bool interleave) {
   const int64_t dim = 2048, width = 768, chosen = 8;
   const TensorType up_type = TensorType::Q4_K, down_type = TensorType::Q6_K;
