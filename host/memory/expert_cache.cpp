@@ -70,7 +70,7 @@ std::vector<ReadSpan> ExpertCache::expert_reads(int64_t layer, int32_t expert, s
 
 double ExpertCache::read_only_GBps(uint64_t bytes, int in_flight) {
   // Reads still in flight (a last token's predictions) land first, as they would have.
-  while (reader_->outstanding() > 0) wait_for_read();
+  while (reader_->outstanding() > 0) wait_for_read(true);
   const size_t slots = std::min(slots_.size(), static_cast<size_t>(std::max(in_flight, 1)));
   for (size_t s = 0; s < slots; ++s) {
     Slot& slot = slots_[s];
@@ -168,12 +168,12 @@ void ExpertCache::interleave(Slot& slot, bool all) {
     }
 }
 
-void ExpertCache::arrived(Slot& slot) {
+void ExpertCache::arrived(Slot& slot, bool decode) {
   // Laid out as the resident stacked tensors are (results do not depend on where an expert lives),
   // except, in decode, types whose row kernels give the interleaved bits: re-arranging an expert
   // costs more than computing it for a few tokens, so those are re-arranged only when used again.
   // A prompt's tokens compute far faster interleaved (128-token prefill ran at 0.56x row by row).
-  interleave(slot, interleave_arrivals_);
+  interleave(slot, !decode);
   if (trace_)
     trace_->add(Trace::Track::Disk,
                 strprintf("read expert %lld.%lld%s", static_cast<long long>(slot.key / plan_.experts.count),
@@ -187,13 +187,13 @@ void ExpertCache::note_use(Slot& slot) {
   slot.computed = true;
 }
 
-ExpertCache::Slot* ExpertCache::wait_for_read() {
+ExpertCache::Slot* ExpertCache::wait_for_read(bool decode) {
   const auto start = Trace::Clock::now();
   const uint64_t tag = reader_->wait();
   stats_.wait_seconds += std::chrono::duration<double>(Trace::Clock::now() - start).count();
   Slot& slot = slots_[static_cast<size_t>(tag)];
   if (--slot.reads_left > 0) return nullptr;
-  arrived(slot);
+  arrived(slot, decode);
   return &slot;
 }
 
@@ -234,7 +234,6 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, bool pred
     trial_.layer_passed(std::chrono::duration<double>(now - last_use_).count());
   last_use_ = now;
   last_layer_ = predictable ? layer : -1;
-  interleave_arrivals_ = !predictable;
   if (predictable && measures_read_ahead() && !trial_.reading_ahead()) ++stats_.layers_not_read_ahead;
   std::vector<int32_t> cached;
   std::deque<int32_t> to_read;
@@ -345,7 +344,7 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, bool pred
     }
     while (remaining > 0) {
       if (reader_->outstanding() == 0) fail("internal: no expert slot free to read into");
-      Slot* slot = wait_for_read();
+      Slot* slot = wait_for_read(predictable);
       if (!slot) continue;
       const auto expert = static_cast<int32_t>(slot->key % plan_.experts.count);
       if (slot->key / plan_.experts.count == layer && std::find(experts.begin(), experts.end(), expert) != experts.end()) {

@@ -155,10 +155,11 @@ class ExpertCache {
   // Interleaves the slot's matrices that the kernels interleave (all, or only those whose row
   // kernels would give other bits).
   void interleave(Slot& slot, bool all);
-  void arrived(Slot& slot);
+  // `decode`: arriving in a batch the forward pass predicts for (a prompt's arrive interleaved).
+  void arrived(Slot& slot, bool decode);
   void note_use(Slot& slot);
   // Waits for one read to complete; the slot whose reads are all in, or null.
-  Slot* wait_for_read();
+  Slot* wait_for_read(bool decode);
 
   ExpertCachePlan plan_;
   ThreadPool& pool_;
@@ -183,7 +184,6 @@ class ExpertCache {
   ReadAheadTrial trial_;
   Trace::Clock::time_point last_use_;
   int64_t last_layer_ = -1;
-  bool interleave_arrivals_ = true;  // the current batch is a prompt's: experts arrive interleaved
   ExpertCacheStats stats_;
   Trace* trace_ = nullptr;
 };
