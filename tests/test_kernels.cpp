@@ -406,6 +406,44 @@ TEST_P(InterleavedTest, RowKernelsGiveTheInterleavedBits) {
   }
 }
 
+// matmul gives a plain matrix the bits of the same matrix interleaved, for every type it interleaves
+// (row kernels where they match, else groups interleaved in cache), for a few tokens and a prompt's
+// many, on one thread and on several: experts read in decode compute as read.
+TEST_P(InterleavedTest, PlainMatricesGiveTheInterleavedBits) {
+  const TensorType type = GetParam();
+  if (!simd_kernels_active()) GTEST_SKIP() << "interleaved rows are only used with the SIMD kernels";
+  const int64_t n = 2048 + 256, rows = 5 * kInterleavedRows;
+  const uint64_t bytes_per_row = row_bytes(type, n);
+  std::vector<uint8_t> made(bytes_per_row * rows);
+  for (int64_t r = 0; r < rows; ++r)
+    quantize_row(type, random_values(n, 130 + r, 4.0f).data(), made.data() + r * bytes_per_row, n);
+  for (const std::vector<uint8_t>& plain : {made, random_block_bytes(type, n, rows, 139)}) {
+    std::vector<uint8_t> packed = plain;
+    WeightMatrix interleaved{type, n, rows, bytes_per_row, packed.data()};
+    interleave_rows(interleaved, packed.data());
+    const WeightMatrix as_read{type, n, rows, bytes_per_row, plain.data()};
+    for (int64_t tokens : {1, 2, 4, 9}) {
+      std::vector<float> x(static_cast<size_t>(n * tokens));
+      for (int64_t t = 0; t < tokens; ++t) {
+        const std::vector<float> row = random_values(n, 140 + static_cast<int>(t), 3.0f);
+        std::copy(row.begin(), row.end(), x.begin() + t * n);
+      }
+      for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        QuantizedBatch batch;
+        quantize_batch(pool, type, x.data(), n, tokens, batch);
+        std::vector<float> want(static_cast<size_t>(rows * tokens)), got(want.size());
+        matmul(pool, interleaved, batch, want.data());
+        matmul(pool, as_read, batch, got.data());
+        for (size_t i = 0; i < want.size(); ++i)
+          ASSERT_TRUE(same_bits(got[i], want[i]))
+              << type_name(type) << " row " << i % rows << " token " << i / rows << " of " << tokens << ", " << threads
+              << " threads: " << got[i] << " as read, " << want[i] << " interleaved";
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(InterleavedTypes, InterleavedTest, ::testing::ValuesIn(interleaved_types()),
                          [](const auto& info) { return std::string(type_name(info.param)); });
 

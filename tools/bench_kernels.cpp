@@ -95,14 +95,13 @@ void prefill(benchmark::State& state, TensorType type) {
 }
 
 // One decode token through the experts of a mixture-of-experts layer, as the CPU backend computes
-// them: eight experts of qwen3-30b-a3b's shape (gate and up Q4_K 768 x 2048, down Q6_K 2048 x 768,
-// 3 MiB each) picked at random from 2 GiB of them, each with its own input quantization, gate, up,
+// them: eight experts of qwen3-30b-a3b's shape (gate and up 768 x 2048, down 2048 x 768; in a
+// Q4_K_M file gate and up Q4_K, down Q6_K, 3 MiB each) picked at random from 2 GiB of them, each with its own input quantization, gate, up,
 // SwiGLU and down. Bytes are the experts' weights; the gap to matvec is what small matrices cost.
 // `experts` computes them interleaved (as resident experts are), `experts_plain` as the file has
 // them (as experts read into the expert cache in decode are on their first use).
-void experts(benchmark::State& state, bool interleave) {
+void experts(benchmark::State& state, TensorType up_type, TensorType down_type, bool interleave) {
   const int64_t dim = 2048, width = 768, chosen = 8;
-  const TensorType up_type = TensorType::Q4_K, down_type = TensorType::Q6_K;
   const uint64_t up_bytes = fi::row_bytes(up_type, dim) * width, down_bytes = fi::row_bytes(down_type, width) * dim;
   const uint64_t expert_bytes = 2 * up_bytes + down_bytes;
   const int64_t count = static_cast<int64_t>((uint64_t{2} << 30) / expert_bytes);
@@ -158,13 +157,11 @@ void experts(benchmark::State& state, bool interleave) {
 }
 
 // Experts re-arranged for the interleaved kernels, as the expert cache does when an expert read
-// from the disk is used a second time (or at once, for types whose row kernels give other bits):
-// qwen3-30b-a3b's shape (gate and up Q4_K 768 x 2048, down Q6_K 2048 x 768), cycling
-// over 512 MiB of them so that each arrives from DRAM, not the cache. Bytes are the experts'; compare
+// from the disk is used a second time, or at once when a prompt's tokens use it: qwen3-30b-a3b's
+// shape (gate and up 768 x 2048, down 2048 x 768), cycling over 512 MiB of them so that each arrives from DRAM, not the cache. Bytes are the experts'; compare
 // with "experts", which computes the same bytes.
-void interleave_experts(benchmark::State& state) {
+void interleave_experts(benchmark::State& state, TensorType up_type, TensorType down_type) {
   const int64_t dim = 2048, width = 768;
-  const TensorType up_type = TensorType::Q4_K, down_type = TensorType::Q6_K;
   if (!fi::interleaves(up_type) || !fi::interleaves(down_type)) {
     state.SkipWithError("these kernels do not interleave rows");
     return;
@@ -230,9 +227,24 @@ int main(int argc, char** argv) {
             ->Arg(1)
             ->Arg(2)
             ->UseRealTime();
-  benchmark::RegisterBenchmark("experts", experts, true)->Arg(1)->Arg(2)->UseRealTime();
-  benchmark::RegisterBenchmark("experts_plain", experts, false)->Arg(1)->Arg(2)->UseRealTime();
-  benchmark::RegisterBenchmark("interleave_experts", interleave_experts)->Arg(1)->Arg(2)->UseRealTime();
+  // Each file type's experts: Q4_K_M's mix, and the files whose experts are all of one type.
+  for (const auto& [suffix, up_type, down_type] :
+       {std::tuple{"", TensorType::Q4_K, TensorType::Q6_K}, std::tuple{"/Q8_0", TensorType::Q8_0, TensorType::Q8_0},
+        std::tuple{"/Q4_0", TensorType::Q4_0, TensorType::Q4_0}}) {
+    benchmark::RegisterBenchmark((std::string("experts") + suffix).c_str(), experts, up_type, down_type, true)
+        ->Arg(1)
+        ->Arg(2)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark((std::string("experts_plain") + suffix).c_str(), experts, up_type, down_type, false)
+        ->Arg(1)
+        ->Arg(2)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark((std::string("interleave_experts") + suffix).c_str(), interleave_experts, up_type,
+                                 down_type)
+        ->Arg(1)
+        ->Arg(2)
+        ->UseRealTime();
+  }
   for (const TensorType type : fi::kTensorTypes)
     if (type != TensorType::F32)
       benchmark::RegisterBenchmark((std::string("prefill/") + fi::type_name(type)).c_str(), prefill, type)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <vector>
 
 #include "host/kernels/quant.h"
 #include "host/kernels/repack.h"
@@ -39,6 +40,43 @@ struct Part {
   int64_t offset;
 };
 
+// Plain rows [begin, end) of a part, one at a time.
+void multiply_plain_rows(const Part& part, int64_t begin, int64_t end, const QuantizedBatch& x) {
+  const MatrixProduct& product = *part.product;
+  const WeightMatrix& w = *product.w;
+  float out[kMaxTokensPerDot];
+  for (int64_t r = begin; r < end; ++r) {
+    const uint8_t* row = part.data + static_cast<uint64_t>(r) * w.row_bytes;
+    for (int64_t t = 0; t < product.tokens; t += kMaxTokensPerDot) {
+      const int count = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, product.tokens - t));
+      vec_dot_tokens(w.type, w.cols, row, x.row(product.first_token + t), x.row_bytes, count, out);
+      for (int k = 0; k < count; ++k) product.y[(t + k) * w.rows + part.first_row + r] = out[k];
+    }
+  }
+}
+
+// Plain rows [begin, end) of a part whose row kernels give other bits than the interleaved ones:
+// each whole group of 8 is interleaved into a copy in cache and computed from there, as it would
+// be had the matrix been interleaved (the rows after the last whole group cannot be interleaved).
+void multiply_plain_groups(const Part& part, int64_t begin, int64_t end, const QuantizedBatch& x) {
+  const MatrixProduct& product = *part.product;
+  const WeightMatrix& w = *product.w;
+  if (begin % kInterleavedRows != 0)
+    fail("internal: plain rows computed in groups from row %lld", static_cast<long long>(begin));
+  thread_local std::vector<uint8_t> group;
+  group.resize(w.row_bytes * kInterleavedRows);
+  const int64_t whole = begin + (end - begin) / kInterleavedRows * kInterleavedRows;
+  for (int64_t r = begin; r < whole; r += kInterleavedRows) {
+    interleave_group_to(w.type, w.cols, part.data + static_cast<uint64_t>(r) * w.row_bytes, group.data());
+    for (int64_t t = 0; t < product.tokens; t += kMaxTokensPerDot) {
+      const int count = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, product.tokens - t));
+      vec_dot_interleaved(w.type, w.cols, group.data(), 1, x.row(product.first_token + t), x.row_bytes, count,
+                          product.y + t * w.rows + part.first_row + r, static_cast<size_t>(w.rows), 0);
+    }
+  }
+  multiply_plain_rows(part, whole, end, x);
+}
+
 // Rows [begin, end) of a part, local to it.
 void multiply_rows(const Part& part, int64_t begin, int64_t end, const QuantizedBatch& x) {
   const MatrixProduct& product = *part.product;
@@ -47,15 +85,8 @@ void multiply_rows(const Part& part, int64_t begin, int64_t end, const Quantized
   const int64_t tokens = product.tokens;
   auto input = [&](int64_t t) { return x.row(product.first_token + t); };
   if (!w.interleaved) {
-    float out[kMaxTokensPerDot];
-    for (int64_t r = begin; r < end; ++r) {
-      const uint8_t* row = part.data + static_cast<uint64_t>(r) * w.row_bytes;
-      for (int64_t t = 0; t < tokens; t += kMaxTokensPerDot) {
-        const int count = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, tokens - t));
-        vec_dot_tokens(w.type, w.cols, row, input(t), x.row_bytes, count, out);
-        for (int k = 0; k < count; ++k) y[(t + k) * w.rows + part.first_row + r] = out[k];
-      }
-    }
+    if (interleaves(w.type) && !row_kernels_match_interleaved(w.type)) multiply_plain_groups(part, begin, end, x);
+    else multiply_plain_rows(part, begin, end, x);
     return;
   }
   const uint64_t group_bytes = w.row_bytes * kInterleavedRows;

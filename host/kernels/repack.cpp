@@ -192,22 +192,25 @@ inline void copy_group(uint8_t* to, const uint8_t* from, uint64_t bytes) {
   std::memcpy(to + i, from + i, bytes - i);
 }
 
-void interleave_group(TensorType type, int64_t cols, uint8_t* base) {
+}  // namespace
+
+void interleave_group_to(TensorType type, int64_t cols, const uint8_t* rows, uint8_t* group) {
   const TypeTraits& traits = type_traits(type);
   const uint64_t row_bytes = fi::row_bytes(type, static_cast<uint64_t>(cols));
   const int64_t blocks = cols / traits.block_elements;
   const std::vector<Run>& runs = layout(type);
+  // The rows are copied aside in order first, also when `group` is elsewhere: the pieces come from
+  // 8 rows at once, which the hardware's prefetching follows badly from DRAM (plain Q8_0 experts
+  // computed through groups interleaved straight from their rows ran at two thirds the speed).
   thread_local std::vector<uint8_t> original;
   original.resize(row_bytes * kInterleavedRows);
-  copy_group(original.data(), base, original.size());
+  copy_group(original.data(), rows, original.size());
   for (int64_t b = 0; b < blocks; ++b) {
-    uint8_t* x8 = base + b * traits.block_bytes * kInterleavedRows;
+    uint8_t* x8 = group + b * traits.block_bytes * kInterleavedRows;
     const uint8_t* first = original.data() + b * traits.block_bytes;
     for (const Run& run : runs) move_run(run, x8, first, row_bytes);
   }
 }
-
-}  // namespace
 
 bool interleaves(TensorType type) { return simd_kernels_active() && interleavable_type(type); }
 
@@ -217,8 +220,10 @@ bool can_interleave(const WeightMatrix& w) {
 
 void interleave_rows(WeightMatrix& w, uint8_t* bytes) {
   if (!can_interleave(w)) fail("internal: matrix cannot be interleaved");
-  for (int64_t group = 0; group < w.rows / kInterleavedRows; ++group)
-    interleave_group(w.type, w.cols, bytes + group * w.row_bytes * kInterleavedRows);
+  for (int64_t group = 0; group < w.rows / kInterleavedRows; ++group) {
+    uint8_t* rows = bytes + group * w.row_bytes * kInterleavedRows;
+    interleave_group_to(w.type, w.cols, rows, rows);
+  }
   w.interleaved = true;
 }
 
@@ -226,7 +231,10 @@ void interleave_rows(ThreadPool& pool, TensorType type, int64_t cols, int64_t ro
   if (rows % kInterleavedRows != 0) fail("internal: %lld rows cannot be interleaved", static_cast<long long>(rows));
   const uint64_t group_bytes = fi::row_bytes(type, static_cast<uint64_t>(cols)) * kInterleavedRows;
   pool.parallel_for(rows / kInterleavedRows, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t group = begin; group < end; ++group) interleave_group(type, cols, bytes + group * group_bytes);
+    for (int64_t group = begin; group < end; ++group) {
+      uint8_t* rows = bytes + group * group_bytes;
+      interleave_group_to(type, cols, rows, rows);
+    }
   });
 }
 

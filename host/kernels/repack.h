@@ -45,8 +45,10 @@ constexpr bool interleavable_type(TensorType type) {
          type == TensorType::Q6_K || type == TensorType::Q2_K || type == TensorType::Q3_K || type == TensorType::IQ4_XS;
 }
 
-// Types whose row-at-a-time kernels give the interleaved kernels' bits (quant_x86.inc): their rows
-// read on demand may be computed as they arrive, interleaved or not, without changing a result.
+// Types whose row-at-a-time kernels give the interleaved kernels' bits (quant_x86.inc). matmul
+// computes the plain rows of the other interleavable types 8 at a time through an interleaved copy
+// in cache, so a matrix gives the same bits whether it was interleaved or not, and rows read on
+// demand (experts arriving from the disk) may be computed as they arrive.
 constexpr bool row_kernels_match_interleaved(TensorType type) {
   return type == TensorType::Q4_K || type == TensorType::Q5_K || type == TensorType::Q6_K || type == TensorType::Q2_K ||
          type == TensorType::Q3_K || type == TensorType::IQ4_XS;
@@ -61,6 +63,10 @@ void interleave_rows(WeightMatrix& w, uint8_t* bytes);
 // The same on `rows` rows of `cols` elements of `type`, spread over the pool (streamed rows are
 // re-arranged as they arrive).
 void interleave_rows(ThreadPool& pool, TensorType type, int64_t cols, int64_t rows, uint8_t* bytes);
+// The 8 plain rows at `rows` (consecutive, `cols` elements of `type` each) interleaved into `group`
+// (as many bytes): `rows` itself, or elsewhere, as matmul computes plain rows with the interleaved
+// kernels.
+void interleave_group_to(TensorType type, int64_t cols, const uint8_t* rows, uint8_t* group);
 // Where each byte of a group's plain blocks lies in its x8 block: entry r * block_bytes + j is the
 // offset in the x8 block of byte j of row r's block (the permutation the GPU undoes to compute
 // from rows the CPU interleaved).

@@ -160,20 +160,20 @@ bool ExpertCache::start_read(int64_t layer, int32_t expert) {
   return true;
 }
 
-void ExpertCache::interleave(Slot& slot, bool all) {
+void ExpertCache::interleave(Slot& slot) {
   for (WeightMatrix* view : {&slot.weights.gate, &slot.weights.up, &slot.weights.down})
-    if (can_interleave(*view) && (all || !row_kernels_match_interleaved(view->type))) {
+    if (can_interleave(*view)) {
       interleave_rows(pool_, view->type, view->cols, view->rows, const_cast<uint8_t*>(view->data));
       view->interleaved = true;
     }
 }
 
 void ExpertCache::arrived(Slot& slot, bool decode) {
-  // Laid out as the resident stacked tensors are (results do not depend on where an expert lives),
-  // except, in decode, types whose row kernels give the interleaved bits: re-arranging an expert
-  // costs more than computing it for a few tokens, so those are re-arranged only when used again.
-  // A prompt's tokens compute far faster interleaved (128-token prefill ran at 0.56x row by row).
-  interleave(slot, !decode);
+  // In decode an expert stays as read until it is used again: re-arranging it costs more than
+  // computing it as read for a few tokens, and matmul gives plain rows the interleaved bits
+  // (results do not depend on where an expert lives or how it is laid out). A prompt's tokens
+  // compute far faster interleaved (128-token prefill ran at 0.56x row by row).
+  if (!decode) interleave(slot);
   if (trace_)
     trace_->add(Trace::Track::Disk,
                 strprintf("read expert %lld.%lld%s", static_cast<long long>(slot.key / plan_.experts.count),
@@ -330,7 +330,7 @@ void ExpertCache::use(int64_t layer, std::span<const int32_t> experts, bool pred
     ready.reserve(cached.size());
     for (int32_t expert : cached) {
       Slot& slot = slots_[static_cast<size_t>(slot_of_[static_cast<size_t>(key(layer, expert))])];
-      if (slot.computed || !predictable) interleave(slot, true);
+      if (slot.computed || !predictable) interleave(slot);
       ready.push_back({expert, &slot.weights});
     }
     for (size_t first = 0; first < cached.size();) {

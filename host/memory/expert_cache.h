@@ -152,9 +152,8 @@ class ExpertCache {
                                      std::vector<uint64_t>* offsets) const;
   // Starts reading `expert` into a free or evicted slot; false when every slot is pinned.
   bool start_read(int64_t layer, int32_t expert);
-  // Interleaves the slot's matrices that the kernels interleave (all, or only those whose row
-  // kernels would give other bits).
-  void interleave(Slot& slot, bool all);
+  // Interleaves the slot's matrices that the kernels interleave.
+  void interleave(Slot& slot);
   // `decode`: arriving in a batch the forward pass predicts for (a prompt's arrive interleaved).
   void arrived(Slot& slot, bool decode);
   void note_use(Slot& slot);
