@@ -406,9 +406,9 @@ TEST_P(InterleavedTest, RowKernelsGiveTheInterleavedBits) {
   }
 }
 
-// matmul gives a plain matrix the bits of the same matrix interleaved, for every type it interleaves
-// (row kernels where they match, else groups interleaved in cache), for a few tokens and a prompt's
-// many, on one thread and on several: experts read in decode compute as read.
+// matmul gives a plain matrix that asks for it the bits of the same matrix interleaved, for every
+// type it interleaves (row kernels where they match, else groups interleaved in cache), for a few
+// tokens and a prompt's many, on one thread and on several: experts read in decode compute as read.
 TEST_P(InterleavedTest, PlainMatricesGiveTheInterleavedBits) {
   const TensorType type = GetParam();
   if (!simd_kernels_active()) GTEST_SKIP() << "interleaved rows are only used with the SIMD kernels";
@@ -421,7 +421,8 @@ TEST_P(InterleavedTest, PlainMatricesGiveTheInterleavedBits) {
     std::vector<uint8_t> packed = plain;
     WeightMatrix interleaved{type, n, rows, bytes_per_row, packed.data()};
     interleave_rows(interleaved, packed.data());
-    const WeightMatrix as_read{type, n, rows, bytes_per_row, plain.data()};
+    WeightMatrix as_read{type, n, rows, bytes_per_row, plain.data()};
+    as_read.as_interleaved = true;
     for (int64_t tokens : {1, 2, 4, 9}) {
       std::vector<float> x(static_cast<size_t>(n * tokens));
       for (int64_t t = 0; t < tokens; ++t) {

@@ -57,6 +57,12 @@ const Case kCases[] = {
      WeightScheme::Q4_0},
     {"offload_odd_experts_f32", {72, 2, 6, 3, 100, 512, 0, 10000.0, false, "qwen3moe", 12, {}, false, 3, 2, 20, 0.5},
      WeightScheme::F32},
+    // Quantized experts of 20 rows (never interleaved) split mid-expert by some budgets: computed
+    // as row kernels everywhere, in the expert cache too.
+    {"offload_odd_experts_q8_0_gate",
+     {96, 2, 8, 4, 100, 512, 0, 10000.0, false, "qwen3moe", 12, {}, false, 3, 2, 20, 0.5},
+     WeightScheme::F32,
+     TensorTypeOverride{Role::FfnGateExps, TensorType::Q8_0}},
     // More experts chosen by the prompt than one parallel section computes: several sections.
     {"offload_many_experts_q4_k_m",
      {256, 2, 4, 2, 256, 512, 0, 10000.0, false, "qwen3moe", 64, {}, false, 40, 4, 256, 0.0}, WeightScheme::Q4_K_M},

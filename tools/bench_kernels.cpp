@@ -25,8 +25,8 @@ using fi::TensorType;
 // thread is far beyond the last-level cache (300 MiB on the development machine), so its numbers are
 // DRAM numbers like a real model's; matvec_in_cache's 1 MiB per thread stays in the caches, so
 // its numbers are the kernel's arithmetic rate, the ceiling it would stream at from any memory.
-// matvec_plain leaves the rows as the file has them (as experts are when they arrive in decode),
-// computed one row at a time.
+// matvec_plain leaves the rows as the file has them, computed one row at a time (as a tied output
+// head is, and K-quant experts arriving in decode).
 void matvec(benchmark::State& state, TensorType type, int64_t bytes_per_thread, bool interleave) {
   const int64_t cols = 4096;
   const int threads = static_cast<int>(state.range(0));
@@ -96,8 +96,9 @@ void prefill(benchmark::State& state, TensorType type) {
 
 // One decode token through the experts of a mixture-of-experts layer, as the CPU backend computes
 // them: eight experts of qwen3-30b-a3b's shape (gate and up 768 x 2048, down 2048 x 768; in a
-// Q4_K_M file gate and up Q4_K, down Q6_K, 3 MiB each) picked at random from 2 GiB of them, each with its own input quantization, gate, up,
-// SwiGLU and down. Bytes are the experts' weights; the gap to matvec is what small matrices cost.
+// Q4_K_M file gate and up Q4_K, down Q6_K, 3 MiB each) picked at random from 2 GiB of them, each
+// with its own input quantization, gate, up, SwiGLU and down. Bytes are the experts' weights; the
+// gap to matvec is what small matrices cost.
 // `experts` computes them interleaved (as resident experts are), `experts_plain` as the file has
 // them (as experts read into the expert cache in decode are on their first use).
 void experts(benchmark::State& state, TensorType up_type, TensorType down_type, bool interleave) {
@@ -132,9 +133,11 @@ void experts(benchmark::State& state, TensorType up_type, TensorType down_type, 
   });
   auto matrix = [&](int64_t expert, int part) {
     uint8_t* base = weights.as<uint8_t>() + expert * expert_bytes;
-    if (part < 2)
-      return fi::WeightMatrix{up_type, dim, width, fi::row_bytes(up_type, dim), base + part * up_bytes, interleave};
-    return fi::WeightMatrix{down_type, width, dim, fi::row_bytes(down_type, width), base + 2 * up_bytes, interleave};
+    fi::WeightMatrix w{up_type, dim, width, fi::row_bytes(up_type, dim), base + part * up_bytes};
+    if (part == 2) w = {down_type, width, dim, fi::row_bytes(down_type, width), base + 2 * up_bytes};
+    w.interleaved = interleave;
+    w.as_interleaved = !interleave;  // as the expert cache's slots
+    return w;
   };
   std::vector<float> x(dim), gate(width), up(width), y(dim);
   for (float& v : x) v = normal(rng);
@@ -158,8 +161,9 @@ void experts(benchmark::State& state, TensorType up_type, TensorType down_type, 
 
 // Experts re-arranged for the interleaved kernels, as the expert cache does when an expert read
 // from the disk is used a second time, or at once when a prompt's tokens use it: qwen3-30b-a3b's
-// shape (gate and up 768 x 2048, down 2048 x 768), cycling over 512 MiB of them so that each arrives from DRAM, not the cache. Bytes are the experts'; compare
-// with "experts", which computes the same bytes.
+// shape (gate and up 768 x 2048, down 2048 x 768), cycling over 512 MiB of them so that each
+// arrives from DRAM, not the cache. Bytes are the experts'; compare with "experts", which computes
+// the same bytes.
 void interleave_experts(benchmark::State& state, TensorType up_type, TensorType down_type) {
   const int64_t dim = 2048, width = 768;
   if (!fi::interleaves(up_type) || !fi::interleaves(down_type)) {

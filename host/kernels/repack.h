@@ -46,8 +46,8 @@ constexpr bool interleavable_type(TensorType type) {
 }
 
 // Types whose row-at-a-time kernels give the interleaved kernels' bits (quant_x86.inc). matmul
-// computes the plain rows of the other interleavable types 8 at a time through an interleaved copy
-// in cache, so a matrix gives the same bits whether it was interleaved or not, and rows read on
+// computes the plain rows of the other interleavable types that must give those bits
+// (WeightMatrix::as_interleaved) 8 at a time through an interleaved copy in cache, so rows read on
 // demand (experts arriving from the disk) may be computed as they arrive.
 constexpr bool row_kernels_match_interleaved(TensorType type) {
   return type == TensorType::Q4_K || type == TensorType::Q5_K || type == TensorType::Q6_K || type == TensorType::Q2_K ||

@@ -133,6 +133,8 @@ bool ExpertCache::start_read(int64_t layer, int32_t expert) {
     WeightMatrix view = matrix_shape(*tensors[t]);
     view.rows /= plan_.experts.count;
     view.data = slot.memory + offsets[i];
+    // Computed as read or interleaved, as its uses come: with the bits of its resident layout.
+    view.as_interleaved = can_interleave(view);
     *views[t] = view;
   }
   uint64_t bytes = 0;
