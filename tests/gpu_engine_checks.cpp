@@ -546,13 +546,13 @@ void check_gpu_trace() {
   const BudgetPairs budgets = split_budgets(path, cpu_favoured_profile(), {1.0 / 16});
   ASSERT_EQ(budgets.size(), 2u);
   EngineOptions options = tier_options(path, budgets[1].first, budgets[1].second, cpu_favoured_profile());
-  options.trace = true;
+  const std::string trace_path = scratch_path("gpu-trace.json");
+  options.trace = trace_path;
   Engine engine(options);
   ASSERT_GT(engine.tiers()->cpu_layers(), 0);
   std::vector<float> logits(static_cast<size_t>(engine.config().vocab));
   for (int32_t token : {1, 2, 3}) engine.forward().eval(std::span<const int32_t>(&token, 1), logits.data());
-  const std::string trace_path = scratch_path("gpu-trace.json");
-  engine.trace()->write(trace_path);
+  engine.trace()->finish();
   const std::string text = read_bytes_as_text(trace_path);
   for (const char* track : {"disk reads", "uploads (GPU)", "compute (GPU)", "compute (CPU)"})
     EXPECT_NE(text.find(std::string("\"cat\":\"") + track + "\""), std::string::npos) << track << " spans missing";

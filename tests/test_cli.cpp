@@ -379,7 +379,8 @@ TEST(Cli, TraceShowsDiskReadsOverlappingCompute) {
       test::run_flexinfer({"generate", "-m", model, "--host-mem", minimum, "--ctx", "64", "-t", "2", "-n", "6", "-p",
                            "hi", "--temp", "0", "--trace", trace_path});
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  const nlohmann::json events = read_json(trace_path).at("traceEvents");
+  const nlohmann::json events = read_json(trace_path);
+  ASSERT_TRUE(events.is_array());
   std::vector<std::pair<double, double>> reads, compute;
   for (const auto& event : events) {
     if (event.at("ph") != "X") continue;
@@ -394,6 +395,25 @@ TEST(Cli, TraceShowsDiskReadsOverlappingCompute) {
     for (const auto& [compute_start, compute_end] : compute)
       overlapping += read_start < compute_end && compute_start < read_end;
   EXPECT_GT(overlapping, 0u) << "reads never overlap compute";
+}
+
+// The trace is written as the run goes: a chat session leaves one too, and a path that cannot be
+// written fails before the model loads.
+TEST(Cli, TraceOfAChatAndTraceFailures) {
+  const std::string model = streaming_model();
+  const std::string trace_path = test::scratch_path("chat-trace.json");
+  test::RunOptions conversation;
+  conversation.input = "hello\nagain\n";
+  const test::CommandResult chat = test::run_flexinfer(
+      {"chat", "-m", model, "--ctx", "512", "-t", "2", "-n", "3", "--temp", "0", "--ignore-eos", "--trace", trace_path}, conversation);
+  ASSERT_EQ(chat.exit_code, 0) << chat.err;
+  const nlohmann::json events = read_json(trace_path);
+  ASSERT_TRUE(events.is_array());
+  size_t first_layers = 0;
+  for (const auto& event : events) first_layers += event.at("name") == "layer 0";
+  EXPECT_GE(first_layers, 6u) << "two replies of three tokens and their prompts";
+  expect_clean_failure({"generate", "-m", model, "-p", "hi", "-n", "1", "--trace", "/nonexistent-dir/trace.json"},
+                       "--trace: cannot create '/nonexistent-dir/trace.json'");
 }
 
 TEST(Cli, GpuBudgetsAreOneClearLine) {

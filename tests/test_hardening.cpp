@@ -193,13 +193,14 @@ TEST(Hardening, ModelTruncatedWhileItsExpertsAreReadOnDemand) { expect_truncatio
 // Ctrl-C during generation: what was generated is printed, the run ends cleanly, exit 130.
 TEST(Hardening, InterruptStopsCleanly) {
   const std::string out = test::scratch_path("interrupt.out"), err = test::scratch_path("interrupt.err");
+  const std::string trace = test::scratch_path("interrupt-trace.json");
   const std::string model = streaming_model();
   const std::string budget = std::to_string(minimum_budget(model, 2048));
   const pid_t pid = ::fork();
   if (pid == 0) {
     if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
     ::execl(FLEXINFER_BINARY, FLEXINFER_BINARY, "generate", "-m", model.c_str(), "-n", "2000", "--ctx", "2048",
-            "--host-mem", budget.c_str(), "-t", "2", static_cast<char*>(nullptr));
+            "--host-mem", budget.c_str(), "-t", "2", "--trace", trace.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   // Wait for the first generated text, then interrupt.
@@ -220,6 +221,10 @@ TEST(Hardening, InterruptStopsCleanly) {
   EXPECT_GT(std::filesystem::file_size(out), 0u);
   const std::string messages = test::read_bytes_as_text(err);
   EXPECT_NE(messages.find("interrupted"), std::string::npos) << messages;
+  // The trace of the interrupted run is complete JSON.
+  const nlohmann::json spans = nlohmann::json::parse(test::read_bytes_as_text(trace), nullptr, false);
+  ASSERT_TRUE(spans.is_array()) << "the trace does not parse";
+  EXPECT_GT(spans.size(), 4u);
 }
 
 // A memory cgroup of its own for a test (v1's memory controller or v2), removed at the end;

@@ -340,7 +340,7 @@ EngineOptions engine_options(const CLI::App& app, const EngineArgs& engine) {
   options.gpu_budget = engine.gpu_mem.bytes;
   options.auto_gpu_budget = engine.gpu_mem.word == "auto";
   options.io = reader_options(engine.io);
-  options.trace = !engine.trace.empty();
+  options.trace = engine.trace;
   const auto policy = parse_expert_policy(engine.expert_policy);
   if (!policy) throw UsageError("--expert-policy: unknown policy '" + engine.expert_policy + "' (frequency, recency)");
   options.experts.policy = *policy;

@@ -15,8 +15,8 @@ void show_placement(const Engine& engine) {
   for (const std::string& line : engine.placement()) log_info("%s", line.c_str());
 }
 
-void write_trace(const std::string& path, const Engine& engine) {
-  if (!path.empty() && engine.trace()) engine.trace()->write(path);
+void finish_trace(Engine& engine) {
+  if (engine.trace()) engine.trace()->finish();
 }
 
 void write_json(const std::string& path, const nlohmann::json& json, const char* command) {

@@ -17,8 +17,8 @@ namespace fi {
 
 // Where the engine's weights live and why: one log line each.
 void show_placement(const Engine& engine);
-// Writes the engine's spans to `path` (--trace), when one was asked for.
-void write_trace(const std::string& path, const Engine& engine);
+// Closes the engine's trace (--trace), when one was asked for; fails when it could not be written.
+void finish_trace(Engine& engine);
 // Writes `json` to `path` (one error line naming `command` when it cannot).
 void write_json(const std::string& path, const nlohmann::json& json, const char* command);
 // The profile to predict with: --profile FILE (when not empty), else the one probe cached, else

@@ -137,7 +137,7 @@ int command_generate(int argc, char** argv) {
                  " experts uploaded (%s)\n",
                  cache.uses, cache.hits, cache.uploads, format_bytes(cache.upload_bytes).c_str());
   }
-  write_trace(engine_args.trace, engine);
+  finish_trace(engine);
   return stats.interrupted ? 130 : 0;
 }
 
@@ -184,7 +184,7 @@ int command_logits(int argc, char** argv) {
   out.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * sizeof(float)));
   out.close();
   if (!out) fail("logits: cannot write '%s'", output.c_str());
-  write_trace(engine_args.trace, engine);
+  finish_trace(engine);
   std::printf("%s\n", json_ids(ids).c_str());
   return 0;
 }

@@ -128,7 +128,7 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
   const ExpertAssistStats vram_after = vram_experts ? vram_experts->stats() : ExpertAssistStats{};
   const uint64_t vram_uses = vram_after.uses - vram_before.uses, vram_hits = vram_after.hits - vram_before.hits;
   const uint64_t vram_uploads = vram_after.uploads - vram_before.uploads;
-  write_trace(args.engine.trace, *engine);
+  finish_trace(*engine);
 
   const auto n = static_cast<double>(prompt.size());
   const double prefill_tok_s = n / prefill_seconds;
@@ -391,7 +391,7 @@ int command_bench(int argc, char** argv) {
   const bool locked = placed.arena().locked();
   const int threads = engine->pool().size();
   const ModelConfig config = engine->config();
-  write_trace(args.engine.trace, *engine);
+  finish_trace(*engine);
   engine.reset();
 
   const double prefill_tok_s = static_cast<double>(prompt.size()) / prefill_seconds;

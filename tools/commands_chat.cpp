@@ -262,6 +262,7 @@ int command_chat(int argc, char** argv) {
                  stats.generation_seconds > 0 ? static_cast<double>(stats.generated_tokens) / stats.generation_seconds : 0.0,
                  stats.interrupted ? " | stopped" : "");
   }
+  finish_trace(engine);
   return 0;
 }
 

@@ -404,6 +404,7 @@ int command_serve(int argc, char** argv) {
   const bool listened = http.listen_after_bind();
   if (stop_signal.load() == 0) stop_signal.store(-1);
   watcher.join();
+  finish_trace(engine);
   if (!listened && stop_signal.load() < 0) fail("the server stopped listening");
   return stop_signal.load() == SIGINT ? 130 : 0;
 }

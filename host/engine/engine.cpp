@@ -73,6 +73,8 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   const auto start = std::chrono::steady_clock::now();
   if (options.threads < 0 || options.threads > 1024) fail("thread count %d is outside 1..1024", options.threads);
   if (options.context < 0) fail("context length must be positive");
+  // Before the load: a trace that cannot be written fails at once, not after it.
+  if (!options.trace.empty()) trace_ = std::make_unique<Trace>(options.trace);
   pool_ = std::make_unique<ThreadPool>(options.threads > 0 ? options.threads : default_thread_count());
   ModelOptions model_options;
   model_options.context = options.context;
@@ -109,10 +111,7 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   } else {
     open_on_cpu(std::move(opened));
   }
-  if (options.trace) {
-    trace_ = std::make_unique<Trace>();
-    forward_->set_trace(trace_.get());
-  }
+  if (trace_) forward_->set_trace(trace_.get());
   load_seconds_ = seconds_since(start);
 }
 

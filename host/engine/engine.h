@@ -42,7 +42,7 @@ struct EngineOptions {
   // The machine a three-tier placement is planned for (--profile); none: probe's cached profile,
   // else nominal figures.
   std::optional<Profile> profile;
-  bool trace = false;                   // collect spans of reads, uploads and compute (--trace)
+  std::string trace;  // write spans of reads, uploads and compute to this file as they happen (--trace)
   ReaderOptions io;
   // Experts read on demand: which cached one makes room (--expert-policy), whether the next
   // layer's are read ahead (--expert-speculation).
@@ -84,8 +84,8 @@ class Engine {
   // The machine profile the tiers were planned with (its `machine` is kNominalProfile when there
   // was neither --profile nor a cached probe).
   const std::optional<Profile>& tier_profile() const { return tier_profile_; }
-  // The spans collected so far (with EngineOptions::trace), else null.
-  const Trace* trace() const { return trace_.get(); }
+  // The trace being written (with EngineOptions::trace), else null.
+  Trace* trace() { return trace_.get(); }
   // Where the weights live and why, one line each (the first says what was chosen and why when a
   // budget was chosen automatically or the context shortened).
   const std::vector<std::string>& placement() const { return placement_; }

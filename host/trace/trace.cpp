@@ -2,7 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include <fstream>
+#include <cerrno>
+#include <cstring>
 
 #include "io/error.h"
 
@@ -20,34 +21,50 @@ const char* track_name(Trace::Track track) {
 }
 }  // namespace
 
+Trace::Trace(const std::string& path) : path_(path), origin_(Clock::now()) {
+  file_ = std::fopen(path.c_str(), "w");
+  if (!file_) fail("--trace: cannot create '%s': %s", path.c_str(), std::strerror(errno));
+  std::fputs("[\n", file_);
+  bool first = true;
+  for (const Track track : {Track::Disk, Track::Upload, Track::Gpu, Track::Cpu}) {
+    const nlohmann::json name = {{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", static_cast<int>(track)},
+                                 {"args", {{"name", track_name(track)}}}};
+    std::fprintf(file_, "%s%s", first ? "" : ",\n", name.dump().c_str());
+    first = false;
+  }
+}
+
+Trace::~Trace() { close(); }
+
 double Trace::microseconds(Clock::time_point time) const {
   return std::chrono::duration<double, std::micro>(time - origin_).count();
 }
 
-void Trace::add(Track track, std::string name, Clock::time_point start, Clock::time_point end) {
-  add_microseconds(track, std::move(name), microseconds(start), microseconds(end));
+void Trace::add(Track track, const std::string& name, Clock::time_point start, Clock::time_point end) {
+  add_microseconds(track, name, microseconds(start), microseconds(end));
 }
 
-void Trace::add_microseconds(Track track, std::string name, double start, double end) {
+void Trace::add_microseconds(Track track, const std::string& name, double start, double end) {
+  // The name quoted and escaped as JSON; the rest is fixed text and numbers.
+  const std::string quoted = nlohmann::json(name).dump();
   std::lock_guard lock(mutex_);
-  spans_.push_back({track, std::move(name), start, end});
+  if (!file_) return;
+  std::fprintf(file_, ",\n{\"name\":%s,\"cat\":\"%s\",\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f}",
+               quoted.c_str(), track_name(track), static_cast<int>(track), start, end - start);
 }
 
-void Trace::write(const std::string& path) const {
-  nlohmann::json events = nlohmann::json::array();
-  for (const Track track : {Track::Disk, Track::Upload, Track::Gpu, Track::Cpu})
-    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", static_cast<int>(track)},
-                      {"args", {{"name", track_name(track)}}}});
-  {
-    std::lock_guard lock(mutex_);
-    for (const Span& span : spans_)
-      events.push_back({{"name", span.name}, {"cat", track_name(span.track)}, {"ph", "X"}, {"pid", 1},
-                        {"tid", static_cast<int>(span.track)}, {"ts", span.start}, {"dur", span.end - span.start}});
-  }
-  std::ofstream out(path);
-  out << nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() << "\n";
-  out.close();
-  if (!out) fail("--trace: cannot write '%s'", path.c_str());
+bool Trace::close() {
+  std::lock_guard lock(mutex_);
+  if (!file_) return true;
+  std::fputs("\n]\n", file_);
+  const bool written = !std::ferror(file_);
+  const bool closed = std::fclose(file_) == 0;
+  file_ = nullptr;
+  return written && closed;
+}
+
+void Trace::finish() {
+  if (!close()) fail("--trace: cannot write '%s'", path_.c_str());
 }
 
 }  // namespace fi

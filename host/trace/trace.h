@@ -1,39 +1,42 @@
 #pragma once
-// Spans of work (reads, uploads, compute per layer) collected for a Chrome/Perfetto trace
-// (`--trace FILE`; open in ui.perfetto.dev or chrome://tracing). The same spans are NVTX ranges
-// for Nsight Systems. Thread-safe: the I/O thread, the compute thread and the GPU's resolved
-// events all add spans.
+// Spans of work (reads, uploads, compute per layer) for a Chrome/Perfetto trace (`--trace FILE`;
+// open in ui.perfetto.dev or chrome://tracing). The same spans are NVTX ranges for Nsight Systems.
+// Each span is written to the file as it is added, in the trace format's JSON array form, whose
+// closing bracket viewers do not need: a chat or server session traces in constant memory, and a
+// run that is killed still leaves a trace. Thread-safe: the I/O thread, the compute thread and the
+// GPU's resolved events all add spans.
 #include <chrono>
-#include <cstdint>
+#include <cstdio>
 #include <mutex>
 #include <string>
-#include <vector>
 
 namespace fi {
 
 class Trace {
  public:
   using Clock = std::chrono::steady_clock;
-  Trace() : origin_(Clock::now()) {}
+  // Creates (truncates) `path`; fails with a one-line error when it cannot.
+  explicit Trace(const std::string& path);
+  ~Trace();
+  Trace(const Trace&) = delete;
+  Trace& operator=(const Trace&) = delete;
 
   // Tracks: one row each in the viewer.
   enum class Track { Disk, Upload, Gpu, Cpu };
-  void add(Track track, std::string name, Clock::time_point start, Clock::time_point end);
+  void add(Track track, const std::string& name, Clock::time_point start, Clock::time_point end);
   // The same, with times in microseconds since the trace began (for spans timed by CUDA events).
-  void add_microseconds(Track track, std::string name, double start, double end);
+  void add_microseconds(Track track, const std::string& name, double start, double end);
   double microseconds(Clock::time_point time) const;
-  // {"traceEvents": [...]} with complete ("X") events, one thread per track.
-  void write(const std::string& path) const;
+  // Closes the array and the file; fails when any of it could not be written. Spans added later
+  // are dropped. The destructor closes an unfinished trace without failing.
+  void finish();
 
  private:
-  struct Span {
-    Track track;
-    std::string name;
-    double start, end;
-  };
+  bool close();  // false when the file could not be written
+  std::string path_;
   Clock::time_point origin_;
-  mutable std::mutex mutex_;
-  std::vector<Span> spans_;
+  std::mutex mutex_;
+  std::FILE* file_ = nullptr;
 };
 
 }  // namespace fi
