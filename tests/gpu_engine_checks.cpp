@@ -6,6 +6,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "cuda/runtime.h"
 #include "host/engine/engine.h"
 #include "host/engine/placement.h"
@@ -554,6 +556,7 @@ void check_gpu_trace() {
   for (int32_t token : {1, 2, 3}) engine.forward().eval(std::span<const int32_t>(&token, 1), logits.data());
   engine.trace()->finish();
   const std::string text = read_bytes_as_text(trace_path);
+  EXPECT_TRUE(nlohmann::json::parse(text, nullptr, false).is_array()) << "the trace does not parse";
   for (const char* track : {"disk reads", "uploads (GPU)", "compute (GPU)", "compute (CPU)"})
     EXPECT_NE(text.find(std::string("\"cat\":\"") + track + "\""), std::string::npos) << track << " spans missing";
   EXPECT_NE(text.find("\"layer 0\""), std::string::npos);

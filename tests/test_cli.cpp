@@ -414,6 +414,10 @@ TEST(Cli, TraceOfAChatAndTraceFailures) {
   EXPECT_GE(first_layers, 6u) << "two replies of three tokens and their prompts";
   expect_clean_failure({"generate", "-m", model, "-p", "hi", "-n", "1", "--trace", "/nonexistent-dir/trace.json"},
                        "--trace: cannot create '/nonexistent-dir/trace.json'");
+  // Opens, but every write fails (no space left): said at the end, not ignored.
+  if (std::filesystem::exists("/dev/full"))
+    expect_clean_failure({"generate", "-m", model, "-p", "hi", "-n", "1", "--trace", "/dev/full"},
+                         "--trace: cannot write '/dev/full'");
 }
 
 TEST(Cli, GpuBudgetsAreOneClearLine) {

@@ -227,6 +227,39 @@ TEST(Hardening, InterruptStopsCleanly) {
   EXPECT_GT(spans.size(), 4u);
 }
 
+// A run killed outright leaves a trace that ends after a whole span: with the closing bracket the
+// viewers do without added, it parses.
+TEST(Hardening, AKilledRunLeavesATraceOfWholeSpans) {
+  const std::string trace = test::scratch_path("killed-trace.json");
+  const std::string model = streaming_model();
+  const std::string budget = std::to_string(minimum_budget(model, 2048));
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!std::freopen("/dev/null", "w", stdout) || !std::freopen("/dev/null", "w", stderr)) _exit(127);
+    ::execl(FLEXINFER_BINARY, FLEXINFER_BINARY, "generate", "-m", model.c_str(), "-n", "2000", "--ctx", "2048",
+            "--host-mem", budget.c_str(), "-t", "2", "--ignore-eos", "--trace", trace.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Until spans beyond the header have reached the file.
+  const auto start = std::chrono::steady_clock::now();
+  auto trace_size = [&] {
+    std::error_code missing;
+    const uintmax_t size = std::filesystem::file_size(trace, missing);
+    return missing ? uintmax_t{0} : size;
+  };
+  while (trace_size() < (64u << 10) && std::chrono::steady_clock::now() - start < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it was killed";
+  const std::string text = test::read_bytes_as_text(trace);
+  ASSERT_GE(text.size(), 64u << 10) << "no spans were written while it ran";
+  const nlohmann::json spans = nlohmann::json::parse(text + "\n]", nullptr, false);
+  ASSERT_TRUE(spans.is_array()) << "the trace ends inside a span: ..." << text.substr(text.size() - 120);
+  EXPECT_GT(spans.size(), 100u);
+}
+
 // A memory cgroup of its own for a test (v1's memory controller or v2), removed at the end;
 // `available` is false where none can be made (not root, no writable controller).
 class MemoryCgroup {

@@ -24,14 +24,22 @@ const char* track_name(Trace::Track track) {
 Trace::Trace(const std::string& path) : path_(path), origin_(Clock::now()) {
   file_ = std::fopen(path.c_str(), "w");
   if (!file_) fail("--trace: cannot create '%s': %s", path.c_str(), std::strerror(errno));
-  std::fputs("[\n", file_);
+  std::setvbuf(file_, nullptr, _IONBF, 0);
+  pending_ = "[\n";
   bool first = true;
   for (const Track track : {Track::Disk, Track::Upload, Track::Gpu, Track::Cpu}) {
     const nlohmann::json name = {{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", static_cast<int>(track)},
                                  {"args", {{"name", track_name(track)}}}};
-    std::fprintf(file_, "%s%s", first ? "" : ",\n", name.dump().c_str());
+    pending_ += (first ? "" : ",\n") + name.dump();
     first = false;
   }
+  write_pending();
+}
+
+void Trace::write_pending() {
+  if (pending_.empty()) return;
+  if (std::fwrite(pending_.data(), 1, pending_.size(), file_) != pending_.size()) write_failed_ = true;
+  pending_.clear();
 }
 
 Trace::~Trace() { close(); }
@@ -47,17 +55,21 @@ void Trace::add(Track track, const std::string& name, Clock::time_point start, C
 void Trace::add_microseconds(Track track, const std::string& name, double start, double end) {
   // The name quoted and escaped as JSON; the rest is fixed text and numbers.
   const std::string quoted = nlohmann::json(name).dump();
+  char numbers[96];
+  std::snprintf(numbers, sizeof numbers, ",\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f}",
+                static_cast<int>(track), start, end - start);
   std::lock_guard lock(mutex_);
   if (!file_) return;
-  std::fprintf(file_, ",\n{\"name\":%s,\"cat\":\"%s\",\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f}",
-               quoted.c_str(), track_name(track), static_cast<int>(track), start, end - start);
+  pending_ += ",\n{\"name\":" + quoted + ",\"cat\":\"" + track_name(track) + "\"" + numbers;
+  if (pending_.size() >= kFlushBytes) write_pending();
 }
 
 bool Trace::close() {
   std::lock_guard lock(mutex_);
   if (!file_) return true;
-  std::fputs("\n]\n", file_);
-  const bool written = !std::ferror(file_);
+  pending_ += "\n]\n";
+  write_pending();
+  const bool written = !write_failed_ && !std::ferror(file_);
   const bool closed = std::fclose(file_) == 0;
   file_ = nullptr;
   return written && closed;

@@ -1,11 +1,13 @@
 #pragma once
 // Spans of work (reads, uploads, compute per layer) for a Chrome/Perfetto trace (`--trace FILE`;
 // open in ui.perfetto.dev or chrome://tracing). The same spans are NVTX ranges for Nsight Systems.
-// Each span is written to the file as it is added, in the trace format's JSON array form, whose
+// Spans are written to the file as they are added, in the trace format's JSON array form, whose
 // closing bracket viewers do not need: a chat or server session traces in constant memory, and a
-// run that is killed still leaves a trace. Thread-safe: the I/O thread, the compute thread and the
-// GPU's resolved events all add spans.
+// run that is killed still leaves a trace (up to its last kFlushBytes of spans; the file always
+// ends after a whole span). Thread-safe: the I/O thread, the compute thread and the GPU's resolved
+// events all add spans.
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -33,10 +35,16 @@ class Trace {
 
  private:
   bool close();  // false when the file could not be written
+  // Whole spans go to the file together, never a part of one: stdio's own buffer would leave a
+  // killed run's file ending inside a span.
+  static constexpr size_t kFlushBytes = 64 << 10;
+  void write_pending();
   std::string path_;
   Clock::time_point origin_;
   std::mutex mutex_;
-  std::FILE* file_ = nullptr;
+  std::FILE* file_ = nullptr;  // unbuffered
+  std::string pending_;
+  bool write_failed_ = false;
 };
 
 }  // namespace fi
