@@ -38,7 +38,8 @@ Trace::Trace(const std::string& path) : path_(path), origin_(Clock::now()) {
 
 void Trace::write_pending() {
   if (pending_.empty()) return;
-  if (std::fwrite(pending_.data(), 1, pending_.size(), file_) != pending_.size()) write_failed_ = true;
+  // A short write sets the stream's error flag, which close() reports.
+  static_cast<void>(std::fwrite(pending_.data(), 1, pending_.size(), file_));
   pending_.clear();
 }
 
@@ -69,7 +70,7 @@ bool Trace::close() {
   if (!file_) return true;
   pending_ += "\n]\n";
   write_pending();
-  const bool written = !write_failed_ && !std::ferror(file_);
+  const bool written = !std::ferror(file_);
   const bool closed = std::fclose(file_) == 0;
   file_ = nullptr;
   return written && closed;

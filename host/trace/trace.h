@@ -44,7 +44,6 @@ class Trace {
   std::mutex mutex_;
   std::FILE* file_ = nullptr;  // unbuffered
   std::string pending_;
-  bool write_failed_ = false;
 };
 
 }  // namespace fi
