@@ -29,9 +29,21 @@ __device__ __forceinline__ float warp_max(float value) {
   return value;
 }
 
+constexpr int64_t kMaxBlocks = 1 << 20;
+
+// Blocks for a grid-stride kernel: capped, the threads loop over the rest.
 int blocks_for(int64_t count, int threads) {
   const int64_t blocks = (count + threads - 1) / threads;
-  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 1 << 20));
+  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), kMaxBlocks));
+}
+
+// Blocks for a kernel whose every block owns its share (one warp per row or task): never capped.
+int blocks_covering(int64_t count, int per_block) {
+  const int64_t blocks = (count + per_block - 1) / per_block;
+  if (blocks > kMaxBlocks)
+    fail("internal: a GPU launch of %lld blocks (at most %lld)", static_cast<long long>(blocks),
+         static_cast<long long>(kMaxBlocks));
+  return static_cast<int>(std::max<int64_t>(blocks, 1));
 }
 
 // One warp per row; lanes take groups of 32 elements in turn, so a warp's loads cover a
@@ -89,7 +101,7 @@ struct MatvecLaunch {
   cudaStream_t stream;
   template <TensorType Type>
   void run() const {
-    const int blocks = blocks_for(w.rows, kMatvecWarps);
+    const int blocks = blocks_covering(w.rows, kMatvecWarps);
     if (tokens == 1)
       FI_LAUNCH(blocks, kMatvecWarps * kWarp, stream, matvec_kernel<Type, 1>)(w, x, 1, y, accumulate);
     else
@@ -427,7 +439,7 @@ void attention(const float* q, const uint16_t* key_cache, const uint16_t* value_
   if (shape.head_dim > kMaxHeadDim || shape.head_dim % 2 != 0)
     fail("the GPU attention kernel takes even head dimensions up to %lld, not %lld", static_cast<long long>(kMaxHeadDim),
          static_cast<long long>(shape.head_dim));
-  const int blocks = blocks_for(tokens * shape.n_heads, kAttentionWarps);
+  const int blocks = blocks_covering(tokens * shape.n_heads, kAttentionWarps);
   FI_LAUNCH(blocks, kAttentionWarps * kWarp, native(stream.handle()), attention_kernel)(
       q, reinterpret_cast<const __half*>(key_cache), reinterpret_cast<const __half*>(value_cache), tokens, places,
       shape, out);

@@ -156,7 +156,7 @@ double median_GBps(uint64_t bytes, Pass pass, const Stream& stream) {
 DeviceBandwidth measure_bandwidth(uint64_t bytes) {
   bytes = bytes / 16 * 16;
   Stream stream;
-  DeviceArena arena(2 * bytes + 256);
+  DeviceArena arena(2 * bytes + 1024);  // three allocations, each aligned to 256 bytes
   auto* source = static_cast<uint8_t*>(arena.allocate(bytes, "bandwidth source"));
   auto* destination = static_cast<uint8_t*>(arena.allocate(bytes, "bandwidth destination"));
   auto* sink = arena.allocate_array<float>(1, "bandwidth sink");

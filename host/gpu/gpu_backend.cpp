@@ -474,6 +474,7 @@ void GpuBackend::abandon_batch() {
   compute_.synchronize();
   if (tiers_) tiers_->abandon_pass();
   std::fill(unit_slot_.begin(), unit_slot_.end(), -1);
+  spans_.clear();  // a span the failure interrupted has no recorded end to time
   first_layer_brought_ = false;
   logits_pending_ = false;
   unit_range_.reset();
