@@ -164,9 +164,9 @@ echo
 echo "$tests_status"
 pack
 stamp "done"
-passed=0
-[[ $tests_status == *"test_block_decode exit 0; test_gpu exit 0"* ]] || passed=1
+exit_status=0
+[[ $tests_status == *"test_block_decode exit 0; test_gpu exit 0"* ]] || exit_status=1
 # The log's last lines reach the file before $OUT is collected.
 exec >&- 2>&-
 wait "$log_writer"
-exit "$passed"
+exit "$exit_status"
