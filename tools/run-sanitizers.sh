@@ -10,14 +10,18 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+# -O1 with line tables only: reports keep their file:line stacks, and the instrumented SIMD kernels
+# compile 7x faster than at -O2 -g (quant_avx512.cpp: 61 s against 347-427 s), which kept CI's
+# sanitizer build at 36 of its 78 minutes.
+build_type=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
 
 echo "sanitizers: AddressSanitizer + UndefinedBehaviorSanitizer, every test" >&2
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXINFER_SANITIZE=address -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
+cmake -S . -B build-asan -G Ninja "${build_type[@]}" -DFLEXINFER_SANITIZE=address -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
 cmake --build build-asan --parallel "$jobs"
 ctest --test-dir build-asan --output-on-failure --parallel "$jobs" --timeout 1200
 
 echo "sanitizers: ThreadSanitizer, reader, prefetcher, thread pool, streaming and the batcher" >&2
-cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXINFER_SANITIZE=thread -DFLEXINFER_CUDA=OFF >/dev/null
+cmake -S . -B build-tsan -G Ninja "${build_type[@]}" -DFLEXINFER_SANITIZE=thread -DFLEXINFER_CUDA=OFF >/dev/null
 cmake --build build-tsan --parallel "$jobs" --target test_reader test_thread_pool test_offload test_batcher
 ctest --test-dir build-tsan --output-on-failure --parallel "$jobs" --timeout 1200 \
   -R '^(Backends/ReaderTest|Reader|ThreadPool|Models/OffloadTest|Offload|Batcher)\.'
