@@ -132,6 +132,45 @@ TEST_P(KernelTest, MultiTokenDotEqualsSingleTokenBitForBit) {
   }
 }
 
+// Several rows in one call (out[t * out_stride + r]) give each row's own bits, dispatched and in
+// the reference; the slots between a row's results are left alone.
+TEST_P(KernelTest, RowsInOneCallEqualEachRowAlone) {
+  const TensorType type = GetParam();
+  const int64_t n = 768, rows = 13;
+  const size_t row_bytes = fi::row_bytes(type, static_cast<uint64_t>(n)), stride = activation_row_bytes(type, n),
+               out_stride = rows + 3;
+  std::vector<uint8_t> w;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto row = quantized(type, random_values(n, 60 + static_cast<uint32_t>(r)));
+    w.insert(w.end(), row.begin(), row.end());
+  }
+  ASSERT_EQ(w.size(), row_bytes * rows);
+  std::vector<uint8_t> activations(stride * kMaxTokensPerDot);
+  for (int t = 0; t < kMaxTokensPerDot; ++t)
+    quantize_activations(type, random_values(n, 80 + t).data(), activations.data() + t * stride, n);
+  for (int tokens = 1; tokens <= kMaxTokensPerDot; ++tokens) {
+    const float unset = -12345.0f;
+    std::vector<float> together(out_stride * tokens, unset), reference_together(together);
+    vec_dot_rows(type, n, w.data(), row_bytes, rows, activations.data(), stride, tokens, together.data(), out_stride);
+    reference::vec_dot_rows(type, n, w.data(), row_bytes, rows, activations.data(), stride, tokens,
+                            reference_together.data(), out_stride);
+    for (int64_t r = 0; r < rows; ++r) {
+      float alone[kMaxTokensPerDot], reference_alone[kMaxTokensPerDot];
+      vec_dot_tokens(type, n, w.data() + r * row_bytes, activations.data(), stride, tokens, alone);
+      reference::vec_dot_tokens(type, n, w.data() + r * row_bytes, activations.data(), stride, tokens, reference_alone);
+      for (int t = 0; t < tokens; ++t) {
+        EXPECT_TRUE(same_bits(together[t * out_stride + r], alone[t])) << type_name(type) << " row " << r << " token " << t;
+        EXPECT_TRUE(same_bits(reference_together[t * out_stride + r], reference_alone[t])) << "reference row " << r;
+      }
+    }
+    for (int t = 0; t < tokens; ++t)
+      for (size_t r = rows; r < out_stride; ++r) {
+        EXPECT_EQ(together[t * out_stride + r], unset);
+        EXPECT_EQ(reference_together[t * out_stride + r], unset);
+      }
+  }
+}
+
 TEST_P(KernelTest, QuantizeDequantizeRoundTrip) {
   const TensorType type = GetParam();
   const int64_t n = 2048;
@@ -257,6 +296,10 @@ TEST_P(VariantTest, RowKernelsAreBitIdenticalToAvx2) {
       baseline().vec_dot_tokens(type, n, w.data(), activations.data(), stride, tokens, want);
       for (int t = 0; t < tokens; ++t) EXPECT_TRUE(same_bits(got[t], want[t])) << "token " << t << " of " << tokens;
       EXPECT_TRUE(same_bits(variant().vec_dot(type, n, w.data(), activations.data()), want[0]));
+      float rows_got[2 * kMaxTokensPerDot];
+      variant().vec_dot_rows(type, n, w.data(), 0, 2, activations.data(), stride, tokens, rows_got, 2);
+      for (int t = 0; t < tokens; ++t)
+        for (int r = 0; r < 2; ++r) EXPECT_TRUE(same_bits(rows_got[2 * t + r], want[t])) << "vec_dot_rows token " << t;
     }
   if (type == TensorType::F16) {
     const auto values = random_values(131, 5);

@@ -40,17 +40,20 @@ struct Part {
   int64_t offset;
 };
 
-// Plain rows [begin, end) of a part, one at a time.
+// Plain rows [begin, end) of a part: every row in one call when one call takes all the tokens;
+// otherwise a few rows at a time through every block of tokens, while those rows are in cache.
 void multiply_plain_rows(const Part& part, int64_t begin, int64_t end, const QuantizedBatch& x) {
+  constexpr int64_t kRowsPerPass = 8;
   const MatrixProduct& product = *part.product;
   const WeightMatrix& w = *product.w;
-  float out[kMaxTokensPerDot];
-  for (int64_t r = begin; r < end; ++r) {
-    const uint8_t* row = part.data + static_cast<uint64_t>(r) * w.row_bytes;
+  const int64_t step = product.tokens <= kMaxTokensPerDot ? end - begin : kRowsPerPass;
+  for (int64_t r = begin; r < end; r += step) {
+    const int64_t rows = std::min(step, end - r);
     for (int64_t t = 0; t < product.tokens; t += kMaxTokensPerDot) {
       const int count = static_cast<int>(std::min<int64_t>(kMaxTokensPerDot, product.tokens - t));
-      vec_dot_tokens(w.type, w.cols, row, x.row(product.first_token + t), x.row_bytes, count, out);
-      for (int k = 0; k < count; ++k) product.y[(t + k) * w.rows + part.first_row + r] = out[k];
+      vec_dot_rows(w.type, w.cols, part.data + static_cast<uint64_t>(r) * w.row_bytes, w.row_bytes, rows,
+                   x.row(product.first_token + t), x.row_bytes, count, product.y + t * w.rows + part.first_row + r,
+                   static_cast<size_t>(w.rows));
     }
   }
 }

@@ -46,7 +46,7 @@ const CpuFeatures& features() {
 #define FI_KERNEL_VARIANT(space, label, usable, missing)                                                   \
   KernelVariant {                                                                                          \
     label, usable, missing, space::quantize_activations, space::vec_dot, space::vec_dot_tokens,          \
-        space::vec_dot_interleaved, space::add_scaled_f16                                                  \
+        space::vec_dot_rows, space::vec_dot_interleaved, space::add_scaled_f16                             \
   }
 
 const std::vector<KernelVariant>& variants() {
@@ -106,6 +106,15 @@ void vec_dot_tokens(TensorType weight_type, int64_t n, const void* weight_row, c
                     size_t activation_stride, int tokens, float* out) {
   if (active()) return active()->vec_dot_tokens(weight_type, n, weight_row, activations, activation_stride, tokens, out);
   reference::vec_dot_tokens(weight_type, n, weight_row, activations, activation_stride, tokens, out);
+}
+
+void vec_dot_rows(TensorType weight_type, int64_t n, const void* weight_rows, size_t row_stride, int64_t rows,
+                  const void* activations, size_t activation_stride, int tokens, float* out, size_t out_stride) {
+  if (active())
+    return active()->vec_dot_rows(weight_type, n, weight_rows, row_stride, rows, activations, activation_stride, tokens,
+                                  out, out_stride);
+  reference::vec_dot_rows(weight_type, n, weight_rows, row_stride, rows, activations, activation_stride, tokens, out,
+                          out_stride);
 }
 
 void vec_dot_interleaved(TensorType weight_type, int64_t n, const void* groups, int64_t group_count,

@@ -717,6 +717,16 @@ void vec_dot_tokens(TensorType weight_type, int64_t n, const void* weight_row, c
     out[t] = reference::vec_dot(weight_type, n, weight_row, static_cast<const uint8_t*>(activations) + t * activation_stride);
 }
 
+void vec_dot_rows(TensorType weight_type, int64_t n, const void* weight_rows, size_t row_stride, int64_t rows,
+                  const void* activations, size_t activation_stride, int tokens, float* out, size_t out_stride) {
+  float result[kMaxTokensPerDot];
+  for (int64_t r = 0; r < rows; ++r) {
+    reference::vec_dot_tokens(weight_type, n, static_cast<const uint8_t*>(weight_rows) + static_cast<uint64_t>(r) * row_stride,
+                              activations, activation_stride, tokens, result);
+    for (int t = 0; t < tokens; ++t) out[static_cast<size_t>(t) * out_stride + static_cast<size_t>(r)] = result[t];
+  }
+}
+
 void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] += weight * fp16_to_fp32(row[i]);
 }

@@ -13,6 +13,8 @@
   float vec_dot(TensorType type, int64_t n, const void* weight_row, const void* activations);              \
   void vec_dot_tokens(TensorType type, int64_t n, const void* weight_row, const void* activations,         \
                       size_t stride, int tokens, float* out);                                              \
+  void vec_dot_rows(TensorType type, int64_t n, const void* weight_rows, size_t row_stride, int64_t rows,      \
+                    const void* activations, size_t stride, int tokens, float* out, size_t out_stride);      \
   void vec_dot_interleaved(TensorType type, int64_t n, const void* groups, int64_t group_count,             \
                            const void* activations, size_t stride, int tokens, float* out, size_t out_stride, \
                            int64_t groups_after);                                                           \
@@ -43,6 +45,7 @@ struct KernelVariant {
   decltype(&avx2::quantize_activations) quantize_activations;
   decltype(&avx2::vec_dot) vec_dot;
   decltype(&avx2::vec_dot_tokens) vec_dot_tokens;
+  decltype(&avx2::vec_dot_rows) vec_dot_rows;
   decltype(&avx2::vec_dot_interleaved) vec_dot_interleaved;
   decltype(&avx2::add_scaled_f16) add_scaled_f16;
 };
