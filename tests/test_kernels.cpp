@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
+#include <tuple>
 
 #include "host/kernels/fp16.h"
 #include "host/kernels/matmul.h"
@@ -242,6 +244,37 @@ INSTANTIATE_TEST_SUITE_P(QuantizedTypes, QuantizedKernelTest, ::testing::ValuesI
 
 // ---- instruction-set variants -----------------------------------------------------------------
 
+// A half-precision cache (keys, then values) of `positions` rows `stride` halves apart, `heads`
+// queries and softmax-like weights: rows longer than one pass of 16 with a tail, more heads than
+// one pass takes, more positions than one tile.
+struct AttentionCase {
+  int64_t n, positions;
+  int heads;
+  size_t stride, query_stride, out_stride;
+  std::vector<uint16_t> cache;
+  std::vector<float> queries, weights;
+  const uint16_t* keys() const { return cache.data(); }
+  const uint16_t* values() const { return cache.data() + static_cast<size_t>(positions) * stride; }
+  std::string name() const {
+    return "n " + std::to_string(n) + ", " + std::to_string(positions) + " positions, " + std::to_string(heads) + " heads";
+  }
+};
+
+std::vector<AttentionCase> attention_cases() {
+  std::vector<AttentionCase> cases;
+  for (auto [n, positions, heads] : {std::tuple{int64_t{131}, int64_t{70}, 9}, std::tuple{int64_t{128}, int64_t{37}, 8},
+                                     std::tuple{int64_t{64}, int64_t{1}, 1}, std::tuple{int64_t{7}, int64_t{130}, 3}}) {
+    AttentionCase c{n, positions, heads, static_cast<size_t>(n) + 5, static_cast<size_t>(n) + 3, static_cast<size_t>(n) + 1,
+                    {}, {}, {}};
+    const auto cache = random_values(2 * static_cast<size_t>(positions) * c.stride, static_cast<uint32_t>(n + positions));
+    for (float v : cache) c.cache.push_back(fp32_to_fp16(v));
+    c.queries = random_values(static_cast<size_t>(heads) * c.query_stride, static_cast<uint32_t>(heads));
+    c.weights = random_values(static_cast<size_t>(heads * positions), 77, 0.1f);
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
 struct VariantCase {
   TensorType type;
   size_t variant;  // index into x86_kernel_variants()
@@ -301,15 +334,22 @@ TEST_P(VariantTest, RowKernelsAreBitIdenticalToAvx2) {
       for (int t = 0; t < tokens; ++t)
         for (int r = 0; r < 2; ++r) EXPECT_TRUE(same_bits(rows_got[2 * t + r], want[t])) << "vec_dot_rows token " << t;
     }
-  if (type == TensorType::F16) {
-    const auto values = random_values(131, 5);
-    std::vector<uint16_t> half(values.size());
-    for (size_t i = 0; i < values.size(); ++i) half[i] = fp32_to_fp16(values[i]);
-    std::vector<float> got(values.size(), 0.5f), want(values.size(), 0.5f);
-    variant().add_scaled_f16(131, 0.3f, half.data(), got.data());
-    baseline().add_scaled_f16(131, 0.3f, half.data(), want.data());
-    EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << "add_scaled_f16";
-  }
+  if (type == TensorType::F16)
+    for (const AttentionCase& c : attention_cases()) {
+      SCOPED_TRACE(c.name());
+      std::vector<float> got(c.heads * c.positions), want(got.size());
+      variant().attention_scores_f16(c.n, c.keys(), c.stride, c.positions, c.queries.data(), c.query_stride, c.heads,
+                                     got.data(), c.positions);
+      baseline().attention_scores_f16(c.n, c.keys(), c.stride, c.positions, c.queries.data(), c.query_stride, c.heads,
+                                      want.data(), c.positions);
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << "attention_scores_f16";
+      std::vector<float> out(c.heads * c.out_stride, 0.5f), out_want(out.size(), 0.5f);
+      variant().attention_values_f16(c.n, c.values(), c.stride, c.positions, c.weights.data(), c.positions, c.heads,
+                                     out.data(), c.out_stride);
+      baseline().attention_values_f16(c.n, c.values(), c.stride, c.positions, c.weights.data(), c.positions, c.heads,
+                                      out_want.data(), c.out_stride);
+      EXPECT_EQ(std::memcmp(out.data(), out_want.data(), out.size() * sizeof(float)), 0) << "attention_values_f16";
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, VariantTest, ::testing::ValuesIn(variant_cases({std::begin(kTensorTypes), std::end(kTensorTypes)})),
@@ -607,15 +647,45 @@ TEST(Kernels, ActivationRowsKeepTheNextRowAligned) {
     }
 }
 
-TEST(Kernels, AddScaledHalfMatchesReference) {
-  for (int64_t n : {1, 7, 8, 64, 131}) {
-    const auto values = random_values(n, 5);
-    std::vector<uint16_t> row(n);
-    for (int64_t i = 0; i < n; ++i) row[i] = fp32_to_fp16(values[i]);
-    std::vector<float> fast(n, 0.5f), slow(n, 0.5f);
-    add_scaled_f16(n, 0.3f, row.data(), fast.data());
-    reference::add_scaled_f16(n, 0.3f, row.data(), slow.data());
-    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(fast[i], slow[i], 1e-6f);
+TEST(Kernels, AttentionKernelsMatchReference) {
+  for (const AttentionCase& c : attention_cases()) {
+    SCOPED_TRACE(c.name());
+    std::vector<float> fast(c.heads * c.positions), slow(fast.size());
+    attention_scores_f16(c.n, c.keys(), c.stride, c.positions, c.queries.data(), c.query_stride, c.heads, fast.data(),
+                         c.positions);
+    reference::attention_scores_f16(c.n, c.keys(), c.stride, c.positions, c.queries.data(), c.query_stride, c.heads,
+                                    slow.data(), c.positions);
+    for (size_t i = 0; i < fast.size(); ++i) EXPECT_NEAR(fast[i], slow[i], 1e-4f * std::sqrt(static_cast<float>(c.n))) << i;
+    std::vector<float> out(c.heads * c.out_stride, 0.5f), out_slow(out.size(), 0.5f);
+    attention_values_f16(c.n, c.values(), c.stride, c.positions, c.weights.data(), c.positions, c.heads, out.data(),
+                         c.out_stride);
+    reference::attention_values_f16(c.n, c.values(), c.stride, c.positions, c.weights.data(), c.positions, c.heads,
+                                    out_slow.data(), c.out_stride);
+    for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], out_slow[i], 1e-5f * static_cast<float>(c.positions)) << i;
+  }
+}
+
+// Heads computed together give each head's bits alone, and the positions of the values may be
+// split between calls: how a thread's task is cut never changes the attention's output.
+TEST(Kernels, AttentionBitsDoNotDependOnHowHeadsAndPositionsAreGrouped) {
+  for (const AttentionCase& c : attention_cases()) {
+    SCOPED_TRACE(c.name());
+    std::vector<float> scores(c.heads * c.positions);
+    attention_scores_f16(c.n, c.keys(), c.stride, c.positions, c.queries.data(), c.query_stride, c.heads, scores.data(),
+                         c.positions);
+    for (int h = 0; h < c.heads; ++h)
+      for (int64_t p = 0; p < c.positions; ++p)
+        ASSERT_TRUE(same_bits(scores[h * c.positions + p],
+                              vec_dot(TensorType::F16, c.n, c.keys() + p * c.stride, c.queries.data() + h * c.query_stride)))
+            << "head " << h << " position " << p;
+    std::vector<float> together(c.heads * c.out_stride, 0.5f), apart(together.size(), 0.5f);
+    attention_values_f16(c.n, c.values(), c.stride, c.positions, c.weights.data(), c.positions, c.heads, together.data(),
+                         c.out_stride);
+    for (int h = 0; h < c.heads; ++h)
+      for (int64_t p = 0; p < c.positions; ++p)
+        attention_values_f16(c.n, c.values() + p * c.stride, c.stride, 1, c.weights.data() + h * c.positions + p, 1, 1,
+                             apart.data() + h * c.out_stride, c.out_stride);
+    EXPECT_EQ(std::memcmp(together.data(), apart.data(), together.size() * sizeof(float)), 0);
   }
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "host/memory/buffer.h"
+#include "host/kernels/fp16.h"
 #include "host/kernels/matmul.h"
 #include "host/kernels/quant.h"
 #include "host/kernels/repack.h"
@@ -186,6 +187,32 @@ void interleave_experts(benchmark::State& state, TensorType up_type, TensorType 
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(expert_bytes));
 }
 
+// One decoded token's attention over one layer's half-precision cache of `context` positions, in
+// qwen3-30b-a3b's shape (32 query heads sharing 4 KV heads of 128), on one thread: the score and
+// value kernels as each of the backend's tasks calls them (softmax apart). Bytes are the cached
+// keys and values read.
+void attention(benchmark::State& state) {
+  const int64_t context = state.range(0), head_dim = 128, kv_heads = 4, group = 8, kv_dim = kv_heads * head_dim;
+  std::mt19937 rng(4);
+  std::normal_distribution<float> normal;
+  std::vector<uint16_t> keys(static_cast<size_t>(context * kv_dim)), values(keys.size());
+  for (uint16_t& k : keys) k = fi::fp32_to_fp16(normal(rng));
+  for (uint16_t& v : values) v = fi::fp32_to_fp16(normal(rng));
+  std::vector<float> queries(static_cast<size_t>(group * kv_dim)), out(queries.size());
+  std::vector<float> scores(static_cast<size_t>(group * context), 1.0f / static_cast<float>(context));
+  for (float& q : queries) q = normal(rng);
+  for (auto _ : state) {
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      fi::attention_scores_f16(head_dim, keys.data() + h * head_dim, kv_dim, context, &queries[h * group * head_dim],
+                               head_dim, group, scores.data(), context);
+      fi::attention_values_f16(head_dim, values.data() + h * head_dim, kv_dim, context, scores.data(), context, group,
+                               &out[h * group * head_dim], head_dim);
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 2 * context * kv_dim * 2);
+}
+
 // Plain streaming read of 2 GiB with AVX2 loads on each thread: the memory bandwidth the decode
 // speed is compared with.
 void memory_read(benchmark::State& state) {
@@ -255,6 +282,7 @@ int main(int argc, char** argv) {
           ->Arg(1)
           ->Arg(2)
           ->UseRealTime();
+  benchmark::RegisterBenchmark("attention", attention)->Arg(512)->Arg(4096)->Arg(32768)->UseRealTime();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

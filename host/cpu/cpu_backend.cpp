@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 
 #include "host/kernels/fp16.h"
@@ -55,7 +56,13 @@ uint64_t floats_per_token(const ModelConfig& c) {
   return floats + expert_floats_per_token(c);
 }
 
-constexpr uint64_t kScratchArrays = kActivationCount + 8;  // each 64-byte aligned
+constexpr uint64_t kScratchArrays = kActivationCount + 9;  // each 64-byte aligned
+
+// Query heads that share a KV head, computed together by one thread (the kernels' widest pass):
+// each cached row is converted once for all of them.
+constexpr int64_t kMaxHeadsPerTask = 8;
+
+int64_t heads_per_task(const ModelConfig& c) { return std::min(kMaxHeadsPerTask, c.n_heads / c.n_kv_heads); }
 
 // Speculation pays for decode and small batches; a large batch chooses most experts anyway and
 // reads each once, as soon as its router has run.
@@ -72,21 +79,25 @@ uint64_t foresight_bytes(const ModelConfig& c) {
 uint64_t CpuBackend::scratch_bytes(const ModelConfig& config, int64_t context, int64_t max_batch, int threads) {
   const uint64_t activations =
       static_cast<uint64_t>(max_batch) * floats_per_token(config) * sizeof(float) + kScratchArrays * 64;
-  // One attention score row per thread.
-  const uint64_t scores = static_cast<uint64_t>(threads) * static_cast<uint64_t>(context) * sizeof(float);
+  // Each thread's attention scores: a row per head of its task.
+  const uint64_t scores = static_cast<uint64_t>(threads) * static_cast<uint64_t>(heads_per_task(config)) *
+                          static_cast<uint64_t>(context) * sizeof(float);
   return activations + quantized_bytes(config, max_batch) + scores + routing_bytes(config, max_batch) +
          foresight_bytes(config);
 }
 
 CpuBackend::CpuBackend(const Model& model, HostWeights& weights, ThreadPool& pool, HostKvCache kv, HostArena& scratch)
     : config_(model.config()), rope_style_(model.config().arch->rope_style), store_(weights),
-      weights_(weights.weights()), pool_(pool), kv_(kv), inverse_frequencies_(model.inverse_frequencies()) {
+      weights_(weights.weights()), pool_(pool), kv_(kv), inverse_frequencies_(model.inverse_frequencies()),
+      context_(model.context()) {
   for (int64_t l = 0; l < config_.n_layers; ++l) unit_names_.push_back("layer " + std::to_string(l));
   unit_names_.push_back("output head");
   const auto batch = static_cast<uint64_t>(model.max_batch());
   auto floats = [&](int64_t per_token) { return scratch.allocate_array<float>(batch * static_cast<uint64_t>(per_token), "scratch"); };
   for (size_t a = 0; a < kActivationCount; ++a) buffers_[a] = floats(activation_width(static_cast<Activation>(a), config_));
   projected_ = floats(config_.dim);
+  scores_ = scratch.allocate_array<float>(
+      static_cast<uint64_t>(pool_.size()) * static_cast<uint64_t>(heads_per_task(config_) * context_), "scratch");
   rope_cos_ = floats(config_.rope_dim / 2);
   rope_sin_ = floats(config_.rope_dim / 2);
   if (config_.has_experts()) {
@@ -263,35 +274,53 @@ void CpuBackend::rope_and_store_kv(int64_t layer) {
 
 void CpuBackend::attention(int64_t layer) {
   const ModelConfig& c = config_;
-  const int64_t group = c.n_heads / c.n_kv_heads, q_dim = c.q_dim();
+  const int64_t group = c.n_heads / c.n_kv_heads, q_dim = c.q_dim(), kv_dim = kv_.kv_dim;
   const float scale = c.attention_scale > 0.0 ? static_cast<float>(c.attention_scale)
                                               : static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
   const float* q = buffer(Activation::Query);
   float* attended = buffer(Activation::Attended);
-  pool_.parallel_for(tokens_ * c.n_heads, 1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores;
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t t = task / c.n_heads, h = task % c.n_heads;
-      const int64_t kv_offset = (h / group) * c.head_dim;
+  // A task: one token's heads that share a KV head, at most a thread's score rows of them; fewer
+  // while there would be under two tasks per thread. Every split gives the same bits.
+  int64_t heads = heads_per_task(c);
+  while (heads > 1 && tokens_ * c.n_kv_heads * ((group + heads - 1) / heads) < 2 * pool_.size()) heads = (heads + 1) / 2;
+  const int64_t parts = (group + heads - 1) / heads;
+  // Each thread's score rows hold a context's positions (checked here: a worker must not throw).
+  for (int64_t position : positions_)
+    if (position >= context_) fail("internal: attention at position %lld, beyond the context", static_cast<long long>(position));
+  std::atomic<int64_t> next{0};
+  pool_.run([&](int thread) {
+    float* scores = scores_ + static_cast<int64_t>(thread) * heads_per_task(c) * context_;
+    for (int64_t task = next.fetch_add(1, std::memory_order_relaxed); task < tokens_ * c.n_kv_heads * parts;
+         task = next.fetch_add(1, std::memory_order_relaxed)) {
+      const int64_t t = task / (c.n_kv_heads * parts), kv_head = task / parts % c.n_kv_heads;
+      const int64_t first_head = kv_head * group + task % parts * heads;
+      const auto count = static_cast<int>(std::min(heads, (kv_head + 1) * group - first_head));
       const int64_t visible = positions_[static_cast<size_t>(t)] + 1;  // causal: this token and everything before it
       const int64_t first_row = cache_begins_[static_cast<size_t>(t)];
-      const float* query = &q[t * q_dim + h * c.head_dim];
-      if (scores.size() < static_cast<size_t>(visible)) scores.resize(visible);
-      float max_score = -INFINITY;
-      for (int64_t p = 0; p < visible; ++p) {
-        scores[p] = vec_dot(TensorType::F16, c.head_dim, kv_.keys(layer, first_row + p) + kv_offset, query) * scale;
-        max_score = std::max(max_score, scores[p]);
+      const int64_t kv_offset = kv_head * c.head_dim;
+      attention_scores_f16(c.head_dim, kv_.keys(layer, first_row) + kv_offset, static_cast<size_t>(kv_dim), visible,
+                           &q[t * q_dim + first_head * c.head_dim], static_cast<size_t>(c.head_dim), count, scores,
+                           static_cast<size_t>(visible));
+      // Softmax per head; its weights replace the scores.
+      for (int h = 0; h < count; ++h) {
+        float* row = &scores[h * visible];
+        float max_score = -INFINITY;
+        for (int64_t p = 0; p < visible; ++p) {
+          row[p] *= scale;
+          max_score = std::max(max_score, row[p]);
+        }
+        float total = 0.0f;
+        for (int64_t p = 0; p < visible; ++p) {
+          row[p] = std::exp(row[p] - max_score);
+          total += row[p];
+        }
+        const float inverse_total = 1.0f / total;
+        for (int64_t p = 0; p < visible; ++p) row[p] *= inverse_total;
       }
-      float total = 0.0f;
-      for (int64_t p = 0; p < visible; ++p) {
-        scores[p] = std::exp(scores[p] - max_score);
-        total += scores[p];
-      }
-      float* out = &attended[t * q_dim + h * c.head_dim];
-      std::fill(out, out + c.head_dim, 0.0f);
-      const float inverse_total = 1.0f / total;
-      for (int64_t p = 0; p < visible; ++p)
-        add_scaled_f16(c.head_dim, scores[p] * inverse_total, kv_.values(layer, first_row + p) + kv_offset, out);
+      float* out = &attended[t * q_dim + first_head * c.head_dim];
+      std::fill(out, out + count * c.head_dim, 0.0f);
+      attention_values_f16(c.head_dim, kv_.values(layer, first_row) + kv_offset, static_cast<size_t>(kv_dim), visible,
+                           scores, static_cast<size_t>(visible), count, out, static_cast<size_t>(c.head_dim));
     }
   });
 }

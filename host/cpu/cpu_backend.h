@@ -75,6 +75,7 @@ class CpuBackend final : public Backend {
   ThreadPool& pool_;
   HostKvCache kv_;
   const std::vector<double>& inverse_frequencies_;  // per rotated pair
+  int64_t context_;                                 // positions per sequence
   std::vector<std::string> unit_names_;             // "layer N", "output head": for NVTX and the trace
   int64_t tokens_ = 0;                              // in the current batch
   std::vector<int64_t> positions_;                  // per token of the batch: its position in its sequence
@@ -87,6 +88,7 @@ class CpuBackend final : public Backend {
   std::array<float*, kActivationCount> buffers_{};
   float* projected_ = nullptr;  // a product before it is added to the residual stream
   float *rope_cos_, *rope_sin_;  // [token][pair] for the current batch
+  float* scores_ = nullptr;       // per thread, [head of its task][position]: attention scores, then weights
   QuantizedBatch quantized_;
 
   BatchRouting routing_;

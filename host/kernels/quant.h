@@ -165,7 +165,10 @@ void vec_dot_tokens(TensorType weight_type, int64_t n, const void* weight_row, c
                     size_t activation_stride, int tokens, float* out);
 void vec_dot_rows(TensorType weight_type, int64_t n, const void* weight_rows, size_t row_stride, int64_t rows,
                   const void* activations, size_t activation_stride, int tokens, float* out, size_t out_stride);
-void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out);
+void attention_scores_f16(int64_t n, const uint16_t* keys, size_t row_stride, int64_t positions, const float* queries,
+                          size_t query_stride, int heads, float* scores, size_t score_stride);
+void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, int64_t positions, const float* weights,
+                          size_t weight_stride, int heads, float* out, size_t out_stride);
 }  // namespace reference
 
 // Dispatched kernels: AVX-512, AVX2+AVX-VNNI or AVX2 (with FMA and F16C) as the CPU allows, all
@@ -191,8 +194,17 @@ void vec_dot_rows(TensorType weight_type, int64_t n, const void* weight_rows, si
 void vec_dot_interleaved(TensorType weight_type, int64_t n, const void* groups, int64_t group_count,
                          const void* activations, size_t activation_stride, int tokens, float* out, size_t out_stride,
                          int64_t groups_after = 0);
-// out[i] += weight * row[i] for a half-precision row (attention over the value cache).
-void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out);
+// Attention over a half-precision cache for `heads` query heads that share one KV head: each
+// cached row is converted once for all of them (per head and row, eight of Qwen3-30B-A3B's 32
+// heads read the same row). `positions` rows of n halves, `row_stride` halves apart.
+// scores[h * score_stride + p] = row p . queries[h * query_stride ...], each bit-identical to
+// vec_dot(F16, n, row p, query h).
+void attention_scores_f16(int64_t n, const uint16_t* keys, size_t row_stride, int64_t positions, const float* queries,
+                          size_t query_stride, int heads, float* scores, size_t score_stride);
+// out[h * out_stride + i] += weights[h * weight_stride + p] * row p [i], the positions in order:
+// each output's bits are the same however the heads and positions are split between calls.
+void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, int64_t positions, const float* weights,
+                          size_t weight_stride, int heads, float* out, size_t out_stride);
 bool simd_kernels_active();
 const char* kernel_isa_name();  // "AVX-512+VNNI", "AVX-512", "AVX2+AVX-VNNI", "AVX2" or "scalar"
 

@@ -46,7 +46,8 @@ const CpuFeatures& features() {
 #define FI_KERNEL_VARIANT(space, label, usable, missing)                                                   \
   KernelVariant {                                                                                          \
     label, usable, missing, space::quantize_activations, space::vec_dot, space::vec_dot_tokens,          \
-        space::vec_dot_rows, space::vec_dot_interleaved, space::add_scaled_f16                             \
+        space::vec_dot_rows, space::vec_dot_interleaved, space::attention_scores_f16,                       \
+        space::attention_values_f16                                                                      \
   }
 
 const std::vector<KernelVariant>& variants() {
@@ -125,9 +126,20 @@ void vec_dot_interleaved(TensorType weight_type, int64_t n, const void* groups, 
                                 out_stride, groups_after);
 }
 
-void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out) {
-  if (active()) return active()->add_scaled_f16(n, weight, row, out);
-  reference::add_scaled_f16(n, weight, row, out);
+void attention_scores_f16(int64_t n, const uint16_t* keys, size_t row_stride, int64_t positions, const float* queries,
+                          size_t query_stride, int heads, float* scores, size_t score_stride) {
+  if (active())
+    return active()->attention_scores_f16(n, keys, row_stride, positions, queries, query_stride, heads, scores,
+                                          score_stride);
+  reference::attention_scores_f16(n, keys, row_stride, positions, queries, query_stride, heads, scores, score_stride);
+}
+
+void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, int64_t positions, const float* weights,
+                          size_t weight_stride, int heads, float* out, size_t out_stride) {
+  if (active())
+    return active()->attention_values_f16(n, values, row_stride, positions, weights, weight_stride, heads, out,
+                                          out_stride);
+  reference::attention_values_f16(n, values, row_stride, positions, weights, weight_stride, heads, out, out_stride);
 }
 
 }  // namespace fi

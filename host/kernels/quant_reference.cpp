@@ -727,8 +727,23 @@ void vec_dot_rows(TensorType weight_type, int64_t n, const void* weight_rows, si
   }
 }
 
-void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out) {
-  for (int64_t i = 0; i < n; ++i) out[i] += weight * fp16_to_fp32(row[i]);
+void attention_scores_f16(int64_t n, const uint16_t* keys, size_t row_stride, int64_t positions, const float* queries,
+                          size_t query_stride, int heads, float* scores, size_t score_stride) {
+  for (int h = 0; h < heads; ++h)
+    for (int64_t p = 0; p < positions; ++p)
+      scores[static_cast<size_t>(h) * score_stride + static_cast<size_t>(p)] =
+          reference::vec_dot(TensorType::F16, n, keys + static_cast<size_t>(p) * row_stride, queries + static_cast<size_t>(h) * query_stride);
+}
+
+void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, int64_t positions, const float* weights,
+                          size_t weight_stride, int heads, float* out, size_t out_stride) {
+  for (int h = 0; h < heads; ++h)
+    for (int64_t p = 0; p < positions; ++p) {
+      const float weight = weights[static_cast<size_t>(h) * weight_stride + static_cast<size_t>(p)];
+      const uint16_t* row = values + static_cast<size_t>(p) * row_stride;
+      float* destination = out + static_cast<size_t>(h) * out_stride;
+      for (int64_t i = 0; i < n; ++i) destination[i] += weight * fp16_to_fp32(row[i]);
+    }
 }
 
 }  // namespace reference

@@ -18,7 +18,11 @@
   void vec_dot_interleaved(TensorType type, int64_t n, const void* groups, int64_t group_count,             \
                            const void* activations, size_t stride, int tokens, float* out, size_t out_stride, \
                            int64_t groups_after);                                                           \
-  void add_scaled_f16(int64_t n, float weight, const uint16_t* row, float* out);
+  void attention_scores_f16(int64_t n, const uint16_t* keys, size_t row_stride, int64_t positions,                \
+                            const float* queries, size_t query_stride, int heads, float* scores,                \
+                            size_t score_stride);                                                               \
+  void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, int64_t positions,              \
+                            const float* weights, size_t weight_stride, int heads, float* out, size_t out_stride);
 
 namespace fi::avx2 {
 FLEXINFER_X86_KERNEL_DECLARATIONS
@@ -47,7 +51,8 @@ struct KernelVariant {
   decltype(&avx2::vec_dot_tokens) vec_dot_tokens;
   decltype(&avx2::vec_dot_rows) vec_dot_rows;
   decltype(&avx2::vec_dot_interleaved) vec_dot_interleaved;
-  decltype(&avx2::add_scaled_f16) add_scaled_f16;
+  decltype(&avx2::attention_scores_f16) attention_scores_f16;
+  decltype(&avx2::attention_values_f16) attention_values_f16;
 };
 // AVX2, AVX2+AVX-VNNI, AVX-512, AVX-512+VNNI, whatever this CPU has.
 std::span<const KernelVariant> x86_kernel_variants();
