@@ -2,6 +2,7 @@
 // arbitrary block bytes), every instruction-set variant against the others bit for bit, and the
 // interleaved layouts and kernels of the types repack.h interleaves. The type lists come from
 // io/tensor_type.h's FI_TENSOR_TYPES.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>
@@ -275,6 +276,19 @@ std::vector<AttentionCase> attention_cases() {
   return cases;
 }
 
+// Score rows for the softmax: lengths around the 8-lane width, spreads from none to far past
+// where exp underflows (after the scale of 0.125 the tests use).
+std::vector<std::vector<float>> softmax_rows() {
+  std::vector<std::vector<float>> rows;
+  for (size_t n : {1, 7, 8, 9, 64, 131, 1000})
+    for (float spread : {0.0f, 1.0f, 30.0f, 2000.0f}) {
+      std::vector<float> row = random_values(n, static_cast<uint32_t>(n) + static_cast<uint32_t>(spread), spread);
+      if (n > 3) row[n / 3] = 4.0f * spread;  // one clear winner
+      rows.push_back(std::move(row));
+    }
+  return rows;
+}
+
 struct VariantCase {
   TensorType type;
   size_t variant;  // index into x86_kernel_variants()
@@ -349,6 +363,13 @@ TEST_P(VariantTest, RowKernelsAreBitIdenticalToAvx2) {
       baseline().attention_values_f16(c.n, c.values(), c.stride, c.positions, c.weights.data(), c.positions, c.heads,
                                       out_want.data(), c.out_stride);
       EXPECT_EQ(std::memcmp(out.data(), out_want.data(), out.size() * sizeof(float)), 0) << "attention_values_f16";
+    }
+  if (type == TensorType::F16)
+    for (const std::vector<float>& row : softmax_rows()) {
+      std::vector<float> got = row, want = row;
+      variant().attention_softmax(got.data(), static_cast<int64_t>(got.size()), 0.125f);
+      baseline().attention_softmax(want.data(), static_cast<int64_t>(want.size()), 0.125f);
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << "attention_softmax of " << row.size();
     }
 }
 
@@ -663,6 +684,30 @@ TEST(Kernels, AttentionKernelsMatchReference) {
                                     out_slow.data(), c.out_stride);
     for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], out_slow[i], 1e-5f * static_cast<float>(c.positions)) << i;
   }
+}
+
+// The polynomial exponential against std::exp: each weight over the largest one is exp(score -
+// the largest), whatever the totals' summation order; those agree within 4 units in the last place
+// (a weight under 2^-126 being 0 or tiny). The weights sum to 1.
+TEST(Kernels, AttentionSoftmaxMatchesReference) {
+  for (const std::vector<float>& row : softmax_rows()) {
+    SCOPED_TRACE(row.size());
+    std::vector<float> fast = row, slow = row;
+    attention_softmax(fast.data(), static_cast<int64_t>(fast.size()), 0.125f);
+    reference::attention_softmax(slow.data(), static_cast<int64_t>(slow.size()), 0.125f);
+    const size_t top = static_cast<size_t>(std::max_element(row.begin(), row.end()) - row.begin());
+    double total = 0.0;
+    for (size_t i = 0; i < fast.size(); ++i) {
+      const double fast_ratio = static_cast<double>(fast[i]) / fast[top], slow_ratio = static_cast<double>(slow[i]) / slow[top];
+      EXPECT_NEAR(fast_ratio, slow_ratio, 5e-7 * slow_ratio + 1e-37) << i;
+      total += fast[i];
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5);
+    EXPECT_NEAR(fast[top], slow[top], 1e-5f * slow[top]);
+  }
+  float one = 3.5f;
+  attention_softmax(&one, 1, 0.125f);
+  EXPECT_EQ(one, 1.0f) << "a single position takes all the weight";
 }
 
 // Heads computed together give each head's bits alone, and the positions of the values may be

@@ -301,22 +301,8 @@ void CpuBackend::attention(int64_t layer) {
       attention_scores_f16(c.head_dim, kv_.keys(layer, first_row) + kv_offset, static_cast<size_t>(kv_dim), visible,
                            &q[t * q_dim + first_head * c.head_dim], static_cast<size_t>(c.head_dim), count, scores,
                            static_cast<size_t>(visible));
-      // Softmax per head; its weights replace the scores.
-      for (int h = 0; h < count; ++h) {
-        float* row = &scores[h * visible];
-        float max_score = -INFINITY;
-        for (int64_t p = 0; p < visible; ++p) {
-          row[p] *= scale;
-          max_score = std::max(max_score, row[p]);
-        }
-        float total = 0.0f;
-        for (int64_t p = 0; p < visible; ++p) {
-          row[p] = std::exp(row[p] - max_score);
-          total += row[p];
-        }
-        const float inverse_total = 1.0f / total;
-        for (int64_t p = 0; p < visible; ++p) row[p] *= inverse_total;
-      }
+      // Each head's weights replace its scores.
+      for (int h = 0; h < count; ++h) attention_softmax(&scores[h * visible], visible, scale);
       float* out = &attended[t * q_dim + first_head * c.head_dim];
       std::fill(out, out + count * c.head_dim, 0.0f);
       attention_values_f16(c.head_dim, kv_.values(layer, first_row) + kv_offset, static_cast<size_t>(kv_dim), visible,

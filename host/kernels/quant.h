@@ -169,6 +169,7 @@ void attention_scores_f16(int64_t n, const uint16_t* keys, size_t row_stride, in
                           size_t query_stride, int heads, float* scores, size_t score_stride);
 void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, int64_t positions, const float* weights,
                           size_t weight_stride, int heads, float* out, size_t out_stride);
+void attention_softmax(float* scores, int64_t n, float scale);
 }  // namespace reference
 
 // Dispatched kernels: AVX-512, AVX2+AVX-VNNI or AVX2 (with FMA and F16C) as the CPU allows, all
@@ -205,6 +206,10 @@ void attention_scores_f16(int64_t n, const uint16_t* keys, size_t row_stride, in
 // each output's bits are the same however the heads and positions are split between calls.
 void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, int64_t positions, const float* weights,
                           size_t weight_stride, int heads, float* out, size_t out_stride);
+// scores[i] = softmax(scale * scores)[i] over n finite scores. The SIMD kernels' exponential is a
+// polynomial within 2 ulp of expf, exactly 0 below FLT_MIN (where a weight no longer matters), the
+// same bits in every variant; the reference uses std::exp.
+void attention_softmax(float* scores, int64_t n, float scale);
 bool simd_kernels_active();
 const char* kernel_isa_name();  // "AVX-512+VNNI", "AVX-512", "AVX2+AVX-VNNI", "AVX2" or "scalar"
 

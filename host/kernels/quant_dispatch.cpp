@@ -47,7 +47,7 @@ const CpuFeatures& features() {
   KernelVariant {                                                                                          \
     label, usable, missing, space::quantize_activations, space::vec_dot, space::vec_dot_tokens,          \
         space::vec_dot_rows, space::vec_dot_interleaved, space::attention_scores_f16,                       \
-        space::attention_values_f16                                                                      \
+        space::attention_values_f16, space::attention_softmax                                           \
   }
 
 const std::vector<KernelVariant>& variants() {
@@ -140,6 +140,11 @@ void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, 
     return active()->attention_values_f16(n, values, row_stride, positions, weights, weight_stride, heads, out,
                                           out_stride);
   reference::attention_values_f16(n, values, row_stride, positions, weights, weight_stride, heads, out, out_stride);
+}
+
+void attention_softmax(float* scores, int64_t n, float scale) {
+  if (active()) return active()->attention_softmax(scores, n, scale);
+  reference::attention_softmax(scores, n, scale);
 }
 
 }  // namespace fi

@@ -746,6 +746,21 @@ void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, 
     }
 }
 
+void attention_softmax(float* scores, int64_t n, float scale) {
+  float max_score = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) {
+    scores[i] *= scale;
+    max_score = std::max(max_score, scores[i]);
+  }
+  float total = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    scores[i] = std::exp(scores[i] - max_score);
+    total += scores[i];
+  }
+  const float inverse_total = 1.0f / total;
+  for (int64_t i = 0; i < n; ++i) scores[i] *= inverse_total;
+}
+
 }  // namespace reference
 
 }  // namespace fi

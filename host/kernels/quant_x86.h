@@ -22,7 +22,8 @@
                             const float* queries, size_t query_stride, int heads, float* scores,                \
                             size_t score_stride);                                                               \
   void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, int64_t positions,              \
-                            const float* weights, size_t weight_stride, int heads, float* out, size_t out_stride);
+                            const float* weights, size_t weight_stride, int heads, float* out, size_t out_stride); \
+  void attention_softmax(float* scores, int64_t n, float scale);
 
 namespace fi::avx2 {
 FLEXINFER_X86_KERNEL_DECLARATIONS
@@ -53,6 +54,7 @@ struct KernelVariant {
   decltype(&avx2::vec_dot_interleaved) vec_dot_interleaved;
   decltype(&avx2::attention_scores_f16) attention_scores_f16;
   decltype(&avx2::attention_values_f16) attention_values_f16;
+  decltype(&avx2::attention_softmax) attention_softmax;
 };
 // AVX2, AVX2+AVX-VNNI, AVX-512, AVX-512+VNNI, whatever this CPU has.
 std::span<const KernelVariant> x86_kernel_variants();
