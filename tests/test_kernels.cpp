@@ -378,24 +378,28 @@ INSTANTIATE_TEST_SUITE_P(Variants, VariantTest, ::testing::ValuesIn(variant_case
 
 class InterleavedVariantTest : public VariantTest {};
 
-// 5 groups (two pairs and a single one for the AVX-512 kernels), 1 to 4 tokens.
+// 5 groups (two pairs and a single one for the AVX-512 kernels), 1 to 4 tokens, over rows short
+// and long enough for a single token to take either of the AVX-512 paths.
 TEST_P(InterleavedVariantTest, KernelsAreBitIdenticalToAvx2) {
   const TensorType type = GetParam().type;
-  const int64_t n = 1024, rows = 5 * kInterleavedRows;
-  std::vector<uint8_t> w = random_block_bytes(type, n, rows, 47);
-  ThreadPool pool(1);
-  interleave_rows(pool, type, n, rows, w.data());
-  const size_t stride = activation_row_bytes(type, n);
-  std::vector<uint8_t> activations(stride * kMaxTokensPerDot);
-  for (int t = 0; t < kMaxTokensPerDot; ++t)
-    baseline().quantize_activations(type, random_values(n, 48 + t).data(), activations.data() + t * stride, n);
-  for (int tokens = 1; tokens <= kMaxTokensPerDot; ++tokens) {
-    std::vector<float> got(rows * tokens), want(rows * tokens);
-    variant().vec_dot_interleaved(type, n, w.data(), rows / kInterleavedRows, activations.data(), stride, tokens,
-                                  got.data(), rows, 0);
-    baseline().vec_dot_interleaved(type, n, w.data(), rows / kInterleavedRows, activations.data(), stride, tokens,
-                                   want.data(), rows, 0);
-    EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << tokens << " tokens";
+  for (const int64_t n : {int64_t{1024}, int64_t{4096 + 256}}) {
+    const int64_t rows = 5 * kInterleavedRows;
+    std::vector<uint8_t> w = random_block_bytes(type, n, rows, 47);
+    ThreadPool pool(1);
+    interleave_rows(pool, type, n, rows, w.data());
+    const size_t stride = activation_row_bytes(type, n);
+    std::vector<uint8_t> activations(stride * kMaxTokensPerDot);
+    for (int t = 0; t < kMaxTokensPerDot; ++t)
+      baseline().quantize_activations(type, random_values(n, 48 + t).data(), activations.data() + t * stride, n);
+    for (int tokens = 1; tokens <= kMaxTokensPerDot; ++tokens) {
+      std::vector<float> got(rows * tokens), want(rows * tokens);
+      variant().vec_dot_interleaved(type, n, w.data(), rows / kInterleavedRows, activations.data(), stride, tokens,
+                                    got.data(), rows, 0);
+      baseline().vec_dot_interleaved(type, n, w.data(), rows / kInterleavedRows, activations.data(), stride, tokens,
+                                     want.data(), rows, 0);
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+          << n << " columns, " << tokens << " tokens";
+    }
   }
 }
 

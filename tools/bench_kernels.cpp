@@ -22,15 +22,17 @@ namespace {
 
 using fi::TensorType;
 
-// Rows of 4096 (Llama-2-7B) totalling `bytes_per_thread` times the threads. matvec's 1 GiB per
-// thread is far beyond the last-level cache (300 MiB on the development machine), so its numbers are
-// DRAM numbers like a real model's; matvec_in_cache's 1 MiB per thread stays in the caches, so
-// its numbers are the kernel's arithmetic rate, the ceiling it would stream at from any memory.
-// matvec_plain leaves the rows as the file has them, computed one row at a time (as a tied output
-// head is, and K-quant experts arriving in decode).
-void matvec(benchmark::State& state, TensorType type, int64_t bytes_per_thread, bool interleave) {
-  const int64_t cols = 4096;
+// Rows of `cols` totalling `bytes_per_thread` times the threads. matvec's 1 GiB per thread is far
+// beyond the last-level cache (300 MiB on the development machine), so its numbers are DRAM numbers
+// like a real model's; matvec_in_cache's 1 MiB per thread stays in the caches, so its numbers are
+// the kernel's arithmetic rate, the ceiling it would stream at from any memory. matvec_plain leaves
+// the rows as the file has them, computed one row at a time (as a tied output head is, and K-quant
+// experts arriving in decode). matvec_768 has the short rows of Qwen3-30B-A3B's expert down
+// projections; matvec_tokens computes 1 to 4 tokens at once (the second argument).
+void matvec(benchmark::State& state, TensorType type, int64_t bytes_per_thread, bool interleave, int64_t cols,
+            bool several_tokens) {
   const int threads = static_cast<int>(state.range(0));
+  const int64_t tokens = several_tokens ? state.range(1) : 1;
   const int64_t rows =
       std::max<int64_t>(64, bytes_per_thread * threads / static_cast<int64_t>(fi::row_bytes(type, cols)) / 64 * 64);
   const uint64_t row_bytes = fi::row_bytes(type, cols);
@@ -51,7 +53,7 @@ void matvec(benchmark::State& state, TensorType type, int64_t bytes_per_thread, 
     for (int64_t chunk = begin; chunk < end; ++chunk)
       std::memcpy(weights.as<uint8_t>() + chunk * distinct * row_bytes, pattern.data(), pattern.size());
   });
-  std::vector<float> x(cols), y(rows);
+  std::vector<float> x(cols * tokens), y(rows * tokens);
   for (float& v : x) v = normal(rng);
   fi::QuantizedBatch batch;
   fi::WeightMatrix w{type, cols, rows, row_bytes, weights.as<uint8_t>()};
@@ -60,7 +62,7 @@ void matvec(benchmark::State& state, TensorType type, int64_t bytes_per_thread, 
     w.interleaved = true;
   }
   for (auto _ : state) {
-    fi::quantize_batch(pool, type, x.data(), cols, 1, batch);
+    fi::quantize_batch(pool, type, x.data(), cols, tokens, batch);
     fi::matmul(pool, w, batch, y.data());
     benchmark::DoNotOptimize(y.data());
   }
@@ -250,14 +252,22 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("memory_read", memory_read)->Arg(1)->Arg(2)->UseRealTime();
   for (const TensorType type : fi::kTensorTypes)
     if (type != TensorType::F32)
-      for (const auto& [name, bytes_per_thread, interleave] :
-           {std::tuple{"matvec/", int64_t{1} << 30, true}, std::tuple{"matvec_in_cache/", int64_t{1} << 20, true},
-            std::tuple{"matvec_plain/", int64_t{1} << 30, false}})
+      for (const auto& [name, bytes_per_thread, interleave, cols] :
+           {std::tuple{"matvec/", int64_t{1} << 30, true, int64_t{4096}},
+            std::tuple{"matvec_in_cache/", int64_t{1} << 20, true, int64_t{4096}},
+            std::tuple{"matvec_plain/", int64_t{1} << 30, false, int64_t{4096}},
+            std::tuple{"matvec_768/", int64_t{1} << 30, true, int64_t{768}}})
         benchmark::RegisterBenchmark((std::string(name) + fi::type_name(type)).c_str(), matvec, type, bytes_per_thread,
-                                     interleave)
+                                     interleave, cols, false)
             ->Arg(1)
             ->Arg(2)
             ->UseRealTime();
+  for (const TensorType type : fi::kTensorTypes)
+    if (type != TensorType::F32)
+      benchmark::RegisterBenchmark((std::string("matvec_tokens/") + fi::type_name(type)).c_str(), matvec, type,
+                                   int64_t{1} << 30, true, int64_t{4096}, true)
+          ->ArgsProduct({{1, 2}, {1, 2, 3, 4}})
+          ->UseRealTime();
   // Each file type's experts: Q4_K_M's mix, and the files whose experts are all of one type.
   for (const auto& [suffix, up_type, down_type] :
        {std::tuple{"", TensorType::Q4_K, TensorType::Q6_K}, std::tuple{"/Q8_0", TensorType::Q8_0, TensorType::Q8_0},
