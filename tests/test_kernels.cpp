@@ -46,6 +46,14 @@ std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
   return values;
 }
 
+// Full-range words: the sums wrap around 2^64.
+std::vector<uint64_t> random_words(size_t n) {
+  std::mt19937_64 rng(n);
+  std::vector<uint64_t> words(n);
+  for (uint64_t& w : words) w = rng();
+  return words;
+}
+
 std::vector<uint8_t> quantized(TensorType type, const std::vector<float>& values) {
   std::vector<uint8_t> bytes(row_bytes(type, values.size()));
   quantize_row(type, values.data(), bytes.data(), static_cast<int64_t>(values.size()));
@@ -371,6 +379,13 @@ TEST_P(VariantTest, RowKernelsAreBitIdenticalToAvx2) {
       baseline().attention_softmax(want.data(), static_cast<int64_t>(want.size()), 0.125f);
       EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << "attention_softmax of " << row.size();
     }
+  if (type == TensorType::F16) {
+    const std::vector<uint64_t> words = random_words(1000);
+    for (int64_t first : {0, 1, 3})
+      for (int64_t count : {0, 1, 7, 8, 31, 32, 33, 64, 200, 997})
+        EXPECT_EQ(variant().sum_words(words.data() + first, count), reference::sum_words(words.data() + first, count))
+            << count << " words from " << first;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, VariantTest, ::testing::ValuesIn(variant_cases({std::begin(kTensorTypes), std::end(kTensorTypes)})),
@@ -693,6 +708,14 @@ TEST(Kernels, AttentionKernelsMatchReference) {
 // The polynomial exponential against std::exp: each weight over the largest one is exp(score -
 // the largest), whatever the totals' summation order; those agree within 4 units in the last place
 // (a weight under 2^-126 being 0 or tiny). The weights sum to 1.
+TEST(Kernels, SumWordsMatchesReference) {
+  const std::vector<uint64_t> words = random_words(4099);
+  for (int64_t count : {0, 1, 15, 16, 4096, 4098})
+    EXPECT_EQ(sum_words(words.data() + 1, count), reference::sum_words(words.data() + 1, count)) << count;
+  const std::vector<uint64_t> ones(100, ~uint64_t{0});
+  EXPECT_EQ(sum_words(ones.data(), 100), uint64_t{0} - 100) << "wraps around 2^64";
+}
+
 TEST(Kernels, AttentionSoftmaxMatchesReference) {
   for (const std::vector<float>& row : softmax_rows()) {
     SCOPED_TRACE(row.size());

@@ -45,7 +45,7 @@ fi
 
 echo "measuring memory read bandwidth ($threads threads)..." >&2
 if [ -x build/tools/bench_kernels ]; then
-  # 256-bit loads streaming 2 GiB: reads faster than probe's quicker measurement on some machines.
+  # probe's streaming read (the widest loads the CPU has) over 2 GiB, for longer than probe takes.
   build/tools/bench_kernels --benchmark_filter="memory_read/$threads/" --benchmark_min_time=2 \
     --benchmark_format=json >"$out/memory.json" 2>/dev/null
   bandwidth=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['benchmarks'][0]['bytes_per_second']/1e9)" "$out/memory.json")

@@ -36,22 +36,11 @@ double measure_memory_read_GBps(ThreadPool& pool, uint64_t bytes, int rounds) {
   pool.parallel_for(static_cast<int64_t>(words), 1 << 20, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) data[i] = static_cast<uint64_t>(i);
   });
-  std::vector<uint64_t> sums(static_cast<size_t>(pool.size()) * 8);
   volatile uint64_t sink = 0;
   const double result = best_GBps(words * sizeof(uint64_t), rounds, [&] {
     std::atomic<uint64_t> total{0};
     pool.parallel_for(static_cast<int64_t>(words), 1 << 18, [&](int64_t begin, int64_t end) {
-      // Four independent sums: enough loads in flight to saturate the memory system.
-      uint64_t a = 0, b = 0, c = 0, d = 0;
-      int64_t i = begin;
-      for (; i + 4 <= end; i += 4) {
-        a += data[i];
-        b ^= data[i + 1];
-        c += data[i + 2];
-        d ^= data[i + 3];
-      }
-      for (; i < end; ++i) a += data[i];
-      total.fetch_add(a + b + c + d, std::memory_order_relaxed);
+      total.fetch_add(sum_words(data + begin, end - begin), std::memory_order_relaxed);
     });
     sink = sink + total.load();
   });

@@ -170,6 +170,7 @@ void attention_scores_f16(int64_t n, const uint16_t* keys, size_t row_stride, in
 void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, int64_t positions, const float* weights,
                           size_t weight_stride, int heads, float* out, size_t out_stride);
 void attention_softmax(float* scores, int64_t n, float scale);
+uint64_t sum_words(const uint64_t* words, int64_t count);
 }  // namespace reference
 
 // Dispatched kernels: AVX-512, AVX2+AVX-VNNI or AVX2 (with FMA and F16C) as the CPU allows, all
@@ -210,6 +211,11 @@ void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, 
 // polynomial within 2 ulp of expf, exactly 0 below FLT_MIN (where a weight no longer matters), the
 // same bits in every variant; the reference uses std::exp.
 void attention_softmax(float* scores, int64_t n, float scale);
+// The sum of `count` 64-bit words modulo 2^64 (any order gives it): a streaming read through the
+// widest loads the CPU has, for measuring memory bandwidth. Plain 64-bit loads read 10-15% slower
+// from DRAM on the 2-core AMD EPYC development machine, which made the limit the engine is
+// measured against too easy.
+uint64_t sum_words(const uint64_t* words, int64_t count);
 bool simd_kernels_active();
 const char* kernel_isa_name();  // "AVX-512+VNNI", "AVX-512", "AVX2+AVX-VNNI", "AVX2" or "scalar"
 

@@ -47,7 +47,7 @@ const CpuFeatures& features() {
   KernelVariant {                                                                                          \
     label, usable, missing, space::quantize_activations, space::vec_dot, space::vec_dot_tokens,          \
         space::vec_dot_rows, space::vec_dot_interleaved, space::attention_scores_f16,                       \
-        space::attention_values_f16, space::attention_softmax                                           \
+        space::attention_values_f16, space::attention_softmax, space::sum_words                         \
   }
 
 const std::vector<KernelVariant>& variants() {
@@ -145,6 +145,11 @@ void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, 
 void attention_softmax(float* scores, int64_t n, float scale) {
   if (active()) return active()->attention_softmax(scores, n, scale);
   reference::attention_softmax(scores, n, scale);
+}
+
+uint64_t sum_words(const uint64_t* words, int64_t count) {
+  if (active()) return active()->sum_words(words, count);
+  return reference::sum_words(words, count);
 }
 
 }  // namespace fi

@@ -761,6 +761,12 @@ void attention_softmax(float* scores, int64_t n, float scale) {
   for (int64_t i = 0; i < n; ++i) scores[i] *= inverse_total;
 }
 
+uint64_t sum_words(const uint64_t* words, int64_t count) {
+  uint64_t total = 0;
+  for (int64_t i = 0; i < count; ++i) total += words[i];
+  return total;
+}
+
 }  // namespace reference
 
 }  // namespace fi

@@ -23,7 +23,8 @@
                             size_t score_stride);                                                               \
   void attention_values_f16(int64_t n, const uint16_t* values, size_t row_stride, int64_t positions,              \
                             const float* weights, size_t weight_stride, int heads, float* out, size_t out_stride); \
-  void attention_softmax(float* scores, int64_t n, float scale);
+  void attention_softmax(float* scores, int64_t n, float scale);                                          \
+  uint64_t sum_words(const uint64_t* words, int64_t count);
 
 namespace fi::avx2 {
 FLEXINFER_X86_KERNEL_DECLARATIONS
@@ -55,6 +56,7 @@ struct KernelVariant {
   decltype(&avx2::attention_scores_f16) attention_scores_f16;
   decltype(&avx2::attention_values_f16) attention_values_f16;
   decltype(&avx2::attention_softmax) attention_softmax;
+  decltype(&avx2::sum_words) sum_words;
 };
 // AVX2, AVX2+AVX-VNNI, AVX-512, AVX-512+VNNI, whatever this CPU has.
 std::span<const KernelVariant> x86_kernel_variants();
