@@ -280,6 +280,25 @@ TEST(Cli, BenchReportsEveryTierAndTheLimit) {
   EXPECT_TRUE(json["cold"].get<bool>());
 }
 
+// The memory's rate measured around the run sets the limit, both readings reported; one rate given
+// and one measured is a clear error.
+TEST(Cli, BenchMeasuresTheMemoryAroundTheRun) {
+  const std::string json_path = test::scratch_path("bench-memory.json");
+  const test::CommandResult result =
+      test::run_flexinfer({"bench", "-m", streaming_model(), "-p", "4", "-n", "4", "-t", "2", "--measure-memory", "--json", json_path});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("memory measured"), std::string::npos) << result.out;
+  const nlohmann::json json = read_json(json_path);
+  const nlohmann::json& readings = json["host_read_GBps_before_after"];
+  ASSERT_TRUE(readings.is_array()) << json.dump();
+  ASSERT_EQ(readings.size(), 2u);
+  EXPECT_GT(readings[0].get<double>(), 0.0);
+  EXPECT_GT(readings[1].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(json["host_read_GBps"].get<double>(), (readings[0].get<double>() + readings[1].get<double>()) / 2);
+  EXPECT_GT(json["limit_tok_s"].get<double>(), 0.0);
+  expect_clean_failure({"bench", "-m", streaming_model(), "--measure-memory", "--mem-bw", "10"}, "give one");
+}
+
 TEST(Cli, ProbeSavesAProfile) {
   const std::string data = test::scratch_path("probe-data.bin"), profile = test::scratch_path("profile.json");
   test::write_bytes(data, std::vector<uint8_t>(64 << 20, 7));

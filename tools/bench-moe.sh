@@ -54,9 +54,9 @@ vocab_args=(--byte-vocab)
 for skew in $skews; do
   model="$out/30b-a3b-q4_k_m-skew$skew.gguf"
   [ -f "$model" ] || "$flexinfer" make-model --preset qwen3-30b-a3b --type q4_k_m "${vocab_args[@]}" --router-skew "$skew" -o "$model" >&2
-  # The disk and memory as the runs will see them (the probe reads the model file).
+  # The disk as the runs will see it (the probe reads the model file), where no expert reads are measured.
   [ -s "$out/probe-skew$skew.txt" ] || "$flexinfer" probe -m "$model" -t "$threads" >"$out/probe-skew$skew.txt"
-  read -r mem_bw disk_bw < <(python3 -c "import json,os; p=json.load(open(os.path.expanduser(os.environ.get('XDG_CACHE_HOME','~/.cache')+'/flexinfer/profile.json'))); print(p['host_read_GBps'], p['disk_read_GBps'])")
+  disk_bw=$(python3 -c "import json,os; p=json.load(open(os.path.expanduser(os.environ.get('XDG_CACHE_HOME','~/.cache')+'/flexinfer/profile.json'))); print(p['disk_read_GBps'])")
   for budget in $budgets; do
     bytes=$(bytes_of "$budget")
     for policy in $policies; do
@@ -69,7 +69,7 @@ for skew in $skews; do
         confined "$bytes" "$out/flexinfer-$tag.cgroup-peak" \
           "$flexinfer" bench -m "$model" --gpu-mem none --host-mem "$budget" --expert-policy "$policy" \
           --expert-speculation "$speculation" --cold -p 8 -n "$tokens" -t "$threads" --ctx $((8 + tokens)) \
-          --mem-bw "$mem_bw" --disk-bw "$disk_bw" --measure-disk --json "$out/flexinfer-$tag.json" >"$out/flexinfer-$tag.txt" 2>&1 ||
+          --measure-memory --disk-bw "$disk_bw" --measure-disk --json "$out/flexinfer-$tag.json" >"$out/flexinfer-$tag.txt" 2>&1 ||
           echo "flexinfer failed: see $out/flexinfer-$tag.txt" >&2
       done
     done
@@ -120,7 +120,8 @@ for skew in skews:
                    "hit_rate_ram": cache.get("hit_rate_ram"), "expert_slots": cache.get("slots"),
                    "disk_bytes_per_token": r["bytes_per_token"]["disk"], "host_bytes_per_token": r["bytes_per_token"]["host"],
                    "limit_tok_s": r["limit_tok_s"], "achieved_over_limit": r["achieved_over_limit"],
-                   "disk_read_GBps": r["disk_read_GBps"],
+                   "disk_read_GBps": r["disk_read_GBps"], "host_read_GBps": r["host_read_GBps"],
+                   "host_read_GBps_before_after": r.get("host_read_GBps_before_after"),
                    "expert_read_GBps_before_after": r.get("expert_read_GBps_before_after"), "peak_rss_bytes": r["peak_rss_bytes"],
                    "cgroup_peak_bytes": int(open(peak_path).read() or 0) if os.path.exists(peak_path) else 0}
             for label in labels:
@@ -143,14 +144,15 @@ lines = [f"qwen3-30b-a3b shape, Q4_K_M (make-model), {threads} threads, cold pag
          "The limit counts the bytes a token really needed: the chosen experts that missed the cache, read at the "
          "rate measured for expert reads just before and after each run (random experts through the cache's own "
          "reader, as many queued as a token chooses per layer; the probe's long sequential reads flatter this disk), "
-         "and the weights computed from RAM at the probe's memory bandwidth.", "",
+         "and the weights computed from RAM at the memory read bandwidth measured likewise just before and after "
+         "each run (this VM's moved by up to 2x within minutes).", "",
          "Read ahead: the next layer's router applied to the current state predicts its experts, whose reads start "
          "while this layer computes (--expert-speculation; auto: decode measured with and without it as it runs, the "
          "faster kept, with the layers per token it ran without); the hit rate is the share of those reads then chosen.", "",
          "| router | budget | policy | read ahead (hit rate) | flexinfer tok/s | waited for reads s | experts found in RAM "
-         "| disk MB/token | expert reads GB/s (before, after) | limit tok/s | achieved/limit |"
+         "| disk MB/token | expert reads GB/s (before, after) | memory GB/s (before, after) | limit tok/s | achieved/limit |"
          + "".join(f" {label} tok/s | flexinfer/{label} |" for label in labels),
-         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(labels)]
+         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(labels)]
 for row in rows:
     llama_text = ""
     for label in labels:
@@ -172,9 +174,11 @@ for row in rows:
                                  row["speculation"] == "auto" else "") + ")"
     rates = row["expert_read_GBps_before_after"]
     measured = f"{rates[0]:.2f}, {rates[1]:.2f}" if rates else f"{row['disk_read_GBps']:.2f} (probe)"
+    memory = row["host_read_GBps_before_after"]
+    memory = f"{memory[0]:.1f}, {memory[1]:.1f}" if memory else f"{row['host_read_GBps']:.1f} (probe)"
     lines.append(f"| {row['router']} | {row['budget']} | {row['policy']} | {ahead} | {row['decode_tok_s']:.3f} | "
                  f"{row['decode_wait_seconds']:.2f} | {hit} | "
-                 f"{row['disk_bytes_per_token'] / 1e6:.0f} | {measured} | {row['limit_tok_s']:.3f} | "
+                 f"{row['disk_bytes_per_token'] / 1e6:.0f} | {measured} | {memory} | {row['limit_tok_s']:.3f} | "
                  f"{100 * row['achieved_over_limit']:.0f}% |{llama_text}")
 table = "\n".join(lines)
 print(table)

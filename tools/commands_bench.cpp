@@ -69,7 +69,7 @@ std::vector<int32_t> bench_decode_inputs(const Engine& engine, int64_t prompt_to
 struct BenchArgs {
   EngineArgs engine;
   int64_t prompt_tokens = 128, decode_tokens = 32;
-  bool cold = false, measure_disk = false;
+  bool cold = false, measure_disk = false, measure_memory = false;
   // Bandwidths for the limit; negative: from the probe profile, or measured in the run.
   double mem_bw = -1, disk_bw = -1, vram_bw = -1, cpu_bw = -1;
   std::string json;
@@ -296,6 +296,9 @@ int command_bench(int argc, char** argv) {
                 "measure the disk through the streaming pipeline itself (same reads, slots and reader, no compute) and "
                 "through the expert cache (random experts, as many queued as a token chooses) just before and after "
                 "the run, and take the limit from their means (shared disks drift)");
+  app->add_flag("--measure-memory", args.measure_memory,
+                "measure the memory read bandwidth (as probe does, with this run's threads) just before loading and "
+                "after the run, and take the limit's from their mean (a shared machine's memory drifts)");
   real_option(*app, "--vram-bw", args.vram_bw, 0.0, 1e6, "GPU memory read bandwidth in GB/s for the limit (default: measured)");
   real_option(*app, "--cpu-bw", args.cpu_bw, 0.0, 1e6,
               "CPU matrix-vector rate in GB/s for the layers decoded on the CPU (default: measured in the run)");
@@ -304,14 +307,27 @@ int command_bench(int argc, char** argv) {
   EngineOptions options = engine_options(*app, args.engine);
   const int64_t prompt_tokens = args.prompt_tokens, decode_tokens = args.decode_tokens;
   const auto profile = cached_profile();
-  const double host_GBps = args.mem_bw >= 0 ? args.mem_bw : profile ? profile->host_read_GBps : 0.0;
+  if (args.measure_memory && args.mem_bw >= 0) fail("bench: --mem-bw and --measure-memory both set the memory's rate; give one");
+  // Outside the budget's arena (before it exists and after it is gone), so that a memory cgroup of
+  // the budget holds it: up to half the budget, and never less than well beyond the last-level cache.
+  const uint64_t memory_sample =
+      std::min<uint64_t>(1ull << 30, std::max<uint64_t>(256ull << 20, options.host_budget ? *options.host_budget / 2 : 1ull << 30));
+  auto measure_memory = [&] {
+    ThreadPool pool(options.threads > 0 ? options.threads : default_thread_count());  // as the engine's
+    return measure_memory_read_GBps(pool, memory_sample, 3);
+  };
+  const double memory_before = args.measure_memory ? measure_memory() : 0.0;
+  double host_GBps = args.mem_bw >= 0 ? args.mem_bw : profile ? profile->host_read_GBps : 0.0;
   double disk_GBps = args.disk_bw >= 0 ? args.disk_bw : profile ? profile->disk_read_GBps : 0.0;
   if (options.context == 0) options.context = prompt_tokens + decode_tokens;
   const bool measure_disk = args.measure_disk;
   if (args.cold) evict_from_page_cache(options.model_path);
   auto engine = std::make_unique<Engine>(options);
   show_placement(*engine);
-  if (engine->on_gpu()) return bench_on_gpu(args, std::move(engine));
+  if (engine->on_gpu()) {
+    if (args.measure_memory) fail("bench: --measure-memory sets the limit of the CPU path; this model runs on the GPU");
+    return bench_on_gpu(args, std::move(engine));
+  }
   const int64_t vocab = engine->config().vocab;
   HostModel& placed = *engine->host_model();
   WeightStore& store = placed.store();
@@ -393,6 +409,8 @@ int command_bench(int argc, char** argv) {
   const ModelConfig config = engine->config();
   finish_trace(*engine);
   engine.reset();
+  const double memory_after = args.measure_memory ? measure_memory() : 0.0;
+  if (args.measure_memory) host_GBps = (memory_before + memory_after) / 2;
 
   const double prefill_tok_s = static_cast<double>(prompt.size()) / prefill_seconds;
   const double decode_tok_s = static_cast<double>(decode_tokens) / decode_seconds;
@@ -446,6 +464,9 @@ int command_bench(int argc, char** argv) {
                 limit_tok_s, disk_bound ? "disk" : "memory", host_GBps, disk_GBps, 100.0 * decode_tok_s / limit_tok_s);
   else
     std::printf("limit            unknown: run 'flexinfer probe' once, or pass --mem-bw/--disk-bw\n");
+  if (args.measure_memory)
+    std::printf("memory measured  %.2f GB/s before, %.2f GB/s after the run (%s read by %d threads)\n", memory_before,
+                memory_after, format_bytes(memory_sample).c_str(), threads);
   if (measure_stream)
     std::printf("disk measured    streaming: %.2f GB/s before, %.2f GB/s after the run\n", disk_before, disk_after);
   if (measure_experts)
@@ -473,6 +494,8 @@ int command_bench(int argc, char** argv) {
         {"achieved_GBps", {{"host", host_achieved}, {"disk", disk_achieved}}},
         {"host_read_GBps", host_GBps},
         {"disk_read_GBps", disk_GBps},
+        {"host_read_GBps_before_after",
+         args.measure_memory ? nlohmann::json({memory_before, memory_after}) : nlohmann::json(nullptr)},
         {"disk_read_GBps_before_after", measure_stream ? nlohmann::json({disk_before, disk_after}) : nlohmann::json(nullptr)},
         {"expert_read_GBps_before_after",
          measure_experts ? nlohmann::json({expert_disk_before, expert_disk_after}) : nlohmann::json(nullptr)},
