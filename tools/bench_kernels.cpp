@@ -2,7 +2,6 @@
 // type and thread count. `bench_kernels --benchmark_format=json` for machine-readable output.
 #include <benchmark/benchmark.h>
 
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
