@@ -705,9 +705,6 @@ TEST(Kernels, AttentionKernelsMatchReference) {
   }
 }
 
-// The polynomial exponential against std::exp: each weight over the largest one is exp(score -
-// the largest), whatever the totals' summation order; those agree within 4 units in the last place
-// (a weight under 2^-126 being 0 or tiny). The weights sum to 1.
 TEST(Kernels, SumWordsMatchesReference) {
   const std::vector<uint64_t> words = random_words(4099);
   for (int64_t count : {0, 1, 15, 16, 4096, 4098})
@@ -716,6 +713,9 @@ TEST(Kernels, SumWordsMatchesReference) {
   EXPECT_EQ(sum_words(ones.data(), 100), uint64_t{0} - 100) << "wraps around 2^64";
 }
 
+// The polynomial exponential against std::exp: each weight over the largest one is exp(score -
+// the largest), whatever the totals' summation order; those agree within 4 units in the last place
+// (a weight under 2^-126 being 0 or tiny). The weights sum to 1.
 TEST(Kernels, AttentionSoftmaxMatchesReference) {
   for (const std::vector<float>& row : softmax_rows()) {
     SCOPED_TRACE(row.size());
