@@ -173,6 +173,20 @@ RopeScaling read_rope_scaling(const GgufFile& file, const std::string& p) {
   return scaling;
 }
 
+// Files converted before llama.cpp stacked the experts (spring 2024; many Mixtral downloads) hold
+// one tensor per expert, "blk.L.ffn_gate.E.weight" for slice E of "blk.L.ffn_gate_exps.weight".
+// Their experts need not share a type or lie in order, so they are refused by name, not run.
+void refuse_experts_one_tensor_each(const TensorTable& table, const RoleSpec& stacked, int64_t layer) {
+  std::string_view base = stacked.name;
+  base.remove_suffix(std::string_view("_exps").size());
+  const std::string first_expert = strprintf("blk.%lld.%.*s.0.%s", static_cast<long long>(layer),
+                                             static_cast<int>(base.size()), base.data(), stacked.suffix);
+  if (table.find(first_expert))
+    fail("tensor '%s': this file stores each expert as a tensor of its own, as conversions before llama.cpp "
+         "stacked them did; flexinfer reads stacked experts ('%s'): use a conversion made with a current llama.cpp",
+         first_expert.c_str(), tensor_name(stacked.role, layer).c_str());
+}
+
 }  // namespace
 
 const RoleSpec& role_spec(Role role) { return kRoles[index_of(role)]; }
@@ -341,6 +355,7 @@ ModelTensors ModelTensors::bind(const TensorTable& table, const ModelConfig& con
     const std::string name = tensor_name(role, layer);
     if (presence == Presence::Optional && !table.find(name)) return nullptr;
     const uint64_t cols = config.extent(spec.cols);
+    if (spec.slices == Dim::Experts && !table.find(name)) refuse_experts_one_tensor_each(table, spec, layer);
     const TensorInfo* info = nullptr;
     if (spec.matrix && spec.slices != Dim::One)
       info = &table.require(name, {cols, config.extent(spec.rows), config.extent(spec.slices)}, supported_types());
