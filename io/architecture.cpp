@@ -173,18 +173,27 @@ RopeScaling read_rope_scaling(const GgufFile& file, const std::string& p) {
   return scaling;
 }
 
-// Files converted before llama.cpp stacked the experts (spring 2024; many Mixtral downloads) hold
-// one tensor per expert, "blk.L.ffn_gate.E.weight" for slice E of "blk.L.ffn_gate_exps.weight".
-// Their experts need not share a type or lie in order, so they are refused by name, not run.
-void refuse_experts_one_tensor_each(const TensorTable& table, const RoleSpec& stacked, int64_t layer) {
-  std::string_view base = stacked.name;
-  base.remove_suffix(std::string_view("_exps").size());
-  const std::string first_expert = strprintf("blk.%lld.%.*s.0.%s", static_cast<long long>(layer),
-                                             static_cast<int>(base.size()), base.data(), stacked.suffix);
+// Experts one tensor each are not read in place: they need not lie in order, so they are
+// refused by name, with the command that stacks them.
+void refuse_experts_one_tensor_each(const TensorTable& table, Role stacked, int64_t layer) {
+  const std::string first_expert = per_expert_tensor_name(stacked, layer, 0);
   if (table.find(first_expert))
     fail("tensor '%s': this file stores each expert as a tensor of its own, as conversions before llama.cpp "
-         "stacked them did; flexinfer reads stacked experts ('%s'): use a conversion made with a current llama.cpp",
-         first_expert.c_str(), tensor_name(stacked.role, layer).c_str());
+         "stacked them did; stack them once with 'flexinfer stack-experts MODEL.gguf -o NEW.gguf'",
+         first_expert.c_str());
+}
+
+// A non-negative decimal index, nothing else.
+bool parse_index(std::string_view text, int64_t& value) {
+  const auto parsed = std::from_chars(text.data(), text.data() + text.size(), value);
+  return !text.empty() && parsed.ec == std::errc() && parsed.ptr == text.data() + text.size() && value >= 0;
+}
+
+// "ffn_gate" of "ffn_gate_exps": a stacked role's name without its "_exps".
+std::string_view per_expert_base(const RoleSpec& stacked) {
+  std::string_view base = stacked.name;
+  base.remove_suffix(std::string_view("_exps").size());
+  return base;
 }
 
 }  // namespace
@@ -199,6 +208,35 @@ std::string tensor_name(Role role, int64_t layer) {
   if (!spec.per_layer) return base;
   if (layer < 0) fail("internal: %s needs a layer", spec.name);
   return "blk." + std::to_string(layer) + "." + base;
+}
+
+std::string per_expert_tensor_name(Role stacked, int64_t layer, int64_t expert) {
+  const RoleSpec& spec = role_spec(stacked);
+  if (spec.slices != Dim::Experts || layer < 0 || expert < 0) fail("internal: %s has no per-expert tensors", spec.name);
+  return "blk." + std::to_string(layer) + "." + std::string(per_expert_base(spec)) + "." + std::to_string(expert) + "." +
+         spec.suffix;
+}
+
+std::optional<PerExpertTensor> parse_per_expert_tensor_name(std::string_view name) {
+  if (name.substr(0, 4) != "blk.") return std::nullopt;
+  name.remove_prefix(4);
+  const size_t layer_end = name.find('.');
+  const size_t suffix_start = name.rfind('.');
+  if (layer_end == std::string_view::npos || suffix_start <= layer_end) return std::nullopt;
+  const size_t expert_start = name.rfind('.', suffix_start - 1);
+  if (expert_start <= layer_end) return std::nullopt;
+  PerExpertTensor found{};
+  if (!parse_index(name.substr(0, layer_end), found.layer) ||
+      !parse_index(name.substr(expert_start + 1, suffix_start - expert_start - 1), found.expert))
+    return std::nullopt;
+  const std::string_view base = name.substr(layer_end + 1, expert_start - layer_end - 1);
+  const std::string_view suffix = name.substr(suffix_start + 1);
+  for (const RoleSpec& spec : kRoles)
+    if (spec.slices == Dim::Experts && per_expert_base(spec) == base && spec.suffix == suffix) {
+      found.stacked = spec.role;
+      return found;
+    }
+  return std::nullopt;
 }
 
 std::optional<NamedRole> parse_tensor_name(std::string_view name) {
@@ -355,7 +393,7 @@ ModelTensors ModelTensors::bind(const TensorTable& table, const ModelConfig& con
     const std::string name = tensor_name(role, layer);
     if (presence == Presence::Optional && !table.find(name)) return nullptr;
     const uint64_t cols = config.extent(spec.cols);
-    if (spec.slices == Dim::Experts && !table.find(name)) refuse_experts_one_tensor_each(table, spec, layer);
+    if (spec.slices == Dim::Experts && !table.find(name)) refuse_experts_one_tensor_each(table, role, layer);
     const TensorInfo* info = nullptr;
     if (spec.matrix && spec.slices != Dim::One)
       info = &table.require(name, {cols, config.extent(spec.rows), config.extent(spec.slices)}, supported_types());

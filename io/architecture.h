@@ -84,6 +84,17 @@ struct NamedRole {
   int64_t layer;
 };
 std::optional<NamedRole> parse_tensor_name(std::string_view name);
+// Expert `expert`'s own tensor in files converted before llama.cpp stacked the experts (spring
+// 2024; many Mixtral downloads): "blk.3.ffn_gate.5.weight" is slice 5 of "blk.3.ffn_gate_exps.weight".
+// `stacked` is a role with experts as its slices.
+std::string per_expert_tensor_name(Role stacked, int64_t layer, int64_t expert);
+// The inverse: the stacked role, layer and expert such a name stands for.
+struct PerExpertTensor {
+  Role stacked;
+  int64_t layer;
+  int64_t expert;
+};
+std::optional<PerExpertTensor> parse_per_expert_tensor_name(std::string_view name);
 // The layer roles that are planned matrices, in preservation order.
 const std::vector<Role>& preserved_layer_matrices();
 // The half of a mixture-of-experts layer that computes beside the experts: the feed-forward norm,

@@ -1,11 +1,16 @@
 // The model description (io/architecture.h): its tables, the hyperparameters read from metadata,
 // the binding of a file's tensors to roles, and the refusal of what the engine does not implement.
 #include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
 #include <set>
 
 #include "host/model/model.h"
 #include "io/architecture.h"
 #include "io/error.h"
+#include "io/gguf.h"
+#include "io/stack_experts.h"
 #include "host/engine/placement.h"
 #include "planner/footprint.h"
 #include "test_support.h"
@@ -256,6 +261,142 @@ TEST(Architecture, InspectShowsWhatItCannotRun) {
   const test::CommandResult run = test::run_flexinfer({"generate", "-m", path, "-p", "hi", "-n", "2"});
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_NE(run.err.find("unsupported architecture 'gemma2'"), std::string::npos) << run.err;
+}
+
+// What to alter in a per-expert copy.
+struct PerExpertEdit {
+  int64_t left_out_expert = -1;  // this expert of layer 1's down projection is not written
+  bool odd_type = false;         // layer 1's down projection of expert 2 is F32, its others F16
+};
+
+// A copy of a stacked file as conversions before stacking wrote it: per layer, each expert's gate,
+// down and up in turn (the original checkpoint's order), the bytes of the stacked tensors' slices.
+std::string per_expert_copy(const std::string& stacked, const std::string& name, const PerExpertEdit& edit = {}) {
+  const GgufFile file = GgufFile::open(stacked);
+  const std::vector<uint8_t> bytes = test::read_bytes(stacked);
+  const std::string path = test::scratch_path(name + ".gguf");
+  GgufWriter writer(path);
+  for (const auto& [key, value] : file.metadata()) writer.add_value(key, value);
+  struct Piece {
+    const uint8_t* data;
+    uint64_t bytes;
+    bool zeros;
+  };
+  std::vector<Piece> pieces;
+  for (const TensorInfo& tensor : file.tensors().all()) {
+    const std::optional<NamedRole> named = parse_tensor_name(tensor.name);
+    if (!named || role_spec(named->role).slices != Dim::Experts) {
+      writer.add_tensor(tensor.name, tensor.type, std::vector<uint64_t>(tensor.shape.begin(), tensor.shape.begin() + tensor.n_dims));
+      pieces.push_back({bytes.data() + tensor.file_offset, tensor.bytes, false});
+      continue;
+    }
+    if (named->role != Role::FfnGateExps) continue;  // written with the gate, expert by expert
+    const int64_t experts = static_cast<int64_t>(tensor.shape[2]);
+    for (int64_t e = 0; e < experts; ++e)
+      for (Role role : {Role::FfnGateExps, Role::FfnDownExps, Role::FfnUpExps}) {
+        const TensorInfo& whole = *file.tensors().find(tensor_name(role, named->layer));
+        const bool down_of_layer_1 = role == Role::FfnDownExps && named->layer == 1;
+        if (down_of_layer_1 && e == edit.left_out_expert) continue;
+        const uint64_t slice = whole.bytes / static_cast<uint64_t>(experts);
+        if (down_of_layer_1 && e == 2 && edit.odd_type) {
+          writer.add_tensor(per_expert_tensor_name(role, named->layer, e), TensorType::F32, {whole.shape[0], whole.shape[1]});
+          pieces.push_back({nullptr, whole.shape[0] * whole.shape[1] * 4, true});
+          continue;
+        }
+        writer.add_tensor(per_expert_tensor_name(role, named->layer, e), whole.type, {whole.shape[0], whole.shape[1]});
+        pieces.push_back({bytes.data() + whole.file_offset + static_cast<uint64_t>(e) * slice, slice, false});
+      }
+  }
+  writer.begin_data();
+  for (const Piece& piece : pieces) {
+    if (!piece.zeros) {
+      writer.write_data(piece.data, piece.bytes);
+      continue;
+    }
+    const std::vector<uint8_t> zeros(piece.bytes, 0);
+    writer.write_data(zeros.data(), zeros.size());
+  }
+  writer.finish();
+  return path;
+}
+
+TEST(StackExperts, PerExpertNamesParseBack) {
+  for (Role role : {Role::FfnGateExps, Role::FfnUpExps, Role::FfnDownExps}) {
+    const std::string name = per_expert_tensor_name(role, 12, 7);
+    const auto parsed = parse_per_expert_tensor_name(name);
+    ASSERT_TRUE(parsed.has_value()) << name;
+    EXPECT_EQ(parsed->stacked, role);
+    EXPECT_EQ(parsed->layer, 12);
+    EXPECT_EQ(parsed->expert, 7);
+  }
+  EXPECT_EQ(per_expert_tensor_name(Role::FfnGateExps, 3, 5), "blk.3.ffn_gate.5.weight");
+  for (const char* name : {"blk.3.ffn_gate.weight", "blk.3.ffn_gate_exps.weight", "blk.3.attn_q.5.weight",
+                           "blk.3.ffn_gate.x.weight", "blk.3.ffn_gate.-1.weight", "blk.ffn_gate.5.weight",
+                           "blk.3.ffn_gate.5.bias", "ffn_gate.5.weight", "blk.3.ffn_gate.5"})
+    EXPECT_FALSE(parse_per_expert_tensor_name(name).has_value()) << name;
+}
+
+// An older Mixtral file is refused with the command that fixes it; that command's file holds the
+// stacked file's tensors byte for byte, so it computes the same.
+TEST(StackExperts, StackingRestoresTheStackedTensorsByteForByte) {
+  const std::string stacked = tiny("tiny-mixtral");
+  const std::string split = per_expert_copy(stacked, "mixtral-per-expert");
+  EXPECT_NE(open_error(split).find("flexinfer stack-experts"), std::string::npos) << open_error(split);
+  const std::string restacked = test::scratch_path("mixtral-restacked.gguf");
+  const test::CommandResult run = test::run_flexinfer({"stack-experts", split, "-o", restacked});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.out.find("expert tensors stacked into"), std::string::npos) << run.out;
+  EXPECT_FALSE(std::filesystem::exists(restacked + ".partial"));
+  EXPECT_EQ(open_error(restacked), "(opened)");
+
+  const GgufFile original = GgufFile::open(stacked), result = GgufFile::open(restacked);
+  const std::vector<uint8_t> original_bytes = test::read_bytes(stacked), result_bytes = test::read_bytes(restacked);
+  ASSERT_EQ(result.tensors().all().size(), original.tensors().all().size());
+  for (const TensorInfo& tensor : original.tensors().all()) {
+    const TensorInfo* copy = result.tensors().find(tensor.name);
+    ASSERT_NE(copy, nullptr) << tensor.name;
+    EXPECT_EQ(copy->type, tensor.type) << tensor.name;
+    EXPECT_EQ(copy->shape, tensor.shape) << tensor.name;
+    ASSERT_EQ(copy->bytes, tensor.bytes) << tensor.name;
+    EXPECT_EQ(0, std::memcmp(result_bytes.data() + copy->file_offset, original_bytes.data() + tensor.file_offset, tensor.bytes))
+        << tensor.name;
+  }
+  std::map<std::string, std::string> original_metadata, result_metadata;
+  for (const auto& [key, value] : original.metadata()) original_metadata[key] = value.summary(1000);
+  for (const auto& [key, value] : result.metadata()) result_metadata[key] = value.summary(1000);
+  EXPECT_EQ(result_metadata, original_metadata);
+}
+
+TEST(StackExperts, WhatCannotBeStackedIsRefusedAndNothingIsLeftBehind) {
+  const std::string stacked = tiny("tiny-mixtral");
+  const std::string output = test::scratch_path("mixtral-refused.gguf");
+  const struct {
+    std::string input;
+    const char* says;
+  } cases[] = {
+      {per_expert_copy(stacked, "mixtral-expert-missing", {3, false}), "tensor 'blk.1.ffn_down.3.weight' is missing"},
+      {per_expert_copy(stacked, "mixtral-odd-type", {-1, true}),
+       "tensor 'blk.1.ffn_down.2.weight' is F32 [512, 256] but 'blk.1.ffn_down.0.weight' is F16 [512, 256]"},
+      {stacked, "no experts stored one tensor each"},
+  };
+  for (const auto& c : cases) {
+    std::string error;
+    try {
+      stack_experts(c.input, output);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+    EXPECT_NE(error.find(c.says), std::string::npos) << error;
+    EXPECT_FALSE(std::filesystem::exists(output)) << c.says;
+    EXPECT_FALSE(std::filesystem::exists(output + ".partial")) << c.says;
+  }
+  const std::string split = per_expert_copy(stacked, "mixtral-in-place");
+  const test::CommandResult in_place = test::run_flexinfer({"stack-experts", split, "-o", split});
+  EXPECT_EQ(in_place.exit_code, 1);
+  EXPECT_NE(in_place.err.find("the output would overwrite the input"), std::string::npos) << in_place.err;
+  const test::CommandResult no_output = test::run_flexinfer({"stack-experts", split});
+  EXPECT_EQ(no_output.exit_code, 2);
+  EXPECT_NE(no_output.err.find("option '-o' is required"), std::string::npos) << no_output.err;
 }
 
 }  // namespace

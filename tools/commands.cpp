@@ -22,6 +22,7 @@
 #include "host/text/unicode.h"
 #include "io/error.h"
 #include "io/gguf.h"
+#include "io/stack_experts.h"
 #include "planner/budget.h"
 #include "planner/footprint.h"
 #include "planner/profile.h"
@@ -231,6 +232,25 @@ int command_inspect(int argc, char** argv) {
   std::printf("  %-20s %14" PRIu64 "  (%s)\n", "output", footprint.output_bytes, format_bytes(footprint.output_bytes).c_str());
   if (footprint.other_bytes) std::printf("  %-20s %14" PRIu64 "\n", "other", footprint.other_bytes);
   std::printf("  %-20s %14" PRIu64 "  (%s)\n", "total", footprint.total(), format_bytes(footprint.total()).c_str());
+  return 0;
+}
+
+int command_stack_experts(int argc, char** argv) {
+  const auto app = command_app("stack-experts",
+                               "Rewrite a GGUF whose experts are one tensor each (blk.N.ffn_gate.E.weight, older Mixtral "
+                               "conversions) with each layer's experts stacked (blk.N.ffn_gate_exps.weight), as flexinfer "
+                               "and current llama.cpp read them; every byte is copied, nothing requantized.");
+  std::string input, output;
+  app->add_option("model", input, "GGUF file with per-expert tensors")->type_name("FILE");
+  app->add_option("-o,--output", output, "the stacked GGUF file to write")->type_name("FILE");
+  if (!parse_command_line(*app, argc, argv, 2)) return 0;
+  if (app->count("model") == 0)
+    throw UsageError("stack-experts: expected one GGUF file (usage: flexinfer stack-experts MODEL.gguf -o NEW.gguf)");
+  require_option(*app, "--output");
+  const StackedExperts stacked = stack_experts(input, output);
+  std::printf("%s: %lld expert tensors stacked into %lld, %s\n", output.c_str(),
+              static_cast<long long>(stacked.expert_tensors), static_cast<long long>(stacked.stacked_tensors),
+              format_bytes(stacked.output_bytes).c_str());
   return 0;
 }
 

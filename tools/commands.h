@@ -6,6 +6,7 @@ int command_tokenize(int argc, char** argv);
 int command_logits(int argc, char** argv);
 int command_inspect(int argc, char** argv);
 int command_make_model(int argc, char** argv);
+int command_stack_experts(int argc, char** argv);
 int command_devices(int argc, char** argv);
 int command_bench(int argc, char** argv);
 int command_probe(int argc, char** argv);

@@ -15,19 +15,20 @@ namespace {
 
 const char* const kUsage =
     "usage: flexinfer COMMAND [options]   (flexinfer COMMAND --help for its options)\n"
-    "  generate    generate text from a prompt\n"
-    "  chat        chat with a model in the terminal\n"
-    "  serve       an OpenAI-compatible HTTP server (concurrent requests decoded together)\n"
-    "  template    print the prompt a chat template makes of a conversation\n"
-    "  tokenize    show the token ids of a text\n"
-    "  logits      write the logits of every prompt position to a file\n"
-    "  inspect     show a GGUF file's metadata, tensors and bytes per layer\n"
-    "  make-model  write a random-weight GGUF of a realistic shape\n"
-    "  bench       measure prefill and decode speed against the limit of the memory budget\n"
-    "  probe       measure this machine's disk, memory and CPU (saved for plan and bench)\n"
-    "  plan        show where a model's bytes live under a memory budget, and the predicted speed\n"
-    "  devices     list the CUDA devices flexinfer can use\n"
-    "  --version   print the version and what this build can use\n";
+    "  generate       generate text from a prompt\n"
+    "  chat           chat with a model in the terminal\n"
+    "  serve          an OpenAI-compatible HTTP server (concurrent requests decoded together)\n"
+    "  template       print the prompt a chat template makes of a conversation\n"
+    "  tokenize       show the token ids of a text\n"
+    "  logits         write the logits of every prompt position to a file\n"
+    "  inspect        show a GGUF file's metadata, tensors and bytes per layer\n"
+    "  make-model     write a random-weight GGUF of a realistic shape\n"
+    "  stack-experts  rewrite a GGUF whose experts are one tensor each with them stacked\n"
+    "  bench          measure prefill and decode speed against the limit of the memory budget\n"
+    "  probe          measure this machine's disk, memory and CPU (saved for plan and bench)\n"
+    "  plan           show where a model's bytes live under a memory budget, and the predicted speed\n"
+    "  devices        list the CUDA devices flexinfer can use\n"
+    "  --version      print the version and what this build can use\n";
 
 struct Command {
   const char* name;
@@ -36,7 +37,8 @@ struct Command {
 constexpr Command kCommands[] = {
     {"generate", fi::command_generate}, {"chat", fi::command_chat},         {"template", fi::command_template},
     {"tokenize", fi::command_tokenize}, {"logits", fi::command_logits},
-    {"inspect", fi::command_inspect},   {"make-model", fi::command_make_model}, {"devices", fi::command_devices},
+    {"inspect", fi::command_inspect},   {"make-model", fi::command_make_model},
+    {"stack-experts", fi::command_stack_experts}, {"devices", fi::command_devices},
     {"bench", fi::command_bench},       {"probe", fi::command_probe},       {"plan", fi::command_plan},
     {"serve", fi::command_serve},
 };

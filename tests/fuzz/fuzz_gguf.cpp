@@ -1,6 +1,6 @@
 // libFuzzer: arbitrary bytes as a model file through everything that reads one before any weight
 // is touched — the GGUF reader, the tensor table's validation, the architecture's configuration and
-// tensor checks, the tokenizer built from the metadata and both planners. Anything but a clean
+// tensor checks (older per-expert names too), the tokenizer built from the metadata and both planners. Anything but a clean
 // fi::Error is a finding.
 #include <sys/mman.h>
 #include <unistd.h>
@@ -11,6 +11,7 @@
 #include "host/engine/placement.h"
 #include "host/model/model.h"
 #include "host/text/tokenizer.h"
+#include "io/architecture.h"
 #include "io/error.h"
 #include "io/gguf.h"
 
@@ -21,6 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path = "/proc/self/fd/" + std::to_string(fd);
   try {
     const fi::GgufFile file = fi::GgufFile::open(path);
+    for (const fi::TensorInfo& tensor : file.tensors().all()) (void)fi::parse_per_expert_tensor_name(tensor.name);
     try {
       fi::Tokenizer::from_gguf(file);
     } catch (const fi::Error&) {

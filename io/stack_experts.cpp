@@ -1,0 +1,163 @@
+#include "io/stack_experts.h"
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "io/architecture.h"
+#include "io/error.h"
+#include "io/file.h"
+#include "io/gguf.h"
+
+namespace fi {
+
+namespace {
+
+// One stacked tensor to be: its experts' tensors, indexed by expert.
+struct Stack {
+  Role role;
+  int64_t layer;
+  std::vector<const TensorInfo*> experts;
+};
+
+// Whether two paths name the same file (the output would overwrite the input as it is read).
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat first {}, second {};
+  return stat(a.c_str(), &first) == 0 && stat(b.c_str(), &second) == 0 && first.st_dev == second.st_dev &&
+         first.st_ino == second.st_ino;
+}
+
+std::string directory_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// Copies `bytes` at `offset` of the input into the writer, a buffer at a time.
+void copy_range(const ReadFile& in, uint64_t offset, uint64_t bytes, std::vector<uint8_t>& buffer, GgufWriter& writer) {
+  while (bytes > 0) {
+    const uint64_t take = std::min<uint64_t>(bytes, buffer.size());
+    in.read_exact(buffer.data(), take, offset);
+    writer.write_data(buffer.data(), take);
+    offset += take;
+    bytes -= take;
+  }
+}
+
+}  // namespace
+
+StackedExperts stack_experts(const std::string& input, const std::string& output) {
+  if (same_file(input, output)) fail("%s: the output would overwrite the input; give another path", output.c_str());
+  const GgufFile file = GgufFile::open(input);
+  const std::string architecture = file.get_string("general.architecture").value_or("");
+  const std::string count_key = architecture + ".expert_count";
+  const uint64_t experts = file.get_uint(count_key).value_or(0);
+  if (experts < 1 || experts > static_cast<uint64_t>(kMaxExperts))
+    fail("%s: metadata '%s' is missing or outside 1..%lld: no experts to stack", input.c_str(), count_key.c_str(),
+         static_cast<long long>(kMaxExperts));
+
+  // Each per-expert tensor into its stack, keyed by its first member's place in the file's order.
+  std::map<std::pair<Role, int64_t>, size_t> stack_of;
+  std::vector<Stack> stacks;
+  std::vector<const TensorInfo*> kept;  // every other tensor, as it is
+  std::vector<std::pair<size_t, bool>> order;  // (index into stacks or kept, is a stack), in file order
+  const TensorInfo* already_stacked = nullptr;
+  for (const TensorInfo& tensor : file.tensors().all()) {
+    const std::optional<PerExpertTensor> named = parse_per_expert_tensor_name(tensor.name);
+    if (!named) {
+      const std::optional<NamedRole> role = parse_tensor_name(tensor.name);
+      if (!already_stacked && role && role_spec(role->role).slices == Dim::Experts) already_stacked = &tensor;
+      order.push_back({kept.size(), false});
+      kept.push_back(&tensor);
+      continue;
+    }
+    if (named->expert >= static_cast<int64_t>(experts))
+      fail("%s: tensor '%s' names expert %lld of %llu ('%s')", input.c_str(), tensor.name.c_str(),
+           static_cast<long long>(named->expert), static_cast<unsigned long long>(experts), count_key.c_str());
+    if (tensor.n_dims != 2)
+      fail("%s: tensor '%s' has shape %s; an expert's tensor is a matrix", input.c_str(), tensor.name.c_str(),
+           tensor.shape_string().c_str());
+    const auto [at, added] = stack_of.try_emplace({named->stacked, named->layer}, stacks.size());
+    if (added) {
+      order.push_back({stacks.size(), true});
+      stacks.push_back({named->stacked, named->layer, std::vector<const TensorInfo*>(experts, nullptr)});
+    }
+    Stack& stack = stacks[at->second];
+    stack.experts[static_cast<size_t>(named->expert)] = &tensor;
+  }
+  if (stacks.empty()) fail("%s: no experts stored one tensor each (blk.N.ffn_gate.E.weight); nothing to stack", input.c_str());
+  if (already_stacked)
+    fail("%s: tensor '%s' is stacked beside experts stored one tensor each; stack all or none", input.c_str(),
+         already_stacked->name.c_str());
+
+  StackedExperts result;
+  for (const Stack& stack : stacks) {
+    const TensorInfo* first = nullptr;
+    for (size_t e = 0; e < stack.experts.size(); ++e) {
+      const TensorInfo* tensor = stack.experts[e];
+      if (!tensor)
+        fail("%s: tensor '%s' is missing (%llu experts per layer)", input.c_str(),
+             per_expert_tensor_name(stack.role, stack.layer, static_cast<int64_t>(e)).c_str(),
+             static_cast<unsigned long long>(experts));
+      if (!first) first = tensor;
+      if (tensor->type != first->type || tensor->shape != first->shape)
+        fail("%s: tensor '%s' is %s %s but '%s' is %s %s: one layer's experts must share type and shape to be stacked",
+             input.c_str(), tensor->name.c_str(), type_name(tensor->type), tensor->shape_string().c_str(),
+             first->name.c_str(), type_name(first->type), first->shape_string().c_str());
+    }
+    result.expert_tensors += static_cast<int64_t>(stack.experts.size());
+  }
+  result.stacked_tensors = static_cast<int64_t>(stacks.size());
+
+  const std::string partial = output + ".partial";
+  struct statvfs space {};
+  if (statvfs(directory_of(output).c_str(), &space) == 0 &&
+      static_cast<uint64_t>(space.f_bavail) * space.f_frsize < file.file_size())
+    fail("%s: %llu bytes free, the stacked copy needs about %llu", directory_of(output).c_str(),
+         static_cast<unsigned long long>(static_cast<uint64_t>(space.f_bavail) * space.f_frsize),
+         static_cast<unsigned long long>(file.file_size()));
+  try {
+    GgufWriter writer(partial, file.alignment());
+    for (const auto& [key, value] : file.metadata())
+      if (key != "general.alignment") writer.add_value(key, value);  // the writer states its own
+    for (const auto& [index, is_stack] : order) {
+      if (!is_stack) {
+        const TensorInfo& tensor = *kept[index];
+        writer.add_tensor(tensor.name, tensor.type,
+                          std::vector<uint64_t>(tensor.shape.begin(), tensor.shape.begin() + tensor.n_dims));
+        continue;
+      }
+      const Stack& stack = stacks[index];
+      const TensorInfo& first = *stack.experts.front();
+      writer.add_tensor(tensor_name(stack.role, stack.layer), first.type, {first.shape[0], first.shape[1], experts});
+    }
+    writer.begin_data();
+    const ReadFile in(input);
+    std::vector<uint8_t> buffer(16 << 20);
+    for (const auto& [index, is_stack] : order) {
+      if (!is_stack) {
+        copy_range(in, kept[index]->file_offset, kept[index]->bytes, buffer, writer);
+        continue;
+      }
+      for (const TensorInfo* expert : stacks[index].experts) copy_range(in, expert->file_offset, expert->bytes, buffer, writer);
+    }
+    writer.finish();
+  } catch (...) {
+    std::remove(partial.c_str());
+    throw;
+  }
+  if (std::rename(partial.c_str(), output.c_str()) != 0) {
+    std::remove(partial.c_str());
+    fail("%s: cannot rename the finished file to '%s'", partial.c_str(), output.c_str());
+  }
+  struct stat written {};
+  if (stat(output.c_str(), &written) == 0) result.output_bytes = static_cast<uint64_t>(written.st_size);
+  return result;
+}
+
+}  // namespace fi
