@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "host/engine/batcher.h"
+#include "host/engine/host_model.h"
 #include "io/error.h"
 #include "test_support.h"
 
@@ -80,6 +81,38 @@ TEST(Batcher, RequestsSharingPassesGetWhatEachGetsAlone) {
   EXPECT_GT(status.tokens_evaluated, 2 * status.steps);
   EXPECT_EQ(status.active, 0);
   EXPECT_EQ(status.queued, 0);
+}
+
+// Several sequences' tokens in one pass of a mixture-of-experts model, with the experts read on
+// demand into a cache of the smallest budget: the tokens that chose an expert are computed
+// together, and each request still gets what it gets alone with every weight resident.
+TEST(Batcher, MixtureOfExpertsRequestsSharingPassesUnderABudgetGetWhatEachGetsAlone) {
+  const ModelShape shape{256, 2, 4, 2, 512, 512, 0, 1000000.0, false, "qwen3moe", 64, {}, false, 16, 4, 256, 1.0};
+  const std::string path = test::generated_model("batcher_qwen3moe_q4_k_m", shape, WeightScheme::Q4_K_M);
+  EngineOptions resident{path, 2, 96};
+  Engine single(resident);
+  EngineOptions budgeted = resident;
+  budgeted.sequences = 3;
+  {
+    ThreadPool pool(2);
+    HostModelOptions placement;
+    placement.model = {96, 256, 3};
+    budgeted.host_budget = HostModel::load(path, pool, placement)->plan().minimum_host_bytes;
+  }
+  Engine engine(budgeted);
+  ASSERT_TRUE(engine.host_model()->plan().caches_experts());
+  std::vector<BatchRequest> requests;
+  for (size_t i = 0; i < 5; ++i) requests.push_back(request(4 + i * 6, i + 20, 5 + static_cast<int64_t>(i) * 2, i % 2 ? 0.0f : 0.8f));
+  Batcher batcher(engine, {});
+  std::vector<std::shared_ptr<BatchStream>> streams;
+  for (const BatchRequest& r : requests) streams.push_back(batcher.submit(r));
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE(streams[i]);
+    FinishReason reason{};
+    EXPECT_EQ(drain(*streams[i]), alone(single, requests[i], &reason)) << "request " << i;
+  }
+  const BatcherStatus status = batcher.status();
+  EXPECT_GT(status.tokens_evaluated, 2 * status.steps);
 }
 
 TEST(Batcher, TheQueueIsBoundedAndACancelledRequestFreesItsSlot) {
