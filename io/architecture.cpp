@@ -218,6 +218,7 @@ std::string per_expert_tensor_name(Role stacked, int64_t layer, int64_t expert) 
 }
 
 std::optional<PerExpertTensor> parse_per_expert_tensor_name(std::string_view name) {
+  const std::string_view whole = name;
   if (name.substr(0, 4) != "blk.") return std::nullopt;
   name.remove_prefix(4);
   const size_t layer_end = name.find('.');
@@ -234,6 +235,8 @@ std::optional<PerExpertTensor> parse_per_expert_tensor_name(std::string_view nam
   for (const RoleSpec& spec : kRoles)
     if (spec.slices == Dim::Experts && per_expert_base(spec) == base && spec.suffix == suffix) {
       found.stacked = spec.role;
+      // Only the one spelling ("5", not "05"): two names must never stand for one expert.
+      if (per_expert_tensor_name(found.stacked, found.layer, found.expert) != whole) return std::nullopt;
       return found;
     }
   return std::nullopt;

@@ -1,17 +1,21 @@
 #include "io/stack_experts.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <utility>
 #include <vector>
 
 #include "io/architecture.h"
 #include "io/error.h"
-#include "io/file.h"
+#include "io/direct_file.h"
 #include "io/gguf.h"
 
 namespace fi {
@@ -25,7 +29,7 @@ struct Stack {
   std::vector<const TensorInfo*> experts;
 };
 
-// Whether two paths name the same file (the output would overwrite the input as it is read).
+// Whether two paths name the same file (a write there would empty the input before it is read).
 bool same_file(const std::string& a, const std::string& b) {
   struct stat first {}, second {};
   return stat(a.c_str(), &first) == 0 && stat(b.c_str(), &second) == 0 && first.st_dev == second.st_dev &&
@@ -39,10 +43,10 @@ std::string directory_of(const std::string& path) {
 }
 
 // Copies `bytes` at `offset` of the input into the writer, a buffer at a time.
-void copy_range(const ReadFile& in, uint64_t offset, uint64_t bytes, std::vector<uint8_t>& buffer, GgufWriter& writer) {
+void copy_range(const DirectFile& in, uint64_t offset, uint64_t bytes, std::vector<uint8_t>& buffer, GgufWriter& writer) {
   while (bytes > 0) {
     const uint64_t take = std::min<uint64_t>(bytes, buffer.size());
-    in.read_exact(buffer.data(), take, offset);
+    in.read(buffer.data(), offset, take);
     writer.write_data(buffer.data(), take);
     offset += take;
     bytes -= take;
@@ -52,14 +56,17 @@ void copy_range(const ReadFile& in, uint64_t offset, uint64_t bytes, std::vector
 }  // namespace
 
 StackedExperts stack_experts(const std::string& input, const std::string& output) {
-  if (same_file(input, output)) fail("%s: the output would overwrite the input; give another path", output.c_str());
+  const std::string partial = output + ".partial";
+  if (same_file(input, output) || same_file(input, partial))
+    fail("%s: writing it would overwrite the input; give another path", output.c_str());
+  struct stat target {};
+  if (stat(output.c_str(), &target) == 0 && S_ISDIR(target.st_mode))
+    fail("%s: is a directory; give the path of the file to write", output.c_str());
   const GgufFile file = GgufFile::open(input);
-  const std::string architecture = file.get_string("general.architecture").value_or("");
-  const std::string count_key = architecture + ".expert_count";
-  const uint64_t experts = file.get_uint(count_key).value_or(0);
-  if (experts < 1 || experts > static_cast<uint64_t>(kMaxExperts))
-    fail("%s: metadata '%s' is missing or outside 1..%lld: no experts to stack", input.c_str(), count_key.c_str(),
-         static_cast<long long>(kMaxExperts));
+  // The hyperparameters as the engine reads them (expert and layer counts checked there).
+  const ModelConfig config = ModelConfig::from_gguf(file);
+  if (!config.has_experts()) fail("%s: a model without experts; nothing to stack", input.c_str());
+  const auto experts = static_cast<uint64_t>(config.n_experts);
 
   // Each per-expert tensor into its stack, keyed by its first member's place in the file's order.
   std::map<std::pair<Role, int64_t>, size_t> stack_of;
@@ -76,9 +83,12 @@ StackedExperts stack_experts(const std::string& input, const std::string& output
       kept.push_back(&tensor);
       continue;
     }
-    if (named->expert >= static_cast<int64_t>(experts))
-      fail("%s: tensor '%s' names expert %lld of %llu ('%s')", input.c_str(), tensor.name.c_str(),
-           static_cast<long long>(named->expert), static_cast<unsigned long long>(experts), count_key.c_str());
+    if (named->expert >= config.n_experts)
+      fail("%s: tensor '%s' is past the model's %lld experts (0..%lld)", input.c_str(), tensor.name.c_str(),
+           static_cast<long long>(config.n_experts), static_cast<long long>(config.n_experts - 1));
+    if (named->layer >= config.n_layers)
+      fail("%s: tensor '%s' is past the model's %lld layers", input.c_str(), tensor.name.c_str(),
+           static_cast<long long>(config.n_layers));
     if (tensor.n_dims != 2)
       fail("%s: tensor '%s' has shape %s; an expert's tensor is a matrix", input.c_str(), tensor.name.c_str(),
            tensor.shape_string().c_str());
@@ -87,8 +97,8 @@ StackedExperts stack_experts(const std::string& input, const std::string& output
       order.push_back({stacks.size(), true});
       stacks.push_back({named->stacked, named->layer, std::vector<const TensorInfo*>(experts, nullptr)});
     }
-    Stack& stack = stacks[at->second];
-    stack.experts[static_cast<size_t>(named->expert)] = &tensor;
+    // One tensor per slot: the file's names are distinct and an expert has one spelling.
+    stacks[at->second].experts[static_cast<size_t>(named->expert)] = &tensor;
   }
   if (stacks.empty()) fail("%s: no experts stored one tensor each (blk.N.ffn_gate.E.weight); nothing to stack", input.c_str());
   if (already_stacked)
@@ -97,14 +107,13 @@ StackedExperts stack_experts(const std::string& input, const std::string& output
 
   StackedExperts result;
   for (const Stack& stack : stacks) {
-    const TensorInfo* first = nullptr;
-    for (size_t e = 0; e < stack.experts.size(); ++e) {
-      const TensorInfo* tensor = stack.experts[e];
-      if (!tensor)
+    for (size_t e = 0; e < stack.experts.size(); ++e)
+      if (!stack.experts[e])
         fail("%s: tensor '%s' is missing (%llu experts per layer)", input.c_str(),
              per_expert_tensor_name(stack.role, stack.layer, static_cast<int64_t>(e)).c_str(),
              static_cast<unsigned long long>(experts));
-      if (!first) first = tensor;
+    const TensorInfo* first = stack.experts.front();
+    for (const TensorInfo* tensor : stack.experts) {
       if (tensor->type != first->type || tensor->shape != first->shape)
         fail("%s: tensor '%s' is %s %s but '%s' is %s %s: one layer's experts must share type and shape to be stacked",
              input.c_str(), tensor->name.c_str(), type_name(tensor->type), tensor->shape_string().c_str(),
@@ -114,13 +123,13 @@ StackedExperts stack_experts(const std::string& input, const std::string& output
   }
   result.stacked_tensors = static_cast<int64_t>(stacks.size());
 
-  const std::string partial = output + ".partial";
   struct statvfs space {};
   if (statvfs(directory_of(output).c_str(), &space) == 0 &&
       static_cast<uint64_t>(space.f_bavail) * space.f_frsize < file.file_size())
     fail("%s: %llu bytes free, the stacked copy needs about %llu", directory_of(output).c_str(),
          static_cast<unsigned long long>(static_cast<uint64_t>(space.f_bavail) * space.f_frsize),
          static_cast<unsigned long long>(file.file_size()));
+  std::remove(partial.c_str());  // a stale one (or a link) from an earlier run, not what it points to
   try {
     GgufWriter writer(partial, file.alignment());
     for (const auto& [key, value] : file.metadata())
@@ -137,7 +146,7 @@ StackedExperts stack_experts(const std::string& input, const std::string& output
       writer.add_tensor(tensor_name(stack.role, stack.layer), first.type, {first.shape[0], first.shape[1], experts});
     }
     writer.begin_data();
-    const ReadFile in(input);
+    const DirectFile in(input, false);
     std::vector<uint8_t> buffer(16 << 20);
     for (const auto& [index, is_stack] : order) {
       if (!is_stack) {
@@ -147,13 +156,19 @@ StackedExperts stack_experts(const std::string& input, const std::string& output
       for (const TensorInfo* expert : stacks[index].experts) copy_range(in, expert->file_offset, expert->bytes, buffer, writer);
     }
     writer.finish();
+    // On the disk before it takes the output's name: a crash leaves the old file or the whole new one.
+    const int written = ::open(partial.c_str(), O_RDONLY);
+    if (written < 0 || ::fsync(written) != 0) {
+      const int error = errno;
+      if (written >= 0) ::close(written);
+      fail("%s: cannot flush it to the disk: %s", partial.c_str(), std::strerror(error));
+    }
+    ::close(written);
+    if (std::rename(partial.c_str(), output.c_str()) != 0)
+      fail("%s: cannot rename it to '%s': %s", partial.c_str(), output.c_str(), std::strerror(errno));
   } catch (...) {
     std::remove(partial.c_str());
     throw;
-  }
-  if (std::rename(partial.c_str(), output.c_str()) != 0) {
-    std::remove(partial.c_str());
-    fail("%s: cannot rename the finished file to '%s'", partial.c_str(), output.c_str());
   }
   struct stat written {};
   if (stat(output.c_str(), &written) == 0) result.output_bytes = static_cast<uint64_t>(written.st_size);

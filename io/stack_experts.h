@@ -1,8 +1,9 @@
 #pragma once
 // Rewrites a GGUF file whose experts are one tensor each ("blk.3.ffn_gate.5.weight", as llama.cpp's
 // conversions wrote Mixtral before spring 2024) with each layer's experts stacked into the 3-D
-// tensors flexinfer reads ("blk.3.ffn_gate_exps.weight", expert 5 its sixth slice). Metadata and
-// every other tensor are copied byte for byte; so are the experts, in expert order.
+// tensors flexinfer reads ("blk.3.ffn_gate_exps.weight", expert 5 its sixth slice). Every metadata
+// value and every other tensor is copied as it is, the experts in expert order, into a GGUF v3 file
+// of the input's alignment.
 #include <cstdint>
 #include <string>
 
@@ -16,8 +17,9 @@ struct StackedExperts {
 
 // Writes `output` (through a temporary file beside it, renamed at the end, so an interrupted run
 // leaves no partial file under that name). Throws Error naming the file and tensor for anything it
-// cannot stack: no per-expert tensors, a missing expert, experts of one layer differing in type or
-// shape, the input as output, too little disk space.
+// cannot stack: a model it cannot describe, no per-expert tensors, a missing expert,
+// experts of one layer differing in type or shape, the input as output, too little disk space, a
+// failed read or write (the temporary file is removed).
 StackedExperts stack_experts(const std::string& input, const std::string& output);
 
 }  // namespace fi

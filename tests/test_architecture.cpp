@@ -332,7 +332,8 @@ TEST(StackExperts, PerExpertNamesParseBack) {
   EXPECT_EQ(per_expert_tensor_name(Role::FfnGateExps, 3, 5), "blk.3.ffn_gate.5.weight");
   for (const char* name : {"blk.3.ffn_gate.weight", "blk.3.ffn_gate_exps.weight", "blk.3.attn_q.5.weight",
                            "blk.3.ffn_gate.x.weight", "blk.3.ffn_gate.-1.weight", "blk.ffn_gate.5.weight",
-                           "blk.3.ffn_gate.5.bias", "ffn_gate.5.weight", "blk.3.ffn_gate.5"})
+                           "blk.3.ffn_gate.5.bias", "ffn_gate.5.weight", "blk.3.ffn_gate.5", "blk.3.ffn_gate.05.weight",
+                           "blk.3.ffn_gate.-0.weight", "blk.03.ffn_gate.5.weight", "blk.3.ffn_gate.99999999999999999999.weight"})
     EXPECT_FALSE(parse_per_expert_tensor_name(name).has_value()) << name;
 }
 
@@ -378,6 +379,7 @@ TEST(StackExperts, WhatCannotBeStackedIsRefusedAndNothingIsLeftBehind) {
       {per_expert_copy(stacked, "mixtral-odd-type", {-1, true}),
        "tensor 'blk.1.ffn_down.2.weight' is F32 [512, 256] but 'blk.1.ffn_down.0.weight' is F16 [512, 256]"},
       {stacked, "no experts stored one tensor each"},
+      {tiny("tiny-llama3"), "a model without experts"},
   };
   for (const auto& c : cases) {
     std::string error;
@@ -391,9 +393,28 @@ TEST(StackExperts, WhatCannotBeStackedIsRefusedAndNothingIsLeftBehind) {
     EXPECT_FALSE(std::filesystem::exists(output + ".partial")) << c.says;
   }
   const std::string split = per_expert_copy(stacked, "mixtral-in-place");
-  const test::CommandResult in_place = test::run_flexinfer({"stack-experts", split, "-o", split});
-  EXPECT_EQ(in_place.exit_code, 1);
-  EXPECT_NE(in_place.err.find("the output would overwrite the input"), std::string::npos) << in_place.err;
+  // The input as the output, or as the temporary file beside it: refused before anything is written.
+  const std::string like_partial = test::scratch_path("mixtral-like.gguf.partial");
+  std::filesystem::copy_file(split, like_partial);
+  for (const auto& [input, target] : {std::pair{split, split}, std::pair{like_partial, test::scratch_path("mixtral-like.gguf")}}) {
+    const uintmax_t size = std::filesystem::file_size(input);
+    const test::CommandResult refused = test::run_flexinfer({"stack-experts", input, "-o", target});
+    EXPECT_EQ(refused.exit_code, 1) << target;
+    EXPECT_NE(refused.err.find("writing it would overwrite the input"), std::string::npos) << refused.err;
+    EXPECT_EQ(std::filesystem::file_size(input), size) << input;
+  }
+  const test::CommandResult directory = test::run_flexinfer({"stack-experts", split, "-o", test::scratch_dir()});
+  EXPECT_EQ(directory.exit_code, 1);
+  EXPECT_NE(directory.err.find("is a directory"), std::string::npos) << directory.err;
+  // A read that fails halfway through the copy: the partial file is removed, no output appears.
+  const GgufFile split_file = GgufFile::open(split);
+  const std::string fault = "eio@" + std::to_string(split_file.tensors().all().back().file_offset);
+  const test::CommandResult failed =
+      test::run_flexinfer({"stack-experts", split, "-o", output}, {{"FLEXINFER_INJECT_IO_FAULT=" + fault}});
+  EXPECT_EQ(failed.exit_code, 1);
+  EXPECT_NE(failed.err.find("Input/output error"), std::string::npos) << failed.err;
+  EXPECT_FALSE(std::filesystem::exists(output));
+  EXPECT_FALSE(std::filesystem::exists(output + ".partial"));
   const test::CommandResult no_output = test::run_flexinfer({"stack-experts", split});
   EXPECT_EQ(no_output.exit_code, 2);
   EXPECT_NE(no_output.err.find("option '-o' is required"), std::string::npos) << no_output.err;

@@ -87,7 +87,9 @@ TEST(Batcher, RequestsSharingPassesGetWhatEachGetsAlone) {
 // demand into a cache of the smallest budget: the tokens that chose an expert are computed
 // together, and each request still gets what it gets alone with every weight resident.
 TEST(Batcher, MixtureOfExpertsRequestsSharingPassesUnderABudgetGetWhatEachGetsAlone) {
-  const ModelShape shape{256, 2, 4, 2, 512, 512, 0, 1000000.0, false, "qwen3moe", 64, {}, false, 16, 4, 256, 1.0};
+  const ModelShape shape{.dim = 256, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ffn_dim = 512, .context = 512,
+                         .rope_base = 1000000.0, .arch = "qwen3moe", .head_dim = 64, .n_experts = 16, .n_experts_used = 4,
+                         .expert_ffn_dim = 256, .router_skew = 1.0};
   const std::string path = test::generated_model("batcher_qwen3moe_q4_k_m", shape, WeightScheme::Q4_K_M);
   EngineOptions resident{path, 2, 96};
   Engine single(resident);
