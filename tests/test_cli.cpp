@@ -150,6 +150,15 @@ TEST(Cli, LlamaCppNamesAndConventions) {
   const test::CommandResult layers = test::run_flexinfer({"generate", "-m", model, "-ngl", "99"});
   EXPECT_EQ(layers.exit_code, 2);
   EXPECT_NE(layers.err.find("--gpu-mem"), std::string::npos) << layers.err;
+  for (const std::vector<std::string>& placement : {std::vector<std::string>{"-ot", "exps=CPU"}, {"--override-tensor=exps=CPU"},
+                                                   {"--cpu-moe"}, {"--n-cpu-moe", "20"}, {"-ncmoe=4"}}) {
+    std::vector<std::string> arguments{"generate", "-m", model};
+    arguments.insert(arguments.end(), placement.begin(), placement.end());
+    const test::CommandResult by_hand = test::run_flexinfer(arguments);
+    EXPECT_EQ(by_hand.exit_code, 2) << placement[0];
+    EXPECT_NE(by_hand.err.find("'" + placement[0] + "' is llama.cpp's placement of tensors by hand"), std::string::npos)
+        << by_hand.err;
+  }
   EXPECT_EQ(test::run_flexinfer({"generate", "-m", model, "-n", "ten"}).exit_code, 2) << "a malformed value is a usage error";
   EXPECT_EQ(test::run_flexinfer({"generate", "-m", test::scratch_path("missing.gguf")}).exit_code, 1) << "a failure";
   const test::CommandResult version = test::run_flexinfer({"--version"});

@@ -76,6 +76,16 @@ bool is_gpu_layers(const std::string& argument) {
   return false;
 }
 
+// llama.cpp's placement of experts by hand, once, at load: here each expert is placed by the
+// budgets and by how often the router chooses it.
+bool is_hand_placement(const std::string& argument) {
+  for (const char* name : {"-ot", "--override-tensor", "-cmoe", "--cpu-moe", "-ncmoe", "--n-cpu-moe"}) {
+    const std::string prefix(name);
+    if (argument == prefix || argument.rfind(prefix + "=", 0) == 0) return true;
+  }
+  return false;
+}
+
 std::string read_all(std::istream& in) { return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()); }
 
 }  // namespace
@@ -98,6 +108,10 @@ bool parse_command_line(CLI::App& app, int argc, char** argv, int first) {
       throw UsageError(command_of(app) + ": '" + argument +
                        "' is llama.cpp's layer count; flexinfer places a model by memory: give --gpu-mem SIZE (e.g. "
                        "--gpu-mem 6G) or leave it at auto (the GPU's free memory)");
+    if (is_hand_placement(argument))
+      throw UsageError(command_of(app) + ": '" + argument +
+                       "' is llama.cpp's placement of tensors by hand; flexinfer places each expert by memory and by "
+                       "how often it is chosen: give --gpu-mem SIZE and --host-mem SIZE, or leave them at auto");
     // llama.cpp's two-letter short option (CLI11 takes single letters after one dash).
     if (argument == "-np" || argument.rfind("-np=", 0) == 0) {
       arguments.push_back("--parallel" + argument.substr(3));
