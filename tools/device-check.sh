@@ -16,7 +16,7 @@
 # STAGES (default "tests probe 7b moe tiers"), in this order; a second run names the ones the first
 # skipped (the log says which):
 #   tests  test_block_decode and test_gpu (FLEXINFER_SHARED_DATA: a copy of ../shared/data, for
-#          the golden tests; they skip without it)
+#          the golden tests; they skip without it); test_gpu's failures again under compute-sanitizer
 #   probe  this machine's disk, memory, PCIe and VRAM rates, for the planner and the limits below
 #   7b     the 7b preset in each of CHECK_TYPES (default "f16 q4_k") in VRAM (--gpu-mem GPU_MEM,
 #          default 40G): decode tok/s against the VRAM read rate, prefill of 512 tokens in tok/s
@@ -123,6 +123,16 @@ if stage tests 150; then
     gpu_status="skipped (no device)"
   fi
   tail -n 40 "$details/test_gpu.txt"
+  # A kernel's bad access is reported at the next synchronisation, under another name: the failures
+  # again with each launch waited for, under memcheck, name the kernel (at most two minutes).
+  sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
+  if [[ $gpu_status != 0 && $gpu_status != skipped* && -n $sanitizer ]]; then
+    failed=$(grep -oE '^\[  FAILED  \] [A-Za-z0-9_/]+\.[A-Za-z0-9_/.]+' "$details/test_gpu.txt" | awk '{print $NF}' | sort -u | paste -sd: -)
+    stamp "test_gpu failed: ${failed:-a crash}; again under compute-sanitizer memcheck"
+    CUDA_LAUNCH_BLOCKING=1 bounded timeout 120 "$sanitizer" --tool memcheck --print-limit 20 "$build/tests/test_gpu" \
+      --gtest_brief=1 --gtest_filter="${failed:-*}" >"$details/test_gpu-memcheck.txt" 2>&1
+    tail -n 40 "$details/test_gpu-memcheck.txt"
+  fi
   tests_status="test_block_decode exit $decode_status; test_gpu exit $gpu_status: $(grep -E "^\[  (PASSED|FAILED|SKIPPED)" "$details/test_gpu.txt" | tr '\n' ' ')"
   echo "$tests_status"
   pack

@@ -181,7 +181,7 @@ void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {
   const Model& opened = host_model_->model();
   // VRAM beyond the dense half caches experts; the cost model weighs uploads with the machine's rates.
   // (Within the device's free memory: a budget above it still runs, with fewer slots.)
-  const uint64_t vram = std::min(gpu_budget, gpu_free_bytes(options_.gpu_device));
+  const uint64_t vram = std::min(gpu_budget, gpu_arena_room(options_.gpu_device));
   gpu_expert_cache_plan_ = fi::gpu_expert_cache_plan(opened, vram > gpu_memory_.total() ? vram - gpu_memory_.total() : 0);
   const Profile rates = options_.profile ? *options_.profile : default_tier_profile();
   GpuOptions gpu_options{gpu_budget, options_.gpu_device, nullptr, GpuExperts::OnCpu, gpu_expert_cache_plan_};

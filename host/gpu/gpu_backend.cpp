@@ -967,11 +967,19 @@ void require_gpu(int device) {
     fail("CUDA device %d does not exist (%zu present)", device, devices.size());
 }
 
-uint64_t gpu_free_bytes(int device) {
+namespace {
+
+// Room kept free beside the arena: cuBLAS and the runtime allocate there after the arena is taken.
+uint64_t runtime_reserve(uint64_t total_bytes) { return std::max<uint64_t>(uint64_t{256} << 20, total_bytes / 50); }
+
+}  // namespace
+
+uint64_t gpu_arena_room(int device) {
   cuda::use_device(device);
   uint64_t free_bytes = 0, total_bytes = 0;
   cuda::device_memory(&free_bytes, &total_bytes);
-  return free_bytes;
+  const uint64_t reserve = runtime_reserve(total_bytes);
+  return free_bytes > reserve ? free_bytes - reserve : 0;
 }
 
 std::unique_ptr<Backend> make_gpu_backend(const Model& model, const GpuOptions& options) {
@@ -987,15 +995,12 @@ std::unique_ptr<Backend> make_gpu_backend(const Model& model, const GpuOptions& 
   if (!options.tiers && options.budget < plan.total() + options.expert_cache.total())
     fail("--gpu-mem %s is below the %s this model needs on the GPU (%s); a smaller --ctx shrinks the KV cache",
          format_bytes(options.budget).c_str(), format_bytes(plan.total()).c_str(), plan.describe().c_str());
-  cuda::use_device(options.device);
-  uint64_t free_bytes = 0, total_bytes = 0;
-  cuda::device_memory(&free_bytes, &total_bytes);
   if (options.expert_cache.slots > 0 && options.experts != GpuExperts::OnCpu)
     fail("internal: an expert cache in VRAM serves experts on the CPU only");
   const uint64_t needed = options.tiers ? options.tiers->plan().gpu_used() : plan.total() + options.expert_cache.total();
-  if (needed > free_bytes)
-    fail("the model needs %s on the GPU but %s has only %s free", format_bytes(needed).c_str(), device.name.c_str(),
-         format_bytes(free_bytes).c_str());
+  if (const uint64_t room = gpu_arena_room(options.device); needed > room)
+    fail("the model needs %s on the GPU but %s has room for %s (its free memory less what CUDA and cuBLAS take "
+         "beside it)", format_bytes(needed).c_str(), device.name.c_str(), format_bytes(room).c_str());
   return std::make_unique<GpuBackend>(model, plan, options);
 }
 

@@ -85,8 +85,10 @@ uint64_t gpu_expert_pinned_bytes(const Model& model);
 
 // Throws an Error naming the reason ("no CUDA device: ...") unless CUDA device `device` is usable.
 void require_gpu(int device);
-// Device memory free now on CUDA device `device` (after require_gpu).
-uint64_t gpu_free_bytes(int device);
+// Device memory the arena may take on CUDA device `device` (after require_gpu): what is free now,
+// less what the CUDA runtime and cuBLAS allocate beside it (handles, kernels loaded at first
+// launch, local memory for spilled registers).
+uint64_t gpu_arena_room(int device);
 // Throws an Error naming the reason when there is no usable device or the budget cannot hold the
 // model (stating the minimum).
 std::unique_ptr<Backend> make_gpu_backend(const Model& model, const GpuOptions& options);

@@ -7,7 +7,7 @@ void require_gpu(int) {
   fail("no CUDA device: this build has no CUDA support (nvcc was not found); leave out --gpu-mem to run on the CPU");
 }
 
-uint64_t gpu_free_bytes(int device) {
+uint64_t gpu_arena_room(int device) {
   require_gpu(device);
   return 0;
 }
