@@ -43,8 +43,10 @@ std::string directory_of(const std::string& path) {
 }
 
 // Copies `bytes` at `offset` of the input into the writer, a buffer at a time.
-void copy_range(const DirectFile& in, uint64_t offset, uint64_t bytes, std::vector<uint8_t>& buffer, GgufWriter& writer) {
+void copy_range(const DirectFile& in, uint64_t offset, uint64_t bytes, std::vector<uint8_t>& buffer, GgufWriter& writer,
+                const std::atomic<bool>* stop) {
   while (bytes > 0) {
+    if (stop && stop->load()) fail("%s: interrupted; the unfinished copy is removed", in.path().c_str());
     const uint64_t take = std::min<uint64_t>(bytes, buffer.size());
     in.read(buffer.data(), offset, take);
     writer.write_data(buffer.data(), take);
@@ -55,13 +57,13 @@ void copy_range(const DirectFile& in, uint64_t offset, uint64_t bytes, std::vect
 
 }  // namespace
 
-StackedExperts stack_experts(const std::string& input, const std::string& output) {
-  const std::string partial = output + ".partial";
+StackedExperts stack_experts(const std::string& input, const std::string& output, const std::atomic<bool>* stop) {
+  const std::string partial = output + kUnfinishedSuffix;
   if (same_file(input, output) || same_file(input, partial))
     fail("%s: writing it would overwrite the input; give another path", output.c_str());
   struct stat target {};
-  if (stat(output.c_str(), &target) == 0 && S_ISDIR(target.st_mode))
-    fail("%s: is a directory; give the path of the file to write", output.c_str());
+  if (stat(output.c_str(), &target) == 0 && !S_ISREG(target.st_mode))
+    fail("%s: exists and is not a regular file; give the path of the file to write", output.c_str());
   const GgufFile file = GgufFile::open(input);
   // The hyperparameters as the engine reads them (expert and layer counts checked there).
   const ModelConfig config = ModelConfig::from_gguf(file);
@@ -105,6 +107,15 @@ StackedExperts stack_experts(const std::string& input, const std::string& output
     fail("%s: tensor '%s' is stacked beside experts stored one tensor each; stack all or none", input.c_str(),
          already_stacked->name.c_str());
 
+  // Every layer's every projection: a layer without one would stack into a file that cannot load.
+  for (int64_t layer = 0; layer < config.n_layers; ++layer)
+    for (size_t r = 0; r < kRoleCount; ++r) {
+      const auto role = static_cast<Role>(r);
+      if (role_spec(role).slices == Dim::Experts && config.arch->presence(role) != Presence::Absent &&
+          !stack_of.count({role, layer}))
+        fail("%s: tensor '%s' is missing (%llu experts per layer)", input.c_str(),
+             per_expert_tensor_name(role, layer, 0).c_str(), static_cast<unsigned long long>(experts));
+    }
   StackedExperts result;
   for (const Stack& stack : stacks) {
     for (size_t e = 0; e < stack.experts.size(); ++e)
@@ -150,10 +161,11 @@ StackedExperts stack_experts(const std::string& input, const std::string& output
     std::vector<uint8_t> buffer(16 << 20);
     for (const auto& [index, is_stack] : order) {
       if (!is_stack) {
-        copy_range(in, kept[index]->file_offset, kept[index]->bytes, buffer, writer);
+        copy_range(in, kept[index]->file_offset, kept[index]->bytes, buffer, writer, stop);
         continue;
       }
-      for (const TensorInfo* expert : stacks[index].experts) copy_range(in, expert->file_offset, expert->bytes, buffer, writer);
+      for (const TensorInfo* expert : stacks[index].experts)
+        copy_range(in, expert->file_offset, expert->bytes, buffer, writer, stop);
     }
     writer.finish();
     // On the disk before it takes the output's name: a crash leaves the old file or the whole new one.

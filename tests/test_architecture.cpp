@@ -1,5 +1,6 @@
 // The model description (io/architecture.h): its tables, the hyperparameters read from metadata,
 // the binding of a file's tensors to roles, and the refusal of what the engine does not implement.
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -371,11 +372,27 @@ TEST(StackExperts, StackingRestoresTheStackedTensorsByteForByte) {
 TEST(StackExperts, WhatCannotBeStackedIsRefusedAndNothingIsLeftBehind) {
   const std::string stacked = tiny("tiny-mixtral");
   const std::string output = test::scratch_path("mixtral-refused.gguf");
+  const std::string split = per_expert_copy(stacked, "mixtral-in-place");
+  const GgufFile stacked_file = GgufFile::open(stacked);
+  const TensorInfo& gate = *stacked_file.tensors().find("blk.0.ffn_gate_exps.weight");
+  const auto experts = static_cast<int64_t>(gate.shape[2]);
+  const auto layers = static_cast<int64_t>(stacked_file.get_uint("llama.block_count").value());
+  const std::vector<uint64_t> gate_shape{gate.shape[0], gate.shape[1]};
+  std::vector<std::string> downs_of_layer_1;
+  for (int64_t e = 0; e < experts; ++e) downs_of_layer_1.push_back(per_expert_tensor_name(Role::FfnDownExps, 1, e));
   const struct {
     std::string input;
-    const char* says;
+    std::string says;
   } cases[] = {
       {per_expert_copy(stacked, "mixtral-expert-missing", {3, false}), "tensor 'blk.1.ffn_down.3.weight' is missing"},
+      {test::edited_model(split, "mixtral-projection-missing", {{}, {}, downs_of_layer_1, {}}),
+       "tensor 'blk.1.ffn_down.0.weight' is missing"},
+      {test::edited_model(split, "mixtral-expert-past",
+                          {{}, {}, {}, {{per_expert_tensor_name(Role::FfnGateExps, 0, experts), gate.type, gate_shape}}}),
+       "is past the model's " + std::to_string(experts) + " experts"},
+      {test::edited_model(split, "mixtral-layer-past",
+                          {{}, {}, {}, {{per_expert_tensor_name(Role::FfnGateExps, layers, 0), gate.type, gate_shape}}}),
+       "is past the model's " + std::to_string(layers) + " layers"},
       {per_expert_copy(stacked, "mixtral-odd-type", {-1, true}),
        "tensor 'blk.1.ffn_down.2.weight' is F32 [512, 256] but 'blk.1.ffn_down.0.weight' is F16 [512, 256]"},
       {stacked, "no experts stored one tensor each"},
@@ -392,7 +409,6 @@ TEST(StackExperts, WhatCannotBeStackedIsRefusedAndNothingIsLeftBehind) {
     EXPECT_FALSE(std::filesystem::exists(output)) << c.says;
     EXPECT_FALSE(std::filesystem::exists(output + ".partial")) << c.says;
   }
-  const std::string split = per_expert_copy(stacked, "mixtral-in-place");
   // The input as the output, or as the temporary file beside it: refused before anything is written.
   const std::string like_partial = test::scratch_path("mixtral-like.gguf.partial");
   std::filesystem::copy_file(split, like_partial);
@@ -405,7 +421,18 @@ TEST(StackExperts, WhatCannotBeStackedIsRefusedAndNothingIsLeftBehind) {
   }
   const test::CommandResult directory = test::run_flexinfer({"stack-experts", split, "-o", test::scratch_dir()});
   EXPECT_EQ(directory.exit_code, 1);
-  EXPECT_NE(directory.err.find("is a directory"), std::string::npos) << directory.err;
+  EXPECT_NE(directory.err.find("exists and is not a regular file"), std::string::npos) << directory.err;
+  // Asked to stop (Ctrl-C): the copy ends between two pieces, and nothing is left behind.
+  const std::atomic<bool> stop{true};
+  std::string stopped;
+  try {
+    stack_experts(split, output, &stop);
+  } catch (const Error& e) {
+    stopped = e.what();
+  }
+  EXPECT_NE(stopped.find("interrupted"), std::string::npos) << stopped;
+  EXPECT_FALSE(std::filesystem::exists(output));
+  EXPECT_FALSE(std::filesystem::exists(output + kUnfinishedSuffix));
   // A read that fails halfway through the copy: the partial file is removed, no output appears.
   const GgufFile split_file = GgufFile::open(split);
   const std::string fault = "eio@" + std::to_string(split_file.tensors().all().back().file_offset);

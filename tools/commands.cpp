@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <string>
@@ -247,7 +248,21 @@ int command_stack_experts(int argc, char** argv) {
   if (app->count("model") == 0)
     throw UsageError("stack-experts: expected one GGUF file (usage: flexinfer stack-experts MODEL.gguf -o NEW.gguf)");
   require_option(*app, "--output");
-  const StackedExperts stacked = stack_experts(input, output);
+  // Ctrl-C stops the copy between two pieces; the unfinished file (tens of GB for a Mixtral) is removed.
+  struct sigaction action {};
+  action.sa_handler = [](int) { interrupted.store(true); };
+  action.sa_flags = SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  StackedExperts stacked;
+  try {
+    stacked = stack_experts(input, output, &interrupted);
+  } catch (const Error& error) {
+    if (!interrupted.load()) throw;
+    std::fprintf(stderr, "flexinfer: %s\n", error.what());
+    return 130;
+  }
   std::printf("%s: %lld expert tensors stacked into %lld, %s\n", output.c_str(),
               static_cast<long long>(stacked.expert_tensors), static_cast<long long>(stacked.stacked_tensors),
               format_bytes(stacked.output_bytes).c_str());
