@@ -159,6 +159,11 @@ TEST(Cli, LlamaCppNamesAndConventions) {
     EXPECT_NE(by_hand.err.find("'" + placement[0] + "' is llama.cpp's placement of tensors by hand"), std::string::npos)
         << by_hand.err;
   }
+  // Those words as another option's value are that value: a prompt.
+  for (const char* prompt : {"--cpu-moe", "-ngl", "-ot"}) {
+    const test::CommandResult as_prompt = test::run_flexinfer({"generate", "-m", model, "-p", prompt, "-n", "2"});
+    EXPECT_EQ(as_prompt.exit_code, 0) << prompt << ": " << as_prompt.err;
+  }
   EXPECT_EQ(test::run_flexinfer({"generate", "-m", model, "-n", "ten"}).exit_code, 2) << "a malformed value is a usage error";
   EXPECT_EQ(test::run_flexinfer({"generate", "-m", test::scratch_path("missing.gguf")}).exit_code, 1) << "a failure";
   const test::CommandResult version = test::run_flexinfer({"--version"});

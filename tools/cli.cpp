@@ -86,6 +86,13 @@ bool is_hand_placement(const std::string& argument) {
   return false;
 }
 
+// Whether `argument` names an option of `app` that takes its value from the next argument.
+bool value_follows(const CLI::App& app, const std::string& argument) {
+  if (argument.size() < 2 || argument[0] != '-' || argument.find('=') != std::string::npos) return false;
+  const CLI::Option* option = app.get_option_no_throw(argument);
+  return option && option->get_items_expected_min() > 0;
+}
+
 std::string read_all(std::istream& in) { return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()); }
 
 }  // namespace
@@ -102,8 +109,15 @@ std::unique_ptr<CLI::App> command_app(const std::string& command, const std::str
 
 bool parse_command_line(CLI::App& app, int argc, char** argv, int first) {
   std::vector<std::string> arguments;
+  bool is_value = false;
   for (int i = first; i < argc; ++i) {
     const std::string argument = argv[i];
+    // Another option's value, whatever it looks like ("-p --cpu-moe" is a prompt).
+    if (is_value) {
+      arguments.push_back(argument);
+      is_value = false;
+      continue;
+    }
     if (is_gpu_layers(argument))
       throw UsageError(command_of(app) + ": '" + argument +
                        "' is llama.cpp's layer count; flexinfer places a model by memory: give --gpu-mem SIZE (e.g. "
@@ -115,6 +129,7 @@ bool parse_command_line(CLI::App& app, int argc, char** argv, int first) {
     // llama.cpp's two-letter short option (CLI11 takes single letters after one dash).
     if (argument == "-np" || argument.rfind("-np=", 0) == 0) {
       arguments.push_back("--parallel" + argument.substr(3));
+      is_value = argument == "-np";
       continue;
     }
     // -n=3 as --n-predict=3 would be read.
@@ -125,6 +140,7 @@ bool parse_command_line(CLI::App& app, int argc, char** argv, int first) {
       continue;
     }
     arguments.push_back(argument);
+    is_value = value_follows(app, argument);
   }
   std::reverse(arguments.begin(), arguments.end());  // CLI11 takes them last first
   try {
