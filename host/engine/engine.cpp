@@ -92,10 +92,10 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
     if (!devices.empty() && options.gpu_device >= 0 && options.gpu_device < static_cast<int>(devices.size())) {
       const cuda::DeviceInfo& device = devices[static_cast<size_t>(options.gpu_device)];
       // Room for allocations outside the arena (cuBLAS handles, the driver's own).
-      options_.gpu_budget = device.free_bytes / 10 * 9;
+      options_.gpu_budget = std::min(device.free_bytes / 10 * 9, gpu_arena_room(options.gpu_device));
       automatic_gpu_budget = true;
       placement_.push_back("on " + device.name + ": --gpu-mem " + format_bytes(*options_.gpu_budget) +
-                           " (90% of its free memory)");
+                           " (90% of its free memory, less room for CUDA and cuBLAS where that is more)");
     }
   }
 
@@ -216,13 +216,14 @@ void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {
 }
 
 void Engine::open_on_gpu(std::unique_ptr<Model> model) {
+  require_gpu(options_.gpu_device);
+  // Within the device's room: a budget above it still runs, with more of the model in the other tiers.
+  const uint64_t gpu_budget = std::min(*options_.gpu_budget, gpu_arena_room(options_.gpu_device));
   // Every expert in VRAM when the whole model fits, else the experts stay on the CPU.
-  if (model->config().has_experts() && gpu_memory_plan(*model).total() > *options_.gpu_budget)
+  if (model->config().has_experts() && gpu_memory_plan(*model).total() > gpu_budget)
     return open_experts_beside_gpu(std::move(model));
   const Model& opened = *model;
   model_ = std::move(model);
-  const uint64_t gpu_budget = *options_.gpu_budget;
-  require_gpu(options_.gpu_device);
   gpu_memory_ = gpu_memory_plan(opened);
   // What does not fit the GPU budget (or the host budget, when one is given) is split over VRAM,
   // pinned host memory and disk, and the planner may decode the last layers on the CPU.
