@@ -44,11 +44,13 @@ log_writer=$!
 start=$(date +%s)
 left() { echo $((deadline - ($(date +%s) - start))); }
 stamp() { echo "[device-check +$(($(date +%s) - start))s] $*"; }
-# Stopped at the deadline; SIGINT first, so that a bench still writes what it measured.
+# Stopped at the deadline (or after $cap seconds, when set, if sooner); SIGINT first, so that a
+# bench still writes what it measured.
 bounded() {
   local seconds
   seconds=$(left)
   ((seconds > 0)) || return 124
+  if [[ -n ${cap:-} ]] && ((cap < seconds)); then seconds=$cap; fi
   timeout --signal=INT --kill-after=10 "$seconds" "$@"
 }
 # stage NAME ESTIMATE_SECONDS: whether NAME is asked for and fits the time left.
@@ -128,8 +130,8 @@ if stage tests 150; then
   sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
   if [[ $gpu_status != 0 && $gpu_status != skipped* && -n $sanitizer ]]; then
     failed=$(grep -oE '^\[  FAILED  \] [A-Za-z0-9_/]+\.[A-Za-z0-9_/.]+' "$details/test_gpu.txt" | awk '{print $NF}' | sort -u | paste -sd: -)
-    stamp "test_gpu failed: ${failed:-a crash}; again under compute-sanitizer memcheck"
-    CUDA_LAUNCH_BLOCKING=1 bounded timeout 120 "$sanitizer" --tool memcheck --print-limit 20 "$build/tests/test_gpu" \
+    stamp "test_gpu exit $gpu_status, failed: ${failed:-none listed (a crash or the deadline)}; again under compute-sanitizer memcheck"
+    cap=120 CUDA_LAUNCH_BLOCKING=1 bounded "$sanitizer" --tool memcheck --print-limit 20 "$build/tests/test_gpu" \
       --gtest_brief=1 --gtest_filter="${failed:-*}" >"$details/test_gpu-memcheck.txt" 2>&1
     tail -n 40 "$details/test_gpu-memcheck.txt"
   fi
