@@ -76,9 +76,12 @@ TEST(Batcher, RequestsSharingPassesGetWhatEachGetsAlone) {
     EXPECT_EQ(streams[i]->generated_tokens(), static_cast<int64_t>(got.size()));
     EXPECT_EQ(streams[i]->prompt_tokens(), static_cast<int64_t>(requests[i].prompt.size()));
   }
-  // Decoding sequences shared passes: more tokens than passes.
+  // Decoding sequences shared passes: more tokens than passes, fewer passes than tokens generated.
   const BatcherStatus status = batcher.status();
   EXPECT_GT(status.tokens_evaluated, 2 * status.steps);
+  int64_t generated = 0;
+  for (const auto& stream : streams) generated += stream->generated_tokens();
+  EXPECT_LT(status.steps, generated);
   EXPECT_EQ(status.active, 0);
   EXPECT_EQ(status.queued, 0);
 }
@@ -115,6 +118,9 @@ TEST(Batcher, MixtureOfExpertsRequestsSharingPassesUnderABudgetGetWhatEachGetsAl
   }
   const BatcherStatus status = batcher.status();
   EXPECT_GT(status.tokens_evaluated, 2 * status.steps);
+  int64_t generated = 0;
+  for (const auto& stream : streams) generated += stream->generated_tokens();
+  EXPECT_LT(status.steps, generated) << "the sequences shared passes";
 }
 
 TEST(Batcher, TheQueueIsBoundedAndACancelledRequestFreesItsSlot) {
