@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
 #include <iterator>
 #include <random>
@@ -64,26 +65,28 @@ std::string closest_option(const CLI::App& app, const std::string& given) {
 // The first name of the option CLI11 reports an error for ("--n-predict: 1 required ...").
 std::string option_in(const std::string& message) { return message.substr(0, message.find(':')); }
 
+// Whether `argument` is one of llama.cpp's `names`, bare, with "=VALUE", or (for a short name
+// listed in `glued`) with its number glued on ("-ngl99").
+bool names_llama_option(const std::string& argument, std::initializer_list<const char*> names,
+                        std::initializer_list<const char*> glued = {}) {
+  for (const std::string name : names)
+    if (argument == name || argument.rfind(name + "=", 0) == 0) return true;
+  for (const std::string name : glued)
+    if (argument.size() > name.size() && argument.rfind(name, 0) == 0 &&
+        std::isdigit(static_cast<unsigned char>(argument[name.size()])))
+      return true;
+  return false;
+}
+
 // llama.cpp's layer count has no meaning here: budgets decide placement.
 bool is_gpu_layers(const std::string& argument) {
-  for (const char* name : {"-ngl", "--n-gpu-layers", "--gpu-layers"}) {
-    const std::string prefix(name);
-    if (argument == prefix || argument.rfind(prefix + "=", 0) == 0 ||
-        (prefix == "-ngl" && argument.rfind(prefix, 0) == 0 && argument.size() > prefix.size() &&
-         std::isdigit(static_cast<unsigned char>(argument[prefix.size()]))))
-      return true;
-  }
-  return false;
+  return names_llama_option(argument, {"-ngl", "--n-gpu-layers", "--gpu-layers"}, {"-ngl"});
 }
 
 // llama.cpp's placement of experts by hand, once, at load: here each expert is placed by the
 // budgets and by how often the router chooses it.
 bool is_hand_placement(const std::string& argument) {
-  for (const char* name : {"-ot", "--override-tensor", "-cmoe", "--cpu-moe", "-ncmoe", "--n-cpu-moe"}) {
-    const std::string prefix(name);
-    if (argument == prefix || argument.rfind(prefix + "=", 0) == 0) return true;
-  }
-  return false;
+  return names_llama_option(argument, {"-ot", "--override-tensor", "-cmoe", "--cpu-moe", "-ncmoe", "--n-cpu-moe"});
 }
 
 // Whether `argument` names an option of `app` that takes its value from the next argument.
