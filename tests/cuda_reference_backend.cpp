@@ -14,12 +14,15 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <set>
+#include <unordered_map>
 
 #include "cuda/blas.h"
 #include "cuda/block_decode.h"
 #include "cuda/kernels.h"
 #include "host/kernels/fp16.h"
+#include "cuda_reference_device.h"
 
 // Streams run lazily and as late as CUDA allows: work queued on a stream runs only when the host
 // or another stream waits for it (cudaStreamSynchronize, cudaEventSynchronize, a wait on a recorded
@@ -71,6 +74,19 @@ void run_until(FakeStream* stream, uint64_t position) {
   }
 }
 
+// The device's memory as cudaMemGetInfo reports it: what was free at the start less what
+// cudaMalloc holds now; an allocation past it fails as on a GPU.
+struct FakeDeviceMemory {
+  std::mutex mutex;
+  uint64_t free_at_start = fi::test::kReferenceDeviceFree;
+  uint64_t total = fi::test::kReferenceDeviceTotal;
+  uint64_t allocated = 0;
+  std::unordered_map<void*, uint64_t> sizes;
+};
+FakeDeviceMemory& device_memory() {
+  static FakeDeviceMemory memory;
+  return memory;
+}
 void run_all() {
   for (FakeStream* stream : live_streams()) run_until(stream, stream->enqueued);
 }
@@ -100,7 +116,10 @@ void launch(void* handle, std::function<void()> kernel) {
 // The CUDA runtime calls cuda/ makes, on host memory.
 extern "C" {
 cudaError_t cudaGetLastError() { return cudaSuccess; }
-const char* cudaGetErrorString(cudaError_t error) { return error == cudaSuccess ? "no error" : "out of memory"; }
+const char* cudaGetErrorString(cudaError_t error) {
+  if (error == cudaSuccess) return "no error";
+  return error == cudaErrorMemoryAllocation ? "out of memory" : "invalid argument";
+}
 cudaError_t cudaGetDeviceCount(int* count) {
   *count = 1;
   return cudaSuccess;
@@ -109,7 +128,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* properties, int) {
   *properties = cudaDeviceProp{};
   std::strcpy(properties->name, "host-memory reference device");
   properties->major = 9;
-  properties->totalGlobalMem = 80ull << 30;
+  properties->totalGlobalMem = device_memory().total;
   properties->multiProcessorCount = 1;
   return cudaSuccess;
 }
@@ -119,16 +138,32 @@ cudaError_t cudaGetDevice(int* device) {
 }
 cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
-  *free_bytes = 64ull << 30;
-  *total_bytes = 80ull << 30;
+  FakeDeviceMemory& memory = device_memory();
+  const std::lock_guard lock(memory.mutex);
+  *free_bytes = memory.free_at_start > memory.allocated ? memory.free_at_start - memory.allocated : 0;
+  *total_bytes = memory.total;
   return cudaSuccess;
 }
 cudaError_t cudaMalloc(void** pointer, size_t bytes) {
-  *pointer = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
-  return *pointer ? cudaSuccess : cudaErrorMemoryAllocation;
+  const uint64_t rounded = (bytes + 255) / 256 * 256;
+  FakeDeviceMemory& memory = device_memory();
+  const std::lock_guard lock(memory.mutex);
+  if (memory.allocated + rounded > memory.free_at_start) return cudaErrorMemoryAllocation;
+  *pointer = std::aligned_alloc(256, rounded);
+  if (!*pointer) return cudaErrorMemoryAllocation;
+  memory.allocated += rounded;
+  memory.sizes[*pointer] = rounded;
+  return cudaSuccess;
 }
 cudaError_t cudaFree(void* pointer) {
   run_all();
+  if (!pointer) return cudaSuccess;
+  FakeDeviceMemory& memory = device_memory();
+  const std::lock_guard lock(memory.mutex);
+  const auto it = memory.sizes.find(pointer);
+  if (it == memory.sizes.end()) return cudaErrorInvalidValue;
+  memory.allocated -= it->second;
+  memory.sizes.erase(it);
   std::free(pointer);
   return cudaSuccess;
 }
@@ -216,6 +251,24 @@ cudaError_t cudaEventElapsedTime(float* milliseconds, cudaEvent_t start, cudaEve
   return cudaSuccess;
 }
 }
+
+namespace fi::test {
+
+void set_reference_device_memory(uint64_t free_bytes, uint64_t total_bytes) {
+  FakeDeviceMemory& memory = device_memory();
+  const std::lock_guard lock(memory.mutex);
+  // Free counts from the allocations still held, as it would on a device with other users.
+  memory.free_at_start = free_bytes + memory.allocated;
+  memory.total = total_bytes;
+}
+
+uint64_t reference_device_allocated() {
+  FakeDeviceMemory& memory = device_memory();
+  const std::lock_guard lock(memory.mutex);
+  return memory.allocated;
+}
+
+}  // namespace fi::test
 
 namespace fi::cuda {
 

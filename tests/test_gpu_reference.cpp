@@ -1,7 +1,12 @@
 // The GPU engine's own code on the host-memory reference device (tests/cuda_reference_backend.cpp):
 // the same engine and golden checks as test_gpu, runnable on every machine.
+#include "cuda/runtime.h"
+#include "cuda_reference_device.h"
 #include "golden_checks.h"
 #include "gpu_engine_checks.h"
+#include "host/gpu/gpu_backend.h"
+#include "io/error.h"
+#include "planner/budget.h"
 #include "test_support.h"
 
 namespace fi {
@@ -42,6 +47,125 @@ TEST(ReferenceGpuEngine, AVramExpertCacheBesideTheCpuMatchesUnderEveryHostBudget
 
 TEST(ReferenceGpuEngine, AVramExpertCacheRecoversFromAFailedPass) {
   test::check_gpu_expert_cache_recovers_from_a_failed_pass();
+}
+
+// What the device has free now.
+uint64_t device_free() {
+  uint64_t free_bytes = 0, total_bytes = 0;
+  cuda::device_memory(&free_bytes, &total_bytes);
+  return free_bytes;
+}
+
+// A prefill and two decode steps; the logits of every position.
+std::vector<float> prefill_and_decode(Engine& engine) {
+  const auto vocab = static_cast<size_t>(engine.config().vocab);
+  std::vector<int32_t> prompt;
+  for (int32_t i = 0; i < 6; ++i) prompt.push_back(static_cast<int32_t>((i * 37 + 3) % engine.config().vocab));
+  std::vector<float> logits(prompt.size() * vocab);
+  engine.forward().eval(prompt, logits.data(), true);
+  std::vector<float> step(vocab);
+  for (const int32_t token : {5, 9}) {
+    engine.forward().eval(std::span<const int32_t>(&token, 1), step.data());
+    logits.insert(logits.end(), step.begin(), step.end());
+  }
+  return logits;
+}
+
+// On an 8 GiB device the room kept beside the arena for CUDA and cuBLAS is 256 MiB (2% would be
+// less); on an 80 GiB one, 2%.
+constexpr uint64_t kSmallDevice = 8ull << 30, kSmallReserve = 256ull << 20;
+
+TEST(ReferenceGpuEngine, ArenaRoomIsTheFreeMemoryLessTheRuntimesReserve) {
+  {
+    const test::ReferenceDeviceMemory device(1ull << 30, kSmallDevice);
+    EXPECT_EQ(gpu_arena_room(0), (1ull << 30) - kSmallReserve);
+  }
+  {
+    const test::ReferenceDeviceMemory device(kSmallReserve - 1, kSmallDevice);
+    EXPECT_EQ(gpu_arena_room(0), 0u) << "less free than the reserve leaves no room";
+  }
+  {
+    const uint64_t total = 80ull << 30;
+    const test::ReferenceDeviceMemory device(40ull << 30, total);
+    EXPECT_EQ(gpu_arena_room(0), (40ull << 30) - total / 50);
+  }
+}
+
+// A nearly full device: --gpu-mem above its room, the automatic budget, and a MoE model's VRAM
+// expert cache all stay within the room, so the reserve is still free after passes ran; a room
+// below the model's minimum is refused in one line.
+TEST(ReferenceGpuEngine, BudgetsAboveTheDevicesRoomAreHeldWithinIt) {
+  const std::string path = test::generated_model("gpu-room", test::kTierShape, WeightScheme::Q4_0);
+  EngineOptions options{path, 2, 64};
+  options.profile = test::gpu_favoured_profile();
+  options.gpu_budget = 1ull << 30;
+  uint64_t needed = 0;
+  std::vector<float> resident;
+  {
+    Engine engine(options);
+    needed = engine.gpu_memory().total();
+    resident = prefill_and_decode(engine);
+  }
+  {
+    SCOPED_TRACE("--gpu-mem 1G on a device with room for a sixteenth less than the model");
+    const uint64_t room = needed - needed / 16;
+    const test::ReferenceDeviceMemory device(kSmallReserve + room, kSmallDevice);
+    Engine engine(options);
+    ASSERT_TRUE(engine.tiers().has_value()) << "the model is split over the tiers";
+    EXPECT_LE(engine.tiers()->gpu_used(), room);
+    EXPECT_NE(engine.placement().front().find("is held to " + format_bytes(room)), std::string::npos)
+        << engine.placement().front();
+    const std::vector<float> logits = prefill_and_decode(engine);
+    EXPECT_GE(device_free(), kSmallReserve);
+    if (engine.tiers()->cpu_layers() == 0) {
+      EXPECT_EQ(logits, resident);
+    }
+  }
+  {
+    SCOPED_TRACE("automatic --gpu-mem");
+    const uint64_t free_bytes = kSmallReserve + needed + (8ull << 20);
+    const test::ReferenceDeviceMemory device(free_bytes, kSmallDevice);
+    EngineOptions automatic = options;
+    automatic.gpu_budget.reset();
+    automatic.auto_gpu_budget = true;
+    Engine engine(automatic);
+    ASSERT_TRUE(engine.options().gpu_budget.has_value());
+    // 90% of the free memory would leave less than the reserve.
+    EXPECT_EQ(*engine.options().gpu_budget, free_bytes - kSmallReserve);
+    EXPECT_FALSE(engine.tiers().has_value()) << "the whole model fits the room";
+    EXPECT_EQ(prefill_and_decode(engine), resident);
+    EXPECT_GE(device_free(), kSmallReserve);
+  }
+  {
+    SCOPED_TRACE("a room below the minimum");
+    const test::ReferenceDeviceMemory device(kSmallReserve + (1ull << 20), kSmallDevice);
+    try {
+      Engine engine(options);
+      FAIL() << "a device with 1 MiB of room was accepted";
+    } catch (const Error& error) {
+      EXPECT_NE(std::string(error.what()).find("--gpu-mem 1.00 GiB is held to 1.00 MiB"), std::string::npos)
+          << error.what();
+    }
+  }
+  {
+    SCOPED_TRACE("MoE: the VRAM expert cache within the room");
+    const std::string moe = test::preset_model("tiny-qwen3moe", "q4_k_m");
+    ModelOptions model_options;
+    model_options.context = 64;
+    const std::unique_ptr<Model> model = Model::open(moe, model_options);
+    const uint64_t dense_half = test::dense_half_gpu_bytes(moe);
+    const GpuExpertCachePlan one = gpu_expert_cache_plan(*model, UINT64_MAX);
+    ASSERT_GT(one.slot_bytes, 0u);
+    const test::ReferenceDeviceMemory device(kSmallReserve + dense_half + one.scratch + 3 * one.slot_bytes,
+                                             kSmallDevice);
+    EngineOptions moe_options{moe, 2, 64};
+    moe_options.gpu_budget = 1ull << 30;
+    Engine engine(moe_options);
+    ASSERT_NE(engine.gpu_expert_cache(), nullptr);
+    EXPECT_EQ(engine.gpu_expert_cache()->slots(), 3);
+    prefill_and_decode(engine);
+    EXPECT_GE(device_free(), kSmallReserve);
+  }
 }
 
 TEST(ReferenceGpuGolden, Stories260KGreedyTextFromEmptyPrompt) {

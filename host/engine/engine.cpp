@@ -159,10 +159,8 @@ void Engine::describe_expert_cache() {
 // them or a cache of them fed from disk by what the router chooses. Decode multiplies a few experts per layer
 // once: reading them where they are beats shipping them over PCIe. The residual stream crosses
 // twice per layer (dim floats per token).
-void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {
+void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model, uint64_t gpu_budget) {
   const int threads = pool_->size();
-  const uint64_t gpu_budget = *options_.gpu_budget;
-  require_gpu(options_.gpu_device);
   gpu_memory_ = gpu_memory_plan(*model, GpuExperts::OnCpu);
   // Before the experts load: a budget too small for the GPU's half is refused at once.
   if (gpu_memory_.total() > gpu_budget)
@@ -180,9 +178,7 @@ void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {
   if (plan.streams()) fail("internal: the expert halves' plan streams");
   const Model& opened = host_model_->model();
   // VRAM beyond the dense half caches experts; the cost model weighs uploads with the machine's rates.
-  // (Within the device's free memory: a budget above it still runs, with fewer slots.)
-  const uint64_t vram = std::min(gpu_budget, gpu_arena_room(options_.gpu_device));
-  gpu_expert_cache_plan_ = fi::gpu_expert_cache_plan(opened, vram > gpu_memory_.total() ? vram - gpu_memory_.total() : 0);
+  gpu_expert_cache_plan_ = fi::gpu_expert_cache_plan(opened, gpu_budget - gpu_memory_.total());
   const Profile rates = options_.profile ? *options_.profile : default_tier_profile();
   GpuOptions gpu_options{gpu_budget, options_.gpu_device, nullptr, GpuExperts::OnCpu, gpu_expert_cache_plan_};
   for (int64_t l = 0; l < opened.config().n_layers; ++l)
@@ -218,10 +214,24 @@ void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model) {
 void Engine::open_on_gpu(std::unique_ptr<Model> model) {
   require_gpu(options_.gpu_device);
   // Within the device's room: a budget above it still runs, with more of the model in the other tiers.
-  const uint64_t gpu_budget = std::min(*options_.gpu_budget, gpu_arena_room(options_.gpu_device));
+  const uint64_t room = gpu_arena_room(options_.gpu_device);
+  if (room >= *options_.gpu_budget) return open_on_gpu_within(std::move(model), *options_.gpu_budget);
+  const std::string held = strprintf("--gpu-mem %s is held to %s, the room on CUDA device %d (its free memory less "
+                                     "what CUDA and cuBLAS take beside it)",
+                                     format_bytes(*options_.gpu_budget).c_str(), format_bytes(room).c_str(),
+                                     options_.gpu_device);
+  placement_.push_back(held);
+  try {
+    open_on_gpu_within(std::move(model), room);
+  } catch (const Error& error) {
+    fail("%s; %s", error.what(), held.c_str());
+  }
+}
+
+void Engine::open_on_gpu_within(std::unique_ptr<Model> model, uint64_t gpu_budget) {
   // Every expert in VRAM when the whole model fits, else the experts stay on the CPU.
   if (model->config().has_experts() && gpu_memory_plan(*model).total() > gpu_budget)
-    return open_experts_beside_gpu(std::move(model));
+    return open_experts_beside_gpu(std::move(model), gpu_budget);
   const Model& opened = *model;
   model_ = std::move(model);
   gpu_memory_ = gpu_memory_plan(opened);
@@ -263,13 +273,13 @@ void Engine::open_on_gpu(std::unique_ptr<Model> model) {
     for (auto l = static_cast<size_t>(tier_store_->first_cpu_layer()); l < layers; ++l) placement.decode[l] = 1;
   }
   forward_ = std::make_unique<Forward>(opened, std::move(devices), std::move(placement));
-  describe_gpu_placement();
+  describe_gpu_placement(gpu_budget);
 }
 
-void Engine::describe_gpu_placement() {
+void Engine::describe_gpu_placement(uint64_t gpu_budget) {
   if (!tiers_) {
     placement_.push_back("every layer on the GPU: " + format_bytes(gpu_memory_.total()) + " of " +
-                         format_bytes(*options_.gpu_budget) + " budget on the device");
+                         format_bytes(gpu_budget) + " budget on the device");
     return;
   }
   const int64_t n_layers = config().n_layers;

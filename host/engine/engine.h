@@ -102,8 +102,10 @@ class Engine {
  private:
   void open_on_cpu(std::unique_ptr<Model> model);
   void open_on_gpu(std::unique_ptr<Model> model);
-  void open_experts_beside_gpu(std::unique_ptr<Model> model);
-  void describe_gpu_placement();
+  // gpu_budget: --gpu-mem, or the device's room where that is less.
+  void open_on_gpu_within(std::unique_ptr<Model> model, uint64_t gpu_budget);
+  void open_experts_beside_gpu(std::unique_ptr<Model> model, uint64_t gpu_budget);
+  void describe_gpu_placement(uint64_t gpu_budget);
   void describe_expert_cache();
 
   std::unique_ptr<Trace> trace_;  // first: destroyed last, after the threads that add to it
