@@ -164,6 +164,22 @@ TEST(Cli, LlamaCppNamesAndConventions) {
     const test::CommandResult as_prompt = test::run_flexinfer({"generate", "-m", model, "-p", prompt, "-n", "2"});
     EXPECT_EQ(as_prompt.exit_code, 0) << prompt << ": " << as_prompt.err;
   }
+  // A repeated option takes its last value (scripts append overrides), a repeatable one every value.
+  const test::CommandResult repeated =
+      test::run_flexinfer({"generate", "-m", model, "-p", "x", "-n", "7", "--temp", "0", "-n", "2", "--ignore-eos"});
+  ASSERT_EQ(repeated.exit_code, 0) << repeated.err;
+  EXPECT_NE(repeated.err.find("generated 2 tokens"), std::string::npos) << repeated.err;
+  const std::string typed = test::scratch_path("two-overrides.gguf");
+  const test::CommandResult overrides =
+      test::run_flexinfer({"make-model", "--preset", "tiny-qwen3moe", "--type", "q4_0", "--byte-vocab", "--tensor-type",
+                           "ffn_down_exps=q8_0", "--tensor-type", "attn_q=q8_0", "-o", typed});
+  ASSERT_EQ(overrides.exit_code, 0) << overrides.err;
+  const std::string tensors = test::run_flexinfer({"inspect", typed}).out;
+  for (const char* name : {"blk.0.ffn_down_exps.weight", "blk.0.attn_q.weight"}) {
+    const size_t at = tensors.find(name);
+    ASSERT_NE(at, std::string::npos) << name;
+    EXPECT_NE(tensors.substr(at, tensors.find('\n', at) - at).find("Q8_0"), std::string::npos) << name;
+  }
   EXPECT_EQ(test::run_flexinfer({"generate", "-m", model, "-n", "ten"}).exit_code, 2) << "a malformed value is a usage error";
   EXPECT_EQ(test::run_flexinfer({"generate", "-m", test::scratch_path("missing.gguf")}).exit_code, 1) << "a failure";
   const test::CommandResult version = test::run_flexinfer({"--version"});

@@ -147,6 +147,9 @@ bool parse_command_line(CLI::App& app, int argc, char** argv, int first) {
   }
   std::reverse(arguments.begin(), arguments.end());  // CLI11 takes them last first
   try {
+    // A repeated option takes its last value, as llama.cpp's do (scripts append overrides).
+    for (CLI::Option* option : app.get_options())
+      if (option->get_items_expected_max() == 1) option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     app.parse(arguments);
   } catch (const CLI::CallForHelp&) {
     std::cout << app.help();
