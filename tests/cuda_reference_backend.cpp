@@ -10,6 +10,7 @@
 #include "cuda/device_info.cu"
 #include "cuda/runtime.cu"
 
+#include <algorithm>
 #include <cstdlib>
 #include <deque>
 #include <functional>
@@ -81,6 +82,7 @@ struct FakeDeviceMemory {
   uint64_t free_at_start = fi::test::kReferenceDeviceFree;
   uint64_t total = fi::test::kReferenceDeviceTotal;
   uint64_t allocated = 0;
+  uint64_t peak = 0;  // the most allocated at once since the last reset
   std::unordered_map<void*, uint64_t> sizes;
 };
 FakeDeviceMemory& device_memory() {
@@ -152,6 +154,7 @@ cudaError_t cudaMalloc(void** pointer, size_t bytes) {
   *pointer = std::aligned_alloc(256, rounded);
   if (!*pointer) return cudaErrorMemoryAllocation;
   memory.allocated += rounded;
+  memory.peak = std::max(memory.peak, memory.allocated);
   memory.sizes[*pointer] = rounded;
   return cudaSuccess;
 }
@@ -266,6 +269,19 @@ uint64_t reference_device_allocated() {
   FakeDeviceMemory& memory = device_memory();
   const std::lock_guard lock(memory.mutex);
   return memory.allocated;
+}
+
+uint64_t reset_reference_device_peak() {
+  FakeDeviceMemory& memory = device_memory();
+  const std::lock_guard lock(memory.mutex);
+  memory.peak = memory.allocated;
+  return memory.allocated;
+}
+
+uint64_t reference_device_peak() {
+  FakeDeviceMemory& memory = device_memory();
+  const std::lock_guard lock(memory.mutex);
+  return memory.peak;
 }
 
 }  // namespace fi::test

@@ -12,6 +12,10 @@ inline constexpr uint64_t kReferenceDeviceTotal = 80ull << 30;
 void set_reference_device_memory(uint64_t free_bytes, uint64_t total_bytes);
 // Device memory allocated and not yet freed.
 uint64_t reference_device_allocated();
+// The high-water mark of allocated device memory starts again from what is allocated now
+// (returned); reference_device_peak() is the most allocated at once since.
+uint64_t reset_reference_device_peak();
+uint64_t reference_device_peak();
 
 // The device's memory set for one scope, then the defaults again.
 class ReferenceDeviceMemory {

@@ -168,6 +168,52 @@ TEST(ReferenceGpuEngine, BudgetsAboveTheDevicesRoomAreHeldWithinIt) {
   }
 }
 
+// What the engine allocates on the device, its high-water mark over loading and passes, against
+// --gpu-mem: dense models resident and split over the tiers, MoE models with every expert on the
+// device, beside it, and with a cache of experts there.
+TEST(ReferenceGpuEngine, DeviceAllocationsStayWithinTheGpuBudget) {
+  enum class Placed { Resident, Split, ExpertsBeside, ExpertCache };
+  auto expect_within = [](EngineOptions options, uint64_t budget, Placed placed) {
+    SCOPED_TRACE(options.model_path + " --gpu-mem " + std::to_string(budget));
+    options.gpu_budget = budget;
+    const uint64_t before = test::reset_reference_device_peak();
+    {
+      Engine engine(options);
+      EXPECT_EQ(engine.tiers().has_value(), placed == Placed::Split);
+      EXPECT_EQ(engine.host_model() != nullptr, placed == Placed::ExpertsBeside || placed == Placed::ExpertCache);
+      EXPECT_EQ(engine.gpu_expert_cache() != nullptr, placed == Placed::ExpertCache);
+      prefill_and_decode(engine);
+      const uint64_t peak = test::reference_device_peak() - before;
+      EXPECT_LE(peak, budget) << "device memory's high-water mark";
+      const uint64_t planned = engine.tiers() ? engine.tiers()->gpu_used()
+                                              : engine.gpu_memory().total() + engine.gpu_expert_cache_plan().total();
+      EXPECT_GE(peak, planned) << "the plan's bytes are allocated";
+    }
+    EXPECT_EQ(test::reference_device_allocated(), before) << "all freed with the engine";
+  };
+  // Twelve layers: room between the fixed costs and the whole model for splits.
+  ModelShape shape = test::kTierShape;
+  shape.n_layers = 12;
+  const std::string dense = test::generated_model("gpu-allocations", shape, WeightScheme::Q4_0);
+  EngineOptions options{dense, 2, 64};
+  options.profile = test::gpu_favoured_profile();
+  options.gpu_budget = 1ull << 30;
+  const uint64_t needed = Engine(options).gpu_memory().total();
+  expect_within(options, needed, Placed::Resident);
+  for (const uint64_t budget : {needed - needed / 16, needed - needed / 8}) expect_within(options, budget, Placed::Split);
+
+  const std::string moe = test::preset_model("tiny-qwen3moe", "q4_k_m");
+  ModelOptions model_options;
+  model_options.context = 64;
+  const std::unique_ptr<Model> model = Model::open(moe, model_options);
+  const uint64_t dense_half = test::dense_half_gpu_bytes(moe);
+  const GpuExpertCachePlan one = gpu_expert_cache_plan(*model, UINT64_MAX);
+  const EngineOptions moe_options{moe, 2, 64};
+  expect_within(moe_options, gpu_memory_plan(*model).total(), Placed::Resident);
+  expect_within(moe_options, dense_half, Placed::ExpertsBeside);
+  expect_within(moe_options, dense_half + one.scratch + 3 * one.slot_bytes, Placed::ExpertCache);
+}
+
 TEST(ReferenceGpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
   FI_REQUIRE_SHARED_DATA();
   test::check_stories260k_greedy_text({1ull << 30});
