@@ -446,7 +446,8 @@ class ThreadReader final : public AsyncReader {
 }  // namespace
 
 std::unique_ptr<AsyncReader> AsyncReader::open(const std::string& path, const ReaderOptions& options) {
-  if (options.queue_depth < 1 || options.queue_depth > 1024) fail("I/O queue depth %d is outside 1..1024", options.queue_depth);
+  if (options.queue_depth < 1 || options.queue_depth > kMaxQueueDepth)
+    fail("I/O queue depth %d is outside 1..%d", options.queue_depth, kMaxQueueDepth);
   if (options.request_bytes < kDirectAlignment || options.request_bytes % kDirectAlignment || options.request_bytes > (64ull << 20))
     fail("I/O request size %llu must be a multiple of 4 KiB up to 64 MiB",
          static_cast<unsigned long long>(options.request_bytes));

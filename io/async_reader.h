@@ -20,6 +20,9 @@ enum class IoBackend { Auto, Uring, Pread, Mmap };
 std::optional<IoBackend> parse_io_backend(const std::string& name);
 const char* io_backend_name(IoBackend backend);
 
+// The most requests one reader keeps in flight.
+inline constexpr int kMaxQueueDepth = 1024;
+
 struct ReaderOptions {
   IoBackend backend = IoBackend::Auto;
   int queue_depth = 32;               // requests in flight (io_uring) or reading threads (pread)

@@ -396,6 +396,29 @@ TEST(ExpertCache, ReadAheadTrialKeepsTheFasterSettingAndFollowsAChange) {
   EXPECT_LE(share_reading_ahead(trial, 32 * 48, 4e-3, 3e-3), 0.2);
 }
 
+// A layer's misses and the next layer's predictions all reach the kernel: a read held back until
+// the computing thread next calls the reader leaves the disk idle.
+TEST(ExpertCache, TheReaderQueueHoldsALayersMissesAndTheNextLayersPredictions) {
+  ExpertCachePlan plan;
+  plan.experts.count = 128;
+  plan.experts.used = 8;
+  plan.slot_bytes = 3ull << 20;
+  ReaderOptions io;
+  io.queue_depth = 64;
+  io.request_bytes = 256 << 10;
+  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, 2 * 8 * 12) << "12 requests an expert";
+  EXPECT_EQ(expert_reader_options(plan, io).request_bytes, io.request_bytes);
+  io.request_bytes = 1 << 20;
+  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, 64) << "a deeper queue asked for is kept";
+  io.queue_depth = 4;
+  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, 2 * 8 * 3);
+  plan.slot_bytes = (3ull << 20) + 1;
+  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, 2 * 8 * 3 + 1) << "rounded up";
+  plan.experts.used = 64;
+  plan.slot_bytes = 64ull << 20;
+  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, kMaxQueueDepth);
+}
+
 TEST(ExpertCache, PolicyNamesParse) {
   EXPECT_EQ(parse_expert_policy("recency"), ExpertPolicy::Recency);
   EXPECT_EQ(parse_expert_policy("frequency"), ExpertPolicy::Frequency);

@@ -20,11 +20,23 @@ std::optional<ExpertPolicy> parse_expert_policy(const std::string& name) {
 
 const char* expert_policy_name(ExpertPolicy policy) { return policy == ExpertPolicy::Recency ? "recency" : "frequency"; }
 
+ReaderOptions expert_reader_options(const ExpertCachePlan& plan, ReaderOptions io) {
+  // Enough requests in the kernel for a decode layer's misses and the next layer's predicted
+  // experts: requests held back until the computing thread next calls the reader leave the disk
+  // idle, and this disk's throughput grows with the bytes in flight (latency-bound).
+  const uint64_t wanted = 2 * static_cast<uint64_t>(plan.experts.used) * plan.slot_bytes;
+  const uint64_t request = std::max<uint64_t>(io.request_bytes, kDirectAlignment);  // AsyncReader::open checks it
+  const uint64_t requests = (wanted + request - 1) / request;
+  const auto at_least = static_cast<uint64_t>(std::clamp(io.queue_depth, 1, kMaxQueueDepth));
+  io.queue_depth = static_cast<int>(std::clamp<uint64_t>(requests, at_least, kMaxQueueDepth));
+  return io;
+}
+
 ExpertCache::ExpertCache(const std::string& path, const ExpertCachePlan& plan, HostArena& arena, ThreadPool& pool,
                          const ReaderOptions& io, const ExpertCacheOptions& options)
     : plan_(plan), pool_(pool), options_(options) {
   if (plan.slots <= 0 || plan.experts.empty()) fail("internal: an expert cache without slots");
-  reader_ = AsyncReader::open(path, io);
+  reader_ = AsyncReader::open(path, expert_reader_options(plan, io));
   uint8_t* memory = arena.allocate(plan.bytes(), kDirectAlignment, "expert cache");
   reader_->register_memory({memory, static_cast<size_t>(plan.bytes())});
   slots_.resize(static_cast<size_t>(plan.slots));

@@ -86,6 +86,10 @@ struct ExpertCacheStats {
   double layer_seconds_not_reading_ahead = 0;
 };
 
+// The expert cache's reader: `io` with a queue deep enough for a decode layer's misses and the
+// next layer's predicted experts (2 x used x slot bytes), within 1..kMaxQueueDepth.
+ReaderOptions expert_reader_options(const ExpertCachePlan& plan, ReaderOptions io);
+
 class ExpertCache {
  public:
   // plan.slots slots of plan.slot_bytes from `arena`; reads through a reader of their own.
