@@ -143,7 +143,8 @@ lines = [f"qwen3-30b-a3b shape, Q4_K_M (make-model), {threads} threads, cold pag
          f"{'Each engine ran inside a memory cgroup of the budget.' if cgroup else 'No cgroup (not root).'} "
          "The limit counts the bytes a token really needed: the chosen experts that missed the cache, read at the "
          "rate measured for expert reads just before and after each run (random experts through the cache's own "
-         "reader, as many queued as a token chooses per layer; the probe's long sequential reads flatter this disk), "
+         "reader, as many queued as decode may have in flight: twice the experts a token chooses per layer; the probe's "
+         "long sequential reads flatter this disk), "
          "and the weights computed from RAM at the memory read bandwidth measured likewise just before and after "
          "each run (this VM's moved by up to 2x within minutes).", "",
          "Read ahead: the next layer's router applied to the current state predicts its experts, whose reads start "

@@ -294,7 +294,7 @@ int command_bench(int argc, char** argv) {
   real_option(*app, "--disk-bw", args.disk_bw, 0.0, 1e6, "disk read bandwidth in GB/s for the limit (default: from the probe profile)");
   app->add_flag("--measure-disk", args.measure_disk,
                 "measure the disk through the streaming pipeline itself (same reads, slots and reader, no compute) and "
-                "through the expert cache (random experts, as many queued as a token chooses) just before and after "
+                "through the expert cache (random experts, as many queued as decode may have in flight) just before and after "
                 "the run, and take the limit from their means (shared disks drift)");
   app->add_flag("--measure-memory", args.measure_memory,
                 "measure the memory read bandwidth (as probe does, with this run's threads) just before loading and "
@@ -336,9 +336,10 @@ int command_bench(int argc, char** argv) {
   if (measure_disk && !measure_stream && !measure_experts)
     fail("bench: --measure-disk needs a --host-mem budget under which the model streams or reads experts on demand");
   // The pipeline's own reads, slots and reader with no compute (and the expert cache's, as many
-  // experts queued as a token chooses per layer): the disk's side of the limit.
+  // experts queued as decode may have in flight: a layer's misses and the next layer's predicted
+  // experts; this disk reads faster the more is in flight): the disk's side of the limit.
   constexpr uint64_t kDiskSample = 1536ull << 20;
-  const int experts_in_flight = static_cast<int>(engine->config().n_experts_used);
+  const int experts_in_flight = 2 * static_cast<int>(engine->config().n_experts_used);
   const double disk_before = measure_stream ? store.stream_only_GBps(kDiskSample) : 0.0;
   const double expert_disk_before = measure_experts ? store.expert_reads_GBps(kDiskSample, experts_in_flight) : 0.0;
 
