@@ -445,6 +445,11 @@ class ThreadReader final : public AsyncReader {
 
 }  // namespace
 
+namespace {
+// The shallowest ring tried when a deeper one does not fit the locked-memory limit.
+constexpr int kFallbackQueueDepth = 32;
+}  // namespace
+
 std::unique_ptr<AsyncReader> AsyncReader::open(const std::string& path, const ReaderOptions& options) {
   if (options.queue_depth < 1 || options.queue_depth > kMaxQueueDepth)
     fail("I/O queue depth %d is outside 1..%d", options.queue_depth, kMaxQueueDepth);
@@ -466,8 +471,15 @@ std::unique_ptr<AsyncReader> AsyncReader::open(const std::string& path, const Re
     return std::make_unique<ThreadReader>(std::move(file), IoBackend::Pread, options);
 
   io_uring ring;
-  const int result = no_uring ? -ENOSYS : io_uring_queue_init(static_cast<unsigned>(std::max(options.queue_depth, 2)), &ring, 0);
-  if (result == 0) return std::make_unique<UringReader>(std::move(file), options, ring);
+  ReaderOptions used = options;
+  int result = no_uring ? -ENOSYS : io_uring_queue_init(static_cast<unsigned>(std::max(used.queue_depth, 2)), &ring, 0);
+  // Kernels before 5.12 charge the rings to RLIMIT_MEMLOCK, often 64 KiB in containers: a deep
+  // ring may not fit where a shallower one does.
+  while (result == -ENOMEM && used.queue_depth > kFallbackQueueDepth) {
+    used.queue_depth = std::max(used.queue_depth / 2, kFallbackQueueDepth);
+    result = io_uring_queue_init(static_cast<unsigned>(used.queue_depth), &ring, 0);
+  }
+  if (result == 0) return std::make_unique<UringReader>(std::move(file), used, ring);
   if (options.backend == IoBackend::Uring)
     fail("io_uring is not available: %s (try --io pread)", std::strerror(-result));
   warn_once(strprintf("io_uring is not available (%s); reading with pread threads", std::strerror(-result)));

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/async_reader.h"
 #include "io/error.h"
 
 namespace fi {
@@ -69,7 +70,7 @@ Profile Profile::from_json(const std::string& text, const std::string& origin) {
     profile.d2h_GBps = number("d2h_GBps", 0.0);
     profile.vram_read_GBps = number("vram_read_GBps", 0.0);
     profile.gpu_matvec_GBps = number("gpu_matvec_GBps", 0.0);
-    if (profile.disk_queue_depth < 1 || profile.disk_queue_depth > 1024 || profile.disk_request_bytes < 4096 ||
+    if (profile.disk_queue_depth < 1 || profile.disk_queue_depth > kMaxQueueDepth || profile.disk_request_bytes < 4096 ||
         profile.disk_request_bytes % 4096 || profile.disk_request_bytes > (64u << 20))
       fail("%s: disk_queue_depth or disk_request_bytes out of range", origin.c_str());
     if (json.contains("disk_points"))

@@ -86,8 +86,9 @@ struct FakeDeviceMemory {
   std::unordered_map<void*, uint64_t> sizes;
 };
 FakeDeviceMemory& device_memory() {
-  static FakeDeviceMemory memory;
-  return memory;
+  // Never destroyed: static objects destroyed after it may still free device memory.
+  static FakeDeviceMemory* memory = new FakeDeviceMemory;
+  return *memory;
 }
 void run_all() {
   for (FakeStream* stream : live_streams()) run_until(stream, stream->enqueued);
@@ -130,7 +131,10 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* properties, int) {
   *properties = cudaDeviceProp{};
   std::strcpy(properties->name, "host-memory reference device");
   properties->major = 9;
-  properties->totalGlobalMem = device_memory().total;
+  {
+    const std::lock_guard lock(device_memory().mutex);
+    properties->totalGlobalMem = device_memory().total;
+  }
   properties->multiProcessorCount = 1;
   return cudaSuccess;
 }

@@ -17,7 +17,7 @@ uint64_t reference_device_allocated();
 uint64_t reset_reference_device_peak();
 uint64_t reference_device_peak();
 
-// The device's memory set for one scope, then the defaults again.
+// The device's memory set for one scope, then the defaults again (scopes do not nest).
 class ReferenceDeviceMemory {
  public:
   ReferenceDeviceMemory(uint64_t free_bytes, uint64_t total_bytes) {

@@ -399,23 +399,29 @@ TEST(ExpertCache, ReadAheadTrialKeepsTheFasterSettingAndFollowsAChange) {
 // A layer's misses and the next layer's predictions all reach the kernel: a read held back until
 // the computing thread next calls the reader leaves the disk idle.
 TEST(ExpertCache, TheReaderQueueHoldsALayersMissesAndTheNextLayersPredictions) {
+  // One layer of qwen3-30b-a3b's Q4_K_M experts: gate and up slices of 884,736 bytes, down 1,290,240.
+  TensorInfo gate{.name = "gate", .file_offset = 1 << 20, .bytes = 128ull * 884736};
+  TensorInfo up{.name = "up", .file_offset = gate.file_offset + gate.bytes, .bytes = gate.bytes};
+  TensorInfo down{.name = "down", .file_offset = up.file_offset + up.bytes, .bytes = 128ull * 1290240};
   ExpertCachePlan plan;
   plan.experts.count = 128;
   plan.experts.used = 8;
-  plan.slot_bytes = 3ull << 20;
+  plan.experts.layers = {{&gate, &up, &down}};
+  plan.slots = 16;
+  plan.slot_bytes = plan.experts.slot_bytes();
   ReaderOptions io;
   io.queue_depth = 64;
   io.request_bytes = 256 << 10;
-  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, 2 * 8 * 12) << "12 requests an expert";
+  // Each slice split on its own, a partial page at each end: 4 + 4 + 5 requests an expert.
+  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, 2 * 8 * 13);
   EXPECT_EQ(expert_reader_options(plan, io).request_bytes, io.request_bytes);
   io.request_bytes = 1 << 20;
-  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, 64) << "a deeper queue asked for is kept";
+  io.queue_depth = 100;
+  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, 100) << "a deeper queue asked for is kept";
   io.queue_depth = 4;
-  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, 2 * 8 * 3);
-  plan.slot_bytes = (3ull << 20) + 1;
-  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, 2 * 8 * 3 + 1) << "rounded up";
-  plan.experts.used = 64;
-  plan.slot_bytes = 64ull << 20;
+  EXPECT_EQ(expert_reader_options(plan, io).queue_depth, 2 * 8 * (1 + 1 + 2));
+  plan.experts.used = 128;
+  io.request_bytes = 4096;
   EXPECT_EQ(expert_reader_options(plan, io).queue_depth, kMaxQueueDepth);
 }
 

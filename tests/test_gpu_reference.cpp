@@ -115,11 +115,10 @@ TEST(ReferenceGpuEngine, BudgetsAboveTheDevicesRoomAreHeldWithinIt) {
     EXPECT_LE(engine.tiers()->gpu_used(), room);
     EXPECT_NE(engine.placement().front().find("is held to " + format_bytes(room)), std::string::npos)
         << engine.placement().front();
-    const std::vector<float> logits = prefill_and_decode(engine);
+    EXPECT_EQ(engine.gpu_budget(), room);
+    ASSERT_EQ(engine.tiers()->cpu_layers(), 0) << "every layer still on the GPU";
+    EXPECT_EQ(prefill_and_decode(engine), resident);
     EXPECT_GE(device_free(), kSmallReserve);
-    if (engine.tiers()->cpu_layers() == 0) {
-      EXPECT_EQ(logits, resident);
-    }
   }
   {
     SCOPED_TRACE("automatic --gpu-mem");
@@ -132,6 +131,7 @@ TEST(ReferenceGpuEngine, BudgetsAboveTheDevicesRoomAreHeldWithinIt) {
     ASSERT_TRUE(engine.options().gpu_budget.has_value());
     // 90% of the free memory would leave less than the reserve.
     EXPECT_EQ(*engine.options().gpu_budget, free_bytes - kSmallReserve);
+    EXPECT_EQ(engine.gpu_budget(), free_bytes - kSmallReserve);
     EXPECT_FALSE(engine.tiers().has_value()) << "the whole model fits the room";
     EXPECT_EQ(prefill_and_decode(engine), resident);
     EXPECT_GE(device_free(), kSmallReserve);

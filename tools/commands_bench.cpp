@@ -214,7 +214,7 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
 
   std::printf("model            %s\n", options.model_path.c_str());
   std::printf("device           %s; GPU budget %s, arena %s (%s)\n", device_name.c_str(),
-              format_bytes(*options.gpu_budget).c_str(), format_bytes(device_bytes).c_str(),
+              format_bytes(engine->gpu_budget()).c_str(), format_bytes(device_bytes).c_str(),
               engine->gpu_memory().describe().c_str());
   std::printf("prefill          %zu tokens in %.3f s: %.1f tok/s, %.1f TFLOP/s (matrix products)\n", prompt.size(),
               prefill_seconds, prefill_tok_s, prefill_tflop_s);
@@ -248,7 +248,7 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
     const nlohmann::json result = {
         {"model", options.model_path},
         {"device", device_name},
-        {"gpu_budget_bytes", *options.gpu_budget},
+        {"gpu_budget_bytes", engine->gpu_budget()},
         {"gpu_arena_bytes", device_bytes},
         {"prompt_tokens", prompt.size()},
         {"decode_tokens", decode_tokens},

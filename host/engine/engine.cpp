@@ -178,7 +178,9 @@ void Engine::open_experts_beside_gpu(std::unique_ptr<Model> model, uint64_t gpu_
   if (plan.streams()) fail("internal: the expert halves' plan streams");
   const Model& opened = host_model_->model();
   // VRAM beyond the dense half caches experts; the cost model weighs uploads with the machine's rates.
-  gpu_expert_cache_plan_ = fi::gpu_expert_cache_plan(opened, gpu_budget - gpu_memory_.total());
+  // (Within the device's room as it is after the load, which may have taken minutes.)
+  const uint64_t vram = std::min(gpu_budget, gpu_arena_room(options_.gpu_device));
+  gpu_expert_cache_plan_ = fi::gpu_expert_cache_plan(opened, vram > gpu_memory_.total() ? vram - gpu_memory_.total() : 0);
   const Profile rates = options_.profile ? *options_.profile : default_tier_profile();
   GpuOptions gpu_options{gpu_budget, options_.gpu_device, nullptr, GpuExperts::OnCpu, gpu_expert_cache_plan_};
   for (int64_t l = 0; l < opened.config().n_layers; ++l)
@@ -216,10 +218,9 @@ void Engine::open_on_gpu(std::unique_ptr<Model> model) {
   // Within the device's room: a budget above it still runs, with more of the model in the other tiers.
   const uint64_t room = gpu_arena_room(options_.gpu_device);
   if (room >= *options_.gpu_budget) return open_on_gpu_within(std::move(model), *options_.gpu_budget);
-  const std::string held = strprintf("--gpu-mem %s is held to %s, the room on CUDA device %d (its free memory less "
-                                     "what CUDA and cuBLAS take beside it)",
+  const std::string held = strprintf("--gpu-mem %s is held to %s, the room on CUDA device %d (%s)",
                                      format_bytes(*options_.gpu_budget).c_str(), format_bytes(room).c_str(),
-                                     options_.gpu_device);
+                                     options_.gpu_device, kGpuRoomMeaning);
   placement_.push_back(held);
   try {
     open_on_gpu_within(std::move(model), room);
@@ -229,6 +230,7 @@ void Engine::open_on_gpu(std::unique_ptr<Model> model) {
 }
 
 void Engine::open_on_gpu_within(std::unique_ptr<Model> model, uint64_t gpu_budget) {
+  gpu_budget_ = gpu_budget;
   // Every expert in VRAM when the whole model fits, else the experts stay on the CPU.
   if (model->config().has_experts() && gpu_memory_plan(*model).total() > gpu_budget)
     return open_experts_beside_gpu(std::move(model), gpu_budget);

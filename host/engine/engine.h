@@ -73,6 +73,9 @@ class Engine {
   double load_seconds() const { return load_seconds_; }
   const EngineOptions& options() const { return options_; }
   bool on_gpu() const { return options_.gpu_budget.has_value(); }
+  // The GPU budget placement used: --gpu-mem (or the automatic one), or the device's room where
+  // that was less. 0 on the CPU.
+  uint64_t gpu_budget() const { return gpu_budget_; }
   const GpuMemoryPlan& gpu_memory() const { return gpu_memory_; }
   // Experts on the CPU beside the GPU: the cache of experts in VRAM, when the budget leaves room
   // for one (else null, and a plan of no slots).
@@ -123,6 +126,7 @@ class Engine {
   EngineOptions options_;
   GpuMemoryPlan gpu_memory_;
   GpuExpertCachePlan gpu_expert_cache_plan_;
+  uint64_t gpu_budget_ = 0;
   ExpertAssist* gpu_expert_cache_ = nullptr;  // the GPU backend's, in forward_
   std::optional<Profile> tier_profile_;
   std::optional<TierPlan> tiers_;

@@ -999,8 +999,8 @@ std::unique_ptr<Backend> make_gpu_backend(const Model& model, const GpuOptions& 
     fail("internal: an expert cache in VRAM serves experts on the CPU only");
   const uint64_t needed = options.tiers ? options.tiers->plan().gpu_used() : plan.total() + options.expert_cache.total();
   if (const uint64_t room = gpu_arena_room(options.device); needed > room)
-    fail("the model needs %s on the GPU but %s has room for %s (its free memory less what CUDA and cuBLAS take "
-         "beside it)", format_bytes(needed).c_str(), device.name.c_str(), format_bytes(room).c_str());
+    fail("the model needs %s on the GPU but %s has room for %s (%s)", format_bytes(needed).c_str(), device.name.c_str(),
+         format_bytes(room).c_str(), kGpuRoomMeaning);
   return std::make_unique<GpuBackend>(model, plan, options);
 }
 

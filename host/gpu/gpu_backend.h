@@ -89,6 +89,8 @@ void require_gpu(int device);
 // less what the CUDA runtime and cuBLAS allocate beside it (handles, kernels loaded at first
 // launch, local memory for spilled registers).
 uint64_t gpu_arena_room(int device);
+// That room in words, for messages.
+inline constexpr char kGpuRoomMeaning[] = "its free memory less what CUDA and cuBLAS take beside it";
 // Throws an Error naming the reason when there is no usable device or the budget cannot hold the
 // model (stating the minimum).
 std::unique_ptr<Backend> make_gpu_backend(const Model& model, const GpuOptions& options);

@@ -24,11 +24,19 @@ ReaderOptions expert_reader_options(const ExpertCachePlan& plan, ReaderOptions i
   // Enough requests in the kernel for a decode layer's misses and the next layer's predicted
   // experts: requests held back until the computing thread next calls the reader leave the disk
   // idle, and this disk's throughput grows with the bytes in flight (latency-bound).
-  const uint64_t wanted = 2 * static_cast<uint64_t>(plan.experts.used) * plan.slot_bytes;
   const uint64_t request = std::max<uint64_t>(io.request_bytes, kDirectAlignment);  // AsyncReader::open checks it
-  const uint64_t requests = (wanted + request - 1) / request;
+  // An expert is one read per tensor, each split into requests on its own; its aligned span
+  // covers its slice and at most a partial page at each end.
+  uint64_t per_expert = 0;
+  for (size_t l = 0; l < plan.experts.layers.size(); ++l) {
+    uint64_t requests = 0;
+    for (const FileRange& range : plan.experts.ranges(static_cast<int64_t>(l), 0))
+      requests += (range.end - range.begin + 2 * kDirectAlignment + request - 1) / request;
+    per_expert = std::max(per_expert, requests);
+  }
+  const uint64_t wanted = 2 * static_cast<uint64_t>(plan.experts.used) * per_expert;
   const auto at_least = static_cast<uint64_t>(std::clamp(io.queue_depth, 1, kMaxQueueDepth));
-  io.queue_depth = static_cast<int>(std::clamp<uint64_t>(requests, at_least, kMaxQueueDepth));
+  io.queue_depth = static_cast<int>(std::clamp<uint64_t>(wanted, at_least, kMaxQueueDepth));
   return io;
 }
 

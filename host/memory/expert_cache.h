@@ -87,7 +87,8 @@ struct ExpertCacheStats {
 };
 
 // The expert cache's reader: `io` with a queue deep enough for a decode layer's misses and the
-// next layer's predicted experts (2 x used x slot bytes), within 1..kMaxQueueDepth.
+// next layer's predicted experts (twice the experts a token chooses, each as many requests as its
+// tensors' slices split into), no shallower than `io` asks and at most kMaxQueueDepth.
 ReaderOptions expert_reader_options(const ExpertCachePlan& plan, ReaderOptions io);
 
 class ExpertCache {
