@@ -71,6 +71,19 @@ std::vector<float> prefill_and_decode(Engine& engine) {
   return logits;
 }
 
+// The tiny qwen3moe file beside a GPU (a 64-token context): the VRAM of its dense half and one
+// expert cache slot's plan.
+struct TinyMoeOnGpu {
+  std::string path = test::preset_model("tiny-qwen3moe", "q4_k_m");
+  std::unique_ptr<Model> model = Model::open(path, [] {
+    ModelOptions options;
+    options.context = 64;
+    return options;
+  }());
+  uint64_t dense_half = test::dense_half_gpu_bytes(path);
+  GpuExpertCachePlan one = gpu_expert_cache_plan(*model, UINT64_MAX);
+};
+
 // On an 8 GiB device the room kept beside the arena for CUDA and cuBLAS is 256 MiB (2% would be
 // less); on an 80 GiB one, 2%.
 constexpr uint64_t kSmallDevice = 8ull << 30, kSmallReserve = 256ull << 20;
@@ -149,16 +162,11 @@ TEST(ReferenceGpuEngine, BudgetsAboveTheDevicesRoomAreHeldWithinIt) {
   }
   {
     SCOPED_TRACE("MoE: the VRAM expert cache within the room");
-    const std::string moe = test::preset_model("tiny-qwen3moe", "q4_k_m");
-    ModelOptions model_options;
-    model_options.context = 64;
-    const std::unique_ptr<Model> model = Model::open(moe, model_options);
-    const uint64_t dense_half = test::dense_half_gpu_bytes(moe);
-    const GpuExpertCachePlan one = gpu_expert_cache_plan(*model, UINT64_MAX);
-    ASSERT_GT(one.slot_bytes, 0u);
-    const test::ReferenceDeviceMemory device(kSmallReserve + dense_half + one.scratch + 3 * one.slot_bytes,
-                                             kSmallDevice);
-    EngineOptions moe_options{moe, 2, 64};
+    const TinyMoeOnGpu moe;
+    ASSERT_GT(moe.one.slot_bytes, 0u);
+    const test::ReferenceDeviceMemory device(
+        kSmallReserve + moe.dense_half + moe.one.scratch + 3 * moe.one.slot_bytes, kSmallDevice);
+    EngineOptions moe_options{moe.path, 2, 64};
     moe_options.gpu_budget = 1ull << 30;
     Engine engine(moe_options);
     ASSERT_NE(engine.gpu_expert_cache(), nullptr);
@@ -202,16 +210,11 @@ TEST(ReferenceGpuEngine, DeviceAllocationsStayWithinTheGpuBudget) {
   expect_within(options, needed, Placed::Resident);
   for (const uint64_t budget : {needed - needed / 16, needed - needed / 8}) expect_within(options, budget, Placed::Split);
 
-  const std::string moe = test::preset_model("tiny-qwen3moe", "q4_k_m");
-  ModelOptions model_options;
-  model_options.context = 64;
-  const std::unique_ptr<Model> model = Model::open(moe, model_options);
-  const uint64_t dense_half = test::dense_half_gpu_bytes(moe);
-  const GpuExpertCachePlan one = gpu_expert_cache_plan(*model, UINT64_MAX);
-  const EngineOptions moe_options{moe, 2, 64};
-  expect_within(moe_options, gpu_memory_plan(*model).total(), Placed::Resident);
-  expect_within(moe_options, dense_half, Placed::ExpertsBeside);
-  expect_within(moe_options, dense_half + one.scratch + 3 * one.slot_bytes, Placed::ExpertCache);
+  const TinyMoeOnGpu moe;
+  const EngineOptions moe_options{moe.path, 2, 64};
+  expect_within(moe_options, gpu_memory_plan(*moe.model).total(), Placed::Resident);
+  expect_within(moe_options, moe.dense_half, Placed::ExpertsBeside);
+  expect_within(moe_options, moe.dense_half + moe.one.scratch + 3 * moe.one.slot_bytes, Placed::ExpertCache);
 }
 
 TEST(ReferenceGpuGolden, Stories260KGreedyTextFromEmptyPrompt) {
