@@ -50,6 +50,9 @@ std::string AsyncReader::describe() const {
 
 namespace {
 
+// The shallowest ring tried when a deeper one does not fit the locked-memory limit.
+constexpr int kFallbackQueueDepth = 32;
+
 void check_request(const DirectFile& file, const ReadRequest& request) {
   if (request.offset % kDirectAlignment || request.bytes % kDirectAlignment ||
       reinterpret_cast<uintptr_t>(request.destination) % kDirectAlignment || request.bytes == 0)
@@ -443,11 +446,6 @@ class ThreadReader final : public AsyncReader {
   std::vector<std::thread> workers_;
 };
 
-}  // namespace
-
-namespace {
-// The shallowest ring tried when a deeper one does not fit the locked-memory limit.
-constexpr int kFallbackQueueDepth = 32;
 }  // namespace
 
 std::unique_ptr<AsyncReader> AsyncReader::open(const std::string& path, const ReaderOptions& options) {

@@ -115,9 +115,13 @@ struct ExpertCachePlan {
   uint64_t uniform_read_bytes_per_token() const;
 };
 
-// The fewest expert slots a cache may have: a token's chosen experts twice over, so reads of the
-// next ones proceed while some compute.
-inline int64_t minimum_expert_slots(const PlanExperts& experts) { return 2 * experts.used; }
+// The experts decode may have in flight at once: a layer's misses and the next layer's predicted
+// experts, each at most the `used` a token chooses.
+constexpr int64_t experts_in_flight(int64_t used) { return 2 * used; }
+
+// The fewest expert slots a cache may have: room for every expert in flight, so reads of the next
+// layer's proceed while this layer's compute.
+inline int64_t minimum_expert_slots(const PlanExperts& experts) { return experts_in_flight(experts.used); }
 
 struct Plan {
   std::optional<uint64_t> host_budget;

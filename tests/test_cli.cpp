@@ -519,6 +519,7 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   EXPECT_EQ(plan.out.find("KV cache", plan.out.find("host memory:")), std::string::npos)
       << "the KV cache lives on the GPU: " << plan.out;
   EXPECT_EQ(plan.out.find("a cache of"), std::string::npos) << "no room for experts in VRAM: " << plan.out;
+  EXPECT_EQ(plan.out.find("read/token"), std::string::npos) << "no table of layers holding nothing on the host: " << plan.out;
   // More VRAM: a cache of experts there too.
   const test::CommandResult cached = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "46M", "--host-mem", "64M"});
   ASSERT_EQ(cached.exit_code, 0) << cached.err;

@@ -21,6 +21,7 @@
 #include "host/kernels/quant.h"
 #include "io/error.h"
 #include "planner/budget.h"
+#include "planner/plan.h"
 #include "planner/profile.h"
 #include "tools/cli.h"
 #include "tools/command_support.h"
@@ -336,12 +337,12 @@ int command_bench(int argc, char** argv) {
   if (measure_disk && !measure_stream && !measure_experts)
     fail("bench: --measure-disk needs a --host-mem budget under which the model streams or reads experts on demand");
   // The pipeline's own reads, slots and reader with no compute (and the expert cache's, as many
-  // experts queued as decode may have in flight: a layer's misses and the next layer's predicted
-  // experts; this disk reads faster the more is in flight): the disk's side of the limit.
+  // experts queued as decode may have in flight: this disk reads faster the more is in flight):
+  // the disk's side of the limit.
   constexpr uint64_t kDiskSample = 1536ull << 20;
-  const int experts_in_flight = 2 * static_cast<int>(engine->config().n_experts_used);
+  const int queued_experts = static_cast<int>(experts_in_flight(engine->config().n_experts_used));
   const double disk_before = measure_stream ? store.stream_only_GBps(kDiskSample) : 0.0;
-  const double expert_disk_before = measure_experts ? store.expert_reads_GBps(kDiskSample, experts_in_flight) : 0.0;
+  const double expert_disk_before = measure_experts ? store.expert_reads_GBps(kDiskSample, queued_experts) : 0.0;
 
   const std::vector<int32_t> prompt = bench_prompt(*engine, prompt_tokens);
   std::vector<float> logits(static_cast<size_t>(vocab));
@@ -379,7 +380,7 @@ int command_bench(int argc, char** argv) {
   const double stall_seconds = store.stall_seconds() - stall_before + expert_wait;
   const uint64_t disk_read = store.streamed_bytes_read() - disk_read_before + expert_read;
   const double disk_after = measure_stream ? store.stream_only_GBps(kDiskSample) : 0.0;
-  const double expert_disk_after = measure_experts ? store.expert_reads_GBps(kDiskSample, experts_in_flight) : 0.0;
+  const double expert_disk_after = measure_experts ? store.expert_reads_GBps(kDiskSample, queued_experts) : 0.0;
 
   const Plan& plan = placed.plan();
   const uint64_t host_bytes = compute_bytes_per_token(plan, placed.model());
@@ -472,7 +473,7 @@ int command_bench(int argc, char** argv) {
     std::printf("disk measured    streaming: %.2f GB/s before, %.2f GB/s after the run\n", disk_before, disk_after);
   if (measure_experts)
     std::printf("disk measured    experts (random, %d queued): %.2f GB/s before, %.2f GB/s after the run\n",
-                experts_in_flight, expert_disk_before, expert_disk_after);
+                queued_experts, expert_disk_before, expert_disk_after);
   std::printf("peak RSS         %s\n", format_bytes(rss).c_str());
 
   if (!args.json.empty()) {

@@ -167,24 +167,30 @@ int command_plan(int argc, char** argv) {
   std::printf("budget    %s (minimum %s)\n", plan.host_budget ? format_bytes(*plan.host_budget).c_str() : "none",
               format_bytes(plan.minimum_host_bytes).c_str());
   std::printf("\nhost memory:\n");
-  for (const PlanCost& cost : plan.fixed) std::printf("  %-34s %12s\n", cost.what.c_str(), format_bytes(cost.bytes).c_str());
+  for (const PlanCost& cost : plan.fixed) std::printf("  %-40s %12s\n", cost.what.c_str(), format_bytes(cost.bytes).c_str());
   if (plan.streams())
-    std::printf("  %-34s %12s\n", strprintf("staging (%d slots x %s)", plan.depth, format_bytes(plan.slot_bytes).c_str()).c_str(),
+    std::printf("  %-40s %12s\n", strprintf("staging (%d slots x %s)", plan.depth, format_bytes(plan.slot_bytes).c_str()).c_str(),
                 format_bytes(plan.staging_bytes()).c_str());
-  std::printf("  %-34s %12s\n", "resident weights", format_bytes(plan.resident_span_bytes()).c_str());
+  std::printf("  %-40s %12s\n", "resident weights", format_bytes(plan.resident_span_bytes()).c_str());
   const ExpertCachePlan& experts = plan.expert_cache;
   const int64_t all_experts = static_cast<int64_t>(experts.experts.layers.size()) * experts.experts.count;
   if (plan.caches_experts())
-    std::printf("  %-34s %12s\n",
+    std::printf("  %-40s %12s\n",
                 strprintf("expert cache (%lld of %lld experts)", static_cast<long long>(experts.slots),
                           static_cast<long long>(all_experts)).c_str(),
                 format_bytes(experts.bytes()).c_str());
-  std::printf("  %-34s %12s\n", "total", format_bytes(plan.host_bytes()).c_str());
+  std::printf("  %-40s %12s\n", "total", format_bytes(plan.host_bytes()).c_str());
 
-  std::printf("\n  %-8s %12s %12s %12s\n", "unit", "resident", "streamed", "read/token");
-  for (const PlanUnit& unit : plan.units)
-    std::printf("  %-8s %12s %12s %12s\n", unit.name.c_str(), format_bytes(unit.resident_bytes()).c_str(),
-                format_bytes(unit.streamed_bytes()).c_str(), format_bytes(unit.read_bytes()).c_str());
+  // A table of zeros says nothing (every unit's weights elsewhere: on the GPU, or small tensors).
+  const bool units_hold_weights = std::any_of(plan.units.begin(), plan.units.end(), [](const PlanUnit& unit) {
+    return unit.resident_bytes() > 0 || unit.streamed_bytes() > 0;
+  });
+  if (units_hold_weights) {
+    std::printf("\n  %-8s %12s %12s %12s\n", "unit", "resident", "streamed", "read/token");
+    for (const PlanUnit& unit : plan.units)
+      std::printf("  %-8s %12s %12s %12s\n", unit.name.c_str(), format_bytes(unit.resident_bytes()).c_str(),
+                  format_bytes(unit.streamed_bytes()).c_str(), format_bytes(unit.read_bytes()).c_str());
+  }
   const uint64_t compute_bytes = compute_bytes_per_token(plan, *model);
   std::printf("\nper token: %s read from disk, %s read by the CPU from host memory\n",
               format_bytes(plan.read_bytes_per_token()).c_str(), format_bytes(compute_bytes).c_str());
@@ -197,9 +203,9 @@ int command_plan(int argc, char** argv) {
   Prediction prediction;
   if (profile) {
     prediction = predict_decode(plan, *profile, compute_bytes);
-    std::printf("predicted decode: %.2f tok/s, bound by %s (disk %.3f s, compute %.3f s per token; disk %.2f GB/s, "
+    std::printf("predicted decode%s: %.2f tok/s, bound by %s (disk %.3f s, compute %.3f s per token; disk %.2f GB/s, "
                 "CPU %.2f GB/s)\n",
-                prediction.decode_tok_s, prediction.bound.c_str(), prediction.disk_seconds, prediction.compute_seconds,
+                experts_beside_gpu ? " of the host's part (the GPU's not counted)" : "", prediction.decode_tok_s, prediction.bound.c_str(), prediction.disk_seconds, prediction.compute_seconds,
                 profile->disk_read_GBps, profile->cpu_matvec_GBps);
   } else {
     std::printf("no prediction: run 'flexinfer probe' once (or pass --profile FILE)\n");

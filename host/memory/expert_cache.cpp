@@ -21,9 +21,9 @@ std::optional<ExpertPolicy> parse_expert_policy(const std::string& name) {
 const char* expert_policy_name(ExpertPolicy policy) { return policy == ExpertPolicy::Recency ? "recency" : "frequency"; }
 
 ReaderOptions expert_reader_options(const ExpertCachePlan& plan, ReaderOptions io) {
-  // Enough requests in the kernel for a decode layer's misses and the next layer's predicted
-  // experts: requests held back until the computing thread next calls the reader leave the disk
-  // idle, and this disk's throughput grows with the bytes in flight (latency-bound).
+  // Every expert decode may have in flight gets its requests into the kernel: requests held back
+  // until the computing thread next calls the reader leave the disk idle, and this disk's
+  // throughput grows with the bytes in flight (latency-bound).
   const uint64_t request = std::max<uint64_t>(io.request_bytes, kDirectAlignment);  // AsyncReader::open checks it
   // An expert is one read per tensor, each split into requests on its own; its aligned span
   // covers its slice and at most a partial page at each end.
@@ -34,7 +34,7 @@ ReaderOptions expert_reader_options(const ExpertCachePlan& plan, ReaderOptions i
       requests += (range.end - range.begin + 2 * kDirectAlignment + request - 1) / request;
     per_expert = std::max(per_expert, requests);
   }
-  const uint64_t wanted = 2 * static_cast<uint64_t>(plan.experts.used) * per_expert;
+  const uint64_t wanted = static_cast<uint64_t>(experts_in_flight(plan.experts.used)) * per_expert;
   const auto at_least = static_cast<uint64_t>(std::clamp(io.queue_depth, 1, kMaxQueueDepth));
   io.queue_depth = static_cast<int>(std::clamp<uint64_t>(wanted, at_least, kMaxQueueDepth));
   return io;

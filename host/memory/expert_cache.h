@@ -86,9 +86,9 @@ struct ExpertCacheStats {
   double layer_seconds_not_reading_ahead = 0;
 };
 
-// The expert cache's reader: `io` with a queue deep enough for a decode layer's misses and the
-// next layer's predicted experts (twice the experts a token chooses, each as many requests as its
-// tensors' slices split into), no shallower than `io` asks and at most kMaxQueueDepth.
+// The expert cache's reader: `io` with a queue deep enough for experts_in_flight experts, each as
+// many requests as its tensors' slices split into, no shallower than `io` asks and at most
+// kMaxQueueDepth.
 ReaderOptions expert_reader_options(const ExpertCachePlan& plan, ReaderOptions io);
 
 class ExpertCache {
