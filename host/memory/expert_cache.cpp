@@ -5,6 +5,7 @@
 #include <deque>
 #include <numeric>
 #include <random>
+#include <utility>
 
 #include "host/kernels/repack.h"
 #include "host/memory/weights.h"
@@ -225,15 +226,31 @@ void ReadAheadTrial::layer_passed(double seconds) {
   if (samples_[setting] >= kBlockLayers) seconds = std::min(seconds, kOutlier * mean_[setting]);
   ++samples_[setting];
   mean_[setting] += (seconds - mean_[setting]) / static_cast<double>(std::min(samples_[setting], kWindowLayers));
+  block_seconds_ += seconds;
   if (++in_block_ < kBlockLayers) return;
   in_block_ = 0;
+  block_passed(std::exchange(block_seconds_, 0.0));
+}
+
+void ReadAheadTrial::block_passed(double block_seconds) {
   ++blocks_;
   if (blocks_ < kTrialBlocks) {
-    reading_ahead_ = !reading_ahead_;
+    reading_ahead_ = blocks_ % 4 == 0 || blocks_ % 4 == 3;
     return;
   }
-  const bool faster = mean_[1] <= mean_[0];
-  reading_ahead_ = blocks_ % kExploreEvery == 0 ? !faster : faster;
+  if (blocks_ == kTrialBlocks) {  // each setting's average is over its trial blocks alone
+    preferred_ = reading_ahead_ = mean_[1] <= mean_[0];
+    return;
+  }
+  if (reading_ahead_ != preferred_) {
+    explored_ = block_seconds;
+    reading_ahead_ = preferred_;
+    return;
+  }
+  if (explored_ && *explored_ < (preferred_before_ + block_seconds) / 2) preferred_ = !preferred_;
+  explored_.reset();
+  preferred_before_ = block_seconds;
+  reading_ahead_ = blocks_ % kExploreEvery == 0 ? !preferred_ : preferred_;
 }
 
 ExpertCache::~ExpertCache() {

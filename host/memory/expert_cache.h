@@ -46,11 +46,14 @@ struct ExpertCacheOptions {
 // costs an early router product per layer and the wrong predictions' reads. Side by side it gained
 // 8-24% on some days and files and cost 2-15% on others (a fast disk with few misses; a slow disk
 // busy with the misses themselves), and no timing rule made from a layer's compute and a read's
-// latency told them apart. So decode measures it: consecutive layers of decode alternate between
-// reading ahead and not in blocks of kBlockLayers, kTrialBlocks blocks at first; then the faster
-// setting runs, and one block in kExploreEvery tries the other, so that a change of the disk or
-// of the routing shows. A layer's time is from its choice to the next layer's, waits included
-// (a moving average per setting over about kWindowLayers, each layer at most kOutlier times it).
+// latency told them apart. So decode measures it: consecutive layers of decode run in blocks of
+// kBlockLayers, the first kTrialBlocks of them reading ahead and not in the order on, off, off, on
+// (repeated), so that a disk whose rate drifts steadily (on this VM it may double within a run as
+// the host caches the file) favours neither; then the faster setting runs, and one block in
+// kExploreEvery tries the other, judged against the mean of the two blocks around it for the same
+// reason, so that a change of the disk or of the routing shows. A layer's time is from its choice
+// to the next layer's, waits included, each layer at most kOutlier times its setting's moving
+// average over about kWindowLayers (also reported).
 class ReadAheadTrial {
  public:
   bool reading_ahead() const { return reading_ahead_; }
@@ -59,16 +62,25 @@ class ReadAheadTrial {
   double seconds_not_reading_ahead() const { return mean_[0]; }
 
  private:
+  void block_passed(double block_seconds);
+
   static constexpr int kBlockLayers = 48;
   static constexpr uint64_t kTrialBlocks = 8;
   static constexpr uint64_t kExploreEvery = 8;
+  static_assert(kExploreEvery >= 3, "an explored block is judged by the blocks before and after it");
   static constexpr uint64_t kWindowLayers = 4 * kBlockLayers;
+  static_assert(kTrialBlocks % 4 == 0 && kTrialBlocks / 2 * kBlockLayers <= kWindowLayers,
+                "the trial's averages are over whole on, off, off, on rounds");
   static constexpr double kOutlier = 4.0;
   double mean_[2] = {0, 0};
   uint64_t samples_[2] = {0, 0};
+  double block_seconds_ = 0;       // this block's layers so far
+  double preferred_before_ = 0;    // the preferred setting's last block
+  std::optional<double> explored_;  // the other setting's block, judged after the next
   int in_block_ = 0;
   uint64_t blocks_ = 0;
   bool reading_ahead_ = true;
+  bool preferred_ = true;
 };
 
 struct ExpertCacheStats {
