@@ -181,6 +181,10 @@ TEST(Cli, LlamaCppNamesAndConventions) {
     EXPECT_NE(tensors.substr(at, tensors.find('\n', at) - at).find("Q8_0"), std::string::npos) << name;
   }
   EXPECT_EQ(test::run_flexinfer({"generate", "-m", model, "-n", "ten"}).exit_code, 2) << "a malformed value is a usage error";
+  // ... also when a later value of the same option is good.
+  expect_clean_failure({"generate", "-m", model, "-n", "ten", "-n", "2"}, "needs an integer, got 'ten'");
+  expect_clean_failure({"generate", "-m", model, "--temp", "warm", "--temp", "0"}, "needs a number, got 'warm'");
+  expect_clean_failure({"generate", "-m", model, "--host-mem", "lots", "--host-mem", "1G"}, "'lots' is not a memory size");
   EXPECT_EQ(test::run_flexinfer({"generate", "-m", test::scratch_path("missing.gguf")}).exit_code, 1) << "a failure";
   const test::CommandResult version = test::run_flexinfer({"--version"});
   EXPECT_EQ(version.exit_code, 0);

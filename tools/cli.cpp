@@ -147,7 +147,8 @@ bool parse_command_line(CLI::App& app, int argc, char** argv, int first) {
   }
   std::reverse(arguments.begin(), arguments.end());  // CLI11 takes them last first
   try {
-    // A repeated option takes its last value, as llama.cpp's do (scripts append overrides).
+    // A repeated option takes its last value, as llama.cpp's do (scripts append overrides); the
+    // numbers and sizes parsed here (each()) still check every value given, in order.
     for (CLI::Option* option : app.get_options())
       if (option->get_items_expected_max() == 1) option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     app.parse(arguments);
@@ -192,9 +193,8 @@ void require_option(const CLI::App& app, const std::string& name) {
 CLI::Option* integer_option(CLI::App& app, const std::string& names, int64_t& value, int64_t low, int64_t high,
                             const std::string& help) {
   const std::string first = names.substr(0, names.find(','));
-  return app
-      .add_option_function<std::string>(
-          names,
+  return app.add_option(names, help)
+      ->each(
           [&app, &value, first, low, high](const std::string& text) {
             char* end = nullptr;
             errno = 0;
@@ -205,17 +205,15 @@ CLI::Option* integer_option(CLI::App& app, const std::string& names, int64_t& va
               usage_error(app, "option '" + first + "' = " + text + " is outside " + std::to_string(low) + ".." +
                                    std::to_string(high));
             value = parsed;
-          },
-          help)
+          })
       ->type_name("N");
 }
 
 CLI::Option* real_option(CLI::App& app, const std::string& names, double& value, double low, double high,
                          const std::string& help) {
   const std::string first = names.substr(0, names.find(','));
-  return app
-      .add_option_function<std::string>(
-          names,
+  return app.add_option(names, help)
+      ->each(
           [&app, &value, first, low, high](const std::string& text) {
             char* end = nullptr;
             const double parsed = std::strtod(text.c_str(), &end);
@@ -224,8 +222,7 @@ CLI::Option* real_option(CLI::App& app, const std::string& names, double& value,
             if (parsed < low || parsed > high)
               usage_error(app, "option '" + first + "' = " + text + " is outside " + strprintf("%g..%g", low, high));
             value = parsed;
-          },
-          help)
+          })
       ->type_name("X");
 }
 
@@ -233,9 +230,8 @@ CLI::Option* size_option(CLI::App& app, const std::string& names, SizeChoice& va
                          const std::string& help) {
   const std::string first = names.substr(0, names.find(','));
   std::vector<std::string> allowed(words.begin(), words.end());
-  return app
-      .add_option_function<std::string>(
-          names,
+  return app.add_option(names, help)
+      ->each(
           [&app, &value, first, allowed](const std::string& text) {
             if (std::find(allowed.begin(), allowed.end(), text) != allowed.end()) {
               value = {text, std::nullopt};
@@ -245,8 +241,7 @@ CLI::Option* size_option(CLI::App& app, const std::string& names, SizeChoice& va
             if (!bytes || *bytes == 0)
               usage_error(app, first + ": '" + text + "' is not a memory size (examples: 512M, 6G, 6.5GiB)");
             value = {"", bytes};
-          },
-          help)
+          })
       ->type_name("SIZE");
 }
 
