@@ -115,8 +115,8 @@ struct ExpertCachePlan {
   uint64_t uniform_read_bytes_per_token() const;
 };
 
-// The experts decode may have in flight at once: a layer's misses and the next layer's predicted
-// experts, each at most the `used` a token chooses.
+// The experts a one-token decode may have in flight at once: a layer's misses and the next layer's
+// predicted experts, each at most the `used` the token chooses.
 constexpr int64_t experts_in_flight(int64_t used) { return 2 * used; }
 
 // The fewest expert slots a cache may have: room for every expert in flight, so reads of the next

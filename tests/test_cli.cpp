@@ -182,9 +182,16 @@ TEST(Cli, LlamaCppNamesAndConventions) {
   }
   EXPECT_EQ(test::run_flexinfer({"generate", "-m", model, "-n", "ten"}).exit_code, 2) << "a malformed value is a usage error";
   // ... also when a later value of the same option is good.
-  expect_clean_failure({"generate", "-m", model, "-n", "ten", "-n", "2"}, "needs an integer, got 'ten'");
-  expect_clean_failure({"generate", "-m", model, "--temp", "warm", "--temp", "0"}, "needs a number, got 'warm'");
-  expect_clean_failure({"generate", "-m", model, "--host-mem", "lots", "--host-mem", "1G"}, "'lots' is not a memory size");
+  const std::pair<std::vector<std::string>, std::string> earlier_values_bad[] = {
+      {{"-n", "ten", "-n", "2"}, "needs an integer, got 'ten'"},
+      {{"--temp", "warm", "--temp", "0"}, "needs a number, got 'warm'"},
+      {{"--host-mem", "lots", "--host-mem", "1G"}, "'lots' is not a memory size"}};
+  for (const auto& [options, message] : earlier_values_bad) {
+    std::vector<std::string> arguments = {"generate", "-m", model};
+    arguments.insert(arguments.end(), options.begin(), options.end());
+    expect_clean_failure(arguments, message);
+    EXPECT_EQ(test::run_flexinfer(arguments).exit_code, 2) << message << ": a usage error";
+  }
   EXPECT_EQ(test::run_flexinfer({"generate", "-m", test::scratch_path("missing.gguf")}).exit_code, 1) << "a failure";
   const test::CommandResult version = test::run_flexinfer({"--version"});
   EXPECT_EQ(version.exit_code, 0);
@@ -525,9 +532,16 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   EXPECT_EQ(plan.out.find("a cache of"), std::string::npos) << "no room for experts in VRAM: " << plan.out;
   EXPECT_EQ(plan.out.find("read/token"), std::string::npos) << "no table of layers holding nothing on the host: " << plan.out;
   // More VRAM: a cache of experts there too.
-  const test::CommandResult cached = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "46M", "--host-mem", "64M"});
+  const std::string cached_json = test::scratch_path("cli-qwen3moe-plan.json");
+  const test::CommandResult cached =
+      test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "46M", "--host-mem", "64M", "--json", cached_json});
   ASSERT_EQ(cached.exit_code, 0) << cached.err;
   EXPECT_NE(cached.out.find("gpu       a cache of "), std::string::npos) << cached.out;
+  const nlohmann::json written = read_json(cached_json);
+  EXPECT_EQ(written["gpu"]["budget_bytes"], 46u << 20);
+  EXPECT_GT(written["gpu"]["used_bytes"].get<uint64_t>(), 44u << 20) << "the dense half and a cache of experts";
+  EXPECT_LE(written["gpu"]["used_bytes"].get<uint64_t>(), 46u << 20);
+  EXPECT_EQ(written["prediction_of"], "the host's part");
   expect_clean_failure({"plan", "-m", model, "--gpu-mem", "44M", "--host-mem", "1M"}, "below this model's minimum");
   expect_clean_failure({"make-model", "--preset", "tiny-qwen3", "--type", "f16", "--byte-vocab", "--router-skew", "1",
                         "-o", test::scratch_path("cli-skew.gguf")},

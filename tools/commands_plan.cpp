@@ -149,6 +149,7 @@ int command_plan(int argc, char** argv) {
   std::printf("model     %s (%lld layers, %s of weights)\n", file.path().c_str(), static_cast<long long>(config.n_layers),
               format_bytes(plan.weight_bytes()).c_str());
   if (config.has_experts()) std::printf("experts   %s\n", config.experts_description().c_str());
+  uint64_t gpu_used = 0;  // beside a GPU: its dense half and cache of experts
   if (experts_beside_gpu) {
     const GpuMemoryPlan gpu = gpu_memory_plan(*model, GpuExperts::OnCpu);
     std::printf("gpu       attention, embedding and head: %s of --gpu-mem %s (%s)%s\n", format_bytes(gpu.total()).c_str(),
@@ -156,6 +157,7 @@ int command_plan(int argc, char** argv) {
                 gpu.total() > *args.engine.gpu_mem.bytes ? ": does not fit" : "");
     const uint64_t budget = *args.engine.gpu_mem.bytes;
     const GpuExpertCachePlan vram = gpu_expert_cache_plan(*model, budget > gpu.total() ? budget - gpu.total() : 0);
+    gpu_used = gpu.total() + (vram.slots > 0 ? vram.total() : 0);
     if (vram.slots > 0)
       std::printf("gpu       a cache of %lld of the %lld experts: %s (%s per expert, %s of upload staging and results)\n",
                   static_cast<long long>(vram.slots), static_cast<long long>(config.n_layers * config.n_experts),
@@ -205,8 +207,9 @@ int command_plan(int argc, char** argv) {
     prediction = predict_decode(plan, *profile, compute_bytes);
     std::printf("predicted decode%s: %.2f tok/s, bound by %s (disk %.3f s, compute %.3f s per token; disk %.2f GB/s, "
                 "CPU %.2f GB/s)\n",
-                experts_beside_gpu ? " of the host's part (the GPU's not counted)" : "", prediction.decode_tok_s, prediction.bound.c_str(), prediction.disk_seconds, prediction.compute_seconds,
-                profile->disk_read_GBps, profile->cpu_matvec_GBps);
+                experts_beside_gpu ? " of the host's part (the GPU's not counted)" : "", prediction.decode_tok_s,
+                prediction.bound.c_str(), prediction.disk_seconds, prediction.compute_seconds, profile->disk_read_GBps,
+                profile->cpu_matvec_GBps);
   } else {
     std::printf("no prediction: run 'flexinfer probe' once (or pass --profile FILE)\n");
   }
@@ -234,11 +237,12 @@ int command_plan(int argc, char** argv) {
                                     {"experts", all_experts},
                                     {"bytes", experts.bytes()},
                                     {"uniform_read_bytes_per_token", experts.uniform_read_bytes_per_token()}}}}},
-        {"gpu", {{"budget_bytes", 0}, {"used_bytes", 0}}},
+        {"gpu", {{"budget_bytes", experts_beside_gpu ? *args.engine.gpu_mem.bytes : 0}, {"used_bytes", gpu_used}}},
         {"layers", units},
         {"bytes_per_token", {{"disk", plan.read_bytes_per_token()}, {"host", compute_bytes}, {"gpu", 0}}},
         {"predicted_decode_tok_s", profile ? nlohmann::json(prediction.decode_tok_s) : nlohmann::json(nullptr)},
         {"bound", profile ? nlohmann::json(prediction.bound) : nlohmann::json(nullptr)},
+        {"prediction_of", experts_beside_gpu ? "the host's part" : "the whole model"},
     };
     write_json(args.json, json, "plan");
   }

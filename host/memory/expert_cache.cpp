@@ -221,6 +221,10 @@ ExpertCache::Slot* ExpertCache::wait_for_read(bool decode) {
 }
 
 void ReadAheadTrial::layer_passed(double seconds) {
+  if (uncounted_layers_ > 0) {
+    --uncounted_layers_;
+    return;
+  }
   const int setting = reading_ahead_ ? 1 : 0;
   // A layer slowed by something else (a preempted thread) counts as at most a few ordinary ones.
   if (samples_[setting] >= kBlockLayers) seconds = std::min(seconds, kOutlier * mean_[setting]);
@@ -247,8 +251,19 @@ void ReadAheadTrial::block_passed(double block_seconds) {
     reading_ahead_ = preferred_;
     return;
   }
-  if (explored_ && *explored_ < (preferred_before_ + block_seconds) / 2) preferred_ = !preferred_;
-  explored_.reset();
+  if (explored_) {
+    explorations_[explorations_held_++ % kJudgedExplorations] = {*explored_, (preferred_before_ + block_seconds) / 2};
+    double explored = 0, around = 0;
+    for (size_t i = 0; i < std::min(explorations_held_, kJudgedExplorations); ++i) {
+      explored += explorations_[i].explored;
+      around += explorations_[i].around;
+    }
+    if (explored < around) {
+      preferred_ = !preferred_;
+      explorations_held_ = 0;
+    }
+    explored_.reset();
+  }
   preferred_before_ = block_seconds;
   reading_ahead_ = blocks_ % kExploreEvery == 0 ? !preferred_ : preferred_;
 }

@@ -14,6 +14,7 @@
 // kMinimumPrecision of recent predictions it pauses, still scoring what it would have read, and
 // resumes when they improve. Whether it pays at all depends on the disk and the compute of the
 // hour, so by default it is measured as it runs (ReadAheadTrial) and kept only while faster.
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -46,17 +47,20 @@ struct ExpertCacheOptions {
 // costs an early router product per layer and the wrong predictions' reads. Side by side it gained
 // 8-24% on some days and files and cost 2-15% on others (a fast disk with few misses; a slow disk
 // busy with the misses themselves), and no timing rule made from a layer's compute and a read's
-// latency told them apart. So decode measures it: consecutive layers of decode run in blocks of
-// kBlockLayers, the first kTrialBlocks of them reading ahead and not in the order on, off, off, on
-// (repeated), so that a disk whose rate drifts steadily (on this VM it may double within a run as
-// the host caches the file) favours neither; then the faster setting runs, and one block in
+// latency told them apart. So decode measures it: after a first block of kBlockLayers layers that
+// is not counted (the cache fills and the disk wakes whichever the setting), consecutive layers of
+// decode run in blocks, the first kTrialBlocks of them reading ahead and not in the order on, off,
+// off, on (repeated), so that a disk whose rate drifts steadily (on this VM it may double within a
+// run as the host caches the file) favours neither; then the faster setting runs, and one block in
 // kExploreEvery tries the other, judged against the mean of the two blocks around it for the same
-// reason, so that a change of the disk or of the routing shows. A layer's time is from its choice
-// to the next layer's, waits included, each layer at most kOutlier times its setting's moving
-// average over about kWindowLayers (also reported).
+// reason; the setting changes when the last kJudgedExplorations explored blocks together beat the
+// blocks around them, so that a change of the disk or of the routing shows and one noisy block does
+// not. A layer's time is from its choice to the next layer's, waits included, each layer at most
+// kOutlier times its setting's moving average over about kWindowLayers (also reported).
 class ReadAheadTrial {
  public:
   bool reading_ahead() const { return reading_ahead_; }
+  bool prefers_reading_ahead() const { return preferred_; }  // the setting it runs between explorations
   void layer_passed(double seconds);
   double seconds_reading_ahead() const { return mean_[1]; }
   double seconds_not_reading_ahead() const { return mean_[0]; }
@@ -68,15 +72,23 @@ class ReadAheadTrial {
   static constexpr uint64_t kTrialBlocks = 8;
   static constexpr uint64_t kExploreEvery = 8;
   static_assert(kExploreEvery >= 3, "an explored block is judged by the blocks before and after it");
+  static constexpr size_t kJudgedExplorations = 3;
   static constexpr uint64_t kWindowLayers = 4 * kBlockLayers;
   static_assert(kTrialBlocks % 4 == 0 && kTrialBlocks / 2 * kBlockLayers <= kWindowLayers,
                 "the trial's averages are over whole on, off, off, on rounds");
   static constexpr double kOutlier = 4.0;
+  struct Exploration {
+    double explored = 0;  // seconds of the explored block
+    double around = 0;    // the mean of the preferred blocks before and after it
+  };
   double mean_[2] = {0, 0};
   uint64_t samples_[2] = {0, 0};
-  double block_seconds_ = 0;       // this block's layers so far
-  double preferred_before_ = 0;    // the preferred setting's last block
+  int uncounted_layers_ = kBlockLayers;
+  double block_seconds_ = 0;        // this block's layers so far
+  double preferred_before_ = 0;     // the preferred setting's last block
   std::optional<double> explored_;  // the other setting's block, judged after the next
+  std::array<Exploration, kJudgedExplorations> explorations_{};  // since the last change, a ring
+  size_t explorations_held_ = 0;
   int in_block_ = 0;
   uint64_t blocks_ = 0;
   bool reading_ahead_ = true;
