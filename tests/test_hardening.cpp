@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "host/engine/host_model.h"
+#include "host/trace/trace.h"
 #include "io/error.h"
 #include "test_support.h"
 
@@ -258,6 +259,28 @@ TEST(Hardening, AKilledRunLeavesATraceOfWholeSpans) {
   const nlohmann::json spans = nlohmann::json::parse(text + "\n]", nullptr, false);
   ASSERT_TRUE(spans.is_array()) << "the trace ends inside a span: ..." << text.substr(text.size() - 120);
   EXPECT_GT(spans.size(), 100u);
+}
+
+// A kill may cut a write() short where the kernel's copy reaches the next page of the file: a
+// trace cut at any page boundary still parses as whole spans (names of every length, so that
+// spans fall across boundaries unless placed after them).
+TEST(Hardening, ATraceCutAtAnyPageOfItsFileHoldsWholeSpans) {
+  const std::string path = test::scratch_path("paged-trace.json");
+  {
+    Trace trace(path);
+    for (int i = 0; i < 4000; ++i)
+      trace.add_microseconds(Trace::Track::Cpu, "span " + std::string(static_cast<size_t>(i % 97), 'x'), i, i + 0.5);
+    trace.finish();
+  }
+  const std::string text = test::read_bytes_as_text(path);
+  const nlohmann::json whole = nlohmann::json::parse(text, nullptr, false);
+  ASSERT_TRUE(whole.is_array());
+  EXPECT_EQ(whole.size(), 4u + 4000u) << "four track names, then every span";
+  ASSERT_GT(text.size(), 64u * 4096u);
+  for (size_t cut = 4096; cut < text.size(); cut += 4096) {
+    const nlohmann::json spans = nlohmann::json::parse(text.substr(0, cut) + "\n]", nullptr, false);
+    ASSERT_TRUE(spans.is_array()) << "cut at " << cut << ": ..." << text.substr(cut - 100, 100);
+  }
 }
 
 // A memory cgroup of its own for a test (v1's memory controller or v2), removed at the end;

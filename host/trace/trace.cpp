@@ -40,6 +40,7 @@ void Trace::write_pending() {
   if (pending_.empty()) return;
   // A short write sets the stream's error flag, which close() reports.
   static_cast<void>(std::fwrite(pending_.data(), 1, pending_.size(), file_));
+  written_ += pending_.size();
   pending_.clear();
 }
 
@@ -59,9 +60,12 @@ void Trace::add_microseconds(Track track, const std::string& name, double start,
   char numbers[96];
   std::snprintf(numbers, sizeof numbers, ",\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f}",
                 static_cast<int>(track), start, end - start);
+  const std::string span = ",\n{\"name\":" + quoted + ",\"cat\":\"" + track_name(track) + "\"" + numbers;
   std::lock_guard lock(mutex_);
   if (!file_) return;
-  pending_ += ",\n{\"name\":" + quoted + ",\"cat\":\"" + track_name(track) + "\"" + numbers;
+  const uint64_t in_page = (written_ + pending_.size()) % kPageBytes;
+  if (in_page + span.size() > kPageBytes && span.size() <= kPageBytes) pending_.append(kPageBytes - in_page, ' ');
+  pending_ += span;
   if (pending_.size() >= kFlushBytes) write_pending();
 }
 

@@ -8,6 +8,7 @@
 // events all add spans.
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -38,11 +39,15 @@ class Trace {
   // Whole spans go to the file together, never a part of one: stdio's own buffer would leave a
   // killed run's file ending inside a span.
   static constexpr size_t kFlushBytes = 64 << 10;
+  // A kill during a write() may cut it short, but only where the kernel's copy moves on to the next
+  // page of the file: a span that would cross a page boundary starts after it, the gap spaces.
+  static constexpr uint64_t kPageBytes = 4096;
   void write_pending();
   std::string path_;
   Clock::time_point origin_;
   std::mutex mutex_;
   std::FILE* file_ = nullptr;  // unbuffered
+  uint64_t written_ = 0;         // bytes handed to the file so far
   std::string pending_;
 };
 
