@@ -185,10 +185,27 @@ TEST(Cli, LlamaCppNamesAndConventions) {
   const std::pair<std::vector<std::string>, std::string> earlier_values_bad[] = {
       {{"-n", "ten", "-n", "2"}, "needs an integer, got 'ten'"},
       {{"--temp", "warm", "--temp", "0"}, "needs a number, got 'warm'"},
-      {{"--host-mem", "lots", "--host-mem", "1G"}, "'lots' is not a memory size"}};
+      {{"--host-mem", "lots", "--host-mem", "1G"}, "'lots' is not a memory size"},
+      {{"--io", "aio", "--io", "pread"}, "--io: unknown backend 'aio'"},
+      {{"--expert-policy", "lru", "--expert-policy", "recency"}, "--expert-policy: unknown policy 'lru'"},
+      {{"--expert-speculation", "maybe", "--expert-speculation", "on"}, "unknown setting 'maybe'"},
+      {{"--log-level", "loud", "--log-level", "info"}, "--log-level 'loud'"}};
   for (const auto& [options, message] : earlier_values_bad) {
     std::vector<std::string> arguments = {"generate", "-m", model};
     arguments.insert(arguments.end(), options.begin(), options.end());
+    expect_clean_failure(arguments, message);
+    EXPECT_EQ(test::run_flexinfer(arguments).exit_code, 2) << message << ": a usage error";
+  }
+  const std::pair<std::vector<std::string>, std::string> other_commands_earlier_values_bad[] = {
+      {{"make-model", "--preset", "3b", "--preset", "tiny", "--type", "f16", "--byte-vocab", "-o", "x"}, "unknown preset '3b'"},
+      {{"make-model", "--preset", "tiny", "--type", "q9", "--type", "f16", "--byte-vocab", "-o", "x"}, "unknown type 'q9'"},
+      {{"make-model", "--preset", "tiny", "--arch", "gpt9", "--arch", "llama", "--type", "f16", "--byte-vocab", "-o", "x"},
+       "unknown architecture 'gpt9'"},
+      {{"chat", "-m", model, "--chat-format", "nope", "--chat-format", "chatml"}, "unknown chat format 'nope'"},
+      {{"serve", "-m", model, "--chat-format", "nope", "--chat-format", "chatml"}, "unknown chat format 'nope'"},
+      {{"template", "--file", "x.jinja", "--messages", "m.json", "--now", "noon", "--now", "2024-07-26 00:00:00"},
+       "'noon' is not 'YYYY-MM-DD HH:MM:SS'"}};
+  for (const auto& [arguments, message] : other_commands_earlier_values_bad) {
     expect_clean_failure(arguments, message);
     EXPECT_EQ(test::run_flexinfer(arguments).exit_code, 2) << message << ": a usage error";
   }
@@ -518,7 +535,7 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   ASSERT_EQ(cached_bench.exit_code, 0) << cached_bench.err;
   EXPECT_NE(cached_bench.out.find("experts          cache of "), std::string::npos) << cached_bench.out;
   EXPECT_NE(cached_bench.out.find("read ahead       "), std::string::npos) << cached_bench.out;
-  expect_clean_failure({"bench", "-m", model, "--expert-speculation", "maybe"}, "maybe not in {auto,on,off}");
+  expect_clean_failure({"bench", "-m", model, "--expert-speculation", "maybe"}, "--expert-speculation: unknown setting 'maybe' (auto, on, off)");
   const test::CommandResult whole = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "2G"});
   ASSERT_EQ(whole.exit_code, 0) << whole.err;
   EXPECT_NE(whole.out.find("gpu       everything, every expert resident: "), std::string::npos) << whole.out;

@@ -27,6 +27,14 @@ std::string command_of(const CLI::App& app) { return app.get_name(); }
   throw UsageError(command_of(app) + ": " + message + " (see 'flexinfer " + command_of(app) + " --help')");
 }
 
+std::string io_problem(const std::string& name) {
+  return parse_io_backend(name) ? "" : "unknown backend '" + name + "' (auto, uring, pread, mmap)";
+}
+
+std::string expert_policy_problem(const std::string& name) {
+  return parse_expert_policy(name) ? "" : "unknown policy '" + name + "' (frequency, recency)";
+}
+
 // Edit distance, for suggesting the option the user probably meant.
 size_t distance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
@@ -105,7 +113,11 @@ std::unique_ptr<CLI::App> command_app(const std::string& command, const std::str
   app->set_help_flag("-h,--help", "print this help and exit");
   app->get_formatter()->column_width(34);
   app->add_flag("-v,--verbose")->description("log what the engine decides and why (--log-level debug)");
-  app->add_option("--log-level", "debug, info, warning, error or off (default info: warnings and where the weights live)");
+  app->add_option("--log-level", "debug, info, warning, error or off (default info: warnings and where the weights live)")
+      ->each([app = app.get()](const std::string& name) {
+        if (!parse_log_level(name))
+          usage_error(*app, "--log-level '" + name + "' is not one of debug, info, warning, error, off");
+      });
   app->add_option("--log-file", "also append every message to this file");
   return app;
 }
@@ -174,10 +186,7 @@ bool parse_command_line(CLI::App& app, int argc, char** argv, int first) {
   }
   LogLevel level = app.count("--verbose") > 0 ? LogLevel::Debug : LogLevel::Info;
   if (app.count("--log-level") > 0) {
-    const std::string name = app["--log-level"]->as<std::string>();
-    const auto parsed = parse_log_level(name);
-    if (!parsed) usage_error(app, "--log-level '" + name + "' is not one of debug, info, warning, error, off");
-    level = *parsed;
+    level = *parse_log_level(app["--log-level"]->as<std::string>());  // each value was checked as it was read
   }
   configure_logging(level, app.count("--log-file") > 0 ? app["--log-file"]->as<std::string>() : "");
   return true;
@@ -243,6 +252,25 @@ CLI::Option* size_option(CLI::App& app, const std::string& names, SizeChoice& va
             value = {"", bytes};
           })
       ->type_name("SIZE");
+}
+
+CLI::Option* checked_option(CLI::App& app, const std::string& names, std::string& value, ValueCheck problem,
+                            const std::string& help) {
+  const std::string first = names.substr(0, names.find(','));
+  return app.add_option(names, help)->each([&app, &value, first, problem](const std::string& text) {
+    const std::string wrong = problem(text);
+    if (!wrong.empty()) usage_error(app, first + ": " + wrong);
+    value = text;
+  });
+}
+
+ValueCheck one_of(const std::vector<std::string>& names, const std::string& what) {
+  return [names, what](const std::string& text) -> std::string {
+    if (std::find(names.begin(), names.end(), text) != names.end()) return "";
+    std::string listed;
+    for (const std::string& name : names) listed += (listed.empty() ? "" : ", ") + name;
+    return "unknown " + what + " '" + text + "' (" + listed + ")";
+  };
 }
 
 void add_prompt_options(CLI::App& app, PromptArgs& prompt) {
@@ -323,27 +351,26 @@ void add_engine_options(CLI::App& app, EngineArgs& engine) {
   app.add_option("--profile", engine.profile,
                  "a probe profile (JSON) to plan the GPU/host/disk placement with (default: this machine's cached one)")
       ->type_name("FILE");
-  app.add_option("--io", engine.io, "how streamed weights are read: auto, uring, pread or mmap (default auto)")
+  checked_option(app, "--io", engine.io, io_problem, "how streamed weights are read: auto, uring, pread or mmap (default auto)")
       ->type_name("BACKEND");
   app.add_option("--trace", engine.trace,
                  "write a Chrome/Perfetto trace (JSON) of reads, uploads and compute per layer to this file")
       ->type_name("FILE");
-  app.add_option("--expert-policy", engine.expert_policy,
+  checked_option(app, "--expert-policy", engine.expert_policy, expert_policy_problem,
                  "mixture of experts read on demand: which cached expert makes room, frequency (chosen least often "
                  "lately; the default) or recency (used longest ago)")
       ->type_name("POLICY");
-  app.add_option("--expert-speculation", engine.expert_speculation,
+  checked_option(app, "--expert-speculation", engine.expert_speculation, one_of({"auto", "on", "off"}, "setting"),
                  "mixture of experts read on demand: on reads the experts the next layer's router predicts while "
                  "this layer computes; auto (the default) measures decode with and without it as it runs and keeps "
                  "the faster, trying the other now and then; off reads only what was chosen")
-      ->check(CLI::IsMember({"auto", "on", "off"}))
       ->type_name("auto|on|off");
 }
 
 ReaderOptions reader_options(const std::string& io_name) {
   ReaderOptions io;
   const auto parsed = parse_io_backend(io_name);
-  if (!parsed) throw UsageError("--io: unknown backend '" + io_name + "' (auto, uring, pread, mmap)");
+  if (!parsed) throw UsageError("--io: " + io_problem(io_name));
   io.backend = *parsed;
   try {
     if (const auto profile = cached_profile()) {
@@ -373,7 +400,7 @@ EngineOptions engine_options(const CLI::App& app, const EngineArgs& engine) {
   options.io = reader_options(engine.io);
   options.trace = engine.trace;
   const auto policy = parse_expert_policy(engine.expert_policy);
-  if (!policy) throw UsageError("--expert-policy: unknown policy '" + engine.expert_policy + "' (frequency, recency)");
+  if (!policy) throw UsageError("--expert-policy: " + expert_policy_problem(engine.expert_policy));
   options.experts.policy = *policy;
   options.experts.speculate = engine.expert_speculation != "off";
   options.experts.measured = engine.expert_speculation == "auto";

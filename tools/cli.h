@@ -4,9 +4,11 @@
 // checked as it is read; a usage error is one line naming the option (and the likely one, for an
 // unknown option) and exits with status 2.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -43,6 +45,14 @@ struct SizeChoice {
 };
 CLI::Option* size_option(CLI::App& app, const std::string& names, SizeChoice& value, std::initializer_list<const char*> words,
                          const std::string& help);
+
+// A text option: `problem` says what is wrong with a value ("" when nothing is). Every value given
+// is checked in order, so a bad one is a usage error even when a later one would override it.
+using ValueCheck = std::function<std::string(const std::string&)>;
+CLI::Option* checked_option(CLI::App& app, const std::string& names, std::string& value, ValueCheck problem,
+                            const std::string& help);
+// The check for a value that must be one of `names` ("unknown WHAT 'x' (a, b, c)").
+ValueCheck one_of(const std::vector<std::string>& names, const std::string& what);
 
 // -p TEXT / -p - (stdin), -f FILE / -f - (stdin), -e (escapes), --parse-special.
 struct PromptArgs {

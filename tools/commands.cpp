@@ -277,11 +277,18 @@ int command_make_model(int argc, char** argv) {
   double router_skew = 0.0;
   std::string presets;
   for (const std::string& name : preset_names()) presets += (presets.empty() ? "" : ", ") + name;
-  app->add_option("--preset", preset, "a shape: " + presets)->type_name("NAME");
-  app->add_option("--arch", arch, architecture_names() + " (default: the preset's)")->type_name("ARCH");
+  checked_option(*app, "--preset", preset, one_of(preset_names(), "preset"), "a shape: " + presets)->type_name("NAME");
+  checked_option(
+      *app, "--arch", arch,
+      [](const std::string& name) -> std::string {
+        if (find_architecture(name) || find_architecture(name, true)) return "";
+        return "unknown architecture '" + name + "' (" + architecture_names() + ")";
+      },
+      architecture_names() + " (default: the preset's)")
+      ->type_name("ARCH");
   std::string types;
   for (const std::string& name : weight_scheme_names()) types += (types.empty() ? "" : ", ") + name;
-  app->add_option("--type", type, types)->type_name("TYPE");
+  checked_option(*app, "--type", type, one_of(weight_scheme_names(), "type"), types)->type_name("TYPE");
   std::vector<std::string> tensor_types;
   app->add_option("--tensor-type", tensor_types,
                   "every tensor NAME in TYPE, whatever --type chooses, e.g. ffn_up_exps=q8_0 (repeatable)")
@@ -298,17 +305,13 @@ int command_make_model(int argc, char** argv) {
   require_option(*app, "--type");
   require_option(*app, "--output");
   MakeModelOptions options;
-  const auto shape = find_preset(preset);
-  if (!shape) throw UsageError("make-model: unknown preset '" + preset + "' (" + presets + ")");
-  options.shape = *shape;
-  if (app->count("--arch") > 0) options.shape = with_architecture(*shape, arch);
+  options.shape = *find_preset(preset);  // --preset and --type were checked as they were read
+  if (app->count("--arch") > 0) options.shape = with_architecture(options.shape, arch);
   if (app->count("--router-skew") > 0) {
     if (options.shape.n_experts == 0) throw UsageError("make-model: --router-skew is for models with experts");
     options.shape.router_skew = router_skew;
   }
-  const auto scheme = parse_weight_scheme(type);
-  if (!scheme) throw UsageError("make-model: unknown type '" + type + "' (" + types + ")");
-  options.scheme = *scheme;
+  options.scheme = *parse_weight_scheme(type);
   for (const std::string& text : tensor_types) {
     std::string problem;
     const auto chosen = parse_tensor_type_override(text, &problem);

@@ -60,6 +60,17 @@ size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& 
 
 // One line of input: with line editing and history on a terminal, plain lines otherwise; nullopt
 // at the end of input (Ctrl-D).
+// A moment written 'YYYY-MM-DD HH:MM:SS', with its weekday and day of the year filled in.
+std::optional<std::tm> parse_moment(const std::string& text) {
+  std::tm moment{};
+  std::istringstream in(text);
+  in >> std::get_time(&moment, "%Y-%m-%d %H:%M:%S");
+  if (in.fail()) return std::nullopt;
+  moment.tm_isdst = -1;
+  std::mktime(&moment);
+  return moment;
+}
+
 std::optional<std::string> read_line(bool terminal) {
   if (terminal) {
     char* line = ::readline("> ");
@@ -87,21 +98,20 @@ int command_template(int argc, char** argv) {
   app->add_flag("--no-generation-prompt", no_generation_prompt, "do not open an assistant turn at the end");
   app->add_option("--bos-token", bos_token, "bos_token as the template sees it (default: the model's, or empty)")->type_name("TEXT");
   app->add_option("--eos-token", eos_token, "eos_token as the template sees it (default: the model's, or empty)")->type_name("TEXT");
-  app->add_option("--chat-format", chat_format, "a built-in format instead of the model's template")->type_name("NAME");
+  checked_option(*app, "--chat-format", chat_format, one_of(chat_format_names(), "chat format"),
+                 "a built-in format instead of the model's template")
+      ->type_name("NAME");
   std::string now;
-  app->add_option("--now", now, "the moment strftime_now() formats, as 'YYYY-MM-DD HH:MM:SS' (default: now)")
+  checked_option(
+      *app, "--now", now,
+      [](const std::string& text) -> std::string {
+        return parse_moment(text) ? "" : "'" + text + "' is not 'YYYY-MM-DD HH:MM:SS'";
+      },
+      "the moment strftime_now() formats, as 'YYYY-MM-DD HH:MM:SS' (default: now)")
       ->type_name("TIME");
   if (!parse_command_line(*app, argc, argv, 2)) return 0;
   std::function<std::tm()> clock;
-  if (!now.empty()) {
-    std::tm moment{};
-    std::istringstream in(now);
-    in >> std::get_time(&moment, "%Y-%m-%d %H:%M:%S");
-    if (in.fail()) throw UsageError("template: --now '" + now + "' is not 'YYYY-MM-DD HH:MM:SS'");
-    moment.tm_isdst = -1;
-    std::mktime(&moment);  // fills in the weekday and day of the year
-    clock = [moment] { return moment; };
-  }
+  if (!now.empty()) clock = [moment = *parse_moment(now)] { return moment; };
   require_option(*app, "--messages");
   if ((app->count("--model") > 0) == (app->count("--file") > 0))
     throw UsageError("template: give exactly one of -m MODEL or --file TEMPLATE.jinja");
@@ -141,8 +151,8 @@ int command_chat(int argc, char** argv) {
   app->add_option("--system", system, "a system message to begin the conversation with")->type_name("TEXT");
   std::string formats;
   for (const std::string& name : chat_format_names()) formats += (formats.empty() ? "" : ", ") + name;
-  app->add_option("--chat-format", chat_format,
-                  "the format when the model has no usable chat template: " + formats + " (default: from its vocabulary)")
+  checked_option(*app, "--chat-format", chat_format, one_of(chat_format_names(), "chat format"),
+                 "the format when the model has no usable chat template: " + formats + " (default: from its vocabulary)")
       ->type_name("NAME");
   integer_option(*app, "-n,--n-predict", max_reply, -1, 1 << 24,
                  "most tokens per reply; -1 = until an end-of-generation token or the context is full (default)");
@@ -150,7 +160,6 @@ int command_chat(int argc, char** argv) {
   if (!parse_command_line(*app, argc, argv, 2)) return 0;
   const EngineOptions options = engine_options(*app, engine_args);
   Sampler sampler(sampler_params(sampling_args));
-  if (!chat_format.empty()) ChatFormat::built_in(chat_format, "", "");  // an unknown name fails before loading
 
   Engine engine(options);
   show_placement(engine);

@@ -157,7 +157,7 @@ int command_plan(int argc, char** argv) {
                 gpu.total() > *args.engine.gpu_mem.bytes ? ": does not fit" : "");
     const uint64_t budget = *args.engine.gpu_mem.bytes;
     const GpuExpertCachePlan vram = gpu_expert_cache_plan(*model, budget > gpu.total() ? budget - gpu.total() : 0);
-    gpu_used = gpu.total() + (vram.slots > 0 ? vram.total() : 0);
+    gpu_used = gpu.total() + vram.total();
     if (vram.slots > 0)
       std::printf("gpu       a cache of %lld of the %lld experts: %s (%s per expert, %s of upload staging and results)\n",
                   static_cast<long long>(vram.slots), static_cast<long long>(config.n_layers * config.n_experts),

@@ -313,7 +313,8 @@ int command_serve(int argc, char** argv) {
   app->add_option("--alias", args.alias, "the model's name in the API (default: the file's name)")->type_name("NAME");
   std::string formats;
   for (const std::string& name : chat_format_names()) formats += (formats.empty() ? "" : ", ") + name;
-  app->add_option("--chat-format", args.chat_format, "a built-in chat format instead of the model's template: " + formats)
+  checked_option(*app, "--chat-format", args.chat_format, one_of(chat_format_names(), "chat format"),
+                 "a built-in chat format instead of the model's template: " + formats)
       ->type_name("NAME");
   integer_option(*app, "--timeout", args.timeout, 1, 3600, "seconds a client may take to send or receive (default 30)");
   size_option(*app, "--max-body", args.max_body, {}, "largest request body (default 4M)");
@@ -321,7 +322,6 @@ int command_serve(int argc, char** argv) {
   require_option(*app, "--model");
   if (args.api_key.empty())
     if (const char* key = std::getenv("FLEXINFER_API_KEY")) args.api_key = key;
-  if (!args.chat_format.empty()) ChatFormat::built_in(args.chat_format, "", "");  // an unknown name fails before loading
   EngineOptions options = engine_options(*app, engine_args);
   options.sequences = args.parallel;
 
