@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "io/error.h"
 #include "io/gguf.h"
 #include "test_support.h"
 
@@ -558,7 +559,41 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   EXPECT_EQ(written["gpu"]["budget_bytes"], 46u << 20);
   EXPECT_GT(written["gpu"]["used_bytes"].get<uint64_t>(), 44u << 20) << "the dense half and a cache of experts";
   EXPECT_LE(written["gpu"]["used_bytes"].get<uint64_t>(), 46u << 20);
-  EXPECT_EQ(written["prediction_of"], "the host's part");
+  // The prediction: the host's part alone from a profile without a GPU's figures, the whole token
+  // (the GPU's dense half after the CPU's experts) from one with them.
+  auto write_profile = [](const std::string& name, const std::string& text) {
+    const std::string path = test::scratch_path(name);
+    test::write_bytes(path, std::vector<uint8_t>(text.begin(), text.end()));
+    return path;
+  };
+  const std::string cpu_only = write_profile("cli-moe-cpu-profile.json",
+                                             R"({"disk_read_GBps": 2, "host_read_GBps": 20, "cpu_matvec_GBps": 10})");
+  const std::string with_gpu = write_profile(
+      "cli-moe-gpu-profile.json", R"({"disk_read_GBps": 2, "host_read_GBps": 20, "cpu_matvec_GBps": 10,
+          "h2d_pinned_GBps": 25, "vram_read_GBps": 3000, "gpu_matvec_GBps": 0.01})");
+  const std::string host_part_json = test::scratch_path("cli-qwen3moe-plan-cpu.json");
+  const test::CommandResult host_part = test::run_flexinfer(
+      {"plan", "-m", model, "--gpu-mem", "46M", "--host-mem", "64M", "--profile", cpu_only, "--json", host_part_json});
+  ASSERT_EQ(host_part.exit_code, 0) << host_part.err;
+  EXPECT_NE(host_part.out.find("of the host's part (the profile has no GPU measurements)"), std::string::npos) << host_part.out;
+  const nlohmann::json host_part_plan = read_json(host_part_json);
+  EXPECT_EQ(host_part_plan["prediction_of"], "the host's part");
+  const std::string whole_json = test::scratch_path("cli-qwen3moe-plan-gpu.json");
+  const test::CommandResult whole_token = test::run_flexinfer(
+      {"plan", "-m", model, "--gpu-mem", "46M", "--host-mem", "64M", "--profile", with_gpu, "--json", whole_json});
+  ASSERT_EQ(whole_token.exit_code, 0) << whole_token.err;
+  const nlohmann::json whole_plan = read_json(whole_json);
+  EXPECT_EQ(whole_plan["prediction_of"], "the whole model");
+  const uint64_t gpu_bytes = whole_plan["bytes_per_token"]["gpu"].get<uint64_t>();
+  EXPECT_GT(gpu_bytes, 0u) << "attention and the head on the GPU";
+  // A GPU this slow (10 MB/s) makes its dense half the bound, and adds to the CPU's time.
+  const double gpu_seconds = whole_plan["seconds_per_token"]["gpu"].get<double>();
+  EXPECT_NEAR(gpu_seconds, static_cast<double>(gpu_bytes) / 1e7, 1e-9 * gpu_seconds);
+  EXPECT_EQ(whole_plan["bound"], "gpu");
+  const double cpu_seconds = whole_plan["seconds_per_token"]["cpu"].get<double>();
+  EXPECT_DOUBLE_EQ(cpu_seconds, host_part_plan["seconds_per_token"]["cpu"].get<double>());
+  EXPECT_NEAR(whole_plan["predicted_decode_tok_s"].get<double>(), 1.0 / (cpu_seconds + gpu_seconds), 1e-6);
+  EXPECT_NE(whole_token.out.find("CPU " + strprintf("%.3f", cpu_seconds) + " s + GPU"), std::string::npos) << whole_token.out;
   expect_clean_failure({"plan", "-m", model, "--gpu-mem", "44M", "--host-mem", "1M"}, "below this model's minimum");
   expect_clean_failure({"make-model", "--preset", "tiny-qwen3", "--type", "f16", "--byte-vocab", "--router-skew", "1",
                         "-o", test::scratch_path("cli-skew.gguf")},

@@ -47,6 +47,26 @@ uint64_t compute_bytes_per_token(const Plan& plan, const Model& model) {
   return bytes + plan.expert_cache.used_bytes_per_token();
 }
 
+GpuMatrixWork gpu_matrix_work(const Model& model, GpuExperts experts) {
+  const TensorInfo* embedding = model.tensors().global(Role::TokenEmbedding);
+  GpuMatrixWork work;
+  for (const TensorInfo* tensor : gpu_tensors(model, experts))
+    if (tensor->n_dims == 2 && tensor != embedding) {
+      work.bytes += tensor->bytes;
+      work.elements += tensor->elements();
+    } else if (tensor->n_dims == 3) {
+      work.bytes += chosen_experts_share(model.config(), tensor->bytes);
+      work.elements += chosen_experts_share(model.config(), tensor->elements());
+    }
+  const TensorInfo& output = model.tensors().output();
+  work.output_elements = output.elements();
+  if (model.tied_output()) {
+    work.bytes += output.bytes;
+    work.elements += output.elements();
+  }
+  return work;
+}
+
 std::string build_features() {
   std::string why;
   const bool cuda = !cuda::list_devices(&why).empty();

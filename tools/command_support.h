@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "host/engine/engine.h"
+#include "host/gpu/gpu_backend.h"
 #include "host/text/tokenizer.h"
 #include "io/async_reader.h"
 #include "planner/plan.h"
@@ -29,6 +30,15 @@ std::optional<Profile> chosen_profile(const std::string& path);
 uint64_t compute_bytes_per_token(const Plan& plan, const Model& model);
 // Of a stacked expert tensor's bytes (or elements), the share a token multiplies: its chosen experts'.
 uint64_t chosen_experts_share(const ModelConfig& config, uint64_t stacked);
+// The matrices the GPU multiplies per decoded token (gpu_tensors): all but the token embedding (one
+// row of it), of stacked expert tensors the chosen experts' share, and the output head (the
+// embedding again when tied).
+struct GpuMatrixWork {
+  uint64_t bytes = 0;
+  uint64_t elements = 0;
+  uint64_t output_elements = 0;  // of the head, which prefill multiplies once
+};
+GpuMatrixWork gpu_matrix_work(const Model& model, GpuExperts experts);
 double seconds_since(std::chrono::steady_clock::time_point start);
 // What this build can use: "CUDA 13.0 runtime, CPU kernels: AVX-VNNI" and the like.
 std::string build_features();

@@ -84,21 +84,7 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
   const int64_t prompt_tokens = args.prompt_tokens, decode_tokens = args.decode_tokens;
   const Model& model = engine->model();
   const TensorInfo* embedding = model.tensors().global(Role::TokenEmbedding);
-  uint64_t matrix_bytes = 0, matrix_elements = 0;
-  for (const TensorInfo* tensor : gpu_tensors(model, engine->host_model() ? GpuExperts::OnCpu : GpuExperts::OnGpu))
-    if (tensor->n_dims == 2 && tensor != embedding) {
-      matrix_bytes += tensor->bytes;
-      matrix_elements += tensor->elements();
-    } else if (tensor->n_dims == 3) {  // stacked experts: a token multiplies the ones it chose
-      matrix_bytes += chosen_experts_share(model.config(), tensor->bytes);
-      matrix_elements += chosen_experts_share(model.config(), tensor->elements());
-    }
-  const TensorInfo* output = &model.tensors().output();
-  const uint64_t output_elements = output->elements();
-  if (engine->model().tied_output()) {
-    matrix_bytes += output->bytes;
-    matrix_elements += output_elements;
-  }
+  const GpuMatrixWork matrices = gpu_matrix_work(model, engine->host_model() ? GpuExperts::OnCpu : GpuExperts::OnGpu);
   const cuda::DeviceBandwidth measured = cuda::measure_bandwidth(256ull << 20);
   const double vram_GBps = args.vram_bw >= 0 ? args.vram_bw : measured.vram_read_GBps;
   const auto profile = cached_profile();
@@ -135,8 +121,8 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
   const double prefill_tok_s = n / prefill_seconds;
   // Matrix products only (attention adds about 1% at 512 tokens): every layer for every token,
   // the output head for the last.
-  const double prefill_flops = 2.0 * (static_cast<double>(matrix_elements - output_elements) * n +
-                                      static_cast<double>(output_elements));
+  const double prefill_flops = 2.0 * (static_cast<double>(matrices.elements - matrices.output_elements) * n +
+                                      static_cast<double>(matrices.output_elements));
   const double prefill_tflop_s = prefill_flops / prefill_seconds / 1e12;
   const double decode_tok_s = static_cast<double>(decode_tokens) / decode_seconds;
   // The limit (DESIGN.md): the slowest of VRAM, PCIe (what streams to the GPU) and the disk (what
@@ -146,7 +132,7 @@ int bench_on_gpu(const BenchArgs& args, std::unique_ptr<Engine> engine) {
   uint64_t upload_bytes = tiers ? tiers->upload_bytes_per_token() : 0;
   uint64_t disk_bytes = tiers ? tiers->disk_bytes_per_token() : 0;
   uint64_t cpu_bytes = tiers ? tiers->cpu_bytes_per_token() : 0;
-  uint64_t gpu_bytes = matrix_bytes - cpu_bytes;
+  uint64_t gpu_bytes = matrices.bytes - cpu_bytes;
   uint64_t expert_uses = 0, expert_hits = 0;
   if (experts_host) {
     // The chosen experts and the routers; the reads for predictions no layer chose are left out.

@@ -194,8 +194,10 @@ int command_plan(int argc, char** argv) {
                   format_bytes(unit.streamed_bytes()).c_str(), format_bytes(unit.read_bytes()).c_str());
   }
   const uint64_t compute_bytes = compute_bytes_per_token(plan, *model);
-  std::printf("\nper token: %s read from disk, %s read by the CPU from host memory\n",
-              format_bytes(plan.read_bytes_per_token()).c_str(), format_bytes(compute_bytes).c_str());
+  const uint64_t gpu_bytes = experts_beside_gpu ? gpu_matrix_work(*model, GpuExperts::OnCpu).bytes : 0;
+  std::printf("\nper token: %s read from disk, %s read by the CPU from host memory%s\n",
+              format_bytes(plan.read_bytes_per_token()).c_str(), format_bytes(compute_bytes).c_str(),
+              experts_beside_gpu ? (", " + format_bytes(gpu_bytes) + " by the GPU from VRAM").c_str() : "");
   if (plan.caches_experts())
     std::printf("experts:  read on demand after the router; with uniform routing %s more per token from disk, less when "
                 "the router favours some\n",
@@ -203,13 +205,29 @@ int command_plan(int argc, char** argv) {
 
   const auto profile = chosen_profile(args.engine.profile);
   Prediction prediction;
+  // Beside a GPU, each layer's dense half runs there and its experts then on the CPU, one after the
+  // other; the GPU's time needs a profile that measured one.
+  const bool counts_gpu = experts_beside_gpu && profile && profile->has_gpu();
+  double gpu_seconds = 0.0;
   if (profile) {
     prediction = predict_decode(plan, *profile, compute_bytes);
-    std::printf("predicted decode%s: %.2f tok/s, bound by %s (disk %.3f s, compute %.3f s per token; disk %.2f GB/s, "
-                "CPU %.2f GB/s)\n",
-                experts_beside_gpu ? " of the host's part (the GPU's not counted)" : "", prediction.decode_tok_s,
-                prediction.bound.c_str(), prediction.disk_seconds, prediction.compute_seconds, profile->disk_read_GBps,
-                profile->cpu_matvec_GBps);
+    if (counts_gpu) {
+      gpu_seconds = static_cast<double>(gpu_bytes) / (profile->gpu_matvec_GBps * 1e9);
+      const double seconds = std::max(prediction.disk_seconds, prediction.compute_seconds + gpu_seconds);
+      prediction.decode_tok_s = 1.0 / seconds;
+      if (seconds > prediction.disk_seconds) prediction.bound = prediction.compute_seconds >= gpu_seconds ? "cpu" : "gpu";
+      std::printf("predicted decode: %.2f tok/s, bound by %s (per token: disk %.3f s, CPU %.3f s + GPU %.4f s; disk %.2f "
+                  "GB/s, CPU %.2f GB/s, GPU %.0f GB/s); not counted: the experts VRAM's cache holds (computed "
+                  "there, faster) and each layer's hops between GPU and CPU (slower)\n",
+                  prediction.decode_tok_s, prediction.bound.c_str(), prediction.disk_seconds, prediction.compute_seconds,
+                  gpu_seconds, profile->disk_read_GBps, profile->cpu_matvec_GBps, profile->gpu_matvec_GBps);
+    } else {
+      std::printf("predicted decode%s: %.2f tok/s, bound by %s (disk %.3f s, compute %.3f s per token; disk %.2f GB/s, "
+                  "CPU %.2f GB/s)\n",
+                  experts_beside_gpu ? " of the host's part (the profile has no GPU measurements)" : "",
+                  prediction.decode_tok_s, prediction.bound.c_str(), prediction.disk_seconds, prediction.compute_seconds,
+                  profile->disk_read_GBps, profile->cpu_matvec_GBps);
+    }
   } else {
     std::printf("no prediction: run 'flexinfer probe' once (or pass --profile FILE)\n");
   }
@@ -239,10 +257,14 @@ int command_plan(int argc, char** argv) {
                                     {"uniform_read_bytes_per_token", experts.uniform_read_bytes_per_token()}}}}},
         {"gpu", {{"budget_bytes", experts_beside_gpu ? *args.engine.gpu_mem.bytes : 0}, {"used_bytes", gpu_used}}},
         {"layers", units},
-        {"bytes_per_token", {{"disk", plan.read_bytes_per_token()}, {"host", compute_bytes}, {"gpu", 0}}},
+        {"bytes_per_token", {{"disk", plan.read_bytes_per_token()}, {"host", compute_bytes}, {"gpu", gpu_bytes}}},
         {"predicted_decode_tok_s", profile ? nlohmann::json(prediction.decode_tok_s) : nlohmann::json(nullptr)},
         {"bound", profile ? nlohmann::json(prediction.bound) : nlohmann::json(nullptr)},
-        {"prediction_of", experts_beside_gpu ? "the host's part" : "the whole model"},
+        {"seconds_per_token", profile ? nlohmann::json({{"disk", prediction.disk_seconds},
+                                                         {"cpu", prediction.compute_seconds},
+                                                         {"gpu", gpu_seconds}})
+                                      : nlohmann::json(nullptr)},
+        {"prediction_of", experts_beside_gpu && !counts_gpu ? "the host's part" : "the whole model"},
     };
     write_json(args.json, json, "plan");
   }
