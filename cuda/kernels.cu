@@ -30,6 +30,8 @@ __device__ __forceinline__ float warp_max(float value) {
 }
 
 constexpr int64_t kMaxBlocks = 1 << 20;
+constexpr float kHalfMax = 65504.0f;
+
 
 // Blocks for a grid-stride kernel: capped, the threads loop over the rest.
 int blocks_for(int64_t count, int threads) {
@@ -70,16 +72,24 @@ __global__ void __launch_bounds__(kMatvecWarps* kWarp)
       if (t >= tokens) break;
       const float* xs = x + t * cols + g * kGroup;
       float sum = 0.0f;
+      // Explicit fused multiply-adds in a fixed order: left to nvcc, the contraction of a plain
+      // expression could differ between the one-token and the batch instantiations, and a token's
+      // logits must not depend on the batch it decodes in.
       if (vector_x && valid == kGroup) {
+        float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int i = 0; i < kGroup / 4; ++i) {
           const float4 v = __ldg(reinterpret_cast<const float4*>(xs) + i);
-          sum += decoded[4 * i] * v.x + decoded[4 * i + 1] * v.y + decoded[4 * i + 2] * v.z + decoded[4 * i + 3] * v.w;
+          part[0] = fmaf(decoded[4 * i], v.x, part[0]);
+          part[1] = fmaf(decoded[4 * i + 1], v.y, part[1]);
+          part[2] = fmaf(decoded[4 * i + 2], v.z, part[2]);
+          part[3] = fmaf(decoded[4 * i + 3], v.w, part[3]);
         }
+        sum = (part[0] + part[1]) + (part[2] + part[3]);
       } else {
 #pragma unroll
         for (int i = 0; i < kGroup; ++i)
-          if (i < valid) sum += decoded[i] * __ldg(xs + i);
+          if (i < valid) sum = fmaf(decoded[i], __ldg(xs + i), sum);
       }
       sums[t] += sum;
     }
@@ -101,6 +111,7 @@ struct MatvecLaunch {
   cudaStream_t stream;
   template <TensorType Type>
   void run() const {
+    require_aligned(w, x, "matvec");
     const int blocks = blocks_covering(w.rows, kMatvecWarps);
     if (tokens == 1)
       FI_LAUNCH(blocks, kMatvecWarps * kWarp, stream, matvec_kernel<Type, 1>)(w, x, 1, y, accumulate);
@@ -161,6 +172,7 @@ struct DecodeRowsLaunch {
   cudaStream_t stream;
   template <TensorType Type>
   void run() const {
+    require_aligned(w, nullptr, "decode_rows");
     const int64_t work = rows * ((w.cols + kGroup - 1) / kGroup);
     FI_LAUNCH(blocks_for(work, kElementwiseThreads), kElementwiseThreads, stream, decode_rows_kernel<Type, Store>)(
         w, row_ids, first_row, rows, store);
@@ -176,8 +188,12 @@ void launch_decode_rows(const DeviceMatrix& w, const int32_t* row_ids, int64_t f
 
 __global__ void floats_to_half_kernel(const float* __restrict__ x, int64_t count, __half* __restrict__ out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    out[i] = __float2half_rn(x[i]);
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    // Saturated: a value past half's range (a model's outlier activations) becomes its largest
+    // finite value, not an infinity that turns the product into NaN; NaN stays NaN.
+    const float value = x[i];
+    out[i] = __float2half_rn(value > kHalfMax ? kHalfMax : value < -kHalfMax ? -kHalfMax : value);
+  }
 }
 
 // One block per token; the sum of squares in double like the CPU path. x may be out (per-head

@@ -6,6 +6,7 @@
 
 #include "cuda/block_decode.h"
 #include "cuda/runtime.h"
+#include "io/error.h"
 #include "io/tensor_type.h"
 
 namespace fi::cuda {
@@ -27,6 +28,16 @@ struct DeviceMatrix {
     return data + static_cast<uint64_t>(r) * row_bytes;
   }
 };
+
+// The alignment matvec and the row decoders need, checked on the host before a launch (a
+// misaligned load faults on the GPU alone): weights and tail at 16 bytes (Q4_K's and Q5_K's 16-byte
+// loads), x at 16 when rows are a multiple of 4 floats long (read as float4), else at 4.
+inline void require_aligned(const DeviceMatrix& w, const float* x, const char* kernel) {
+  auto off = [](const void* p, uintptr_t alignment) { return reinterpret_cast<uintptr_t>(p) % alignment != 0; };
+  if (off(w.data, 16) || (w.tail && off(w.tail, 16)) || (x && off(x, w.cols % 4 == 0 ? 16 : 4)))
+    fail("internal: %s on weights or input off their alignment (weights %p, tail %p, input %p)", kernel,
+         static_cast<const void*>(w.data), static_cast<const void*>(w.tail), static_cast<const void*>(x));
+}
 
 // y[t][r] = sum_k w[r][k] x[t][k] for up to kMaxMatvecTokens tokens: a memory-bound pass over w
 // (one warp per row, decoding in registers), for decode and short batches. With accumulate,

@@ -320,6 +320,7 @@ void decode_row(const DeviceMatrix& w, int64_t row, float* out) {
 
 void matvec(const DeviceMatrix& w, const float* x, int64_t tokens, float* y, const Stream& stream, bool accumulate) {
   if (tokens < 1 || tokens > kMaxMatvecTokens) fail("internal: matvec of %lld tokens", static_cast<long long>(tokens));
+  require_aligned(w, x, "matvec");
   launch(stream.handle(), [=] {
     for (int64_t t = 0; t < tokens; ++t)
       for (int64_t r = 0; r < w.rows; ++r) {
@@ -330,6 +331,7 @@ void matvec(const DeviceMatrix& w, const float* x, int64_t tokens, float* y, con
 }
 
 void dequantize_to_half(const DeviceMatrix& w, int64_t first_row, int64_t rows, uint16_t* out, const Stream& stream) {
+  require_aligned(w, nullptr, "decode_rows");
   launch(stream.handle(), [=] {
     std::vector<float> row(static_cast<size_t>(w.cols));
     for (int64_t r = 0; r < rows; ++r) {
@@ -341,7 +343,8 @@ void dequantize_to_half(const DeviceMatrix& w, int64_t first_row, int64_t rows, 
 
 void floats_to_half(const float* x, int64_t count, uint16_t* out, const Stream& stream) {
   launch(stream.handle(), [=] {
-    for (int64_t i = 0; i < count; ++i) out[i] = fp32_to_fp16(x[i]);
+    constexpr float kHalfMax = 65504.0f;  // saturated, as the kernel does
+    for (int64_t i = 0; i < count; ++i) out[i] = fp32_to_fp16(std::clamp(x[i], -kHalfMax, kHalfMax));
   });
 }
 

@@ -94,11 +94,17 @@ void check_matvec(TensorType type) {
     const RandomMatrix w = random_matrix(type, rows, cols, 11);
     Memory memory;
     const cuda::DeviceMatrix matrix{type, rows, cols, w.row_bytes, memory.upload(w.bytes)};
+    std::vector<float> alone;  // the first token's products when it is the only one
     for (const int64_t tokens : {1, 3, 8}) {
       const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), 5);
       float* y = memory.template zeros<float>(static_cast<size_t>(tokens * rows));
       cuda::matvec(matrix, memory.upload(x), tokens, y, memory.stream());
       const std::vector<float> got = memory.download(y, static_cast<size_t>(tokens * rows));
+      // The same token gives the same bits alone and in a batch (x's first token is the same).
+      if (tokens == 1) alone = got;
+      for (int64_t r = 0; r < rows; ++r)
+        ASSERT_EQ(got[r], alone[r]) << type_name(type) << " cols " << cols << " row " << r << ": token 0 of " << tokens
+                                    << " against alone";
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t r = 0; r < rows; ++r) {
           const Product expected = reference_product(w, x, cols, r, t);
@@ -160,11 +166,19 @@ void check_dequantize_to_half(TensorType type) {
   cuda::dequantize_to_half(split_copy(memory, w, matrix, 16), first, count, half_rows, memory.stream());
   EXPECT_EQ(memory.download(half_rows, static_cast<size_t>(count * cols)), got) << "a split matrix";
 
-  const std::vector<float> x = random_floats(1000, 17, 100.0f);
+  std::vector<float> x = random_floats(1000, 17, 100.0f);
+  // Past half's range (65504; 65520 and up round to infinity): saturated, not infinite.
+  const std::vector<float> huge = {65504.0f, -65504.0f, 65519.0f, 65520.0f, -70000.0f, 3.0e38f};
+  x.insert(x.end(), huge.begin(), huge.end());
   auto* half_x = memory.template zeros<uint16_t>(x.size());
   cuda::floats_to_half(memory.upload(x), static_cast<int64_t>(x.size()), half_x, memory.stream());
   const std::vector<uint16_t> converted = memory.download(half_x, x.size());
-  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(converted[i], fp32_to_fp16(x[i])) << "input " << i;
+  for (size_t i = 0; i < x.size(); ++i)
+    ASSERT_EQ(converted[i], fp32_to_fp16(std::clamp(x[i], -65504.0f, 65504.0f))) << "input " << i << " = " << x[i];
+  constexpr uint16_t kLargestHalf = 0x7BFF, kSign = 0x8000;
+  const size_t first_huge = x.size() - huge.size();
+  EXPECT_EQ(converted[first_huge + 3], kLargestHalf) << "65520 saturates";
+  EXPECT_EQ(converted[first_huge + 4], kLargestHalf | kSign) << "-70000 saturates";
 }
 
 template <typename Memory>

@@ -69,6 +69,14 @@ TEST_P(GpuKernel, EmbeddingRowsEqualDequantizeRow) {
   test::check_embed<DeviceMemory>(GetParam());
 }
 
+// The device's own decoding branches (16-byte loads, its half conversions) on any block bytes, not
+// only those quantize_row makes.
+TEST_P(GpuKernel, ArbitraryBlockBytesMatchTheScalarReference) {
+  FI_REQUIRE_GPU();
+  if (is_float_type(GetParam())) GTEST_SKIP() << "float rows have no block bytes";
+  test::check_arbitrary_blocks<DeviceMemory>(GetParam());
+}
+
 // The prefill path end to end: rows dequantized to half, inputs rounded to half, cuBLAS with
 // FP32 accumulation. Tolerance 2e-3 of sum |w x|: two half roundings (2^-11 each) per product.
 TEST_P(GpuKernel, CublasProductOfDequantizedRowsMatchesTheReference) {

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 architecture=${1:-90}
 # libstdc++ statically and glibc 2.35 at most: the GPU machine's image may be older than this one.
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$architecture" \
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$architecture" -DCMAKE_CUDA_FLAGS=-lineinfo \
   -DCMAKE_EXE_LINKER_FLAGS="" -DFLEXINFER_PORTABLE=ON -DFLEXINFER_SERVER=OFF >/dev/null
 cmake --build build-gpu --parallel "$(nproc)" --target flexinfer test_gpu test_block_decode
 binaries=(build-gpu/tools/flexinfer build-gpu/tests/test_gpu build-gpu/tests/test_block_decode)
