@@ -536,6 +536,21 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   ASSERT_EQ(cached_bench.exit_code, 0) << cached_bench.err;
   EXPECT_NE(cached_bench.out.find("experts          cache of "), std::string::npos) << cached_bench.out;
   EXPECT_NE(cached_bench.out.find("read ahead       "), std::string::npos) << cached_bench.out;
+  // --measure-disk: the expert reads' rate before and after the run, each alone and beside the
+  // run's threads kept busy, and the limit those busy rates would make.
+  const std::string measured_json = test::scratch_path("cli-qwen3moe-measured.json");
+  const test::CommandResult measured = test::run_flexinfer({"bench", "-m", model, "-p", "8", "-n", "4", "-t", "2",
+                                                             "--host-mem", "31M", "--measure-disk", "--json", measured_json});
+  ASSERT_EQ(measured.exit_code, 0) << measured.err;
+  EXPECT_NE(measured.out.find("beside 2 busy threads"), std::string::npos) << measured.out;
+  const nlohmann::json measured_run = read_json(measured_json);
+  for (const char* key : {"expert_read_GBps_before_after", "expert_read_GBps_beside_busy_threads_before_after"}) {
+    ASSERT_EQ(measured_run[key].size(), 2u) << key;
+    for (const auto& rate : measured_run[key]) EXPECT_GT(rate.get<double>(), 0.0) << key;
+  }
+  if (measured_run["bytes_per_token"]["disk"].get<uint64_t>() > 0) {
+    EXPECT_GT(measured_run["limit_tok_s_disk_beside_busy_threads"].get<double>(), 0.0);
+  }
   expect_clean_failure({"bench", "-m", model, "--expert-speculation", "maybe"}, "--expert-speculation: unknown setting 'maybe' (auto, on, off)");
   const test::CommandResult whole = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "2G"});
   ASSERT_EQ(whole.exit_code, 0) << whole.err;

@@ -122,7 +122,11 @@ for skew in skews:
                    "limit_tok_s": r["limit_tok_s"], "achieved_over_limit": r["achieved_over_limit"],
                    "disk_read_GBps": r["disk_read_GBps"], "host_read_GBps": r["host_read_GBps"],
                    "host_read_GBps_before_after": r.get("host_read_GBps_before_after"),
-                   "expert_read_GBps_before_after": r.get("expert_read_GBps_before_after"), "peak_rss_bytes": r["peak_rss_bytes"],
+                   "expert_read_GBps_before_after": r.get("expert_read_GBps_before_after"),
+                   "expert_read_GBps_beside_busy_threads_before_after":
+                       r.get("expert_read_GBps_beside_busy_threads_before_after"),
+                   "limit_tok_s_disk_beside_busy_threads": r.get("limit_tok_s_disk_beside_busy_threads"),
+                   "peak_rss_bytes": r["peak_rss_bytes"],
                    "cgroup_peak_bytes": int(open(peak_path).read() or 0) if os.path.exists(peak_path) else 0}
             for label in labels:
                 llama = f"{out}/{label}-skew{skew}-{budget}"
@@ -146,14 +150,17 @@ lines = [f"qwen3-30b-a3b shape, Q4_K_M (make-model), {threads} threads, cold pag
          "reader, as many queued as decode may have in flight: twice the experts a token chooses per layer; the probe's "
          "long sequential reads flatter this disk), "
          "and the weights computed from RAM at the memory read bandwidth measured likewise just before and after "
-         "each run (this VM's moved by up to 2x within minutes).", "",
+         "each run (this VM's moved by up to 2x within minutes). The last two columns: the expert reads' rate "
+         "measured likewise with the run's threads kept busy at the lowest priority (a virtual machine's disk can "
+         "read slower while its cores compute), and decode against the limit at that rate.", "",
          "Read ahead: the next layer's router applied to the current state predicts its experts, whose reads start "
          "while this layer computes (--expert-speculation; auto: decode measured with and without it as it runs, the "
          "faster kept, with the layers per token it ran without); the hit rate is the share of those reads then chosen.", "",
          "| router | budget | policy | read ahead (hit rate) | flexinfer tok/s | waited for reads s | experts found in RAM "
-         "| disk MB/token | expert reads GB/s (before, after) | memory GB/s (before, after) | limit tok/s | achieved/limit |"
+         "| disk MB/token | expert reads GB/s (before, after) | memory GB/s (before, after) | limit tok/s | achieved/limit "
+         "| expert reads beside busy cores GB/s | achieved/limit at that rate |"
          + "".join(f" {label} tok/s | flexinfer/{label} |" for label in labels),
-         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(labels)]
+         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(labels)]
 for row in rows:
     llama_text = ""
     for label in labels:
@@ -177,10 +184,14 @@ for row in rows:
     measured = f"{rates[0]:.2f}, {rates[1]:.2f}" if rates else f"{row['disk_read_GBps']:.2f} (probe)"
     memory = row["host_read_GBps_before_after"]
     memory = f"{memory[0]:.1f}, {memory[1]:.1f}" if memory else f"{row['host_read_GBps']:.1f} (probe)"
+    busy = row["expert_read_GBps_beside_busy_threads_before_after"]
+    busy_rates = f"{busy[0]:.2f}, {busy[1]:.2f}" if busy else "not measured"
+    busy_limit = row["limit_tok_s_disk_beside_busy_threads"]
+    busy_share = f"{100 * row['decode_tok_s'] / busy_limit:.0f}%" if busy_limit else ""
     lines.append(f"| {row['router']} | {row['budget']} | {row['policy']} | {ahead} | {row['decode_tok_s']:.3f} | "
                  f"{row['decode_wait_seconds']:.2f} | {hit} | "
                  f"{row['disk_bytes_per_token'] / 1e6:.0f} | {measured} | {memory} | {row['limit_tok_s']:.3f} | "
-                 f"{100 * row['achieved_over_limit']:.0f}% |{llama_text}")
+                 f"{100 * row['achieved_over_limit']:.0f}% | {busy_rates} | {busy_share} |{llama_text}")
 table = "\n".join(lines)
 print(table)
 summary = {"threads": threads, "decode_tokens": tokens, "llama_decode_tokens": llama_tokens, "cgroup": cgroup, "rows": rows}
