@@ -30,7 +30,6 @@ __device__ __forceinline__ float warp_max(float value) {
 }
 
 constexpr int64_t kMaxBlocks = 1 << 20;
-constexpr float kHalfMax = 65504.0f;
 
 
 // Blocks for a grid-stride kernel: capped, the threads loop over the rest.
@@ -189,8 +188,7 @@ void launch_decode_rows(const DeviceMatrix& w, const int32_t* row_ids, int64_t f
 __global__ void floats_to_half_kernel(const float* __restrict__ x, int64_t count, __half* __restrict__ out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    // Saturated: a value past half's range (a model's outlier activations) becomes its largest
-    // finite value, not an infinity that turns the product into NaN; NaN stays NaN.
+    // NaN stays NaN (both comparisons false).
     const float value = x[i];
     out[i] = __float2half_rn(value > kHalfMax ? kHalfMax : value < -kHalfMax ? -kHalfMax : value);
   }

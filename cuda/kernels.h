@@ -48,6 +48,9 @@ void matvec(const DeviceMatrix& w, const float* x, int64_t tokens, float* y, con
 
 // Rows [first_row, first_row + rows) of w as half precision, row-major, for cuBLAS.
 void dequantize_to_half(const DeviceMatrix& w, int64_t first_row, int64_t rows, uint16_t* out, const Stream& stream);
+// Inputs to half precision for cuBLAS, saturated at half's largest finite value: a model's outlier
+// activation past it becomes kHalfMax, not an infinity that turns the product into NaN.
+inline constexpr float kHalfMax = 65504.0f;
 void floats_to_half(const float* x, int64_t count, uint16_t* out, const Stream& stream);
 
 // out[t] = row tokens[t] of the table, as floats; tokens are device memory, already range-checked.

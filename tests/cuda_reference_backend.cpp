@@ -343,7 +343,6 @@ void dequantize_to_half(const DeviceMatrix& w, int64_t first_row, int64_t rows, 
 
 void floats_to_half(const float* x, int64_t count, uint16_t* out, const Stream& stream) {
   launch(stream.handle(), [=] {
-    constexpr float kHalfMax = 65504.0f;  // saturated, as the kernel does
     for (int64_t i = 0; i < count; ++i) out[i] = fp32_to_fp16(std::clamp(x[i], -kHalfMax, kHalfMax));
   });
 }

@@ -167,14 +167,14 @@ void check_dequantize_to_half(TensorType type) {
   EXPECT_EQ(memory.download(half_rows, static_cast<size_t>(count * cols)), got) << "a split matrix";
 
   std::vector<float> x = random_floats(1000, 17, 100.0f);
-  // Past half's range (65504; 65520 and up round to infinity): saturated, not infinite.
-  const std::vector<float> huge = {65504.0f, -65504.0f, 65519.0f, 65520.0f, -70000.0f, 3.0e38f};
+  // Past half's range (kHalfMax, 65504; 65520 and up round to infinity): saturated, not infinite.
+  const std::vector<float> huge = {cuda::kHalfMax, -cuda::kHalfMax, 65519.0f, 65520.0f, -70000.0f, 3.0e38f};
   x.insert(x.end(), huge.begin(), huge.end());
   auto* half_x = memory.template zeros<uint16_t>(x.size());
   cuda::floats_to_half(memory.upload(x), static_cast<int64_t>(x.size()), half_x, memory.stream());
   const std::vector<uint16_t> converted = memory.download(half_x, x.size());
   for (size_t i = 0; i < x.size(); ++i)
-    ASSERT_EQ(converted[i], fp32_to_fp16(std::clamp(x[i], -65504.0f, 65504.0f))) << "input " << i << " = " << x[i];
+    ASSERT_EQ(converted[i], fp32_to_fp16(std::clamp(x[i], -cuda::kHalfMax, cuda::kHalfMax))) << "input " << i << " = " << x[i];
   constexpr uint16_t kLargestHalf = 0x7BFF, kSign = 0x8000;
   const size_t first_huge = x.size() - huge.size();
   EXPECT_EQ(converted[first_huge + 3], kLargestHalf) << "65520 saturates";

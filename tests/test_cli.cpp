@@ -539,8 +539,10 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   // --measure-disk: the expert reads' rate before and after the run, each alone and beside the
   // run's threads kept busy, and the limit those busy rates would make.
   const std::string measured_json = test::scratch_path("cli-qwen3moe-measured.json");
-  const test::CommandResult measured = test::run_flexinfer({"bench", "-m", model, "-p", "8", "-n", "4", "-t", "2",
-                                                             "--host-mem", "31M", "--measure-disk", "--json", measured_json});
+  // --mem-bw: the limit must not need this machine's probe profile.
+  const test::CommandResult measured =
+      test::run_flexinfer({"bench", "-m", model, "-p", "8", "-n", "4", "-t", "2", "--host-mem", "31M", "--measure-disk",
+                           "--mem-bw", "10", "--json", measured_json});
   ASSERT_EQ(measured.exit_code, 0) << measured.err;
   EXPECT_NE(measured.out.find("beside 2 busy threads"), std::string::npos) << measured.out;
   const nlohmann::json measured_run = read_json(measured_json);
@@ -551,6 +553,7 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
   if (measured_run["bytes_per_token"]["disk"].get<uint64_t>() > 0) {
     EXPECT_GT(measured_run["limit_tok_s_disk_beside_busy_threads"].get<double>(), 0.0);
   }
+  EXPECT_TRUE(measured_run["busy_threads_at_lowest_priority"].is_boolean());
   expect_clean_failure({"bench", "-m", model, "--expert-speculation", "maybe"}, "--expert-speculation: unknown setting 'maybe' (auto, on, off)");
   const test::CommandResult whole = test::run_flexinfer({"plan", "-m", model, "--gpu-mem", "2G"});
   ASSERT_EQ(whole.exit_code, 0) << whole.err;

@@ -264,12 +264,16 @@ CLI::Option* checked_option(CLI::App& app, const std::string& names, std::string
   });
 }
 
+std::string joined(const std::vector<std::string>& names) {
+  std::string list;
+  for (const std::string& name : names) list += (list.empty() ? "" : ", ") + name;
+  return list;
+}
+
 ValueCheck one_of(const std::vector<std::string>& names, const std::string& what) {
   return [names, what](const std::string& text) -> std::string {
     if (std::find(names.begin(), names.end(), text) != names.end()) return "";
-    std::string listed;
-    for (const std::string& name : names) listed += (listed.empty() ? "" : ", ") + name;
-    return "unknown " + what + " '" + text + "' (" + listed + ")";
+    return "unknown " + what + " '" + text + "' (" + joined(names) + ")";
   };
 }
 
@@ -367,11 +371,9 @@ void add_engine_options(CLI::App& app, EngineArgs& engine) {
       ->type_name("auto|on|off");
 }
 
-ReaderOptions reader_options(const std::string& io_name) {
+ReaderOptions reader_options(IoBackend backend) {
   ReaderOptions io;
-  const auto parsed = parse_io_backend(io_name);
-  if (!parsed) throw UsageError("--io: " + io_problem(io_name));
-  io.backend = *parsed;
+  io.backend = backend;
   try {
     if (const auto profile = cached_profile()) {
       io.queue_depth = profile->disk_queue_depth;
@@ -397,11 +399,10 @@ EngineOptions engine_options(const CLI::App& app, const EngineArgs& engine) {
   options.auto_host_budget = engine.host_mem.word == "auto";
   options.gpu_budget = engine.gpu_mem.bytes;
   options.auto_gpu_budget = engine.gpu_mem.word == "auto";
-  options.io = reader_options(engine.io);
+  // --io and --expert-policy were checked as they were read (checked_option).
+  options.io = reader_options(*parse_io_backend(engine.io));
   options.trace = engine.trace;
-  const auto policy = parse_expert_policy(engine.expert_policy);
-  if (!policy) throw UsageError("--expert-policy: " + expert_policy_problem(engine.expert_policy));
-  options.experts.policy = *policy;
+  options.experts.policy = *parse_expert_policy(engine.expert_policy);
   options.experts.speculate = engine.expert_speculation != "off";
   options.experts.measured = engine.expert_speculation == "auto";
   if (!engine.profile.empty()) options.profile = Profile::load(engine.profile);

@@ -51,6 +51,8 @@ CLI::Option* size_option(CLI::App& app, const std::string& names, SizeChoice& va
 using ValueCheck = std::function<std::string(const std::string&)>;
 CLI::Option* checked_option(CLI::App& app, const std::string& names, std::string& value, ValueCheck problem,
                             const std::string& help);
+// "a, b, c": the names a help text or a message lists.
+std::string joined(const std::vector<std::string>& names);
 // The check for a value that must be one of `names` ("unknown WHAT 'x' (a, b, c)").
 ValueCheck one_of(const std::vector<std::string>& names, const std::string& what);
 
@@ -83,8 +85,9 @@ struct EngineArgs {
 void add_engine_options(CLI::App& app, EngineArgs& engine);
 // The engine's options; warns once when -t asks for more threads than the machine has cores.
 EngineOptions engine_options(const CLI::App& app, const EngineArgs& engine);
-// --io, with the queue depth and request size probe measured on this machine (when it has run).
-ReaderOptions reader_options(const std::string& io);
+// --io's backend, with the queue depth and request size probe measured on this machine (when it
+// has run).
+ReaderOptions reader_options(IoBackend backend);
 
 // --temp/--temperature, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,
 // --presence-penalty, --frequency-penalty, -s/--seed (-1: random).

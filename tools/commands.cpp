@@ -275,20 +275,12 @@ int command_make_model(int argc, char** argv) {
   bool byte_vocab = false;
   int64_t seed = 1, threads = default_thread_count();
   double router_skew = 0.0;
-  std::string presets;
-  for (const std::string& name : preset_names()) presets += (presets.empty() ? "" : ", ") + name;
-  checked_option(*app, "--preset", preset, one_of(preset_names(), "preset"), "a shape: " + presets)->type_name("NAME");
-  checked_option(
-      *app, "--arch", arch,
-      [](const std::string& name) -> std::string {
-        if (find_architecture(name) || find_architecture(name, true)) return "";
-        return "unknown architecture '" + name + "' (" + architecture_names() + ")";
-      },
-      architecture_names() + " (default: the preset's)")
+  checked_option(*app, "--preset", preset, one_of(preset_names(), "preset"), "a shape: " + joined(preset_names()))
+      ->type_name("NAME");
+  checked_option(*app, "--arch", arch, architecture_problem, architecture_names() + " (default: the preset's)")
       ->type_name("ARCH");
-  std::string types;
-  for (const std::string& name : weight_scheme_names()) types += (types.empty() ? "" : ", ") + name;
-  checked_option(*app, "--type", type, one_of(weight_scheme_names(), "type"), types)->type_name("TYPE");
+  checked_option(*app, "--type", type, one_of(weight_scheme_names(), "type"), joined(weight_scheme_names()))
+      ->type_name("TYPE");
   std::vector<std::string> tensor_types;
   app->add_option("--tensor-type", tensor_types,
                   "every tensor NAME in TYPE, whatever --type chooses, e.g. ffn_up_exps=q8_0 (repeatable)")

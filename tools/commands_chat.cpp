@@ -58,8 +58,6 @@ size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& 
   return n;
 }
 
-// One line of input: with line editing and history on a terminal, plain lines otherwise; nullopt
-// at the end of input (Ctrl-D).
 // A moment written 'YYYY-MM-DD HH:MM:SS', with its weekday and day of the year filled in.
 std::optional<std::tm> parse_moment(const std::string& text) {
   std::tm moment{};
@@ -71,6 +69,8 @@ std::optional<std::tm> parse_moment(const std::string& text) {
   return moment;
 }
 
+// One line of input: with line editing and history on a terminal, plain lines otherwise; nullopt
+// at the end of input (Ctrl-D).
 std::optional<std::string> read_line(bool terminal) {
   if (terminal) {
     char* line = ::readline("> ");
@@ -149,10 +149,8 @@ int command_chat(int argc, char** argv) {
   add_engine_options(*app, engine_args);
   add_sampling_options(*app, sampling_args);
   app->add_option("--system", system, "a system message to begin the conversation with")->type_name("TEXT");
-  std::string formats;
-  for (const std::string& name : chat_format_names()) formats += (formats.empty() ? "" : ", ") + name;
   checked_option(*app, "--chat-format", chat_format, one_of(chat_format_names(), "chat format"),
-                 "the format when the model has no usable chat template: " + formats + " (default: from its vocabulary)")
+                 "the format when the model has no usable chat template: " + joined(chat_format_names()) + " (default: from its vocabulary)")
       ->type_name("NAME");
   integer_option(*app, "-n,--n-predict", max_reply, -1, 1 << 24,
                  "most tokens per reply; -1 = until an end-of-generation token or the context is full (default)");

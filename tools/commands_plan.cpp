@@ -217,8 +217,8 @@ int command_plan(int argc, char** argv) {
       prediction.decode_tok_s = 1.0 / seconds;
       if (seconds > prediction.disk_seconds) prediction.bound = prediction.compute_seconds >= gpu_seconds ? "cpu" : "gpu";
       std::printf("predicted decode: %.2f tok/s, bound by %s (per token: disk %.3f s, CPU %.3f s + GPU %.4f s; disk %.2f "
-                  "GB/s, CPU %.2f GB/s, GPU %.0f GB/s); not counted: the experts VRAM's cache holds (computed "
-                  "there, faster) and each layer's hops between GPU and CPU (slower)\n",
+                  "GB/s, CPU %.2f GB/s, GPU %.0f GB/s); every chosen expert at the CPU's rate (those VRAM's cache "
+                  "holds compute faster on the GPU), each layer's hops between GPU and CPU not counted\n",
                   prediction.decode_tok_s, prediction.bound.c_str(), prediction.disk_seconds, prediction.compute_seconds,
                   gpu_seconds, profile->disk_read_GBps, profile->cpu_matvec_GBps, profile->gpu_matvec_GBps);
     } else {

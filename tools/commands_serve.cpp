@@ -311,10 +311,8 @@ int command_serve(int argc, char** argv) {
   app->add_option("--api-key", args.api_key, "require 'Authorization: Bearer KEY' on /v1/ (default: $FLEXINFER_API_KEY)")
       ->type_name("KEY");
   app->add_option("--alias", args.alias, "the model's name in the API (default: the file's name)")->type_name("NAME");
-  std::string formats;
-  for (const std::string& name : chat_format_names()) formats += (formats.empty() ? "" : ", ") + name;
   checked_option(*app, "--chat-format", args.chat_format, one_of(chat_format_names(), "chat format"),
-                 "a built-in chat format instead of the model's template: " + formats)
+                 "a built-in chat format instead of the model's template: " + joined(chat_format_names()))
       ->type_name("NAME");
   integer_option(*app, "--timeout", args.timeout, 1, 3600, "seconds a client may take to send or receive (default 30)");
   size_option(*app, "--max-body", args.max_body, {}, "largest request body (default 4M)");

@@ -16,7 +16,8 @@
 # STAGES (default "tests probe 7b moe tiers"), in this order; a second run names the ones the first
 # skipped (the log says which):
 #   tests  test_block_decode and test_gpu (FLEXINFER_SHARED_DATA: a copy of ../shared/data, for
-#          the golden tests; they skip without it); test_gpu's failures again under compute-sanitizer
+#          the golden tests; they skip without it); test_gpu's first failure again alone, under
+#          compute-sanitizer where the machine allows it, else with CUDA_LAUNCH_BLOCKING=1
 #   probe  this machine's disk, memory, PCIe and VRAM rates, for the planner and the limits below
 #   7b     the 7b preset in each of CHECK_TYPES (default "f16 q4_k") in VRAM (--gpu-mem GPU_MEM,
 #          default 40G): decode tok/s against the VRAM read rate, prefill of 512 tokens in tok/s

@@ -177,9 +177,13 @@ const std::vector<std::string>& preset_names() {
   return names;
 }
 
+std::string architecture_problem(const std::string& arch) {
+  if (find_architecture(arch) || find_architecture(arch, true)) return "";
+  return "unknown architecture '" + arch + "' (supported: " + architecture_names() + ")";
+}
+
 ModelShape with_architecture(ModelShape shape, const std::string& arch) {
-  if (!find_architecture(arch) && !find_architecture(arch, true))
-    fail("make-model: unknown architecture '%s' (supported: %s)", arch.c_str(), architecture_names().c_str());
+  if (const std::string problem = architecture_problem(arch); !problem.empty()) fail("make-model: %s", problem.c_str());
   shape.arch = arch;
   if ((arch == "qwen3" || arch == "qwen3moe") && shape.head_dim == 0 && shape.n_heads > 0)
     shape.head_dim = 2 * shape.dim / shape.n_heads;

@@ -44,6 +44,8 @@ struct ModelShape {
 // and tiny-mixtral (the shapes of ../shared/data's MoE fixtures); nullopt for other names.
 std::optional<ModelShape> find_preset(const std::string& name);
 const std::vector<std::string>& preset_names();
+// What is wrong with `arch` as make-model's architecture ("" when flexinfer runs it).
+std::string architecture_problem(const std::string& arch);
 // The shape as architecture `arch` (throws for an unknown one): qwen3 gets a head dimension of
 // twice dim / heads unless one is set (Qwen3's small models have head_dim 128 > dim / heads); an
 // architecture of experts only (qwen3moe) gets 8 experts, 2 chosen, unless the shape has some.

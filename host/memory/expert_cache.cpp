@@ -89,7 +89,7 @@ std::vector<ReadSpan> ExpertCache::expert_reads(int64_t layer, int32_t expert, s
   return aligned_reads(in_file_order, offsets);
 }
 
-double ExpertCache::read_only_GBps(uint64_t bytes, int in_flight) {
+double ExpertCache::read_only_GBps(uint64_t bytes, int in_flight, uint64_t seed) {
   // Reads still in flight (a last token's predictions) land first, as they would have.
   while (reader_->outstanding() > 0) wait_for_read(true);
   const size_t slots = std::min(slots_.size(), static_cast<size_t>(std::max(in_flight, 1)));
@@ -99,7 +99,7 @@ double ExpertCache::read_only_GBps(uint64_t bytes, int in_flight) {
     std::erase(ahead_, static_cast<int64_t>(s));
     slot = Slot{.memory = slot.memory};
   }
-  std::mt19937_64 rng(bytes);
+  std::mt19937_64 rng(bytes + seed);
   std::uniform_int_distribution<int64_t> pick(0, static_cast<int64_t>(plan_.experts.layers.size()) * plan_.experts.count - 1);
   std::vector<int> reads_left(slots, 0);
   uint64_t submitted = 0;

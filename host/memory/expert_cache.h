@@ -136,8 +136,8 @@ class ExpertCache {
   // unmeasured); nothing is computed. The disk's rate for on-demand expert reads, in GB/s, to set
   // the limit by: scattered requests of an expert's size at the depth a layer's misses give, where
   // a long sequential probe may flatter the disk. Only between forward passes; the slots it used
-  // are left empty.
-  double read_only_GBps(uint64_t bytes, int in_flight);
+  // are left empty. Another `seed`, another sample of experts.
+  double read_only_GBps(uint64_t bytes, int in_flight, uint64_t seed = 0);
 
   ExpertCacheStats stats() const {
     ExpertCacheStats stats = stats_;

@@ -42,8 +42,8 @@ class WeightStore final : public HostWeights {
   // nothing streams.
   double stream_only_GBps(uint64_t bytes);
   // The expert cache's rate for on-demand expert reads (ExpertCache::read_only_GBps); 0 without one.
-  double expert_reads_GBps(uint64_t bytes, int in_flight) {
-    return expert_cache_ ? expert_cache_->read_only_GBps(bytes, in_flight) : 0.0;
+  double expert_reads_GBps(uint64_t bytes, int in_flight, uint64_t seed = 0) {
+    return expert_cache_ ? expert_cache_->read_only_GBps(bytes, in_flight, seed) : 0.0;
   }
 
   const AsyncReader& reader() const { return *reader_; }
