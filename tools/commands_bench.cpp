@@ -444,8 +444,10 @@ int command_bench(int argc, char** argv) {
   const double stream_GBps = measure_stream ? (disk_before + disk_after) / 2 : disk_GBps;
   const double expert_GBps = measure_experts ? (expert_disk_before + expert_disk_after) / 2 : disk_GBps;
   const bool disk_rates_known = (plan.read_bytes_per_token() == 0 || stream_GBps > 0) && (expert_disk_bytes == 0 || expert_GBps > 0);
-  auto disk_seconds_at = [&](double streaming, double reading_experts) {
-    return (plan.read_bytes_per_token() ? static_cast<double>(plan.read_bytes_per_token()) / (streaming * 1e9) : 0.0) +
+  // By value: it is used again after the engine (and its plan) is gone.
+  const uint64_t streamed_bytes = plan.read_bytes_per_token();
+  auto disk_seconds_at = [streamed_bytes, expert_disk_bytes](double streaming, double reading_experts) {
+    return (streamed_bytes ? static_cast<double>(streamed_bytes) / (streaming * 1e9) : 0.0) +
            (expert_disk_bytes ? static_cast<double>(expert_disk_bytes) / (reading_experts * 1e9) : 0.0);
   };
   const double disk_seconds_per_token = disk_rates_known ? disk_seconds_at(stream_GBps, expert_GBps) : 0.0;
@@ -482,7 +484,7 @@ int command_bench(int argc, char** argv) {
     const double stream_busy = (rates_before.stream_busy + rates_after.stream_busy) / 2;
     const double experts_busy = (rates_before.experts_busy + rates_after.experts_busy) / 2;
     const double seconds = std::max(static_cast<double>(host_bytes) / (host_GBps * 1e9), disk_seconds_at(stream_busy, experts_busy));
-    if ((plan.read_bytes_per_token() == 0 || stream_busy > 0) && (expert_disk_bytes == 0 || experts_busy > 0))
+    if ((streamed_bytes == 0 || stream_busy > 0) && (expert_disk_bytes == 0 || experts_busy > 0))
       busy_limit_tok_s = 1.0 / seconds;
   }
 
