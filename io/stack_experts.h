@@ -8,10 +8,9 @@
 #include <cstdint>
 #include <string>
 
-namespace fi {
+#include "io/gguf.h"
 
-// What `output` is written as until it is complete: `output` + this.
-inline constexpr const char* kUnfinishedSuffix = ".partial";
+namespace fi {
 
 struct StackedExperts {
   int64_t stacked_tensors = 0;  // 3-D tensors written

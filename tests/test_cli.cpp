@@ -3,10 +3,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <filesystem>
 
 #include "io/error.h"
+#include "host/kernels/thread_pool.h"
 #include "io/gguf.h"
 #include "test_support.h"
+#include "tools/model_maker.h"
 
 namespace fi {
 namespace {
@@ -250,6 +254,36 @@ TEST(Cli, MakeModelPresetsAreLoadable) {
   EXPECT_NE(info.out.find("Q6_K"), std::string::npos) << "output.weight is kept at higher precision";
   const test::CommandResult run = test::run_flexinfer({"generate", "-m", path, "-n", "4", "--seed", "3"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
+}
+
+// make-model writes through FILE.partial: a failure or an interrupt leaves neither a truncated model
+// nor the unfinished file, and a file already at the name stays as it was until the new one is whole.
+TEST(Cli, MakeModelNeverLeavesAnUnfinishedFile) {
+  const std::string path = test::scratch_path("unfinished.gguf");
+  test::write_bytes(path, {'o', 'l', 'd'});
+  MakeModelOptions options;
+  options.shape = *find_preset("tiny");
+  options.scheme = WeightScheme::Q4_K;
+  options.output_path = path;
+  ThreadPool pool(1);
+  std::atomic<bool> stop{true};
+  options.stop = &stop;
+  EXPECT_THROW(make_model(options, pool), Error);
+  EXPECT_EQ(test::read_bytes_as_text(path), "old");
+  EXPECT_FALSE(std::filesystem::exists(path + kUnfinishedSuffix));
+
+  stop.store(false);
+  options.tensor_types = {{Role::FfnGateExps, TensorType::Q8_0}};  // a dense model: fails after the header
+  EXPECT_THROW(make_model(options, pool), Error);
+  EXPECT_EQ(test::read_bytes_as_text(path), "old");
+  EXPECT_FALSE(std::filesystem::exists(path + kUnfinishedSuffix));
+
+  options.tensor_types.clear();
+  test::write_bytes(path + kUnfinishedSuffix, {'s', 't', 'a', 'l', 'e'});  // an earlier run's
+  const uint64_t bytes = make_model(options, pool);
+  EXPECT_EQ(std::filesystem::file_size(path), bytes);
+  EXPECT_FALSE(std::filesystem::exists(path + kUnfinishedSuffix));
+  EXPECT_NO_THROW(GgufFile::open(path));
 }
 
 TEST(Cli, BadInputIsOneClearLine) {

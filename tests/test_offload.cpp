@@ -53,6 +53,9 @@ const Case kCases[] = {
      {256, 3, 4, 2, 512, 512, 0, 1000000.0, false, "qwen3moe", 64, {}, false, 8, 2, 256, 1.0}, WeightScheme::Q4_K_M},
     {"offload_qwen3moe_q8_0_tied",
      {256, 2, 4, 2, 512, 512, 0, 1000000.0, true, "qwen3moe", 64, {}, false, 8, 3, 96, 0.0}, WeightScheme::Q8_0},
+    // Many experts of a width the K-quants do not divide: their down projections in Q5_0 and Q8_0.
+    {"offload_qwen3moe_q4_k_m_narrow_experts",
+     {256, 3, 8, 1, 512, 512, 0, 1000000.0, false, "qwen3moe", 32, {}, false, 16, 4, 96, 1.0}, WeightScheme::Q4_K_M},
     {"offload_mixtral_q4_0", {256, 2, 8, 4, 256, 512, 0, 10000.0, false, "llama", 0, {}, false, 4, 2, 256, 2.0},
      WeightScheme::Q4_0},
     {"offload_odd_experts_f32", {72, 2, 6, 3, 100, 512, 0, 10000.0, false, "qwen3moe", 12, {}, false, 3, 2, 20, 0.5},

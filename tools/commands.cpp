@@ -38,6 +38,16 @@ namespace {
 
 std::atomic<bool> interrupted{false};
 
+// SIGINT and SIGTERM set `interrupted` once; a second one acts as it would have.
+void catch_interrupts() {
+  struct sigaction action {};
+  action.sa_handler = [](int) { interrupted.store(true); };
+  action.sa_flags = SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
 // Resident set size of this process, from /proc.
 uint64_t resident_bytes() {
   std::ifstream statm("/proc/self/statm");
@@ -249,12 +259,7 @@ int command_stack_experts(int argc, char** argv) {
     throw UsageError("stack-experts: expected one GGUF file (usage: flexinfer stack-experts MODEL.gguf -o NEW.gguf)");
   require_option(*app, "--output");
   // Ctrl-C stops the copy between two pieces; the unfinished file (tens of GB for a Mixtral) is removed.
-  struct sigaction action {};
-  action.sa_handler = [](int) { interrupted.store(true); };
-  action.sa_flags = SA_RESETHAND;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
+  catch_interrupts();
   StackedExperts stacked;
   try {
     stacked = stack_experts(input, output, &interrupted);
@@ -315,7 +320,17 @@ int command_make_model(int argc, char** argv) {
   options.seed = static_cast<uint64_t>(seed);
   options.output_path = output;
   ThreadPool pool(static_cast<int>(threads));
-  const uint64_t bytes = make_model(options, pool);
+  // Ctrl-C stops the writing between two chunks; the unfinished file (up to hundreds of GB) is removed.
+  catch_interrupts();
+  options.stop = &interrupted;
+  uint64_t bytes = 0;
+  try {
+    bytes = make_model(options, pool);
+  } catch (const Error& error) {
+    if (!interrupted.load()) throw;
+    std::fprintf(stderr, "flexinfer: %s\n", error.what());
+    return 130;
+  }
   std::printf("wrote %s (%s)\n", options.output_path.c_str(), format_bytes(bytes).c_str());
   return 0;
 }

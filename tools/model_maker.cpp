@@ -1,7 +1,10 @@
 #include "tools/model_maker.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <strings.h>
 #include <utility>
 #include <sys/stat.h>
@@ -151,11 +154,17 @@ const std::vector<Preset>& presets() {
       {"tiny-qwen2", shaped({256, 4, 8, 2, 512, 4096, 0, 1000000.0, true}, "qwen2", 0,
                             {RopeScaling::Type::Linear, 2.0, 8192, 1, 4})},
       {"tiny-qwen3", shaped({256, 4, 4, 2, 512, 4096, 0, 1000000.0, false}, "qwen3", 128)},
-      // Mixture of experts: Qwen3-30B-A3B (151,936-token vocabulary with --vocab), and the shapes of
-      // the MoE fixtures in ../shared/data.
+      // Mixture of experts: the published shapes (the vocabulary comes with --vocab), the shapes of
+      // the MoE fixtures in ../shared/data, and two more for the goldens in tests/data: many experts
+      // with four chosen, one KV head and an expert width the K-quants' 256 does not divide; one
+      // expert chosen of eight, no GQA, and such a width again.
       {"qwen3-30b-a3b", with_experts(shaped({2048, 48, 32, 4, 6144, 40960, 0, 1000000.0, false}, "qwen3moe", 128), 128, 8, 768)},
+      {"qwen3-235b-a22b", with_experts(shaped({4096, 94, 64, 4, 12288, 40960, 0, 1000000.0, false}, "qwen3moe", 128), 128, 8, 1536)},
+      {"mixtral-8x7b", with_experts(shaped({4096, 32, 32, 8, 14336, 32768, 0, 1000000.0, false}, "llama", 0), 8, 2, 14336)},
       {"tiny-qwen3moe", with_experts(shaped({256, 4, 4, 2, 512, 4096, 0, 1000000.0, false}, "qwen3moe", 64), 8, 2, 256, 1.0)},
       {"tiny-mixtral", with_experts(shaped({256, 2, 8, 4, 512, 4096, 0, 10000.0, false}, "llama", 0), 4, 2, 512, 1.0)},
+      {"tiny-qwen3moe-wide", with_experts(shaped({256, 3, 8, 1, 512, 4096, 0, 1000000.0, false}, "qwen3moe", 32), 16, 4, 96, 1.0)},
+      {"tiny-mixtral-top1", with_experts(shaped({256, 3, 4, 4, 384, 4096, 0, 1000000.0, false}, "llama", 0), 8, 1, 384, 1.0)},
   };
   return list;
 }
@@ -289,7 +298,9 @@ TensorType scheme_tensor_type(WeightScheme scheme, Role role, int64_t layer, con
   config.ffn_dim = shape.ffn_dim;
   config.expert_ffn_dim = shape.expert_ffn_dim;
   config.vocab = 1;
-  return original ? type : fallback_type(type, static_cast<int64_t>(config.extent(spec.cols)));
+  // Every scheme falls back where its blocks do not divide the rows (no file it wrote before changes:
+  // such a shape could not be written).
+  return fallback_type(type, static_cast<int64_t>(config.extent(spec.cols)));
 }
 
 namespace {
@@ -306,6 +317,8 @@ void amplitude_of(const RoleSpec& spec, uint64_t cols, float* amplitude, float* 
     *offset = 1.0f;
   }
 }
+
+std::string partial_path(const MakeModelOptions& options) { return options.output_path + kUnfinishedSuffix; }
 
 uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   const ModelShape& s = options.shape;
@@ -328,7 +341,7 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   if (head_dim % 2 != 0) fail("make-model: the head dimension %lld is odd", static_cast<long long>(head_dim));
 
   const std::string p = std::string(arch->name) + ".";
-  GgufWriter writer(options.output_path);
+  GgufWriter writer(partial_path(options));
   writer.add_string("general.architecture", arch->name);
   writer.add_string("general.name", std::string("flexinfer-random-") + arch->name);
   writer.add_uint32("general.file_type", scheme_info(options.scheme).file_type);
@@ -460,6 +473,7 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
       continue;
     }
     for (int64_t first = 0; first < rows; first += rows_per_chunk) {
+      if (options.stop && options.stop->load()) fail("make-model: interrupted; the unfinished file is removed");
       const int64_t count = std::min(rows_per_chunk, rows - first);
       pool.parallel_for(count, 4, [&](int64_t begin, int64_t end) {
         std::vector<float> values(static_cast<size_t>(t.cols));
@@ -474,17 +488,22 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   }
   writer.finish();
   struct stat info {};
-  ::stat(options.output_path.c_str(), &info);
+  ::stat(partial_path(options).c_str(), &info);
   return static_cast<uint64_t>(info.st_size);
 }
 
 }  // namespace
 
 uint64_t make_model(const MakeModelOptions& options, ThreadPool& pool) {
+  const std::string partial = partial_path(options);
+  ::unlink(partial.c_str());  // a stale one (or a link) from an earlier run, not what it points to
   try {
-    return write_model(options, pool);
+    const uint64_t bytes = write_model(options, pool);
+    if (std::rename(partial.c_str(), options.output_path.c_str()) != 0)
+      fail("make-model: cannot rename '%s' to '%s': %s", partial.c_str(), options.output_path.c_str(), std::strerror(errno));
+    return bytes;
   } catch (const Error&) {
-    ::unlink(options.output_path.c_str());  // no half-written model left behind
+    ::unlink(partial.c_str());  // no half-written model left behind
     throw;
   }
 }

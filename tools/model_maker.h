@@ -1,6 +1,7 @@
 #pragma once
 // Random-weight GGUF files of every architecture flexinfer runs, in realistic shapes, written in a
 // streaming way (memory use does not grow with the model). Tests and benchmarks use them.
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -40,8 +41,10 @@ struct ModelShape {
 // micro (a few KiB, for fuzzing seeds), tiny, 1b (Llama-3.2-1B-like, tied), 7b, 13b, 70b (llama 2
 // shapes), and real shapes of the newer families: llama3.2-1b, llama3.1-8b, mistral-nemo-12b,
 // qwen2.5-1.5b, qwen2.5-7b, qwen3-1.7b, qwen3-8b, and small ones of each family's features for
-// tests (tiny-llama3, tiny-qwen2, tiny-qwen3); mixture-of-experts shapes qwen3-30b-a3b, tiny-qwen3moe
-// and tiny-mixtral (the shapes of ../shared/data's MoE fixtures); nullopt for other names.
+// tests (tiny-llama3, tiny-qwen2, tiny-qwen3); mixture-of-experts shapes qwen3-30b-a3b,
+// qwen3-235b-a22b, mixtral-8x7b, tiny-qwen3moe and tiny-mixtral (the shapes of ../shared/data's MoE
+// fixtures), tiny-qwen3moe-wide and tiny-mixtral-top1 (other expert counts and widths, for the
+// goldens in tests/data); nullopt for other names.
 std::optional<ModelShape> find_preset(const std::string& name);
 const std::vector<std::string>& preset_names();
 // What is wrong with `arch` as make-model's architecture ("" when flexinfer runs it).
@@ -82,9 +85,12 @@ struct MakeModelOptions {
   std::string vocab_path;  // a GGUF whose tokenizer.* metadata is copied; empty: byte-level vocabulary
   uint64_t seed = 1;
   std::string output_path;
+  // When it becomes true the writing stops between two chunks with an Error.
+  const std::atomic<bool>* stop = nullptr;
 };
 
-// Returns the file's size in bytes.
+// Writes output_path + kUnfinishedSuffix and renames it at the end: an error or `stop` removes the
+// unfinished file and leaves a file already at output_path as it was. Returns the file's size in bytes.
 uint64_t make_model(const MakeModelOptions& options, ThreadPool& pool);
 
 }  // namespace fi
