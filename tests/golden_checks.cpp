@@ -210,22 +210,12 @@ void check_golden(const std::string& model, const std::string& stem, double tole
   }
 }
 
-}  // namespace
-
-void check_tiny_llama(const TinyCase& tiny, const char* prompt, GoldenPlacement placement) {
-  const std::string data = shared_data();
-  check_golden(data + "/models/tiny-llama-" + std::string(tiny.type) + ".gguf",
-               data + "/golden/tiny-llama-" + tiny.type + ".prompt-" + prompt, tiny.tolerance,
-               std::string(tiny.type) == "f16", placement);
-}
-
-void check_moe_golden(const MoeCase& moe, const char* prompt, GoldenPlacement placement) {
-  const std::string data = shared_data();
-  const std::string name = std::string(moe.model) + "-" + moe.type;
-  const bool float_weights = std::string(moe.type) == "f16";
+// A mixture of experts against its golden: as check_golden, or, for quantized weights beside a GPU,
+// against the float64 reference.
+void check_moe_files(const std::string& model, const std::string& stem, double tolerance, bool float_weights,
+                     GoldenPlacement placement) {
   if (!(placement.gpu_budget || placement.experts_beside_gpu) || float_weights) {
-    check_golden(data + "/models/" + name + ".gguf", data + "/golden/" + name + ".prompt-" + prompt, moe.tolerance,
-                 float_weights, placement);
+    check_golden(model, stem, tolerance, float_weights, placement);
     return;
   }
   // Quantized weights beside a GPU: its attention multiplies float activations, not llama.cpp's
@@ -233,8 +223,8 @@ void check_moe_golden(const MoeCase& moe, const char* prompt, GoldenPlacement pl
   // positions of a prompt can follow other experts). Compared with the float64 reference instead,
   // on the golden's teacher-forced sequence, every position, with the same near-tie rule: the
   // experts' 8-bit activations on the CPU may still tip a near-tie away from the reference.
-  const nlohmann::json golden = load_json(data + "/golden/" + name + ".prompt-" + prompt + ".json");
-  Engine engine(options_for(data + "/models/" + name + ".gguf", placement));
+  const nlohmann::json golden = load_json(stem + ".json");
+  Engine engine(options_for(model, placement));
   expect_placement(engine, placement);
   std::vector<int32_t> sequence = engine.tokenizer().encode(golden["prompt"].get<std::string>(), true, false);
   const auto greedy = golden["greedy_tokens"].get<std::vector<int32_t>>();
@@ -251,7 +241,7 @@ void check_moe_golden(const MoeCase& moe, const char* prompt, GoldenPlacement pl
                                  logits.begin() + static_cast<std::ptrdiff_t>(i + 1) * vocab);
     const std::vector<float> expected(reference.begin() + static_cast<std::ptrdiff_t>(i) * vocab,
                                       reference.begin() + static_cast<std::ptrdiff_t>(i + 1) * vocab);
-    if (margins[i] < kRoutingTieMargin && relative_rms(row, expected) > moe.tolerance) {
+    if (margins[i] < kRoutingTieMargin && relative_rms(row, expected) > tolerance) {
       ++routing_ties;
       continue;
     }
@@ -259,28 +249,68 @@ void check_moe_golden(const MoeCase& moe, const char* prompt, GoldenPlacement pl
     reference_decided.insert(reference_decided.end(), expected.begin(), expected.end());
   }
   const double error = relative_rms(ours_decided, reference_decided);
-  EXPECT_LT(error, moe.tolerance);
+  EXPECT_LT(error, tolerance);
   EXPECT_LE(routing_ties * 4, sequence.size()) << "positions let off at routing near-ties: at most a quarter";
-  std::printf("%s prompt %s on %s: relative RMS %.2e against the float64 reference (%.2e with the %zu of %zu positions "
+  std::printf("%s on %s: relative RMS %.2e against the float64 reference (%.2e with the %zu of %zu positions "
               "that took other experts at routing near-ties)\n",
-              name.c_str(), prompt, placement_name(placement), error, relative_rms(logits, reference), routing_ties,
-              sequence.size());
+              stem.substr(stem.rfind('/') + 1).c_str(), placement_name(placement), error, relative_rms(logits, reference),
+              routing_ties, sequence.size());
 }
 
-void check_family_golden(const FamilyCase& family, const char* prompt, GoldenPlacement placement) {
-  const std::string stem = source_dir() + "/tests/data/golden/" + family.preset + "-" + family.type +
-                           ".prompt-" + prompt;
+std::string family_golden_stem(const FamilyCase& family, const char* prompt) {
+  return source_dir() + "/tests/data/golden/" + family.preset + "-" + family.type + ".prompt-" + prompt;
+}
+
+// The model make-model writes for `family`, after checking that it is the golden's file bit for bit
+// (empty, with a failure, when not).
+std::string family_model(const FamilyCase& family, const std::string& stem) {
   const nlohmann::json made = load_json(stem + ".json")["model"];
   const std::string model = preset_model(family.preset, family.type);
   const std::vector<uint8_t> bytes = read_bytes(model);
   char fingerprint[17];
   std::snprintf(fingerprint, sizeof fingerprint, "%016llx", static_cast<unsigned long long>(fnv1a64(bytes)));
-  ASSERT_EQ(bytes.size(), made["bytes"].get<size_t>()) << "make-model " << made["make_model"].get<std::string>()
-                                                       << " no longer writes the file the golden was computed on; "
-                                                          "remake the goldens (tests/data/golden/README.md)";
-  ASSERT_EQ(std::string(fingerprint), made["fnv1a64"].get<std::string>())
-      << "make-model " << made["make_model"].get<std::string>() << " writes other bytes than the golden's model";
+  if (bytes.size() != made["bytes"].get<size_t>()) {
+    ADD_FAILURE() << "make-model " << made["make_model"].get<std::string>()
+                  << " no longer writes the file the golden was computed on; remake the goldens "
+                     "(tests/data/golden/README.md)";
+    return "";
+  }
+  if (std::string(fingerprint) != made["fnv1a64"].get<std::string>()) {
+    ADD_FAILURE() << "make-model " << made["make_model"].get<std::string>() << " writes other bytes than the golden's model";
+    return "";
+  }
+  return model;
+}
+
+}  // namespace
+
+void check_tiny_llama(const TinyCase& tiny, const char* prompt, GoldenPlacement placement) {
+  const std::string data = shared_data();
+  check_golden(data + "/models/tiny-llama-" + std::string(tiny.type) + ".gguf",
+               data + "/golden/tiny-llama-" + tiny.type + ".prompt-" + prompt, tiny.tolerance,
+               std::string(tiny.type) == "f16", placement);
+}
+
+
+void check_moe_golden(const MoeCase& moe, const char* prompt, GoldenPlacement placement) {
+  const std::string data = shared_data();
+  const std::string name = std::string(moe.model) + "-" + moe.type;
+  check_moe_files(data + "/models/" + name + ".gguf", data + "/golden/" + name + ".prompt-" + prompt, moe.tolerance,
+                  std::string(moe.type) == "f16", placement);
+}
+
+void check_family_golden(const FamilyCase& family, const char* prompt, GoldenPlacement placement) {
+  const std::string stem = family_golden_stem(family, prompt);
+  const std::string model = family_model(family, stem);
+  if (model.empty()) return;
   check_golden(model, stem, family.tolerance, std::string(family.type) == "f16", placement);
+}
+
+void check_moe_family_golden(const FamilyCase& family, const char* prompt, GoldenPlacement placement) {
+  const std::string stem = family_golden_stem(family, prompt);
+  const std::string model = family_model(family, stem);
+  if (model.empty()) return;
+  check_moe_files(model, stem, family.tolerance, std::string(family.type) == "f16", placement);
 }
 
 }  // namespace fi::test

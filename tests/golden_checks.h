@@ -68,6 +68,14 @@ inline constexpr FamilyCase kFamilyCases[] = {
     {"tiny", "q2_k", 5e-2},       {"tiny", "q3_k_m", 5e-2},     {"tiny", "q5_k_m", 5e-2},
     {"tiny", "iq4_nl", 5e-2},     {"tiny", "iq4_xs", 5e-2}};
 void check_family_golden(const FamilyCase& family, const char* prompt, GoldenPlacement placement);
+// Mixtures of experts of other shapes than ../shared/data's: many experts with four chosen and one
+// chosen of eight, widths whose down projections fall back from the K-quants to Q5_0 and Q8_0.
+inline constexpr FamilyCase kMoeFamilyCases[] = {{"tiny-qwen3moe-wide", "f16", 5e-3},
+                                                 {"tiny-qwen3moe-wide", "q4_k_m", 5e-2},
+                                                 {"tiny-mixtral-top1", "f16", 5e-3},
+                                                 {"tiny-mixtral-top1", "q4_k_m", 5e-2}};
+// Checked as check_moe_golden checks ../shared/data's.
+void check_moe_family_golden(const FamilyCase& family, const char* prompt, GoldenPlacement placement);
 inline std::string family_case_name(const ::testing::TestParamInfo<std::tuple<FamilyCase, const char*>>& info) {
   std::string name = std::string(std::get<0>(info.param).preset) + "_" + std::get<0>(info.param).type + "_prompt_" +
                      std::get<1>(info.param);

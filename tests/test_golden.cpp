@@ -65,5 +65,23 @@ INSTANTIATE_TEST_SUITE_P(Families, FamilyGolden,
                          ::testing::Combine(::testing::ValuesIn(test::kFamilyCases), ::testing::Values("a", "b")),
                          test::family_case_name);
 
+// Mixtures of experts of other shapes (tests/data/golden), on the CPU with everything resident and
+// with --host-mem at the minimum.
+class MoeFamilyGolden : public ::testing::TestWithParam<std::tuple<test::FamilyCase, const char*>> {};
+
+TEST_P(MoeFamilyGolden, LogitsAndGreedyTokens) {
+  const auto& [family, prompt] = GetParam();
+  test::check_moe_family_golden(family, prompt, {});
+}
+
+TEST_P(MoeFamilyGolden, LogitsAndGreedyTokensAtTheMinimumHostBudget) {
+  const auto& [family, prompt] = GetParam();
+  test::check_moe_family_golden(family, prompt, {std::nullopt, false, true});
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, MoeFamilyGolden,
+                         ::testing::Combine(::testing::ValuesIn(test::kMoeFamilyCases), ::testing::Values("a", "b")),
+                         test::family_case_name);
+
 }  // namespace
 }  // namespace fi

@@ -274,5 +274,27 @@ INSTANTIATE_TEST_SUITE_P(SharedFiles, GpuMoeGolden,
                          ::testing::Combine(::testing::ValuesIn(test::kMoeCases), ::testing::Values("a", "b")),
                          test::moe_case_name);
 
+// Mixtures of experts of other shapes (tests/data/golden): every expert on the device, or
+// attention there and the experts on the CPU.
+class GpuMoeFamilyGolden : public ::testing::TestWithParam<std::tuple<test::FamilyCase, const char*>> {};
+
+TEST_P(GpuMoeFamilyGolden, LogitsAndGreedyTokens) {
+  FI_REQUIRE_GPU();
+  const auto& [family, prompt] = GetParam();
+  test::check_moe_family_golden(family, prompt, {2ull << 30});
+}
+
+TEST_P(GpuMoeFamilyGolden, LogitsAndGreedyTokensWithTheExpertsOnTheCpu) {
+  FI_REQUIRE_GPU();
+  const auto& [family, prompt] = GetParam();
+  test::GoldenPlacement placement;
+  placement.experts_beside_gpu = true;
+  test::check_moe_family_golden(family, prompt, placement);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, GpuMoeFamilyGolden,
+                         ::testing::Combine(::testing::ValuesIn(test::kMoeFamilyCases), ::testing::Values("a", "b")),
+                         test::family_case_name);
+
 }  // namespace
 }  // namespace fi

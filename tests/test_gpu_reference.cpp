@@ -291,5 +291,25 @@ INSTANTIATE_TEST_SUITE_P(Families, ReferenceGpuFamilyGolden,
                          ::testing::Combine(::testing::ValuesIn(test::kFamilyCases), ::testing::Values("a", "b")),
                          test::family_case_name);
 
+// Mixtures of experts of other shapes (tests/data/golden): every expert on the device, or
+// attention there and the experts on the CPU.
+class ReferenceGpuMoeFamilyGolden : public ::testing::TestWithParam<std::tuple<test::FamilyCase, const char*>> {};
+
+TEST_P(ReferenceGpuMoeFamilyGolden, LogitsAndGreedyTokens) {
+  const auto& [family, prompt] = GetParam();
+  test::check_moe_family_golden(family, prompt, {2ull << 30});
+}
+
+TEST_P(ReferenceGpuMoeFamilyGolden, LogitsAndGreedyTokensWithTheExpertsOnTheCpu) {
+  const auto& [family, prompt] = GetParam();
+  test::GoldenPlacement placement;
+  placement.experts_beside_gpu = true;
+  test::check_moe_family_golden(family, prompt, placement);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ReferenceGpuMoeFamilyGolden,
+                         ::testing::Combine(::testing::ValuesIn(test::kMoeFamilyCases), ::testing::Values("a", "b")),
+                         test::family_case_name);
+
 }  // namespace
 }  // namespace fi
