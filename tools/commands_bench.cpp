@@ -541,7 +541,9 @@ int command_bench(int argc, char** argv) {
                 "threads%s %.2f and %.2f\n",
                 queued_experts, expert_disk_before, expert_disk_after, busy_threads, busy_priority,
                 rates_before.experts_busy, rates_after.experts_busy);
-  if (busy_limit_tok_s > 0)
+  if (busy_limit_tok_s > 0 && busy_limit_tok_s == limit_tok_s)
+    std::printf("beside busy cores the disk still keeps up: the limit stays memory-bound\n");
+  else if (busy_limit_tok_s > 0)
     std::printf("beside busy cores the disk's rates make the limit %.3f tok/s: achieved %.1f%% of that\n", busy_limit_tok_s,
                 100.0 * decode_tok_s / busy_limit_tok_s);
   std::printf("peak RSS         %s\n", format_bytes(rss).c_str());
