@@ -1,7 +1,9 @@
 #include "io/file.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <utility>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,6 +45,34 @@ void ReadFile::read_exact(void* destination, uint64_t bytes, uint64_t offset) co
     bytes -= static_cast<uint64_t>(got);
     offset += static_cast<uint64_t>(got);
   }
+}
+
+UnfinishedFile::UnfinishedFile(std::string path) : path_(std::move(path)), writing_path_(path_ + kUnfinishedSuffix) {
+  struct stat target {};
+  if (::stat(path_.c_str(), &target) == 0 && !S_ISREG(target.st_mode))
+    fail("%s: exists and is not a regular file; give the path of the file to write", path_.c_str());
+  ::unlink(writing_path_.c_str());
+}
+
+UnfinishedFile::~UnfinishedFile() {
+  if (!completed_) ::unlink(writing_path_.c_str());
+}
+
+uint64_t UnfinishedFile::complete() {
+  const int written = ::open(writing_path_.c_str(), O_RDONLY);
+  if (written < 0 || ::fsync(written) != 0) {
+    const int error = errno;
+    if (written >= 0) ::close(written);
+    fail("%s: cannot flush it to the disk: %s", writing_path_.c_str(), std::strerror(error));
+  }
+  struct stat info {};
+  const int stat_result = ::fstat(written, &info);
+  ::close(written);
+  if (stat_result != 0) fail("%s: cannot read its size: %s", writing_path_.c_str(), std::strerror(errno));
+  if (std::rename(writing_path_.c_str(), path_.c_str()) != 0)
+    fail("%s: cannot rename it to '%s': %s", writing_path_.c_str(), path_.c_str(), std::strerror(errno));
+  completed_ = true;
+  return static_cast<uint64_t>(info.st_size);
 }
 
 }  // namespace fi

@@ -71,10 +71,6 @@ class GgufFile {
   TensorTable tensors_;
 };
 
-// What a file being written (make-model, stack-experts) is called until it is complete: its name +
-// this, renamed at the end, so an interrupted run never leaves a truncated model under the name.
-inline constexpr const char* kUnfinishedSuffix = ".partial";
-
 // Writes a GGUF v3 file: metadata and tensor infos first, then each tensor's data in declared
 // order, streamed by the caller in as many pieces as it likes.
 class GgufWriter {

@@ -61,9 +61,7 @@ StackedExperts stack_experts(const std::string& input, const std::string& output
   const std::string partial = output + kUnfinishedSuffix;
   if (same_file(input, output) || same_file(input, partial))
     fail("%s: writing it would overwrite the input; give another path", output.c_str());
-  struct stat target {};
-  if (stat(output.c_str(), &target) == 0 && !S_ISREG(target.st_mode))
-    fail("%s: exists and is not a regular file; give the path of the file to write", output.c_str());
+  UnfinishedFile written(output);
   const GgufFile file = GgufFile::open(input);
   // The hyperparameters as the engine reads them (expert and layer counts checked there).
   const ModelConfig config = ModelConfig::from_gguf(file);
@@ -140,50 +138,33 @@ StackedExperts stack_experts(const std::string& input, const std::string& output
     fail("%s: %llu bytes free, the stacked copy needs about %llu", directory_of(output).c_str(),
          static_cast<unsigned long long>(static_cast<uint64_t>(space.f_bavail) * space.f_frsize),
          static_cast<unsigned long long>(file.file_size()));
-  std::remove(partial.c_str());  // a stale one (or a link) from an earlier run, not what it points to
-  try {
-    GgufWriter writer(partial, file.alignment());
-    for (const auto& [key, value] : file.metadata())
-      if (key != "general.alignment") writer.add_value(key, value);  // the writer states its own
-    for (const auto& [index, is_stack] : order) {
-      if (!is_stack) {
-        const TensorInfo& tensor = *kept[index];
-        writer.add_tensor(tensor.name, tensor.type,
-                          std::vector<uint64_t>(tensor.shape.begin(), tensor.shape.begin() + tensor.n_dims));
-        continue;
-      }
-      const Stack& stack = stacks[index];
-      const TensorInfo& first = *stack.experts.front();
-      writer.add_tensor(tensor_name(stack.role, stack.layer), first.type, {first.shape[0], first.shape[1], experts});
+  GgufWriter writer(written.writing_path(), file.alignment());
+  for (const auto& [key, value] : file.metadata())
+    if (key != "general.alignment") writer.add_value(key, value);  // the writer states its own
+  for (const auto& [index, is_stack] : order) {
+    if (!is_stack) {
+      const TensorInfo& tensor = *kept[index];
+      writer.add_tensor(tensor.name, tensor.type,
+                        std::vector<uint64_t>(tensor.shape.begin(), tensor.shape.begin() + tensor.n_dims));
+      continue;
     }
-    writer.begin_data();
-    const DirectFile in(input, false);
-    std::vector<uint8_t> buffer(16 << 20);
-    for (const auto& [index, is_stack] : order) {
-      if (!is_stack) {
-        copy_range(in, kept[index]->file_offset, kept[index]->bytes, buffer, writer, stop);
-        continue;
-      }
-      for (const TensorInfo* expert : stacks[index].experts)
-        copy_range(in, expert->file_offset, expert->bytes, buffer, writer, stop);
-    }
-    writer.finish();
-    // On the disk before it takes the output's name: a crash leaves the old file or the whole new one.
-    const int written = ::open(partial.c_str(), O_RDONLY);
-    if (written < 0 || ::fsync(written) != 0) {
-      const int error = errno;
-      if (written >= 0) ::close(written);
-      fail("%s: cannot flush it to the disk: %s", partial.c_str(), std::strerror(error));
-    }
-    ::close(written);
-    if (std::rename(partial.c_str(), output.c_str()) != 0)
-      fail("%s: cannot rename it to '%s': %s", partial.c_str(), output.c_str(), std::strerror(errno));
-  } catch (...) {
-    std::remove(partial.c_str());
-    throw;
+    const Stack& stack = stacks[index];
+    const TensorInfo& first = *stack.experts.front();
+    writer.add_tensor(tensor_name(stack.role, stack.layer), first.type, {first.shape[0], first.shape[1], experts});
   }
-  struct stat written {};
-  if (stat(output.c_str(), &written) == 0) result.output_bytes = static_cast<uint64_t>(written.st_size);
+  writer.begin_data();
+  const DirectFile in(input, false);
+  std::vector<uint8_t> buffer(16 << 20);
+  for (const auto& [index, is_stack] : order) {
+    if (!is_stack) {
+      copy_range(in, kept[index]->file_offset, kept[index]->bytes, buffer, writer, stop);
+      continue;
+    }
+    for (const TensorInfo* expert : stacks[index].experts)
+      copy_range(in, expert->file_offset, expert->bytes, buffer, writer, stop);
+  }
+  writer.finish();
+  result.output_bytes = written.complete();
   return result;
 }
 

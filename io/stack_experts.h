@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "io/gguf.h"
+#include "io/file.h"
 
 namespace fi {
 

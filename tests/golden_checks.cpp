@@ -291,7 +291,6 @@ void check_tiny_llama(const TinyCase& tiny, const char* prompt, GoldenPlacement 
                std::string(tiny.type) == "f16", placement);
 }
 
-
 void check_moe_golden(const MoeCase& moe, const char* prompt, GoldenPlacement placement) {
   const std::string data = shared_data();
   const std::string name = std::string(moe.model) + "-" + moe.type;

@@ -8,6 +8,7 @@
 
 #include "io/error.h"
 #include "host/kernels/thread_pool.h"
+#include "io/file.h"
 #include "io/gguf.h"
 #include "test_support.h"
 #include "tools/model_maker.h"
@@ -273,17 +274,28 @@ TEST(Cli, MakeModelNeverLeavesAnUnfinishedFile) {
   EXPECT_FALSE(std::filesystem::exists(path + kUnfinishedSuffix));
 
   stop.store(false);
-  options.tensor_types = {{Role::FfnGateExps, TensorType::Q8_0}};  // a dense model: fails after the header
+  options.tensor_types = {{Role::FfnGateExps, TensorType::Q8_0}};  // a dense model: fails once the file is open
   EXPECT_THROW(make_model(options, pool), Error);
   EXPECT_EQ(test::read_bytes_as_text(path), "old");
   EXPECT_FALSE(std::filesystem::exists(path + kUnfinishedSuffix));
 
+  // An earlier run's unfinished file, here a link: removed, what it points to left alone.
   options.tensor_types.clear();
-  test::write_bytes(path + kUnfinishedSuffix, {'s', 't', 'a', 'l', 'e'});  // an earlier run's
+  const std::string elsewhere = test::scratch_path("unfinished-link-target");
+  test::write_bytes(elsewhere, {'k', 'e', 'p', 't'});
+  std::filesystem::remove(path + kUnfinishedSuffix);
+  std::filesystem::create_symlink(elsewhere, path + kUnfinishedSuffix);
   const uint64_t bytes = make_model(options, pool);
   EXPECT_EQ(std::filesystem::file_size(path), bytes);
   EXPECT_FALSE(std::filesystem::exists(path + kUnfinishedSuffix));
+  EXPECT_EQ(test::read_bytes_as_text(elsewhere), "kept");
   EXPECT_NO_THROW(GgufFile::open(path));
+
+  // A path that is no file to replace is refused before anything is written.
+  options.output_path = test::scratch_dir();
+  EXPECT_THROW(make_model(options, pool), Error);
+  expect_clean_failure({"make-model", "--preset", "tiny", "--type", "q4_k", "--byte-vocab", "-o", test::scratch_dir()},
+                       "is not a regular file");
 }
 
 TEST(Cli, BadInputIsOneClearLine) {
@@ -579,6 +591,9 @@ TEST(Cli, ExpertModelsRunOnTheCpuAndPlanBesideAGpu) {
                            "--mem-bw", "10", "--json", measured_json});
   ASSERT_EQ(measured.exit_code, 0) << measured.err;
   EXPECT_NE(measured.out.find("beside 2 busy threads"), std::string::npos) << measured.out;
+  EXPECT_TRUE(measured.out.find("beside busy cores the disk's rates make the limit") != std::string::npos ||
+              measured.out.find("beside busy cores the disk still keeps up: the limit stays memory-bound") != std::string::npos)
+      << measured.out;
   const nlohmann::json measured_run = read_json(measured_json);
   for (const char* key : {"expert_read_GBps_before_after", "expert_read_GBps_beside_busy_threads_before_after"}) {
     ASSERT_EQ(measured_run[key].size(), 2u) << key;

@@ -92,13 +92,9 @@ int command_generate(int argc, char** argv) {
   // SentencePiece text starts with a space marker; drop it when the output starts the text.
   bool strip_space = prompt_text.empty() && tokenizer.strips_leading_space();
   std::string pending;
-  // Ctrl-C ends generation after the current token: what was generated is printed, the engine
-  // shuts down in order, and the exit status is 130. A second Ctrl-C kills at once.
-  struct sigaction action {};
-  action.sa_handler = [](int) { interrupted.store(true); };
-  action.sa_flags = SA_RESETHAND;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, nullptr);
+  // Ctrl-C (or SIGTERM) ends generation after the current token: what was generated is printed, the
+  // engine shuts down in order, and the exit status is 130. A second one kills at once.
+  catch_interrupts();
   int64_t generated = 0;
   auto last_report = std::chrono::steady_clock::now();
   const GenerationStats stats = engine.generate(prompt, max_tokens, sampler, [&](int32_t token) {

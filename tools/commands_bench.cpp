@@ -480,12 +480,16 @@ int command_bench(int argc, char** argv) {
   // The same limit with the disk's rates beside busy cores (not the limit: what this machine's disk
   // gives while its cores compute, for machines where that is less).
   double busy_limit_tok_s = 0.0;
+  bool memory_bound_beside_busy_cores = false;
   if (measure_disk && limit_known && disk_bytes > 0) {
     const double stream_busy = (rates_before.stream_busy + rates_after.stream_busy) / 2;
     const double experts_busy = (rates_before.experts_busy + rates_after.experts_busy) / 2;
-    const double seconds = std::max(static_cast<double>(host_bytes) / (host_GBps * 1e9), disk_seconds_at(stream_busy, experts_busy));
-    if ((streamed_bytes == 0 || stream_busy > 0) && (expert_disk_bytes == 0 || experts_busy > 0))
-      busy_limit_tok_s = 1.0 / seconds;
+    const double host_seconds = static_cast<double>(host_bytes) / (host_GBps * 1e9);
+    const double busy_disk_seconds = disk_seconds_at(stream_busy, experts_busy);
+    if ((streamed_bytes == 0 || stream_busy > 0) && (expert_disk_bytes == 0 || experts_busy > 0)) {
+      busy_limit_tok_s = 1.0 / std::max(host_seconds, busy_disk_seconds);
+      memory_bound_beside_busy_cores = !disk_bound && busy_disk_seconds <= host_seconds;
+    }
   }
 
   std::printf("model            %s\n", options.model_path.c_str());
@@ -541,7 +545,7 @@ int command_bench(int argc, char** argv) {
                 "threads%s %.2f and %.2f\n",
                 queued_experts, expert_disk_before, expert_disk_after, busy_threads, busy_priority,
                 rates_before.experts_busy, rates_after.experts_busy);
-  if (busy_limit_tok_s > 0 && busy_limit_tok_s == limit_tok_s)
+  if (memory_bound_beside_busy_cores)
     std::printf("beside busy cores the disk still keeps up: the limit stays memory-bound\n");
   else if (busy_limit_tok_s > 0)
     std::printf("beside busy cores the disk's rates make the limit %.3f tok/s: achieved %.1f%% of that\n", busy_limit_tok_s,

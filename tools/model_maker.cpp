@@ -1,19 +1,15 @@
 #include "tools/model_maker.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <strings.h>
 #include <utility>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <vector>
 
 #include "host/kernels/quant.h"
 #include "io/error.h"
 #include "host/model/model.h"
+#include "io/file.h"
 #include "io/gguf.h"
 
 namespace fi {
@@ -72,17 +68,19 @@ const SchemeInfo& scheme_info(WeightScheme scheme) {
   fail("internal: weight scheme %d has no entry", static_cast<int>(scheme));
 }
 
-// llama.cpp's substitutes for a type whose block size does not divide the rows (then F16).
+// llama.cpp's substitutes for a 256-element block type whose blocks do not divide the rows (F16
+// where the substitute's do not either). The 32-element block types have none: llama.cpp refuses
+// such a tensor, and so does write_model.
 TensorType fallback_type(TensorType type, int64_t cols) {
   if (cols % type_traits(type).block_elements == 0) return type;
-  TensorType substitute = TensorType::F16;
+  TensorType substitute = type;
   switch (type) {
     case TensorType::Q2_K: case TensorType::Q3_K: substitute = TensorType::Q4_0; break;
     case TensorType::Q4_K: substitute = TensorType::Q5_0; break;
     case TensorType::Q5_K: substitute = TensorType::Q5_1; break;
     case TensorType::Q6_K: substitute = TensorType::Q8_0; break;
     case TensorType::IQ4_XS: substitute = TensorType::IQ4_NL; break;
-    default: break;
+    default: return type;
   }
   return cols % type_traits(substitute).block_elements == 0 ? substitute : TensorType::F16;
 }
@@ -318,9 +316,7 @@ void amplitude_of(const RoleSpec& spec, uint64_t cols, float* amplitude, float* 
   }
 }
 
-std::string partial_path(const MakeModelOptions& options) { return options.output_path + kUnfinishedSuffix; }
-
-uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
+void write_model(const MakeModelOptions& options, const std::string& path, ThreadPool& pool) {
   const ModelShape& s = options.shape;
   const Architecture* arch = find_architecture(s.arch, s.n_experts > 0);
   if (!arch && find_architecture(s.arch)) fail("make-model: a %s model has no experts", s.arch.c_str());
@@ -341,7 +337,7 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
   if (head_dim % 2 != 0) fail("make-model: the head dimension %lld is odd", static_cast<long long>(head_dim));
 
   const std::string p = std::string(arch->name) + ".";
-  GgufWriter writer(partial_path(options));
+  GgufWriter writer(path);
   writer.add_string("general.architecture", arch->name);
   writer.add_string("general.name", std::string("flexinfer-random-") + arch->name);
   writer.add_uint32("general.file_type", scheme_info(options.scheme).file_type);
@@ -423,7 +419,7 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
     const uint64_t cols = config.extent(spec.cols), rows = config.extent(spec.rows), slices = config.extent(spec.slices);
     TensorType type = scheme_tensor_type(options.scheme, role, layer, s);
     for (const TensorTypeOverride& chosen : options.tensor_types)
-      if (chosen.role == role) type = chosen.type;
+      if (chosen.role == role) type = fallback_type(chosen.type, static_cast<int64_t>(cols));
     float amplitude = 0, offset = 0;
     amplitude_of(spec, cols, &amplitude, &offset);
     if (arch->has_experts() && (role == Role::AttnOutput || role == Role::FfnDown || role == Role::FfnDownExps))
@@ -487,25 +483,14 @@ uint64_t write_model(const MakeModelOptions& options, ThreadPool& pool) {
     }
   }
   writer.finish();
-  struct stat info {};
-  ::stat(partial_path(options).c_str(), &info);
-  return static_cast<uint64_t>(info.st_size);
 }
 
 }  // namespace
 
 uint64_t make_model(const MakeModelOptions& options, ThreadPool& pool) {
-  const std::string partial = partial_path(options);
-  ::unlink(partial.c_str());  // a stale one (or a link) from an earlier run, not what it points to
-  try {
-    const uint64_t bytes = write_model(options, pool);
-    if (std::rename(partial.c_str(), options.output_path.c_str()) != 0)
-      fail("make-model: cannot rename '%s' to '%s': %s", partial.c_str(), options.output_path.c_str(), std::strerror(errno));
-    return bytes;
-  } catch (const Error&) {
-    ::unlink(partial.c_str());  // no half-written model left behind
-    throw;
-  }
+  UnfinishedFile output(options.output_path);
+  write_model(options, output.writing_path(), pool);
+  return output.complete();
 }
 
 }  // namespace fi

@@ -89,8 +89,8 @@ struct MakeModelOptions {
   const std::atomic<bool>* stop = nullptr;
 };
 
-// Writes output_path + kUnfinishedSuffix and renames it at the end: an error or `stop` removes the
-// unfinished file and leaves a file already at output_path as it was. Returns the file's size in bytes.
+// Writes output_path through io/file.h's UnfinishedFile: an error or `stop` leaves no unfinished file
+// and a file already at output_path as it was. Returns the file's size in bytes.
 uint64_t make_model(const MakeModelOptions& options, ThreadPool& pool);
 
 }  // namespace fi
