@@ -34,9 +34,9 @@ inline constexpr const char* kUnfinishedSuffix = ".partial";
 // already there stays as it was until then.
 class UnfinishedFile {
  public:
-  // Refuses (Error) a path that exists and is not a regular file (a directory, a device), before
-  // anything is written; removes an unfinished file (or a link) an earlier run left, not what a link
-  // points to.
+  // Refuses (Error) a path that exists and is not a regular file (a directory, a device), and a path
+  // another run is writing now, before anything is written; starts afresh an unfinished file an
+  // earlier run left, and removes a link left there, not what it points to.
   explicit UnfinishedFile(std::string path);
   ~UnfinishedFile();  // removes the unfinished file unless complete() ran
   UnfinishedFile(const UnfinishedFile&) = delete;
@@ -48,6 +48,7 @@ class UnfinishedFile {
 
  private:
   std::string path_, writing_path_;
+  int fd_ = -1;  // holds the lock on the unfinished file
   bool completed_ = false;
 };
 

@@ -291,6 +291,20 @@ TEST(Cli, MakeModelNeverLeavesAnUnfinishedFile) {
   EXPECT_EQ(test::read_bytes_as_text(elsewhere), "kept");
   EXPECT_NO_THROW(GgufFile::open(path));
 
+  // An unfinished file no run holds any more (its run died) is started afresh; one a run holds is
+  // not touched: the second writer is refused.
+  test::write_bytes(path + kUnfinishedSuffix, {'s', 't', 'a', 'l', 'e'});
+  {
+    UnfinishedFile first(path);
+    EXPECT_EQ(std::filesystem::file_size(path + kUnfinishedSuffix), 0u);
+    test::write_bytes(path + kUnfinishedSuffix, {'m', 'i', 'n', 'e'});
+    EXPECT_THROW(UnfinishedFile second(path), Error);
+    EXPECT_THROW(make_model(options, pool), Error);
+    EXPECT_EQ(test::read_bytes_as_text(path + kUnfinishedSuffix), "mine");
+  }
+  EXPECT_FALSE(std::filesystem::exists(path + kUnfinishedSuffix));
+  EXPECT_NO_THROW(GgufFile::open(path));
+
   // A path that is no file to replace is refused before anything is written.
   options.output_path = test::scratch_dir();
   EXPECT_THROW(make_model(options, pool), Error);

@@ -17,6 +17,7 @@
 #include "host/engine/host_model.h"
 #include "host/trace/trace.h"
 #include "io/error.h"
+#include "io/file.h"
 #include "test_support.h"
 
 namespace fi {
@@ -226,6 +227,47 @@ TEST(Hardening, InterruptStopsCleanly) {
   const nlohmann::json spans = nlohmann::json::parse(test::read_bytes_as_text(trace), nullptr, false);
   ASSERT_TRUE(spans.is_array()) << "the trace does not parse";
   EXPECT_GT(spans.size(), 4u);
+}
+
+// make-model owns its unfinished file while it writes: a second run given the same path is refused
+// at once, and an interrupt (SIGINT or SIGTERM) ends the first with 130, leaving neither file behind.
+TEST(Hardening, MakeModelRefusesASecondWriterAndStopsOnInterrupt) {
+  const std::string path = test::scratch_path("interrupted-model.gguf");
+  const std::string unfinished = path + kUnfinishedSuffix, err = test::scratch_path("interrupted-model.err");
+  std::filesystem::remove(path);
+  std::filesystem::remove(unfinished);
+  for (const int signal : {SIGINT, SIGTERM}) {
+    SCOPED_TRACE(strsignal(signal));
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      if (!std::freopen("/dev/null", "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
+      ::execl(FLEXINFER_BINARY, FLEXINFER_BINARY, "make-model", "--preset", "1b", "--type", "f16", "--byte-vocab",
+              "-t", "1", "-o", path.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    auto writing = [&] {
+      std::error_code missing;
+      const uintmax_t size = std::filesystem::file_size(unfinished, missing);
+      return !missing && size > 0;
+    };
+    while (!writing() && std::chrono::steady_clock::now() - start < std::chrono::seconds(60))
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_TRUE(writing()) << "the first run never started writing";
+
+    const test::CommandResult second =
+        test::run_flexinfer({"make-model", "--preset", "tiny", "--type", "q4_0", "--byte-vocab", "-o", path});
+    EXPECT_NE(second.exit_code, 0);
+    EXPECT_NE(second.err.find("another run is writing"), std::string::npos) << second.err;
+
+    ::kill(pid, signal);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), 130) << test::read_bytes_as_text(err);
+    EXPECT_FALSE(std::filesystem::exists(path));
+    EXPECT_FALSE(std::filesystem::exists(unfinished));
+  }
 }
 
 // A run killed outright leaves a trace that ends after a whole span: with the closing bracket the
