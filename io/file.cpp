@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "io/error.h"
+#include "io/log.h"
 
 namespace fi {
 
@@ -48,48 +49,76 @@ void ReadFile::read_exact(void* destination, uint64_t bytes, uint64_t offset) co
   }
 }
 
+namespace {
+
+// Removes `path` (an entry, not what a link points to); gone already is fine.
+void remove_entry(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    fail("%s: cannot remove it: %s", path.c_str(), std::strerror(errno));
+}
+
+bool same_file(const struct stat& a, const struct stat& b) { return a.st_dev == b.st_dev && a.st_ino == b.st_ino; }
+
+}  // namespace
+
 UnfinishedFile::UnfinishedFile(std::string path) : path_(std::move(path)), writing_path_(path_ + kUnfinishedSuffix) {
   struct stat target {};
   if (::stat(path_.c_str(), &target) == 0 && !S_ISREG(target.st_mode))
     fail("%s: exists and is not a regular file; give the path of the file to write", path_.c_str());
-  // The unfinished file is locked while this run owns it: a second run writing the same path is
-  // refused instead of writing into the first one's file; an unlocked one was left by a run that died.
+  // This run creates the unfinished file and locks it while it writes: a second run given the same
+  // path finds it locked and is refused. One left by a run that died is unlocked: it is removed (not
+  // emptied: it may have another name) and this run creates its own.
   for (int attempt = 0; fd_ < 0; ++attempt) {
-    if (attempt == 8) fail("%s: keeps changing while it is being claimed; is another run writing it?", writing_path_.c_str());
-    const int fd = ::open(writing_path_.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (attempt == 8)
+      fail("%s: keeps changing while it is being claimed; is another run writing it?", writing_path_.c_str());
+    bool created = true;
+    int fd = ::open(writing_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
-      if (errno == ELOOP) {  // a link left there: removed, what it points to untouched
-        ::unlink(writing_path_.c_str());
+      if (errno != EEXIST) fail("%s: cannot create: %s", writing_path_.c_str(), std::strerror(errno));
+      struct stat left {};
+      if (::lstat(writing_path_.c_str(), &left) != 0) continue;
+      if (S_ISLNK(left.st_mode)) {  // removed, what it points to untouched
+        remove_entry(writing_path_);
         continue;
       }
-      fail("%s: cannot create: %s", writing_path_.c_str(), std::strerror(errno));
+      if (!S_ISREG(left.st_mode))
+        fail("%s: exists and is not a regular file; remove it or give another path", writing_path_.c_str());
+      fd = ::open(writing_path_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) continue;
+      created = false;
     }
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       const int error = errno;
-      ::close(fd);
-      if (error == EWOULDBLOCK)
+      if (error == EWOULDBLOCK) {
+        ::close(fd);
         fail("%s: another run is writing '%s' now; wait for it or give another path", writing_path_.c_str(),
              path_.c_str());
-      fail("%s: cannot lock it: %s", writing_path_.c_str(), std::strerror(error));
+      }
+      // A file system without locks (some network and FUSE mounts): written unguarded, as before locks.
+      if (error != ENOLCK && error != EOPNOTSUPP) {
+        ::close(fd);
+        fail("%s: cannot lock it: %s", writing_path_.c_str(), std::strerror(error));
+      }
+      log_warning("%s: this file system cannot lock it; a second run given the same path would not be refused",
+                  writing_path_.c_str());
     }
     // The file locked must still be the one under the name (a run finishing renames it away).
     struct stat locked {}, named {};
-    if (::fstat(fd, &locked) != 0 || ::lstat(writing_path_.c_str(), &named) != 0 || locked.st_ino != named.st_ino ||
-        locked.st_dev != named.st_dev) {
+    const bool still_named =
+        ::fstat(fd, &locked) == 0 && ::lstat(writing_path_.c_str(), &named) == 0 && same_file(locked, named);
+    if (still_named && !created) remove_entry(writing_path_);  // under the lock: no other run takes it meanwhile
+    if (!still_named || !created) {
       ::close(fd);
       continue;
-    }
-    if (!S_ISREG(locked.st_mode) || ::ftruncate(fd, 0) != 0) {
-      ::close(fd);
-      fail("%s: cannot start it afresh: %s", writing_path_.c_str(),
-           S_ISREG(locked.st_mode) ? std::strerror(errno) : "not a regular file");
     }
     fd_ = fd;
   }
 }
 
 UnfinishedFile::~UnfinishedFile() {
-  if (!completed_) ::unlink(writing_path_.c_str());
+  struct stat mine {}, named {};
+  if (!completed_ && ::fstat(fd_, &mine) == 0 && ::lstat(writing_path_.c_str(), &named) == 0 && same_file(mine, named))
+    ::unlink(writing_path_.c_str());
   ::close(fd_);  // releases the lock, after the name is gone
 }
 

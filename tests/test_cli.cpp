@@ -291,9 +291,11 @@ TEST(Cli, MakeModelNeverLeavesAnUnfinishedFile) {
   EXPECT_EQ(test::read_bytes_as_text(elsewhere), "kept");
   EXPECT_NO_THROW(GgufFile::open(path));
 
-  // An unfinished file no run holds any more (its run died) is started afresh; one a run holds is
-  // not touched: the second writer is refused.
-  test::write_bytes(path + kUnfinishedSuffix, {'s', 't', 'a', 'l', 'e'});
+  // An unfinished file no run holds any more (its run died) is replaced, not emptied (here it is
+  // another file's second name); one a run holds is not touched: the second writer is refused.
+  const std::string other_name = test::scratch_path("unfinished-other-name");
+  test::write_bytes(other_name, {'s', 't', 'a', 'l', 'e'});
+  std::filesystem::create_hard_link(other_name, path + kUnfinishedSuffix);
   {
     UnfinishedFile first(path);
     EXPECT_EQ(std::filesystem::file_size(path + kUnfinishedSuffix), 0u);
@@ -303,6 +305,7 @@ TEST(Cli, MakeModelNeverLeavesAnUnfinishedFile) {
     EXPECT_EQ(test::read_bytes_as_text(path + kUnfinishedSuffix), "mine");
   }
   EXPECT_FALSE(std::filesystem::exists(path + kUnfinishedSuffix));
+  EXPECT_EQ(test::read_bytes_as_text(other_name), "stale");
   EXPECT_NO_THROW(GgufFile::open(path));
 
   // A path that is no file to replace is refused before anything is written.

@@ -262,7 +262,15 @@ TEST(Hardening, MakeModelRefusesASecondWriterAndStopsOnInterrupt) {
 
     ::kill(pid, signal);
     int status = 0;
-    ::waitpid(pid, &status, 0);
+    const auto stopping = std::chrono::steady_clock::now();
+    while (::waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() - stopping > std::chrono::seconds(60)) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        FAIL() << "make-model did not stop within 60 s of the signal";
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
     EXPECT_EQ(WEXITSTATUS(status), 130) << test::read_bytes_as_text(err);
     EXPECT_FALSE(std::filesystem::exists(path));
