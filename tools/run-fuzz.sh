@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) in build-fuzz/ and runs each for a bounded
 # time on seed corpora made from valid inputs: fuzz_gguf (model files through the reader, tensor
-# checks, tokenizer and planner), fuzz_tokenizer (encode/decode with the stories260K, GPT-2, Llama 3
-# and Qwen3 vocabularies from ../shared/data; skipped with a message when that is absent) and
-# fuzz_jinja (chat templates parsed and rendered; seeds: the real templates in
-# ../shared/data/templates) and fuzz_openai_request (the server's request bodies and reply text).
+# checks, tokenizer and planner; dense and mixture-of-experts seeds), fuzz_tokenizer (encode/decode
+# with the stories260K, GPT-2, Llama 3 and Qwen3 vocabularies from ../shared/data; skipped with a
+# message when that is absent) and fuzz_jinja (chat templates parsed and rendered; seeds: the real
+# templates in ../shared/data/templates) and fuzz_openai_request (the server's request bodies and
+# reply text).
 # A crash, leak or sanitizer report fails the script and leaves the input in build-fuzz/findings/.
 #
 # usage: tools/run-fuzz.sh [SECONDS_PER_TARGET]   (default 60)
@@ -22,6 +23,11 @@ seeds=build-fuzz/seeds findings=build-fuzz/findings
 rm -rf "$seeds" && mkdir -p "$seeds/gguf" "$seeds/tokenizer" "$seeds/jinja" "$seeds/openai" "$findings"
 for type in f32 f16 q8_0; do
   build/tools/flexinfer make-model --preset micro --type "$type" --byte-vocab -o "$seeds/gguf/micro-$type.gguf" >/dev/null
+done
+# Mixtures of experts too (router, stacked experts, their counts), small enough for -max_len whole.
+for type in q8_0 q4_k_m; do
+  build/tools/flexinfer make-model --preset micro --arch qwen3moe --type "$type" --byte-vocab \
+    -o "$seeds/gguf/micro-qwen3moe-$type.gguf" >/dev/null
 done
 printf 'Once upon a time, there was a little girl named Lily.' >"$seeds/tokenizer/story"
 printf 'Hello world! <s> </s> <|endoftext|> 12345 \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 \t\n  x' >"$seeds/tokenizer/mixed"
