@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -37,6 +38,35 @@ uint64_t minimum_budget(const std::string& model, int64_t context) {
   HostModelOptions options;
   options.model.context = context;
   return HostModel::load(model, pool, options)->plan().minimum_host_bytes;
+}
+
+// flexinfer started in the background, its standard output and error to these files, for a test
+// that signals it while it runs.
+pid_t start_flexinfer(const std::vector<std::string>& arguments, const std::string& out, const std::string& err) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::vector<char*> argv{const_cast<char*>(FLEXINFER_BINARY)};
+    for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
+    ::execv(FLEXINFER_BINARY, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits until the file at `path` holds at least `bytes` (one size query each time: with two, the
+// file could be missing for the first and empty for the second) or `limit` has passed.
+bool wait_for_bytes(const std::string& path, uintmax_t bytes, std::chrono::seconds limit) {
+  auto reached = [&] {
+    std::error_code missing;
+    const uintmax_t size = std::filesystem::file_size(path, missing);
+    return !missing && size >= bytes;
+  };
+  const auto start = std::chrono::steady_clock::now();
+  while (!reached() && std::chrono::steady_clock::now() - start < limit)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return reached();
 }
 
 // Exit 1 and, as the last line of stderr, one error line (a streaming run may have said where its
@@ -198,23 +228,10 @@ TEST(Hardening, InterruptStopsCleanly) {
   const std::string trace = test::scratch_path("interrupt-trace.json");
   const std::string model = streaming_model();
   const std::string budget = std::to_string(minimum_budget(model, 2048));
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
-    ::execl(FLEXINFER_BINARY, FLEXINFER_BINARY, "generate", "-m", model.c_str(), "-n", "2000", "--ctx", "2048",
-            "--host-mem", budget.c_str(), "-t", "2", "--trace", trace.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  const pid_t pid = start_flexinfer(
+      {"generate", "-m", model, "-n", "2000", "--ctx", "2048", "--host-mem", budget, "-t", "2", "--trace", trace}, out, err);
   // Wait for the first generated text, then interrupt.
-  const auto start = std::chrono::steady_clock::now();
-  // One size query: with two, the file could be missing for the first (size -1) and empty for the second.
-  auto has_output = [&] {
-    std::error_code missing;
-    const uintmax_t size = std::filesystem::file_size(out, missing);
-    return !missing && size > 0;
-  };
-  while (!has_output() && std::chrono::steady_clock::now() - start < std::chrono::seconds(30))
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  wait_for_bytes(out, 1, std::chrono::seconds(30));
   ::kill(pid, SIGINT);
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -238,22 +255,9 @@ TEST(Hardening, MakeModelRefusesASecondWriterAndStopsOnInterrupt) {
   std::filesystem::remove(unfinished);
   for (const int signal : {SIGINT, SIGTERM}) {
     SCOPED_TRACE(strsignal(signal));
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      if (!std::freopen("/dev/null", "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
-      ::execl(FLEXINFER_BINARY, FLEXINFER_BINARY, "make-model", "--preset", "1b", "--type", "f16", "--byte-vocab",
-              "-t", "1", "-o", path.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    const auto start = std::chrono::steady_clock::now();
-    auto writing = [&] {
-      std::error_code missing;
-      const uintmax_t size = std::filesystem::file_size(unfinished, missing);
-      return !missing && size > 0;
-    };
-    while (!writing() && std::chrono::steady_clock::now() - start < std::chrono::seconds(60))
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    EXPECT_TRUE(writing()) << "the first run never started writing";
+    const pid_t pid = start_flexinfer(
+        {"make-model", "--preset", "1b", "--type", "f16", "--byte-vocab", "-t", "1", "-o", path}, "/dev/null", err);
+    EXPECT_TRUE(wait_for_bytes(unfinished, 1, std::chrono::seconds(60))) << "the first run never started writing";
 
     const test::CommandResult second =
         test::run_flexinfer({"make-model", "--preset", "tiny", "--type", "q4_0", "--byte-vocab", "-o", path});
@@ -284,22 +288,11 @@ TEST(Hardening, AKilledRunLeavesATraceOfWholeSpans) {
   const std::string trace = test::scratch_path("killed-trace.json");
   const std::string model = streaming_model();
   const std::string budget = std::to_string(minimum_budget(model, 2048));
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (!std::freopen("/dev/null", "w", stdout) || !std::freopen("/dev/null", "w", stderr)) _exit(127);
-    ::execl(FLEXINFER_BINARY, FLEXINFER_BINARY, "generate", "-m", model.c_str(), "-n", "2000", "--ctx", "2048",
-            "--host-mem", budget.c_str(), "-t", "2", "--ignore-eos", "--trace", trace.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  const pid_t pid = start_flexinfer({"generate", "-m", model, "-n", "2000", "--ctx", "2048", "--host-mem", budget, "-t",
+                                     "2", "--ignore-eos", "--trace", trace},
+                                    "/dev/null", "/dev/null");
   // Until spans beyond the header have reached the file.
-  const auto start = std::chrono::steady_clock::now();
-  auto trace_size = [&] {
-    std::error_code missing;
-    const uintmax_t size = std::filesystem::file_size(trace, missing);
-    return missing ? uintmax_t{0} : size;
-  };
-  while (trace_size() < (64u << 10) && std::chrono::steady_clock::now() - start < std::chrono::seconds(60))
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  wait_for_bytes(trace, 64u << 10, std::chrono::seconds(60));
   ::kill(pid, SIGKILL);
   int status = 0;
   ::waitpid(pid, &status, 0);
