@@ -40,21 +40,6 @@ uint64_t minimum_budget(const std::string& model, int64_t context) {
   return HostModel::load(model, pool, options)->plan().minimum_host_bytes;
 }
 
-// flexinfer started in the background, its standard output and error to these files, for a test
-// that signals it while it runs.
-pid_t start_flexinfer(const std::vector<std::string>& arguments, const std::string& out, const std::string& err) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<char*> argv{const_cast<char*>(FLEXINFER_BINARY)};
-    for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
-    ::execv(FLEXINFER_BINARY, argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 // Waits until the file at `path` holds at least `bytes` (one size query each time: with two, the
 // file could be missing for the first and empty for the second) or `limit` has passed.
 bool wait_for_bytes(const std::string& path, uintmax_t bytes, std::chrono::seconds limit) {
@@ -228,7 +213,7 @@ TEST(Hardening, InterruptStopsCleanly) {
   const std::string trace = test::scratch_path("interrupt-trace.json");
   const std::string model = streaming_model();
   const std::string budget = std::to_string(minimum_budget(model, 2048));
-  const pid_t pid = start_flexinfer(
+  const pid_t pid = test::start_flexinfer(
       {"generate", "-m", model, "-n", "2000", "--ctx", "2048", "--host-mem", budget, "-t", "2", "--trace", trace}, out, err);
   // Wait for the first generated text, then interrupt.
   wait_for_bytes(out, 1, std::chrono::seconds(30));
@@ -255,7 +240,7 @@ TEST(Hardening, MakeModelRefusesASecondWriterAndStopsOnInterrupt) {
   std::filesystem::remove(unfinished);
   for (const int signal : {SIGINT, SIGTERM}) {
     SCOPED_TRACE(strsignal(signal));
-    const pid_t pid = start_flexinfer(
+    const pid_t pid = test::start_flexinfer(
         {"make-model", "--preset", "1b", "--type", "f16", "--byte-vocab", "-t", "1", "-o", path}, "/dev/null", err);
     EXPECT_TRUE(wait_for_bytes(unfinished, 1, std::chrono::seconds(60))) << "the first run never started writing";
 
@@ -288,7 +273,7 @@ TEST(Hardening, AKilledRunLeavesATraceOfWholeSpans) {
   const std::string trace = test::scratch_path("killed-trace.json");
   const std::string model = streaming_model();
   const std::string budget = std::to_string(minimum_budget(model, 2048));
-  const pid_t pid = start_flexinfer({"generate", "-m", model, "-n", "2000", "--ctx", "2048", "--host-mem", budget, "-t",
+  const pid_t pid = test::start_flexinfer({"generate", "-m", model, "-n", "2000", "--ctx", "2048", "--host-mem", budget, "-t",
                                      "2", "--ignore-eos", "--trace", trace},
                                     "/dev/null", "/dev/null");
   // Until spans beyond the header have reached the file.

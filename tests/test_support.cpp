@@ -120,6 +120,29 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
+namespace {
+// In a forked child: the flexinfer binary with these arguments, standard streams redirected
+// (stdin left as it is when `in` is empty).
+[[noreturn]] void exec_flexinfer(const std::vector<std::string>& arguments, const std::string& in, const std::string& out,
+                                 const std::string& err) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(FLEXINFER_BINARY));
+  for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  if ((!in.empty() && !std::freopen(in.c_str(), "r", stdin)) || !std::freopen(out.c_str(), "w", stdout) ||
+      !std::freopen(err.c_str(), "w", stderr))
+    _exit(127);
+  ::execv(FLEXINFER_BINARY, argv.data());
+  _exit(127);
+}
+}  // namespace
+
+pid_t start_flexinfer(const std::vector<std::string>& arguments, const std::string& out, const std::string& err) {
+  const pid_t pid = ::fork();
+  if (pid == 0) exec_flexinfer(arguments, "", out, err);
+  return pid;
+}
+
 CommandResult run_flexinfer(const std::vector<std::string>& arguments, const RunOptions& options) {
   const std::string out_path = scratch_path("cmd.out"), err_path = scratch_path("cmd.err");
   const std::string in_path = scratch_path("cmd.in");
@@ -142,15 +165,7 @@ CommandResult run_flexinfer(const std::vector<std::string>& arguments, const Run
       procs << ::getpid() << std::flush;
       if (!procs) _exit(126);
     }
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(FLEXINFER_BINARY));
-    for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    if (!std::freopen(in_path.c_str(), "r", stdin) || !std::freopen(out_path.c_str(), "w", stdout) ||
-        !std::freopen(err_path.c_str(), "w", stderr))
-      _exit(127);
-    ::execv(FLEXINFER_BINARY, argv.data());
-    _exit(127);
+    exec_flexinfer(arguments, in_path, out_path, err_path);
   }
   int status = 0;
   ::waitpid(pid, &status, 0);

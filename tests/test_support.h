@@ -2,6 +2,8 @@
 // Helpers shared by the suites: fixture paths, scratch files and generated models.
 #include <gtest/gtest.h>
 
+#include <sys/types.h>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -75,6 +77,9 @@ struct RunOptions {
 };
 // Runs the flexinfer binary with these arguments (no shell), capturing output.
 CommandResult run_flexinfer(const std::vector<std::string>& arguments, const RunOptions& options = {});
+// Starts the flexinfer binary in the background (no shell), its standard output and error to these
+// files, for a test that signals it while it runs; the caller waits for the returned pid.
+pid_t start_flexinfer(const std::vector<std::string>& arguments, const std::string& out, const std::string& err);
 
 // ||a - b|| / ||b||
 double relative_rms(const std::vector<float>& a, const std::vector<float>& b);
